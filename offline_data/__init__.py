@@ -1,0 +1,1 @@
+"""Offline trajectories: Minari datasets, collection, importers, action discretizers, token shards."""

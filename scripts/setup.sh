@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up everything embodied-scaling needs on a fresh Debian/Ubuntu machine:
+# system libraries for headless MuJoCo rendering, a virtual environment in .venv,
+# the CPU build of torch 2.13.0 first (a bare `torch` requirement would pull a CUDA build),
+# then the project with all extras. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+
+# Headless OpenGL for MuJoCo (FetchPickAndPlace renders offscreen through OSMesa).
+if ! ldconfig -p 2>/dev/null | grep -q libOSMesa; then
+    if command -v apt-get >/dev/null 2>&1; then
+        SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+        $SUDO apt-get update -qq || true
+        $SUDO apt-get install -y -qq libosmesa6 libegl1 >/dev/null
+    else
+        echo "setup: install OSMesa (libosmesa6) with your system's package manager for MuJoCo rendering" >&2
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+STAMP=.venv/.embscale-installed
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q "torch==2.13.0"
+    .venv/bin/python -m pip install -q -e ".[all,dev]"
+    touch "$STAMP"
+fi

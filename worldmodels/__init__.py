@@ -1,0 +1,1 @@
+"""Image tokenizer, GPT core, token sequence models, the shared pre-training loop, simulators."""
