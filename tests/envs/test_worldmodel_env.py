@@ -1,0 +1,113 @@
+"""World-model env facades: gymnasium Env, gymnasium VectorEnv, SB3 VecEnv."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from envs.simulator import Simulator, SimulatorStep
+from envs.worldmodel_env import WorldModelEnv, WorldModelVecEnv, WorldModelVectorEnv
+
+
+class CountingSimulator:
+    """Known-answer simulator: the frame value counts the summed actions; ends past ``limit``."""
+
+    def __init__(self, num_envs: int, limit: int = 6):
+        self.num_envs = num_envs
+        self.observation_shape = (8, 8, 3)
+        self.action_space = gym.spaces.Discrete(3)
+        self.limit = limit
+        self.state = np.zeros(num_envs, np.int64)
+        self.rng = np.random.default_rng(0)
+
+    def seed(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def _frames(self, values):
+        return np.broadcast_to(values[:, None, None, None], (len(values), 8, 8, 3)).astype(np.uint8)
+
+    def reset(self, env_indices, observations=None):
+        if observations is None:
+            self.state[env_indices] = self.rng.integers(0, 3, len(env_indices))
+        else:
+            self.state[env_indices] = observations[:, 0, 0, 0]
+        return self._frames(self.state[env_indices])
+
+    def step(self, actions):
+        self.state += actions
+        return SimulatorStep(self._frames(self.state), actions.astype(np.float32),
+                             self.state > self.limit)
+
+
+def test_counting_simulator_follows_protocol():
+    assert isinstance(CountingSimulator(1), Simulator)
+    with pytest.raises(TypeError, match="Simulator"):
+        WorldModelEnv(object())
+
+
+def test_gym_env_steps_and_truncates_at_horizon():
+    env = WorldModelEnv(CountingSimulator(1, limit=100), max_episode_steps=3)
+    obs, _ = env.reset(options={"observation": np.full((8, 8, 3), 5, np.uint8)})
+    assert obs[0, 0, 0] == 5
+    for t in range(3):
+        obs, r, term, trunc, _ = env.step(2)
+        assert r == 2.0 and not term and trunc == (t == 2)
+    assert obs[0, 0, 0] == 11
+
+
+def test_vector_env_next_step_autoreset():
+    env = WorldModelVectorEnv(CountingSimulator(2, limit=3), max_episode_steps=None)
+    env.reset(options={"observation": np.zeros((2, 8, 8, 3), np.uint8)})
+    _, _, term, _, _ = env.step(np.array([2, 0]))
+    _, _, term, _, _ = env.step(np.array([2, 0]))
+    assert term.tolist() == [True, False]
+    obs, rew, term, trunc, _ = env.step(np.array([1, 1]))  # row 0 ignores its action, restarts
+    assert rew.tolist() == [0.0, 1.0] and not term.any() and not trunc.any()
+    assert obs[0, 0, 0, 0] <= 2 and obs[1, 0, 0, 0] == 1
+
+
+def test_vector_env_same_step_autoreset_reports_final_obs():
+    env = WorldModelVectorEnv(CountingSimulator(2, limit=3), max_episode_steps=None,
+                              autoreset_mode="SameStep")
+    env.reset(options={"observation": np.zeros((2, 8, 8, 3), np.uint8)})
+    env.step(np.array([2, 0]))
+    obs, _, term, _, info = env.step(np.array([2, 0]))
+    assert term.tolist() == [True, False]
+    assert info["_final_obs"].tolist() == [True, False] and info["final_obs"][0][0, 0, 0] == 4
+    assert obs[0, 0, 0, 0] <= 2
+
+
+def test_sb3_vec_env_autoreset_infos():
+    env = WorldModelVecEnv(CountingSimulator(2, limit=100), max_episode_steps=2)
+    env.reset()
+    env.step(np.array([1, 1]))
+    _, _, dones, infos = env.step(np.array([1, 1]))
+    assert dones.all()
+    assert all(i["TimeLimit.truncated"] and "terminal_observation" in i for i in infos)
+
+
+def test_facades_pass_both_env_checkers_on_counting_simulator():
+    gym_check_env(WorldModelEnv(CountingSimulator(1), max_episode_steps=10), skip_render_check=True)
+    sb3_check_env(WorldModelEnv(CountingSimulator(1), max_episode_steps=10))
+
+
+def test_bad_actions_and_start_observations_raise():
+    env = WorldModelEnv(CountingSimulator(1), max_episode_steps=10)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.step(3)
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.step(-1)
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.step(1.5)
+    with pytest.raises(ValueError, match="start observation has shape"):
+        env.reset(options={"observation": np.zeros((16, 16, 3), np.uint8)})
+    venv = WorldModelVecEnv(CountingSimulator(2), max_episode_steps=10)
+    venv.reset()
+    with pytest.raises(ValueError, match="actions have shape"):
+        venv.step(np.array([1, 1, 1]))
+    with pytest.raises(ValueError, match="num_envs=1"):
+        WorldModelEnv(CountingSimulator(2))
