@@ -1,0 +1,285 @@
+"""Typed study specifications: what a scaling study trains, evaluates and reports.
+
+A study spec names a dataset, a tokenizer, per task a ladder of model sizes with a training budget
+per run and seeds, and the settings of the two correlation studies. Specs load from JSON or TOML
+files whose keys mirror the dataclasses below; unknown keys are rejected.
+
+Example (``study.toml``)::
+
+    name = "my-breakout"
+    [dataset]
+    id = "embscale/breakout/scripted-v0"
+    [[tasks]]
+    task = "wm-token"
+    sizes = ["s30k", "s100k", "s300k", "s1m"]
+    tokens = 2e6
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TASKS: tuple[str, ...] = ("wm-token", "bc-token", "bc-cnn")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class DatasetSpec:
+    """The Minari dataset a study trains on."""
+
+    id: str = "embscale/breakout/scripted-v0"  # Minari dataset id
+    collect: bool = False  # build the embedded default dataset when ``id`` is missing locally
+    episodes: int = 40  # episodes to collect when ``collect`` is set
+    seed: int = 0  # collection seed
+
+    def __post_init__(self) -> None:
+        if not self.id or "/" not in self.id:
+            raise ValueError(f"dataset.id={self.id!r} is not a Minari id; use e.g. "
+                             "'embscale/breakout/scripted-v0'")
+        if self.episodes < 1:
+            raise ValueError(f"dataset.episodes={self.episodes} must be >= 1")
+
+
+@dataclass
+class TokenizerSpec:
+    """The frozen image tokenizer (trained by the study unless a checkpoint is given)."""
+
+    tokens_per_frame: int = 16  # d_z, tokens per frame
+    codebook_size: int = 512  # V_o, image vocabulary
+    steps: int = 1500  # tokenizer training steps (when it is trained here)
+    batch_size: int = 32  # frames per tokenizer update
+    checkpoint: str | None = None  # use this trained tokenizer instead of training one
+    overrides: dict[str, Any] = field(default_factory=dict)  # extra tokenizer config fields
+
+    def __post_init__(self) -> None:
+        for name in ("tokens_per_frame", "codebook_size", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"tokenizer.{name}={getattr(self, name)} must be >= 1")
+
+
+@dataclass
+class TaskSweep:
+    """One task's ladder of model sizes; every (size, seed) pair is one training run."""
+
+    task: str = "wm-token"  # wm-token | bc-token | bc-cnn
+    sizes: list[str] = field(default_factory=list)  # size names from worldmodels.presets
+    tokens: float | None = None  # budget per run in transformer inputs D (give this or flops)
+    flops: float | None = None  # budget per run in FLOPs C = 6ND (every size gets the same C)
+    seeds: list[int] = field(default_factory=lambda: [0])  # one run per seed and size
+    checkpoints: int = 4  # checkpoints kept along each run, log-spaced, for the studies
+    overrides: dict[str, Any] = field(default_factory=dict)  # extra trainer config fields
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"tasks[].task={self.task!r} is unknown; choose one of {TASKS}")
+        if not self.sizes:
+            raise ValueError(f"tasks[{self.task}].sizes is empty; list at least two sizes")
+        if len(set(self.sizes)) != len(self.sizes):
+            raise ValueError(f"tasks[{self.task}].sizes={self.sizes} repeats a size")
+        if (self.tokens is None) == (self.flops is None):
+            raise ValueError(f"tasks[{self.task}]: give exactly one of tokens= or flops= "
+                             f"(got tokens={self.tokens}, flops={self.flops})")
+        budget = self.tokens if self.tokens is not None else self.flops
+        if not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget > 0):
+            raise ValueError(f"tasks[{self.task}] budget {budget!r} must be a positive number")
+        if not self.seeds:
+            raise ValueError(f"tasks[{self.task}].seeds is empty; use e.g. [0]")
+        if self.checkpoints < 1:
+            raise ValueError(f"tasks[{self.task}].checkpoints={self.checkpoints} must be >= 1")
+
+    def run_name(self, size: str, seed: int) -> str:
+        """Directory name of the run for ``size`` and ``seed``."""
+        return f"{self.task}-{size}-seed{seed}"
+
+
+@dataclass
+class ReturnStudySpec:
+    """Loss vs online return of BC checkpoints (paper Figure 2)."""
+
+    enabled: bool = True  # run the study
+    env_id: str = "embscale/Breakout-v0"  # real env the policies act in
+    episodes: int = 8  # evaluation episodes per checkpoint
+    num_envs: int = 8  # vector env width
+    max_episode_steps: int = 1500  # cap per episode (agent steps)
+    deterministic: bool = False  # greedy actions instead of sampling
+    bootstrap: int = 1000  # bootstrap resamples for correlation intervals
+    seed: int = 0  # evaluation seed
+
+    def __post_init__(self) -> None:
+        for name in ("episodes", "num_envs", "max_episode_steps", "bootstrap"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"loss_vs_return.{name}={getattr(self, name)} must be >= 1")
+
+
+@dataclass
+class QualityStudySpec:
+    """Loss vs rollout quality of world-model checkpoints (paper Figure 3, Appendix D)."""
+
+    enabled: bool = True  # run the study
+    clips: int = 16  # held-out clips generated per checkpoint
+    clip_frames: int = 16  # frames per clip (FVD needs at least 9)
+    context_frames: int = 1  # real frames the generation is conditioned on
+    videos: int = 2  # side-by-side MP4s written (best and worst checkpoints)
+    bootstrap: int = 1000  # bootstrap resamples for correlation intervals
+    seed: int = 0  # clip selection and sampling seed
+
+    def __post_init__(self) -> None:
+        if self.clips < 2:
+            raise ValueError(f"loss_vs_quality.clips={self.clips} must be >= 2 (FVD needs a "
+                             "distribution)")
+        if self.clip_frames < 9:
+            raise ValueError(f"loss_vs_quality.clip_frames={self.clip_frames} is below the 9 "
+                             "frames the I3D network of FVD needs; use 16")
+        if not 1 <= self.context_frames < self.clip_frames:
+            raise ValueError(f"loss_vs_quality.context_frames={self.context_frames} must be in "
+                             f"[1, clip_frames={self.clip_frames})")
+        if self.bootstrap < 1:
+            raise ValueError(f"loss_vs_quality.bootstrap={self.bootstrap} must be >= 1")
+
+
+@dataclass
+class FitSpec:
+    """How the scaling laws are fitted."""
+
+    method: str = "all"  # frontier | parametric | isoflop | all
+    parametric_loss: str = "huber"  # huber | lsq
+    bootstrap: int = 200  # bootstrap refits per coefficient interval
+    loss_key: str = "train/loss"  # metrics.jsonl key fitted (infinite-data regime: train = val)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("frontier", "parametric", "isoflop", "all"):
+            raise ValueError(f"fit.method={self.method!r}; choose frontier|parametric|isoflop|all")
+        if self.parametric_loss not in ("huber", "lsq"):
+            raise ValueError(f"fit.parametric_loss={self.parametric_loss!r}; choose huber|lsq")
+
+
+@dataclass
+class StudySpec:
+    """A whole study: dataset -> tokenizer -> sweeps -> fits -> correlation studies -> report."""
+
+    name: str = "study"  # study name; results go to <runs_dir>/<name>/
+    description: str = ""  # one line shown in the report
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
+    tasks: list[TaskSweep] = field(default_factory=list)
+    loss_vs_return: ReturnStudySpec = field(default_factory=ReturnStudySpec)
+    loss_vs_quality: QualityStudySpec = field(default_factory=QualityStudySpec)
+    fit: FitSpec = field(default_factory=FitSpec)
+    runs_dir: str = "runs"  # parent directory of the study directory
+    parallel: int = 2  # training runs at a time on this machine
+    device: str = "cpu"  # cpu | cuda | auto
+    optimum_tokens_per_param: float = 20.0  # prior D/N at a model's compute optimum (Chinchilla)
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.name):
+            raise ValueError(f"name={self.name!r} must be a plain directory name (letters, digits, "
+                             "'.', '_', '-')")
+        if not self.tasks:
+            raise ValueError("tasks is empty; add at least one [[tasks]] entry "
+                             f"(task one of {TASKS})")
+        seen = [t.task for t in self.tasks]
+        if len(set(seen)) != len(seen):
+            raise ValueError(f"tasks lists a task twice: {seen}; merge their sizes")
+        if self.parallel < 1:
+            raise ValueError(f"parallel={self.parallel} must be >= 1")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"device={self.device!r}; choose cpu|cuda|auto")
+        if self.optimum_tokens_per_param <= 0:
+            raise ValueError(f"optimum_tokens_per_param={self.optimum_tokens_per_param} "
+                             "must be > 0")
+
+    @property
+    def study_dir(self) -> Path:
+        """Directory holding every artefact of the study."""
+        return Path(self.runs_dir) / self.name
+
+    def task(self, name: str) -> TaskSweep | None:
+        """The sweep of task ``name``, or None."""
+        return next((t for t in self.tasks if t.task == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form; ``spec_from_dict(spec.to_dict())`` gives an equal spec."""
+        return dataclasses.asdict(self)
+
+    def shared_config(self) -> dict[str, Any]:
+        """The parts every training run depends on (a change invalidates every run)."""
+        d = self.to_dict()
+        return {"dataset": d["dataset"], "tokenizer": d["tokenizer"]}
+
+    def fingerprint(self) -> str:
+        """Short sha256 of the training-relevant parts (dataset, tokenizer, tasks)."""
+        d = self.to_dict()
+        text = json.dumps({"dataset": d["dataset"], "tokenizer": d["tokenizer"],
+                           "tasks": d["tasks"]}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_SECTIONS: dict[str, type] = {
+    "dataset": DatasetSpec,
+    "tokenizer": TokenizerSpec,
+    "loss_vs_return": ReturnStudySpec,
+    "loss_vs_quality": QualityStudySpec,
+    "fit": FitSpec,
+}
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys by name."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{where} must be a table/object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where} has unknown key(s) {unknown}; allowed: {sorted(names)}")
+    return cls(**data)
+
+
+def spec_from_dict(data: dict[str, Any]) -> StudySpec:
+    """Build a validated ``StudySpec`` from a dict (as read from JSON or TOML)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a study spec must be an object, got {type(data).__name__}")
+    data = dict(data)
+    kwargs: dict[str, Any] = {}
+    for key, cls in _SECTIONS.items():
+        if key in data:
+            kwargs[key] = _build(cls, data.pop(key), key)
+    if "tasks" in data:
+        tasks = data.pop("tasks")
+        if not isinstance(tasks, list):
+            raise TypeError(f"tasks must be a list of tables, got {type(tasks).__name__}")
+        kwargs["tasks"] = [_build(TaskSweep, t, f"tasks[{i}]") for i, t in enumerate(tasks)]
+    return _build(StudySpec, {**data, **kwargs}, "study spec")
+
+
+def load_spec(path: str | os.PathLike) -> StudySpec:
+    """Load a study spec from a ``.json`` or ``.toml`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"study spec {path} does not exist; write one (see docs/studies.md)"
+                                " or run `embscale study --preset default`")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError as e:  # Python 3.10
+            raise ImportError("reading TOML specs needs Python >= 3.11; use a .json spec") from e
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path} is not valid TOML: {e}") from e
+    elif path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from e
+    else:
+        raise ValueError(f"study spec {path} must end in .json or .toml")
+    return spec_from_dict(data)

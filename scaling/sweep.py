@@ -1,0 +1,393 @@
+"""Sweeps: every training run of a study, resumably, several at a time or as a cluster job list.
+
+A sweep is a list of ``RunSpec`` (one per task, size and seed). ``run_sweep`` starts each run as a
+subprocess (``python -m scaling.sweep RUN_SPEC.json``), a few at a time with the machine's cores
+split between them; finished runs (``done.json`` present) are skipped and interrupted ones are
+started again, which resumes them from their last checkpoint. ``emit_jobs`` writes the same runs
+as ``torchrun`` commands, a JSON-lines job list or a Slurm array script instead.
+
+Example:
+    python -m scaling.sweep runs/my-study/wm-token-s100k-seed0/run_spec.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from offline_data.atomic import write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+RUN_SPEC_FILE = "run_spec.json"
+DONE_FILE = "done.json"
+LOG_FILE = "train.log"
+DEFAULT_ENTRY = "scaling.train_entry:train_run"
+
+
+@dataclass
+class RunSpec:
+    """One training run of a sweep; JSON-able, written to ``<out_dir>/run_spec.json``."""
+
+    name: str  # run directory name, e.g. "wm-token-s100k-seed0"
+    task: str  # wm-token | bc-token | bc-cnn
+    size: str  # size name from worldmodels.presets
+    seed: int  # training seed
+    out_dir: str  # run directory (runs/<study>/<name>)
+    data: str  # token shard directory (token tasks) or Minari dataset id (bc-cnn)
+    tokens: float | None = None  # budget in transformer inputs D
+    flops: float | None = None  # budget in FLOPs C = 6ND
+    checkpoints: int = 4  # checkpoints kept along the run
+    device: str = "cpu"  # cpu | cuda | auto
+    params: int | None = None  # N of this size for this task (for ordering and job lists)
+    overrides: dict[str, Any] = field(default_factory=dict)  # extra trainer config fields
+    shared: dict[str, Any] = field(default_factory=dict)  # study-wide config the run depends on
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory."""
+        return Path(self.out_dir)
+
+    @property
+    def cost(self) -> float:
+        """Estimated FLOPs of the run (for scheduling longest first)."""
+        if self.flops is not None:
+            return float(self.flops)
+        return 6.0 * float(self.params or 1) * float(self.tokens or 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return dataclasses.asdict(self)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The fields that define the run's results (everything but where it lives)."""
+        d = self.to_dict()
+        d.pop("out_dir")
+        d.pop("device")
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        """Inverse of ``to_dict``; unknown keys are rejected."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"run spec has unknown key(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RunSpec:
+        """Read a ``run_spec.json``."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+class SpecMismatchError(ValueError):
+    """An existing run directory was made by a different spec than the one now requested."""
+
+
+class SweepError(RuntimeError):
+    """One or more runs of a sweep failed."""
+
+
+def run_status(run: RunSpec) -> str:
+    """``"finished"``, ``"interrupted"`` (started, not finished) or ``"pending"``."""
+    d = run.run_dir
+    if (d / DONE_FILE).is_file():
+        return "finished"
+    if any((d / name).exists() for name in (LOG_FILE, "metrics.jsonl", "checkpoints")):
+        return "interrupted"
+    return "pending"
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Human-readable differences between two JSON-able values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in old:
+                out.append(f"{key}: (absent) -> {new[k]!r}")
+            elif k not in new:
+                out.append(f"{key}: {old[k]!r} -> (absent)")
+            else:
+                out += _diff(old[k], new[k], key)
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def check_consistent(runs: Sequence[RunSpec], allow_mixed: bool = False) -> list[str]:
+    """Refuse to mix results: compare each existing run directory's spec with the requested one.
+
+    Args:
+        runs: the runs the current spec asks for.
+        allow_mixed: keep going when specs differ (the differences are returned and logged).
+
+    Returns:
+        Descriptions of the differences found (empty when every existing run matches).
+
+    Raises:
+        SpecMismatchError: a started or finished run was made with a different configuration
+            and ``allow_mixed`` is False.
+    """
+    problems = []
+    for run in runs:
+        path = run.run_dir / RUN_SPEC_FILE
+        if run_status(run) == "pending" or not path.is_file():
+            continue
+        try:
+            old = RunSpec.load(path).config_dict()
+        except (ValueError, TypeError, json.JSONDecodeError) as e:
+            problems.append(f"{run.name}: unreadable {RUN_SPEC_FILE} ({e})")
+            continue
+        diffs = _diff(old, run.config_dict())
+        if diffs:
+            problems.append(f"{run.name} ({run_status(run)}): " + "; ".join(diffs[:6]))
+    if problems and not allow_mixed:
+        raise SpecMismatchError(
+            "the study directory holds runs made with a different spec, and mixing their "
+            "results would corrupt the fits:\n  " + "\n  ".join(problems) +
+            "\nFix: restore the original spec, give the study a new name, delete those run "
+            "directories, or pass --allow-mixed to keep them anyway.")
+    for p in problems:
+        logger.warning("mixing results: %s", p)
+    return problems
+
+
+def _threads_per_run(parallel: int, cores: int | None) -> int:
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, parallel))
+
+
+def _progress(run: RunSpec) -> float:
+    """Fraction of the run's budget done, from the last line of its metrics.jsonl."""
+    path = run.run_dir / "metrics.jsonl"
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 4096))
+            lines = [ln for ln in f.read().decode(errors="ignore").splitlines() if ln.strip()]
+        last = json.loads(lines[-1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    if run.tokens:
+        return min(1.0, float(last.get("tokens", 0)) / run.tokens)
+    if run.flops:
+        return min(1.0, float(last.get("flops", 0)) / run.flops)
+    return 0.0
+
+
+def _worker_command(run: RunSpec, entry: str) -> list[str]:
+    return [sys.executable, "-m", "scaling.sweep", str(run.run_dir / RUN_SPEC_FILE),
+            "--entry", entry]
+
+
+def prepare_runs(runs: Sequence[RunSpec], allow_mixed: bool = False) -> None:
+    """Check consistency, then write each run's ``run_spec.json`` where none is recorded.
+
+    A run that has started keeps the spec it was started with (with ``allow_mixed`` it is
+    resumed as it was), so a run directory always describes what was trained in it.
+    """
+    check_consistent(runs, allow_mixed=allow_mixed)
+    for run in runs:
+        path = run.run_dir / RUN_SPEC_FILE
+        if run_status(run) == "pending" or not path.is_file():
+            write_text_atomic(path, json.dumps(run.to_dict(), indent=2))
+
+
+def run_sweep(runs: Sequence[RunSpec], parallel: int = 2, cores: int | None = None,
+              entry: str = DEFAULT_ENTRY, allow_mixed: bool = False, poll_s: float = 0.5,
+              progress: bool = True,
+              on_finish: Callable[[RunSpec, int], None] | None = None) -> dict[str, str]:
+    """Run every unfinished run, ``parallel`` at a time, each in its own process.
+
+    Args:
+        runs: the sweep.
+        parallel: runs at a time.
+        cores: CPU cores to share between concurrent runs (default: all); each run gets
+            ``cores // parallel`` threads.
+        entry: ``module:function`` called by the worker with the ``RunSpec`` and thread count.
+        allow_mixed: see ``check_consistent``.
+        poll_s: seconds between checks of the running processes.
+        progress: show a tqdm bar.
+        on_finish: called with each run and its exit code as it ends.
+
+    Returns:
+        Status per run name: ``finished`` (now or before) or ``failed``.
+
+    Raises:
+        SweepError: after every run has ended, if any failed (names the logs to read).
+    """
+    from tqdm.auto import tqdm
+
+    prepare_runs(runs, allow_mixed=allow_mixed)
+    status = {r.name: run_status(r) for r in runs}  # logs are only opened below
+    todo = sorted((r for r in runs if status[r.name] != "finished"), key=lambda r: -r.cost)
+    skipped = len(runs) - len(todo)
+    if skipped:
+        logger.info("sweep: %d of %d runs already finished, skipped", skipped, len(runs))
+    resumed = [r.name for r in todo if status[r.name] == "interrupted"]
+    if resumed:
+        logger.info("sweep: resuming %d interrupted run(s): %s", len(resumed), ", ".join(resumed))
+    threads = _threads_per_run(parallel, cores)
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               EMBSCALE_THREADS=str(threads),
+               PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    active: dict[str, tuple[RunSpec, subprocess.Popen, Any]] = {}
+    bar = tqdm(total=len(runs), initial=skipped, desc="sweep", unit="run", disable=not progress,
+               dynamic_ncols=True)
+    queue = list(todo)
+    try:
+        while queue or active:
+            while queue and len(active) < parallel:
+                run = queue.pop(0)
+                log = open(run.run_dir / LOG_FILE, "ab")  # noqa: SIM115 - closed when it ends
+                proc = subprocess.Popen(_worker_command(run, entry), stdout=log,
+                                        stderr=subprocess.STDOUT, env=env)
+                active[run.name] = (run, proc, log)
+                logger.info("sweep: started %s (%s, %d threads)", run.name,
+                            "resume" if status[run.name] == "interrupted" else "new", threads)
+            time.sleep(poll_s)
+            for name in list(active):
+                run, proc, log = active[name]
+                rc = proc.poll()
+                if rc is None:
+                    continue
+                log.close()
+                del active[name]
+                ok = rc == 0 and run_status(run) == "finished"
+                status[name] = "finished" if ok else "failed"
+                if ok:
+                    logger.info("sweep: finished %s", name)
+                else:
+                    logger.error("sweep: %s failed (exit %d); see %s", name, rc,
+                                 run.run_dir / LOG_FILE)
+                if on_finish is not None:
+                    on_finish(run, rc)
+                bar.update(1)
+            if active:
+                bar.set_postfix_str(" ".join(f"{n}:{_progress(r):.0%}"
+                                             for n, (r, _, _) in active.items()), refresh=False)
+                bar.refresh()
+    except BaseException:
+        for _, proc, _ in active.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc, log in active.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+        raise
+    finally:
+        bar.close()
+    failed = sorted(n for n, s in status.items() if s == "failed")
+    if failed:
+        logs = ", ".join(str(Path(r.out_dir) / LOG_FILE) for r in runs if r.name in failed)
+        raise SweepError(f"{len(failed)} run(s) failed: {', '.join(failed)}; read {logs}. "
+                         "Fix the cause and run the sweep again: finished runs are kept.")
+    return status
+
+
+def emit_jobs(runs: Sequence[RunSpec], out: str | os.PathLike, fmt: str = "jsonl",
+              nproc_per_node: int = 8, entry: str = DEFAULT_ENTRY,
+              allow_mixed: bool = False) -> Path:
+    """Write the unfinished runs as a job list for a cluster scheduler instead of running them.
+
+    Args:
+        runs: the sweep.
+        out: file to write.
+        fmt: ``jsonl`` (one object per run: name, command, run_spec, estimated FLOPs),
+            ``torchrun`` (a shell script, one ``torchrun`` command per run) or ``slurm``
+            (a Slurm array script, one task per run).
+        nproc_per_node: GPUs per run for ``torchrun``/``slurm``.
+        entry: worker entry point.
+        allow_mixed: see ``check_consistent``.
+
+    Returns:
+        The path written.
+    """
+    if fmt not in ("jsonl", "torchrun", "slurm"):
+        raise ValueError(f"job format {fmt!r} is unknown; choose jsonl|torchrun|slurm")
+    prepare_runs(runs, allow_mixed=allow_mixed)
+    todo = sorted((r for r in runs if run_status(r) != "finished"), key=lambda r: -r.cost)
+    cmds = []
+    for r in todo:
+        spec = str(r.run_dir / RUN_SPEC_FILE)
+        cmds.append(["torchrun", "--standalone", f"--nproc_per_node={nproc_per_node}", "-m",
+                     "scaling.sweep", spec, "--entry", entry])
+    out = Path(out)
+    if fmt == "jsonl":
+        lines = [json.dumps({"name": r.name, "command": shlex.join(c),
+                             "run_spec": str(r.run_dir / RUN_SPEC_FILE), "flops": r.cost,
+                             "gpus": nproc_per_node}) for r, c in zip(todo, cmds, strict=True)]
+        text = "\n".join(lines) + ("\n" if lines else "")
+    elif fmt == "torchrun":
+        text = "#!/usr/bin/env bash\n# One training run per line; each resumes where it stopped.\n"
+        text += "set -euo pipefail\n" + "".join(shlex.join(c) + "\n" for c in cmds)
+    else:
+        text = ("#!/usr/bin/env bash\n"
+                f"#SBATCH --array=0-{max(0, len(cmds) - 1)}\n"
+                f"#SBATCH --gpus-per-node={nproc_per_node}\n#SBATCH --nodes=1\n"
+                "set -euo pipefail\nCOMMANDS=(\n" +
+                "".join(f"  {shlex.quote(shlex.join(c))}\n" for c in cmds) +
+                ")\neval \"${COMMANDS[$SLURM_ARRAY_TASK_ID]}\"\n")
+    write_text_atomic(out, text)
+    logger.info("wrote %d job(s) to %s", len(cmds), out)
+    return out
+
+
+def collect_results(runs: Sequence[RunSpec], task: str | None = None) -> list[Path]:
+    """Run directories of the finished runs (optionally of one task), for the fits."""
+    return [r.run_dir for r in runs
+            if run_status(r) == "finished" and (task is None or r.task == task)]
+
+
+def _load_entry(entry: str) -> Callable[..., Any]:
+    module, _, func = entry.partition(":")
+    if not module or not func:
+        raise ValueError(f"entry {entry!r} must look like 'package.module:function'")
+    return getattr(importlib.import_module(module), func)
+
+
+def run_worker(spec_path: str | os.PathLike, entry: str = DEFAULT_ENTRY) -> None:
+    """Train one run in this process, then mark it finished (rank 0 writes ``done.json``)."""
+    # Threads come from OMP_NUM_THREADS, which torch reads when it is first imported.
+    run = RunSpec.load(spec_path)
+    t0 = time.time()
+    result = _load_entry(entry)(run)
+    if int(os.environ.get("RANK", "0")) == 0:
+        done = {"name": run.name, "seconds": round(time.time() - t0, 2), "finished_at": time.time()}
+        if isinstance(result, dict):
+            done.update(result)
+        write_text_atomic(run.run_dir / DONE_FILE, json.dumps(done, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Worker entry: ``python -m scaling.sweep RUN_SPEC.json [--entry module:function]``."""
+    parser = argparse.ArgumentParser(prog="python -m scaling.sweep",
+                                     description="Train one run of a sweep (resumes if started).")
+    parser.add_argument("run_spec", help="path of the run's run_spec.json")
+    parser.add_argument("--entry", default=DEFAULT_ENTRY,
+                        help="training function as module:function (default: %(default)s)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_worker(args.run_spec, args.entry)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

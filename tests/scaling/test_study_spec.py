@@ -1,0 +1,75 @@
+"""Study spec: loading JSON/TOML, typed validation, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scaling.study_spec import StudySpec, TaskSweep, load_spec, spec_from_dict
+
+SPEC = {
+    "name": "mini",
+    "dataset": {"id": "embscale/breakout/scripted-v0"},
+    "tasks": [{"task": "wm-token", "sizes": ["s10k", "s30k"], "tokens": 1e5},
+              {"task": "bc-cnn", "sizes": ["s10k", "s30k"], "flops": 1e12, "seeds": [0, 1]}],
+    "loss_vs_quality": {"clips": 4},
+}
+
+
+def test_json_and_toml_load_the_same_spec(tmp_path):
+    j = tmp_path / "s.json"
+    j.write_text(json.dumps(SPEC))
+    t = tmp_path / "s.toml"
+    t.write_text('name = "mini"\n[dataset]\nid = "embscale/breakout/scripted-v0"\n'
+                 '[loss_vs_quality]\nclips = 4\n'
+                 '[[tasks]]\ntask = "wm-token"\nsizes = ["s10k", "s30k"]\ntokens = 1e5\n'
+                 '[[tasks]]\ntask = "bc-cnn"\nsizes = ["s10k", "s30k"]\nflops = 1e12\n'
+                 'seeds = [0, 1]\n')
+    a, b = load_spec(j), load_spec(t)
+    assert a == b
+    assert a.task("bc-cnn").run_name("s30k", 1) == "bc-cnn-s30k-seed1"
+    assert spec_from_dict(a.to_dict()) == a
+    assert a.fingerprint() == b.fingerprint()
+    assert str(a.study_dir).endswith("runs/mini")
+
+
+def test_fingerprint_ignores_report_settings():
+    a = spec_from_dict(SPEC)
+    b = spec_from_dict({**SPEC, "loss_vs_quality": {"clips": 8}})
+    c = spec_from_dict({**SPEC, "tasks": SPEC["tasks"][:1]})
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"colour": "red"}, r"unknown key.*colour"),
+    ({"tasks": [{"task": "wm-pixels", "sizes": ["s10k"], "tokens": 1}]}, "wm-pixels"),
+    ({"tasks": [{"task": "wm-token", "sizes": ["s10k"]}]}, "exactly one of tokens= or flops="),
+    ({"tasks": [{"task": "wm-token", "sizes": [], "tokens": 1}]}, "sizes is empty"),
+    ({"tasks": [{"task": "wm-token", "sizes": ["a"], "tokens": -5}]}, "positive"),
+    ({"tasks": [{"task": "wm-token", "sizes": ["a"], "tokens": 5, "lr": 1}]}, r"tasks\[0\].*lr"),
+    ({"loss_vs_quality": {"clip_frames": 8}}, "9 frames"),
+    ({"name": "../x"}, "plain directory name"),
+    ({"tasks": []}, "tasks is empty"),
+])
+def test_bad_specs_name_the_problem(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        spec_from_dict({**SPEC, **bad})
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_spec(tmp_path / "nope.json")
+    bad = tmp_path / "s.yaml"
+    bad.write_text("name: x")
+    with pytest.raises(ValueError, match=r"\.json or \.toml"):
+        load_spec(bad)
+    broken = tmp_path / "s.json"
+    broken.write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_spec(broken)
+
+
+def test_defaults_are_valid():
+    spec = StudySpec(tasks=[TaskSweep(task="bc-token", sizes=["s10k"], tokens=1e4)])
+    assert spec.loss_vs_return.env_id == "embscale/Breakout-v0"
