@@ -1,1 +1,1 @@
-"""Offline trajectories: Minari datasets, collection, importers, action discretizers, token shards."""
+"""Offline trajectories: Minari datasets, collection, importers, discretizers, token shards."""

@@ -1,0 +1,161 @@
+"""``embscale data``: collect, import, record and inspect Minari datasets.
+
+Example:
+    embscale data collect --env embscale/Breakout-v0 --policy scripted --skill 0,1 \
+        --episodes 50 --dataset-id embscale/breakout/scripted-v0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add ``embscale data ...`` to the ``embscale`` parser."""
+    data = subparsers.add_parser("data", help="collect, import, record and inspect datasets",
+                                 description="Minari datasets of image trajectories.")
+    sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data.set_defaults(func=lambda args: data.print_help() or 2)
+
+    p = sub.add_parser("collect", help="roll out a policy in an env and save a Minari dataset",
+                       description="Roll out a policy (scripted, random, SB3 model or "
+                                   "module:factory) and write a Minari dataset atomically.")
+    p.add_argument("--env", help="gymnasium id, e.g. embscale/Breakout-v0")
+    p.add_argument("--policy", default="random",
+                   help="'random', 'scripted' (the env's demonstrator), 'sb3:[ALGO:]PATH' or "
+                        "'module:factory' (default: random)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes to collect (default 10)")
+    p.add_argument("--dataset-id", help="Minari id, e.g. embscale/breakout/scripted-v0")
+    p.add_argument("--skill", default=None,
+                   help="demonstrator skill in [0, 1]: one value or LOW,HIGH drawn per episode")
+    p.add_argument("--max-steps", type=int, default=None, help="cap per episode (truncation)")
+    p.add_argument("--max-total-steps", type=int, default=None,
+                   help="stop after the episode that reaches this many steps in total")
+    p.add_argument("--buckets", type=int, default=None,
+                   help="buckets per continuous action dimension (11 joystick, 500 RT-1 arm); "
+                        "required for continuous actions")
+    p.add_argument("--size", type=int, default=None, help="frame size HxW (env kwarg 'size')")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first reset and the policy")
+    p.add_argument("--deterministic", action="store_true", help="predict(deterministic=True)")
+    p.add_argument("--description", default="", help="stored in the dataset metadata")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset id")
+    p.add_argument("--default", choices=["breakout", "fetch"], default=None,
+                   help="collect an embedded default dataset with its preset settings")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_collect)
+
+    p = sub.add_parser("defaults", help="build the embedded default datasets",
+                       description="Build embscale/breakout/scripted-v0 and "
+                                   "embscale/fetch-pick-place/scripted-v0 (existing ones are "
+                                   "reused unless --overwrite).")
+    p.add_argument("--only", nargs="+", choices=["breakout", "fetch"],
+                   default=["breakout", "fetch"], help="which defaults to build")
+    p.add_argument("--overwrite", action="store_true", help="collect again even if present")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_defaults)
+
+    p = sub.add_parser("info", help="episodes, frames, action spec, disk size, returns",
+                       description="Summarise a local Minari dataset.")
+    p.add_argument("dataset_id", help="e.g. embscale/breakout/scripted-v0")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("list", help="list local datasets", description="List local datasets.")
+    p.set_defaults(func=_list)
+
+    _register_import(sub)
+    _register_record(sub)
+
+
+def _register_import(sub: Any) -> None:
+    try:
+        from offline_data.importers.cli import register_import
+    except ImportError:  # importers not shipped in this distribution
+        return
+    register_import(sub)
+
+
+def _register_record(sub: Any) -> None:
+    try:
+        from offline_data.record import register_record
+    except ImportError:
+        return
+    register_record(sub)
+
+
+def parse_skill(text: str | None) -> float | tuple[float, float] | None:
+    """``"0.7"`` -> 0.7, ``"0,1"`` -> (0.0, 1.0), None -> None."""
+    if text is None:
+        return None
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError as e:
+        raise ValueError(f"--skill {text!r} must be a number or LOW,HIGH such as 0,1") from e
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        return (parts[0], parts[1])
+    raise ValueError(f"--skill {text!r} must be a number or LOW,HIGH such as 0,1")
+
+
+def _collect(args: argparse.Namespace) -> int:
+    if args.default:
+        from offline_data.defaults import collect_default
+
+        ds = collect_default(args.default, overwrite=args.overwrite,
+                             progress=not args.no_progress)
+        print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps} steps")
+        return 0
+    if not args.env or not args.dataset_id:
+        raise ValueError("data collect needs --env and --dataset-id (or --default breakout|fetch)")
+    import envs
+    from offline_data.collect import collect, resolve_policy
+
+    env_kwargs = {"size": args.size} if args.size else {}
+    env = envs.make(args.env, **env_kwargs)
+    try:
+        kwargs = {}
+        skill = parse_skill(args.skill)
+        if skill is not None:
+            kwargs["skill"] = skill
+        policy = resolve_policy(args.policy, env, seed=args.seed, **kwargs)
+        ds = collect(env, policy, args.episodes, args.dataset_id, seed=args.seed,
+                     max_steps_per_episode=args.max_steps, max_total_steps=args.max_total_steps,
+                     buckets=args.buckets, deterministic=args.deterministic,
+                     description=args.description, overwrite=args.overwrite,
+                     progress=not args.no_progress)
+    finally:
+        env.close()
+    print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps} steps")
+    return 0
+
+
+def _defaults(args: argparse.Namespace) -> int:
+    from offline_data.defaults import build_default_datasets
+    from offline_data.info import dataset_info
+
+    built = build_default_datasets(args.only, overwrite=args.overwrite,
+                                   progress=not args.no_progress)
+    for ds in built.values():
+        print(dataset_info(ds.id).format())
+        print()
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from offline_data.info import dataset_info
+
+    info = dataset_info(args.dataset_id)
+    print(json.dumps(info.to_dict(), indent=2) if args.json else info.format())
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from offline_data.datasets import datasets_root, list_dataset_ids
+    from offline_data.info import summary_table
+
+    ids = list_dataset_ids()
+    print(summary_table(ids) if ids else f"no datasets under {datasets_root()}")
+    return 0

@@ -1,0 +1,392 @@
+"""Minari datasets of image trajectories: atomic creation, loading, metadata and splits.
+
+Dataset ids follow ``embscale/<env>/<source>-v0`` (e.g. ``embscale/breakout/scripted-v0``).
+Frames are uint8 (H, W, 3) stored losslessly (parquet, no JPEG); actions are stored as the env
+gives them and the action discretizer spec lives in the dataset metadata (``action_discretizer``,
+a JSON string), so token ids can always be mapped back to env actions.
+
+Example:
+    with MinariWriter("embscale/demo/random-v0", env=env, description="random play") as w:
+        w.add_episode(observations, actions, rewards, terminations, truncations, {"skill": 0.0})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from offline_data.discretize import ActionDiscretizer, discretizer_for_space, discretizer_from_spec
+
+logger = logging.getLogger(__name__)
+
+BREAKOUT_DATASET_ID = "embscale/breakout/scripted-v0"
+FETCH_DATASET_ID = "embscale/fetch-pick-place/scripted-v0"
+STAGING_DIR = ".embscale-staging"  # hidden: minari's listing skips dot-directories
+DATA_FORMAT = "parquet"  # raw (lossless) frames compress well with parquet's codec
+
+
+class Episode(NamedTuple):
+    """One episode as arrays; T steps, T+1 observations (the last is the final one)."""
+
+    observations: np.ndarray  # uint8 (T+1, H, W, 3)
+    actions: np.ndarray  # (T, *action_shape) as the env gives them
+    rewards: np.ndarray  # float (T,)
+    terminations: np.ndarray  # bool (T,)
+    truncations: np.ndarray  # bool (T,)
+    metadata: dict  # JSON-able per-episode metadata, e.g. {"skill": 0.7}
+
+
+def datasets_root() -> Path:
+    """Minari's local dataset root (``MINARI_DATASETS_PATH`` or ``~/.minari/datasets``)."""
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    return Path(get_dataset_path())
+
+
+def list_dataset_ids() -> list[str]:
+    """Ids of all local Minari datasets."""
+    import minari
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sorted(minari.list_local_datasets())
+
+
+def dataset_path(dataset_id: str) -> Path:
+    """Directory of a local dataset (it may not exist)."""
+    return datasets_root() / dataset_id
+
+
+def check_dataset_id(dataset_id: str) -> None:
+    """Raise ValueError unless ``dataset_id`` is a valid ``namespace/name-vN`` Minari id."""
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    try:
+        parse_dataset_id(dataset_id)
+    except ValueError as e:
+        raise ValueError(f"dataset id {dataset_id!r} is malformed; use the form "
+                         "'embscale/<env>/<source>-v0', e.g. 'embscale/breakout/scripted-v0'"
+                         ) from e
+
+
+def load_dataset(dataset_id: str):
+    """Open a local Minari dataset, with an error listing what exists when it is unknown."""
+    import minari
+
+    if not (dataset_path(dataset_id) / "data").is_dir():
+        known = list_dataset_ids()
+        listing = ", ".join(known) if known else "none"
+        raise FileNotFoundError(
+            f"no local dataset {dataset_id!r} under {datasets_root()} (local datasets: {listing}); "
+            "create it with `embscale data collect` / `embscale data import`, or set "
+            "MINARI_DATASETS_PATH to the directory that holds it")
+    return minari.load_dataset(dataset_id)
+
+
+def is_image_space(space: Any) -> bool:
+    """True for a uint8 Box of shape (H, W, 3)."""
+    from gymnasium import spaces
+
+    return (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+            and space.shape[2] == 3)
+
+
+def check_image_space(space: Any, what: str = "the env") -> None:
+    """Raise ValueError naming the fix unless ``space`` holds uint8 RGB frames."""
+    if not is_image_space(space):
+        raise ValueError(
+            f"{what} has non-image observations {space}; datasets hold uint8 RGB frames of shape "
+            "(H, W, 3): use an image env such as embscale/Breakout-v0 or "
+            "embscale/FetchPickAndPlace-v0, or wrap yours with "
+            "gymnasium.wrappers.AddRenderObservation(render_only=True)")
+
+
+def dataset_discretizer(dataset: Any) -> ActionDiscretizer:
+    """The action discretizer stored with a dataset (or the categorical default).
+
+    Raises:
+        ValueError: continuous actions and no ``action_discretizer`` in the metadata.
+    """
+    spec = dataset.storage.metadata.get("action_discretizer")
+    if spec:
+        return discretizer_from_spec(spec)
+    try:
+        return discretizer_for_space(dataset.action_space, buckets=None)
+    except ValueError as e:
+        raise ValueError(f"dataset {dataset.id!r} has continuous actions but no "
+                         "'action_discretizer' in its metadata; pass a discretizer (e.g. "
+                         "discretizer_for_space(space, buckets=11)) explicitly") from e
+
+
+def episode_metadata(dataset: Any) -> list[dict]:
+    """Per-episode metadata dicts (id, total_steps, skill, return, ...) in episode order."""
+    return list(dataset.storage.get_episode_metadata(range(dataset.storage.total_episodes)))
+
+
+def split_episodes(episode_ids: Sequence[int], fractions: Sequence[float] = (0.8, 0.1, 0.1),
+                   seed: int = 0) -> dict[str, list[int]]:
+    """Deterministic train/val/test split of episode ids.
+
+    Every split with a positive fraction gets at least one episode when there are enough.
+
+    >>> split_episodes(range(10))
+    {'train': [0, 1, 2, 3, 5, 6, 7, 9], 'val': [8], 'test': [4]}
+    """
+    fractions = tuple(float(f) for f in fractions)
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"fractions={fractions} must be three non-negative numbers summing to 1")
+    ids = np.asarray(list(episode_ids), dtype=np.int64)
+    perm = ids[np.random.default_rng(seed).permutation(len(ids))]
+    n = len(ids)
+    n_val = int(round(fractions[1] * n))
+    n_test = int(round(fractions[2] * n))
+    if n >= 3:
+        n_val = max(n_val, 1 if fractions[1] > 0 else 0)
+        n_test = max(n_test, 1 if fractions[2] > 0 else 0)
+    n_train = max(n - n_val - n_test, 0)
+    return {"train": sorted(perm[:n_train].tolist()),
+            "val": sorted(perm[n_train:n_train + n_val].tolist()),
+            "test": sorted(perm[n_train + n_val:].tolist())}
+
+
+@contextlib.contextmanager
+def _minari_root(path: Path) -> Iterator[None]:
+    # Minari resolves every dataset path from MINARI_DATASETS_PATH at call time; pointing it at a
+    # hidden staging root makes minari build the whole dataset there, out of `minari list`'s sight.
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def _remove_stale_staging(root: Path) -> None:
+    """Delete staging dirs left by processes that are gone (killed collections)."""
+    staging = root / STAGING_DIR
+    if not staging.is_dir():
+        return
+    for d in staging.iterdir():
+        pid = d.name.split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class MinariWriter:
+    """Writes a Minari dataset episode by episode; it appears under its id only on ``commit``.
+
+    Everything is built in a hidden staging directory under the Minari root and moved into place
+    with a rename, so an interrupted write (exception, Ctrl-C, kill) leaves no dataset that
+    ``minari list local`` shows. Use as a context manager: commit on success, abort on error.
+
+    Args:
+        dataset_id: ``embscale/<env>/<source>-v0``.
+        env: the gymnasium env the data came from (its spec is stored so Minari can recover it);
+            ``None`` for imported data, then give ``observation_space`` and ``action_space``.
+        observation_space: defaults to ``env.observation_space``; must be uint8 (H, W, 3).
+        action_space: defaults to ``env.action_space``.
+        discretizer: action discretizer; default: categorical for discrete spaces, and an error
+            for continuous ones (pass ``discretizer_for_space(space, buckets)``).
+        description: free text stored in the metadata.
+        algorithm_name: what produced the actions (policy name, "human", importer).
+        metadata: extra JSON-able dataset metadata.
+        overwrite: replace an existing dataset with this id (on commit).
+    """
+
+    def __init__(self, dataset_id: str, env: Any = None, observation_space: Any = None,
+                 action_space: Any = None, discretizer: ActionDiscretizer | None = None,
+                 description: str = "", algorithm_name: str = "unknown",
+                 metadata: Mapping[str, Any] | None = None, overwrite: bool = False):
+        check_dataset_id(dataset_id)
+        self.dataset_id = dataset_id
+        self.root = datasets_root()
+        self.final_path = self.root / dataset_id
+        self.overwrite = overwrite
+        self._refuse_existing()
+        observation_space = observation_space or getattr(env, "observation_space", None)
+        action_space = action_space or getattr(env, "action_space", None)
+        if observation_space is None or action_space is None:
+            raise ValueError("give an env, or both observation_space and action_space")
+        check_image_space(observation_space, what=f"dataset {dataset_id!r}")
+        if discretizer is None:
+            discretizer = discretizer_for_space(action_space, buckets=None)
+        self.discretizer = discretizer
+        self.num_episodes = 0
+        self.num_steps = 0
+        _remove_stale_staging(self.root)
+        self.staging = self.root / STAGING_DIR / f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.staging.mkdir(parents=True)
+        env_arg = env if env is not None and _spec_is_json(env) else None
+        meta = {"action_discretizer": discretizer.to_json(), "embscale_format": 1,
+                "frame_shape": list(observation_space.shape),
+                "env_id": getattr(getattr(env, "spec", None), "id", None) or "",
+                **dict(metadata or {})}
+        import minari
+        from minari.data_collector.episode_buffer import EpisodeBuffer  # noqa: F401 (checked API)
+
+        self._closed = False
+        self.frame_shape = tuple(observation_space.shape)
+        self._pending: list = []
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minari-writer")
+        try:
+            with _minari_root(self.staging), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # minari warns about unset optional fields
+                self.dataset = minari.create_dataset_from_buffers(
+                    dataset_id, [], env=env_arg, eval_env=env_arg,
+                    observation_space=observation_space, action_space=action_space,
+                    algorithm_name=algorithm_name, author="embodied-scaling",
+                    author_email="n/a", code_permalink="embodied-scaling",
+                    description=description or f"{dataset_id} ({algorithm_name})",
+                    data_format=DATA_FORMAT, jpeg_encoding=False)
+            self.dataset.storage.update_metadata(_jsonable(meta))
+        except BaseException:
+            self.abort()
+            raise
+
+    def _refuse_existing(self) -> None:
+        if self.final_path.exists() and not self.overwrite:
+            raise FileExistsError(f"dataset {self.dataset_id!r} already exists at "
+                                  f"{self.final_path}; pass --overwrite (overwrite=True) to "
+                                  "replace it, or choose another id/version")
+
+    def add_episode(self, observations: np.ndarray, actions: Any, rewards: Any, terminations: Any,
+                    truncations: Any, metadata: Mapping[str, Any] | None = None) -> int:
+        """Append one episode (T steps, T+1 observations); returns its episode id.
+
+        The arrays are copied, then encoded and written on a background thread (pyarrow releases
+        the GIL), so collection keeps stepping the env while the previous episode is written.
+        """
+        from minari.data_collector.episode_buffer import EpisodeBuffer
+
+        observations = np.array(observations, copy=True)
+        steps = len(observations) - 1
+        rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
+        if steps < 1 or len(rewards) != steps or len(actions) != steps:
+            raise ValueError(f"an episode needs T >= 1 actions/rewards and T+1 observations; got "
+                             f"{len(observations)} observations, {len(actions)} actions, "
+                             f"{len(rewards)} rewards")
+        if observations.shape[1:] != tuple(self.frame_shape) or observations.dtype != np.uint8:
+            raise ValueError(f"observations {observations.dtype} {observations.shape[1:]} do not "
+                             f"match the dataset's uint8 frames {tuple(self.frame_shape)}; resize "
+                             "them first")
+        episode_id = self.num_episodes
+        buffer = EpisodeBuffer(id=episode_id, observations=observations,
+                               actions=np.array(actions), rewards=rewards,
+                               terminations=np.asarray(terminations, dtype=bool).reshape(-1),
+                               truncations=np.asarray(truncations, dtype=bool).reshape(-1))
+        meta = _jsonable({"return": float(rewards.sum()), **dict(metadata or {})})
+
+        def write() -> None:
+            self.dataset.storage.update_episodes([buffer])
+            self.dataset.storage.update_episode_metadata([meta], [episode_id])
+
+        self._wait(keep=1)  # bounded memory: at most one episode queued behind the writer
+        self._pending.append(self._executor.submit(write))
+        self.num_episodes += 1
+        self.num_steps += steps
+        return episode_id
+
+    def _wait(self, keep: int = 0) -> None:
+        while len(self._pending) > keep:
+            self._pending.pop(0).result()  # re-raises a writer error here
+
+    def commit(self):
+        """Move the finished dataset into place and return it loaded from its final path."""
+        try:
+            self._wait()
+        except BaseException:
+            self.abort()
+            raise
+        self._executor.shutdown()
+        if self.num_episodes == 0:
+            self.abort()
+            raise ValueError(f"no episodes were written to {self.dataset_id!r}; nothing saved")
+        self._refuse_existing()
+        built = self.staging / self.dataset_id
+        with _minari_root(self.root), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from minari.dataset.minari_dataset import parse_dataset_id
+            from minari.namespace import create_namespace, list_local_namespaces
+
+            namespace = parse_dataset_id(self.dataset_id)[0]
+            if namespace is not None and namespace not in list_local_namespaces():
+                create_namespace(namespace)
+        self.final_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.final_path.exists():
+            trash = self.root / STAGING_DIR / f"{os.getpid()}-{secrets.token_hex(4)}-old"
+            os.replace(self.final_path, trash)
+            os.replace(built, self.final_path)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(built, self.final_path)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self._closed = True
+        logger.info("wrote %s: %d episodes, %d steps", self.dataset_id, self.num_episodes,
+                    self.num_steps)
+        return load_dataset(self.dataset_id)
+
+    def abort(self) -> None:
+        """Delete everything written so far."""
+        for future in self._pending:
+            future.cancel()
+        self._executor.shutdown(wait=True)
+        self._pending.clear()
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self._closed = True
+
+    def __enter__(self) -> MinariWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.commit()
+
+
+def create_minari_dataset(dataset_id: str, episodes: Sequence[Episode] | Iterator[Episode],
+                          **writer_kwargs: Any):
+    """Write ``episodes`` as a Minari dataset atomically; kwargs as for ``MinariWriter``."""
+    with MinariWriter(dataset_id, **writer_kwargs) as writer:
+        for ep in episodes:
+            writer.add_episode(*ep)
+        return writer.commit()
+
+
+def _spec_is_json(env: Any) -> bool:
+    spec = getattr(env, "spec", None)
+    if spec is None:
+        return False
+    try:
+        spec.to_json()
+    except (ValueError, TypeError) as e:
+        logger.warning("env spec of %s is not JSON-serialisable (%s): Minari will not be able to "
+                       "recover the env; register it with a string entry point", spec.id, e)
+        return False
+    return True
+
+
+def _jsonable(meta: Mapping[str, Any]) -> dict:
+    return json.loads(json.dumps(dict(meta), default=_np_default))
+
+
+def _np_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"metadata value {obj!r} is not JSON-serialisable")

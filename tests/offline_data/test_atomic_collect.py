@@ -1,0 +1,82 @@
+"""Interrupting a collection (SIGKILL or Ctrl-C) must leave no dataset behind."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import minari
+import pytest
+from offline_data_envs import PIXEL_ID
+
+from offline_data.collect import RandomPolicy, collect
+from offline_data.datasets import list_dataset_ids
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+SCRIPT = textwrap.dedent(f"""
+    import sys, time
+    sys.path[:0] = [{str(HERE)!r}, {str(ROOT)!r}]
+    import offline_data_envs
+    offline_data_envs.register()
+    import gymnasium as gym
+    from offline_data.collect import RandomPolicy, collect
+
+    class Slow(RandomPolicy):
+        def predict(self, *args, **kwargs):
+            time.sleep(0.001)
+            return super().predict(*args, **kwargs)
+
+    env = gym.make({PIXEL_ID!r})
+    collect(env, Slow(env.action_space), 100000, "embscale/pixel/killed-v0", progress=False)
+""")
+
+
+def _start_and_wait_for_data(root: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], env={**os.environ,
+                            "MINARI_DATASETS_PATH": str(root)})
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        staged = list((root / ".embscale-staging").rglob("*.parquet"))
+        if len(staged) >= 2:  # episodes already on disk when we interrupt
+            return proc
+        assert proc.poll() is None, "collection exited early"
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail("collection wrote nothing within 90 s")
+
+
+def _minari_cli_lists(root: Path) -> str:
+    exe = shutil.which("minari", path=str(Path(sys.executable).parent))
+    out = subprocess.run([exe, "list", "local"], env={**os.environ, "MINARI_DATASETS_PATH":
+                         str(root), "COLUMNS": "200"}, capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_collection_leaves_no_dataset(minari_datasets_path, sig):
+    proc = _start_and_wait_for_data(minari_datasets_path)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert list_dataset_ids() == []
+    assert minari.list_local_datasets() == {}
+    assert not (minari_datasets_path / "embscale/pixel/killed-v0").exists()
+    listing = _minari_cli_lists(minari_datasets_path)
+    assert "killed" not in listing and "Number of datasets: 0" in listing
+    staging = minari_datasets_path / ".embscale-staging"
+    if sig == signal.SIGINT:  # Ctrl-C: cleaned up on the way out
+        assert not staging.exists() or not any(staging.iterdir())
+    # The same id can be collected afterwards, and the dead process's staging dir is swept.
+    env = gym.make(PIXEL_ID)
+    ds = collect(env, RandomPolicy(env.action_space), 1, "embscale/pixel/killed-v0", progress=False)
+    assert ds.total_episodes == 1
+    assert not any(staging.iterdir()) if staging.exists() else True
+    assert "killed" in _minari_cli_lists(minari_datasets_path)
