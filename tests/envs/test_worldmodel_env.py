@@ -111,3 +111,82 @@ def test_bad_actions_and_start_observations_raise():
         venv.step(np.array([1, 1, 1]))
     with pytest.raises(ValueError, match="num_envs=1"):
         WorldModelEnv(CountingSimulator(2))
+
+
+# ----- the real simulator: a random-init VQ-VAE and WM-Token transformer -----
+
+from wm_fixtures import FRAME, tiny_episodes, tiny_model, tiny_simulator, tiny_tokenizer  # noqa: E402
+
+
+def test_real_world_model_env_passes_both_env_checkers():
+    gym_check_env(WorldModelEnv(tiny_simulator(), max_episode_steps=20), skip_render_check=True)
+    sb3_check_env(WorldModelEnv(tiny_simulator(), max_episode_steps=20))
+
+
+def test_real_world_model_vector_envs_step_with_autoreset():
+    venv = WorldModelVecEnv(tiny_simulator(num_envs=3), max_episode_steps=3)
+    obs = venv.reset()
+    assert obs.shape == (3, FRAME, FRAME, 3) and obs.dtype == np.uint8
+    for _ in range(3):
+        obs, rew, dones, infos = venv.step(np.array([0, 1, 2]))
+    # Every episode ends by the horizon at the latest (a random head may terminate earlier).
+    assert dones.all() and all("terminal_observation" in i for i in infos)
+    genv = WorldModelVectorEnv(tiny_simulator(num_envs=2), max_episode_steps=5)
+    obs, _ = genv.reset(seed=1)
+    obs, rew, term, trunc, _ = genv.step(genv.action_space.sample())
+    assert obs.shape == (2, FRAME, FRAME, 3) and rew.dtype == np.float32
+
+
+def test_cached_imagination_equals_full_recompute():
+    # Same seed, same actions, resets in between and a sliding window: identical frames.
+    runs = []
+    for use_cache in (True, False):
+        sim = tiny_simulator(num_envs=2, seed=3, use_cache=use_cache)
+        frames = [sim.reset(np.arange(2))]
+        for t in range(5):  # context of 4 steps after a burn-in of 2: slides at t = 2
+            out = sim.step(np.array([t % 4, 1]))
+            frames.append(out.observations)
+            if t == 1:
+                frames.append(np.concatenate([out.observations[:1], sim.reset(np.array([1]))]))
+        runs.append(np.stack(frames))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_start_observation_is_used_and_checked():
+    env = WorldModelEnv(tiny_simulator(), max_episode_steps=5)
+    vq = tiny_tokenizer()
+    frame = np.zeros((FRAME, FRAME, 3), np.uint8)
+    obs, _ = env.reset(options={"observation": frame})
+    np.testing.assert_array_equal(obs, vq.decode(vq.encode(frame[None]))[0].numpy())
+    with pytest.raises(ValueError, match="start observation has shape"):
+        env.reset(options={"observation": np.zeros((32, 32, 3), np.uint8)})
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.step(4)
+
+
+def test_simulator_refuses_a_policy_model_and_mismatched_actions():
+    from gymnasium import spaces
+
+    from offline_data.discretize import discretizer_for_space
+    from worldmodels.simulator import TokenWorldModelSimulator
+
+    vq = tiny_tokenizer()
+    d4 = discretizer_for_space(spaces.Discrete(4))
+    with pytest.raises(ValueError, match="WM-Token world model"):
+        TokenWorldModelSimulator(tiny_model(task="bc"), vq, d4, 1, tiny_episodes(vq))
+    with pytest.raises(ValueError, match="vocab sizes"):
+        TokenWorldModelSimulator(tiny_model(), vq, discretizer_for_space(spaces.Discrete(6)), 1)
+
+
+def test_checkpoint_kind_is_checked(tmp_path):
+    from worldmodels.simulator import load_model_checkpoint
+    from worldmodels.token_model import save_token_model
+
+    save_token_model(tiny_model(task="bc"), tmp_path / "bc.pt")
+    save_token_model(tiny_model(task="wm"), tmp_path / "wm.pt")
+    with pytest.raises(ValueError, match="BC-Token policy, not a world model"):
+        load_model_checkpoint(tmp_path / "bc.pt", expect="world model")
+    with pytest.raises(ValueError, match="not a policy"):
+        load_model_checkpoint(tmp_path / "wm.pt", expect="policy")
+    with pytest.raises(FileNotFoundError):
+        load_model_checkpoint(tmp_path / "missing.pt", expect="policy")

@@ -1,0 +1,357 @@
+"""Turn a trained WM-Token model and its VQ-VAE tokenizer into a batched simulator.
+
+The result follows ``envs.simulator.Simulator``, so ``envs.worldmodel_env`` can wrap it as a
+gymnasium Env, a gymnasium VectorEnv or an SB3 VecEnv. As in IRIS and DIAMOND, an imagined episode
+starts from a burn-in of a few real frames of a held-out episode (or from given observations); each
+step then feeds the action tokens, reads the reward-sign and termination heads at the last action
+token, generates the next frame's d_z image tokens one by one with the KV cache, and decodes them
+to an RGB frame with the tokenizer.
+
+Example:
+    >>> sim = TokenWorldModelSimulator(model, tokenizer, discretizer, num_envs=16,
+    ...                                start_episodes=episodes_from_shards(shards, "test"))
+    ... # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from envs.simulator import SimulatorStep
+from offline_data.discretize import ActionDiscretizer, discretizer_from_spec
+from offline_data.tokens import EpisodeTokens, TokenLayout, TokenShards
+from worldmodels.row_cache import RowKVCache, place_rows, row_forward, slide
+from worldmodels.token_model import TokenModel, TokenModelConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SimulatorConfig:
+    """How the world model imagines."""
+
+    burn_in: int = 4
+    """real frames (timesteps) fed before imagination starts, when starting from held-out data"""
+    temperature: float = 1.0
+    """softmax temperature for image tokens; 0 samples greedily"""
+    top_k: int | None = None
+    """sample image tokens among the k most likely only (None: all)"""
+    context_steps: int | None = None
+    """timesteps of context (None: as many as the model's block size holds)"""
+    slide_keep: float = 0.5
+    """fraction of the context window kept when the window slides"""
+    use_cache: bool = True
+    """decode with the KV cache; False recomputes the whole context at every token (baseline)"""
+
+    def __post_init__(self) -> None:
+        if self.burn_in < 1:
+            raise ValueError(f"SimulatorConfig.burn_in must be >= 1, got {self.burn_in}")
+        if self.temperature < 0:
+            raise ValueError(f"SimulatorConfig.temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"SimulatorConfig.top_k must be >= 1 or None, got {self.top_k}")
+        if self.context_steps is not None and self.context_steps < 2:
+            raise ValueError(f"SimulatorConfig.context_steps must be >= 2, got "
+                             f"{self.context_steps}")
+        if not 0.0 < self.slide_keep < 1.0:
+            raise ValueError(f"SimulatorConfig.slide_keep must be in (0, 1), got {self.slide_keep}")
+
+
+def space_for_discretizer(discretizer: ActionDiscretizer) -> spaces.Space:
+    """The env action space a discretizer decodes into (the real env's, for our datasets)."""
+    spec = discretizer.to_spec()
+    if spec["type"] == "categorical":
+        if spec["kind"] == "discrete":
+            return spaces.Discrete(spec["nvec"][0], start=spec["start"][0])
+        if spec["kind"] == "multi_binary":
+            return spaces.MultiBinary(spec["shape"])
+        nvec = np.asarray(spec["nvec"]).reshape(spec["shape"])
+        return spaces.MultiDiscrete(nvec, start=np.asarray(spec["start"]).reshape(spec["shape"]))
+    shape = tuple(spec["shape"])
+    return spaces.Box(np.asarray(spec["low"]).reshape(shape).astype(spec["dtype"]),
+                      np.asarray(spec["high"]).reshape(shape).astype(spec["dtype"]),
+                      shape, np.dtype(spec["dtype"]))
+
+
+def check_action_space(discretizer: ActionDiscretizer, space: spaces.Space, what: str) -> None:
+    """Raise ``ValueError`` unless ``space`` is the action space ``discretizer`` was made for."""
+    expected = space_for_discretizer(discretizer)
+    same = type(expected) is type(space) and expected.shape == space.shape
+    if same and isinstance(space, spaces.Discrete):
+        same = int(space.n) == int(expected.n) and int(space.start) == int(expected.start)
+    elif same and isinstance(space, spaces.MultiDiscrete):
+        same = np.array_equal(space.nvec, expected.nvec)
+    elif same and isinstance(space, spaces.Box):
+        same = np.allclose(space.low, expected.low) and np.allclose(space.high, expected.high)
+    if not same:
+        raise ValueError(
+            f"the env's action space {space} does not match the {what}'s action space {expected} "
+            f"(from its discretizer); use the env the {what} was trained on"
+        )
+
+
+def episodes_from_shards(shards: TokenShards, split: str = "test", min_length: int = 1
+                         ) -> list[EpisodeTokens]:
+    """Held-out episodes of a token shard (frame and action tokens) to start imagination from."""
+    arrays = shards.split(split)
+    starts = np.asarray(arrays.episode_starts)
+    episodes = []
+    for lo, hi in zip(starts[:-1], starts[1:], strict=True):
+        if hi - lo >= min_length:
+            episodes.append(EpisodeTokens(np.asarray(arrays.frame_tokens[lo:hi], np.int64),
+                                          np.asarray(arrays.action_tokens[lo:hi], np.int64),
+                                          np.asarray(arrays.rewards[lo:hi]),
+                                          np.asarray(arrays.terminations[lo:hi])))
+    return episodes
+
+
+class TokenWorldModelSimulator:
+    """A batch of imagined episodes driven by a WM-Token model (see ``envs.simulator``).
+
+    Args:
+        model: a trained ``TokenModel`` with ``task='wm'`` (reward/termination heads optional:
+            without them rewards are 0 and episodes only end at the env's horizon).
+        tokenizer: the frozen VQ-VAE the model's tokens come from (``encode``/``decode``).
+        discretizer: the dataset's action discretizer (maps env actions to action tokens).
+        num_envs: rows stepped together.
+        start_episodes: held-out episodes to draw burn-in frames from (``episodes_from_shards``);
+            without them every reset needs start observations.
+        config: sampling, burn-in and context settings.
+        seed: seed of the start choice and of token sampling.
+    """
+
+    def __init__(self, model: TokenModel, tokenizer, discretizer: ActionDiscretizer,
+                 num_envs: int = 1, start_episodes: list[EpisodeTokens] | None = None,
+                 config: SimulatorConfig | None = None, seed: int | None = None):
+        if not isinstance(model, TokenModel) or model.config.task != "wm":
+            kind = model.config.task if isinstance(model, TokenModel) else type(model).__name__
+            raise ValueError(f"the simulator needs a WM-Token world model, got a {kind!r} model; "
+                             "pass a checkpoint trained with `embscale train --task wm-token`")
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.config = config or SimulatorConfig()
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.discretizer = discretizer
+        mc = model.config
+        self.layout = TokenLayout(mc.tokens_per_frame, mc.image_vocab, mc.action_vocab_sizes)
+        if tuple(discretizer.vocab_sizes) != self.layout.action_vocab_sizes:
+            raise ValueError(
+                f"the discretizer's vocab sizes {discretizer.vocab_sizes} do not match the world "
+                f"model's action vocab {self.layout.action_vocab_sizes}; use the dataset the model "
+                "was trained on")
+        self.num_envs = int(num_envs)
+        self.action_space = space_for_discretizer(discretizer)
+        self.device = model.gpt.wte.weight.device
+        probe = self._decode(torch.zeros(1, self.layout.d_z, dtype=torch.long, device=self.device))
+        self.observation_shape = tuple(probe.shape[1:])
+        self.context_steps = self.config.context_steps or mc.context_steps
+        if self.context_steps < 2 or self.context_steps > mc.context_steps:
+            raise ValueError(f"context_steps must be in [2, {mc.context_steps}] for this model "
+                             f"(block_size {mc.gpt.block_size}), got {self.context_steps}")
+        self.start_episodes = [e for e in (start_episodes or [])
+                               if len(e.frame_tokens) >= self.config.burn_in]
+        if start_episodes and not self.start_episodes:
+            raise ValueError(f"no start episode has the {self.config.burn_in} frames burn-in needs;"
+                             " lower SimulatorConfig.burn_in or pass longer episodes")
+        self.config.burn_in = min(self.config.burn_in, self.context_steps - 1)
+        self.has_reward = model.reward_head is not None
+        self.has_termination = model.termination_head is not None
+        if not (self.has_reward and self.has_termination):
+            warnings.warn("the world model has no reward and/or termination head: imagined rewards "
+                          "are 0 and episodes end only at the horizon", stacklevel=2)
+        step = self.layout.tokens_per_step
+        self.cache = RowKVCache(model.gpt, self.num_envs, self.context_steps * step)
+        self.generator = torch.Generator(device=self.device)
+        self.rng = np.random.default_rng()
+        self.seed(seed)
+
+    # ----- Simulator protocol -----
+
+    def seed(self, seed: int | None) -> None:
+        """Reseed the start choice and token sampling."""
+        self.rng = np.random.default_rng(seed)
+        self.generator.manual_seed(int(self.rng.integers(2**62)) if seed is None else seed)
+
+    @torch.no_grad()
+    def reset(self, env_indices: np.ndarray, observations: np.ndarray | None = None) -> np.ndarray:
+        """Start rows anew from burn-in frames of held-out episodes or from given observations."""
+        rows = torch.as_tensor(np.asarray(env_indices, np.int64), device=self.device)
+        n = len(rows)
+        if observations is not None:
+            obs = np.asarray(observations)
+            if obs.shape != (n, *self.observation_shape):
+                raise ValueError(f"start observations have shape {obs.shape}, expected "
+                                 f"{(n, *self.observation_shape)}")
+            z = self._encode(obs)  # n, K
+            place_rows(self.model.gpt, self.cache, rows, z)
+            return self._decode(z)
+        if not self.start_episodes:
+            raise ValueError("this simulator has no start episodes: pass start observations to "
+                             "reset (options={'observation': ...}) or build it with "
+                             "start_episodes=episodes_from_shards(shards, 'test')")
+        b = self.config.burn_in
+        seqs, last = [], []
+        for _ in range(n):
+            ep = self.start_episodes[self.rng.integers(len(self.start_episodes))]
+            s = int(self.rng.integers(len(ep.frame_tokens) - b + 1))
+            ids = self.layout.to_global(ep.frame_tokens[s:s + b], ep.action_tokens[s:s + b])
+            seqs.append(ids[:-self.layout.d_a])  # the last frame's action is the agent's to choose
+            last.append(ep.frame_tokens[s + b - 1])
+        place_rows(self.model.gpt, self.cache, rows,
+                   torch.as_tensor(np.stack(seqs), device=self.device))
+        return self._decode(torch.as_tensor(np.stack(last), device=self.device))
+
+    @torch.no_grad()
+    def step(self, actions: np.ndarray) -> SimulatorStep:
+        """Imagine one step of every row; returns next frames, rewards and terminations."""
+        a = torch.as_tensor(self.discretizer.encode(actions), device=self.device)
+        a = a + torch.as_tensor(self.layout.action_offsets, device=self.device)  # B, A global
+        z, rewards, terminated = self.imagine_tokens(a)
+        return SimulatorStep(self._decode(z), rewards, terminated)
+
+    # ----- token-level imagination -----
+
+    @torch.no_grad()
+    def imagine_tokens(self, action_ids: torch.Tensor
+                       ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """Feed global action ids (B, d_a); generate the next frame's tokens (B, d_z).
+
+        Returns:
+            frame tokens int64 (B, d_z), rewards float32 (B,) in {-1, 0, 1} (reward sign, IRIS
+            style) and terminations bool (B,).
+        """
+        K, A = self.layout.d_z, self.layout.d_a
+        if self.cache.length + A + K > self.cache.capacity:
+            keep_steps = max(1, min(self.context_steps - 1,
+                                    int(self.context_steps * self.config.slide_keep)))
+            slide(self.model.gpt, self.cache, keep_steps * (K + A) - A)
+        hidden = self._feed(action_ids)[:, -1]  # B, E at the step's last action token
+        rewards = np.zeros(self.num_envs, np.float32)
+        terminated = np.zeros(self.num_envs, bool)
+        if self.has_reward:
+            rewards = (self.model.reward_head(hidden).argmax(-1) - 1).float().cpu().numpy()
+        if self.has_termination:
+            terminated = (self.model.termination_head(hidden).argmax(-1) == 1).cpu().numpy()
+        tokens = []
+        for k in range(K):
+            tok = self._sample(self.model.gpt.lm_head(hidden))
+            tokens.append(tok)
+            if k < K - 1:
+                hidden = self._feed(tok[:, None])[:, -1]
+        z = torch.stack(tokens, 1)
+        self._feed(z[:, -1:])  # complete the frame in the cache
+        return z, rewards, terminated
+
+    def _feed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Append ids (B, L); hidden states (B, L, E) (recomputing everything without the cache)."""
+        gpt, cache = self.model.gpt, self.cache
+        if self.config.use_cache:
+            return row_forward(gpt, cache, ids)
+        t, L = cache.length, ids.shape[1]
+        cache.tokens[:, t:t + L] = ids
+        return row_forward(gpt, cache, cache.tokens[:, :t + L].clone(), col0=0)[:, -L:]
+
+    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        """Sample image ids in [0, V_o) from logits (B, V)."""
+        sub = logits[:, :self.layout.image_vocab].float()
+        if self.config.temperature == 0:
+            return sub.argmax(-1)
+        sub = sub / self.config.temperature
+        if self.config.top_k is not None and self.config.top_k < sub.shape[-1]:
+            kth = torch.topk(sub, self.config.top_k, dim=-1).values[:, -1:]
+            sub = sub.masked_fill(sub < kth, float("-inf"))
+        return torch.multinomial(torch.softmax(sub, -1), 1, generator=self.generator)[:, 0]
+
+    def _encode(self, frames: np.ndarray) -> torch.Tensor:
+        z = torch.as_tensor(self.tokenizer.encode(frames), device=self.device).long()
+        if z.shape[1] != self.layout.d_z:
+            raise ValueError(f"the tokenizer gives {z.shape[1]} tokens per frame but the world "
+                             f"model expects {self.layout.d_z}; pass the tokenizer it was trained "
+                             "with")
+        return z
+
+    def _decode(self, tokens: torch.Tensor) -> np.ndarray:
+        frames = self.tokenizer.decode(tokens)
+        if isinstance(frames, torch.Tensor):
+            frames = frames.cpu().numpy()
+        return np.asarray(frames, np.uint8)
+
+
+def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
+                   tokens: str | os.PathLike | None = None, split: str = "test",
+                   num_envs: int = 1, config: SimulatorConfig | None = None,
+                   seed: int | None = None, device: str = "cpu") -> TokenWorldModelSimulator:
+    """Build a simulator from a WM-Token checkpoint, its tokenizer and its token shards.
+
+    Args:
+        checkpoint: a trainer checkpoint (or ``save_token_model`` file) of a WM-Token model.
+        tokenizer: the VQ-VAE checkpoint the shards were encoded with.
+        tokens: token shard directory for burn-in episodes and the action discretizer
+            (default: the data the model was trained on, from the checkpoint's run config).
+        split: shard split whose episodes start imagination (held-out: ``test`` or ``val``).
+        num_envs: rows stepped together.
+        config: sampling, burn-in and context settings.
+        seed: seed of the start choice and token sampling.
+        device: torch device of the model and tokenizer.
+    """
+    ckpt = load_model_checkpoint(checkpoint, expect="world model")
+    model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    if tokens is None:
+        tokens = ckpt.get("run_config", {}).get("data", {}).get("path")
+        if tokens is None:
+            raise ValueError(f"{checkpoint} does not record its token shards; pass them with "
+                             "--tokens DIR")
+    from worldmodels.tokenizer import load_tokenizer
+
+    vq = load_tokenizer(tokenizer, map_location=device)
+    shards = TokenShards.open(tokens, tokenizer_sha256=vq.sha256())
+    if shards.header.action_discretizer is None:
+        raise ValueError(f"token shard {tokens} records no action discretizer; re-encode it from "
+                         "a dataset made by `embscale data collect`")
+    discretizer = discretizer_from_spec(shards.header.action_discretizer)
+    cfg = config or SimulatorConfig()
+    episodes = episodes_from_shards(shards, split, min_length=cfg.burn_in)
+    return TokenWorldModelSimulator(model, vq, discretizer, num_envs, episodes, cfg, seed)
+
+
+def load_model_checkpoint(path: str | os.PathLike, expect: str) -> dict:
+    """Read a model checkpoint safely and check its kind.
+
+    Args:
+        path: checkpoint file (a trainer ``checkpoints/last.pt`` or a saved model).
+        expect: ``"world model"`` (a WM-Token model) or ``"policy"`` (BC-Token or BC-CNN).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the checkpoint holds another kind of model.
+    """
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "checkpoints", "last.pt")):
+        path = os.path.join(path, "checkpoints", "last.pt")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `embscale train`")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
+        raise ValueError(f"{path} is not a model checkpoint (no weights and model config); pass "
+                         "a file written by `embscale train` (<run>/checkpoints/last.pt)")
+    kind = ckpt.get("model_kind", "")
+    task = ckpt["model_config"].get("task") if kind == "token_model" else None
+    name = {("token_model", "wm"): "WM-Token world model", ("token_model", "bc"): "BC-Token policy"
+            }.get((kind, task), f"{kind or 'unknown'} model")
+    if expect == "world model" and (kind, task) != ("token_model", "wm"):
+        raise ValueError(f"{path} holds a {name}, not a world model; pass a checkpoint trained "
+                         "with `embscale train --task wm-token` (a policy goes to `embscale eval "
+                         "policy`)")
+    if expect == "policy" and (kind, task) == ("token_model", "wm"):
+        raise ValueError(f"{path} holds a {name}, not a policy; pass a BC-Token or BC-CNN "
+                         "checkpoint (a world model goes to `embscale dyna`/`play`/`dream`)")
+    return ckpt
