@@ -1,0 +1,133 @@
+"""``embscale study``: a whole scaling study in one command.
+
+Example:
+    embscale study                                  # the embedded default (CPU, ~30 min)
+    embscale study --quick                          # a miniature study (a few minutes)
+    embscale study --spec my_study.toml             # your own dataset and ladders
+    embscale study --preset paper-wm-token-256 --emit-jobs torchrun --jobs-out jobs.sh
+
+With no arguments it collects the Breakout dataset, trains the tokenizer, sweeps WM-Token,
+BC-Token and BC-CNN over four sizes each, fits the scaling laws, runs the loss-vs-return and
+loss-vs-quality studies and writes ``runs/breakout-default/report/report.{md,html}``. Started
+again after an interruption, it skips everything already done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+
+def _spec_from_args(args: argparse.Namespace):
+    from scaling.study_presets import get_preset
+    from scaling.study_spec import load_spec, spec_from_dict
+
+    chosen = [x for x in (args.spec, args.preset, "quick" if args.quick else None) if x]
+    if len(chosen) > 1:
+        raise ValueError(f"give at most one of --spec, --preset, --quick (got {chosen})")
+    spec = load_spec(args.spec) if args.spec else get_preset(
+        "quick" if args.quick else (args.preset or "default"))
+    d = spec.to_dict()
+    if args.name:
+        d["name"] = args.name
+    if args.runs_dir:
+        d["runs_dir"] = args.runs_dir
+    if args.parallel:
+        d["parallel"] = args.parallel
+    if args.device:
+        d["device"] = args.device
+    if args.dataset:
+        d["dataset"] = {**d["dataset"], "id": args.dataset, "collect": False}
+    return spec_from_dict(d)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run, resume or plan a study."""
+    from scaling.study import STAGES, run_study
+    from scaling.study_presets import PRESETS
+
+    if args.list_presets:
+        from scaling.study_presets import get_preset
+
+        for name in PRESETS:
+            print(f"{name:22s} {get_preset(name).description}")
+        return 0
+    spec = _spec_from_args(args)
+    if args.print_spec:
+        print(json.dumps(dataclasses.asdict(spec), indent=2))
+        return 0
+    if args.emit_jobs:
+        from scaling.study import check_study_dir
+        from scaling.study_steps import plan_runs, validate_spec
+        from scaling.sweep import emit_jobs
+
+        check_study_dir(spec, args.allow_mixed)
+        validate_spec(spec)
+        suffix = "sh" if args.emit_jobs == "torchrun" else args.emit_jobs
+        out = args.jobs_out or str(spec.study_dir / f"jobs.{suffix}")
+        path = emit_jobs(plan_runs(spec), out, fmt=args.emit_jobs, nproc_per_node=args.gpus,
+                         allow_mixed=args.allow_mixed)
+        print(f"wrote the training runs of {spec.name} to {path}; run the data and tokenizer "
+              f"stages first (`embscale study --stages dataset,tokenizer ...`), then the jobs, "
+              f"then `embscale study --stages fit,loss_vs_return,loss_vs_quality,report ...`")
+        return 0
+    stages = tuple(args.stages.split(",")) if args.stages else STAGES
+    print(f"study {spec.name}: {', '.join(stages)} -> {spec.study_dir}", flush=True)
+    out = run_study(spec, stages=stages, allow_mixed=args.allow_mixed,
+                    progress=not args.no_progress,
+                    echo=lambda line: print(line, flush=True))
+    report = out.get("report")
+    if report:
+        print(f"report: {report['markdown']}\n        {report['html']}")
+    for task, fit in (out.get("fit") or {}).items():
+        for name in ("frontier", "parametric"):
+            e = fit.get(name, {}) if isinstance(fit, dict) else {}
+            if e.get("status") == "ok":
+                ci = e.get("ci", {}).get("a")
+                ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+                print(f"{task:>9} {name:>10}: a = {e['a']:.3f}{ci_s}, b = {e['b']:.3f}")
+    ret = out.get("loss_vs_return")
+    if ret:
+        s = ret["summary"].get("all", {})
+        if "correlation" in s:
+            c = s["correlation"]
+            print(f"loss vs return: Pearson r = {c['pearson']:.3f} "
+                  f"[{c['pearson_ci'][0]:.3f}, {c['pearson_ci'][1]:.3f}] over {s['n']} checkpoints")
+    q = out.get("loss_vs_quality")
+    if q:
+        c = q["correlation"].get("fvd", {})
+        if "pearson" in c:
+            print(f"loss vs FVD: Pearson r = {c['pearson']:.3f} "
+                  f"[{c['pearson_ci'][0]:.3f}, {c['pearson_ci'][1]:.3f}]")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``study`` to the ``embscale`` command."""
+    p = subparsers.add_parser(
+        "study", help="run a whole scaling study (default: the embedded Breakout study)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spec", help="study spec file (.json or .toml), see docs/studies.md")
+    p.add_argument("--preset", help="named study: default, quick, paper-wm-token-256, "
+                   "paper-wm-token-540, paper-bc-token-540, paper-bc-cnn (--list-presets)")
+    p.add_argument("--quick", action="store_true", help="the miniature study (same as "
+                   "--preset quick)")
+    p.add_argument("--name", help="study name (results in RUNS_DIR/NAME)")
+    p.add_argument("--runs-dir", help="parent directory of studies (default: runs)")
+    p.add_argument("--dataset", help="train on this Minari dataset id instead of the spec's")
+    p.add_argument("--parallel", type=int, help="training runs at a time on this machine")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="training device")
+    p.add_argument("--stages", help="comma-separated subset of: dataset, tokenizer, sweep, fit, "
+                   "loss_vs_return, loss_vs_quality, report")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="keep existing runs made with a different spec instead of refusing")
+    p.add_argument("--emit-jobs", choices=("jsonl", "torchrun", "slurm"),
+                   help="write the training runs as a job list for a cluster instead of running")
+    p.add_argument("--jobs-out", help="file for --emit-jobs (default: in the study directory)")
+    p.add_argument("--gpus", type=int, default=8, help="GPUs per run in emitted jobs")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    p.add_argument("--print-spec", action="store_true", help="print the resolved spec and exit")
+    p.set_defaults(func=run)
+

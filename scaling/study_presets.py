@@ -1,0 +1,143 @@
+"""Named study specs: the embedded CPU default, a miniature for tests, and the paper's Table 1 rows.
+
+Every preset runs the same pipeline; they differ only in configuration (dataset, tokenizer, sizes,
+budgets, evaluation sizes, device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from scaling.study_spec import (
+    DatasetSpec,
+    FitSpec,
+    QualityStudySpec,
+    ReturnStudySpec,
+    StudySpec,
+    TaskSweep,
+    TokenizerSpec,
+)
+
+# Small-ladder training settings for 2 CPU cores: short warmup, a few checkpoints kept.
+_CPU_TRAIN = {"warmup_steps": 10}
+
+
+def default_study() -> StudySpec:
+    """The embedded default: Breakout at 64x64, three tasks x 4 sizes, about 30 min on 2 cores."""
+    return StudySpec(
+        name="breakout-default",
+        description=("Embedded default study: a scripted Breakout player of varying skill stands "
+                     "in for human gameplay (64x64 frames, 16 tokens per frame); WM-Token, "
+                     "BC-Token and BC-CNN ladders trained on 2 CPU cores."),
+        dataset=DatasetSpec(id="embscale/breakout/scripted-v0", collect=True, episodes=400,
+                            max_total_steps=40_000, max_episode_steps=2000),
+        tokenizer=TokenizerSpec(tokens_per_frame=16, codebook_size=256, steps=1200,
+                                batch_size=32),
+        tasks=[
+            TaskSweep(task="wm-token", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=2.0e6,
+                      checkpoints=4, overrides=dict(_CPU_TRAIN)),
+            TaskSweep(task="bc-token", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=2.0e6,
+                      checkpoints=4, overrides=dict(_CPU_TRAIN)),
+            TaskSweep(task="bc-cnn", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=1.5e5,
+                      checkpoints=4, overrides=dict(_CPU_TRAIN)),
+        ],
+        loss_vs_return=ReturnStudySpec(episodes=8, num_envs=8, max_episode_steps=1000),
+        loss_vs_quality=QualityStudySpec(clips=16, clip_frames=16, videos=2),
+        fit=FitSpec(bootstrap=200),
+        parallel=2,
+        optimum_tokens_per_param=20.0,
+    )
+
+
+def quick_study() -> StudySpec:
+    """A miniature study (minutes on CPU): every stage, tiny data, models and evaluations."""
+    return StudySpec(
+        name="breakout-quick",
+        description="Miniature study: every stage of the pipeline at the smallest useful scale.",
+        dataset=DatasetSpec(id="embscale/breakout/quick-v0", collect=True, episodes=6,
+                            max_total_steps=3000, max_episode_steps=600),
+        tokenizer=TokenizerSpec(tokens_per_frame=16, codebook_size=64, steps=60, batch_size=16),
+        tasks=[
+            TaskSweep(task="wm-token", sizes=["s10k", "s30k"], tokens=6e4, checkpoints=3,
+                      overrides={"warmup_steps": 5}),
+            TaskSweep(task="bc-token", sizes=["s10k", "s30k"], tokens=6e4, checkpoints=3,
+                      overrides={"warmup_steps": 5}),
+            TaskSweep(task="bc-cnn", sizes=["s10k", "s30k"], tokens=4e3, checkpoints=3,
+                      overrides={"warmup_steps": 5}),
+        ],
+        loss_vs_return=ReturnStudySpec(episodes=2, num_envs=2, max_episode_steps=100,
+                                       bootstrap=100),
+        loss_vs_quality=QualityStudySpec(clips=4, clip_frames=10, videos=1, bootstrap=100),
+        fit=FitSpec(bootstrap=20),
+        parallel=2,
+        optimum_tokens_per_param=1.0,
+    )
+
+
+def _paper(name: str, task: str, tokens_per_frame: int, sizes: list[str], flops: float,
+           dataset: DatasetSpec, description: str) -> StudySpec:
+    return StudySpec(
+        name=name, description=description, dataset=dataset,
+        tokenizer=TokenizerSpec(tokens_per_frame=tokens_per_frame, codebook_size=4096,
+                                steps=200_000, batch_size=64),
+        tasks=[TaskSweep(task=task, sizes=sizes, flops=flops, checkpoints=8)],
+        loss_vs_return=ReturnStudySpec(enabled=task != "wm-token", episodes=64, num_envs=32,
+                                       max_episode_steps=4500),
+        loss_vs_quality=QualityStudySpec(enabled=task == "wm-token", clips=256, clip_frames=16,
+                                         videos=4),
+        fit=FitSpec(bootstrap=1000),
+        parallel=1, device="cuda", optimum_tokens_per_param=20.0)
+
+
+# The paper's 128x128 frames with d_z = 256 tile as a 16x16 grid; d_z = 540 needs a frame with
+# aspect 3:5 (e.g. 144x240 or the paper's 180x300), so those presets expect your own dataset.
+_BREAKOUT_128 = DatasetSpec(id="embscale/breakout128/scripted-v0", collect=True, frame_size=128,
+                            episodes=20_000, max_episode_steps=4500)
+_WIDE_DATASET = DatasetSpec(id="embscale/gameplay/human-v0", collect=False)
+
+
+def paper_wm_token_256() -> StudySpec:
+    """Table 1 row WM-Token-256: d_z=256, sizes 15M-894M (Table 3)."""
+    return _paper("paper-wm-token-256", "wm-token", 256,
+                  ["15M", "27M", "52M", "110M", "206M", "894M"], 1e20, _BREAKOUT_128,
+                  "Paper scale WM-Token-256 (Table 1 row 1): world models over 256 tokens per "
+                  "frame, sizes of Table 3, on GPUs.")
+
+
+def paper_wm_token_540() -> StudySpec:
+    """Table 1 row WM-Token-540: d_z=540, sizes 4M-206M (Table 4)."""
+    return _paper("paper-wm-token-540", "wm-token", 540, ["4M", "11M", "27M", "52M", "110M",
+                                                          "206M"], 3e19, _WIDE_DATASET,
+                  "Paper scale WM-Token-540 (Table 1 row 2); needs a dataset of 3:5 frames "
+                  "(e.g. 144x240), imported with `embscale data import`.")
+
+
+def paper_bc_token_540() -> StudySpec:
+    """Table 1 row BC-Token-540: d_z=540, sizes 2M-27M (Table 5)."""
+    return _paper("paper-bc-token-540", "bc-token", 540, ["2M", "4M", "11M", "27M"], 3e19,
+                  _WIDE_DATASET,
+                  "Paper scale BC-Token-540 (Table 1 row 3); needs a dataset of 3:5 frames.")
+
+
+def paper_bc_cnn() -> StudySpec:
+    """Table 1 row BC-CNN: sizes 2M-51M (Table 6) on 128x128 frames."""
+    return _paper("paper-bc-cnn", "bc-cnn", 256, ["2M", "4M", "11M", "27M", "52M"], 1e19,
+                  _BREAKOUT_128,
+                  "Paper scale BC-CNN (Table 1 row 4): one CNN embedding per 128x128 frame.")
+
+
+PRESETS: dict[str, Callable[[], StudySpec]] = {
+    "default": default_study,
+    "quick": quick_study,
+    "paper-wm-token-256": paper_wm_token_256,
+    "paper-wm-token-540": paper_wm_token_540,
+    "paper-bc-token-540": paper_bc_token_540,
+    "paper-bc-cnn": paper_bc_cnn,
+}
+
+
+def get_preset(name: str) -> StudySpec:
+    """The study spec of preset ``name``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown study preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,262 @@
+"""The stages of a study (see ``scaling.study``): each is resumable and skips finished work."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from offline_data.atomic import write_text_atomic
+from scaling.study_spec import StudySpec, TaskSweep
+from scaling.sweep import RunSpec, collect_results, run_sweep
+
+logger = logging.getLogger(__name__)
+
+
+# ----- validation -----
+
+def dataset_exists(dataset_id: str) -> bool:
+    """True when the Minari dataset is stored locally."""
+    from offline_data.datasets import dataset_path
+
+    return (dataset_path(dataset_id) / "data").is_dir()
+
+
+def check_dataset(spec: StudySpec) -> None:
+    """A missing dataset is an error unless the spec says to collect it."""
+    if dataset_exists(spec.dataset.id) or spec.dataset.collect:
+        return
+    from offline_data.datasets import datasets_root, list_dataset_ids
+
+    known = ", ".join(list_dataset_ids()) or "none"
+    raise FileNotFoundError(
+        f"the study's dataset {spec.dataset.id!r} is not stored under {datasets_root()} (local "
+        f"datasets: {known}). Fix: create it (`embscale data collect` / `embscale data import`), "
+        "set MINARI_DATASETS_PATH to where it lives, or set dataset.collect = true to build the "
+        "embedded default")
+
+
+def check_sizes(spec: StudySpec) -> None:
+    """Every size name must be a preset of its task."""
+    from scaling.train_entry import known_sizes
+
+    for t in spec.tasks:
+        known = known_sizes(t.task)
+        bad = [s for s in t.sizes if s not in known]
+        if bad:
+            raise ValueError(f"tasks[{t.task}] names unknown size(s) {bad}; known sizes for "
+                             f"{t.task}: {', '.join(known)}")
+
+
+def check_budget(task: TaskSweep, params: dict[str, int], tokens_per_param: float) -> list[str]:
+    """Refuse a budget with which no model of the ladder can pass its compute optimum.
+
+    A model of N parameters is taken to reach its compute-optimal point after about
+    ``tokens_per_param * N`` inputs (Chinchilla's ~20; set ``optimum_tokens_per_param`` in the
+    spec for another prior). Frontier fits need curves that run past their optimum, so a budget
+    that stops every model before it is refused, naming the budget that would do.
+
+    Returns:
+        The sizes that do pass their optimum (a warning is logged if that is only the smallest).
+    """
+    passing = []
+    for size, n in params.items():
+        d_run = task.tokens if task.tokens is not None else task.flops / (6.0 * n)
+        if d_run >= tokens_per_param * n:
+            passing.append(size)
+    if not passing:
+        smallest = min(params, key=params.get)
+        n = params[smallest]
+        if task.tokens is not None:
+            need = f"tokens >= {tokens_per_param * n:.3g}"
+            have = f"tokens = {task.tokens:.3g}"
+        else:
+            need = f"flops >= {6.0 * tokens_per_param * n * n:.3g}"
+            have = f"flops = {task.flops:.3g}"
+        raise ValueError(
+            f"tasks[{task.task}]: the budget {have} stops every model before its compute-optimal "
+            f"point (~{tokens_per_param:g} inputs per parameter), so no curve passes its optimum "
+            f"and the frontier cannot be fitted. The smallest size {smallest} (N={n:,}) needs "
+            f"{need}; raise the budget to at least that, or add smaller sizes")
+    if len(passing) < 2:
+        logger.warning("tasks[%s]: only %s passes its compute optimum with this budget; the "
+                       "frontier fit may be censored (the parametric fit still works)",
+                       task.task, passing)
+    return passing
+
+
+def validate_spec(spec: StudySpec) -> None:
+    """Check the spec against the world: dataset, size names, budgets."""
+    check_dataset(spec)
+    check_sizes(spec)
+    from scaling.train_entry import size_params
+
+    for t in spec.tasks:
+        check_budget(t, {s: size_params(t.task, s, spec) for s in t.sizes},
+                     spec.optimum_tokens_per_param)
+
+
+# ----- dataset -----
+
+def ensure_dataset(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
+    """Collect the dataset if the spec asks for it and it is missing; write ``dataset.json``."""
+    out = spec.study_dir / "dataset.json"
+    if not dataset_exists(spec.dataset.id):
+        check_dataset(spec)
+        from scaling.train_entry import collect_default_dataset
+
+        collect_default_dataset(spec.dataset, progress=progress)
+    summary = dataset_summary(spec.dataset.id)
+    write_text_atomic(out, json.dumps(summary, indent=2))
+    return summary
+
+
+def dataset_summary(dataset_id: str) -> dict[str, Any]:
+    """Episodes, frames, returns and skills of a dataset, from its metadata."""
+    import numpy as np
+
+    from offline_data.datasets import dataset_discretizer, episode_metadata, load_dataset
+
+    ds = load_dataset(dataset_id)
+    meta = episode_metadata(ds)
+    steps = np.array([m.get("total_steps", 0) for m in meta], np.int64)
+    returns = np.array([m["return"] for m in meta if "return" in m], np.float64)
+    skills = np.array([m["skill"] for m in meta if "skill" in m], np.float64)
+    disc = dataset_discretizer(ds)
+
+    def stats(a):
+        return ({"mean": float(a.mean()), "min": float(a.min()), "max": float(a.max())}
+                if a.size else None)
+
+    return {"id": dataset_id, "episodes": len(meta), "frames": int(steps.sum()),
+            "episode_steps": stats(steps.astype(float)), "returns": stats(returns),
+            "skills": stats(skills), "observation_shape": list(ds.observation_space.shape),
+            "action_space": str(ds.action_space), "action_vocab_sizes": list(disc.vocab_sizes),
+            "env_spec": getattr(ds.spec.env_spec, "id", None) if ds.spec.env_spec else None}
+
+
+# ----- tokenizer -----
+
+def tokenizer_path(spec: StudySpec) -> Path:
+    """The tokenizer checkpoint the study uses."""
+    if spec.tokenizer.checkpoint:
+        return Path(spec.tokenizer.checkpoint)
+    return spec.study_dir / "tokenizer" / "tokenizer.pt"
+
+
+def tokens_dir(spec: StudySpec) -> Path:
+    """The study's token shards."""
+    return spec.study_dir / "tokens"
+
+
+def ensure_tokens(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
+    """Train the tokenizer (unless given) and encode the dataset into token shards."""
+    from scaling.train_entry import encode_dataset, train_tokenizer
+
+    needs_tokens = any(t.task != "bc-cnn" for t in spec.tasks) or spec.loss_vs_quality.enabled
+    path = tokenizer_path(spec)
+    if not path.is_file():
+        if spec.tokenizer.checkpoint:
+            raise FileNotFoundError(f"tokenizer.checkpoint {path} does not exist; train one with "
+                                    "`embscale tokenizer train` or drop the key to train here")
+        if needs_tokens:
+            train_tokenizer(spec, path.parent, progress=progress)
+    if needs_tokens and not (tokens_dir(spec) / "header.json").is_file():
+        encode_dataset(spec, path, tokens_dir(spec), progress=progress)
+    summary = {"tokenizer": str(path), "tokens": str(tokens_dir(spec))}
+    metrics = path.parent / "summary.json"
+    if metrics.is_file():
+        summary["summary"] = json.loads(metrics.read_text())
+    return summary
+
+
+# ----- sweep -----
+
+def plan_runs(spec: StudySpec) -> list[RunSpec]:
+    """One ``RunSpec`` per task, size and seed of the spec."""
+    from scaling.train_entry import size_params
+
+    runs = []
+    for t in spec.tasks:
+        data = spec.dataset.id if t.task == "bc-cnn" else str(tokens_dir(spec))
+        for size in t.sizes:
+            for seed in t.seeds:
+                name = t.run_name(size, seed)
+                runs.append(RunSpec(
+                    name=name, task=t.task, size=size, seed=seed,
+                    out_dir=str(spec.study_dir / name), data=data, tokens=t.tokens, flops=t.flops,
+                    checkpoints=t.checkpoints, device=spec.device,
+                    params=size_params(t.task, size, spec), overrides=dict(t.overrides),
+                    shared=spec.shared_config()))
+    return runs
+
+
+def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool = True
+                    ) -> dict[str, str]:
+    """Train every run of the study (finished runs are skipped, interrupted ones resumed)."""
+    return run_sweep(plan_runs(spec), parallel=spec.parallel, allow_mixed=allow_mixed,
+                     progress=progress)
+
+
+# ----- fits -----
+
+def fit_dir(spec: StudySpec, task: str) -> Path:
+    """Where a task's fit outputs go."""
+    return spec.study_dir / "fits" / task
+
+
+def fit_tasks(spec: StudySpec) -> dict[str, Any]:
+    """Fit scaling laws to each task's curves and ask the planner about 10x more compute."""
+    from scaling.train_entry import fit_runs, plan_next
+
+    runs = plan_runs(spec)
+    out: dict[str, Any] = {}
+    for t in spec.tasks:
+        dirs = collect_results(runs, t.task)
+        d = fit_dir(spec, t.task)
+        if len(dirs) < 2:
+            out[t.task] = {"skipped": f"only {len(dirs)} finished run(s); a fit needs two sizes"}
+            write_text_atomic(d / "fit.json", json.dumps(out[t.task]))
+            continue
+        fit = fit_runs(dirs, d, spec.fit, title=t.task)
+        max_c = max(_final_flops(p) for p in dirs)
+        fit["advice"] = plan_next(d / "fit.json", 10.0 * max_c, spec, t.task)
+        write_text_atomic(d / "advice.json", json.dumps(fit["advice"], indent=2))
+        out[t.task] = fit
+    return out
+
+
+def _final_flops(run_dir: Path) -> float:
+    from scaling.study_stats import read_metrics
+
+    recs = read_metrics(run_dir)
+    return float(recs[-1]["flops"]) if recs else math.nan
+
+
+# ----- correlation studies -----
+
+def return_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
+    """Loss vs return over the BC runs' checkpoints."""
+    from scaling.loss_vs_return import run_return_study
+
+    runs = plan_runs(spec)
+    dirs = [d for t in ("bc-token", "bc-cnn") for d in collect_results(runs, t)]
+    counts = {t.task: t.checkpoints for t in spec.tasks}
+    return run_return_study(dirs, spec.study_dir / "loss_vs_return", spec.loss_vs_return,
+                            checkpoints_per_run=max([counts.get("bc-token", 0),
+                                                     counts.get("bc-cnn", 0), 1]),
+                            progress=progress)
+
+
+def quality_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
+    """Loss vs rollout quality over the WM runs' checkpoints."""
+    from scaling.loss_vs_quality import run_quality_study
+
+    runs = plan_runs(spec)
+    dirs = collect_results(runs, "wm-token")
+    wm = spec.task("wm-token")
+    return run_quality_study(dirs, tokenizer_path(spec), spec.dataset.id,
+                             spec.study_dir / "loss_vs_quality", spec.loss_vs_quality,
+                             checkpoints_per_run=wm.checkpoints if wm else 4, progress=progress)

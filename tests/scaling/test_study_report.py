@@ -1,0 +1,109 @@
+"""Study statistics, budget validation, checkpoint selection and report rendering."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from scaling.report import Report, coefficient_table, skipped_reason, with_ci
+from scaling.study_spec import TaskSweep
+from scaling.study_stats import correlate, linear_fit, run_checkpoints
+from scaling.study_steps import check_budget
+
+
+def test_correlation_known_answers_and_intervals():
+    rng = np.random.default_rng(1)
+    x = np.linspace(1.0, 3.0, 40)
+    y = -2.0 * x + rng.normal(0, 0.1, size=x.size)
+    c = correlate(x, y, n_boot=300)
+    assert c.pearson < -0.98 and c.spearman < -0.97
+    assert c.pearson_ci[0] <= c.pearson <= c.pearson_ci[1] and c.pearson_ci[1] < -0.95
+    assert c.pearson_p < 1e-10
+    # Independent data: the interval covers zero.
+    z = correlate(x, rng.normal(size=x.size), n_boot=300)
+    assert z.pearson_ci[0] < 0 < z.pearson_ci[1]
+    f = linear_fit(x, y, n_boot=300)
+    assert abs(f.slope + 2.0) < 0.05 and f.slope_ci[0] < -2.0 + 0.1 and f.r2 > 0.99
+
+
+def test_correlation_errors():
+    with pytest.raises(ValueError, match="at least 3 pairs"):
+        correlate([1, 2], [2, 3])
+    with pytest.raises(ValueError, match="non-finite.*\\[1\\]"):
+        correlate([1, np.nan, 3], [1, 2, 3])
+    with pytest.raises(ValueError, match="constant"):
+        correlate([1, 2, 3], [5, 5, 5])
+
+
+def test_budget_too_small_names_the_budget_that_would_do():
+    params = {"s10k": 10_000, "s30k": 30_000}
+    t = TaskSweep(task="wm-token", sizes=list(params), tokens=1e5)
+    with pytest.raises(ValueError, match=r"smallest size s10k \(N=10,000\) needs tokens >= 2e\+05"):
+        check_budget(t, params, tokens_per_param=20)
+    f = TaskSweep(task="wm-token", sizes=list(params), flops=1e9)
+    with pytest.raises(ValueError, match=r"needs flops >= 1\.2e\+10"):
+        check_budget(f, params, tokens_per_param=20)
+    assert check_budget(TaskSweep(task="wm-token", sizes=list(params), tokens=7e5), params,
+                        20) == ["s10k", "s30k"]
+    assert check_budget(TaskSweep(task="wm-token", sizes=list(params), flops=1.3e10), params,
+                        20) == ["s10k"]
+
+
+def test_run_checkpoints_pairs_each_kept_checkpoint_with_its_loss(tmp_path):
+    run = tmp_path / "bc-token-s10k-seed0"
+    (run / "checkpoints").mkdir(parents=True)
+    lines = []
+    for step in (1, 2, 4, 8, 16, 32, 64, 128):
+        rec = {"step": step, "tokens": step * 10, "flops": step * 60.0, "params": 1,
+               "train/loss": 3.0 / step}
+        if step >= 4:
+            rec["val/loss"] = 4.0 / step
+            (run / "checkpoints" / f"step_{step:08d}.pt").write_bytes(b"")
+        lines.append(json.dumps(rec))
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    all_ = run_checkpoints(run)
+    assert [c.step for c in all_] == [4, 8, 16, 32, 64, 128]
+    assert all(c.loss_key == "val/loss" and c.loss == 4.0 / c.step for c in all_)
+    assert [c.step for c in run_checkpoints(run, count=4)] == [4, 16, 32, 128]  # log-spaced
+
+
+FIT = {
+    "data": {"num_points": 120},
+    "frontier": {"status": "ok", "a": 0.49, "b": 0.51, "a0": 1.0, "b0": 1.0,
+                 "ci": {"a": [0.41, 0.57], "b": [0.43, 0.59]}},
+    "parametric": {"status": "ok", "a": 0.52, "b": 0.48, "E": 1.8, "alpha": 0.35, "beta": 0.37,
+                   "ci": {"a": [0.5, 0.54]}},
+}
+
+
+def test_coefficient_table_and_skips():
+    skipped = {"data": {"num_points": 40}, "frontier": {"status": "skipped",
+                                                         "reason": "curves do not overlap"},
+               "parametric": FIT["parametric"]}
+    rows = coefficient_table({"wm-token": FIT, "bc-token": skipped})
+    assert rows[1][:3] == ["WM-Token", "0.490 [0.410, 0.570]", "0.510 [0.430, 0.590]"]
+    assert rows[2][1] == "N/A" and rows[2][3].startswith("0.520")
+    assert skipped_reason(skipped["frontier"]) == "curves do not overlap"
+    assert skipped_reason(FIT["frontier"]) is None
+    assert with_ci({"a": 0.5}, "a") == "0.500"
+
+
+def test_report_writes_markdown_and_html_with_media(tmp_path):
+    fig = tmp_path / "fig.png"
+    fig.write_bytes(b"\x89PNG fake")
+    r = Report(tmp_path / "report", "Scaling study: x")
+    r.add("h2", "Table")
+    r.add("table", "", [["a", "b"], ["1", "**2**"]])
+    r.media(fig, "img", "a figure")
+    r.media(tmp_path / "missing.mp4", "video", "a video")
+    r.add("code", '{"k": "<v>"}')
+    md, page = r.write()
+    text = md.read_text()
+    assert "| a | b |" in text and "![a figure](media/fig.png)" in text
+    assert "missing.mp4 was not produced" in text
+    h = page.read_text()
+    assert "<b>2</b>" in h and '<img src="media/fig.png"' in h and "&lt;v&gt;" in h
+    assert (tmp_path / "report" / "media" / "fig.png").read_bytes() == fig.read_bytes()
