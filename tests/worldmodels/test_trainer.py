@@ -1,0 +1,184 @@
+import doctest
+import json
+import math
+import os
+import socket
+
+import pytest
+import torch
+from seqmodel_data import write_shards
+
+import worldmodels.trainer as trainer_mod
+from worldmodels.token_data import TokenDataSource
+from worldmodels.token_model import TokenModel
+from worldmodels.trainer import NonFiniteLossError, TrainConfig, Trainer, seed_everything
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny models: intra-op threads only add contention on a shared CPU
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def data(tmp_path):
+    write_shards(tmp_path / "shards")
+    return TokenDataSource(tmp_path / "shards", seq_len=3)
+
+
+def _trainer(data, run_dir, task="wm", n_embd=16, callbacks=None, model_cls=TokenModel, **kw):
+    seed_everything(0)
+    model = model_cls(data.model_config(n_layer=1, n_head=2, n_embd=n_embd, task=task))
+    cfg = dict(run_dir=str(run_dir), learning_rate=3e-3, warmup_steps=2, micro_batch_size=4,
+               tensorboard=False, val_batches=2, max_steps=10)
+    cfg.update(kw)
+    return Trainer(model, data, TrainConfig(**cfg),
+                   run_config={"model_kind": "token_model",
+                               "model_config": model.config.to_dict()}, callbacks=callbacks)
+
+
+def _metrics(run_dir, drop=("tokens_per_s",)):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k not in drop} for x in lines]
+
+
+def test_log_step_doctest():
+    assert doctest.testmod(trainer_mod).failed == 0
+
+
+@pytest.mark.parametrize("task,steps", [("wm", 50), ("bc", 25)])
+def test_loss_falls_and_metrics_are_complete(data, tmp_path, task, steps):
+    run = tmp_path / "run"
+    result = _trainer(data, run, task=task, n_embd=32, max_steps=steps, learning_rate=1e-2,
+                      micro_batch_size=8, tensorboard=(task == "wm")).train()
+    rows = _metrics(run, drop=())
+    first, last = rows[0], rows[-1]
+    assert {"step", "tokens", "flops", "params", "train/loss", "lr", "tokens_per_s",
+            "epoch"} <= set(first)
+    assert last["step"] == result.steps == steps and "val/loss" in last
+    assert last["flops"] == 6 * last["params"] * last["tokens"]
+    assert last["tokens"] == steps * 8 * 3 * (4 + 1)
+    recent = sum(r["train/loss"] for r in rows[-3:]) / 3
+    assert recent < 0.7 * first["train/loss"]
+    assert last["val/loss"] < 0.6 * first["train/loss"]
+    # log-spaced: every step early, sparser later, ~20 per decade
+    steps_logged = [r["step"] for r in rows]
+    assert steps_logged == [s for s in range(1, steps + 1) if s == steps
+                            or trainer_mod.is_log_step(s, 20) or trainer_mod.is_log_step(s, 5)]
+    assert steps_logged[:10] == list(range(1, 11)) and 14 not in steps_logged
+    assert json.loads((run / "config.json").read_text())["params"] == last["params"]
+    assert (run / "checkpoints" / "last.pt").is_file()
+    if task == "wm":
+        assert any(p.name.startswith("events") for p in (run / "tb").iterdir())
+
+
+def test_kill_and_resume_gives_the_same_metrics(data, tmp_path):
+    full = tmp_path / "full"
+    _trainer(data, full, max_steps=12, checkpoint_every=3).train()
+
+    def crash_at_8(step, record):
+        if step == 8:
+            raise KeyboardInterrupt  # as if killed after step 8 (last checkpoint at 6)
+
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(data, killed, max_steps=12, checkpoint_every=3, callbacks=[crash_at_8]).train()
+    assert _metrics(killed)[-1]["step"] == 8
+    result = _trainer(data, killed, max_steps=12, checkpoint_every=3).train()
+    assert result.steps == 12
+    assert _metrics(killed) == _metrics(full)
+
+
+def test_resume_from_another_config_is_refused(data, tmp_path):
+    run = tmp_path / "run"
+    _trainer(data, run, max_steps=2).train()
+    with pytest.raises(ValueError, match="another config.*learning_rate"):
+        _trainer(data, run, max_steps=4, learning_rate=1e-4).train()
+    # a bigger budget is fine: the run continues
+    assert _trainer(data, run, max_steps=3).train().steps == 3
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        _trainer(data, run, max_steps=3, resume=False).train()
+
+
+class _Exploding(TokenModel):
+    calls = 0
+
+    def compute_loss(self, batch):
+        out = super().compute_loss(batch)
+        _Exploding.calls += 1
+        if _Exploding.calls >= 5:
+            nan = out.loss * float("nan")
+            return out._replace(loss=nan, scaling_loss=nan.detach())
+        return out
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(data, tmp_path):
+    run = tmp_path / "run"
+    _Exploding.calls = 0
+    t = _trainer(data, run, model_cls=_Exploding, checkpoint_every=2, val_batches=0)
+    with pytest.raises(NonFiniteLossError, match=r"step 5 .*last good checkpoint.*learning rate"):
+        t.train()
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_budget_stops_and_infinite_data_warning(data, tmp_path):
+    tokens_per_step = 4 * 3 * 5
+    t = _trainer(data, tmp_path / "run", max_steps=0, max_tokens=7 * tokens_per_step - 1,
+                 val_batches=0)
+    assert t.total_steps() == 7
+    # 40 episodes x 24 frames x 5 tokens = 4800 train tokens; > 4 passes warns
+    with pytest.warns(UserWarning, match="infinite-data regime"):
+        _trainer(data, tmp_path / "long", max_steps=90, micro_batch_size=16, val_batches=0,
+                 log_points_per_decade=50).train()
+    t = _trainer(data, tmp_path / "acc", tokens_per_update=3 * tokens_per_step)
+    assert t.accum_steps == 3 and t.tokens_per_step == 3 * tokens_per_step
+    flops = _trainer(data, tmp_path / "f", max_steps=0, max_flops=1e9)
+    assert flops.total_steps() == math.ceil(1e9 / (6 * flops.num_params * tokens_per_step))
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="budget"):
+        TrainConfig()
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig(max_steps=1, learning_rate=0)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, shard_path, run_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    data = TokenDataSource(shard_path, seq_len=3)
+    _trainer(data, run_dir, micro_batch_size=2, max_steps=4, tokens_per_update=2 * 4 * 15,
+             device="cpu").train()
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_match_single_process(data, tmp_path):
+    # global batch 8 windows per step: DDP 2 ranks x 2 windows x 2 accumulation steps,
+    # single process 4 windows x 2 accumulation steps
+    single = tmp_path / "single"
+    _trainer(data, single, micro_batch_size=4, max_steps=4, tokens_per_update=8 * 15).train()
+    ddp = tmp_path / "ddp"
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), data.path, str(ddp)),
+                                nprocs=2, join=True)
+    a = torch.load(single / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(ddp / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+    ma, mb = _metrics(single), _metrics(ddp)
+    assert [r["tokens"] for r in ma] == [r["tokens"] for r in mb]
+    for ra, rb in zip(ma, mb, strict=True):
+        assert ra["train/loss"] == pytest.approx(rb["train/loss"], rel=1e-5)
+        assert ra.get("val/loss") == pytest.approx(rb.get("val/loss"), rel=1e-5)

@@ -1,0 +1,562 @@
+"""One pre-training loop for WM-Token, BC-Token and BC-CNN.
+
+Any ``nn.Module`` with ``compute_loss(batch) -> LossOutput`` and ``num_params()`` trains here on
+any ``DataSource``. AdamW with a constant learning rate after a linear warmup (no decay, so every
+logged point is a valid (N, D, L) sample for the scaling laws), gradient accumulation to a
+tokens-per-update target, clipping, bf16 autocast on CUDA (fp32 on CPU), optional
+``torch.compile``, DDP under ``torchrun``. Stops at a token, FLOPs or step budget.
+
+A run directory ``runs/<study>/<run>/`` holds ``config.json``, ``metrics.jsonl`` (one object per log
+point: step, tokens D, flops C = 6ND, params N, train/loss, lr, tokens_per_s, epoch, val/loss when
+computed), ``checkpoints/last.pt`` (written atomically) and ``tb/`` (TensorBoard). Log points are
+spaced evenly in log(step), so every decade of FLOPs gets the same number of points. A killed run
+started again with the same config resumes from its last checkpoint and continues the same curve.
+
+Example:
+    trainer = Trainer(model, data, TrainConfig(run_dir="runs/demo/wm-s100k", max_tokens=2e6),
+                      run_config={"task": "wm-token"})
+    result = trainer.train()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from offline_data.atomic import atomic_file, write_text_atomic
+from worldmodels.gpt import configure_optimizer
+
+logger = logging.getLogger(__name__)
+
+# Fields that may differ when a run is resumed: budgets and how it runs, not what it computes.
+RESUMABLE_FIELDS = ("max_tokens", "max_flops", "max_steps", "compile", "device", "tensorboard",
+                    "resume", "run_dir")
+INFINITE_DATA_PASSES = 4.0  # Muennighoff et al. 2024: up to 4 passes ~ infinite-data regime
+
+
+class WindowLoader(Protocol):
+    """Random access to one split's batches (``offline_data.tokens.TokenWindowLoader`` fits)."""
+
+    num_windows: int
+
+    def batch_at(self, index: int) -> Any:
+        """The ``index``-th batch of this rank's endless, seeded stream."""
+
+    def epoch_batches(self, epoch: int = 0) -> Iterator[Any]:
+        """The batches of one epoch, in order."""
+
+
+class DataSource(Protocol):
+    """Where a model's training windows come from."""
+
+    items_per_window: int
+    """D per window: T (d_z + d_a) for token models, T for BC-CNN."""
+    num_train_items: int
+    """Distinct items (D units) in the training split, for the infinite-data regime check."""
+
+    def loader(self, split: str, batch_size: int, seed: int, rank: int, world_size: int
+               ) -> WindowLoader:
+        """A loader over ``split`` giving this rank ``batch_size`` windows per batch."""
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raise ``ValueError`` if the model cannot read this data (vocabulary, context)."""
+
+    def describe(self) -> dict:
+        """JSON-able description saved in config.json."""
+
+
+class NonFiniteLossError(ValueError):
+    """Training stopped because the loss or gradient norm became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, budget, logging and checkpointing of one pre-training run."""
+
+    run_dir: str = "runs/default/run"
+    """run directory (config.json, metrics.jsonl, checkpoints/, tb/)"""
+    seed: int = 0
+    """seed of initialisation, data order and dropout"""
+    learning_rate: float = 1e-3
+    """peak AdamW learning rate, held constant after warmup"""
+    warmup_steps: int = 20
+    """optimizer steps of linear warmup from 0"""
+    weight_decay: float = 0.1
+    """AdamW weight decay on matrices"""
+    beta1: float = 0.9
+    """AdamW beta1"""
+    beta2: float = 0.95
+    """AdamW beta2"""
+    grad_clip: float = 1.0
+    """clip the global gradient norm to this (0 = off)"""
+    micro_batch_size: int = 16
+    """windows per forward pass on each process"""
+    tokens_per_update: int = 0
+    """target D per optimizer step; gradients are accumulated to reach it (0 = one micro-batch)"""
+    max_tokens: float = 0
+    """stop after this many tokens D (0 = no limit)"""
+    max_flops: float = 0
+    """stop after this compute C = 6ND in FLOPs (0 = no limit)"""
+    max_steps: int = 0
+    """stop after this many optimizer steps (0 = no limit)"""
+    log_points_per_decade: int = 20
+    """train metrics points per decade of steps (= per decade of FLOPs)"""
+    val_points_per_decade: int = 5
+    """validation points per decade of steps; also at the end"""
+    val_batches: int = 8
+    """micro-batches of held-out windows per validation"""
+    checkpoint_every: int = 0
+    """also checkpoint every this many steps (0 = at validation points and the end only)"""
+    keep_checkpoints: bool = False
+    """keep every checkpoint as checkpoints/step_<step>.pt (for loss-vs-quality studies)"""
+    compile: bool = False
+    """torch.compile the model"""
+    device: str = "auto"
+    """'auto' (CUDA if available), 'cpu' or 'cuda[:i]'"""
+    tensorboard: bool = True
+    """also write TensorBoard events to tb/"""
+    resume: bool = True
+    """continue from checkpoints/last.pt when the run directory holds one"""
+
+    def __post_init__(self) -> None:
+        checks = {"learning_rate": self.learning_rate > 0, "warmup_steps": self.warmup_steps >= 0,
+                  "weight_decay": self.weight_decay >= 0, "beta1": 0 <= self.beta1 < 1,
+                  "beta2": 0 <= self.beta2 < 1, "grad_clip": self.grad_clip >= 0,
+                  "micro_batch_size": self.micro_batch_size >= 1,
+                  "tokens_per_update": self.tokens_per_update >= 0,
+                  "max_tokens": self.max_tokens >= 0, "max_flops": self.max_flops >= 0,
+                  "max_steps": self.max_steps >= 0,
+                  "log_points_per_decade": self.log_points_per_decade >= 1,
+                  "val_points_per_decade": self.val_points_per_decade >= 0,
+                  "val_batches": self.val_batches >= 0,
+                  "checkpoint_every": self.checkpoint_every >= 0}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"TrainConfig.{name} has an invalid value {getattr(self, name)!r}")
+        if not (self.max_tokens or self.max_flops or self.max_steps):
+            raise ValueError("TrainConfig needs a budget: set max_tokens, max_flops or max_steps "
+                             "(--tokens, --flops or --steps)")
+
+
+class TrainResult(NamedTuple):
+    """Summary of a finished run."""
+
+    run_dir: Path
+    steps: int
+    tokens: int
+    flops: float
+    params: int
+    train_loss: float
+    val_loss: float | None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def is_log_step(step: int, points_per_decade: int) -> bool:
+    """True when ``step`` crosses the next point of a log-spaced grid (every step early on).
+
+    >>> [s for s in range(1, 200) if is_log_step(s, 5)]
+    [1, 2, 3, 4, 7, 10, 16, 26, 40, 64, 100, 159]
+    """
+    if points_per_decade <= 0:
+        return False
+    if step <= 1:
+        return step == 1
+    return (math.floor(points_per_decade * math.log10(step) + 1e-9)
+            > math.floor(points_per_decade * math.log10(step - 1) + 1e-9))
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor of a (named) tuple, dict or tensor batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_to_device(x, device) for x in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(x, device) for x in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+class _LossModule(nn.Module):
+    """Calls ``compute_loss`` through ``forward`` so DDP's hooks see every pass."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        out = self.model.compute_loss(batch)
+        return out.loss, out.scaling_loss, out.metrics
+
+
+class Trainer:
+    """Trains ``model`` on ``data`` under ``config``; one instance per process under torchrun.
+
+    Args:
+        model: module with ``compute_loss(batch) -> LossOutput`` and ``num_params()``.
+        data: a ``DataSource``.
+        config: a ``TrainConfig``.
+        run_config: JSON-able description of the model and task (saved in config.json and every
+            checkpoint, compared on resume). Should include ``model_kind`` and ``model_config``.
+        callbacks: called as ``callback(step, record)`` after every optimizer step (``record`` is
+            the metrics dict when the step was logged, else None).
+    """
+
+    def __init__(self, model: nn.Module, data: DataSource, config: TrainConfig,
+                 run_config: dict | None = None,
+                 callbacks: list[Callable[[int, dict | None], None]] | None = None):
+        for attr in ("compute_loss", "num_params"):
+            if not callable(getattr(model, attr, None)):
+                raise TypeError(f"{type(model).__name__} has no {attr}(); the trainer needs "
+                                "compute_loss(batch) -> LossOutput and num_params()")
+        data.check_model(model)
+        self.config, self.data, self.callbacks = config, data, list(callbacks or [])
+        self.run_dir = Path(config.run_dir)
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.distributed = self.world_size > 1
+        if config.device == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        else:
+            dev = config.device
+        if dev.startswith("cuda") and self.distributed:
+            dev = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        self.device = torch.device(dev)
+        if self.distributed and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.model = model.to(self.device)
+        self.num_params = int(model.num_params())
+        self.run_config = {
+            "train": asdict(config), "data": data.describe(), **(run_config or {}),
+            "params": self.num_params,
+        }
+        per_micro = config.micro_batch_size * self.world_size * data.items_per_window
+        self.accum_steps = max(1, math.ceil(config.tokens_per_update / per_micro))
+        self.tokens_per_step = per_micro * self.accum_steps
+        self.train_loader = data.loader("train", config.micro_batch_size, config.seed,
+                                        self.rank, self.world_size)
+        self.val_loader = None
+        if config.val_batches and config.val_points_per_decade:
+            self.val_loader = data.loader("val", config.micro_batch_size, config.seed + 1,
+                                          self.rank, self.world_size)
+        self.optimizer = configure_optimizer(
+            model, config.learning_rate, config.weight_decay, (config.beta1, config.beta2),
+            fused=True if self.device.type == "cuda" else None)
+        module: nn.Module = _LossModule(model)
+        if self.distributed:
+            module = nn.parallel.DistributedDataParallel(
+                module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.loss_module = torch.compile(module) if config.compile else module
+        self.step = 0
+        self.tokens = 0
+        self._warned_passes = False
+
+    # ----- budget and schedule -----
+
+    @property
+    def flops(self) -> float:
+        """C = 6 N D so far."""
+        return 6.0 * self.num_params * self.tokens
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (1-based): linear warmup, then constant."""
+        if self.config.warmup_steps and step <= self.config.warmup_steps:
+            return self.config.learning_rate * step / self.config.warmup_steps
+        return self.config.learning_rate
+
+    def total_steps(self) -> int:
+        """Optimizer steps the budget allows (the smallest of the step, token and FLOPs limits)."""
+        limits = []
+        if self.config.max_steps:
+            limits.append(self.config.max_steps)
+        if self.config.max_tokens:
+            limits.append(math.ceil(self.config.max_tokens / self.tokens_per_step))
+        if self.config.max_flops:
+            limits.append(math.ceil(self.config.max_flops / (6.0 * self.num_params
+                                                             * self.tokens_per_step)))
+        return max(1, min(limits))
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _all_mean(self, values: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            values = values.clone()
+            torch.distributed.all_reduce(values)
+            values /= self.world_size
+        return values
+
+    # ----- checkpoints and run directory -----
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The latest checkpoint of this run."""
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def _comparable(self, run_config: dict) -> dict:
+        rc = json.loads(json.dumps(run_config))
+        for name in RESUMABLE_FIELDS:
+            rc.get("train", {}).pop(name, None)
+        return rc
+
+    def _save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "tokens": self.tokens, "run_config": self.run_config,
+            "model_kind": self.run_config.get("model_kind", ""),
+            "model_config": self.run_config.get("model_config", {}),
+            "torch_rng": torch.get_rng_state(),
+        }
+        with atomic_file(self.checkpoint_path) as tmp:
+            torch.save(state, tmp)
+        if self.config.keep_checkpoints:
+            with atomic_file(self.checkpoint_path.with_name(f"step_{self.step:08d}.pt")) as tmp:
+                torch.save(state, tmp)
+
+    def _start_run_dir(self) -> None:
+        """Resume from the last checkpoint, or start a fresh run directory."""
+        metrics = self.run_dir / "metrics.jsonl"
+        if self.config.resume and self.checkpoint_path.is_file():
+            ckpt = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+            old, new = self._comparable(ckpt["run_config"]), self._comparable(self.run_config)
+            if old != new:
+                diff = _dict_diff(old, new)
+                raise ValueError(
+                    f"cannot resume {self.run_dir}: its checkpoint is from another config "
+                    f"({'; '.join(diff[:6])}); use a new --run-dir, or the same settings")
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.step, self.tokens = int(ckpt["step"]), int(ckpt["tokens"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            if self.rank == 0 and metrics.is_file():
+                # Drop points logged after the checkpoint: the resumed run logs them again.
+                kept = [line for line in metrics.read_text().splitlines()
+                        if line.strip() and json.loads(line)["step"] <= self.step]
+                write_text_atomic(metrics, "".join(line + "\n" for line in kept))
+            logger.info("resumed %s at step %d (%d tokens)", self.run_dir, self.step, self.tokens)
+        elif self.rank == 0:
+            if metrics.is_file() and metrics.stat().st_size and not self.config.resume:
+                raise FileExistsError(f"{self.run_dir} already holds a run; pick a new run "
+                                      "directory or resume it (--resume)")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(metrics, "")
+        if self.rank == 0:
+            write_text_atomic(self.run_dir / "config.json",
+                              json.dumps(self.run_config, indent=2, sort_keys=True) + "\n")
+
+    # ----- the loop -----
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean losses over ``val_batches`` held-out micro-batches (same windows every time)."""
+        self.model.eval()
+        sums: dict[str, float] = {}
+        count = 0
+        batches = self.val_loader.epoch_batches(0)
+        for _ in range(self.config.val_batches):
+            batch = next(batches, None)
+            if batch is None:
+                break
+            with self._autocast():
+                out = self.model.compute_loss(_to_device(batch, self.device))
+            for key, value in {"loss": out.scaling_loss, **out.metrics}.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+            count += 1
+        self.model.train()
+        keys = sorted(sums)
+        means = self._all_mean(torch.tensor([sums[k] / max(count, 1) for k in keys],
+                                            dtype=torch.float64))
+        return {f"val/{k}": float(v) for k, v in zip(keys, means, strict=True)}
+
+    def _train_step(self) -> dict[str, float]:
+        """One optimizer step over ``accum_steps`` micro-batches; returns mean losses."""
+        lr = self.lr_at(self.step + 1)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        sums: dict[str, torch.Tensor] = {}
+        for micro in range(self.accum_steps):
+            index = self.step * self.accum_steps + micro
+            batch = _to_device(self.train_loader.batch_at(index), self.device)
+            sync = (not self.distributed or micro == self.accum_steps - 1)
+            ctx = contextlib.nullcontext() if sync else self.loss_module.no_sync()
+            with ctx:
+                with self._autocast():
+                    loss, scaling_loss, metrics = self.loss_module(batch)
+                (loss / self.accum_steps).backward()
+            for key, value in {"loss": scaling_loss, **metrics}.items():
+                sums[key] = sums.get(key, 0.0) + value.detach().float()
+        grad_norm = torch.tensor(0.0)
+        if self.config.grad_clip:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                       self.config.grad_clip)
+        keys = sorted(sums)
+        means = self._all_mean(torch.stack([sums[k] / self.accum_steps for k in keys]).cpu()
+                               .double())
+        out = {f"train/{k}": float(v) for k, v in zip(keys, means, strict=True)}
+        if not all(math.isfinite(v) for v in out.values()) or not math.isfinite(float(grad_norm)):
+            last = (f"the last good checkpoint is {self.checkpoint_path}"
+                    if self.checkpoint_path.is_file() else "no checkpoint was written before it")
+            raise NonFiniteLossError(
+                f"training loss became {out['train/loss']} (grad norm {float(grad_norm)}) at step "
+                f"{self.step + 1} ({self.tokens} tokens); {last}. Lower the learning rate "
+                f"(now {lr:g}) or lengthen the warmup, and start a new run directory")
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        out["lr"] = lr
+        out["grad_norm"] = float(grad_norm)
+        return out
+
+    def _check_passes(self) -> float:
+        passes = self.tokens / max(1, self.data.num_train_items)
+        if passes > INFINITE_DATA_PASSES and not self._warned_passes:
+            self._warned_passes = True
+            msg = (f"run has made {passes:.1f} passes over the {self.data.num_train_items} "
+                   f"training tokens: beyond {INFINITE_DATA_PASSES:g} it leaves the infinite-data "
+                   "regime, so later points are not clean scaling-law samples; use more data or a "
+                   "smaller budget")
+            warnings.warn(msg, stacklevel=2)
+            logger.warning(msg)
+        return passes
+
+    def train(self) -> TrainResult:
+        """Run until the budget is spent (or resume and finish a killed run)."""
+        cfg = self.config
+        self._start_run_dir()
+        total = self.total_steps()
+        planned = total * self.tokens_per_step / max(1, self.data.num_train_items)
+        if self.rank == 0:
+            logger.info("N=%d params, %d tokens/step (%d micro-batches x %d windows x %d "
+                        "processes), %d steps planned (%.2f passes)", self.num_params,
+                        self.tokens_per_step, self.accum_steps, cfg.micro_batch_size,
+                        self.world_size, total, planned)
+            if planned > INFINITE_DATA_PASSES:
+                logger.warning("the budget is %.1f passes over the training data: the run will "
+                               "leave the infinite-data regime (> %g passes)", planned,
+                               INFINITE_DATA_PASSES)
+        writer = None
+        if cfg.tensorboard and self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1)
+        self.model.train()
+        last_time, last_tokens = time.perf_counter(), self.tokens
+        train_loss, val_loss = float("nan"), None
+        progress = _progress(total, self.step, enabled=self.rank == 0)
+        try:
+            while self.step < total:
+                out = self._train_step()
+                self.step += 1
+                self.tokens += self.tokens_per_step
+                progress.update(1)
+                train_loss = out["train/loss"]
+                final = self.step >= total
+                record = None
+                do_val = self.val_loader is not None and (
+                    final or is_log_step(self.step, cfg.val_points_per_decade))
+                if final or do_val or is_log_step(self.step, cfg.log_points_per_decade):
+                    now = time.perf_counter()
+                    record = {"step": self.step, "tokens": self.tokens, "flops": self.flops,
+                              "params": self.num_params, **out,
+                              "tokens_per_s": (self.tokens - last_tokens) / max(now - last_time,
+                                                                                1e-9),
+                              "epoch": self._check_passes()}
+                    last_time, last_tokens = now, self.tokens
+                    if do_val:
+                        record.update(self.evaluate())
+                        val_loss = record["val/loss"]
+                    self._log(record, writer)
+                if final or do_val or (cfg.checkpoint_every
+                                       and self.step % cfg.checkpoint_every == 0):
+                    self._save_checkpoint()
+                for callback in self.callbacks:
+                    callback(self.step, record)
+        finally:
+            progress.close()
+            if writer is not None:
+                writer.close()
+        return TrainResult(self.run_dir, self.step, self.tokens, self.flops, self.num_params,
+                           train_loss, val_loss)
+
+    def _log(self, record: dict, writer) -> None:
+        if self.rank != 0:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for key, value in record.items():
+                if key not in ("step",) and isinstance(value, (int, float)):
+                    writer.add_scalar(key, value, self.step)
+        logger.info("step %d tokens %d loss %.4f%s", self.step, self.tokens,
+                    record["train/loss"],
+                    f" val {record['val/loss']:.4f}" if "val/loss" in record else "")
+
+
+def _dict_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Human-readable differences between two nested dicts."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _dict_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: checkpoint {a!r}, now {b!r}")
+    return out
+
+
+class _progress:
+    """A tqdm bar on an interactive terminal, silent otherwise."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step")
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a trainer checkpoint safely (``weights_only``), with a clear error when missing."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `embscale train`")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+__all__ = ["DataSource", "NonFiniteLossError", "TrainConfig", "TrainResult", "Trainer",
+           "WindowLoader", "is_log_step", "load_checkpoint", "seed_everything"]
