@@ -1,4 +1,11 @@
 """Real environments with image observations, wrappers, and the world-model environment.
 
-Importing this package registers the suite's gymnasium ids (cheap: no env is built).
+Importing this package registers the suite's gymnasium ids (cheap: no env is built):
+``embscale/Breakout-v0`` and ``embscale/FetchPickAndPlace-v0``.
 """
+
+from envs.registration import BREAKOUT_ID, FETCH_PICK_AND_PLACE_ID, make, register_envs
+
+register_envs()
+
+__all__ = ["BREAKOUT_ID", "FETCH_PICK_AND_PLACE_ID", "make", "register_envs"]

@@ -1,0 +1,111 @@
+"""Atari games with small square uint8 RGB observations, the resize built into the env class.
+
+The resize lives inside the env (not in a gymnasium ``ResizeObservation`` wrapper) so that the env
+is fully described by its registered id and kwargs: Minari's ``recover_environment`` rebuilds it
+from the dataset's env spec alone.
+
+Example::
+
+    import envs
+    env = envs.make("embscale/Breakout-v0", size=128)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from ale_py.env import AtariEnv
+from gymnasium import spaces
+from gymnasium.utils import EzPickle
+
+
+def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
+    """Resize an HxWx3 uint8 frame to (size, size, 3) with area interpolation.
+
+    Area interpolation averages the source pixels under each target pixel, which keeps thin
+    objects (the Breakout ball is 2x4 pixels) visible at 64x64 instead of aliasing them away.
+
+    >>> resize_frame(np.zeros((210, 160, 3), np.uint8), 64).shape
+    (64, 64, 3)
+    """
+    out = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def check_size(size: Any) -> int:
+    """Validate an observation side length in pixels and return it as an int."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"size must be an int number of pixels (e.g. 64 or 128), got {size!r}")
+    if not 8 <= int(size) <= 1024:
+        raise ValueError(f"size must be between 8 and 1024 pixels (e.g. 64 or 128), got {size}")
+    return int(size)
+
+
+class AtariImageEnv(AtariEnv):
+    """An ALE game whose observations are the screen resized to (size, size, 3) uint8 RGB.
+
+    Spaces: observation ``Box(0, 255, (size, size, 3), uint8)``; action ``Discrete(n)`` over the
+    game's minimal action set (Breakout: NOOP, FIRE, RIGHT, LEFT).
+    Reward: the game score gained during the ``frameskip`` emulator frames of a step.
+    Termination: game over (all lives lost). Truncation: the registered ``max_episode_steps``
+    (``TimeLimit``) or the ALE's own frame cap.
+    Info: ``lives``, ``episode_frame_number``, ``frame_number`` as in ale-py, plus ``ram``: a copy
+    of the 128-byte console RAM (uint8, shape (128,)) after the step, read by scripted players.
+
+    Args:
+        game: ALE ROM name in snake_case, e.g. ``"breakout"``.
+        size: side of the square observation in pixels (64 by default, 128 as in the paper).
+        frameskip: emulator frames per env step (each repeats the action).
+        repeat_action_probability: sticky-action probability per emulator frame (0.25 as in
+            ``ALE/*-v5``, Machado et al. 2018).
+        render_mode: ``None`` or ``"rgb_array"`` (the full-resolution 210x160 screen).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        game: str = "breakout",
+        size: int = 64,
+        frameskip: int = 4,
+        repeat_action_probability: float = 0.25,
+        render_mode: str | None = None,
+    ):
+        size = check_size(size)
+        if isinstance(frameskip, bool) or not isinstance(frameskip, (int, np.integer)):
+            raise TypeError(f"frameskip must be a positive int (e.g. 4), got {frameskip!r}")
+        if frameskip < 1:
+            raise ValueError(f"frameskip must be a positive int (e.g. 4), got {frameskip}")
+        if not 0.0 <= float(repeat_action_probability) <= 1.0:
+            raise ValueError(
+                "repeat_action_probability must lie in [0, 1] (0.25 is the ALE v5 default), "
+                f"got {repeat_action_probability}"
+            )
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        super().__init__(
+            game=game,
+            obs_type="rgb",
+            frameskip=int(frameskip),
+            repeat_action_probability=float(repeat_action_probability),
+            full_action_space=False,
+            render_mode=render_mode,
+        )
+        # Re-initialise pickling with our own constructor arguments (AtariEnv stored its own).
+        EzPickle.__init__(self, game, size, frameskip, repeat_action_probability, render_mode)
+        self.size = size
+        self.observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
+
+    def get_ram(self) -> np.ndarray:
+        """Return a copy of the console RAM, uint8 array of shape (128,)."""
+        return self.ale.getRAM()
+
+    def _get_obs(self) -> np.ndarray:
+        return resize_frame(self.ale.getScreenRGB(), self.size)
+
+    def _get_info(self) -> dict[str, Any]:
+        info = dict(super()._get_info())
+        info["ram"] = self.ale.getRAM()
+        return info

@@ -1,0 +1,83 @@
+import pickle
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import envs
+from envs.atari import AtariImageEnv, resize_frame
+
+
+def test_ids_registered_on_import_and_idempotent():
+    envs.register_envs()
+    envs.register_envs()
+    assert "embscale/Breakout-v0" in gymnasium.registry
+    assert "embscale/FetchPickAndPlace-v0" in gymnasium.registry
+    spec = gymnasium.spec("embscale/Breakout-v0")
+    assert spec.max_episode_steps == 4500
+    assert spec.kwargs["size"] == 64 and spec.kwargs["frameskip"] == 4
+
+
+def test_breakout_passes_gymnasium_and_sb3_checkers():
+    env = envs.make("embscale/Breakout-v0")
+    check_env(env.unwrapped, skip_render_check=False)
+    sb3_check_env(env.unwrapped, warn=True)
+    env.close()
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_breakout_observations_are_square_uint8_rgb(size):
+    env = envs.make("embscale/Breakout-v0", size=size)
+    assert env.observation_space == gymnasium.spaces.Box(0, 255, (size, size, 3), np.uint8)
+    assert env.action_space == gymnasium.spaces.Discrete(4)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (size, size, 3) and obs.dtype == np.uint8
+    assert info["ram"].shape == (128,) and info["ram"].dtype == np.uint8
+    obs, reward, terminated, truncated, info = env.step(1)
+    assert obs.shape == (size, size, 3) and obs.std() > 0  # a real picture, not a blank
+    env.close()
+
+
+def test_breakout_is_recreated_from_its_spec_alone():
+    # What Minari's recover_environment does: rebuild from the JSON spec (id + kwargs).
+    env = envs.make("embscale/Breakout-v0", size=32)
+    spec = gymnasium.envs.registration.EnvSpec.from_json(env.spec.to_json())
+    again = gymnasium.make(spec)
+    assert again.observation_space.shape == (32, 32, 3)
+    a, _ = env.reset(seed=3)
+    b, _ = again.reset(seed=3)
+    for action in [1, 2, 2, 3, 0]:
+        a = env.step(action)[0]
+        b = again.step(action)[0]
+    np.testing.assert_array_equal(a, b)
+    assert isinstance(pickle.loads(pickle.dumps(env.unwrapped)), AtariImageEnv)
+    env.close()
+    again.close()
+
+
+def test_resize_keeps_the_ball_visible():
+    frame = np.zeros((210, 160, 3), np.uint8)
+    frame[120:124, 70:72] = (200, 72, 72)  # a 2x4-pixel ball
+    small = resize_frame(frame, 64)
+    assert small.shape == (64, 64, 3) and small.max() > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"size": 0}, ValueError),
+        ({"size": 64.0}, TypeError),
+        ({"frameskip": 0}, ValueError),
+        ({"repeat_action_probability": 1.5}, ValueError),
+    ],
+)
+def test_bad_breakout_kwargs_are_named(kwargs, error):
+    with pytest.raises(error, match=next(iter(kwargs))):
+        envs.make("embscale/Breakout-v0", **kwargs)
+
+
+def test_unknown_suite_id_lists_the_known_ones():
+    with pytest.raises(ValueError, match="embscale/Breakout-v0"):
+        envs.make("embscale/Pong-v0")
