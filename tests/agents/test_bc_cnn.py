@@ -1,0 +1,102 @@
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents.bc_cnn import BCCNN, BCCNNConfig, FrameDataSource, load_bc_cnn, save_bc_cnn
+from offline_data.datasets import Episode, create_minari_dataset
+from worldmodels.trainer import TrainConfig, Trainer, seed_everything
+
+DATASET = "embscale/bccnn-test/structured-v0"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _episode(rng, n=16):
+    # a bright 4x4 square sits in one of three columns; the demonstrator's action is its column
+    cols = rng.integers(0, 3, n + 1)
+    frames = np.zeros((n + 1, 12, 12, 3), np.uint8)
+    for t, c in enumerate(cols):
+        frames[t, 4:8, 4 * c:4 * c + 4] = 255
+    actions = cols[:n].astype(np.int64)
+    return Episode(frames, actions, np.ones(n, np.float32), np.eye(n, dtype=bool)[-1],
+                   np.zeros(n, bool), {})
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    create_minari_dataset(DATASET, [_episode(rng) for _ in range(60)],
+                          observation_space=gym.spaces.Box(0, 255, (12, 12, 3), np.uint8),
+                          action_space=gym.spaces.Discrete(3))
+    return FrameDataSource(DATASET, seq_len=4)
+
+
+def test_forward_shapes_and_params_include_cnn(data):
+    model = BCCNN(data.model_config(n_layer=1, n_head=2, n_embd=16))
+    frames = data.loader("train", 2, seed=0).batch_at(0).frames
+    assert frames.shape == (2, 4, 12, 12, 3) and frames.dtype == torch.uint8
+    logits = model(frames)
+    assert [tuple(lg.shape) for lg in logits] == [(2, 4, 3)]
+    cnn = sum(p.numel() for p in model.cnn.parameters())
+    assert cnn > 0 and model.num_params() == sum(p.numel() for p in model.parameters())
+    assert model.predict_actions(frames).shape == (2, 1)
+
+
+def test_causal_one_token_per_timestep(data):
+    model = BCCNN(data.model_config(n_layer=1, n_head=2, n_embd=16)).eval()
+    frames = data.loader("train", 2, seed=0).batch_at(0).frames
+    a = model(frames)[0]
+    changed = frames.clone()
+    changed[:, -1] = 255 - changed[:, -1]
+    b = model(changed)[0]
+    torch.testing.assert_close(a[:, :-1], b[:, :-1])  # the future does not leak backwards
+    assert not torch.allclose(a[:, -1], b[:, -1])
+
+
+def test_bc_cnn_trains_with_the_shared_trainer(data, tmp_path):
+    seed_everything(0)
+    model = BCCNN(data.model_config(n_layer=1, n_head=2, n_embd=16))
+    cfg = TrainConfig(run_dir=str(tmp_path / "run"), learning_rate=3e-3, warmup_steps=2,
+                      micro_batch_size=8, max_steps=40, val_batches=2, tensorboard=False)
+    result = Trainer(model, data, cfg, run_config={"model_kind": "bc_cnn",
+                                                   "model_config": model.config.to_dict()}).train()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["tokens"] == 40 * 8 * 4  # D counts one input per timestep
+    assert rows[-1]["params"] == model.num_params()
+    assert rows[-1]["val/loss"] < 0.5 * rows[0]["train/loss"]
+    loaded = load_bc_cnn(tmp_path / "run" / "checkpoints" / "last.pt")
+    frames = data.loader("val", 2, seed=0).batch_at(0).frames
+    torch.testing.assert_close(loaded(frames)[0], model.eval()(frames)[0])
+    assert result.steps == 40
+
+
+def test_ranks_read_the_global_batch(data):
+    single = data.loader("train", 4, seed=3).batch_at(5).frames
+    ranks = [data.loader("train", 2, seed=3, rank=r, world_size=2).batch_at(5).frames
+             for r in range(2)]
+    assert torch.equal(torch.stack(ranks, 1).reshape(single.shape), single)
+
+
+def test_bad_input(data, tmp_path):
+    with pytest.raises(ValueError, match="action vocabularies"):
+        data.check_model(BCCNN(BCCNNConfig.for_width(1, 1, 8, 4, (5,), image_size=12)))
+    with pytest.raises(ValueError, match="block_size"):
+        data.check_model(BCCNN(BCCNNConfig.for_width(1, 1, 8, 2, (3,), image_size=12)))
+    model = BCCNN(BCCNNConfig.for_width(1, 1, 8, 2, (3,), image_size=12))
+    with pytest.raises(ValueError, match="context"):
+        model(torch.zeros(1, 3, 12, 12, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="image_size"):
+        BCCNNConfig(image_size=4)
+    save_bc_cnn(model, tmp_path / "m.pt")
+    assert load_bc_cnn(tmp_path / "m.pt").config == model.config
+    with pytest.raises(FileNotFoundError, match="embscale train"):
+        load_bc_cnn(tmp_path / "nope.pt")
