@@ -21,7 +21,7 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "offline_data.cli",  # data collect | import | record | info
     "worldmodels.tokenizer_cli",  # tokenizer train | encode
-    "worldmodels.train_cli",  # train
+    "scaling.train_cli",  # train (scaling: it builds BC-CNN from agents and token models)
     "scaling.fit_cli",  # fit, plan
     "agents.cli",  # eval policy, dyna, play, dream
     "scaling.study_cli",  # study

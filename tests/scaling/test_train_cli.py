@@ -1,0 +1,56 @@
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from scaling import cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worldmodels"))
+from seqmodel_data import write_shards  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_command_writes_a_run(tmp_path, capsys):
+    write_shards(tmp_path / "shards")
+    run = tmp_path / "runs" / "r"
+    argv = ["train", "--task", "wm-token", "--size", "s10k", "--data", str(tmp_path / "shards"),
+            "--seq-len", "3", "--steps", "4", "--run-dir", str(run), "--no-tensorboard",
+            "--micro-batch-size", "4", "--tokens-per-update", "0"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "metrics.jsonl" in out and "N=" in out
+    config = json.loads((run / "config.json").read_text())
+    assert config["task"] == "wm-token" and config["preset"] == "ladder"
+    assert config["model_config"]["reward_head"] is True
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 4 and rows[-1]["lr"] > 0
+
+
+def test_bad_size_and_task_data_mismatch_are_user_errors(tmp_path, capsys):
+    write_shards(tmp_path / "shards")
+    base = ["train", "--data", str(tmp_path / "shards"), "--steps", "1", "--run-dir",
+            str(tmp_path / "r")]
+    assert cli.main([*base, "--task", "wm-token", "--size", "7M"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model size '7M'" in err and "s100k" in err
+    assert cli.main([*base, "--task", "bc-cnn", "--size", "s10k"]) == 2
+    assert "token shard" in capsys.readouterr().err
+    assert cli.main([*base, "--task", "bc-token", "--size", "s10k", "--preset", "bc-cnn"]) == 2
+    assert "is for task 'bc-cnn'" in capsys.readouterr().err
+
+
+def test_help_explains_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--task", "--size", "--data", "--tokens", "--flops", "--lr", "--preset"):
+        assert option in out
