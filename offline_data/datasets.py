@@ -141,7 +141,7 @@ def split_episodes(episode_ids: Sequence[int], fractions: Sequence[float] = (0.8
     Every split with a positive fraction gets at least one episode when there are enough.
 
     >>> split_episodes(range(10))
-    {'train': [0, 1, 2, 3, 5, 6, 7, 9], 'val': [8], 'test': [4]}
+    {'train': [0, 2, 3, 4, 5, 6, 7, 9], 'val': [8], 'test': [1]}
     """
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:

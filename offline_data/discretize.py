@@ -141,7 +141,9 @@ class UniformDiscretizer(ActionDiscretizer):
 
     Bucket ``k`` of a dimension covers ``[low + k w, low + (k+1) w)`` with ``w = (high-low)/n``;
     decoding gives its centre, so ``|decode(encode(a)) - a| <= w/2`` for ``a`` in range. Values
-    outside ``[low, high]`` are clipped to the first or last bucket.
+    outside ``[low, high]`` are clipped to the first or last bucket. Dimensions listed in
+    ``button_dims`` are on/off buttons stored in a Box (e.g. a gamepad log): two tokens, encoded
+    by thresholding at the midpoint and decoded exactly to ``low`` or ``high``.
 
     Args:
         low: lower bound per dimension (flattened action).
@@ -149,10 +151,12 @@ class UniformDiscretizer(ActionDiscretizer):
         buckets: buckets per dimension (one int for all, or one per dimension).
         shape: the env action's shape.
         dtype: the env action's numpy dtype name.
+        button_dims: flattened indices of button dimensions.
     """
 
     def __init__(self, low: Sequence[float], high: Sequence[float], buckets: int | Sequence[int],
-                 shape: Sequence[int] | None = None, dtype: str = "float32"):
+                 shape: Sequence[int] | None = None, dtype: str = "float32",
+                 button_dims: Sequence[int] = ()):
         self.low = np.asarray(low, dtype=np.float64).reshape(-1)
         self.high = np.asarray(high, dtype=np.float64).reshape(-1)
         if self.low.shape != self.high.shape or self.low.size == 0:
@@ -175,6 +179,12 @@ class UniformDiscretizer(ActionDiscretizer):
         if np.any(b < 2):
             raise ValueError(f"buckets={np.asarray(buckets).tolist()} must be >= 2 per dimension")
         self.buckets = np.array(b, dtype=np.int64)
+        self.button_dims = sorted(int(i) for i in button_dims)
+        if any(i < 0 or i >= self.low.size for i in self.button_dims):
+            raise ValueError(f"button_dims={self.button_dims} must index 0..{self.low.size - 1}")
+        self.buckets[self.button_dims] = 2
+        self._is_button = np.zeros(self.low.size, dtype=bool)
+        self._is_button[self.button_dims] = True
         self.shape = tuple(int(s) for s in (shape if shape is not None else (self.low.size,)))
         if int(np.prod(self.shape)) != self.low.size:
             raise ValueError(f"shape={self.shape} does not hold {self.low.size} dimensions")
@@ -200,19 +210,26 @@ class UniformDiscretizer(ActionDiscretizer):
         if not np.all(np.isfinite(flat)):
             raise ValueError("actions contain NaN or inf; check the policy's output")
         idx = np.floor((flat - self.low) / self.bucket_width).astype(np.int64)
-        return np.clip(idx, 0, self.buckets - 1)
+        idx = np.clip(idx, 0, self.buckets - 1)
+        if self.button_dims:
+            pressed = flat > (self.low + self.high) / 2
+            idx = np.where(self._is_button, pressed.astype(np.int64), idx)
+        return idx
 
     def decode(self, tokens: Any) -> np.ndarray:
         """Bucket ids (B, d_a) -> bucket centres (B, *shape) in the space's dtype."""
         tokens = self._check_tokens(tokens)
         centres = self.low + (tokens + 0.5) * self.bucket_width
+        if self.button_dims:
+            centres = np.where(self._is_button, np.where(tokens > 0, self.high, self.low), centres)
         return centres.astype(self.dtype).reshape((tokens.shape[0],) + self.shape)
 
     def to_spec(self) -> dict:
         """JSON-able spec (type ``uniform``)."""
         return {"type": "uniform", "version": SPEC_VERSION, "low": self.low.tolist(),
                 "high": self.high.tolist(), "buckets": self.buckets.tolist(),
-                "shape": list(self.shape), "dtype": self.dtype.name}
+                "shape": list(self.shape), "dtype": self.dtype.name,
+                "button_dims": list(self.button_dims)}
 
 
 def discretizer_from_spec(spec: dict | str) -> ActionDiscretizer:
@@ -232,7 +249,7 @@ def discretizer_from_spec(spec: dict | str) -> ActionDiscretizer:
                                       spec.get("shape", ()), spec.get("dtype", "int64"))
     if kind == "uniform":
         return UniformDiscretizer(spec["low"], spec["high"], spec["buckets"], spec.get("shape"),
-                                  spec.get("dtype", "float32"))
+                                  spec.get("dtype", "float32"), spec.get("button_dims", ()))
     raise ValueError(f"unknown discretizer type {kind!r}; expected 'categorical' or 'uniform'")
 
 

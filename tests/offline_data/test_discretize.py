@@ -97,3 +97,13 @@ def test_bad_inputs():
         UniformDiscretizer([-1.0, -1.0], [1.0, 1.0], [11, 11, 11])
     with pytest.raises(ValueError, match=">= 2"):
         UniformDiscretizer([-1.0], [1.0], 1)
+
+
+def test_button_dims_decode_exactly():
+    d = UniformDiscretizer([0.0, -1.0, 0.0], [1.0, 1.0, 1.0], 11, button_dims=[0, 2])
+    assert d.vocab_sizes == (2, 11, 2)
+    actions = np.array([[1.0, -0.3, 0.0], [0.0, 0.99, 1.0]], np.float32)
+    d2 = discretizer_from_spec(d.to_json())
+    out = d2.decode(d2.encode(actions))
+    np.testing.assert_array_equal(out[:, [0, 2]], actions[:, [0, 2]])
+    assert np.all(np.abs(out[:, 1] - actions[:, 1]) <= 2 / 11 / 2 + 1e-6)

@@ -1,0 +1,1 @@
+"""Importers: gameplay logs (video + controller CSV) and RLDS robot episodes (TFRecord)."""

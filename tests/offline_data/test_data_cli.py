@@ -1,0 +1,112 @@
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from offline_data_envs import PIXEL_ARM_ID, PIXEL_ID
+
+from offline_data.collect import RandomPolicy, collect, resolve_policy
+from offline_data.datasets import episode_metadata, load_dataset
+from offline_data.defaults import DEFAULTS, build_default_datasets
+from offline_data.reader import read_episode
+from scaling.cli import main
+
+
+def make_random(env, seed=0):
+    """A module:factory for --policy."""
+    return RandomPolicy(env.action_space, seed=seed)
+
+
+def test_collect_info_list_cli(capsys):
+    assert main(["data", "collect", "--env", PIXEL_ID, "--policy", "random", "--episodes", "2",
+                 "--dataset-id", "embscale/pixel/cli-v0", "--no-progress"]) == 0
+    assert "wrote embscale/pixel/cli-v0: 2 episodes" in capsys.readouterr().out
+    assert main(["data", "info", "embscale/pixel/cli-v0", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["episodes"] == 2 and info["frames"] == info["steps"] + 2
+    assert info["action_spec"]["type"] == "categorical" and info["disk_bytes"] > 0
+    assert main(["data", "info", "embscale/pixel/cli-v0"]) == 0
+    text = capsys.readouterr().out
+    assert "returns:" in text and "disk size:" in text
+    assert main(["data", "list"]) == 0
+    assert "embscale/pixel/cli-v0" in capsys.readouterr().out
+    # Unknown id: exit 2 and an error listing what exists.
+    assert main(["data", "info", "embscale/pixel/nope-v0"]) == 2
+    err = capsys.readouterr().err
+    assert "embscale/pixel/nope-v0" in err and "embscale/pixel/cli-v0" in err
+    # Existing id: refused without --overwrite.
+    assert main(["data", "collect", "--env", PIXEL_ID, "--episodes", "1", "--dataset-id",
+                 "embscale/pixel/cli-v0", "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    # Continuous actions without --buckets.
+    assert main(["data", "collect", "--env", PIXEL_ARM_ID, "--episodes", "1", "--dataset-id",
+                 "embscale/arm/cli-v0", "--no-progress"]) == 2
+    assert "discretizer spec" in capsys.readouterr().err
+    assert main(["data", "collect", "--env", PIXEL_ARM_ID, "--episodes", "1", "--buckets", "11",
+                 "--max-steps", "4", "--dataset-id", "embscale/arm/cli-v0", "--no-progress"]) == 0
+
+
+def test_policy_factory_string_and_errors():
+    env = gym.make(PIXEL_ID)
+    policy = resolve_policy("test_data_cli:make_random", env, seed=3)
+    assert isinstance(policy, RandomPolicy)
+    with pytest.raises(ValueError, match="unknown policy"):
+        resolve_policy("greedy", env)
+    with pytest.raises(ValueError, match="cannot load policy factory"):
+        resolve_policy("no_such_module_xyz:f", env)
+    with pytest.raises(ValueError, match="no scripted demonstrator"):
+        resolve_policy("scripted", env)
+    with pytest.raises(FileNotFoundError, match="stable-baselines3 model"):
+        resolve_policy("sb3:PPO:/nonexistent/model.zip", env)
+    with pytest.raises(TypeError, match="no predict"):
+        collect(env, object(), 1, "embscale/pixel/x-v0", progress=False)
+
+
+def test_sb3_model_as_policy(tmp_path):
+    from stable_baselines3 import PPO
+
+    env = gym.make(PIXEL_ID)
+    PPO("MlpPolicy", env, n_steps=16, batch_size=16, seed=0, device="cpu").save(tmp_path / "ppo")
+    policy = resolve_policy(f"sb3:{tmp_path / 'ppo.zip'}", env)
+    ds = collect(env, policy, 2, "embscale/pixel/ppo-v0", max_steps_per_episode=6, progress=False)
+    assert ds.total_steps == sum(len(read_episode(ds, i).actions) for i in range(2))
+
+
+@pytest.mark.slow
+def test_breakout_scripted_collection_replays_bit_identical():
+    """Frames stored for the real Breakout env equal what the env produces on replay."""
+    ds = collect("embscale/Breakout-v0", resolve_policy("scripted", _breakout(), skill=(0.2, 1.0)),
+                 2, "embscale/breakout/tiny-v0", max_steps_per_episode=40, seed=5, progress=False)
+    skills = [m["skill"] for m in episode_metadata(ds)]
+    assert len(skills) == 2 and all(0.2 <= s <= 1.0 for s in skills)
+    env = ds.recover_environment()
+    assert env.spec.id == "embscale/Breakout-v0"
+    for i in range(2):
+        ep = read_episode(ds, i)
+        obs, _ = env.reset(seed=5 if i == 0 else None)
+        frames = [obs]
+        for a in ep.actions:
+            frames.append(env.step(int(a))[0])
+        np.testing.assert_array_equal(np.stack(frames), ep.observations)
+    env.close()
+
+
+def _breakout():
+    import envs
+
+    return envs.make("embscale/Breakout-v0")
+
+
+def test_defaults_registry_and_errors():
+    assert DEFAULTS["breakout"].dataset_id == "embscale/breakout/scripted-v0"
+    assert DEFAULTS["fetch"].dataset_id == "embscale/fetch-pick-place/scripted-v0"
+    assert DEFAULTS["fetch"].buckets == 500
+    with pytest.raises(ValueError, match="unknown default datasets"):
+        build_default_datasets(["atari"])
+    env = gym.make(PIXEL_ID)
+    collect(env, RandomPolicy(env.action_space), 1, "embscale/breakout/scripted-v0",
+            progress=False)
+    # An existing default is reused, not collected again.
+    built = build_default_datasets(["breakout"])
+    assert built["breakout"].total_episodes == 1
+    assert load_dataset("embscale/breakout/scripted-v0").total_episodes == 1
