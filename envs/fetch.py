@@ -29,7 +29,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from envs.atari import check_size
+from envs.images import check_size
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ Interface (both demonstrators)::
     actions, state = policy.predict(observation, state=None, episode_start=None,
                                     deterministic=False)
     policy.skills             # float64 (B,): the skill of the episode each sub-env is playing
+    policy.set_skill(0.3)     # skill (float or (low, high)) of the episodes that start next
     policy.reset(env=None)    # forget per-episode memory (optionally re-binding)
 
 Why ``bind``: the demonstrators act on privileged state the image observation lacks (Breakout's

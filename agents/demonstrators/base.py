@@ -79,6 +79,10 @@ class BoundEnvPolicy:
         self.reset()
         return self
 
+    def set_skill(self, skill: float | Sequence[float] | SkillSpec) -> None:
+        """Use ``skill`` (a float or a ``(low, high)`` range) for the episodes that start next."""
+        self.skill_spec = SkillSpec.parse(skill)
+
     def reset(self, env: Any = None) -> None:
         """Forget all per-episode memory (optionally binding ``env`` first)."""
         if env is not None:

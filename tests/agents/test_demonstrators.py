@@ -136,3 +136,12 @@ def test_fetch_best_skill_succeeds():
         successes.append(info["is_success"])
     env.close()
     assert successes == [1.0, 1.0]
+
+
+def test_set_skill_applies_from_the_next_episode():
+    policy = ScriptedBreakoutPolicy(skill=0.9, seed=0)
+    rams = np.zeros((2, 128), np.uint8)
+    policy.act(rams, episode_start=np.array([True, True]))
+    policy.set_skill(0.2)
+    policy.act(rams, episode_start=np.array([False, True]))
+    np.testing.assert_allclose(policy.skills, [0.9, 0.2])

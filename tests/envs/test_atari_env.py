@@ -7,7 +7,8 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
-from envs.atari import AtariImageEnv, resize_frame
+from envs.atari import AtariImageEnv
+from envs.images import resize_frame
 
 
 def test_ids_registered_on_import_and_idempotent():
@@ -81,3 +82,35 @@ def test_bad_breakout_kwargs_are_named(kwargs, error):
 def test_unknown_suite_id_lists_the_known_ones():
     with pytest.raises(ValueError, match="embscale/Breakout-v0"):
         envs.make("embscale/Pong-v0")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_minari_recovers_breakout_from_a_dataset():
+    minari = pytest.importorskip("minari")
+    from minari.data_collector import EpisodeBuffer
+
+    env = envs.make("embscale/Breakout-v0", size=32)
+    obs, _ = env.reset(seed=0)
+    frames, rewards, terms, truncs = [obs], [], [], []
+    for t in range(4):
+        obs, reward, terminated, truncated, _ = env.step(1)
+        frames.append(obs)
+        rewards.append(reward)
+        terms.append(terminated)
+        truncs.append(truncated or t == 3)
+    episode = EpisodeBuffer(
+        observations=np.stack(frames),
+        actions=np.ones(4, np.int64),
+        rewards=rewards,
+        terminations=terms,
+        truncations=truncs,
+    )
+    dataset = minari.create_dataset_from_buffers(
+        "embscale/test/breakout-v0", [episode], env=env, algorithm_name="test", data_format="arrow"
+    )
+    env.close()
+    recovered = dataset.recover_environment()
+    assert recovered.spec.id == "embscale/Breakout-v0"
+    assert recovered.observation_space.shape == (32, 32, 3)
+    assert recovered.reset(seed=0)[0].shape == (32, 32, 3)
+    recovered.close()

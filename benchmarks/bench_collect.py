@@ -1,0 +1,167 @@
+"""Collection throughput (env steps/s) for Breakout and FetchPickAndPlace, against the raw env.
+
+Measured in one run, per env:
+
+* ``raw env``: ``env.step`` with random actions (the baseline);
+* ``env + scripted``: the same loop with the scripted demonstrator choosing the actions;
+* ``collect``: ``offline_data.collect.collect`` writing a Minari dataset (lossless frames) to a
+  temporary directory, the whole job timed (env creation, demonstrator, dataset write and commit;
+  library imports are done beforehand, they are a one-time cost of the process).
+
+The ratio of each row to the raw env is printed; Breakout's ``collect`` ratio should stay >= 0.5.
+
+Example::
+
+    python benchmarks/bench_collect.py --breakout-steps 3000 --fetch-steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+import numpy as np  # noqa: E402
+
+import envs  # noqa: E402
+from agents.demonstrators import (  # noqa: E402
+    ScriptedBreakoutPolicy,
+    ScriptedFetchPickAndPlacePolicy,
+)
+
+
+def raw_env_speed(env_id: str, steps: int, size: int) -> float:
+    """Steps/s of ``env.step`` with uniformly random actions (resets included)."""
+    env = envs.make(env_id, size=size)
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
+def policy_loop_speed(env_id: str, policy, steps: int, size: int) -> float:
+    """Steps/s of the env driven by ``policy.predict`` (what a collector does, minus writing)."""
+    env = envs.make(env_id, size=size)
+    policy.bind(env)
+    obs, _ = env.reset(seed=0)
+    episode_start = True
+    start = time.perf_counter()
+    for _ in range(steps):
+        action, _ = policy.predict(obs, episode_start=episode_start)
+        obs, _, terminated, truncated, _ = env.step(action)
+        episode_start = terminated or truncated
+        if episode_start:
+            obs, _ = env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
+def collect_speed(
+    env_id: str, policy, steps: int, size: int, episode_cap: int, buckets: int | None
+) -> float | None:
+    """Steps/s of ``offline_data.collect.collect`` writing a Minari dataset, or None if absent."""
+    try:
+        import minari  # noqa: F401 - imported here so that import time is not timed
+        import pyarrow.dataset  # noqa: F401
+
+        from offline_data.collect import collect
+    except ImportError as e:
+        print(f"  (collect unavailable: {e})")
+        return None
+    with tempfile.TemporaryDirectory() as root:
+        os.environ["MINARI_DATASETS_PATH"] = root
+        dataset_id = "embscale/bench/" + env_id.split("/")[-1].lower() + "-v0"
+        start = time.perf_counter()
+        dataset = collect(
+            env_id,
+            policy,
+            num_episodes=10_000,
+            dataset_id=dataset_id,
+            env_kwargs={"size": size},
+            max_steps_per_episode=episode_cap,
+            max_total_steps=steps,
+            buckets=buckets,
+            progress=False,
+        )
+        elapsed = time.perf_counter() - start
+        written = int(dataset.total_steps)
+    return written / elapsed
+
+
+def bench(
+    name: str,
+    env_id: str,
+    make_policy,
+    steps: int,
+    size: int,
+    episode_cap: int,
+    buckets: int | None = None,
+) -> dict:
+    """Measure and print the three speeds of one env."""
+    # The raw speed is measured before and after the other rows and averaged, so that a change
+    # of machine load during the run does not favour either side of the ratio.
+    raw_before = raw_env_speed(env_id, steps, size)
+    loop = policy_loop_speed(env_id, make_policy(), steps, size)
+    coll = collect_speed(env_id, make_policy(), steps, size, episode_cap, buckets)
+    raw_after = raw_env_speed(env_id, steps, size)
+    raw = (raw_before + raw_after) / 2
+    print(f"{name} ({env_id}, {size}x{size}, {steps} steps)")
+    print(
+        f"  raw env (random actions)   {raw:9.1f} steps/s   1.00x"
+        f"   (before {raw_before:.1f}, after {raw_after:.1f})"
+    )
+    print(f"  env + scripted policy      {loop:9.1f} steps/s   {loop / raw:.2f}x")
+    if coll is not None:
+        print(f"  collect -> Minari dataset  {coll:9.1f} steps/s   {coll / raw:.2f}x")
+    return {"raw": raw, "loop": loop, "collect": coll}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit status 1 if Breakout collection falls below half the raw speed."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--breakout-steps", type=int, default=3000, help="env steps per row")
+    parser.add_argument("--fetch-steps", type=int, default=200, help="env steps per row")
+    parser.add_argument("--size", type=int, default=64, help="observation side in pixels")
+    parser.add_argument("--skip-fetch", action="store_true", help="only benchmark Breakout")
+    args = parser.parse_args(argv)
+
+    rng = np.random.default_rng(0)
+    breakout = bench(
+        "Breakout",
+        envs.BREAKOUT_ID,
+        lambda: ScriptedBreakoutPolicy(skill=(0.0, 1.0), seed=int(rng.integers(1 << 31))),
+        args.breakout_steps,
+        args.size,
+        episode_cap=1000,
+    )
+    if not args.skip_fetch:
+        bench(
+            "FetchPickAndPlace",
+            envs.FETCH_PICK_AND_PLACE_ID,
+            lambda: ScriptedFetchPickAndPlacePolicy(skill=(0.5, 1.0), seed=0),
+            args.fetch_steps,
+            args.size,
+            episode_cap=50,
+            buckets=500,  # RT-1 style arm: 500 buckets per action dimension
+        )
+    if breakout["collect"] is not None:
+        ratio = breakout["collect"] / breakout["raw"]
+        verdict = "ok" if ratio >= 0.5 else "BELOW TARGET"
+        print(f"Breakout collect / raw env = {ratio:.2f} (target >= 0.50): {verdict}")
+        return 0 if ratio >= 0.5 else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
