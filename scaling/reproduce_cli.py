@@ -1,0 +1,105 @@
+"""``embscale reproduce``: the paper's Section 5 mechanism experiments at small scale.
+
+Example:
+    embscale reproduce section-5.1 --text tinyshakespeare.txt --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    """Add ``reproduce section-5.1|section-5.2|section-5.3``."""
+    p = subparsers.add_parser(
+        "reproduce", help="reproduce the paper's Section 5 experiments at small scale",
+        description="Reproduce the paper's mechanism experiments (Section 5): resumable sweeps, "
+                    "a report with figures and our coefficients beside the paper's.")
+    sub = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+
+    s51 = sub.add_parser("section-5.1", help="dense vs sparse vs super-classed character LMs",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s51.add_argument("--text", required=True, help="plain-text file to model (tiny-shakespeare)")
+    s51.add_argument("--out", default="runs/section-5.1", help="output directory")
+    s51.add_argument("--sizes", nargs="+", default=None,
+                     help="character-model sizes (c4k c15k c40k c110k c300k c1M c6M c17M)")
+    s51.add_argument("--tokens", type=float, default=None, help="characters D per run")
+    s51.add_argument("--bootstrap", type=int, default=None, help="bootstrap refits per fit")
+    s51.add_argument("--workers", type=int, default=0, help="parallel runs (0: one per core)")
+    s51.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    s51.add_argument("--seed", type=int, default=0, help="seed")
+    s51.add_argument("--quick", action="store_true", help="a CI-sized version (3 tiny sizes)")
+    s51.set_defaults(func=_section51)
+
+    for name, helptext, fn in (
+        ("section-5.2", "compute per action: BC-Token vs BC-CNN at equal N", _section52),
+        ("section-5.3", "tokens per frame vs the optimal model-size coefficient", _section53),
+    ):
+        sp = sub.add_parser(name, help=helptext,
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        sp.add_argument("--out", default=f"runs/{name}", help="output directory")
+        sp.add_argument("--quick", action="store_true", help="a CI-sized version")
+        sp.add_argument("--workers", type=int, default=0, help="parallel runs (0: one per core)")
+        sp.add_argument("--seed", type=int, default=0, help="seed")
+        sp.set_defaults(func=fn)
+        if name == "section-5.2":
+            sp.add_argument("--runs", nargs="+", default=None,
+                            help="existing BC-Token and BC-CNN run directories (e.g. a study's "
+                                 "runs); without it, a small sweep is trained")
+            sp.add_argument("--dataset", default="embscale/breakout/scripted-v0",
+                            help="Minari dataset for the sweep")
+        else:
+            sp.add_argument("--dataset", default="embscale/fetch-pick-place/scripted-v0",
+                            help="robot Minari dataset")
+
+
+def _command() -> str:
+    return "embscale " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _section51(args) -> int:
+    from scaling.mechanisms.section51 import QUICK, Section51Config, run
+
+    kw = dict(QUICK) if args.quick else {}
+    if args.sizes:
+        kw["sizes"] = tuple(args.sizes)
+    if args.tokens:
+        kw["tokens"] = args.tokens
+    if args.bootstrap is not None:
+        kw["num_bootstrap"] = args.bootstrap
+    if not Path(args.text).is_file():
+        raise FileNotFoundError(f"--text {args.text} does not exist; pass a plain-text file")
+    cfg = Section51Config(text=args.text, out=args.out, seed=args.seed, workers=args.workers,
+                          device=args.device, **kw)
+    head = run(cfg, command=_command())
+    _print_headline("Section 5.1: optimal model-size coefficient a (N_opt ∝ C^a)", head)
+    return 0
+
+
+def _section52(args) -> int:
+    from scaling.mechanisms.section52 import run_cli
+
+    head = run_cli(args, command=_command())
+    _print_headline("Section 5.2: compute per action, BC-Token vs BC-CNN", head)
+    return 0
+
+
+def _section53(args) -> int:
+    from scaling.mechanisms.section53 import run_cli
+
+    head = run_cli(args, command=_command())
+    _print_headline("Section 5.3: tokens per frame vs optimal model-size coefficient", head)
+    return 0
+
+
+def _print_headline(title: str, head: dict) -> None:
+    print(title)
+    for key, value in head.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                print(f"  {key} {k}: {v}")
+        else:
+            print(f"  {key}: {value}")
