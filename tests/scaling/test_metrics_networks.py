@@ -128,3 +128,19 @@ def test_lpips_rejects_bad_input(lpips_setup):
         lpips(x[:, :16, :16], x[:, :16, :16], model=model)
     with pytest.raises(TypeError, match="uint8"):
         lpips(x.astype(float), x.astype(float), model=model)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(i3d_setup, lpips_setup):
+    from scaling.metrics import ssim
+
+    rng = np.random.default_rng(6)
+    v = smooth_video(rng, 2, 9, 64, 64)
+    w = np.clip(v.astype(int) + rng.integers(-20, 21, size=v.shape), 0, 255).astype(np.uint8)
+    cpu = i3d_features(v, model=i3d_setup[0])
+    gpu = i3d_features(v, model=I3D.from_pretrained("cuda"))
+    assert np.abs(cpu - gpu).max() < 1e-3  # TF32/cuDNN kernels differ from CPU ones
+    np.testing.assert_allclose(lpips(v, w, model=LPIPS.from_pretrained("cuda")),
+                               lpips(v, w, model=lpips_setup[0]), atol=1e-4)
+    np.testing.assert_allclose(ssim(v, w, device="cuda"), ssim(v, w, device="cpu"), rtol=1e-9)

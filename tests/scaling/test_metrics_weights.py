@@ -63,7 +63,7 @@ def test_corrupted_cache_entries(cached, tmp_path, caplog):
     # A damaged original checkpoint is refused, naming the fix.
     pt.unlink()
     _corrupt(orig)
-    with pytest.raises(ValueError, match="fail their checksum.*ensure_metric_weights"):
+    with pytest.raises(ValueError, match="fail their checksum.*python -m scaling.metrics`"):
         W.ensure_metric_weights(("lpips_alexnet",), root=tmp_path)
 
 
