@@ -45,8 +45,8 @@ class BCCNNConfig:
     """channels of each Impala stage (each halves the resolution)"""
     cnn_pool: int = 4
     """the last stage is average-pooled to cnn_pool x cnn_pool"""
-    cnn_embd: int = 256
-    """CNN output embedding, then mapped linearly to the transformer width"""
+    cnn_embd: int = 1024
+    """CNN output embedding, then mapped linearly to the transformer width (paper: 1024)"""
 
     def __post_init__(self) -> None:
         if isinstance(self.gpt, dict):
@@ -325,9 +325,23 @@ class FrameDataSource:
         return FrameWindowLoader(self._split(split), self.seq_len, batch_size, seed, rank,
                                  world_size)
 
-    def model_config(self, n_layer: int, n_head: int, n_embd: int, **kwargs) -> BCCNNConfig:
-        """A ``BCCNNConfig`` for this dataset (ladder CNN rule unless overridden)."""
+    def model_config(self, n_layer: int, n_head: int, n_embd: int, paper_cnn: bool = False,
+                     **kwargs) -> BCCNNConfig:
+        """A ``BCCNNConfig`` for this dataset.
+
+        Args:
+            n_layer: transformer blocks.
+            n_head: attention heads.
+            n_embd: transformer width.
+            paper_cnn: use the paper-sized CNN (about 0.6M parameters, 1024-d embedding) instead
+                of the small ladder's CNN that scales with the width.
+            **kwargs: further ``BCCNNConfig`` fields (image_size defaults to the frames').
+        """
         kwargs.setdefault("image_size", self.frame_shape[0])
+        if paper_cnn:
+            gpt = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+                            block_size=self.seq_len, vocab_size=0)
+            return BCCNNConfig(gpt=gpt, action_vocab_sizes=self.action_vocab_sizes, **kwargs)
         return BCCNNConfig.for_width(n_layer, n_head, n_embd, self.seq_len,
                                      self.action_vocab_sizes, **kwargs)
 

@@ -38,7 +38,7 @@ def build(task: str, size: str, data: str, seq_len: int | None = None, preset: s
         seq_len: timesteps per window (default: the preset's).
         preset: task preset name (default: the ladder for small sizes, else the paper's).
         aux_heads: train reward and termination heads with WM-Token (for world-model envs).
-        image_size: BC-CNN frame size (default: the dataset's).
+        image_size: BC-CNN frame size (default: the preset's, else the dataset's).
         dropout: transformer dropout.
     """
     from worldmodels import presets
@@ -58,8 +58,12 @@ def build(task: str, size: str, data: str, seq_len: int | None = None, preset: s
             raise ValueError(f"{data} is a token shard; bc-cnn reads frames: pass the Minari "
                              "dataset id (e.g. embscale/breakout/scripted-v0)")
         source = FrameDataSource(data, seq_len=seq_len)
-        kwargs = {"image_size": image_size} if image_size else {}
-        cfg = source.model_config(shape.n_layer, shape.n_head, shape.n_embd, **kwargs)
+        kwargs = {}
+        if image_size or p.image_size:
+            kwargs["image_size"] = image_size or p.image_size
+        # the paper's 0.6M CNN for paper sizes; the ladder's CNN scales with the width
+        cfg = source.model_config(shape.n_layer, shape.n_head, shape.n_embd,
+                                  paper_cnn=size not in presets.LADDER, **kwargs)
         cfg.gpt = type(cfg.gpt)(**{**cfg.gpt.to_dict(), "dropout": dropout})
         model, kind = BCCNN(cfg), "bc_cnn"
     else:

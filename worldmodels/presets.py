@@ -144,6 +144,9 @@ def _task_presets() -> dict[str, TaskPreset]:
         # smaller batch.
         TaskPreset("ladder", "any", 10, 4_096, dict(_LADDER_LR), warmup_steps=20,
                    micro_batch_size=16, source="ours"),
+        # BC-CNN counts one item per timestep: 32 windows of 10 frames per update.
+        TaskPreset("ladder-cnn", "bc-cnn", 10, 320, dict(_LADDER_LR), warmup_steps=20,
+                   micro_batch_size=16, source="ours"),
     ]
     return {p.name: p for p in presets}
 
@@ -169,7 +172,7 @@ def preset_for(task: str, size: str) -> TaskPreset:
     """The preset a size trains with by default: the ladder for small sizes, else the paper's."""
     get_size(size)
     if size in _LADDER_LR:
-        return TASK_PRESETS["ladder"]
+        return TASK_PRESETS["ladder-cnn" if task == "bc-cnn" else "ladder"]
     for name in DEFAULT_PRESET.get(task, ()):
         if size in TASK_PRESETS[name].learning_rates:
             return TASK_PRESETS[name]
