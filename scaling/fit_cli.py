@@ -1,0 +1,226 @@
+"""``embscale fit`` and ``embscale plan``: scaling laws from training curves, and plans from them.
+
+Example:
+    embscale fit runs/wm-token --out runs/wm-token/fit
+    embscale plan --fit runs/wm-token/fit/fit.json --flops 1e18 --dataset-tokens 3.6e12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) >= 1e4 or abs(x) < 1e-2 else f"{x:.3f}"
+
+
+def _cell(entry: dict, key: str) -> str:
+    if entry.get("status") != "ok":
+        return "N/A"
+    ci = entry.get("ci", {}).get(key)
+    s = _fmt(entry[key])
+    return f"{s} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else s
+
+
+def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str:
+    """The paper's Table 1 layout (frontier and parametric side by side), then every coefficient."""
+    fr, pa = fit["frontier"], fit["parametric"]
+    level = fit["options"]["level"]
+    lines = [f"# {title}", "",
+             f"Values with {level:.0%} bootstrap intervals "
+             f"({fit['options']['num_bootstrap']} resamples); N/A: skipped (reason below).", "",
+             "| Frontier fit N_opt ∝ C^a | Frontier fit D_opt ∝ C^b | "
+             "Parametric fit N_opt ∝ C^a | Parametric fit D_opt ∝ C^b |",
+             "|---|---|---|---|",
+             f"| {_cell(fr, 'a')} | {_cell(fr, 'b')} | {_cell(pa, 'a')} | {_cell(pa, 'b')} |", ""]
+    rows = [("frontier", ("a", "a0", "b", "b0")),
+            ("parametric", ("E", "A", "B", "alpha", "beta", "a", "b", "a0", "b0")),
+            ("loss_prediction", ("c0", "c", "E")), ("isoflop", ("a", "a0", "b", "b0"))]
+    lines += ["## All coefficients", "", "| fit | coefficient | value | interval |",
+              "|---|---|---|---|"]
+    for name, keys in rows:
+        entry = fit[name]
+        label = name + (f" ({entry['loss']})" if name == "parametric" and "loss" in entry else "")
+        if entry.get("status") != "ok":
+            continue
+        for k in keys:
+            ci = entry.get("ci", {}).get(k)
+            interval = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
+            lines.append(f"| {label} | {k} | {_fmt(entry[k])} | {interval} |")
+    skipped = [(k, fit[k]["reason"]) for k in ("frontier", "parametric", "loss_prediction",
+                                                "isoflop", "extrapolation")
+               if fit[k].get("status") == "skipped"]
+    if skipped:
+        lines += ["", "## Skipped", ""] + [f"- **{k}**: {r}" for k, r in skipped]
+    ex = fit["extrapolation"]
+    if ex.get("status") == "ok":
+        lines += ["", "## Extrapolation check", "",
+                  f"Refit without `{ex['held_out']}` (N = {_fmt(ex['N'])}, reaching "
+                  f"C = {_fmt(ex['C_max'])}; the rest reach {_fmt(ex['C_max_fitted'])}).", ""]
+        if "loss_prediction_L_rel_error" in ex:
+            lines.append(f"- loss prediction at its last point: "
+                         f"{_fmt(ex['loss_prediction_L_final'])} vs actual {_fmt(ex['L_final'])}"
+                         f" ({ex['loss_prediction_L_rel_error']:+.2%})")
+        if "parametric_L_rel_error" in ex:
+            lines.append(f"- parametric law at its last point: {_fmt(ex['parametric_L_final'])}"
+                         f" vs actual {_fmt(ex['L_final'])} ({ex['parametric_L_rel_error']:+.2%})")
+        cp = ex.get("closest_point", {})
+        if "N_ratio" in cp:
+            lines.append(f"- point closest to the extrapolated L_opt (C = {_fmt(cp['C'])}): "
+                         f"N / N_opt = {cp['N_ratio']:.3g}, D / D_opt = {cp['D_ratio']:.3g} "
+                         f"({cp['source']} law)")
+    return "\n".join(lines) + "\n"
+
+
+def _methods(choice: str) -> tuple[str, ...]:
+    from scaling.laws.analysis import METHODS
+
+    return METHODS if choice == "all" else (choice,)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """Fit the requested laws to the inputs and write ``fit.json``, ``table.md`` and figures."""
+    from offline_data.atomic import atomic_dir
+    from scaling.inputs import load_curves
+    from scaling.laws.analysis import FitOptions, analyze
+    from scaling.plots import figure5
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite or another --out")
+    curves = load_curves(args.inputs, loss_key=args.loss_key, drop_nonfinite=args.drop_nonfinite)
+    logger.info("%d points on %d curves", curves.num_points, curves.num_curves)
+    opts = FitOptions(methods=_methods(args.method), parametric_loss=args.parametric_loss,
+                      num_bootstrap=args.bootstrap, seed=args.seed, level=args.level,
+                      smooth=args.smooth, frontier_points=args.frontier_points,
+                      extrapolation=not args.no_extrapolation)
+    bars = []
+
+    def progress(desc, total):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=desc, leave=False, disable=None)
+        bars.append(bar)
+        return bar.update
+
+    try:
+        analysis = analyze(curves, opts, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    fit = analysis.to_json()
+    fit["data"].update(loss_key=args.loss_key, inputs=[Path(p).name for p in args.inputs])
+    with atomic_dir(out, overwrite=args.overwrite) as tmp:
+        (tmp / "fit.json").write_text(json.dumps(fit, indent=2, allow_nan=False) + "\n")
+        (tmp / "table.md").write_text(table_markdown(fit))
+        figure5(analysis, tmp / "scaling_fit.png", title=args.title)
+    for name in ("frontier", "parametric", "isoflop"):
+        e = fit[name]
+        if e["status"] == "ok":
+            ci = e["ci"].get("a")
+            ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+            print(f"{name:>10}: a = {e['a']:.3f}{ci_s}, b = {e['b']:.3f}")
+        elif name in opts.methods:
+            print(f"{name:>10}: skipped: {e['reason']}")
+    print(f"wrote {out}/fit.json, table.md, scaling_fit.png")
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    """Print the compute-optimal plan for a budget or a target loss."""
+    from scaling.planner import MAX_EPOCHS, plan
+
+    path = Path(args.fit)
+    if not path.is_file():
+        raise FileNotFoundError(f"fit file {path} not found; create it with 'embscale fit ... "
+                                f"--out DIR' (it is DIR/fit.json)")
+    try:
+        fit = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not a valid fit.json ({e}); rerun 'embscale fit'") from e
+    p = plan(fit, flops=args.flops, loss=args.loss, dataset_tokens=args.dataset_tokens,
+             source=args.source)
+    result = {"flops": p.flops, "N_opt": p.N_opt, "D_opt": p.D_opt, "loss": p.loss,
+              "loss_source": p.loss_source, "allocation_source": p.allocation_source,
+              "preset": p.preset.name, "preset_params": p.preset.num_params,
+              "dataset_tokens": p.dataset_tokens, "epochs": p.epochs, "supported": p.supported,
+              "max_flops_in_regime": p.max_flops_in_regime}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"compute        C     = {p.flops:.3g} FLOPs")
+    print(f"optimal model  N_opt = {p.N_opt:.3g} parameters ({p.allocation_source} fit)")
+    print(f"optimal data   D_opt = {p.D_opt:.3g} tokens")
+    if p.loss is not None:
+        print(f"predicted loss L     = {p.loss:.4g} ({p.loss_source})")
+    pr = p.preset
+    print(f"nearest preset       = {pr.name} ({pr.num_params:.3g} params, {pr.n_layer} layers, "
+          f"{pr.n_head} heads, {pr.n_embd} embed)")
+    if p.dataset_tokens is not None:
+        verdict = "supported" if p.supported else "NOT supported"
+        print(f"dataset: {p.dataset_tokens:.3g} tokens, D_opt needs {p.epochs:.3g} passes: "
+              f"{verdict} in the infinite-data regime (<= {MAX_EPOCHS:g} passes); the regime "
+              f"allows up to {p.max_flops_in_regime:.3g} FLOPs at N_opt")
+    return 0
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def register(subparsers) -> None:
+    """Add ``fit`` and ``plan`` to the ``embscale`` command."""
+    p = subparsers.add_parser("fit", help="fit scaling laws to training curves",
+                              description=run_fit.__doc__)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="run or study directories (metrics.jsonl) or CSV files (N, D or C, L, "
+                        "optional run)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--method", choices=("all", "frontier", "parametric", "isoflop"), default="all",
+                   help="fits to run; 'all' runs those the data supports (default)")
+    p.add_argument("--parametric-loss", choices=("huber", "lsq"), default="huber",
+                   help="parametric objective: Huber on log loss (Hoffmann/Epoch, default) or "
+                        "least squares with curve_fit (the paper)")
+    p.add_argument("--loss-key", default="train/loss",
+                   help="metrics.jsonl loss key (default train/loss; e.g. val/loss)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap refits (0: no intervals)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level")
+    p.add_argument("--smooth", type=int, default=0,
+                   help="smooth each curve's log loss over this many points before the frontier "
+                        "(e.g. 5 for noisy curves)")
+    p.add_argument("--frontier-points", choices=("midpoint", "grid"), default="midpoint",
+                   help="frontier regression: one point per optimal model (default) or every grid "
+                        "point (Hoffmann)")
+    p.add_argument("--no-extrapolation", action="store_true",
+                   help="skip the held-out largest-run check")
+    p.add_argument("--drop-nonfinite", action="store_true",
+                   help="drop points with NaN or infinite loss instead of failing")
+    p.add_argument("--title", default=None, help="figure title")
+    p.set_defaults(func=run_fit)
+
+    q = subparsers.add_parser("plan", help="compute-optimal model and data size from a fit",
+                              description=run_plan.__doc__)
+    q.add_argument("--fit", required=True, help="fit.json written by 'embscale fit'")
+    g = q.add_mutually_exclusive_group(required=True)
+    g.add_argument("--flops", type=_positive, help="compute budget C (FLOPs)")
+    g.add_argument("--loss", type=_positive, help="target loss")
+    q.add_argument("--dataset-tokens", type=_positive, default=None,
+                   help="unique training inputs in the dataset (checks <= 4 passes)")
+    q.add_argument("--source", choices=("auto", "frontier", "parametric", "isoflop"),
+                   default="auto", help="allocation law (auto: frontier, else parametric)")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.set_defaults(func=run_plan)

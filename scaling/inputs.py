@@ -1,0 +1,168 @@
+"""Read training curves for the fits: run directories (``metrics.jsonl``) or CSV files.
+
+Run directories are what the trainer writes (``runs/<study>/<run>/metrics.jsonl``, one JSON
+object per log step with ``step``, ``tokens`` (D), ``flops`` (C), ``params`` (N), ``train/loss``,
+and sometimes ``val/loss``). A directory holding no ``metrics.jsonl`` itself is searched
+recursively, so a whole study can be given at once.
+
+CSV files have columns ``N``, ``D`` (or ``C``, then D = C / 6N), ``L`` and optionally ``run``
+(the curve each row belongs to; default one curve per N), so curves from any source can be fitted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from scaling.laws.data import Curves, make_curves
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LOSS_KEY = "train/loss"
+
+
+class _Rows:
+    """Points collected from several files, with a label per point for error messages."""
+
+    def __init__(self):
+        self.N, self.D, self.L, self.run, self.where = [], [], [], [], []
+
+    def add(self, n, d, loss, run, where):
+        self.N.append(n)
+        self.D.append(d)
+        self.L.append(loss)
+        self.run.append(run)
+        self.where.append(where)
+
+
+def _number(value, what: str, where: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} is not a number ({value!r}) at {where}; fix or drop that "
+                         f"row") from None
+
+
+def _read_metrics(path: Path, run: str, loss_key: str, rows: _Rows) -> None:
+    lines = path.read_text().splitlines()
+    added, keys = 0, set()
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{i}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines):  # a run still being written may end in a partial line
+                logger.warning("%s: ignoring unfinished last line", where)
+                continue
+            raise ValueError(f"{where} is not valid JSON ({e}); fix or remove that line") from e
+        keys.update(rec)
+        if loss_key not in rec:
+            continue  # e.g. val/loss is only logged every few steps
+        if "params" not in rec:
+            raise ValueError(f"{where} has no 'params' (model size N); metrics.jsonl rows need "
+                             f"params, tokens (or flops) and {loss_key!r}")
+        n = _number(rec["params"], "params", where)
+        if rec.get("tokens") is not None:
+            d = _number(rec["tokens"], "tokens", where)
+        elif rec.get("flops") is not None:
+            d = _number(rec["flops"], "flops", where) / (6.0 * n)
+        else:
+            raise ValueError(f"{where} has neither 'tokens' (D) nor 'flops' (C); one is needed")
+        if d == 0:
+            continue  # the log line before the first update: no data seen yet
+        rows.add(n, d, _number(rec[loss_key], loss_key, where), run, where)
+        added += 1
+    if not added:
+        raise ValueError(f"{path} has no rows with the loss key {loss_key!r} (keys seen: "
+                         f"{sorted(keys)}); choose another with --loss-key")
+
+
+def _read_csv(path: Path, prefix: str, rows: _Rows) -> None:
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        cols = [c.strip() for c in (reader.fieldnames or [])]
+        reader.fieldnames = cols
+        missing = [c for c in ("N", "L") if c not in cols]
+        if "D" not in cols and "C" not in cols:
+            missing.append("D (or C)")
+        if missing:
+            raise ValueError(f"CSV {path} is missing column(s) {', '.join(missing)} (it has "
+                             f"{cols}); give columns N, D (or C), L and optionally run")
+        for i, rec in enumerate(reader, start=2):
+            where = f"{path}:{i}"
+            n = _number(rec["N"], "N", where)
+            if "D" in cols and rec["D"] not in (None, ""):
+                d = _number(rec["D"], "D", where)
+            else:
+                d = _number(rec["C"], "C", where) / (6.0 * n)
+            loss = _number(rec["L"], "L", where) if rec["L"] not in (None, "") else math.nan
+            run = rec["run"] if "run" in cols and rec["run"] else f"N={n:.4g}"
+            rows.add(n, d, loss, f"{prefix}{run}", where)
+
+
+def find_runs(path: Path) -> list[Path]:
+    """``metrics.jsonl`` files under ``path`` (itself, if it holds one), sorted."""
+    if (path / "metrics.jsonl").is_file():
+        return [path / "metrics.jsonl"]
+    return sorted(path.rglob("metrics.jsonl"))
+
+
+def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY,
+                drop_nonfinite: bool = False) -> Curves:
+    """Read curves from run directories, ``metrics.jsonl`` files and CSV files.
+
+    Args:
+        paths: files or directories.
+        loss_key: metrics key of the loss in run directories (``train/loss`` by default; the
+            paper fits training loss, a proxy for test loss in the infinite-data regime).
+        drop_nonfinite: drop points with NaN or infinite loss (with a warning) instead of failing.
+
+    Raises:
+        FileNotFoundError: a path does not exist or a directory holds no ``metrics.jsonl``.
+        ValueError: on malformed files or points (see :func:`scaling.laws.data.make_curves`).
+    """
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if not paths:
+        raise ValueError("no inputs given; pass run directories or CSV files")
+    rows = _Rows()
+    many = len(paths) > 1
+    used: dict[str, Path] = {}
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"input {p} does not exist; pass a run directory, a study "
+                                    f"directory or a CSV file")
+        if p.is_dir():
+            found = find_runs(p)
+            if not found:
+                raise FileNotFoundError(f"no metrics.jsonl under {p}; pass run directories "
+                                        f"written by 'embscale train' or a CSV of N, D, L")
+            for m in found:
+                rel = m.parent.relative_to(p).as_posix()
+                name = p.name if rel == "." else (f"{p.name}/{rel}" if many else rel)
+                if used.setdefault(name, m) != m:  # two runs of the same name: use paths
+                    name = m.parent.as_posix()
+                _read_metrics(m, name, loss_key, rows)
+        elif p.suffix.lower() == ".csv":
+            _read_csv(p, f"{p.stem}:" if many else "", rows)
+        elif p.name.endswith(".jsonl"):
+            _read_metrics(p, p.parent.name, loss_key, rows)
+        else:
+            raise ValueError(f"cannot read {p}: expected a run directory, a metrics.jsonl or a "
+                             f".csv file")
+    L = np.array(rows.L, dtype=np.float64)
+    keep = np.ones(L.size, dtype=bool)
+    if drop_nonfinite:
+        keep = np.isfinite(L)
+        if not keep.all():
+            logger.warning("dropping %d points with NaN or infinite loss", int((~keep).sum()))
+    idx = np.flatnonzero(keep)
+    return make_curves(np.array(rows.N)[idx], np.array(rows.D)[idx], L[idx],
+                       np.array(rows.run, dtype=object)[idx],
+                       labels=[rows.where[i] for i in idx])

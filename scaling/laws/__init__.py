@@ -1,0 +1,1 @@
+"""Scaling-law fits on training curves: numpy and scipy only (no torch, nothing of ours)."""

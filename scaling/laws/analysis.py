@@ -1,0 +1,276 @@
+"""All fits on one set of curves, with bootstrap intervals and the extrapolation check.
+
+:func:`analyze` is what ``embscale fit`` runs; :meth:`Analysis.to_json` is ``fit.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from scaling.laws._threads import single_threaded_blas
+from scaling.laws.data import Curves, FitError
+from scaling.laws.frontier import (
+    FrontierFit,
+    LossPrediction,
+    envelope,
+    fit_frontier,
+    fit_loss_prediction,
+)
+from scaling.laws.isoflop import IsoflopFit, fit_isoflop
+from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, huber_theta, lsq_theta
+from scaling.laws.uncertainty import Bootstrap, bootstrap
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("frontier", "parametric", "isoflop")
+SCHEMA = "embscale.fit/1"
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Options of :func:`analyze`."""
+
+    methods: tuple[str, ...] = METHODS
+    """fits to run, from ``frontier``, ``parametric``, ``isoflop`` (loss prediction always runs)"""
+    parametric_loss: str = "huber"
+    """parametric objective: ``huber`` (Hoffmann/Epoch) or ``lsq`` (the paper's curve_fit)"""
+    num_bootstrap: int = 1000
+    """bootstrap refits per method (0 for no intervals)"""
+    seed: int = 0
+    """seed of the bootstrap resampling"""
+    level: float = 0.95
+    """confidence level of the intervals"""
+    smooth: int = 0
+    """window (points) of log-loss smoothing before the envelope; 0 or 1 for none"""
+    num_grid: int = 1000
+    """compute grid points of the envelope"""
+    num_starts: int = 16
+    """L-BFGS starts (best of Hoffmann's grid) for the Huber fit"""
+    frontier_points: str = "midpoint"
+    """frontier regression points: ``midpoint`` (one per optimal model) or ``grid`` (Hoffmann)"""
+    extrapolation: bool = True
+    """refit without the largest-compute run and report how well it is predicted"""
+
+    def __post_init__(self):
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad or not self.methods:
+            raise ValueError(f"methods must be a non-empty subset of {METHODS}, got "
+                             f"{self.methods}; use e.g. ('frontier', 'parametric')")
+        if self.parametric_loss not in ("huber", "lsq"):
+            raise ValueError(f"parametric_loss must be 'huber' or 'lsq', got "
+                             f"{self.parametric_loss!r}")
+        if self.num_bootstrap < 0:
+            raise ValueError(f"num_bootstrap must be >= 0, got {self.num_bootstrap}")
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be in (0, 1), got {self.level}; use e.g. 0.95")
+        if self.num_grid < 10:
+            raise ValueError(f"num_grid must be >= 10, got {self.num_grid}")
+        if self.frontier_points not in ("midpoint", "grid"):
+            raise ValueError(f"frontier_points must be 'midpoint' or 'grid', got "
+                             f"{self.frontier_points!r}")
+
+
+@dataclass
+class Analysis:
+    """Results of :func:`analyze`: fitted objects, intervals, and reasons for skipped fits."""
+
+    curves: Curves
+    options: FitOptions
+    frontier: FrontierFit | None = None
+    parametric: ParametricFit | None = None
+    loss_prediction: LossPrediction | None = None
+    isoflop: IsoflopFit | None = None
+    boot: dict[str, Bootstrap] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    extrapolation: dict | None = None
+
+    def ci(self, name: str) -> dict[str, list[float]]:
+        """Intervals of method ``name`` (empty without bootstrap)."""
+        return self.boot[name].ci() if name in self.boot else {}
+
+    def to_json(self) -> dict:
+        """The ``fit.json`` object."""
+        c = self.curves
+        curves = []
+        for i, sl in enumerate(c.curve_slices()):
+            curves.append({"name": c.names[i], "N": float(c.curve_N[i]),
+                           "num_points": sl.stop - sl.start, "C_min": float(c.C[sl].min()),
+                           "C_max": float(c.C[sl].max()), "L_min": float(c.L[sl].min())})
+        out = {"schema": SCHEMA, "data": {"num_points": c.num_points,
+                                          "num_curves": c.num_curves, "curves": curves},
+               "options": {**asdict(self.options), "methods": list(self.options.methods)}}
+        fits = {"frontier": self.frontier, "parametric": self.parametric,
+                "loss_prediction": self.loss_prediction, "isoflop": self.isoflop}
+        for name, fit in fits.items():
+            if fit is None:
+                reason = self.skipped.get(name, "not requested (see --method)")
+                out[name] = {"status": "skipped", "reason": reason}
+                continue
+            entry = {"status": "ok", **fit.coefficients(), "ci": self.ci(name)}
+            if name in self.boot:
+                entry["bootstrap"] = self.boot[name].summary()
+            if name == "parametric":
+                entry.update(loss=fit.loss, objective=fit.objective, num_points=fit.num_points)
+            elif name == "frontier":
+                entry.update(num_models=fit.num_models,
+                             points={"C": fit.points_C.tolist(), "N": fit.points_N.tolist()})
+            elif name == "loss_prediction":
+                entry.update(num_points=fit.num_points, censored=fit.censored)
+            elif name == "isoflop":
+                entry.update(shared_budgets=fit.shared_budgets,
+                             points={"C": fit.budgets.tolist(), "N": fit.N_opt.tolist()})
+            out[name] = entry
+        out["extrapolation"] = (self.extrapolation if self.extrapolation is not None else
+                                {"status": "skipped",
+                                 "reason": self.skipped.get("extrapolation", "not requested")})
+        return out
+
+
+def _parametric(curves: Curves, opts: FitOptions, init=None) -> ParametricFit:
+    if opts.parametric_loss == "huber":
+        if init is not None:
+            try:
+                return fit_huber(curves, init=init)
+            except FitError:
+                pass  # fall back to the grid
+        return fit_huber(curves, num_starts=opts.num_starts)
+    return fit_lsq(curves, init=init)
+
+
+def _fit_all(curves: Curves, opts: FitOptions, res: Analysis) -> None:
+    env = envelope(curves, num_grid=opts.num_grid, smooth=opts.smooth)
+    if "frontier" in opts.methods:
+        try:
+            res.frontier = fit_frontier(curves, env=env, points=opts.frontier_points)
+        except FitError as e:
+            res.skipped["frontier"] = str(e)
+    try:
+        res.loss_prediction = fit_loss_prediction(curves, env=env)
+    except FitError as e:
+        res.skipped["loss_prediction"] = str(e)
+    if "parametric" in opts.methods:
+        try:
+            res.parametric = _parametric(curves, opts)
+        except FitError as e:
+            res.skipped["parametric"] = str(e)
+    if "isoflop" in opts.methods:
+        try:
+            res.isoflop = fit_isoflop(curves, smooth=opts.smooth)
+        except FitError as e:
+            res.skipped["isoflop"] = str(e)
+
+
+def analyze(curves: Curves, options: FitOptions | None = None,
+            progress: Callable[[str, int], Callable[[int], None] | None] | None = None
+            ) -> Analysis:
+    """Run the requested fits, their bootstrap intervals and the extrapolation check.
+
+    A method the data cannot support is recorded in ``Analysis.skipped`` with the reason and
+    does not stop the others.
+
+    Args:
+        curves: the points.
+        options: what to fit; default :class:`FitOptions`.
+        progress: ``progress(description, total)`` returns a per-refit callback (or None).
+
+    Raises:
+        FitError: when every requested fit was skipped (the message gives each reason).
+    """
+    with single_threaded_blas():
+        return _analyze(curves, options or FitOptions(), progress)
+
+
+def _analyze(curves, opts, progress) -> Analysis:
+    res = Analysis(curves=curves, options=opts)
+    _fit_all(curves, opts, res)
+    if all(getattr(res, m) is None for m in opts.methods):
+        reasons = "; ".join(f"{m}: {res.skipped[m]}" for m in opts.methods)
+        raise FitError(f"no fit succeeded. {reasons}")
+    if opts.num_bootstrap:
+        _bootstrap_all(curves, opts, res, progress)
+    if opts.extrapolation:
+        try:
+            res.extrapolation = extrapolation_check(curves, opts)
+        except FitError as e:
+            res.skipped["extrapolation"] = str(e)
+    return res
+
+
+def _bootstrap_all(curves, opts, res, progress) -> None:
+    kw = {"num": opts.num_bootstrap, "seed": opts.seed, "level": opts.level}
+
+    def cb(name):
+        return progress(f"bootstrap {name}", opts.num_bootstrap) if progress else None
+
+    if res.frontier is not None:
+        res.boot["frontier"] = bootstrap(curves, lambda c: fit_frontier(
+            c, num_grid=opts.num_grid, smooth=opts.smooth,
+            points=opts.frontier_points).coefficients(), progress=cb("frontier"), **kw)
+    if res.loss_prediction is not None:
+        lp = res.loss_prediction
+        init = (lp.c0 * math.exp(-lp.c * np.log(curves.C).mean()), lp.c, lp.E)
+        res.boot["loss_prediction"] = bootstrap(curves, lambda c: fit_loss_prediction(
+            c, num_grid=opts.num_grid, smooth=opts.smooth, init=init).coefficients(),
+            progress=cb("loss_prediction"), **kw)
+    if res.parametric is not None:
+        theta = (huber_theta if opts.parametric_loss == "huber" else lsq_theta)(res.parametric)
+        res.boot["parametric"] = bootstrap(
+            curves, lambda c: _parametric(c, opts, init=theta).coefficients(),
+            progress=cb("parametric"), **kw)
+    if res.isoflop is not None:
+        res.boot["isoflop"] = bootstrap(
+            curves, lambda c: fit_isoflop(c, smooth=opts.smooth).coefficients(),
+            progress=cb("isoflop"), **kw)
+
+
+def extrapolation_check(curves: Curves, options: FitOptions | None = None) -> dict:
+    """Refit without the run that reached the largest compute and predict that run (Section 4.3).
+
+    Reports the loss predicted at its last point (loss prediction and parametric law), and, as
+    in the paper, the point of the held-out curve whose loss is closest to the extrapolated
+    ``L_opt(C)``, with the ``N_opt`` and ``D_opt`` the laws predict at its compute beside its
+    actual N and D.
+
+    Raises:
+        FitError: when fewer than two model sizes remain, or no law could be fitted without it.
+    """
+    opts = options or FitOptions()
+    slices = curves.curve_slices()
+    held = int(np.argmax([curves.C[sl].max() for sl in slices]))
+    rest = curves.without_curve(held)
+    if np.unique(np.round(np.log(rest.N), 9)).size < 2:
+        raise FitError("extrapolation check needs two model sizes besides the held-out run")
+    sub = Analysis(curves=rest, options=opts)
+    _fit_all(rest, opts, sub)
+    sl = slices[held]
+    C, L, N, D = curves.C[sl], curves.L[sl], curves.N[sl], curves.D[sl]
+    out = {"status": "ok", "held_out": curves.names[held], "N": float(N[-1]),
+           "C_max": float(C[-1]), "C_max_fitted": float(rest.C.max()),
+           "L_final": float(L[-1])}
+    if sub.parametric is not None:
+        pred = float(sub.parametric.predict(N[-1], D[-1]))
+        out["parametric_L_final"] = pred
+        out["parametric_L_rel_error"] = pred / float(L[-1]) - 1
+    alloc = sub.frontier or sub.parametric
+    if sub.loss_prediction is not None:
+        lp = sub.loss_prediction
+        out["loss_prediction_L_final"] = float(lp.predict(C[-1]))
+        out["loss_prediction_L_rel_error"] = float(lp.predict(C[-1]) / L[-1] - 1)
+        j = int(np.argmin(np.abs(np.log(L) - np.log(lp.predict(C)))))
+        closest = {"C": float(C[j]), "L": float(L[j]), "L_pred": float(lp.predict(C[j])),
+                   "N": float(N[j]), "D": float(D[j])}
+        if alloc is not None:
+            n_opt, d_opt = alloc.optimal(C[j])
+            closest.update(source="frontier" if sub.frontier is not None else "parametric",
+                           N_opt=float(n_opt), D_opt=float(d_opt),
+                           N_ratio=float(N[j] / n_opt), D_ratio=float(D[j] / d_opt))
+        out["closest_point"] = closest
+    if alloc is None and sub.loss_prediction is None:
+        raise FitError("extrapolation check: no law could be fitted without the held-out run")
+    out["skipped"] = dict(sub.skipped)
+    return out

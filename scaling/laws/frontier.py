@@ -1,0 +1,258 @@
+"""Frontier fit (Hoffmann et al. 2022, Method 1) and loss prediction (Pearce et al. eq. 8).
+
+Each curve is interpolated linearly in log-log on a common log-spaced compute grid; at each grid
+point the curve with the lowest loss is the compute-optimal model, giving ``N_opt(C)`` and
+``D_opt(C) = C / (6 N_opt)``. A grid point is informative only when the optimal model beat both a
+smaller and a larger model there (it is *bracketed*); elsewhere the true optimum may lie outside
+the sizes trained, so those points are censored.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize
+
+from scaling.laws._threads import single_threaded_blas
+from scaling.laws.data import Curves, FitError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Lower envelope of the loss-vs-compute curves on a grid.
+
+    Attributes:
+        C: compute grid (FLOPs, (G,)).
+        L: lowest interpolated loss at each grid point (NaN where no curve reaches it), (G,).
+        winner: index of the curve with that loss (-1 where none), (G,).
+        N: model size of the winner (NaN where none), (G,).
+        bracketed: the winner beat both a smaller and a larger model there, (G,).
+    """
+
+    C: np.ndarray
+    L: np.ndarray
+    winner: np.ndarray
+    N: np.ndarray
+    bracketed: np.ndarray
+
+
+def _curve_loglog(curves: Curves, i: int, sl: slice, smooth: int):
+    """Sorted unique log C and (optionally smoothed) log L of one curve."""
+    lc, ll = np.log(curves.C[sl]), np.log(curves.L[sl])
+    uc, inv = np.unique(lc, return_inverse=True)  # bootstrap resamples repeat points
+    ul = np.bincount(inv, ll) / np.bincount(inv)
+    if smooth > 1 and uc.size > 2:
+        k = np.ones(min(smooth, uc.size))
+        ul = np.convolve(ul, k, "same") / np.convolve(np.ones_like(ul), k, "same")
+    return uc, ul
+
+
+def _loss_matrix(interp, grid: np.ndarray) -> np.ndarray:
+    """Log loss of every curve at every log-compute in ``grid``; inf where a curve is absent."""
+    loss = np.full((len(interp), grid.size), np.inf)
+    for i, (c, ll) in enumerate(interp):
+        if c.size == 1:
+            hit = np.isclose(grid, c[0], rtol=0, atol=1e-9)
+            loss[i, hit] = ll[0]
+        else:
+            v = np.interp(grid, c, ll, left=np.nan, right=np.nan)
+            loss[i, np.isfinite(v)] = v[np.isfinite(v)]
+    return loss
+
+
+def interpolate_curves(curves: Curves, C, *, smooth: int = 0) -> np.ndarray:
+    """Loss of every curve at compute values ``C``, interpolated in log-log (inf outside a curve).
+
+    Returns:
+        (num_curves, len(C)) losses.
+    """
+    interp = [_curve_loglog(curves, i, sl, smooth) for i, sl in enumerate(curves.curve_slices())]
+    return np.exp(_loss_matrix(interp, np.log(np.asarray(C, dtype=np.float64))))
+
+
+def envelope(curves: Curves, *, num_grid: int = 1000, smooth: int = 0) -> Envelope:
+    """Lower envelope of all curves, interpolated in log-log on ``num_grid`` compute values.
+
+    Args:
+        curves: the points.
+        num_grid: log-spaced grid points between the smallest and largest compute logged
+            (Hoffmann used 1,500).
+        smooth: if > 1, average each curve's log loss over this many neighbouring points first
+            (use with noisy curves, e.g. 5).
+    """
+    interp = [_curve_loglog(curves, i, sl, smooth) for i, sl in enumerate(curves.curve_slices())]
+    lo = min(c[0] for c, _ in interp)
+    hi = max(c[-1] for c, _ in interp)
+    grid = np.linspace(lo, hi, num_grid)
+    loss = _loss_matrix(interp, grid)
+    covered = np.isfinite(loss)
+    any_cov = covered.any(axis=0)
+    winner = np.where(any_cov, np.argmin(loss, axis=0), -1)
+    logn = np.log(curves.curve_N)
+    wn = np.where(any_cov, logn[np.maximum(winner, 0)], np.nan)
+    smaller = (covered & (logn[:, None] < wn[None, :] - 1e-9)).any(axis=0)
+    larger = (covered & (logn[:, None] > wn[None, :] + 1e-9)).any(axis=0)
+    best = np.where(any_cov, loss.min(axis=0), np.nan)
+    return Envelope(C=np.exp(grid), L=np.exp(best), winner=winner, N=np.exp(wn),
+                    bracketed=any_cov & smaller & larger)
+
+
+@dataclass(frozen=True)
+class FrontierFit:
+    """``N_opt = a0 C^a`` and ``D_opt = b0 C^b`` fitted to the efficient frontier.
+
+    Attributes:
+        a, a0, b, b0: the power laws (C in FLOPs).
+        points_C, points_N: the (C, N_opt) points regressed.
+        num_models: distinct model sizes that are optimal somewhere uncensored.
+        envelope: the envelope the points came from.
+    """
+
+    a: float
+    a0: float
+    b: float
+    b0: float
+    points_C: np.ndarray
+    points_N: np.ndarray
+    num_models: int
+    envelope: Envelope
+
+    def optimal(self, C) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted ``(N_opt, D_opt)`` at compute ``C``."""
+        C = np.asarray(C, dtype=np.float64)
+        return self.a0 * C ** self.a, self.b0 * C ** self.b
+
+    def coefficients(self) -> dict[str, float]:
+        """Every coefficient by name."""
+        return {"a": self.a, "a0": self.a0, "b": self.b, "b0": self.b0}
+
+
+def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
+                 points: str = "midpoint", env: Envelope | None = None) -> FrontierFit:
+    """Fit ``N_opt = a0 C^a``, ``D_opt = b0 C^b`` by least squares in log space on the frontier.
+
+    Args:
+        curves: the points.
+        num_grid: compute grid size of the envelope.
+        smooth: smoothing window of the envelope (see :func:`envelope`).
+        points: ``"midpoint"`` regresses one point per optimal model, at the log-centre of the
+            compute range where it is optimal; ``"grid"`` regresses every uncensored grid point
+            (Hoffmann's choice; with k optimal sizes its staircase biases the slope by a factor
+            ``1 - 1/k^2``).
+        env: a precomputed envelope of ``curves``.
+
+    Raises:
+        FitError: when the curves do not overlap enough for two models to be optimal at
+            uncensored compute values.
+    """
+    if points not in ("midpoint", "grid"):
+        raise ValueError(f"points must be 'midpoint' or 'grid', got {points!r}")
+    env = envelope(curves, num_grid=num_grid, smooth=smooth) if env is None else env
+    mask = env.bracketed
+    winners = np.unique(env.winner[mask])
+    if winners.size < 2:
+        if not mask.any():
+            why = ("the curves never overlap in compute, or at every compute value the smallest "
+                   "or largest model available is optimal")
+        else:
+            why = (f"only one model size ({env.N[mask][0]:.3g}) is optimal where the optimum is "
+                   f"bracketed by smaller and larger models")
+        raise FitError(f"frontier fit needs at least two model sizes on the efficient frontier, "
+                       f"but {why}. Train models past their compute-optimal point so that curves "
+                       f"of neighbouring sizes cross, or use the parametric fit "
+                       f"(--method parametric)")
+    logc, logn = np.log(env.C[mask]), np.log(env.N[mask])
+    if points == "midpoint":
+        w = env.winner[mask]
+        logc = np.array([logc[w == i].mean() for i in winners])
+        logn = np.array([logn[w == i][0] for i in winners])
+    a, loga0 = np.polyfit(logc, logn, 1)
+    # D_opt = C / (6 N_opt) on the same points, so b = 1 - a exactly (paper footnote 2).
+    b, logb0 = 1.0 - a, -math.log(6.0) - loga0
+    return FrontierFit(a=float(a), a0=math.exp(loga0), b=float(b), b0=math.exp(logb0),
+                       points_C=np.exp(logc), points_N=np.exp(logn), num_models=int(winners.size),
+                       envelope=env)
+
+
+@dataclass(frozen=True)
+class LossPrediction:
+    """``L_opt(C) = c0 C^-c + E`` fitted to the lower envelope (Pearce et al. eq. 8).
+
+    ``censored`` is true when the fit had to use the whole envelope, ends included.
+    """
+
+    c0: float
+    c: float
+    E: float
+    num_points: int
+    censored: bool = False
+
+    def predict(self, C) -> np.ndarray:
+        """Predicted compute-optimal loss at ``C`` (FLOPs)."""
+        return self.c0 * np.asarray(C, dtype=np.float64) ** -self.c + self.E
+
+    def compute_for_loss(self, L: float) -> float:
+        """Compute needed to reach loss ``L``; raises ``ValueError`` if ``L`` is unreachable."""
+        if L <= self.E or self.c <= 0:
+            raise ValueError(f"target loss {L:g} is not reachable: the fitted compute-optimal "
+                             f"loss only approaches E={self.E:.4g} (c={self.c:.3g}); ask for a "
+                             f"loss above E")
+        return float(((L - self.E) / self.c0) ** (-1.0 / self.c))
+
+    def coefficients(self) -> dict[str, float]:
+        """Every coefficient by name."""
+        return {"c0": self.c0, "c": self.c, "E": self.E}
+
+
+def fit_loss_prediction(curves: Curves, *, env: Envelope | None = None, num_grid: int = 1000,
+                        smooth: int = 0, init: tuple[float, float, float] | None = None
+                        ) -> LossPrediction:
+    """Fit ``L_opt(C) = c0 C^-c + E`` with ``curve_fit`` on the envelope's grid points.
+
+    Only the uncensored (bracketed) part of the envelope is used when it has at least 4 grid
+    points: at the ends of the compute range the only model available is far from its optimum,
+    and its loss would bend the fit. Otherwise the whole envelope is used (the frontier fit
+    would have failed on such data; treat the prediction as an upper bound).
+
+    Bounds as in the paper: ``c0 >= 0``, ``-1 <= c <= 1``, ``E >= 0.1``. ``c0`` is fitted as
+    ``k (C/C_ref)^-c`` with ``C_ref`` the geometric mean of the grid, which is the same model
+    but keeps the problem well conditioned.
+
+    Raises:
+        FitError: when ``curve_fit`` does not converge.
+    """
+    env = envelope(curves, num_grid=num_grid, smooth=smooth) if env is None else env
+    ok = env.bracketed if env.bracketed.sum() >= 4 else np.isfinite(env.L)
+    if ok.sum() < 4:
+        raise FitError("loss prediction needs at least 4 points on the envelope; log more points "
+                       "per training curve")
+    lc, L = np.log(env.C[ok]), env.L[ok]
+    ref = lc.mean()
+    if init is None:
+        E0 = max(0.1, 0.5 * float(L.min()))
+        init = (float(L.max() - E0), 0.05, E0)
+    k0, c_init, E_init = init
+    p0 = [max(k0, 1e-12), min(max(c_init, -0.999), 0.999), max(E_init, 0.1 + 1e-9)]
+
+    def model(x, k, c, E):
+        return k * np.exp(-c * (x - ref)) + E
+
+    def jac(x, k, c, E):
+        t = np.exp(-c * (x - ref))
+        return np.stack([t, -k * (x - ref) * t, np.ones_like(x)], axis=1)
+
+    try:
+        with single_threaded_blas():
+            (k, c, E), _ = optimize.curve_fit(model, lc, L, p0=p0, jac=jac,
+                                              bounds=([0.0, -1.0, 0.1], [np.inf, 1.0, np.inf]),
+                                              maxfev=5000, x_scale="jac")
+    except (RuntimeError, optimize.OptimizeWarning, ValueError) as e:
+        raise FitError(f"loss prediction fit (curve_fit) did not converge: {e}") from e
+    c0 = math.exp(math.log(k) + c * ref) if k > 0 else 0.0
+    return LossPrediction(c0=c0, c=float(c), E=float(E), num_points=int(ok.sum()),
+                          censored=bool(env.bracketed.sum() < 4))

@@ -1,0 +1,277 @@
+"""Parametric fit (Hoffmann et al. 2022, Method 3): L(N, D) = E + A/N^alpha + B/D^beta.
+
+Two objectives:
+
+* ``"huber"`` (Hoffmann; Besiroglu et al. 2024): fit ``log L`` as
+  ``LSE(a - alpha log N, b - beta log D, e)`` with ``A = e^a, B = e^b, E = e^e``, minimising the
+  *sum* of Huber losses (delta 1e-3) of the log residuals with L-BFGS from a grid of starts.
+* ``"lsq"`` (the paper, Pearce et al. 2025): ordinary least squares on ``L`` itself with SciPy's
+  ``curve_fit``.
+
+From the fit, ``a = beta/(alpha+beta)``, ``b = alpha/(alpha+beta)`` and the compute-optimal
+allocation (Hoffmann eq. 4) ``N_opt = G (C/6)^a``, ``D_opt = (C/6)^b / G`` with
+``G = (alpha A / (beta B))^(1/(alpha+beta))``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize
+
+from scaling.laws._threads import single_threaded_blas
+from scaling.laws.data import Curves, FitError
+
+logger = logging.getLogger(__name__)
+
+HUBER_DELTA = 1e-3
+# Hoffmann et al. (2022) Appendix D.2 grid, also used by Besiroglu et al. (2024):
+# alpha, beta in {0, .5, ..., 2}, e in {-1, -.5, ..., 1}, a, b in {0, 5, ..., 25}.
+_GRID_ALPHA = (0.0, 0.5, 1.0, 1.5, 2.0)
+_GRID_E = (-1.0, -0.5, 0.0, 0.5, 1.0)
+_GRID_AB = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+_MAX_EXPONENT = 10.0  # alpha or beta above this is not a power law we can trust
+
+
+@dataclass(frozen=True)
+class ParametricFit:
+    """Fitted coefficients of ``L = E + A/N^alpha + B/D^beta``.
+
+    Attributes:
+        E: irreducible loss (nats).
+        A: model-size coefficient.
+        B: data coefficient.
+        alpha: model-size exponent.
+        beta: data exponent.
+        loss: objective used, ``"huber"`` or ``"lsq"``.
+        objective: final value of that objective.
+        num_points: points fitted.
+    """
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    loss: str
+    objective: float
+    num_points: int
+
+    @property
+    def a(self) -> float:
+        """Exponent of ``N_opt ∝ C^a``: beta / (alpha + beta)."""
+        return self.beta / (self.alpha + self.beta)
+
+    @property
+    def b(self) -> float:
+        """Exponent of ``D_opt ∝ C^b``: alpha / (alpha + beta)."""
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def G(self) -> float:
+        """Allocation constant ``(alpha A / (beta B))^(1/(alpha+beta))`` of Hoffmann eq. 4."""
+        return math.exp((math.log(self.alpha * self.A) - math.log(self.beta * self.B))
+                        / (self.alpha + self.beta))
+
+    @property
+    def a0(self) -> float:
+        """Prefactor of ``N_opt = a0 C^a`` (``G 6^-a``)."""
+        return self.G * 6.0 ** -self.a
+
+    @property
+    def b0(self) -> float:
+        """Prefactor of ``D_opt = b0 C^b`` (``6^-b / G``)."""
+        return 6.0 ** -self.b / self.G
+
+    def predict(self, N, D) -> np.ndarray:
+        """Predicted loss at model size ``N`` and data ``D``."""
+        N, D = np.asarray(N, dtype=np.float64), np.asarray(D, dtype=np.float64)
+        return self.E + self.A * N ** -self.alpha + self.B * D ** -self.beta
+
+    def optimal(self, C) -> tuple[np.ndarray, np.ndarray]:
+        """Compute-optimal ``(N_opt, D_opt)`` at compute ``C`` (FLOPs)."""
+        C = np.asarray(C, dtype=np.float64)
+        return self.a0 * C ** self.a, self.b0 * C ** self.b
+
+    def coefficients(self) -> dict[str, float]:
+        """Every coefficient by name (the ones bootstrapped and written to ``fit.json``)."""
+        return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta,
+                "a": self.a, "b": self.b, "a0": self.a0, "b0": self.b0}
+
+
+def huber_grid() -> np.ndarray:
+    """Hoffmann's grid of starting points ``(a, b, e, alpha, beta)``, (4500, 5)."""
+    return np.array([(a, b, e, al, be) for al, be, e, a, b in itertools.product(
+        _GRID_ALPHA, _GRID_ALPHA, _GRID_E, _GRID_AB, _GRID_AB)], dtype=np.float64)
+
+
+def _huber_objective(theta, x, y, logl, delta):
+    """Sum of Huber losses of log residuals and its analytic gradient.
+
+    ``theta`` is ``(a, b, e, alpha, beta)``; ``x = log N``, ``y = log D``.
+    """
+    a, b, e, al, be = theta
+    t1, t2 = a - al * x, b - be * y
+    m = np.maximum(np.maximum(t1, t2), e)
+    p1, p2, p3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(e - m)
+    s = p1 + p2 + p3
+    r = m + np.log(s) - logl
+    ar = np.abs(r)
+    quad = ar <= delta
+    f = np.where(quad, 0.5 * r * r, delta * (ar - 0.5 * delta)).sum()
+    psi = np.clip(r, -delta, delta) / s  # dHuber/dr times the softmax normaliser
+    g1, g2 = psi * p1, psi * p2
+    grad = np.array([g1.sum(), g2.sum(), (psi * p3).sum(), -(g1 * x).sum(), -(g2 * y).sum()])
+    return f, grad
+
+
+def _grid_objectives(grid, x, y, logl, delta):
+    """Huber objective at every row of ``grid`` at once, (G,)."""
+    a, b, e, al, be = (grid[:, i:i + 1] for i in range(5))
+    t1, t2 = a - al * x, b - be * y
+    m = np.maximum(np.maximum(t1, t2), e)
+    r = m + np.log(np.exp(t1 - m) + np.exp(t2 - m) + np.exp(e - m)) - logl
+    ar = np.abs(r)
+    return np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta)).sum(axis=1)
+
+
+def _lbfgs(theta0, x, y, logl, delta, maxiter):
+    res = optimize.minimize(_huber_objective, theta0, args=(x, y, logl, delta), jac=True,
+                            method="L-BFGS-B",
+                            options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-12})
+    # L-BFGS-B often stops on a line-search failure once it is within float precision of
+    # the optimum; accept that when the gradient is negligible on the objective's scale.
+    gscale = delta * x.size
+    converged = bool(res.success) or float(np.max(np.abs(res.jac))) <= 1e-6 * gscale
+    return res.x, float(res.fun), converged
+
+
+def _check_exponents(alpha: float, beta: float, params: np.ndarray, what: str) -> None:
+    if not np.all(np.isfinite(params)):
+        raise FitError(f"{what} did not converge (non-finite coefficients {params.tolist()}); "
+                       f"the curves may be too short or too noisy: add more model sizes or longer "
+                       f"runs, or try the other --parametric-loss")
+    if not (0.0 < alpha < _MAX_EXPONENT and 0.0 < beta < _MAX_EXPONENT):
+        raise FitError(f"{what} gave exponents alpha={alpha:.4g}, beta={beta:.4g} outside "
+                       f"(0, {_MAX_EXPONENT:g}): the data does not pin down both power laws "
+                       f"(e.g. one model size dominates or the curves are flat); add model sizes "
+                       f"spanning a wider range or train longer")
+
+
+def fit_huber(curves: Curves, *, delta: float = HUBER_DELTA, num_starts: int | None = 16,
+              init: np.ndarray | None = None, maxiter: int = 2000) -> ParametricFit:
+    """Fit ``log L = LSE(a - alpha log N, b - beta log D, e)`` minimising summed Huber losses.
+
+    Args:
+        curves: the points.
+        delta: Huber threshold on log residuals (Hoffmann: 1e-3).
+        num_starts: run L-BFGS from this many of the best points of Hoffmann's 4,500-point grid
+            (ranked by the objective, evaluated on the whole grid at once); ``None`` runs it from
+            every grid point, as Hoffmann and Besiroglu et al. did.
+        init: instead of the grid, start from these ``(a, b, e, alpha, beta)`` rows (e.g. a
+            previous optimum, to warm-start bootstrap refits), (S, 5).
+        maxiter: L-BFGS iteration cap per start.
+
+    Raises:
+        FitError: when no start converges or the optimum is not a power law.
+    """
+    x, y, logl = np.log(curves.N), np.log(curves.D), np.log(curves.L)
+    if init is not None:
+        starts = np.atleast_2d(np.asarray(init, dtype=np.float64))
+    else:
+        grid = huber_grid()
+        if num_starts is not None and num_starts < grid.shape[0]:
+            obj = _grid_objectives(grid, x, y, logl, delta)
+            grid = grid[np.argsort(obj, kind="stable")[:num_starts]]
+        starts = grid
+    best = None
+    with single_threaded_blas():
+        for theta0 in starts:
+            theta, f, ok = _lbfgs(theta0, x, y, logl, delta, maxiter)
+            if ok and np.all(np.isfinite(theta)) and (best is None or f < best[1]):
+                best = (theta, f)
+    if best is None:
+        raise FitError(f"Huber parametric fit did not converge from any of {len(starts)} starts; "
+                       f"try --parametric-loss lsq, more model sizes, or longer curves")
+    theta, f = best
+    a, b, e, alpha, beta = (float(v) for v in theta)
+    _check_exponents(alpha, beta, theta, "Huber parametric fit")
+    return ParametricFit(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta,
+                         loss="huber", objective=f, num_points=curves.num_points)
+
+
+def huber_theta(fit: ParametricFit) -> np.ndarray:
+    """The ``(a, b, e, alpha, beta)`` vector of a fit, to warm-start another Huber fit."""
+    return np.array([math.log(fit.A), math.log(fit.B), math.log(fit.E), fit.alpha, fit.beta])
+
+
+def _lsq_model(X, E, a, b, alpha, beta):
+    x, y = X
+    return E + np.exp(a - alpha * x) + np.exp(b - beta * y)
+
+
+def _lsq_jac(X, E, a, b, alpha, beta):
+    x, y = X
+    t1, t2 = np.exp(a - alpha * x), np.exp(b - beta * y)
+    return np.stack([np.ones_like(x), t1, t2, -x * t1, -y * t2], axis=1)
+
+
+def fit_lsq(curves: Curves, *, init: np.ndarray | None = None,
+            maxfev: int = 5000) -> ParametricFit:
+    """Fit ``L = E + A/N^alpha + B/D^beta`` by least squares on ``L`` with ``curve_fit``.
+
+    The paper's fit. It does not say how it started or bounded ``curve_fit``; we start from the
+    point of Hoffmann's grid with the smallest squared error, fit ``A`` and ``B`` through their
+    logarithms (the same least-squares problem, better conditioned) and bound ``E >= 0`` and
+    ``0 <= alpha, beta <= 10``.
+
+    Args:
+        curves: the points.
+        init: start ``(E, log A, log B, alpha, beta)`` instead of the grid (for warm starts).
+        maxfev: cap on function evaluations.
+
+    Raises:
+        FitError: when ``curve_fit`` fails or the optimum is not a power law.
+    """
+    x, y, L = np.log(curves.N), np.log(curves.D), curves.L
+    if init is None:
+        grid = huber_grid()
+        a, b, e, al, be = (grid[:, i:i + 1] for i in range(5))
+        pred = np.exp(e) + np.exp(a - al * x) + np.exp(b - be * y)
+        sse = np.sum((pred - L) ** 2, axis=1)
+        g = grid[int(np.argmin(sse))]
+        init = np.array([math.exp(g[2]), g[0], g[1], g[3], g[4]])
+    lower = [0.0, -np.inf, -np.inf, 0.0, 0.0]
+    upper = [np.inf, np.inf, np.inf, _MAX_EXPONENT, _MAX_EXPONENT]
+    p0 = np.clip(np.asarray(init, dtype=np.float64), np.array(lower) + 1e-9,
+                 np.array(upper) - 1e-9)
+    try:
+        with single_threaded_blas():
+            popt, _ = optimize.curve_fit(_lsq_model, (x, y), L, p0=p0, jac=_lsq_jac,
+                                         bounds=(lower, upper), maxfev=maxfev, x_scale="jac")
+    except (RuntimeError, optimize.OptimizeWarning, ValueError) as e:
+        raise FitError(f"least-squares parametric fit (curve_fit) did not converge: {e}; try "
+                       f"--parametric-loss huber, more model sizes, or longer curves") from e
+    E, a, b, alpha, beta = (float(v) for v in popt)
+    _check_exponents(alpha, beta, popt, "least-squares parametric fit")
+    sse = float(np.sum((_lsq_model((x, y), *popt) - L) ** 2))
+    return ParametricFit(E=E, A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta, loss="lsq",
+                         objective=sse, num_points=curves.num_points)
+
+
+def lsq_theta(fit: ParametricFit) -> np.ndarray:
+    """The ``(E, log A, log B, alpha, beta)`` vector of a fit, to warm-start :func:`fit_lsq`."""
+    return np.array([fit.E, math.log(fit.A), math.log(fit.B), fit.alpha, fit.beta])
+
+
+def fit_parametric(curves: Curves, loss: str = "huber", **kwargs) -> ParametricFit:
+    """Fit the parametric law with ``loss`` = ``"huber"`` (Hoffmann/Epoch) or ``"lsq"`` (paper)."""
+    if loss == "huber":
+        return fit_huber(curves, **kwargs)
+    if loss == "lsq":
+        return fit_lsq(curves, **kwargs)
+    raise ValueError(f"parametric loss must be 'huber' or 'lsq', got {loss!r}")

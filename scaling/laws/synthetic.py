@@ -1,0 +1,49 @@
+"""Synthetic training curves from a known parametric law, for known-answer tests and benchmarks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scaling.laws.data import Curves, make_curves
+
+# Besiroglu et al. (2024)'s estimates of Chinchilla's law, so a = beta/(alpha+beta) = 0.513.
+EPOCH_LAW = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
+
+
+def optimal_compute(N, E: float, A: float, B: float, alpha: float, beta: float) -> np.ndarray:
+    """Compute C at which model size ``N`` is compute-optimal under the law (Hoffmann eq. 4)."""
+    G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+    return 6.0 * (np.asarray(N, dtype=np.float64) / G) ** ((alpha + beta) / beta)
+
+
+def synthetic_curves(sizes=None, *, law: dict | None = None, points_per_curve: int = 25,
+                     span: tuple[float, float] = (1 / 30, 10.0), noise: float = 0.0,
+                     seed: int = 0) -> Curves:
+    """Training curves ``L = E + A/N^alpha + B/D^beta`` for a ladder of model sizes.
+
+    Each model is logged at ``points_per_curve`` log-spaced compute values from ``span[0]`` to
+    ``span[1]`` times its compute-optimal budget, so curves are trained past their optimum and
+    neighbouring sizes overlap, as in a frontier study.
+
+    Args:
+        sizes: model sizes N; default ten sizes from 5e6 to 1e9 (log-spaced).
+        law: ``E, A, B, alpha, beta``; default :data:`EPOCH_LAW`.
+        points_per_curve: logged points per model.
+        span: compute range of each curve, in multiples of its compute-optimal budget.
+        noise: standard deviation of multiplicative log-normal noise on L (0.01 is 1%).
+        seed: seed of the noise.
+    """
+    law = dict(EPOCH_LAW if law is None else law)
+    sizes = np.geomspace(5e6, 1e9, 10) if sizes is None else np.asarray(sizes, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    N, D = [], []
+    for n in sizes:
+        c_opt = optimal_compute(n, **law)
+        C = np.geomspace(span[0] * c_opt, span[1] * c_opt, points_per_curve)
+        N.append(np.full(points_per_curve, n))
+        D.append(C / (6.0 * n))
+    N, D = np.concatenate(N), np.concatenate(D)
+    L = law["E"] + law["A"] * N ** -law["alpha"] + law["B"] * D ** -law["beta"]
+    if noise:
+        L = L * np.exp(noise * rng.standard_normal(L.shape))
+    return make_curves(N, D, L)

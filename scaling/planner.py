@@ -1,0 +1,194 @@
+"""Compute-optimal planning from a ``fit.json``: model and data size, loss, preset, data check.
+
+Example:
+    embscale plan --fit runs/fit/fit.json --flops 1e18 --dataset-tokens 2e9
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+# Muennighoff et al. (2024): up to 4 passes over the data is close to the infinite-data regime.
+MAX_EPOCHS = 4.0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model size preset: name, parameter count and GPT shape."""
+
+    name: str
+    num_params: float
+    n_layer: int
+    n_head: int
+    n_embd: int
+
+
+# The paper's Table 2 (Appendix A): nominal parameters, layers, heads, embedding width.
+PAPER_TABLE2 = (
+    Preset("2M", 2e6, 3, 3, 180), Preset("4M", 4e6, 4, 4, 240), Preset("11M", 11e6, 6, 6, 360),
+    Preset("15M", 15e6, 4, 4, 512), Preset("27M", 27e6, 8, 8, 512),
+    Preset("52M", 52e6, 10, 10, 640), Preset("110M", 110e6, 15, 12, 768),
+    Preset("206M", 206e6, 16, 16, 1024), Preset("894M", 894e6, 23, 14, 1792),
+)
+
+
+def _nominal(name: str) -> float | None:
+    m = re.fullmatch(r"s?(\d+(?:\.\d+)?)([kKMG])", name)
+    if not m:
+        return None
+    return float(m.group(1)) * {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}[m.group(2)]
+
+
+def load_presets() -> tuple[Preset, ...]:
+    """Model-size presets from ``worldmodels.presets`` when available, else the paper's Table 2.
+
+    A preset is used when its name is a size (``"27M"``, ``"s30k"``) and its value has GPT shape
+    attributes or keys (``n_layer``, ``n_head``, ``n_embd``).
+    """
+    try:
+        from worldmodels import presets as wp
+    except ImportError:
+        return PAPER_TABLE2
+    table = None
+    for attr in ("MODEL_PRESETS", "SIZE_PRESETS", "PRESETS", "GPT_PRESETS"):
+        if isinstance(getattr(wp, attr, None), dict):
+            table = getattr(wp, attr)
+            break
+    if table is None:
+        return PAPER_TABLE2
+    out = []
+    for name, value in table.items():
+        n = _nominal(str(name))
+        get = (value.get if isinstance(value, dict) else
+               lambda k, v=value: getattr(v, k, None))
+        shape = [get(k) for k in ("n_layer", "n_head", "n_embd")]
+        if n is None or any(not isinstance(s, int) for s in shape):
+            continue
+        out.append(Preset(str(name), n, *shape))
+    return tuple(sorted(out, key=lambda p: p.num_params)) or PAPER_TABLE2
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A compute-optimal plan. Sizes in parameters and tokens, compute in FLOPs."""
+
+    flops: float
+    N_opt: float
+    D_opt: float
+    loss: float | None
+    loss_source: str | None
+    allocation_source: str
+    preset: Preset
+    dataset_tokens: float | None = None
+
+    @property
+    def epochs(self) -> float | None:
+        """Passes over the dataset that ``D_opt`` needs."""
+        return None if self.dataset_tokens is None else self.D_opt / self.dataset_tokens
+
+    @property
+    def supported(self) -> bool | None:
+        """Whether the dataset covers ``D_opt`` within :data:`MAX_EPOCHS` passes."""
+        return None if self.epochs is None else self.epochs <= MAX_EPOCHS
+
+    @property
+    def max_flops_in_regime(self) -> float | None:
+        """Largest compute for ``N_opt`` in the infinite-data regime: 6 N (4 T)."""
+        if self.dataset_tokens is None:
+            return None
+        return 6.0 * self.N_opt * MAX_EPOCHS * self.dataset_tokens
+
+
+def _ok(fit: dict, name: str) -> dict | None:
+    entry = fit.get(name)
+    return entry if isinstance(entry, dict) and entry.get("status") == "ok" else None
+
+
+def _allocation(fit: dict, source: str) -> tuple[str, dict]:
+    order = ("frontier", "parametric", "isoflop") if source == "auto" else (source,)
+    for name in order:
+        entry = _ok(fit, name)
+        if entry is not None and all(k in entry for k in ("a", "a0", "b", "b0")):
+            return name, entry
+    raise ValueError(f"the fit file has no usable {' or '.join(order)} fit (skipped or missing);"
+                     f" rerun 'embscale fit' with more data or choose another --source")
+
+
+def _loss_at(fit: dict, C: float, N: float, D: float) -> tuple[float | None, str | None]:
+    lp = _ok(fit, "loss_prediction")
+    if lp is not None:
+        return lp["c0"] * C ** -lp["c"] + lp["E"], "loss_prediction"
+    p = _ok(fit, "parametric")
+    if p is not None:
+        return p["E"] + p["A"] * N ** -p["alpha"] + p["B"] * D ** -p["beta"], "parametric"
+    return None, None
+
+
+def plan(fit: dict, *, flops: float | None = None, loss: float | None = None,
+         dataset_tokens: float | None = None, source: str = "auto",
+         presets: tuple[Preset, ...] | None = None) -> Plan:
+    """Plan a run for compute ``flops`` or for a target ``loss`` (exactly one).
+
+    Args:
+        fit: the ``fit.json`` object.
+        flops: compute budget (FLOPs).
+        loss: target loss; the compute needed comes from the loss prediction (or the
+            parametric law along the optimal allocation when there is none).
+        dataset_tokens: unique training inputs in the dataset, to check the infinite-data regime.
+        source: allocation law: ``auto`` (frontier, else parametric, else isoflop), or one of them.
+        presets: candidate presets; default :func:`load_presets`.
+
+    Raises:
+        ValueError: on bad arguments, an unusable fit, or an unreachable loss.
+    """
+    if (flops is None) == (loss is None):
+        raise ValueError("give exactly one of a compute budget (--flops) or a target loss "
+                         "(--loss)")
+    if source not in ("auto", "frontier", "parametric", "isoflop"):
+        raise ValueError(f"source must be auto, frontier, parametric or isoflop, got {source!r}")
+    if dataset_tokens is not None and not dataset_tokens > 0:
+        raise ValueError(f"dataset tokens must be positive, got {dataset_tokens}")
+    name, law = _allocation(fit, source)
+
+    def alloc(C):
+        return law["a0"] * C ** law["a"], law["b0"] * C ** law["b"]
+
+    if loss is not None:
+        flops = _flops_for_loss(fit, loss, alloc)
+    if not (flops > 0 and math.isfinite(flops)):
+        raise ValueError(f"compute budget must be a positive number of FLOPs, got {flops}")
+    N, D = alloc(flops)
+    L, lsrc = _loss_at(fit, flops, N, D)
+    presets = presets or load_presets()
+    best = min(presets, key=lambda p: abs(math.log(p.num_params / N)))
+    return Plan(flops=float(flops), N_opt=float(N), D_opt=float(D), loss=L, loss_source=lsrc,
+                allocation_source=name, preset=best, dataset_tokens=dataset_tokens)
+
+
+def _flops_for_loss(fit: dict, target: float, alloc) -> float:
+    lp = _ok(fit, "loss_prediction")
+    if lp is not None:
+        if target <= lp["E"] or lp["c"] <= 0:
+            raise ValueError(f"target loss {target:g} is not reachable: the predicted "
+                             f"compute-optimal loss only approaches E={lp['E']:.4g}; ask for a "
+                             f"loss above that")
+        return ((target - lp["E"]) / lp["c0"]) ** (-1.0 / lp["c"])
+    p = _ok(fit, "parametric")
+    if p is None:
+        raise ValueError("a target loss needs a loss prediction or parametric fit in the fit "
+                         "file; rerun 'embscale fit' or pass --flops")
+    if target <= p["E"]:
+        raise ValueError(f"target loss {target:g} is at or below the fitted irreducible loss "
+                         f"E={p['E']:.4g}; ask for a loss above E")
+    lo, hi = 0.0, 200.0  # bisection on log10 C: the optimal loss falls with compute
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        N, D = alloc(10.0 ** mid)
+        val = p["E"] + p["A"] * N ** -p["alpha"] + p["B"] * D ** -p["beta"]
+        lo, hi = (mid, hi) if val > target else (lo, mid)
+    return 10.0 ** hi

@@ -1,0 +1,98 @@
+"""Fits recover the known exponents of synthetic curves from L = E + A/N^alpha + B/D^beta."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+from scaling.laws.frontier import fit_frontier, fit_loss_prediction
+from scaling.laws.isoflop import fit_isoflop
+from scaling.laws.parametric import fit_huber, fit_lsq
+from scaling.laws.synthetic import EPOCH_LAW, synthetic_curves
+
+A_TRUE = EPOCH_LAW["beta"] / (EPOCH_LAW["alpha"] + EPOCH_LAW["beta"])  # 0.5126
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return synthetic_curves()
+
+
+def test_truth_is_0513():
+    assert A_TRUE == pytest.approx(0.513, abs=5e-4)
+
+
+@pytest.mark.parametrize("fit", [fit_huber, fit_lsq], ids=["huber", "lsq"])
+def test_parametric_recovers_law_without_noise(clean, fit):
+    f = fit(clean)
+    assert abs(f.a - A_TRUE) < 0.01
+    assert f.a + f.b == pytest.approx(1.0)
+    for k in ("E", "A", "B", "alpha", "beta"):
+        assert getattr(f, k) == pytest.approx(EPOCH_LAW[k], rel=1e-3), k
+
+
+def test_frontier_recovers_a_without_noise(clean):
+    f = fit_frontier(clean)
+    assert abs(f.a - A_TRUE) < 0.01
+    assert abs(f.b - (1 - A_TRUE)) < 0.01
+    assert f.num_models >= 5
+
+
+def test_grid_points_show_staircase_bias(clean):
+    # Hoffmann's all-grid-points regression is biased low by about 1/k^2 (k optimal sizes).
+    mid, grid = fit_frontier(clean), fit_frontier(clean, points="grid")
+    k = grid.num_models
+    assert grid.a < mid.a
+    assert grid.a == pytest.approx(mid.a * (1 - 1 / k**2), abs=0.004)
+
+
+def test_isoflop_recovers_a_without_noise(clean):
+    assert abs(fit_isoflop(clean).a - A_TRUE) < 0.01
+
+
+def test_isoflop_uses_shared_budgets():
+    # Every size trained to the same three budgets: the CSV-of-final-losses layout.
+    law = EPOCH_LAW
+    sizes = np.geomspace(1e7, 4e9, 11)
+    budgets = np.array([1e18, 1e19, 1e20])
+    N = np.repeat(sizes, 3)
+    C = np.tile(budgets, sizes.size)
+    D = C / (6 * N)
+    L = law["E"] + law["A"] * N ** -law["alpha"] + law["B"] * D ** -law["beta"]
+    from scaling.laws.data import make_curves
+
+    f = fit_isoflop(make_curves(N, D, L))
+    assert f.shared_budgets and f.budgets.size == 3
+    assert abs(f.a - A_TRUE) < 0.01
+
+
+def test_loss_prediction_exponent(clean):
+    # Along the optimal allocation both terms fall as C^-(alpha beta / (alpha + beta)).
+    lp = fit_loss_prediction(clean)
+    al, be = EPOCH_LAW["alpha"], EPOCH_LAW["beta"]
+    assert lp.c == pytest.approx(al * be / (al + be), abs=0.01)
+    assert lp.E == pytest.approx(EPOCH_LAW["E"], abs=0.05)
+    C = 3e19
+    assert lp.compute_for_loss(float(lp.predict(C))) == pytest.approx(C, rel=1e-6)
+    with pytest.raises(ValueError, match="not reachable"):
+        lp.compute_for_loss(lp.E - 0.1)
+
+
+def test_optimal_allocation_matches_brute_force(clean):
+    f = fit_lsq(clean)
+    C = 1e20
+    res = optimize.minimize_scalar(lambda ln: float(f.predict(np.exp(ln), C / (6 * np.exp(ln)))),
+                                   bounds=(np.log(1e6), np.log(1e12)), method="bounded",
+                                   options={"xatol": 1e-10})
+    n_opt, d_opt = f.optimal(C)
+    assert n_opt == pytest.approx(np.exp(res.x), rel=1e-4)
+    assert 6 * n_opt * d_opt == pytest.approx(C, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_noisy_fits_within_003(seed):
+    noisy = synthetic_curves(noise=0.01, seed=seed)
+    assert abs(fit_huber(noisy).a - A_TRUE) < 0.03
+    assert abs(fit_lsq(noisy).a - A_TRUE) < 0.03
+    assert abs(fit_frontier(noisy, smooth=5).a - A_TRUE) < 0.03
