@@ -68,9 +68,12 @@ def row_forward(gpt: GPT, cache: RowKVCache, tokens: torch.Tensor, col0: int | N
     cols = torch.arange(col0, end, device=dev)
     keycols = torch.arange(end, device=dev)
     first = cache.first[:, None, None]  # B, 1, 1
-    key, query = keycols[None, None, :], cols[None, :, None]
-    mask = ((key >= first) & (key <= query)) | (key == query)  # B, L, S
-    mask = mask[:, None]  # B, 1, L, S
+    if L == 1 and not bool(cache.first.any()):
+        mask = None  # one query, every row starts at column 0: it may see all keys
+    else:
+        key, query = keycols[None, None, :], cols[None, :, None]
+        mask = ((key >= first) & (key <= query)) | (key == query)  # B, L, S
+        mask = mask[:, None]  # B, 1, L, S
     pos = (cols[None, :] - cache.first[:, None]).clamp(min=0)  # B, L
     cache.tokens[:, col0:end] = tokens
     core = gpt.core
@@ -91,8 +94,12 @@ def row_forward(gpt: GPT, cache: RowKVCache, tokens: torch.Tensor, col0: int | N
 
 
 @torch.no_grad()
-def rebuild(gpt: GPT, cache: RowKVCache, sequences: list[torch.Tensor]) -> None:
-    """Refill the cache from scratch with one token sequence per row, right-aligned."""
+def rebuild(gpt: GPT, cache: RowKVCache, sequences: list[torch.Tensor]) -> torch.Tensor | None:
+    """Refill the cache from scratch with one token sequence per row, right-aligned.
+
+    Returns the hidden states (B, width, E) of the re-encoded columns (None when all are empty);
+    the last column holds every row's last token.
+    """
     if len(sequences) != cache.batch_size:
         raise ValueError(f"need {cache.batch_size} sequences, got {len(sequences)}")
     width = max(len(s) for s in sequences)
@@ -104,8 +111,7 @@ def rebuild(gpt: GPT, cache: RowKVCache, sequences: list[torch.Tensor]) -> None:
         tokens[b, width - len(s):] = s
         cache.first[b] = width - len(s)
     cache.length = 0
-    if width:
-        row_forward(gpt, cache, tokens, col0=0)
+    return row_forward(gpt, cache, tokens, col0=0) if width else None
 
 
 @torch.no_grad()
