@@ -9,17 +9,20 @@ Example::
     from scaling.metrics import fvd, lpips, psnr, ssim
     fvd(real, fake)          # real, fake: uint8 (N, T, H, W, 3), T >= 9 -> float
     lpips(real, fake)        # uint8 (..., H, W, 3) pairs -> float64 (...)
+    rollout_quality(real, generated, context_frames=1)  # all four, averaged
 """
 
 from scaling.metrics.i3d import I3D, preprocess_videos
 from scaling.metrics.image import lpips, psnr, ssim
 from scaling.metrics.lpips_net import LPIPS
+from scaling.metrics.rollout import RolloutQuality, rollout_quality
 from scaling.metrics.video import frechet_distance, fvd, fvd_from_features, i3d_features
 from scaling.metrics.weights import cache_dir, ensure_metric_weights
 
 __all__ = [
     "I3D",
     "LPIPS",
+    "RolloutQuality",
     "cache_dir",
     "ensure_metric_weights",
     "frechet_distance",
@@ -29,5 +32,6 @@ __all__ = [
     "lpips",
     "preprocess_videos",
     "psnr",
+    "rollout_quality",
     "ssim",
 ]

