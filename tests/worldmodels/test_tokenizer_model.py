@@ -1,0 +1,117 @@
+import doctest
+
+import numpy as np
+import pytest
+import torch
+from tokenizer_fixtures import one_torch_thread
+
+import worldmodels.tokenizer as tok_mod
+from worldmodels.tokenizer import (
+    VQVAE,
+    VQConfig,
+    load_tokenizer,
+    possible_tokens_per_frame,
+    save_tokenizer,
+    token_grid,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
+
+
+TINY = dict(codebook_size=32, code_dim=8, channels=8, max_channels=16)
+
+
+def _frames(n=3, h=64, w=64):
+    return np.random.randint(0, 256, size=(n, h, w, 3), dtype=np.uint8)
+
+
+def test_doctests():
+    assert doctest.testmod(tok_mod).failed == 0
+
+
+@pytest.mark.parametrize("k", [16, 36, 64, 100, 256])
+def test_encode_decode_shapes_and_id_range(k):
+    model = VQVAE(VQConfig(tokens_per_frame=k, **TINY))
+    frames = _frames()
+    model.train()
+    model.compute_loss(frames)  # initialises the codebook on encoder outputs
+    model.eval()
+    ids = model.encode(frames)
+    assert ids.shape == (3, k) and ids.dtype == torch.int64
+    assert ids.min() >= 0 and ids.max() < 32
+    recon = model.decode(ids)
+    assert recon.shape == (3, 64, 64, 3) and recon.dtype == torch.uint8
+    # the quantizer's forward pass and encode() agree
+    out = model(model.preprocess(frames))
+    assert torch.equal(out.indices, ids)
+
+
+def test_540_tokens_on_larger_frames():
+    cfg = VQConfig(image_height=72, image_width=120, tokens_per_frame=540, **TINY)
+    assert cfg.grid == (18, 30)
+    model = VQVAE(cfg).eval()
+    ids = model.encode(_frames(2, 72, 120))
+    assert ids.shape == (2, 540)
+    assert model.decode(ids).shape == (2, 72, 120, 3)
+    assert 540 in possible_tokens_per_frame(144, 240)
+
+
+@pytest.mark.parametrize("k", [50, 3, 4096])
+def test_impossible_tokens_per_frame(k):
+    with pytest.raises(ValueError, match=f"tokens_per_frame={k} cannot tile a 64x64 frame"):
+        VQConfig(tokens_per_frame=k)
+    with pytest.raises(ValueError, match="cannot tile"):
+        token_grid(72, 120, 64)
+
+
+def test_frame_size_mismatch_and_bad_tokens():
+    model = VQVAE(VQConfig(tokens_per_frame=16, **TINY)).eval()
+    with pytest.raises(ValueError, match=r"expects \(B, 64, 64, 3\).*resize the frames"):
+        model.encode(_frames(2, 96, 96))
+    with pytest.raises(ValueError, match=r"expected \(B, 16\)"):
+        model.decode(torch.zeros(2, 64, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 32\)"):
+        model.decode(torch.full((2, 16), 32))
+
+
+def test_training_reduces_loss_and_keeps_codes_alive():
+    torch.manual_seed(0)
+    model = VQVAE(VQConfig(tokens_per_frame=16, **TINY))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    # simple structured frames: coloured rectangles on black
+    frames = np.zeros((16, 64, 64, 3), np.uint8)
+    for i in range(16):
+        frames[i, 8 * (i % 4):8 * (i % 4) + 16, 4 * i:4 * i + 12] = (40 * (i % 6), 200, 90)
+    first = None
+    for _ in range(30):
+        out = model.compute_loss(frames)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        first = first or out.metrics["recon_loss"]
+    assert out.metrics["recon_loss"] < 0.5 * first
+    model.eval()
+    assert len(torch.unique(model.encode(frames))) > 1
+
+
+def test_save_load_roundtrip_and_checksum(tmp_path):
+    model = VQVAE(VQConfig(tokens_per_frame=16, **TINY))
+    model.train()
+    model.compute_loss(_frames())
+    sha = save_tokenizer(model, tmp_path / "tok.pt")
+    loaded = load_tokenizer(tmp_path / "tok.pt")
+    assert loaded.sha256() == sha == model.sha256()
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    model.eval()
+    frames = _frames()
+    assert torch.equal(model.encode(frames), loaded.encode(frames))
+    assert model.tokenizer_id().startswith("vqvae-k16-v32-")
+    other = VQVAE(VQConfig(tokens_per_frame=16, **TINY))
+    assert other.sha256() != sha
+    with pytest.raises(FileNotFoundError, match="embscale tokenizer train"):
+        load_tokenizer(tmp_path / "missing.pt")

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+import torch
+from tokenizer_fixtures import TINY_VQ, make_dataset, one_torch_thread
+
+from worldmodels.tokenizer import VQConfig, load_tokenizer
+from worldmodels.tokenizer_train import TokenizerTrainConfig, TokenizerTrainer, train_tokenizer
+
+DATASET = "embscale/synthetic/random-v0"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
+
+
+def _cfg(tmp_path, name="run", **kw):
+    base = dict(dataset_id=DATASET, out_dir=str(tmp_path / name), steps=4, batch_size=4,
+                eval_every=2, checkpoint_every=2, log_every=1, eval_frames=6, grid_frames=3,
+                warmup_steps=1, tensorboard=False)
+    base.update(kw)
+    return TokenizerTrainConfig(**base)
+
+
+def _vq(k=16):
+    return VQConfig(tokens_per_frame=k, **TINY_VQ)
+
+
+def _rows(path):
+    return [json.loads(ln) for ln in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_writes_run_directory(tmp_path):
+    make_dataset(DATASET)
+    cfg = _cfg(tmp_path, tensorboard=True)
+    summary = train_tokenizer(cfg, _vq(), progress=False)
+    out = tmp_path / "run"
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "tokenizer.pt", "recon.png",
+                 "summary.json"):
+        assert (out / name).is_file(), name
+    assert any((out / "tb").iterdir())
+    rows = _rows(out)
+    assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4]
+    val = [r for r in rows if "val/psnr" in r]
+    assert [r["step"] for r in val] == [2, 4]
+    assert 0 < val[-1]["val/codebook_usage"] <= 1 and val[-1]["val/perplexity"] >= 1
+    assert summary["step"] == 4 and summary["val/psnr"] == val[-1]["val/psnr"]
+    tok = load_tokenizer(out)
+    assert tok.sha256() == summary["tokenizer_sha256"]
+    assert json.loads((out / "config.json").read_text())["vq"]["tokens_per_frame"] == 16
+
+
+def test_resume_continues_from_the_same_step(tmp_path):
+    make_dataset(DATASET)
+    full = TokenizerTrainer(_cfg(tmp_path, "full", steps=6), _vq())
+    full.train(progress=False)
+    part = TokenizerTrainer(_cfg(tmp_path, "part", steps=6), _vq())
+    assert part.train(progress=False, stop_at=4)["stopped_early"]
+    resumed = TokenizerTrainer(_cfg(tmp_path, "part", steps=6), _vq(), resume=True)
+    assert resumed.step == 4
+    resumed.train(progress=False)
+    steps = [r["step"] for r in _rows(tmp_path / "part") if "train/loss" in r]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(),
+                         strict=True):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_run_directory_errors(tmp_path):
+    make_dataset(DATASET)
+    train_tokenizer(_cfg(tmp_path, steps=2), _vq(), progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        TokenizerTrainer(_cfg(tmp_path, steps=2), _vq())
+    with pytest.raises(ValueError, match="tokens_per_frame"):
+        TokenizerTrainer(_cfg(tmp_path, steps=4), _vq(k=64), resume=True)
+    TokenizerTrainer(_cfg(tmp_path, steps=2), _vq(), overwrite=True)
+
+
+def test_frame_size_mismatch(tmp_path):
+    make_dataset(DATASET, num_episodes=3, size=32)
+    with pytest.raises(ValueError, match="has 32x32 frames but the tokenizer config is for 64x64"):
+        TokenizerTrainer(_cfg(tmp_path), _vq())
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="batch_size"):
+        TokenizerTrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="recon_loss"):
+        TokenizerTrainConfig(recon_loss="perceptual")
+    cfg = TokenizerTrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    assert cfg.lr_at(0) == pytest.approx(0.1) and cfg.lr_at(10) == pytest.approx(1.0)
+    assert cfg.lr_at(100) == pytest.approx(0.1)

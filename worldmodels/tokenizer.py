@@ -1,0 +1,363 @@
+"""VQ-VAE image tokenizer: frames <-> ``tokens_per_frame`` discrete ids in ``[0, codebook_size)``.
+
+A convolutional encoder maps an RGB frame to a ``gh x gw`` grid of code vectors (``gh * gw`` =
+tokens per frame, ``gh / gw`` = frame height / width), each snapped to its nearest codebook entry;
+a mirrored decoder maps the grid back to pixels. The codebook is updated by exponential moving
+averages of the vectors assigned to it (van den Oord et al. 2017, appendix; Razavi et al. 2019) and
+codes left unused are restarted on encoder outputs of the current batch, which keeps most of the
+codebook alive. The paper freezes such a tokenizer before training its world models.
+
+Example:
+    model = load_tokenizer("runs/tokenizer/breakout-k64/tokenizer.pt")
+    ids = model.encode(frames)  # uint8 (B, 64, 64, 3) -> int64 (B, 64)
+    recon = model.decode(ids)  # uint8 (B, 64, 64, 3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from offline_data.atomic import atomic_file
+from worldmodels.quantizer import EMAQuantizer
+
+
+def token_grid(height: int, width: int, tokens_per_frame: int) -> tuple[int, int]:
+    """The ``(gh, gw)`` token grid of ``tokens_per_frame`` tokens over a ``height x width`` frame.
+
+    The grid keeps the frame's aspect ratio (``gh * width == gw * height``) and downsamples at
+    least 2x, so each token covers a whole patch of pixels.
+
+    >>> token_grid(64, 64, 36), token_grid(144, 240, 540)
+    ((6, 6), (18, 30))
+    """
+    k = int(tokens_per_frame)
+    for gh in range(1, k + 1):
+        if k % gh == 0:
+            gw = k // gh
+            if gh * width == gw * height and 2 * gh <= height and 2 * gw <= width:
+                return gh, gw
+    options = possible_tokens_per_frame(height, width)
+    raise ValueError(
+        f"tokens_per_frame={tokens_per_frame} cannot tile a {height}x{width} frame: it needs a "
+        f"gh x gw grid with gh / gw = {height} / {width} and at most half the resolution; choose "
+        f"one of {options[:12]}{' ...' if len(options) > 12 else ''} or resize the frames"
+    )
+
+
+def possible_tokens_per_frame(height: int, width: int) -> list[int]:
+    """All tokens-per-frame values :func:`token_grid` accepts for this frame size."""
+    g = math.gcd(height, width)
+    unit_h, unit_w = height // g, width // g
+    return [s * s * unit_h * unit_w for s in range(1, g // 2 + 1)]
+
+
+@dataclasses.dataclass
+class VQConfig:
+    """Shape and training-time behaviour of a VQ-VAE tokenizer."""
+
+    image_height: int = 64
+    """Frame height in pixels."""
+    image_width: int = 64
+    """Frame width in pixels."""
+    tokens_per_frame: int = 64
+    """d_z: tokens per frame (a gh x gw grid with the frame's aspect ratio)."""
+    codebook_size: int = 512
+    """V_o: number of codebook entries (4096 in the paper)."""
+    code_dim: int = 32
+    """Dimension of each code vector (small dims keep more codes in use)."""
+    channels: int = 32
+    """Conv width at half resolution; doubles per further downsampling up to max_channels."""
+    max_channels: int = 64
+    """Cap on conv width."""
+    num_res_blocks: int = 1
+    """Residual blocks per resolution level in encoder and decoder."""
+    ema_decay: float = 0.99
+    """Decay of the codebook's exponential moving averages."""
+    commitment: float = 0.25
+    """Weight of the commitment loss ||z_e - sg(z_q)||^2."""
+    dead_code_ratio: float = 0.03
+    """A code whose EMA usage falls below this fraction of the mean usage is restarted."""
+
+    def __post_init__(self):
+        for name in ("image_height", "image_width", "codebook_size", "code_dim", "channels",
+                     "max_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"VQConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 2 <= self.codebook_size <= 65536:
+            raise ValueError(f"VQConfig.codebook_size must be in [2, 65536] (uint16 token "
+                             f"shards), got {self.codebook_size}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"VQConfig.ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.num_res_blocks < 0:
+            raise ValueError(f"VQConfig.num_res_blocks must be >= 0, got {self.num_res_blocks}")
+        token_grid(self.image_height, self.image_width, self.tokens_per_frame)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(gh, gw) token grid."""
+        return token_grid(self.image_height, self.image_width, self.tokens_per_frame)
+
+    @property
+    def level_sizes(self) -> list[tuple[int, int]]:
+        """Feature-map sizes from the frame down to the last stride-2 level above the grid."""
+        gh, gw = self.grid
+        sizes = [(self.image_height, self.image_width)]
+        while sizes[-1][0] // 2 >= gh and sizes[-1][1] // 2 >= gw:
+            sizes.append((sizes[-1][0] // 2, sizes[-1][1] // 2))
+        return sizes
+
+    def width(self, level: int) -> int:
+        """Conv width at downsampling level ``level`` (1 = half resolution)."""
+        return min(self.channels * 2 ** (level - 1), self.max_channels)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VQConfig:
+        """Build from a dict, rejecting unknown keys."""
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown VQConfig keys {unknown}")
+        return cls(**d)
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block of two 3x3 convolutions."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``x + F(x)`` (same shape)."""
+        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+
+
+class Encoder(nn.Module):
+    """Stride-2 convolutions down to the last level above the grid, then a resize to the grid."""
+
+    def __init__(self, cfg: VQConfig):
+        super().__init__()
+        self.grid = cfg.grid
+        n = len(cfg.level_sizes) - 1
+        self.down = nn.ModuleList()
+        self.blocks = nn.ModuleList()
+        ch = 3
+        for level in range(1, n + 1):
+            self.down.append(nn.Conv2d(ch, cfg.width(level), 4, stride=2, padding=1))
+            ch = cfg.width(level)
+            self.blocks.append(nn.Sequential(*[ResBlock(ch) for _ in range(cfg.num_res_blocks)]))
+        self.resized = cfg.level_sizes[-1] != self.grid
+        self.mix = nn.Conv2d(ch, ch, 3, padding=1) if self.resized else nn.Identity()
+        self.out = nn.Conv2d(ch, cfg.code_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Centred pixels (B, 3, H, W) -> code vectors (B, D, gh, gw)."""
+        for down, blocks in zip(self.down, self.blocks, strict=True):
+            x = blocks(down(x))
+        if self.resized:  # e.g. 8x8 -> 6x6 for 36 tokens: an antialiased area-like resample
+            x = self.mix(F.interpolate(x, size=self.grid, mode="bilinear", antialias=True))
+        return self.out(F.silu(x))  # (B, D, gh, gw)
+
+
+class Decoder(nn.Module):
+    """Mirror of :class:`Encoder`: resize from the grid, then stride-2 transposed convolutions."""
+
+    def __init__(self, cfg: VQConfig):
+        super().__init__()
+        self.sizes = cfg.level_sizes
+        n = len(self.sizes) - 1
+        top = cfg.width(n)
+        self.inp = nn.Conv2d(cfg.code_dim, top, 3, padding=1)
+        self.resized = self.sizes[-1] != cfg.grid
+        self.mix = nn.Conv2d(top, top, 3, padding=1) if self.resized else nn.Identity()
+        self.blocks = nn.ModuleList()
+        self.up = nn.ModuleList()
+        for level in range(n, 0, -1):
+            ch = cfg.width(level)
+            self.blocks.append(nn.Sequential(*[ResBlock(ch) for _ in range(cfg.num_res_blocks)]))
+            out = cfg.width(level - 1) if level > 1 else 3
+            self.up.append(nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Code vectors (B, D, gh, gw) -> centred pixels (B, 3, H, W)."""
+        x = self.inp(z)
+        if self.resized:
+            x = self.mix(F.interpolate(x, size=self.sizes[-1], mode="bilinear"))
+        for i, (blocks, up) in enumerate(zip(self.blocks, self.up, strict=True)):
+            target = self.sizes[len(self.sizes) - 2 - i]
+            x = up(F.silu(blocks(x)), output_size=target)
+        return x  # (B, 3, H, W), pixel values centred on 0 (x / 255 - 0.5)
+
+
+class VQOutput(NamedTuple):
+    """Forward pass of :class:`VQVAE`."""
+
+    recon: torch.Tensor  # float (B, 3, H, W), centred pixels (x / 255 - 0.5)
+    indices: torch.Tensor  # int64 (B, K)
+    commit_loss: torch.Tensor  # scalar
+    perplexity: torch.Tensor  # scalar
+    restarted: int
+
+
+class VQLoss(NamedTuple):
+    """Result of :meth:`VQVAE.compute_loss`."""
+
+    loss: torch.Tensor  # scalar to minimise
+    metrics: dict  # floats: loss, recon_loss, psnr (dB, float pixels), commit_loss, perplexity, ...
+    output: VQOutput
+
+
+class VQVAE(nn.Module):
+    """Convolutional VQ-VAE with an EMA codebook (see module docstring)."""
+
+    def __init__(self, config: VQConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.quantizer = EMAQuantizer(config.codebook_size, config.code_dim, config.ema_decay,
+                                      config.dead_code_ratio)
+        self.decoder = Decoder(config)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.quantizer.embedding.device
+
+    def num_params(self) -> int:
+        """Trainable parameters (the EMA codebook is a buffer and not counted)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def preprocess(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, 3) frames -> float (B, 3, H, W) centred pixels, checking the size."""
+        if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+            frames = frames.copy()  # memory-mapped or read-only arrays: torch wants writable
+        x = torch.as_tensor(frames)
+        h, w = self.config.image_height, self.config.image_width
+        if x.ndim != 4 or tuple(x.shape[1:]) != (h, w, 3):
+            raise ValueError(
+                f"frames have shape {tuple(x.shape)}, this tokenizer expects (B, {h}, {w}, 3) "
+                f"uint8; resize the frames to {h}x{w} or train a tokenizer on frames of this size"
+            )
+        x = x.to(self.device, non_blocking=True)
+        return rearrange(x, "b h w c -> b c h w").float().div(255.0).sub(0.5)
+
+    @staticmethod
+    def postprocess(x: torch.Tensor) -> torch.Tensor:
+        """Float (B, 3, H, W) centred pixels -> uint8 (B, H, W, 3)."""
+        x = (x.add(0.5).mul(255.0)).round().clamp(0, 255).to(torch.uint8)
+        return rearrange(x, "b c h w -> b h w c")
+
+    def forward(self, x: torch.Tensor) -> VQOutput:
+        """Reconstruct centred pixels ``x`` (B, 3, H, W)."""
+        q = self.quantizer(self.encoder(x))
+        recon = self.decoder(q.quantized)
+        return VQOutput(recon, q.indices.flatten(1), q.commit_loss, q.perplexity, q.restarted)
+
+    def compute_loss(self, frames: torch.Tensor | np.ndarray, recon_loss: str = "mse",
+                     gradient_weight: float = 0.0) -> VQLoss:
+        """Training loss on uint8 (B, H, W, 3) frames: reconstruction + commitment (+ gradient).
+
+        The gradient term compares horizontal and vertical pixel differences (L1), which
+        sharpens edges such as the Breakout ball and bricks without a perceptual network.
+        """
+        x = self.preprocess(frames)
+        out = self(x)
+        if recon_loss == "mse":
+            rec = F.mse_loss(out.recon, x)
+        elif recon_loss == "l1":
+            rec = F.l1_loss(out.recon, x)
+        else:
+            raise ValueError(f"recon_loss must be 'mse' or 'l1', got {recon_loss!r}")
+        loss = rec + self.config.commitment * out.commit_loss
+        if gradient_weight:
+            loss = loss + gradient_weight * (
+                F.l1_loss(out.recon.diff(dim=-1), x.diff(dim=-1))
+                + F.l1_loss(out.recon.diff(dim=-2), x.diff(dim=-2)))
+        with torch.no_grad():
+            mse = (out.recon.detach().clamp(-0.5, 0.5) - x).pow(2).mean(dim=(1, 2, 3))
+            psnr = -10 * torch.log10(mse.clamp_min(1e-7)).mean()
+        metrics = {"loss": loss.item(), "recon_loss": rec.item(), "psnr": float(psnr),
+                   "commit_loss": out.commit_loss.item(), "perplexity": float(out.perplexity),
+                   "restarted_codes": out.restarted}
+        return VQLoss(loss, metrics, out)
+
+    @torch.no_grad()
+    def encode(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, 3) frames -> int64 (B, K) token ids in [0, codebook_size)."""
+        x = self.preprocess(frames)
+        indices = self.quantizer.nearest(rearrange(self.encoder(x), "b d h w -> (b h w) d"))
+        return indices.view(x.shape[0], -1)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Int (B, K) token ids -> uint8 (B, H, W, 3) frames."""
+        t = torch.as_tensor(np.asarray(tokens) if isinstance(tokens, np.ndarray) else tokens)
+        t = t.to(self.device).long()
+        k, v = self.config.tokens_per_frame, self.config.codebook_size
+        if t.ndim != 2 or t.shape[1] != k:
+            raise ValueError(f"tokens have shape {tuple(t.shape)}, expected (B, {k})")
+        if t.numel() and (t.min() < 0 or t.max() >= v):
+            raise ValueError(f"token ids must lie in [0, {v}), got [{int(t.min())}, "
+                             f"{int(t.max())}]; were they made by another tokenizer?")
+        gh, gw = self.config.grid
+        z = rearrange(self.quantizer.embedding[t], "b (h w) d -> b d h w", h=gh, w=gw)
+        return self.postprocess(self.decoder(z))
+
+    def sha256(self) -> str:
+        """Checksum of the config and every parameter and buffer (the tokenizer's identity)."""
+        h = hashlib.sha256(json.dumps(dataclasses.asdict(self.config), sort_keys=True).encode())
+        for name, t in sorted(self.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def tokenizer_id(self) -> str:
+        """A readable name: grid, codebook size and the first digits of the checksum."""
+        c = self.config
+        return f"vqvae-k{c.tokens_per_frame}-v{c.codebook_size}-{self.sha256()[:10]}"
+
+
+def save_tokenizer(model: VQVAE, path: str | os.PathLike) -> str:
+    """Write a frozen tokenizer (config, weights, sha256) atomically; returns the sha256."""
+    sha = model.sha256()
+    payload = {
+        "config": json.dumps(dataclasses.asdict(model.config)),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "sha256": sha,
+    }
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)
+    return sha
+
+
+def load_tokenizer(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> VQVAE:
+    """Load a tokenizer written by :func:`save_tokenizer` (or a training run directory).
+
+    The stored sha256 is checked against the weights, so a corrupted file is refused.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "tokenizer.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer at {path}; train one with `embscale tokenizer "
+                                "train` (it writes <run>/tokenizer.pt)")
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    model = VQVAE(VQConfig.from_dict(json.loads(payload["config"])))
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    if "sha256" in payload and model.sha256() != payload["sha256"]:
+        raise ValueError(f"tokenizer {path} fails its checksum (corrupt file); retrain or copy it "
+                         "again")
+    return model.to(map_location)

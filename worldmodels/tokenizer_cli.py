@@ -1,0 +1,118 @@
+"""``embscale tokenizer train|encode``: train a VQ-VAE tokenizer, tokenize a dataset into shards.
+
+Example:
+    embscale tokenizer train --dataset embscale/breakout/scripted-v0 --tokens-per-frame 64
+    embscale tokenizer encode --tokenizer runs/tokenizer/breakout-scripted-k64 \
+        --dataset embscale/breakout/scripted-v0 --out tokens/breakout-scripted-k64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    """Add ``tokenizer train`` and ``tokenizer encode`` to the ``embscale`` parser."""
+    parser = subparsers.add_parser("tokenizer", help="train a VQ-VAE tokenizer; tokenize datasets")
+    sub = parser.add_subparsers(dest="tokenizer_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+    t = sub.add_parser("train", help="train a tokenizer on a dataset's train split",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--dataset", required=True, help="Minari dataset id")
+    t.add_argument("--tokens-per-frame", type=int, default=64,
+                   help="d_z: tokens per frame (a grid with the frame's aspect ratio, e.g. 16, 36, "
+                        "64, 100, 256 at 64x64)")
+    t.add_argument("--codebook-size", type=int, default=512, help="V_o: codebook entries")
+    t.add_argument("--code-dim", type=int, default=32, help="code vector dimension")
+    t.add_argument("--channels", type=int, default=32, help="conv width at half resolution")
+    t.add_argument("--max-channels", type=int, default=64, help="cap on conv width")
+    t.add_argument("--res-blocks", type=int, default=1, help="residual blocks per level")
+    t.add_argument("--out", default=None,
+                   help="run directory (default runs/tokenizer/<env>-<source>-k<K>)")
+    t.add_argument("--steps", type=int, default=3000, help="optimiser steps")
+    t.add_argument("--batch-size", type=int, default=32, help="frames per step")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    t.add_argument("--recon-loss", choices=("mse", "l1"), default="mse")
+    t.add_argument("--gradient-loss-weight", type=float, default=0.0,
+                   help="weight of the L1 image-gradient loss")
+    t.add_argument("--eval-every", type=int, default=500, help="steps between evaluations")
+    t.add_argument("--eval-frames", type=int, default=512, help="held-out frames evaluated")
+    t.add_argument("--max-cached-frames", type=int, default=100_000,
+                   help="train frames cached in RAM (uint8); more stream from disk")
+    t.add_argument("--time-limit", type=float, default=0.0,
+                   help="stop after this many seconds (resumable); 0 = none")
+    t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    t.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1 is fastest on a shared CPU; 0 = torch default)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--split-seed", type=int, default=0, help="seed of the episode split")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--overwrite", action="store_true", help="start over in an existing --out")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("encode", help="tokenize a dataset into token shards",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("--tokenizer", required=True, help="tokenizer.pt or a tokenizer run directory")
+    e.add_argument("--dataset", required=True, help="Minari dataset id")
+    e.add_argument("--out", required=True, help="token shard directory to create")
+    e.add_argument("--splits", default="train,val,test", help="comma-separated splits")
+    e.add_argument("--batch-size", type=int, default=256, help="frames per encoder call")
+    e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    e.add_argument("--workers", type=int, default=1,
+                   help="local processes (under torchrun, RANK/WORLD_SIZE split the work)")
+    e.add_argument("--split-seed", type=int, default=0, help="seed of the episode split")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    e.set_defaults(func=_encode)
+
+
+def _train(args) -> int:
+    from worldmodels.tokenizer import VQConfig
+    from worldmodels.tokenizer_data import frame_shape, open_split
+    from worldmodels.tokenizer_train import (
+        TokenizerTrainConfig,
+        default_out_dir,
+        format_summary,
+        train_tokenizer,
+    )
+
+    h, w, _ = frame_shape(open_split(args.dataset, "train", args.split_seed))
+    vq = VQConfig(image_height=h, image_width=w, tokens_per_frame=args.tokens_per_frame,
+                  codebook_size=args.codebook_size, code_dim=args.code_dim,
+                  channels=args.channels, max_channels=args.max_channels,
+                  num_res_blocks=args.res_blocks)
+    cfg = TokenizerTrainConfig(
+        dataset_id=args.dataset, out_dir=args.out or default_out_dir(args.dataset,
+                                                                     args.tokens_per_frame),
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, recon_loss=args.recon_loss,
+        gradient_loss_weight=args.gradient_loss_weight, eval_every=args.eval_every,
+        checkpoint_every=args.eval_every, eval_frames=args.eval_frames,
+        max_cached_frames=args.max_cached_frames, time_limit_s=args.time_limit,
+        device=args.device, num_threads=args.threads, seed=args.seed, split_seed=args.split_seed)
+    summary = train_tokenizer(cfg, vq, resume=args.resume, overwrite=args.overwrite,
+                              progress=not args.no_progress)
+    print(format_summary(summary))
+    print(f"  run directory: {cfg.out_dir} (tokenizer.pt, metrics.jsonl, recon.png, tb/)")
+    return 0
+
+
+def _encode(args) -> int:
+    from worldmodels.tokenize_dataset import encode_dataset
+
+    shards = encode_dataset(args.tokenizer, args.dataset, args.out,
+                            splits=[s for s in args.splits.split(",") if s],
+                            batch_size=args.batch_size, device=args.device,
+                            num_workers=args.workers, split_seed=args.split_seed,
+                            overwrite=args.overwrite, progress=not args.no_progress)
+    if shards is not None:
+        h = shards.header
+        print(json.dumps({"out": str(shards.path), "tokenizer_id": h.tokenizer_id,
+                          "tokens_per_frame": h.tokens_per_frame, "image_vocab": h.image_vocab,
+                          "action_vocab_sizes": list(h.action_vocab_sizes),
+                          "splits": {k: {"num_frames": v["num_frames"],
+                                         "num_episodes": v["num_episodes"]}
+                                     for k, v in h.splits.items()}}, indent=2))
+    return 0
