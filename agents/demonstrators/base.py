@@ -67,15 +67,32 @@ class BoundEnvPolicy:
     deterministic)``. Subclasses implement ``act`` and ``read_inputs``.
     """
 
+    getter_name: str = ""
+    """Name of the env method returning one sub-env's privileged input (e.g. ``get_ram``)."""
+
     def __init__(self, skill_spec: SkillSpec, seed: int | None = None):
         self.skill_spec = skill_spec
         self.rng = np.random.default_rng(seed)
         self._env: Any = None
+        self._vector = False
+        self._read: Callable[[], list[Any]] | None = None
         self._players: list[Any] = []
 
     def bind(self, env: Any) -> BoundEnvPolicy:
         """Play ``env`` (a gymnasium Env, gymnasium VectorEnv or SB3 VecEnv); returns ``self``."""
         self._env = env
+        self._vector = is_vector_env(env)
+        self._read = None
+        if not self._vector:
+            # Resolve the getter through the wrappers once: predict runs every env step.
+            try:
+                getter = env.get_wrapper_attr(self.getter_name)
+            except AttributeError:
+                getter = None
+            if getter is not None:
+                self._read = lambda: [getter()]
+        if self._read is None:
+            self._read = lambda: self._call_each(env, self.getter_name, self._fallback)
         self.reset()
         return self
 
@@ -86,7 +103,7 @@ class BoundEnvPolicy:
     def reset(self, env: Any = None) -> None:
         """Forget all per-episode memory (optionally binding ``env`` first)."""
         if env is not None:
-            self._env = env
+            self.bind(env)
         self._players = []
 
     @property
@@ -111,12 +128,27 @@ class BoundEnvPolicy:
             return
         if episode_start is None:
             return
-        starts = np.broadcast_to(np.asarray(episode_start, dtype=bool).reshape(-1), (batch,))
-        for i in np.flatnonzero(starts):
-            self._players[i] = self._new_player()
+        starts = np.asarray(episode_start, dtype=bool).reshape(-1)
+        if starts.size == 1 and batch > 1:
+            starts = np.repeat(starts, batch)
+        if starts.size != batch:
+            raise ValueError(
+                f"episode_start has {starts.size} entries for {batch} envs; pass one bool per env"
+            )
+        if starts.any():
+            for i in np.flatnonzero(starts):
+                self._players[i] = self._new_player()
 
     def read_inputs(self, env: Any) -> Any:
-        """Privileged inputs of every sub-env of ``env`` (implemented by subclasses)."""
+        """Privileged inputs of every sub-env of ``env`` (an Env, VectorEnv or SB3 VecEnv)."""
+        return self._stack(self._call_each(env, self.getter_name, self._fallback))
+
+    def _stack(self, inputs: list[Any]) -> Any:
+        """Batch the per-env inputs (implemented by subclasses)."""
+        raise NotImplementedError
+
+    def _fallback(self, env: Any) -> Any:
+        """Privileged input of a single env lacking ``getter_name`` (implemented by subclasses)."""
         raise NotImplementedError
 
     def predict(
@@ -141,15 +173,16 @@ class BoundEnvPolicy:
         Returns:
             ``(actions, None)``: actions (B, ...) for a vector env, one action for a single env.
         """
-        if self._env is None:
+        if self._read is None:
             raise RuntimeError(
                 f"{type(self).__name__} reads privileged env state to act: call "
                 "policy.bind(env) with the env (or vector env) it plays before predict()"
             )
         del state
-        inputs = self.read_inputs(self._env)
-        batch = len(inputs["observation"]) if isinstance(inputs, dict) else len(inputs)
-        vector = is_vector_env(self._env)
+        raw = self._read()
+        batch = len(raw)
+        inputs = self._stack(raw)
+        vector = self._vector
         obs = observation["observation"] if isinstance(observation, dict) else observation
         obs_batch = np.shape(obs)[0] if vector else 1
         if obs_batch != batch:

@@ -147,9 +147,13 @@ class ScriptedBreakoutPolicy(BoundEnvPolicy):
             actions[i] = self._act_one(self._players[i], ram, deterministic)
         return actions
 
-    def read_inputs(self, env: Any) -> np.ndarray:
-        """Read the RAM of every env in ``env`` (single, gymnasium vector or SB3 VecEnv)."""
-        return np.stack(self._call_each(env, "get_ram", _ale_ram))
+    getter_name = "get_ram"
+
+    def _stack(self, rams: list[np.ndarray]) -> np.ndarray:
+        return np.stack(rams)
+
+    def _fallback(self, env: Any) -> np.ndarray:
+        return _ale_ram(env)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -185,7 +189,7 @@ class ScriptedBreakoutPolicy(BoundEnvPolicy):
                 target = p.skill * landing + (1.0 - p.skill) * x
         if not deterministic:
             target += p.aim_offset
-        goal = float(np.clip(target + PADDLE_OFFSET, PADDLE_X_MIN, PADDLE_X_MAX))
+        goal = min(max(target + PADDLE_OFFSET, PADDLE_X_MIN), PADDLE_X_MAX)
         if paddle < goal - DEAD_ZONE:
             return RIGHT
         if paddle > goal + DEAD_ZONE:

@@ -120,10 +120,13 @@ class ScriptedFetchPickAndPlacePolicy(BoundEnvPolicy):
             actions[i] = self._act_one(self._players[i], obs[i], goal[i], deterministic)
         return actions
 
-    def read_inputs(self, env: Any) -> dict[str, np.ndarray]:
-        """Stack the Dict state of every env in ``env`` (single, gymnasium vector or SB3 VecEnv)."""
-        states = self._call_each(env, "get_state", _missing_state)
+    getter_name = "get_state"
+
+    def _stack(self, states: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return {k: np.stack([s[k] for s in states]) for k in states[0]}
+
+    def _fallback(self, env: Any) -> dict[str, np.ndarray]:
+        return _missing_state(env)
 
     def _new_player(self) -> _OperatorState:
         return _OperatorState(self.skill_spec.sample(self.rng))
