@@ -1,0 +1,253 @@
+"""Dyna-style RL: stable-baselines3 PPO trained on rollouts imagined by a world model.
+
+Each round trains PPO for ``timesteps_per_round`` imagined steps in the world-model ``VecEnv``
+(burn-in starts from held-out real frames); optionally it then collects ``real_steps_per_round``
+steps in the real env with the current agent and fine-tunes the world model on them for
+``wm_updates_per_round`` gradient steps (their episodes also become burn-in starts). The agent is
+evaluated in the real env, beside a uniform-random policy, with 95% confidence intervals over
+episodes. TensorBoard logs go to ``<run_dir>/tb``, the agent to ``<run_dir>/ppo.zip``, the results
+to ``<run_dir>/results.json``.
+
+Example:
+    embscale dyna --world-model runs/wm/checkpoints/last.pt --tokenizer runs/tok/tokenizer.pt
+        --env embscale/Breakout-v0 --timesteps 20000 --run-dir runs/dyna
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import VecMonitor
+
+from envs.worldmodel_env import WorldModelVecEnv
+from offline_data.atomic import write_text_atomic
+from offline_data.tokens import EpisodeTokens, TokenBatch
+from worldmodels.simulator import TokenWorldModelSimulator, check_action_space
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DynaConfig:
+    """Dyna-style PPO inside a world model."""
+
+    rounds: int = 1
+    """rounds of (imagined PPO training, then optional real steps and world-model updates)"""
+    timesteps_per_round: int = 4096
+    """imagined env steps PPO trains on per round"""
+    horizon: int = 50
+    """imagined episodes are truncated after this many steps"""
+    n_steps: int = 64
+    """PPO rollout length per imagined env"""
+    batch_size: int = 256
+    """PPO minibatch size"""
+    n_epochs: int = 4
+    """PPO epochs per rollout"""
+    learning_rate: float = 3e-4
+    """PPO learning rate"""
+    ent_coef: float = 0.01
+    """PPO entropy bonus"""
+    real_steps_per_round: int = 0
+    """real env steps collected with the agent after each round (0: imagination only)"""
+    wm_updates_per_round: int = 0
+    """world-model gradient steps on the real steps after each round"""
+    wm_learning_rate: float = 1e-4
+    """learning rate of the world-model updates"""
+    eval_episodes: int = 10
+    """real-env episodes to evaluate the agent (and the random baseline) on"""
+    eval_max_steps: int = 1000
+    """real-env evaluation episodes are cut after this many steps"""
+    seed: int = 0
+    """seed of PPO, the simulator and the real env"""
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "timesteps_per_round", "horizon", "n_steps", "batch_size",
+                     "n_epochs", "eval_episodes", "eval_max_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DynaConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("real_steps_per_round", "wm_updates_per_round"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"DynaConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.wm_updates_per_round and not self.real_steps_per_round:
+            raise ValueError("DynaConfig.wm_updates_per_round needs real_steps_per_round > 0 "
+                             "(the world model is updated on real steps)")
+
+
+def confidence_interval(values: list[float] | np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95% normal-approximation confidence interval over episodes.
+
+    >>> confidence_interval([1.0, 3.0])
+    (2.0, 0.04, 3.96)
+    """
+    v = np.asarray(values, np.float64)
+    mean = float(v.mean())
+    half = 1.96 * float(v.std(ddof=1)) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return round(mean, 6), round(mean - half, 6), round(mean + half, 6)
+
+
+class _Progress(BaseCallback):
+    """tqdm progress over imagined steps (disabled when stderr is not a terminal)."""
+
+    def __init__(self, total: int):
+        super().__init__()
+        self.total, self.bar = total, None
+
+    def _on_training_start(self) -> None:
+        import sys
+
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, desc="imagined steps", unit="step",
+                        disable=not sys.stderr.isatty())
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+class _RandomPolicy:
+    """Uniform random actions with SB3's predict signature (the baseline)."""
+
+    def __init__(self, space: gym.Space, seed: int):
+        self.space = space
+        self.space.seed(seed)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=False):
+        n = len(observation)
+        return np.stack([self.space.sample() for _ in range(n)]), state
+
+
+def evaluate_real(policy, make_env: Callable[[], gym.Env], episodes: int, seed: int,
+                  deterministic: bool = False) -> dict:
+    """Episode returns of ``policy`` in the real env: mean, 95% CI and the raw returns."""
+    env = Monitor(make_env())
+    env.reset(seed=seed)
+    returns, lengths = evaluate_policy(policy, env, n_eval_episodes=episodes,
+                                       deterministic=deterministic, return_episode_rewards=True)
+    env.close()
+    mean, lo, hi = confidence_interval(returns)
+    return {"mean": mean, "ci95": [lo, hi], "returns": [float(r) for r in returns],
+            "lengths": [int(n) for n in lengths]}
+
+
+def _collect_real(agent: PPO, make_env, steps: int, simulator: TokenWorldModelSimulator,
+                  seed: int) -> list[EpisodeTokens]:
+    """Play ``steps`` real steps with the agent; episodes as frame/action tokens."""
+    env = make_env()
+    obs, _ = env.reset(seed=seed)
+    episodes, frames, actions, rewards, terms = [], [obs], [], [], []
+    for t in range(steps):
+        action, _ = agent.predict(obs, deterministic=False)
+        obs, r, term, trunc, _ = env.step(action)
+        actions.append(action)
+        rewards.append(r)
+        terms.append(term)
+        if term or trunc or t == steps - 1:
+            z = simulator._encode(np.stack(frames)).cpu().numpy()
+            a = simulator.discretizer.encode(np.stack(actions))
+            episodes.append(EpisodeTokens(z, a, np.asarray(rewards, np.float32),
+                                          np.asarray(terms, bool)))
+            obs, _ = env.reset()
+            frames, actions, rewards, terms = [obs], [], [], []
+        else:
+            frames.append(obs)
+    env.close()
+    return episodes
+
+
+def update_world_model(simulator: TokenWorldModelSimulator, episodes: list[EpisodeTokens],
+                       steps: int, learning_rate: float, seed: int) -> list[float]:
+    """Fine-tune the simulator's world model on real episodes; returns the losses."""
+    model, layout = simulator.model, simulator.layout
+    T = simulator.context_steps
+    windows = [(e, s) for e in episodes for s in range(max(1, len(e.frame_tokens) - T + 1))
+               if len(e.frame_tokens) >= 2]
+    if not windows:
+        return []
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        picks = [windows[i] for i in rng.integers(len(windows), size=min(16, len(windows)))]
+        n = min(T, min(len(e.frame_tokens) - s for e, s in picks))
+        toks = np.stack([layout.to_global(e.frame_tokens[s:s + n], e.action_tokens[s:s + n])
+                         for e, s in picks])
+        wm, bc = layout.target_masks(n)
+        dev = simulator.device
+        batch = TokenBatch(
+            torch.as_tensor(toks, device=dev),
+            torch.as_tensor(np.stack([e.rewards[s:s + n] for e, s in picks]), device=dev),
+            torch.as_tensor(np.stack([e.terminations[s:s + n] for e, s in picks]), device=dev),
+            torch.as_tensor(np.broadcast_to(wm, toks.shape).copy(), device=dev),
+            torch.as_tensor(np.broadcast_to(bc, toks.shape).copy(), device=dev))
+        out = model.compute_loss(batch)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(float(out.loss.detach()))
+    model.eval()
+    return losses
+
+
+def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env],
+             config: DynaConfig, run_dir: str | os.PathLike) -> dict:
+    """Train PPO inside the world model, evaluate it in the real env; returns the results."""
+    run_dir = Path(run_dir)
+    probe = make_env()
+    if tuple(probe.observation_space.shape) != tuple(simulator.observation_shape):
+        raise ValueError(f"the env's observations have shape {probe.observation_space.shape} but "
+                         f"the world model makes frames of {simulator.observation_shape}; make "
+                         "the env with the frame size the world model was trained on")
+    check_action_space(simulator.discretizer, probe.action_space, "world model")
+    probe.close()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    venv = VecMonitor(WorldModelVecEnv(simulator, max_episode_steps=config.horizon))
+    venv.seed(config.seed)
+    agent = PPO("CnnPolicy", venv, n_steps=config.n_steps, batch_size=config.batch_size,
+                n_epochs=config.n_epochs, learning_rate=config.learning_rate,
+                ent_coef=config.ent_coef, seed=config.seed, verbose=0,
+                tensorboard_log=str(run_dir / "tb"), device="cpu")
+    history = []
+    for r in range(config.rounds):
+        agent.learn(config.timesteps_per_round, callback=_Progress(config.timesteps_per_round),
+                    reset_num_timesteps=False, tb_log_name="ppo")
+        record = {"round": r, "imagined_steps": int(agent.num_timesteps)}
+        if config.real_steps_per_round:
+            episodes = _collect_real(agent, make_env, config.real_steps_per_round, simulator,
+                                     config.seed + r)
+            simulator.start_episodes += [e for e in episodes
+                                         if len(e.frame_tokens) >= simulator.config.burn_in]
+            losses = update_world_model(simulator, episodes, config.wm_updates_per_round,
+                                        config.wm_learning_rate, config.seed + r)
+            record.update(real_steps=config.real_steps_per_round,
+                          wm_loss=float(np.mean(losses)) if losses else None)
+        history.append(record)
+        logger.info("round %d: %s", r, record)
+    agent.save(run_dir / "ppo.zip")
+    results = {
+        "config": asdict(config),
+        "rounds": history,
+        "ppo": evaluate_real(agent, make_env, config.eval_episodes, config.seed + 1000),
+        "random": evaluate_real(_RandomPolicy(probe.action_space, config.seed), make_env,
+                                config.eval_episodes, config.seed + 1000),
+    }
+    write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    return results

@@ -1,0 +1,70 @@
+"""Dyna-style PPO inside a (small, real) world model, evaluated in real Breakout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
+from wm_fixtures import tiny_simulator  # noqa: E402
+
+import envs  # noqa: E402
+from agents.dyna import DynaConfig, confidence_interval, run_dyna  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # steadier on a shared CPU
+    yield
+    torch.set_num_threads(n)
+
+
+def breakout(size=64):
+    return lambda: envs.make("embscale/Breakout-v0", size=size, max_episode_steps=25)
+
+
+@pytest.mark.slow
+def test_short_ppo_inside_the_world_model_with_real_steps_and_updates(tmp_path):
+    sim = tiny_simulator(num_envs=4)
+    before = [p.detach().clone() for p in sim.model.parameters()]
+    starts = len(sim.start_episodes)
+    cfg = DynaConfig(timesteps_per_round=128, n_steps=32, batch_size=64, n_epochs=1, horizon=10,
+                     real_steps_per_round=30, wm_updates_per_round=2, eval_episodes=2)
+    results = run_dyna(sim, breakout(), cfg, tmp_path)
+    assert results["rounds"][0]["imagined_steps"] >= 128
+    assert np.isfinite(results["rounds"][0]["wm_loss"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, sim.model.parameters(), strict=True))
+    assert len(sim.start_episodes) > starts
+    for who in ("ppo", "random"):
+        assert len(results[who]["returns"]) == 2
+        assert results[who]["ci95"][0] <= results[who]["mean"] <= results[who]["ci95"][1]
+    assert json.loads((tmp_path / "results.json").read_text())["ppo"] == results["ppo"]
+    assert (tmp_path / "ppo.zip").is_file() and any((tmp_path / "tb").rglob("events.*"))
+
+
+def test_env_mismatches_and_bad_config_are_refused(tmp_path):
+    sim = tiny_simulator(num_envs=2)
+    with pytest.raises(ValueError, match="observations have shape"):
+        run_dyna(sim, breakout(size=32), DynaConfig(), tmp_path)
+
+    def six_actions():
+        env = breakout()()
+        env.action_space = spaces.Discrete(6)
+        return env
+
+    with pytest.raises(ValueError, match="action space"):
+        run_dyna(sim, six_actions, DynaConfig(), tmp_path)
+    with pytest.raises(ValueError, match="real_steps_per_round"):
+        DynaConfig(wm_updates_per_round=5)
+
+
+def test_confidence_interval_known_answer():
+    mean, lo, hi = confidence_interval([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5 and hi - mean == pytest.approx(1.96 * np.std([1, 2, 3, 4], ddof=1) / 2)
