@@ -1,7 +1,7 @@
 """Minari datasets of image trajectories: atomic creation, loading, metadata and splits.
 
 Dataset ids follow ``embscale/<env>/<source>-v0`` (e.g. ``embscale/breakout/scripted-v0``).
-Frames are uint8 (H, W, 3) stored losslessly (parquet, no JPEG); actions are stored as the env
+Frames are uint8 (H, W, 3) stored losslessly (Arrow IPC + LZ4, no JPEG); actions are stored as the env
 gives them and the action discretizer spec lives in the dataset metadata (``action_discretizer``,
 a JSON string), so token ids can always be mapped back to env actions.
 
@@ -33,7 +33,11 @@ logger = logging.getLogger(__name__)
 BREAKOUT_DATASET_ID = "embscale/breakout/scripted-v0"
 FETCH_DATASET_ID = "embscale/fetch-pick-place/scripted-v0"
 STAGING_DIR = ".embscale-staging"  # hidden: minari's listing skips dot-directories
-DATA_FORMAT = "parquet"  # raw (lossless) frames compress well with parquet's codec
+# Minari's "arrow" layout (one Arrow IPC file per episode), written with LZ4 frame compression:
+# lossless frames at about 170 B per 64x64 Breakout frame and ~0.01 ms/frame to encode, against
+# ~0.2 ms/frame for parquet (whose per-value list levels dominate); minari reads it unchanged.
+DATA_FORMAT = "arrow"
+IPC_COMPRESSION = "lz4"
 
 
 class Episode(NamedTuple):
@@ -291,8 +295,7 @@ class MinariWriter:
         meta = _jsonable({"return": float(rewards.sum()), **dict(metadata or {})})
 
         def write() -> None:
-            self.dataset.storage.update_episodes([buffer])
-            self.dataset.storage.update_episode_metadata([meta], [episode_id])
+            _write_episode(self.dataset.storage, buffer, meta)
 
         self._wait(keep=1)  # bounded memory: at most one episode queued behind the writer
         self._pending.append(self._executor.submit(write))
@@ -312,6 +315,11 @@ class MinariWriter:
             self.abort()
             raise
         self._executor.shutdown()
+        if self.num_episodes:
+            storage = self.dataset.storage
+            storage.update_metadata({"total_steps": int(self.num_steps),
+                                     "total_episodes": int(self.num_episodes),
+                                     "dataset_size": float(storage.get_size())})
         if self.num_episodes == 0:
             self.abort()
             raise ValueError(f"no episodes were written to {self.dataset_id!r}; nothing saved")
@@ -365,6 +373,38 @@ def create_minari_dataset(dataset_id: str, episodes: Sequence[Episode] | Iterato
         for ep in episodes:
             writer.add_episode(*ep)
         return writer.commit()
+
+
+def _write_episode(storage: Any, episode: Any, meta: dict) -> None:
+    """Write one episode in Minari's arrow layout (``data/<id>/part-0.arrow`` + metadata.json).
+
+    Mirrors ``ArrowStorage.update_episodes`` (same columns, same encoding of spaces, the final
+    observation padded with zero actions/rewards) but passes IPC compression, which minari's own
+    call does not; dataset totals are written once at commit instead of per episode.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    from minari.dataset._storages.arrow_storage import _encode_space
+
+    observations = _encode_space(storage.observation_space, episode.observations,
+                                 jpeg_encoding=False)
+    steps = len(episode.rewards)
+    pad = len(observations) - steps
+    batch = pa.RecordBatch.from_pydict({
+        "episode_id": np.full(len(observations), episode.id, dtype=np.int32),
+        "observations": observations,
+        "actions": _encode_space(storage.action_space, episode.actions, pad=pad,
+                                 jpeg_encoding=False),
+        "rewards": np.pad(episode.rewards, (0, pad)),
+        "terminations": np.pad(episode.terminations, (0, pad)),
+        "truncations": np.pad(episode.truncations, (0, pad)),
+    })
+    fmt = pads.IpcFileFormat()
+    pads.write_dataset(batch, storage.data_path, format=fmt, partitioning=["episode_id"],
+                       existing_data_behavior="overwrite_or_ignore",
+                       file_options=fmt.make_write_options(compression=IPC_COMPRESSION))
+    episode_meta = {"id": int(episode.id), "total_steps": int(steps), **meta}
+    (storage.data_path / str(episode.id) / "metadata.json").write_text(json.dumps(episode_meta))
 
 
 def _spec_is_json(env: Any) -> bool:

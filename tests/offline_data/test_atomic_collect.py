@@ -43,7 +43,7 @@ def _start_and_wait_for_data(root: Path) -> subprocess.Popen:
                             "MINARI_DATASETS_PATH": str(root)})
     deadline = time.time() + 90
     while time.time() < deadline:
-        staged = list((root / ".embscale-staging").rglob("*.parquet"))
+        staged = list((root / ".embscale-staging").rglob("part-*"))
         if len(staged) >= 2:  # episodes already on disk when we interrupt
             return proc
         assert proc.poll() is None, "collection exited early"

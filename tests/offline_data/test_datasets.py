@@ -65,7 +65,7 @@ def test_collect_frames_bit_identical_and_metadata():
         np.testing.assert_array_equal(fast.rewards, ep.rewards)
     meta = reloaded.storage.metadata
     assert meta["description"] == "tiny"
-    assert meta["data_format"] == "parquet" and meta["jpeg_encoding"] is False
+    assert meta["data_format"] == "arrow" and meta["jpeg_encoding"] is False
     assert dataset_discretizer(reloaded).vocab_sizes == (3,)
     recovered = reloaded.recover_environment()
     assert recovered.spec.id == PIXEL_ID
