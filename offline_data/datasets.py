@@ -1,9 +1,9 @@
 """Minari datasets of image trajectories: atomic creation, loading, metadata and splits.
 
 Dataset ids follow ``embscale/<env>/<source>-v0`` (e.g. ``embscale/breakout/scripted-v0``).
-Frames are uint8 (H, W, 3) stored losslessly (Arrow IPC + LZ4, no JPEG); actions are stored as the env
-gives them and the action discretizer spec lives in the dataset metadata (``action_discretizer``,
-a JSON string), so token ids can always be mapped back to env actions.
+Frames are uint8 (H, W, 3) stored losslessly (Arrow IPC + LZ4, no JPEG); actions are stored as
+the env gives them and the action discretizer spec lives in the dataset metadata
+(``action_discretizer``, a JSON string), so token ids can always be mapped back to env actions.
 
 Example:
     with MinariWriter("embscale/demo/random-v0", env=env, description="random play") as w:
