@@ -182,3 +182,12 @@ def test_ddp_two_cpu_processes_match_single_process(data, tmp_path):
     for ra, rb in zip(ma, mb, strict=True):
         assert ra["train/loss"] == pytest.approx(rb["train/loss"], rel=1e-5)
         assert ra.get("val/loss") == pytest.approx(rb.get("val/loss"), rel=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_training_runs_and_resumes(data, tmp_path):
+    run = tmp_path / "run"
+    result = _trainer(data, run, max_steps=6, device="cuda").train()
+    assert math.isfinite(result.train_loss) and result.steps == 6
+    assert _trainer(data, run, max_steps=8, device="cuda").train().steps == 8
