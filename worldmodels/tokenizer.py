@@ -77,7 +77,7 @@ class VQConfig:
     """V_o: number of codebook entries (4096 in the paper)."""
     code_dim: int = 32
     """Dimension of each code vector (small dims keep more codes in use)."""
-    channels: int = 32
+    channels: int = 16
     """Conv width at half resolution; doubles per further downsampling up to max_channels."""
     max_channels: int = 64
     """Cap on conv width."""

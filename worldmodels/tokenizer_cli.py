@@ -26,13 +26,13 @@ def register(subparsers) -> None:
                         "64, 100, 256 at 64x64)")
     t.add_argument("--codebook-size", type=int, default=512, help="V_o: codebook entries")
     t.add_argument("--code-dim", type=int, default=32, help="code vector dimension")
-    t.add_argument("--channels", type=int, default=32, help="conv width at half resolution")
+    t.add_argument("--channels", type=int, default=16, help="conv width at half resolution")
     t.add_argument("--max-channels", type=int, default=64, help="cap on conv width")
     t.add_argument("--res-blocks", type=int, default=1, help="residual blocks per level")
     t.add_argument("--out", default=None,
                    help="run directory (default runs/tokenizer/<env>-<source>-k<K>)")
     t.add_argument("--steps", type=int, default=3000, help="optimiser steps")
-    t.add_argument("--batch-size", type=int, default=32, help="frames per step")
+    t.add_argument("--batch-size", type=int, default=8, help="frames per step")
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     t.add_argument("--recon-loss", choices=("mse", "l1"), default="mse")
     t.add_argument("--gradient-loss-weight", type=float, default=0.0,
