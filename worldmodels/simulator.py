@@ -198,16 +198,36 @@ class TokenWorldModelSimulator:
                              "reset (options={'observation': ...}) or build it with "
                              "start_episodes=episodes_from_shards(shards, 'test')")
         b = self.config.burn_in
-        seqs, last = [], []
+        frames, actions = [], []
         for _ in range(n):
             ep = self.start_episodes[self.rng.integers(len(self.start_episodes))]
             s = int(self.rng.integers(len(ep.frame_tokens) - b + 1))
-            ids = self.layout.to_global(ep.frame_tokens[s:s + b], ep.action_tokens[s:s + b])
-            seqs.append(ids[:-self.layout.d_a])  # the last frame's action is the agent's to choose
-            last.append(ep.frame_tokens[s + b - 1])
-        place_rows(self.model.gpt, self.cache, rows,
-                   torch.as_tensor(np.stack(seqs), device=self.device))
-        return self._decode(torch.as_tensor(np.stack(last), device=self.device))
+            frames.append(ep.frame_tokens[s:s + b])
+            actions.append(ep.action_tokens[s:s + b - 1])
+        return self.start_from_tokens(env_indices, np.stack(frames), np.stack(actions))
+
+    @torch.no_grad()
+    def start_from_tokens(self, env_indices: np.ndarray, frame_tokens: np.ndarray,
+                          action_tokens: np.ndarray) -> np.ndarray:
+        """Start rows from a burn-in given as tokens; returns the decoded last frames.
+
+        Args:
+            env_indices: int (n,) rows to start.
+            frame_tokens: int (n, b, d_z) image ids of b real frames.
+            action_tokens: int (n, b - 1, d_a) local ids of the actions taken between them.
+        """
+        rows = torch.as_tensor(np.asarray(env_indices, np.int64), device=self.device)
+        z = np.asarray(frame_tokens, np.int64)
+        a = np.asarray(action_tokens, np.int64)
+        n, b = z.shape[:2]
+        if b > self.context_steps - 1 or a.shape != (n, b - 1, self.layout.d_a):
+            raise ValueError(f"burn-in of {b} frames with actions {a.shape} does not fit: at most "
+                             f"{self.context_steps - 1} frames and (n, frames - 1, "
+                             f"{self.layout.d_a}) actions")
+        pad = np.zeros((n, 1, self.layout.d_a), np.int64)  # placeholder for the agent's action
+        ids = self.layout.to_global(z, np.concatenate([a, pad], 1))[:, :-self.layout.d_a]
+        place_rows(self.model.gpt, self.cache, rows, torch.as_tensor(ids, device=self.device))
+        return self._decode(torch.as_tensor(z[:, -1], device=self.device))
 
     @torch.no_grad()
     def step(self, actions: np.ndarray) -> SimulatorStep:
