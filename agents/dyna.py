@@ -221,7 +221,8 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
     run_dir.mkdir(parents=True, exist_ok=True)
     venv = VecMonitor(WorldModelVecEnv(simulator, max_episode_steps=config.horizon))
     venv.seed(config.seed)
-    agent = PPO("CnnPolicy", venv, n_steps=config.n_steps, batch_size=config.batch_size,
+    batch_size = min(config.batch_size, config.n_steps * venv.num_envs)
+    agent = PPO("CnnPolicy", venv, n_steps=config.n_steps, batch_size=batch_size,
                 n_epochs=config.n_epochs, learning_rate=config.learning_rate,
                 ent_coef=config.ent_coef, seed=config.seed, verbose=0,
                 tensorboard_log=str(run_dir / "tb"), device="cpu")

@@ -1,0 +1,269 @@
+"""``embscale eval policy``, ``embscale dyna``, ``embscale play`` and ``embscale dream``.
+
+Examples:
+    embscale eval policy --checkpoint runs/bc/checkpoints/last.pt --env embscale/Breakout-v0 \
+        --episodes 10 --tokenizer runs/tok/tokenizer.pt --video bc.mp4
+    embscale dyna --world-model runs/wm/checkpoints/last.pt --tokenizer runs/tok/tokenizer.pt \
+        --env embscale/Breakout-v0 --timesteps 4096 --run-dir runs/dyna
+    embscale play --world-model runs/wm/checkpoints/last.pt --tokenizer runs/tok/tokenizer.pt
+    embscale dream --world-model runs/wm/checkpoints/last.pt --tokenizer runs/tok/tokenizer.pt \
+        --episode 0 --out dream.mp4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def write_mp4(frames, path: str | os.PathLike, fps: int = 15, scale: int = 4) -> None:
+    """Write uint8 frames (T, H, W, 3) as an H.264 MP4, enlarged ``scale`` times, atomically."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    from moviepy import ImageSequenceClip
+
+    frames = np.asarray(frames, np.uint8)
+    if scale > 1:
+        frames = frames.repeat(scale, 1).repeat(scale, 2)
+    # H.264 wants even sizes.
+    frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
+    clip = ImageSequenceClip(list(frames), fps=fps)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # ffmpeg picks the container from the suffix, so the temporary file keeps ".mp4".
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
+    os.close(fd)
+    try:
+        clip.write_videofile(tmp, codec="libx264", audio=False, logger=None)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        clip.close()
+
+
+def _add_wm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--world-model", required=True, metavar="CKPT",
+                   help="WM-Token checkpoint (<run>/checkpoints/last.pt)")
+    p.add_argument("--tokenizer", required=True, metavar="PATH",
+                   help="the VQ-VAE checkpoint the world model's tokens came from")
+    p.add_argument("--tokens", metavar="DIR", default=None,
+                   help="token shards for burn-in episodes (default: the model's training data)")
+    p.add_argument("--split", default="test", help="shard split to start from (held out)")
+    p.add_argument("--burn-in", type=int, default=4, help="real frames before imagining")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="sampling temperature of image tokens (0: greedy)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+
+
+def _simulator(args, num_envs: int):
+    from worldmodels.simulator import SimulatorConfig, load_simulator
+
+    cfg = SimulatorConfig(burn_in=args.burn_in, temperature=args.temperature)
+    return load_simulator(args.world_model, args.tokenizer, args.tokens, args.split, num_envs,
+                          cfg, seed=args.seed)
+
+
+def _eval_policy(args) -> int:
+    import numpy as np
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    import envs
+    from agents.dyna import confidence_interval
+    from agents.policies import load_policy
+
+    if args.episodes < 1 or args.num_envs < 1:
+        raise ValueError("--episodes and --num-envs must be >= 1")
+    policy = load_policy(args.checkpoint, args.tokenizer, args.tokens, args.dataset,
+                         temperature=args.temperature, seed=args.seed)
+
+    def make():
+        return Monitor(envs.make(args.env, max_episode_steps=args.max_steps))
+
+    venv = DummyVecEnv([make] * args.num_envs)
+    policy.check_env(venv)
+    venv.seed(args.seed)
+    successes = []
+
+    def on_step(local, _globals):
+        if local["done"] and "is_success" in local["info"]:
+            successes.append(float(local["info"]["is_success"]))
+
+    returns, lengths = evaluate_policy(policy, venv, n_eval_episodes=args.episodes,
+                                       deterministic=args.deterministic,
+                                       return_episode_rewards=True, callback=on_step)
+    mean, lo, hi = confidence_interval(returns)
+    print(f"{args.env}: {len(returns)} episodes, return {mean:.2f} +- {np.std(returns):.2f} "
+          f"(95% CI [{lo:.2f}, {hi:.2f}]), mean length {np.mean(lengths):.0f}")
+    if successes:
+        print(f"success rate {np.mean(successes):.2%} over {len(successes)} episodes")
+    if args.video:
+        env = envs.make(args.env, max_episode_steps=args.max_steps)
+        obs, _ = env.reset(seed=args.seed)
+        frames, state, start, done = [obs], None, np.array([True]), False
+        while not done:
+            action, state = policy.predict(obs[None], state, start, args.deterministic)
+            obs, _, term, trunc, _ = env.step(action[0])
+            frames.append(obs)
+            start, done = np.array([False]), term or trunc
+        env.close()
+        write_mp4(frames, args.video)
+        print(f"wrote {args.video} ({len(frames)} frames)")
+    return 0
+
+
+def _dyna(args) -> int:
+    import envs
+    from agents.dyna import DynaConfig, run_dyna
+
+    cfg = DynaConfig(rounds=args.rounds, timesteps_per_round=args.timesteps,
+                     horizon=args.horizon, n_steps=args.n_steps,
+                     real_steps_per_round=args.real_steps, wm_updates_per_round=args.wm_updates,
+                     eval_episodes=args.eval_episodes, eval_max_steps=args.eval_max_steps,
+                     seed=args.seed)
+    sim = _simulator(args, args.num_envs)
+    results = run_dyna(sim, lambda: envs.make(args.env, max_episode_steps=cfg.eval_max_steps),
+                       cfg, args.run_dir)
+    for who in ("ppo", "random"):
+        r = results[who]
+        print(f"{who:>6}: return {r['mean']:.2f} (95% CI [{r['ci95'][0]:.2f}, "
+              f"{r['ci95'][1]:.2f}]) over {len(r['returns'])} real episodes")
+    print(f"results in {os.path.join(args.run_dir, 'results.json')}, TensorBoard logs in "
+          f"{os.path.join(args.run_dir, 'tb')}")
+    return 0
+
+
+def _play(args) -> int:
+    import numpy as np
+    import pygame
+    from gymnasium import spaces
+
+    from envs.worldmodel_env import WorldModelEnv
+
+    env = WorldModelEnv(_simulator(args, 1), max_episode_steps=args.horizon)
+    if not isinstance(env.action_space, spaces.Discrete):
+        raise ValueError(f"play supports Discrete action spaces, this world model acts in "
+                         f"{env.action_space}")
+    n = int(env.action_space.n)
+    # Breakout-style keys; digits pick any action index.
+    keys = {pygame.K_SPACE: 1, pygame.K_RIGHT: 2, pygame.K_LEFT: 3}
+    keys = {k: v for k, v in keys.items() if v < n}
+    keys.update({getattr(pygame, f"K_{i}"): i for i in range(min(n, 10))})
+    obs, _ = env.reset(seed=args.seed)
+    pygame.init()
+    h, w = obs.shape[:2]
+    screen = pygame.display.set_mode((w * args.scale, h * args.scale))
+    pygame.display.set_caption("embscale play: inside the world model (Esc quits)")
+    clock, total, steps, running = pygame.time.Clock(), 0.0, 0, True
+    print(f"keys: {', '.join(f'{pygame.key.name(k)}={v}' for k, v in keys.items())}; "
+          "no key = action 0")
+    while running and (args.max_steps is None or steps < args.max_steps):
+        for event in pygame.event.get():
+            if event.type == pygame.QUIT or (event.type == pygame.KEYDOWN
+                                             and event.key == pygame.K_ESCAPE):
+                running = False
+        pressed = pygame.key.get_pressed()
+        action = next((v for k, v in keys.items() if pressed[k]), 0)
+        obs, reward, term, trunc, _ = env.step(action)
+        total, steps = total + reward, steps + 1
+        if term or trunc:
+            print(f"episode over after {steps} steps, imagined return {total:.0f}")
+            obs, _ = env.reset()
+            total = 0.0
+        big = np.ascontiguousarray(obs.repeat(args.scale, 0).repeat(args.scale, 1))
+        screen.blit(pygame.surfarray.make_surface(big.swapaxes(0, 1)), (0, 0))
+        pygame.display.flip()
+        clock.tick(args.fps)
+    pygame.quit()
+    return 0
+
+
+def _dream(args) -> int:
+    import numpy as np
+
+    sim = _simulator(args, 1)
+    episodes = sim.start_episodes
+    if not 0 <= args.episode < len(episodes):
+        raise ValueError(f"--episode {args.episode} is out of range: split {args.split!r} has "
+                         f"{len(episodes)} episodes of at least {sim.config.burn_in} frames")
+    ep = episodes[args.episode]
+    b = sim.config.burn_in
+    steps = min(args.steps, len(ep.frame_tokens) - b)
+    if steps < 1:
+        raise ValueError(f"episode {args.episode} has no frames after the burn-in of {b}")
+    row = np.zeros(1, np.int64)
+    imagined = [sim.start_from_tokens(row, ep.frame_tokens[None, :b],
+                                      ep.action_tokens[None, :b - 1])[0]]
+    for t in range(b - 1, b - 1 + steps):
+        action = sim.discretizer.decode(ep.action_tokens[t:t + 1])
+        imagined.append(sim.step(action).observations[0])
+    import torch
+
+    real = sim._decode(torch.as_tensor(ep.frame_tokens[b - 1:b + steps]))
+    gap = np.full((len(real), real.shape[1], 2, 3), 255, np.uint8)
+    video = np.concatenate([real, gap, np.stack(imagined)], axis=2)
+    write_mp4(video, args.out, fps=args.fps)
+    err = np.abs(real[1:].astype(float) - np.stack(imagined)[1:]).mean()
+    print(f"wrote {args.out}: {steps} imagined steps after a burn-in of {b} frames; left real "
+          f"(tokenizer reconstruction), right imagined with the same actions; mean abs pixel "
+          f"error {err:.1f}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``eval policy``, ``dyna``, ``play`` and ``dream`` to the ``embscale`` parser."""
+    ev = subparsers.add_parser("eval", help="evaluate trained models in envs")
+    ev_sub = ev.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
+    p = ev_sub.add_parser("policy", help="roll out a BC-Token or BC-CNN policy in a real env")
+    p.add_argument("--checkpoint", required=True, help="BC-Token or BC-CNN checkpoint")
+    p.add_argument("--env", required=True, help="gymnasium id, e.g. embscale/Breakout-v0")
+    p.add_argument("--episodes", type=int, default=10, help="episodes to evaluate")
+    p.add_argument("--num-envs", type=int, default=4, help="envs stepped together")
+    p.add_argument("--max-steps", type=int, default=None, help="cut episodes after this many")
+    p.add_argument("--tokenizer", default=None, help="VQ-VAE checkpoint (BC-Token only)")
+    p.add_argument("--tokens", default=None, help="token shards with the action discretizer "
+                   "(BC-Token; default: the training data)")
+    p.add_argument("--dataset", default=None, help="Minari dataset with the action discretizer "
+                   "(BC-CNN; default: the training data)")
+    p.add_argument("--deterministic", action="store_true", help="greedy actions (else sampled)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--video", default=None, metavar="MP4", help="write one episode as MP4")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=_eval_policy)
+
+    p = subparsers.add_parser("dyna", help="train PPO inside a world model, evaluate it for real")
+    _add_wm_args(p)
+    p.add_argument("--env", required=True, help="the real env, e.g. embscale/Breakout-v0")
+    p.add_argument("--run-dir", required=True, help="where ppo.zip, results.json and tb/ go")
+    p.add_argument("--num-envs", type=int, default=16, help="imagined envs stepped together")
+    p.add_argument("--rounds", type=int, default=1, help="rounds of imagination (+ real steps)")
+    p.add_argument("--timesteps", type=int, default=4096, help="imagined steps per round")
+    p.add_argument("--horizon", type=int, default=50, help="imagined episode length cap")
+    p.add_argument("--n-steps", type=int, default=64, help="PPO rollout length per env")
+    p.add_argument("--real-steps", type=int, default=0, help="real steps per round (0: none)")
+    p.add_argument("--wm-updates", type=int, default=0,
+                   help="world-model gradient steps on the real steps per round")
+    p.add_argument("--eval-episodes", type=int, default=10, help="real evaluation episodes")
+    p.add_argument("--eval-max-steps", type=int, default=1000, help="cut real episodes here")
+    p.set_defaults(func=_dyna)
+
+    p = subparsers.add_parser("play", help="play inside a world model at the keyboard (pygame)")
+    _add_wm_args(p)
+    p.add_argument("--horizon", type=int, default=1000, help="imagined episode length cap")
+    p.add_argument("--fps", type=int, default=15, help="frames per second")
+    p.add_argument("--scale", type=int, default=6, help="window pixels per frame pixel")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    p.set_defaults(func=_play)
+
+    p = subparsers.add_parser("dream", help="MP4 of real vs imagined frames, same actions")
+    _add_wm_args(p)
+    p.add_argument("--episode", type=int, default=0, help="index of the held-out episode")
+    p.add_argument("--steps", type=int, default=60, help="imagined steps after the burn-in")
+    p.add_argument("--out", default="dream.mp4", help="MP4 to write")
+    p.add_argument("--fps", type=int, default=10, help="frames per second of the video")
+    p.set_defaults(func=_dream)

@@ -1,0 +1,91 @@
+"""The agents' commands end to end on a small real world model, policy and token shard."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
+from wm_fixtures import tiny_episodes, tiny_model, tiny_tokenizer  # noqa: E402
+
+from offline_data.discretize import discretizer_for_space  # noqa: E402
+from offline_data.token_writer import write_token_shards  # noqa: E402
+from offline_data.tokens import TokenHeader  # noqa: E402
+from scaling.cli import main  # noqa: E402
+from worldmodels.token_model import save_token_model  # noqa: E402
+from worldmodels.tokenizer import save_tokenizer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # steadier on a shared CPU
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def world(tmp_path):
+    vq = tiny_tokenizer()
+    sha = save_tokenizer(vq, tmp_path / "tokenizer.pt")
+    header = TokenHeader(tokens_per_frame=16, image_vocab=32, action_vocab_sizes=(4,),
+                         tokenizer_id=vq.tokenizer_id(), tokenizer_sha256=sha,
+                         dataset_id="embscale/breakout/test-v0",
+                         action_discretizer=discretizer_for_space(spaces.Discrete(4)).to_spec())
+    write_token_shards(tmp_path / "tokens", header,
+                       {"train": tiny_episodes(vq), "test": tiny_episodes(vq, n=2, length=7)})
+    save_token_model(tiny_model(task="wm"), tmp_path / "wm.pt")
+    save_token_model(tiny_model(task="bc"), tmp_path / "bc.pt")
+    return tmp_path
+
+
+def _wm_args(w):
+    return ["--world-model", str(w / "wm.pt"), "--tokenizer", str(w / "tokenizer.pt"),
+            "--tokens", str(w / "tokens"), "--burn-in", "2"]
+
+
+def test_dream_writes_side_by_side_mp4(world, capsys):
+    out = world / "dream.mp4"
+    assert main(["dream", *_wm_args(world), "--episode", "1", "--steps", "3",
+                 "--out", str(out)]) == 0
+    assert out.stat().st_size > 0 and "3 imagined steps" in capsys.readouterr().out
+    assert main(["dream", *_wm_args(world), "--episode", "9"]) == 2
+    assert "out of range" in capsys.readouterr().err
+
+
+def test_play_runs_headless(world):
+    assert main(["play", *_wm_args(world), "--max-steps", "3", "--fps", "100"]) == 0
+
+
+def test_eval_policy_prints_return_and_writes_video(world, capsys):
+    video = world / "bc.mp4"
+    args = ["eval", "policy", "--checkpoint", str(world / "bc.pt"), "--env",
+            "embscale/Breakout-v0", "--episodes", "2", "--num-envs", "2", "--max-steps", "15",
+            "--tokenizer", str(world / "tokenizer.pt"), "--tokens", str(world / "tokens"),
+            "--video", str(video)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "2 episodes, return" in printed and "95% CI" in printed and video.stat().st_size > 0
+    # A world model given as a policy, and a policy given as a world model.
+    args[3] = str(world / "wm.pt")
+    assert main(args) == 2 and "not a policy" in capsys.readouterr().err
+    bad = _wm_args(world)
+    bad[1] = str(world / "bc.pt")
+    assert main(["dream", *bad]) == 2
+    assert "not a world model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dyna_command(world, capsys):
+    run = world / "dyna"
+    assert main(["dyna", *_wm_args(world), "--env", "embscale/Breakout-v0", "--run-dir",
+                 str(run), "--num-envs", "2", "--timesteps", "64", "--n-steps", "32",
+                 "--horizon", "8", "--eval-episodes", "2", "--eval-max-steps", "20"]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert np.isfinite(results["ppo"]["mean"]) and "random" in capsys.readouterr().out
