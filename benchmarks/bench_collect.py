@@ -10,6 +10,8 @@ Measured in one run, per env:
   one-time costs of a process, not of throughput.
 
 The ratio of each row to the raw env is printed; Breakout's ``collect`` ratio should stay >= 0.5.
+With ``--quality-episodes N`` it first prints the demonstrators' quality per skill: Breakout mean
+return over N episodes, FetchPickAndPlace success rate over ``--fetch-quality-episodes``.
 
 Example::
 
@@ -129,6 +131,42 @@ def bench(
     return {"raw": raw, "loop": loop, "collect": coll}
 
 
+def demonstrator_quality(episodes: int, fetch_episodes: int, size: int, skip_fetch: bool) -> None:
+    """Print Breakout mean return and Fetch success rate per skill (full-length episodes)."""
+    for skill in (0.0, 0.25, 0.5, 0.75, 0.9, 1.0):
+        returns = _episodes(envs.BREAKOUT_ID, ScriptedBreakoutPolicy(skill, seed=0), episodes, size)
+        print(
+            f"Breakout skill {skill:.2f}: mean return {np.mean([r for r, _ in returns]):6.1f}"
+            f" (min {min(r for r, _ in returns):.0f}, max {max(r for r, _ in returns):.0f},"
+            f" {episodes} episodes)"
+        )
+    if skip_fetch:
+        return
+    for skill in (0.0, 0.5, 0.75, 1.0):
+        policy = ScriptedFetchPickAndPlacePolicy(skill, seed=0)
+        results = _episodes(envs.FETCH_PICK_AND_PLACE_ID, policy, fetch_episodes, size)
+        rate = np.mean([success for _, success in results])
+        print(f"FetchPickAndPlace skill {skill:.2f}: success {rate:.0%} ({fetch_episodes} eps)")
+
+
+def _episodes(env_id: str, policy, episodes: int, size: int) -> list[tuple[float, float]]:
+    """(return, final is_success) of ``episodes`` seeded episodes."""
+    env = envs.make(env_id, size=size)
+    policy.bind(env)
+    results = []
+    for episode in range(episodes):
+        obs, info = env.reset(seed=1000 + episode)
+        total, episode_start, done = 0.0, True, False
+        while not done:
+            action, _ = policy.predict(obs, episode_start=episode_start)
+            obs, reward, terminated, truncated, info = env.step(action)
+            total += reward
+            episode_start, done = False, terminated or truncated
+        results.append((total, float(info.get("is_success", 0.0))))
+    env.close()
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit status 1 if Breakout collection falls below half the raw speed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -136,7 +174,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fetch-steps", type=int, default=200, help="env steps per row")
     parser.add_argument("--size", type=int, default=64, help="observation side in pixels")
     parser.add_argument("--skip-fetch", action="store_true", help="only benchmark Breakout")
+    parser.add_argument(
+        "--quality-episodes",
+        type=int,
+        default=0,
+        help="also measure Breakout's mean return per skill over this many episodes (slow)",
+    )
+    parser.add_argument(
+        "--fetch-quality-episodes",
+        type=int,
+        default=20,
+        help="episodes per skill for the Fetch success rate (with --quality-episodes)",
+    )
     args = parser.parse_args(argv)
+    if args.quality_episodes > 0:
+        demonstrator_quality(
+            args.quality_episodes, args.fetch_quality_episodes, args.size, args.skip_fetch
+        )
 
     rng = np.random.default_rng(0)
     breakout = bench(

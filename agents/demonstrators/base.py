@@ -171,7 +171,8 @@ class BoundEnvPolicy:
             deterministic: drop the demonstrator's random parts (see ``act``).
 
         Returns:
-            ``(actions, None)``: actions (B, ...) for a vector env, one action for a single env.
+            ``(actions, None)``: actions (B, ...) for a vector env (or a single env's observation
+            with a leading axis of 1), one action for a single env.
         """
         if self._read is None:
             raise RuntimeError(
@@ -184,7 +185,11 @@ class BoundEnvPolicy:
         inputs = self._stack(raw)
         vector = self._vector
         obs = observation["observation"] if isinstance(observation, dict) else observation
-        obs_batch = np.shape(obs)[0] if vector else 1
+        # A single env's observation given with a leading batch axis of 1 (as SB3 allows) gets
+        # actions with that axis back, like SB3's own predict.
+        space_shape = getattr(getattr(self._env, "observation_space", None), "shape", None)
+        batched = vector or (space_shape is not None and np.ndim(obs) == len(space_shape) + 1)
+        obs_batch = np.shape(obs)[0] if batched else 1
         if obs_batch != batch:
             raise ValueError(
                 f"observation holds {obs_batch} envs but the bound env has {batch}: bind the "
@@ -193,7 +198,7 @@ class BoundEnvPolicy:
         if episode_start is not None and not vector:
             episode_start = np.asarray([bool(np.asarray(episode_start).reshape(-1)[0])])
         actions = self.act(inputs, episode_start, deterministic)
-        return (actions if vector else actions[0]), None
+        return (actions if batched else actions[0]), None
 
     @staticmethod
     def _call_each(env: Any, method: str, fallback: Callable[[Any], Any]) -> list[Any]:

@@ -80,6 +80,8 @@ def test_breakout_serves_the_ball_and_single_env_gives_one_action():
     obs, _ = env.reset(seed=0)
     action, _ = policy.bind(env).predict(obs, episode_start=True)
     assert np.ndim(action) == 0 and env.action_space.contains(int(action))
+    actions, _ = policy.predict(obs[None], episode_start=np.array([False]))
+    assert actions.shape == (1,)
 
 
 def test_fold_into_reflects_off_both_walls():
