@@ -219,7 +219,7 @@ def _rollouts(env, policy, writer, num_episodes, skills, seed, max_steps_per_epi
             obs, info = env.reset(seed=seed if i == 0 else None)
             frames[0] = obs
             actions, rewards, terms, truncs = [], [], [], []
-            state, start, success = None, True, False
+            state, start = None, True
             t = 0
             while True:
                 action, state = policy.predict(obs, state=state, episode_start=np.array([start]),
@@ -234,7 +234,6 @@ def _rollouts(env, policy, writer, num_episodes, skills, seed, max_steps_per_epi
                 actions.append(action)
                 rewards.append(reward)
                 terms.append(terminated)
-                success = success or bool(info.get("is_success", False))
                 if max_steps_per_episode and t >= max_steps_per_episode:
                     truncated = True
                 truncs.append(truncated)
@@ -244,8 +243,8 @@ def _rollouts(env, policy, writer, num_episodes, skills, seed, max_steps_per_epi
             skill = _episode_skill(policy)
             if skill is not None:
                 meta["skill"] = skill
-            if "is_success" in info:
-                meta["success"] = success
+            if "is_success" in info:  # goal envs: success at the end of the episode
+                meta["success"] = bool(info["is_success"])
             writer.add_episode(frames[:t + 1], np.asarray(actions), rewards, terms, truncs, meta)
             total += t
             bar.update(1)

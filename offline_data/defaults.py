@@ -55,11 +55,11 @@ DEFAULTS: dict[str, DefaultDataset] = {
         env_id="embscale/Breakout-v0", dataset_id=BREAKOUT_DATASET_ID, num_episodes=400,
         max_total_steps=40_000, max_steps_per_episode=2_000,
         description="Atari Breakout 64x64 RGB played by a scripted RAM-reading player; skill "
-                    "drawn per episode from [0, 1] (random play to about 70 points), so the "
-                    "dataset mimics a population of human players."),
-    # 50-step episodes at about 145 steps/s with CPU rendering: 120 episodes = 6,000 frames.
+                    "drawn per episode from [0, 1] (from random play to a strong player), so "
+                    "the dataset mimics a population of human players."),
+    # 50-step episodes at about 145 steps/s with CPU rendering: 100 episodes = 5,000 steps.
     "fetch": DefaultDataset(
-        env_id="embscale/FetchPickAndPlace-v0", dataset_id=FETCH_DATASET_ID, num_episodes=120,
+        env_id="embscale/FetchPickAndPlace-v0", dataset_id=FETCH_DATASET_ID, num_episodes=100,
         buckets=500, skill=(0.3, 1.0),
         description="gymnasium-robotics FetchPickAndPlace rendered to 64x64 RGB, a scripted "
                     "pick-and-place controller with skill-dependent noise; 4-D continuous "

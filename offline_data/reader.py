@@ -50,15 +50,11 @@ def read_episode(dataset: Any, episode_id: int) -> Episode:
     storage = dataset.storage
     meta = storage.metadata
     if meta.get("data_format") in ("parquet", "arrow") and not meta.get("jpeg_encoding", True):
-        import pyarrow.dataset as pads
-
-        part = pads.dataset(str(storage.data_path / str(int(episode_id))),
-                            format=meta["data_format"],
-                            ignore_prefixes=["_", ".", "metadata.json"]).to_table()
-        obs_col = part.column("observations").combine_chunks()
+        part = _read_episode_table(storage.data_path / str(int(episode_id)), meta["data_format"])
+        obs_col = _single_chunk(part.column("observations"))
         shape = tuple(dataset.observation_space.shape)
         frames = obs_col.flatten().to_numpy().reshape((len(obs_col),) + shape)
-        act_col = part.column("actions").combine_chunks()
+        act_col = _single_chunk(part.column("actions"))
         space_shape = tuple(dataset.action_space.shape or ())
         if hasattr(act_col, "flatten") and space_shape:
             actions = act_col.flatten().to_numpy().reshape((len(act_col),) + space_shape)[:-1]
@@ -71,6 +67,30 @@ def read_episode(dataset: Any, episode_id: int) -> Episode:
     ep = next(iter(dataset.iterate_episodes([int(episode_id)])))
     return Episode(np.asarray(ep.observations), np.asarray(ep.actions), np.asarray(ep.rewards),
                    np.asarray(ep.terminations), np.asarray(ep.truncations), {})
+
+
+def _read_episode_table(directory: Any, data_format: str) -> Any:
+    """The Arrow table of one episode directory (its IPC or parquet part files, in order)."""
+    import pyarrow as pa
+
+    files = sorted(p for p in directory.iterdir()
+                   if p.is_file() and p.name != "metadata.json" and p.name[0] not in "._")
+    if not files:
+        raise FileNotFoundError(f"episode directory {directory} holds no data files; the dataset "
+                                "is incomplete: collect or import it again")
+    if data_format == "arrow":
+        import pyarrow.ipc as ipc
+
+        tables = [ipc.open_file(pa.memory_map(str(f))).read_all() for f in files]
+    else:
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(f) for f in files]
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _single_chunk(column: Any) -> Any:
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 class WindowReader:
