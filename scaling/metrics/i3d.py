@@ -64,16 +64,28 @@ def tf_same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _pad_same(x: torch.Tensor, kernel: tuple, stride: tuple, value: float = 0.0) -> torch.Tensor:
-    pads: list[int] = []
-    # F.pad takes the last dimension first: W, H, then T.
-    for dim, k, s in zip((4, 3, 2), kernel[::-1], stride[::-1], strict=True):
-        pads.extend(tf_same_pad(x.shape[dim], k, s))
-    return F.pad(x, pads, value=value)
+def _same_pads(x: torch.Tensor, kernel: tuple, stride: tuple) -> list[tuple[int, int]]:
+    """(before, after) per T, H, W of a (B, C, T, H, W) tensor."""
+    return [tf_same_pad(x.shape[2 + i], kernel[i], stride[i]) for i in range(3)]
+
+
+def _pad_same(x: torch.Tensor, kernel: tuple, stride: tuple, value: float = 0.0):
+    """Pad like TF "SAME"; returns (tensor, symmetric padding still to apply in the op).
+
+    Symmetric padding is left to the convolution or pool itself (no copy of the input);
+    only asymmetric padding (stride 2 on even sizes) is done here with ``F.pad``.
+    """
+    pads = _same_pads(x, kernel, stride)
+    if all(b == a for b, a in pads):
+        return x, tuple(b for b, _ in pads)
+    flat = [p for pair in reversed(pads) for p in pair]  # F.pad: last dimension first
+    return F.pad(x, flat, value=value), (0, 0, 0)
 
 
 def _max_pool_same(x: torch.Tensor, kernel: tuple, stride: tuple) -> torch.Tensor:
-    return F.max_pool3d(_pad_same(x, kernel, stride, value=float("-inf")), kernel, stride)
+    # Explicit padding uses -inf; implicit padding of max_pool3d is ignored by the max too.
+    x, pad = _pad_same(x, kernel, stride, value=float("-inf"))
+    return F.max_pool3d(x, kernel, stride, padding=pad)
 
 
 class Unit3D(nn.Module):
@@ -93,8 +105,8 @@ class Unit3D(nn.Module):
         scale = torch.rsqrt(self.bn_var + BN_EPS)
         weight = self.conv.weight * scale[:, None, None, None, None]
         shift = self.bn_beta - self.bn_mean * scale
-        x = F.conv3d(_pad_same(x, self.kernel, self.stride), weight, shift, self.stride)
-        return F.relu_(x)
+        x, pad = _pad_same(x, self.kernel, self.stride)
+        return F.relu_(F.conv3d(x, weight, shift, self.stride, padding=pad))
 
 
 class InceptionModule(nn.Module):
