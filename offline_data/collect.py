@@ -245,6 +245,11 @@ def _rollouts(env, policy, writer, num_episodes, skills, seed, max_steps_per_epi
                 meta["skill"] = skill
             if "is_success" in info:  # goal envs: success at the end of the episode
                 meta["success"] = bool(info["is_success"])
+            if not frames[:t + 1].any():
+                raise RuntimeError(
+                    f"episode {i} of {getattr(env.spec, 'id', env)} rendered only black frames: "
+                    "with MuJoCo set MUJOCO_GL=egl or osmesa and keep one rendering env per "
+                    "process (close others first); nothing was saved")
             writer.add_episode(frames[:t + 1], np.asarray(actions), rewards, terms, truncs, meta)
             total += t
             bar.update(1)

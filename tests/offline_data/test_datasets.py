@@ -187,3 +187,16 @@ def test_window_reader_never_crosses_episodes():
     assert all(np.array_equal(x, y) for x, y in zip(first, again, strict=True))
     with pytest.raises(ValueError, match="seq_len"):
         WindowReader(ds, seq_len=1000, split="all")
+
+
+def test_black_frames_are_refused():
+    import offline_data_envs
+
+    class Black(offline_data_envs.PixelEnv):
+        def _obs(self):
+            return np.zeros((self.size, self.size, 3), np.uint8)
+
+    env = gym.wrappers.TimeLimit(Black(), 5)
+    with pytest.raises(RuntimeError, match="black frames"):
+        collect(env, RandomPolicy(env.action_space), 2, "embscale/pixel/black-v0", progress=False)
+    assert list_dataset_ids() == []
