@@ -10,6 +10,7 @@ Usage:
     .venv/bin/python benchmarks/bench_tokenizer.py
     .venv/bin/python benchmarks/bench_tokenizer.py --dataset embscale/breakout/scripted-v0 \
         --tokenizer runs/tokenizer/breakout-scripted-k64
+    .venv/bin/python benchmarks/bench_tokenizer.py --runs runs/tokenizer/breakout-scripted-k*
 """
 
 from __future__ import annotations
@@ -88,6 +89,34 @@ def bench_loader_vs_model(shards, size: str, task_preset: str) -> dict:
             "batch": loader.batch_size, "seq_len": preset.seq_len}
 
 
+def report_sweep(run_dirs: list[str], psnr_target: float, target_k: int) -> bool:
+    """Print held-out PSNR per tokens-per-frame from tokenizer runs' summary.json files."""
+    import json
+
+    rows = sorted((json.loads((Path(d) / "summary.json").read_text()) for d in run_dirs
+                   if (Path(d) / "summary.json").is_file()), key=lambda r: r["tokens_per_frame"])
+    if not rows:
+        print("no summary.json under the given --runs")
+        return False
+    print(f"{'K':>5} {'PSNR dB':>8} {'usage':>7} {'perplexity':>10} {'steps':>6}  dataset")
+    for r in rows:
+        print(f"{r['tokens_per_frame']:>5} {r['val/psnr']:>8.2f} {r['val/codebook_usage']:>7.0%} "
+              f"{r['val/perplexity']:>10.1f} {r['step']:>6}  {r['dataset_id']}")
+    psnrs = [r["val/psnr"] for r in rows]
+    rises = all(b > a for a, b in zip(psnrs, psnrs[1:], strict=False))
+    print(f"PSNR rises with tokens per frame: {'yes' if rises else 'NO'}")
+    ok = rises
+    at_k = [r for r in rows if r["tokens_per_frame"] == target_k]
+    if at_k:
+        hit = at_k[0]["val/psnr"] >= psnr_target
+        half = at_k[0]["val/codebook_usage"] > 0.5
+        print(f"K={target_k}: PSNR {at_k[0]['val/psnr']:.2f} dB vs target {psnr_target} dB: "
+              f"{'met' if hit else 'NOT met'}; codebook usage "
+              f"{at_k[0]['val/codebook_usage']:.0%} > 50%: {'met' if half else 'NOT met'}")
+        ok = ok and hit and half
+    return ok
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default=None, help="Minari dataset id (default: synthetic frames)")
@@ -98,7 +127,13 @@ def main() -> int:
     p.add_argument("--size", default="s10k", help="smallest training size preset")
     p.add_argument("--task-preset", default="ladder", help="task preset of that size")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0 = default)")
+    p.add_argument("--runs", nargs="*", default=None,
+                   help="tokenizer run directories: print their PSNR per tokens-per-frame instead")
+    p.add_argument("--psnr-target", type=float, default=30.0, help="PSNR target at --target-k")
+    p.add_argument("--target-k", type=int, default=64, help="tokens per frame of the target")
     args = p.parse_args()
+    if args.runs is not None:
+        return 0 if report_sweep(args.runs, args.psnr_target, args.target_k) else 1
     if args.threads:
         torch.set_num_threads(args.threads)
     from worldmodels.tokenizer import VQVAE, VQConfig, load_tokenizer
