@@ -65,10 +65,11 @@ def lpips(a, b, model: LPIPS | None = None, device=None, batch_size: int = 256) 
 
 
 @torch.no_grad()
-def psnr(a, b, data_range: float = 255.0) -> np.ndarray:
+def psnr(a, b, data_range: float = 255.0, max_db: float | None = None) -> np.ndarray:
     """Peak signal-to-noise ratio in dB per pair of images, ``10 log10(range^2 / MSE)``.
 
-    Identical images give ``inf``.
+    Identical images give ``inf`` unless ``max_db`` caps the values (useful before averaging
+    over frames, some of which a world model may reproduce exactly).
 
     >>> x = np.zeros((4, 4, 3), np.uint8)
     >>> round(float(psnr(x, x + 1)), 4)
@@ -77,7 +78,8 @@ def psnr(a, b, data_range: float = 255.0) -> np.ndarray:
     a, b = _pair(a, b)
     mse = (a.double() - b.double()).pow(2).mean(dim=(-3, -2, -1))
     with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(data_range ** 2 / mse.numpy())
+        out = 10.0 * np.log10(data_range ** 2 / mse.numpy())
+    return out if max_db is None else np.minimum(out, max_db)
 
 
 def gaussian_window(size: int = SSIM_FILTER_SIZE, sigma: float = SSIM_FILTER_SIGMA) -> np.ndarray:

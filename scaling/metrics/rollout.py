@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numpy as np
-
 from scaling.metrics.i3d import I3D, MIN_FRAMES
 from scaling.metrics.image import lpips, psnr, ssim
 from scaling.metrics.lpips_net import LPIPS
@@ -67,7 +65,7 @@ def rollout_quality(
     device = device or default_device()
     a, b = real[:, context_frames:], generated[:, context_frames:]
     lp = lpips(a, b, model=lpips_model or LPIPS.from_pretrained(device))
-    ps = np.minimum(psnr(a, b), PSNR_CAP_DB)
+    ps = psnr(a, b, max_db=PSNR_CAP_DB)
     ss = ssim(a, b, device=device)
     fv = (fvd(real, generated, model=i3d or I3D.from_pretrained(device), batch_size=batch_size)
           if compute_fvd else math.nan)

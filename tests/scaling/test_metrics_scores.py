@@ -90,6 +90,7 @@ def test_psnr_known_values():
     np.testing.assert_allclose(got[0], 20 * np.log10(255.0), rtol=1e-12)
     np.testing.assert_allclose(got[1], 10 * np.log10(255.0 ** 2 / 50.0), rtol=1e-12)
     assert np.isinf(psnr(a, a)).all()
+    np.testing.assert_array_equal(psnr(a, b, max_db=45.0), [[45.0] * 3, got[1]])
 
 
 def scipy_ssim(x, y, data_range=255.0):
