@@ -13,7 +13,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-
 def _model(**kw):
     cfg = dict(n_layer=2, n_head=2, n_embd=32, block_size=24, vocab_size=50)
     cfg.update(kw)

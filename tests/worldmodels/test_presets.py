@@ -16,7 +16,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-
 def test_doctests():
     assert doctest.testmod(presets).failed == 0
 

@@ -23,7 +23,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-
 @pytest.fixture
 def data(tmp_path):
     write_shards(tmp_path / "shards")
