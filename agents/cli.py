@@ -204,7 +204,7 @@ def _dream(args) -> int:
         imagined.append(sim.step(action).observations[0])
     import torch
 
-    real = sim._decode(torch.as_tensor(ep.frame_tokens[b - 1:b + steps]))
+    real = sim.decode_tokens(torch.as_tensor(ep.frame_tokens[b - 1:b + steps]))
     gap = np.full((len(real), real.shape[1], 2, 3), 255, np.uint8)
     video = np.concatenate([real, gap, np.stack(imagined)], axis=2)
     write_mp4(video, args.out, fps=args.fps)

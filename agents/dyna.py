@@ -159,7 +159,7 @@ def _collect_real(agent: PPO, make_env, steps: int, simulator: TokenWorldModelSi
         rewards.append(r)
         terms.append(term)
         if term or trunc or t == steps - 1:
-            z = simulator._encode(np.stack(frames)).cpu().numpy()
+            z = simulator.encode_frames(np.stack(frames)).cpu().numpy()
             a = simulator.discretizer.encode(np.stack(actions))
             episodes.append(EpisodeTokens(z, a, np.asarray(rewards, np.float32),
                                           np.asarray(terms, bool)))

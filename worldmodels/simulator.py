@@ -150,7 +150,8 @@ class TokenWorldModelSimulator:
         self.num_envs = int(num_envs)
         self.action_space = space_for_discretizer(discretizer)
         self.device = model.gpt.wte.weight.device
-        probe = self._decode(torch.zeros(1, self.layout.d_z, dtype=torch.long, device=self.device))
+        probe = self.decode_tokens(torch.zeros(1, self.layout.d_z, dtype=torch.long,
+                                               device=self.device))
         self.observation_shape = tuple(probe.shape[1:])
         self.context_steps = self.config.context_steps or mc.context_steps
         if self.context_steps < 2 or self.context_steps > mc.context_steps:
@@ -190,9 +191,9 @@ class TokenWorldModelSimulator:
             if obs.shape != (n, *self.observation_shape):
                 raise ValueError(f"start observations have shape {obs.shape}, expected "
                                  f"{(n, *self.observation_shape)}")
-            z = self._encode(obs)  # n, K
+            z = self.encode_frames(obs)  # n, K
             place_rows(self.model.gpt, self.cache, rows, z)
-            return self._decode(z)
+            return self.decode_tokens(z)
         if not self.start_episodes:
             raise ValueError("this simulator has no start episodes: pass start observations to "
                              "reset (options={'observation': ...}) or build it with "
@@ -227,7 +228,7 @@ class TokenWorldModelSimulator:
         pad = np.zeros((n, 1, self.layout.d_a), np.int64)  # placeholder for the agent's action
         ids = self.layout.to_global(z, np.concatenate([a, pad], 1))[:, :-self.layout.d_a]
         place_rows(self.model.gpt, self.cache, rows, torch.as_tensor(ids, device=self.device))
-        return self._decode(torch.as_tensor(z[:, -1], device=self.device))
+        return self.decode_tokens(torch.as_tensor(z[:, -1], device=self.device))
 
     @torch.no_grad()
     def step(self, actions: np.ndarray) -> SimulatorStep:
@@ -235,7 +236,7 @@ class TokenWorldModelSimulator:
         a = torch.as_tensor(self.discretizer.encode(actions), device=self.device)
         a = a + torch.as_tensor(self.layout.action_offsets, device=self.device)  # B, A global
         z, rewards, terminated = self.imagine_tokens(a)
-        return SimulatorStep(self._decode(z), rewards, terminated)
+        return SimulatorStep(self.decode_tokens(z), rewards, terminated)
 
     # ----- token-level imagination -----
 
@@ -290,7 +291,8 @@ class TokenWorldModelSimulator:
             sub = sub.masked_fill(sub < kth, float("-inf"))
         return torch.multinomial(torch.softmax(sub, -1), 1, generator=self.generator)[:, 0]
 
-    def _encode(self, frames: np.ndarray) -> torch.Tensor:
+    def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames (B, H, W, 3) -> image token ids int64 (B, d_z) for this model."""
         z = torch.as_tensor(self.tokenizer.encode(frames), device=self.device).long()
         if z.shape[1] != self.layout.d_z:
             raise ValueError(f"the tokenizer gives {z.shape[1]} tokens per frame but the world "
@@ -298,7 +300,8 @@ class TokenWorldModelSimulator:
                              "with")
         return z
 
-    def _decode(self, tokens: torch.Tensor) -> np.ndarray:
+    def decode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
+        """Image token ids (B, d_z) -> uint8 frames (B, H, W, 3) with the tokenizer."""
         frames = self.tokenizer.decode(tokens)
         if isinstance(frames, torch.Tensor):
             frames = frames.cpu().numpy()
