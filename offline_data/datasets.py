@@ -186,8 +186,18 @@ def _remove_stale_staging(root: Path) -> None:
         return
     for d in staging.iterdir():
         pid = d.name.split("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if pid.isdigit() and not _process_alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 class MinariWriter:
@@ -240,7 +250,6 @@ class MinariWriter:
                 "env_id": getattr(getattr(env, "spec", None), "id", None) or "",
                 **dict(metadata or {})}
         import minari
-        from minari.data_collector.episode_buffer import EpisodeBuffer  # noqa: F401 (checked API)
 
         self._closed = False
         self.frame_shape = tuple(observation_space.shape)
@@ -253,7 +262,7 @@ class MinariWriter:
                     dataset_id, [], env=env_arg, eval_env=env_arg,
                     observation_space=observation_space, action_space=action_space,
                     algorithm_name=algorithm_name, author="embodied-scaling",
-                    author_email="n/a", code_permalink="embodied-scaling",
+                    author_email=None, code_permalink=None,
                     description=description or f"{dataset_id} ({algorithm_name})",
                     data_format=DATA_FORMAT, jpeg_encoding=False)
             self.dataset.storage.update_metadata(_jsonable(meta))
