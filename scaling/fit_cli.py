@@ -89,7 +89,6 @@ def run_fit(args: argparse.Namespace) -> int:
     from offline_data.atomic import atomic_dir
     from scaling.inputs import load_curves
     from scaling.laws.analysis import FitOptions, analyze
-    from scaling.plots import figure5
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -119,7 +118,10 @@ def run_fit(args: argparse.Namespace) -> int:
     with atomic_dir(out, overwrite=args.overwrite) as tmp:
         (tmp / "fit.json").write_text(json.dumps(fit, indent=2, allow_nan=False) + "\n")
         (tmp / "table.md").write_text(table_markdown(fit))
-        figure5(analysis, tmp / "scaling_fit.png", title=args.title)
+        if not args.no_figures:
+            from scaling.plots import figure5
+
+            figure5(analysis, tmp / "scaling_fit.png", title=args.title)
     for name in ("frontier", "parametric", "isoflop"):
         e = fit[name]
         if e["status"] == "ok":
@@ -128,7 +130,7 @@ def run_fit(args: argparse.Namespace) -> int:
             print(f"{name:>10}: a = {e['a']:.3f}{ci_s}, b = {e['b']:.3f}")
         elif name in opts.methods:
             print(f"{name:>10}: skipped: {e['reason']}")
-    print(f"wrote {out}/fit.json, table.md, scaling_fit.png")
+    print(f"wrote {out}/fit.json, table.md" + ("" if args.no_figures else ", scaling_fit.png"))
     return 0
 
 
@@ -210,6 +212,7 @@ def register(subparsers) -> None:
     p.add_argument("--drop-nonfinite", action="store_true",
                    help="drop points with NaN or infinite loss instead of failing")
     p.add_argument("--title", default=None, help="figure title")
+    p.add_argument("--no-figures", action="store_true", help="write fit.json and table.md only")
     p.set_defaults(func=run_fit)
 
     q = subparsers.add_parser("plan", help="compute-optimal model and data size from a fit",

@@ -6,6 +6,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import re
@@ -47,11 +48,12 @@ def _nominal(name: str) -> float | None:
 def load_presets() -> tuple[Preset, ...]:
     """Model-size presets from ``worldmodels.presets`` when available, else the paper's Table 2.
 
-    A preset is used when its name is a size (``"27M"``, ``"s30k"``) and its value has GPT shape
-    attributes or keys (``n_layer``, ``n_head``, ``n_embd``).
+    A preset is used when it has GPT shape attributes or keys (``n_layer``, ``n_head``,
+    ``n_embd``) and a parameter count: its ``paper_params``, or else its name read as a size
+    (``"27M"``, ``"s30k"``). The count is nominal: the real N depends on vocabulary and context.
     """
-    try:
-        from worldmodels import presets as wp
+    try:  # the GPT presets are optional here: scaling.laws users may not have worldmodels
+        wp = importlib.import_module("worldmodels.presets")
     except ImportError:
         return PAPER_TABLE2
     table = None
@@ -63,9 +65,9 @@ def load_presets() -> tuple[Preset, ...]:
         return PAPER_TABLE2
     out = []
     for name, value in table.items():
-        n = _nominal(str(name))
         get = (value.get if isinstance(value, dict) else
                lambda k, v=value: getattr(v, k, None))
+        n = get("paper_params") or _nominal(str(name))
         shape = [get(k) for k in ("n_layer", "n_head", "n_embd")]
         if n is None or any(not isinstance(s, int) for s in shape):
             continue

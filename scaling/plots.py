@@ -38,7 +38,8 @@ def figure5(analysis: Analysis, path: str | Path, title: str | None = None) -> P
 
     c = analysis.curves
     level = analysis.options.level
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.88, wspace=0.34)
     sizes = c.curve_N
     norm = colors.LogNorm(vmin=sizes.min(), vmax=sizes.max() * (1.0001 if np.ptp(sizes) == 0
                                                                else 1.0))

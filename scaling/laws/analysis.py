@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from scaling.laws._threads import single_threaded_blas
+from scaling.laws.batched import bootstrap_huber
 from scaling.laws.data import Curves, FitError
 from scaling.laws.frontier import (
     FrontierFit,
@@ -22,7 +23,7 @@ from scaling.laws.frontier import (
     fit_loss_prediction,
 )
 from scaling.laws.isoflop import IsoflopFit, fit_isoflop
-from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, huber_theta, lsq_theta
+from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, lsq_theta
 from scaling.laws.uncertainty import Bootstrap, bootstrap
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,8 @@ class Analysis:
             if name in self.boot:
                 entry["bootstrap"] = self.boot[name].summary()
             if name == "parametric":
-                entry.update(loss=fit.loss, objective=fit.objective, num_points=fit.num_points)
+                entry.update(loss=fit.loss, objective=fit.objective, num_points=fit.num_points,
+                             r2=fit.r2)
             elif name == "frontier":
                 entry.update(num_models=fit.num_models,
                              points={"C": fit.points_C.tolist(), "N": fit.points_N.tolist()})
@@ -217,8 +219,12 @@ def _bootstrap_all(curves, opts, res, progress) -> None:
         res.boot["loss_prediction"] = bootstrap(curves, lambda c: fit_loss_prediction(
             c, num_grid=opts.num_grid, smooth=opts.smooth, init=init).coefficients(),
             progress=cb("loss_prediction"), **kw)
-    if res.parametric is not None:
-        theta = (huber_theta if opts.parametric_loss == "huber" else lsq_theta)(res.parametric)
+    if res.parametric is not None and opts.parametric_loss == "huber":
+        res.boot["parametric"] = bootstrap_huber(curves, res.parametric,
+                                                 num_starts=opts.num_starts,
+                                                 progress=cb("parametric"), **kw)
+    elif res.parametric is not None:
+        theta = lsq_theta(res.parametric)
         res.boot["parametric"] = bootstrap(
             curves, lambda c: _parametric(c, opts, init=theta).coefficients(),
             progress=cb("parametric"), **kw)

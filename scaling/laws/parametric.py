@@ -35,6 +35,9 @@ _GRID_ALPHA = (0.0, 0.5, 1.0, 1.5, 2.0)
 _GRID_E = (-1.0, -0.5, 0.0, 0.5, 1.0)
 _GRID_AB = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
 _MAX_EXPONENT = 10.0  # alpha or beta above this is not a power law we can trust
+# A law that explains less than half the variance of log L has not captured how loss falls
+# with N and D (real scaling curves give R^2 above 0.9): report it rather than return it.
+_MIN_R2 = 0.5
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class ParametricFit:
         loss: objective used, ``"huber"`` or ``"lsq"``.
         objective: final value of that objective.
         num_points: points fitted.
+        r2: fraction of the variance of log L the law explains.
     """
 
     E: float
@@ -60,6 +64,7 @@ class ParametricFit:
     loss: str
     objective: float
     num_points: int
+    r2: float = math.nan
 
     @property
     def a(self) -> float:
@@ -162,6 +167,19 @@ def _check_exponents(alpha: float, beta: float, params: np.ndarray, what: str) -
                        f"spanning a wider range or train longer")
 
 
+def _r2_checked(fit: ParametricFit, curves: Curves) -> ParametricFit:
+    logl = np.log(curves.L)
+    with np.errstate(all="ignore"):
+        res = np.log(fit.predict(curves.N, curves.D)) - logl
+    tot = float(np.sum((logl - logl.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(res**2)) / tot if tot > 0 else math.nan
+    if not r2 >= _MIN_R2:
+        raise FitError(f"{fit.loss} parametric fit explains only R^2 = {r2:.2f} of the variance "
+                       f"of log loss: the curves do not follow L = E + A/N^alpha + B/D^beta "
+                       f"(does loss fall with N and D?); check the inputs and --loss-key")
+    return ParametricFit(**{**fit.__dict__, "r2": r2})
+
+
 def fit_huber(curves: Curves, *, delta: float = HUBER_DELTA, num_starts: int | None = 16,
               init: np.ndarray | None = None, maxiter: int = 2000) -> ParametricFit:
     """Fit ``log L = LSE(a - alpha log N, b - beta log D, e)`` minimising summed Huber losses.
@@ -200,8 +218,9 @@ def fit_huber(curves: Curves, *, delta: float = HUBER_DELTA, num_starts: int | N
     theta, f = best
     a, b, e, alpha, beta = (float(v) for v in theta)
     _check_exponents(alpha, beta, theta, "Huber parametric fit")
-    return ParametricFit(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta,
-                         loss="huber", objective=f, num_points=curves.num_points)
+    return _r2_checked(ParametricFit(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=alpha,
+                                     beta=beta, loss="huber", objective=f,
+                                     num_points=curves.num_points), curves)
 
 
 def huber_theta(fit: ParametricFit) -> np.ndarray:
@@ -259,8 +278,9 @@ def fit_lsq(curves: Curves, *, init: np.ndarray | None = None,
     E, a, b, alpha, beta = (float(v) for v in popt)
     _check_exponents(alpha, beta, popt, "least-squares parametric fit")
     sse = float(np.sum((_lsq_model((x, y), *popt) - L) ** 2))
-    return ParametricFit(E=E, A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta, loss="lsq",
-                         objective=sse, num_points=curves.num_points)
+    return _r2_checked(ParametricFit(E=E, A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta,
+                                     loss="lsq", objective=sse, num_points=curves.num_points),
+                       curves)
 
 
 def lsq_theta(fit: ParametricFit) -> np.ndarray:

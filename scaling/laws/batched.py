@@ -1,0 +1,181 @@
+"""Bootstrap refits of the Huber parametric fit, all at once.
+
+Each bootstrap sample is the full data with integer weights (how often each point was drawn), so
+all refits share one set of arrays and run together: a damped Gauss-Newton (IRLS) iteration on
+the sum of weighted Huber losses, vectorised over samples, warm-started from the full-data
+optimum. Samples it does not converge on are refitted one by one with L-BFGS (then from the grid);
+the fallback is counted, never hidden.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from scaling.laws._threads import single_threaded_blas
+from scaling.laws.data import Curves, FitError
+from scaling.laws.parametric import HUBER_DELTA, ParametricFit, fit_huber, huber_theta
+from scaling.laws.uncertainty import Bootstrap, resample_within_curves
+
+logger = logging.getLogger(__name__)
+
+_CHUNK_ELEMENTS = 1_000_000  # samples x points per batch, bounds memory at ~100 MB
+
+
+def _terms(th, xc, yc, logl):
+    """Log residuals and softmax weights of the LSE model for every sample, (S, P) each."""
+    t1 = th[:, 0:1] - th[:, 3:4] * xc
+    t2 = th[:, 1:2] - th[:, 4:5] * yc
+    t3 = np.broadcast_to(th[:, 2:3], t1.shape)
+    m = np.maximum(np.maximum(t1, t2), t3)
+    p1, p2, p3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(t3 - m)
+    s = p1 + p2 + p3
+    r = m + np.log(s) - logl
+    return r, p1 / s, p2 / s, p3 / s
+
+
+def _huber(r, w, delta):
+    ar = np.abs(r)
+    return (w * np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))).sum(axis=1)
+
+
+def huber_refit_batch(x: np.ndarray, y: np.ndarray, logl: np.ndarray, weights: np.ndarray,
+                      theta0: np.ndarray, *, delta: float = HUBER_DELTA, maxiter: int = 200
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Minimise ``sum_p w[s,p] Huber(LSE(...) - log L_p)`` for every row ``s`` of ``weights``.
+
+    Args:
+        x: log N of the points, (P,).
+        y: log D of the points, (P,).
+        logl: log L of the points, (P,).
+        weights: non-negative weight of each point in each sample, (S, P).
+        theta0: start ``(a, b, e, alpha, beta)`` shared by all samples, (5,).
+        delta: Huber threshold.
+        maxiter: iteration cap.
+
+    Returns:
+        ``theta`` (S, 5), ``converged`` (S,) bool, ``objective`` (S,).
+    """
+    S = weights.shape[0]
+    # Centre log N and log D: the same model, with a far better conditioned Gauss-Newton system.
+    xm, ym = float(x.mean()), float(y.mean())
+    xc, yc = x - xm, y - ym
+    th = np.tile(np.asarray(theta0, dtype=np.float64), (S, 1))
+    th[:, 0] -= th[:, 3] * xm
+    th[:, 1] -= th[:, 4] * ym
+    lam = np.full(S, 1e-3)
+    active = np.ones(S, dtype=bool)
+    r, q1, q2, q3 = _terms(th, xc, yc, logl)
+    f = _huber(r, weights, delta)
+    eye = np.eye(5)
+    gscale = delta * weights.sum(axis=1)
+    for _ in range(maxiter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        w, ri = weights[idx], r[idx]
+        psi = np.clip(ri, -delta, delta)
+        omega = w * np.where(np.abs(ri) <= delta, 1.0, delta / np.maximum(np.abs(ri), 1e-300))
+        J = np.stack([q1[idx], q2[idx], q3[idx], -q1[idx] * xc, -q2[idx] * yc], axis=2)
+        g = np.einsum("sp,spi->si", w * psi, J)
+        small = np.max(np.abs(g), axis=1) <= 1e-6 * gscale[idx]
+        active[idx[small]] = False
+        if small.all():
+            break
+        keep = ~small
+        idx, w, omega, J, g = idx[keep], w[keep], omega[keep], J[keep], g[keep]
+        H = np.einsum("sp,spi,spj->sij", omega, J, J)
+        diag = np.maximum(np.einsum("sii->si", H), 1e-12)
+        A = H + lam[idx, None, None] * diag[:, :, None] * eye
+        try:
+            step = -np.linalg.solve(A, g[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            step = -g / diag  # a singular system: fall back to a scaled gradient step
+        trial = th[idx] + step
+        rt, t1, t2, t3 = _terms(trial, xc, yc, logl)
+        ft = _huber(rt, w, delta)
+        better = np.isfinite(ft) & (ft <= f[idx])
+        flat = better & (f[idx] - ft <= 1e-14 * f[idx])
+        acc = idx[better]
+        th[acc], f[acc] = trial[better], ft[better]
+        r[acc], q1[acc], q2[acc], q3[acc] = rt[better], t1[better], t2[better], t3[better]
+        lam[acc] *= 0.3
+        lam[idx[~better]] *= 10.0
+        tiny = np.max(np.abs(step), axis=1) < 1e-10
+        active[idx[(better & (tiny | flat)) | (lam[idx] > 1e10)]] = False
+    # Converged when the gradient is negligible on the objective's scale (as for L-BFGS).
+    psi = np.clip(r, -delta, delta) * weights
+    g = np.stack([(psi * q1).sum(1), (psi * q2).sum(1), (psi * q3).sum(1),
+                  -(psi * q1 * xc).sum(1), -(psi * q2 * yc).sum(1)], axis=1)
+    converged = np.all(np.isfinite(th), axis=1) & (np.max(np.abs(g), axis=1) <= 1e-6 * gscale)
+    th[:, 0] += th[:, 3] * xm
+    th[:, 1] += th[:, 4] * ym
+    return th, converged, f
+
+
+def _coefficients(th: np.ndarray) -> dict[str, np.ndarray]:
+    a_, b_, e, al, be = th.T
+    a, b = be / (al + be), al / (al + be)
+    logG = (np.log(al) + a_ - np.log(be) - b_) / (al + be)
+    return {"E": np.exp(e), "A": np.exp(a_), "B": np.exp(b_), "alpha": al, "beta": be, "a": a,
+            "b": b, "a0": np.exp(logG - a * math.log(6.0)),
+            "b0": np.exp(-logG - b * math.log(6.0))}
+
+
+def bootstrap_huber(curves: Curves, fit: ParametricFit, *, num: int = 1000, seed: int = 0,
+                    level: float = 0.95, delta: float = HUBER_DELTA, num_starts: int = 16,
+                    progress: Callable[[int], None] | None = None) -> Bootstrap:
+    """Bootstrap intervals of a Huber parametric fit with batched refits.
+
+    Draws the same resamples as :func:`scaling.laws.uncertainty.bootstrap` with the same seed.
+
+    Raises:
+        ValueError: on a bad ``num`` or ``level``; :class:`FitError` when over half the refits
+            fail.
+    """
+    if num < 1:
+        raise ValueError(f"bootstrap count must be >= 1, got {num}; use e.g. 1000")
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must be in (0, 1), got {level}; use e.g. 0.95")
+    rng = np.random.default_rng(seed)
+    P = curves.num_points
+    draws = [resample_within_curves(curves, rng) for _ in range(num)]
+    x, y, logl = np.log(curves.N), np.log(curves.D), np.log(curves.L)
+    theta0 = huber_theta(fit)
+    thetas, ok = np.empty((num, 5)), np.zeros(num, dtype=bool)
+    chunk = max(1, _CHUNK_ELEMENTS // max(P, 1))
+    fallback = failed = 0
+    with single_threaded_blas():
+        for lo in range(0, num, chunk):
+            hi = min(num, lo + chunk)
+            W = np.stack([np.bincount(d, minlength=P) for d in draws[lo:hi]]).astype(np.float64)
+            th, conv, _ = huber_refit_batch(x, y, logl, W, theta0, delta=delta)
+            for j in np.flatnonzero(~conv):  # one by one: L-BFGS, then the grid
+                fallback += 1
+                sample = curves.take(draws[lo + j])
+                try:
+                    try:
+                        refit = fit_huber(sample, delta=delta, init=th[j])
+                    except FitError:
+                        refit = fit_huber(sample, delta=delta, num_starts=num_starts)
+                    th[j], conv[j] = huber_theta(refit), True
+                except FitError as e:
+                    failed += 1
+                    logger.debug("bootstrap refit failed: %s", e)
+            good = conv & (th[:, 3] > 0) & (th[:, 4] > 0)
+            failed += int((conv & ~good).sum())
+            thetas[lo:hi], ok[lo:hi] = th, good
+            if progress is not None:
+                progress(hi - lo)
+    if fallback:
+        logger.info("%d of %d batched bootstrap refits needed a one-by-one refit", fallback, num)
+    if failed > num // 2:
+        raise FitError(f"{failed} of {num} bootstrap refits failed, so the fit is not stable "
+                       f"under resampling; add curves or points, or use --parametric-loss lsq")
+    if failed:
+        logger.warning("%d of %d bootstrap refits failed and were left out", failed, num)
+    return Bootstrap(samples=_coefficients(thetas[ok]), num_requested=num, num_failed=failed,
+                     level=level, seed=seed)

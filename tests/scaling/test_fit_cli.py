@@ -1,0 +1,113 @@
+"""``embscale fit`` on a CSV and on run directories; ``embscale plan`` on the result."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from fit_helpers import write_runs
+from PIL import Image
+
+from scaling.cli import main
+from scaling.laws.synthetic import synthetic_curves
+from scaling.planner import PAPER_TABLE2, load_presets, plan
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fit")
+    c = synthetic_curves(np.geomspace(5e6, 1e9, 8), noise=0.005, seed=2, points_per_curve=14)
+    csv = tmp / "curves.csv"
+    csv.write_text("N,D,L\n" + "".join(f"{n},{d},{loss}\n" for n, d, loss in
+                                       zip(c.N, c.D, c.L, strict=True)))
+    out = tmp / "out"
+    assert main(["fit", str(csv), "--out", str(out), "--bootstrap", "20", "--smooth", "3"]) == 0
+    return c, out
+
+
+def test_fit_writes_json_table_and_figure(fitted):
+    _, out = fitted
+    fit = json.loads((out / "fit.json").read_text())
+    for name, keys in (("frontier", ("a", "a0", "b", "b0")),
+                       ("parametric", ("E", "A", "B", "alpha", "beta", "a", "b")),
+                       ("loss_prediction", ("c0", "c", "E"))):
+        assert fit[name]["status"] == "ok", fit[name]
+        for k in keys:
+            lo, hi = fit[name]["ci"][k]
+            assert lo <= hi and np.isfinite(fit[name][k])
+    assert fit["parametric"]["loss"] == "huber"
+    assert abs(fit["frontier"]["a"] - 0.513) < 0.05
+    assert fit["extrapolation"]["status"] == "ok"
+    table = (out / "table.md").read_text()
+    assert "Frontier fit N_opt ∝ C^a" in table and "Parametric fit D_opt ∝ C^b" in table
+    assert f"{fit['parametric']['a']:.3f} [" in table
+    img = Image.open(out / "scaling_fit.png")
+    assert img.size[0] > 1000 and np.asarray(img).std() > 10
+
+
+def test_fit_refuses_existing_out(fitted, tmp_path, capsys):
+    _, out = fitted
+    assert main(["fit", str(out.parent / "curves.csv"), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_fit_on_run_dirs_lsq_and_skipped_method(tmp_path, capsys):
+    # Short curves that never cross: frontier skipped with a reason, parametric still fitted.
+    c = synthetic_curves(np.geomspace(1e6, 1e9, 5), span=(3e-4, 3e-3), points_per_curve=10)
+    write_runs(tmp_path / "study", c)
+    out = tmp_path / "fit"
+    assert main(["fit", str(tmp_path / "study"), "--out", str(out), "--bootstrap", "5",
+                 "--parametric-loss", "lsq", "--no-extrapolation", "--no-figures"]) == 0
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["frontier"]["status"] == "skipped" and "parametric" in fit["frontier"]["reason"]
+    assert fit["parametric"]["status"] == "ok" and fit["parametric"]["loss"] == "lsq"
+    assert abs(fit["parametric"]["a"] - 0.513) < 0.01
+    assert fit["data"]["loss_key"] == "train/loss"
+    assert not (out / "scaling_fit.png").exists()
+    assert "frontier: skipped" in capsys.readouterr().out
+    assert main(["fit", str(tmp_path / "study"), "--out", str(tmp_path / "f2"), "--method",
+                 "frontier", "--bootstrap", "0"]) == 2
+    assert "no fit succeeded" in capsys.readouterr().err
+    assert not (tmp_path / "f2").exists()
+
+
+def test_plan_flops_loss_and_dataset(fitted, capsys):
+    _, out = fitted
+    f = str(out / "fit.json")
+    assert main(["plan", "--fit", f, "--flops", "1e20", "--dataset-tokens", "1e10",
+                 "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["allocation_source"] == "frontier"
+    assert 6 * r["N_opt"] * r["D_opt"] == pytest.approx(1e20, rel=0.05)
+    assert r["epochs"] == pytest.approx(r["D_opt"] / 1e10)
+    assert r["supported"] == (r["epochs"] <= 4)
+    assert main(["plan", "--fit", f, "--loss", f"{r['loss']}", "--json"]) == 0
+    r2 = json.loads(capsys.readouterr().out)
+    assert r2["flops"] == pytest.approx(1e20, rel=1e-6)
+    assert main(["plan", "--fit", f, "--flops", "1e20"]) == 0
+    assert "nearest preset" in capsys.readouterr().out
+    assert main(["plan", "--fit", f, "--loss", "0.5"]) == 2
+    assert "not reachable" in capsys.readouterr().err
+    assert main(["plan", "--fit", f + ".missing", "--flops", "1e20"]) == 2
+    assert "embscale fit" in capsys.readouterr().err
+
+
+def test_planner_falls_back_to_table2_without_presets(monkeypatch):
+    monkeypatch.setitem(sys.modules, "worldmodels.presets", None)  # import raises ImportError
+    assert load_presets() == PAPER_TABLE2
+    fit = {"frontier": {"status": "ok", "a": 0.5, "a0": 0.1, "b": 0.5, "b0": 1 / 0.6},
+           "loss_prediction": {"status": "skipped"}, "parametric": {"status": "skipped"}}
+    p = plan(fit, flops=1e18)
+    assert p.N_opt == pytest.approx(1e8)
+    assert p.preset.name == "110M" and p.loss is None
+    p = plan(fit, flops=1e18, dataset_tokens=1e9)
+    assert p.supported is True and p.epochs == pytest.approx(1.667, rel=1e-3)
+    assert p.max_flops_in_regime == pytest.approx(6 * 1e8 * 4e9)
+    p = plan(fit, flops=1e18, dataset_tokens=1e8)
+    assert p.supported is False and p.epochs == pytest.approx(16.67, rel=1e-3)
+    with pytest.raises(ValueError, match="exactly one"):
+        plan(fit)
+    with pytest.raises(ValueError, match="no usable parametric"):
+        plan(fit, flops=1e18, source="parametric")

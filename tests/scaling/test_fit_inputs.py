@@ -1,0 +1,105 @@
+"""Reading curves from run directories (metrics.jsonl) and CSV files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from fit_helpers import write_runs
+
+from scaling.inputs import load_curves
+from scaling.laws.synthetic import synthetic_curves
+
+
+@pytest.fixture
+def curves():
+    return synthetic_curves(np.geomspace(1e6, 1e8, 4), points_per_curve=9)
+
+
+def test_run_dirs_and_study_dir(tmp_path, curves):
+    dirs = write_runs(tmp_path / "study", curves)
+    a = load_curves(dirs)
+    b = load_curves(tmp_path / "study")  # found recursively
+    for c in (a, b):
+        assert c.num_curves == 4 and c.num_points == curves.num_points  # step 0 row skipped
+        np.testing.assert_allclose(np.sort(c.L), np.sort(curves.L))
+    val = load_curves(dirs, loss_key="val/loss")
+    assert val.num_points == 4 * 3
+    with pytest.raises(ValueError, match="no rows with the loss key 'eval/x'.*--loss-key"):
+        load_curves(dirs, loss_key="eval/x")
+
+
+def test_metrics_with_flops_only_and_partial_last_line(tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    rows = [{"params": 1e6, "flops": 6e14, "train/loss": 3.0},
+            {"params": 1e6, "flops": 1.2e15, "train/loss": 2.9}]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"par')
+    e = tmp_path / "s"
+    e.mkdir()
+    (e / "metrics.jsonl").write_text(json.dumps({"params": 2e6, "tokens": 1e8,
+                                                 "train/loss": 2.8}) + "\n")
+    c = load_curves([d, e])
+    assert c.num_points == 3
+    np.testing.assert_allclose(sorted(c.D), [1e8, 1e8, 2e8])
+
+
+def test_bad_json_line_named(tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "metrics.jsonl").write_text('{"params": 1e6, "tokens": 1, "train/loss": 3}\nnot json\n'
+                                     '{"params": 1e6, "tokens": 2, "train/loss": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2 is not valid JSON"):
+        load_curves(d)
+
+
+def test_csv_with_D_or_C_and_run_column(tmp_path, curves):
+    p = tmp_path / "c.csv"
+    rows = ["N,C,L,run"] + [f"{n},{6 * n * d},{loss},r{int(n)}"
+                            for n, d, loss in zip(curves.N, curves.D, curves.L, strict=True)]
+    p.write_text("\n".join(rows) + "\n")
+    c = load_curves(p)
+    np.testing.assert_allclose(np.sort(c.D), np.sort(curves.D), rtol=1e-12)
+    assert c.num_curves == 4 and c.names[0] == "r1000000"
+
+
+def test_csv_missing_columns(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_text("N,loss\n1,2\n")
+    with pytest.raises(ValueError, match=r"missing column\(s\) L, D \(or C\)"):
+        load_curves(p)
+
+
+def test_csv_nan_rows_named_and_droppable(tmp_path, curves):
+    p = tmp_path / "c.csv"
+    L = curves.L.copy()
+    L[2], L[5] = math.nan, math.inf
+    rows = ["N,D,L"] + [f"{n},{d},{loss}" for n, d, loss in zip(curves.N, curves.D, L,
+                                                                  strict=True)]
+    p.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"c\.csv:4, .*c\.csv:7"):
+        load_curves(p)
+    assert load_curves(p, drop_nonfinite=True).num_points == curves.num_points - 2
+
+
+def test_csv_non_positive_and_non_numeric(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_text("N,D,L\n1e6,1e8,3\n-2e6,1e8,3\n")
+    with pytest.raises(ValueError, match=r"N must be positive.*c\.csv:3"):
+        load_curves(p)
+    p.write_text("N,D,L\n1e6,lots,3\n")
+    with pytest.raises(ValueError, match=r"D is not a number \('lots'\) at .*c\.csv:2"):
+        load_curves(p)
+
+
+def test_missing_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_curves(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no metrics.jsonl"):
+        load_curves(tmp_path / "empty")
+    (tmp_path / "x.txt").write_text("")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_curves(tmp_path / "x.txt")

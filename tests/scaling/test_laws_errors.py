@@ -1,0 +1,99 @@
+"""Bad input and unsupported fits give clear errors; the analysis records skipped methods."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scaling.laws.analysis import FitOptions, analyze
+from scaling.laws.data import FitError, make_curves
+from scaling.laws.frontier import fit_frontier
+from scaling.laws.parametric import fit_huber, fit_lsq
+from scaling.laws.synthetic import EPOCH_LAW, synthetic_curves
+
+
+def test_fewer_than_two_model_sizes():
+    with pytest.raises(ValueError, match="at least 2 distinct model sizes"):
+        make_curves([1e6, 1e6], [1e8, 2e8], [3.0, 2.9])
+
+
+@pytest.mark.parametrize("col", ["N", "D"])
+def test_non_positive_sizes(col):
+    N, D = [1e6, 2e6], [1e8, 1e8]
+    (N if col == "N" else D)[1] = 0.0
+    with pytest.raises(ValueError, match=rf"{col} must be positive.*row 1"):
+        make_curves(N, D, [3.0, 2.9])
+
+
+def test_nan_and_inf_losses_name_rows():
+    with pytest.raises(ValueError, match=r"NaN or infinite at a\.csv:3, a\.csv:4.*drop-nonfinite"):
+        make_curves([1e6, 2e6, 3e6, 4e6], [1e8] * 4, [3.0, math.nan, math.inf, 2.0],
+                    labels=["a.csv:1", "a.csv:2", "a.csv:3", "a.csv:4"][:1] + [
+                        "a.csv:3", "a.csv:4", "a.csv:5"])
+
+
+def test_curves_that_never_overlap_fail_frontier_and_suggest_parametric():
+    # Each model logged only far below its optimum: no crossings anywhere.
+    c = synthetic_curves(np.geomspace(1e6, 1e9, 4), span=(1e-3, 3e-3), points_per_curve=8)
+    with pytest.raises(FitError, match="parametric"):
+        fit_frontier(c)
+
+
+def test_unsupported_method_is_skipped_not_fatal():
+    c = synthetic_curves(np.geomspace(1e6, 1e9, 5), span=(1e-4, 1e-3), points_per_curve=10)
+    res = analyze(c, FitOptions(num_bootstrap=0, extrapolation=False))
+    assert res.frontier is None and "frontier" in res.skipped
+    assert res.parametric is not None
+    j = res.to_json()
+    assert j["frontier"]["status"] == "skipped" and "parametric" in j["frontier"]["reason"]
+    assert j["parametric"]["status"] == "ok"
+
+
+def test_all_methods_failing_is_an_error():
+    c = synthetic_curves(np.geomspace(1e6, 1e9, 4), span=(1e-3, 3e-3), points_per_curve=8)
+    with pytest.raises(FitError, match="no fit succeeded.*frontier"):
+        analyze(c, FitOptions(methods=("frontier",), num_bootstrap=0))
+
+
+def test_non_converged_fit_is_reported():
+    c = synthetic_curves(np.geomspace(1e7, 1e9, 4), points_per_curve=6)
+    with pytest.raises(FitError, match="did not converge"):
+        fit_huber(c, maxiter=1)
+
+
+def test_loss_rising_with_scale_is_not_returned_as_a_law():
+    # Loss that grows with N and D: no power law with positive exponents fits it.
+    N = np.repeat([1e6, 1e7, 1e8], 5)
+    D = np.tile(np.geomspace(1e8, 1e10, 5), 3)
+    L = 1.0 + 0.05 * np.log(N) + 0.05 * np.log(D)
+    c = make_curves(N, D, L)
+    for fit in (fit_huber, fit_lsq):
+        with pytest.raises(FitError):
+            fit(c)
+
+
+def test_options_validated():
+    with pytest.raises(ValueError, match="methods"):
+        FitOptions(methods=("frontier", "magic"))
+    with pytest.raises(ValueError, match="parametric_loss"):
+        FitOptions(parametric_loss="l2")
+    with pytest.raises(ValueError, match="level"):
+        FitOptions(level=1.5)
+
+
+def test_extrapolation_check_reports_held_out_run():
+    res = analyze(synthetic_curves(), FitOptions(num_bootstrap=0, methods=("frontier",)))
+    ex = res.extrapolation
+    assert ex["held_out"] == "N=1e+09"
+    assert ex["C_max"] > ex["C_max_fitted"]
+    # Noise-free data from the law itself: the held-out run is predicted well.
+    assert abs(ex["loss_prediction_L_rel_error"]) < 0.02
+    cp = ex["closest_point"]
+    assert cp["source"] == "frontier"
+    assert 1 / 3 < cp["N_ratio"] < 3
+
+
+def test_truth_constants():
+    assert EPOCH_LAW["E"] == 1.82
