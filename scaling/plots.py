@@ -71,6 +71,7 @@ def figure5(analysis: Analysis, path: str | Path, title: str | None = None) -> P
         _allocation_panel(ax, analysis, which, Cx, level)
     if title:
         fig.suptitle(title)
+        fig.subplots_adjust(top=0.84)
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
