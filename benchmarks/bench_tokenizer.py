@@ -124,6 +124,8 @@ def main() -> int:
     p.add_argument("--tokens-per-frame", type=int, default=64)
     p.add_argument("--frames", type=int, default=1024, help="frames per encode measurement")
     p.add_argument("--batch-size", type=int, default=256, help="frames per encoder call")
+    p.add_argument("--splits", default="val",
+                   help="splits encoded by the encode_dataset measurement (with --dataset)")
     p.add_argument("--size", default="s10k", help="smallest training size preset")
     p.add_argument("--task-preset", default="ladder", help="task preset of that size")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0 = default)")
@@ -163,10 +165,14 @@ def main() -> int:
             start = time.perf_counter()
             shards = encode_dataset(args.tokenizer or Path(tmp) / "tok.pt", args.dataset,
                                     Path(tmp) / "shards", batch_size=args.batch_size,
-                                    progress=False)
+                                    splits=args.splits.split(","), progress=False)
             total = sum(s["num_frames"] for s in shards.header.splits.values())
-            print(f"encode_dataset (read + encode + write {total:,} frames): "
-                  f"{total / (time.perf_counter() - start):,.0f} frames/s")
+            print(f"encode_dataset (read + encode + write {total:,} frames of split(s) "
+                  f"{args.splits}): {total / (time.perf_counter() - start):,.0f} frames/s")
+            if "train" not in args.splits.split(","):
+                # the loader benchmark reads train windows: time it on synthetic shards
+                shards = synthetic_shards(Path(tmp) / "synthetic", cfg.tokens_per_frame,
+                                          cfg.codebook_size, frames=40_000)
         else:
             shards = synthetic_shards(Path(tmp) / "shards", cfg.tokens_per_frame,
                                       cfg.codebook_size, frames=40_000)
