@@ -57,9 +57,9 @@ DEFAULTS: dict[str, DefaultDataset] = {
         description="Atari Breakout 64x64 RGB played by a scripted RAM-reading player; skill "
                     "drawn per episode from [0, 1] (from random play to a strong player), so "
                     "the dataset mimics a population of human players."),
-    # 50-step episodes at about 145 steps/s with CPU rendering: 100 episodes = 5,000 steps.
+    # 50-step episodes; CPU rendering makes Fetch the slow one: 80 episodes = 4,000 steps.
     "fetch": DefaultDataset(
-        env_id="embscale/FetchPickAndPlace-v0", dataset_id=FETCH_DATASET_ID, num_episodes=100,
+        env_id="embscale/FetchPickAndPlace-v0", dataset_id=FETCH_DATASET_ID, num_episodes=80,
         buckets=500, skill=(0.3, 1.0),
         description="gymnasium-robotics FetchPickAndPlace rendered to 64x64 RGB, a scripted "
                     "pick-and-place controller with skill-dependent noise; 4-D continuous "
