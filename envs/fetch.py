@@ -4,7 +4,8 @@ MuJoCo renders offscreen at (size, size) directly, so no resize is needed and th
 described by its registered id and kwargs (Minari's ``recover_environment`` rebuilds it).
 
 Rendering without a display needs ``MUJOCO_GL=egl`` or ``MUJOCO_GL=osmesa``; when it is unset the
-env picks ``osmesa`` where the OSMesa library is installed, else ``egl``. A MuJoCo renderer that is
+env follows ``PYOPENGL_PLATFORM`` if that is set, else picks ``osmesa`` where the OSMesa library
+is installed, else ``egl``. A MuJoCo renderer that is
 freed after another env has rendered leaves that env's GL context released, after which MuJoCo
 silently draws black frames: this env makes its own context current before every render, still
 ``close()`` envs explicitly, and every frame is checked: an all-black one raises ``RuntimeError``
@@ -47,7 +48,12 @@ def ensure_mujoco_gl() -> str:
     """Pick a headless OpenGL backend for MuJoCo when ``MUJOCO_GL`` is unset and return it."""
     backend = os.environ.get("MUJOCO_GL")
     if not backend:
-        backend = "osmesa" if ctypes.util.find_library("OSMesa") else "egl"
+        # PyOpenGL's platform, once chosen, must match MuJoCo's backend.
+        platform = os.environ.get("PYOPENGL_PLATFORM", "").lower()
+        if platform in ("egl", "osmesa"):
+            backend = platform
+        else:
+            backend = "osmesa" if ctypes.util.find_library("OSMesa") else "egl"
         os.environ["MUJOCO_GL"] = backend
         logger.info("MUJOCO_GL was unset; rendering MuJoCo offscreen with %r", backend)
     return backend

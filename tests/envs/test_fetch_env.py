@@ -61,3 +61,13 @@ def test_fetch_bad_kwargs():
         envs.make("embscale/FetchPickAndPlace-v0", reward_type="shaped")
     with pytest.raises(ValueError, match="size"):
         envs.make("embscale/FetchPickAndPlace-v0", size=4)
+
+
+def test_mujoco_gl_default_follows_pyopengl_platform(monkeypatch):
+    from envs.fetch import ensure_mujoco_gl
+
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.setenv("PYOPENGL_PLATFORM", "egl")
+    assert ensure_mujoco_gl() == "egl"
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    assert ensure_mujoco_gl() == "osmesa"  # an explicit choice is kept
