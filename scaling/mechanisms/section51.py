@@ -42,8 +42,8 @@ class Section51Config:
     """model sizes from the character ladder (c4k ... c17M)"""
     losses: tuple[str, ...] = LOSSES
     """losses to compare"""
-    tokens: float = 4e6
-    """characters D per run (4 passes over tiny-shakespeare's training part at most)"""
+    tokens: float = 2e6
+    """characters D per run (2 passes over tiny-shakespeare's training part)"""
     batch_size: int = 128
     """windows per optimizer step"""
     context: int = 16
@@ -56,6 +56,8 @@ class Section51Config:
     """parallel training processes (0: one per core)"""
     val_batches: int = 16
     """held-out batches per validation point (the fits use val/loss)"""
+    val_points_per_decade: int = 12
+    """validation points per decade of steps"""
     device: str = "auto"
     """'auto', 'cpu' or 'cuda'"""
     extra: dict = field(default_factory=dict)
@@ -74,8 +76,8 @@ class Section51Config:
             raise ValueError("tokens and batch_size must be positive")
 
 
-QUICK = {"sizes": ("c4k", "c15k", "c40k"), "tokens": 1.5e5, "batch_size": 64,
-         "num_bootstrap": 40, "val_batches": 4}
+QUICK = {"sizes": ("c4k", "c15k", "c40k"), "tokens": 1.5e5, "batch_size": 32,
+         "num_bootstrap": 40, "val_batches": 4, "val_points_per_decade": 6}
 
 
 def _train_one(job: dict) -> dict:
@@ -90,7 +92,7 @@ def _train_one(job: dict) -> dict:
     size = CHAR_SIZES[job["size"]]
     cfg = TrainConfig(run_dir=job["run_dir"], seed=job["seed"], learning_rate=size.learning_rate,
                       warmup_steps=20, micro_batch_size=job["batch_size"], max_tokens=job["tokens"],
-                      log_points_per_decade=10, val_points_per_decade=12,
+                      log_points_per_decade=10, val_points_per_decade=job["val_points"],
                       val_batches=job["val_batches"], device=job["device"], tensorboard=False)
     run_config = {"model_kind": "char-lm", "task": job["loss"], "size": job["size"],
                   "model_config": {**asdict(model.gpt.config), "loss": job["loss"]}}
@@ -105,6 +107,7 @@ def train_all(cfg: Section51Config) -> list[dict]:
     jobs = [{"text": str(cfg.text), "context": cfg.context, "size": s, "loss": loss,
              "seed": cfg.seed, "batch_size": cfg.batch_size, "tokens": cfg.tokens,
              "val_batches": cfg.val_batches, "device": cfg.device,
+             "val_points": cfg.val_points_per_decade,
              "run_dir": str(out / "runs" / loss / s)}
             for loss in cfg.losses for s in sorted(cfg.sizes, key=lambda k: -_n_guess(k))]
     return run_jobs(_train_one, jobs, cfg.workers, desc="section 5.1 runs")
@@ -119,14 +122,21 @@ def fit_all(cfg: Section51Config) -> dict:
     """Parametric fit per loss, with bootstrap intervals and the dense-minus-super-class effect."""
     from scaling.inputs import load_curves
     from scaling.laws.analysis import FitOptions, analyze
+    from scaling.laws.data import FitError
 
     out = Path(cfg.out)
     opts = FitOptions(methods=("parametric",), num_bootstrap=cfg.num_bootstrap, seed=cfg.seed,
                       extrapolation=False)
-    fits, analyses = {}, {}
+    fits, analyses, failed = {}, {}, {}
     for loss in cfg.losses:
         curves = load_curves([out / "runs" / loss / s for s in cfg.sizes], loss_key="val/loss")
-        res = analyze(curves, opts)
+        try:
+            res = analyze(curves, opts)
+        except FitError as e:
+            # Recorded and reported; the other losses are still fitted.
+            failed[loss] = str(e)
+            logger.warning("section 5.1: the %s fit failed: %s", loss, e)
+            continue
         p = res.parametric
         boot = res.boot.get("parametric")
         samples = boot.samples if boot is not None else {}
@@ -140,7 +150,7 @@ def fit_all(cfg: Section51Config) -> dict:
             effects[f"{lo} - {hi}"] = difference(fits[lo]["a"].value, fits[lo]["samples_a"],
                                                  fits[hi]["a"].value, fits[hi]["samples_a"],
                                                  seed=cfg.seed)
-    return {"fits": fits, "effects": effects, "analyses": analyses}
+    return {"fits": fits, "effects": effects, "analyses": analyses, "failed": failed}
 
 
 def figure10(analyses: dict, path: Path) -> Path:
@@ -176,7 +186,8 @@ def write_report(cfg: Section51Config, results: list[dict], fitted: dict, comman
     """``report/report.md``, ``report/results.json`` and ``report/figure10.png`` under ``out``."""
     rep = Path(cfg.out) / "report"
     rep.mkdir(parents=True, exist_ok=True)
-    figure10(fitted["analyses"], rep / "figure10.png")
+    if fitted["analyses"]:
+        figure10(fitted["analyses"], rep / "figure10.png")
     fits, effects = fitted["fits"], fitted["effects"]
     lines = [
         "# Section 5.1: sparse and super-classed losses", "",
@@ -193,6 +204,9 @@ def write_report(cfg: Section51Config, results: list[dict], fitted: dict, comman
         lines.append(f"| {LOSS_TITLES[loss]} | {f['a'].fmt()} | "
                      f"{'—' if paper is None else f'{paper:.2f}'} | {f['b'].fmt()} | "
                      f"{f['alpha'].fmt()} | {f['beta'].fmt()} | {f['E'].fmt()} |")
+    for loss, reason in fitted["failed"].items():
+        lines.append(f"| {LOSS_TITLES[loss]} | fit failed: {reason} | "
+                     f"{'—' if PAPER_A.get(loss) is None else PAPER_A[loss]} | | | | |")
     lines += ["", "## Effects", "", "| difference in a | estimate | reproduced? |",
               "|---|---|---|"]
     for name, eff in effects.items():
@@ -213,7 +227,8 @@ def write_report(cfg: Section51Config, results: list[dict], fitted: dict, comman
                         for loss, f in fits.items()},
                "effects": {k: {**v.to_json(), "reproduced": _verdict(v)}
                            for k, v in effects.items()},
-               "paper": PAPER_A, "runs": results, "config": cfg_json}
+               "failed": fitted["failed"], "paper": PAPER_A, "runs": results,
+               "config": cfg_json}
     write_text_atomic(rep / "results.json", json.dumps(payload, indent=2))
     return rep / "report.md"
 
@@ -234,5 +249,6 @@ def run(cfg: Section51Config, command: str = "embscale reproduce section-5.1") -
     fitted = fit_all(cfg)
     report = write_report(cfg, results, fitted, command)
     head = {loss: f["a"].fmt() for loss, f in fitted["fits"].items()}
+    head.update({loss: f"fit failed ({reason})" for loss, reason in fitted["failed"].items()})
     return {"report": str(report), "a": head,
             "effects": {k: (v.fmt(), _verdict(v)) for k, v in fitted["effects"].items()}}
