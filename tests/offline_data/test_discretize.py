@@ -37,7 +37,8 @@ def test_categorical_roundtrip_is_exact(space):
 
 @pytest.mark.parametrize("buckets", [11, 500, [11, 3, 500]])
 def test_uniform_decode_error_at_most_half_a_bucket(buckets):
-    space = spaces.Box(np.array([-1.0, 0.0, -5.0]), np.array([1.0, 2.0, 5.0]), dtype=np.float32)
+    low, high = np.array([-1.0, 0.0, -5.0], np.float32), np.array([1.0, 2.0, 5.0], np.float32)
+    space = spaces.Box(low, high)
     d = discretizer_for_space(space, buckets=buckets)
     d2 = _roundtrip_spec(d)
     rng = np.random.default_rng(0)
