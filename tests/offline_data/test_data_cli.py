@@ -110,3 +110,32 @@ def test_defaults_registry_and_errors():
     built = build_default_datasets(["breakout"])
     assert built["breakout"].total_episodes == 1
     assert load_dataset("embscale/breakout/scripted-v0").total_episodes == 1
+
+
+def test_default_breakout_collection_small(capsys):
+    """The default preset runs end to end on the real env (shrunk to a few steps)."""
+    from offline_data.defaults import collect_default
+    from offline_data.info import dataset_info
+
+    ds = collect_default("breakout", progress=False, num_episodes=2, max_total_steps=60,
+                         max_steps_per_episode=30)
+    assert ds.id == "embscale/breakout/scripted-v0" and ds.total_steps == 60
+    info = dataset_info(ds.id)
+    assert info.skill_min is not None and info.env_id == "embscale/Breakout-v0"
+    assert main(["data", "defaults", "--only", "breakout", "--no-progress"]) == 0  # reused
+    assert "embscale/breakout/scripted-v0" in capsys.readouterr().out
+
+
+def test_import_rlds_cli(tmp_path, capsys):
+    from offline_data.importers.tfrecord import encode_example, write_tfrecord
+
+    rng = np.random.default_rng(0)
+    from test_import_rlds import _flat, _rt1_episode
+
+    write_tfrecord(tmp_path / "ep.tfrecord", [encode_example(_flat(_rt1_episode(rng, 4)))])
+    assert main(["data", "import", "rlds", "--source", str(tmp_path), "--size", "16",
+                 "--dataset-id", "embscale/rt1/cli-v0", "--no-progress"]) == 0
+    assert "wrote embscale/rt1/cli-v0: 1 episodes, 3 steps" in capsys.readouterr().out
+    assert main(["data", "import", "rlds", "--source", str(tmp_path), "--mapping", "nope.json",
+                 "--dataset-id", "embscale/rt1/cli2-v0"]) == 2
+    assert "neither a preset" in capsys.readouterr().err
