@@ -112,13 +112,19 @@ def read_action_log(path: str | Path, config: GameplayImportConfig) -> ActionLog
 
 
 def _video_meta(path: Path) -> tuple[float, int, tuple[int, int]]:
+    """(fps, approximate frame count, (width, height)) from the container header (no decoding)."""
     import imageio_ffmpeg
 
     reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    reader.close()
-    nframes, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
-    return float(meta["fps"]), int(nframes), tuple(meta["size"])
+    try:
+        meta = next(reader)
+    finally:
+        reader.close()
+    fps = float(meta["fps"])
+    if not fps > 0 or not meta.get("duration"):
+        raise ValueError(f"{path} reports no frame rate or duration; re-mux it (e.g. ffmpeg -i "
+                         f"{path.name} -c copy fixed.mp4)")
+    return fps, max(int(round(float(meta["duration"]) * fps)), 1), tuple(meta["size"])
 
 
 def _resize(frame: np.ndarray, size: int) -> np.ndarray:
