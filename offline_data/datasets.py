@@ -231,8 +231,10 @@ class MinariWriter:
         self.final_path = self.root / dataset_id
         self.overwrite = overwrite
         self._refuse_existing()
-        observation_space = observation_space or getattr(env, "observation_space", None)
-        action_space = action_space or getattr(env, "action_space", None)
+        if observation_space is None:
+            observation_space = getattr(env, "observation_space", None)
+        if action_space is None:
+            action_space = getattr(env, "action_space", None)
         if observation_space is None or action_space is None:
             raise ValueError("give an env, or both observation_space and action_space")
         check_image_space(observation_space, what=f"dataset {dataset_id!r}")
