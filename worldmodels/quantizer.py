@@ -30,9 +30,10 @@ class EMAQuantizer(nn.Module):
     """Nearest-neighbour codebook with EMA updates, data-dependent init and dead-code restarts."""
 
     def __init__(self, num_codes: int, dim: int, decay: float, dead_code_ratio: float,
-                 eps: float = 1e-5):
+                 eps: float = 1e-5, normalize: bool = False):
         super().__init__()
         self.num_codes, self.dim, self.decay, self.eps = num_codes, dim, decay, eps
+        self.normalize = normalize
         self.dead_code_ratio = dead_code_ratio
         self.register_buffer("embedding", torch.randn(num_codes, dim) * 0.1)
         self.register_buffer("cluster_size", torch.zeros(num_codes))
@@ -47,7 +48,12 @@ class EMAQuantizer(nn.Module):
 
     def _sample_rows(self, flat: torch.Tensor, n: int) -> torch.Tensor:
         idx = torch.randint(0, flat.shape[0], (n,), device=flat.device)
-        return flat[idx] + 0.01 * flat.std() * torch.randn(n, self.dim, device=flat.device)
+        rows = flat[idx] + 0.01 * flat.std() * torch.randn(n, self.dim, device=flat.device)
+        return F.normalize(rows, dim=1) if self.normalize else rows
+
+    def project(self, flat: torch.Tensor) -> torch.Tensor:
+        """Encoder outputs (N, D) as compared with the codes (unit length when normalizing)."""
+        return F.normalize(flat, dim=1) if self.normalize else flat
 
     @torch.no_grad()
     def _update(self, flat: torch.Tensor, indices: torch.Tensor) -> int:
@@ -58,7 +64,8 @@ class EMAQuantizer(nn.Module):
         n = self.cluster_size.sum()
         # Laplace smoothing keeps rarely used codes from dividing by ~0.
         size = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n
-        self.embedding.copy_(self.embed_sum / size[:, None])
+        embedding = self.embed_sum / size[:, None]
+        self.embedding.copy_(F.normalize(embedding, dim=1) if self.normalize else embedding)
         threshold = self.dead_code_ratio * flat.shape[0] / self.num_codes
         dead = self.cluster_size < threshold
         num_dead = int(dead.sum())
@@ -74,7 +81,7 @@ class EMAQuantizer(nn.Module):
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         """Quantize ``z`` (B, D, gh, gw); in training mode also update the codebook."""
         b, _, h, w = z.shape
-        flat = rearrange(z, "b d h w -> (b h w) d").float()
+        flat = self.project(rearrange(z, "b d h w -> (b h w) d").float())
         if self.training and not bool(self.initialized):
             # Data-dependent init: codes start on encoder outputs, so none starts out of reach.
             self.embedding.copy_(self._sample_rows(flat.detach(), self.num_codes))

@@ -75,7 +75,7 @@ class VQConfig:
     """d_z: tokens per frame (a gh x gw grid with the frame's aspect ratio)."""
     codebook_size: int = 512
     """V_o: number of codebook entries (4096 in the paper)."""
-    code_dim: int = 32
+    code_dim: int = 8
     """Dimension of each code vector (small dims keep more codes in use)."""
     channels: int = 16
     """Conv width at half resolution; doubles per further downsampling up to max_channels."""
@@ -89,6 +89,9 @@ class VQConfig:
     """Weight of the commitment loss ||z_e - sg(z_q)||^2."""
     dead_code_ratio: float = 0.03
     """A code whose EMA usage falls below this fraction of the mean usage is restarted."""
+    normalize_codes: bool = True
+    """Match l2-normalised encoder outputs to l2-normalised codes (cosine similarity); with
+    a small code_dim this keeps more of the codebook in use (Yu et al. 2022, ViT-VQGAN)."""
 
     def __post_init__(self):
         for name in ("image_height", "image_width", "codebook_size", "code_dim", "channels",
@@ -227,7 +230,8 @@ class VQVAE(nn.Module):
         self.config = config
         self.encoder = Encoder(config)
         self.quantizer = EMAQuantizer(config.codebook_size, config.code_dim, config.ema_decay,
-                                      config.dead_code_ratio)
+                                      config.dead_code_ratio,
+                                      normalize=config.normalize_codes)
         self.decoder = Decoder(config)
 
     @property
@@ -297,7 +301,8 @@ class VQVAE(nn.Module):
     def encode(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
         """uint8 (B, H, W, 3) frames -> int64 (B, K) token ids in [0, codebook_size)."""
         x = self.preprocess(frames)
-        indices = self.quantizer.nearest(rearrange(self.encoder(x), "b d h w -> (b h w) d"))
+        flat = self.quantizer.project(rearrange(self.encoder(x), "b d h w -> (b h w) d"))
+        indices = self.quantizer.nearest(flat)
         return indices.view(x.shape[0], -1)
 
     @torch.no_grad()

@@ -25,7 +25,9 @@ def register(subparsers) -> None:
                    help="d_z: tokens per frame (a grid with the frame's aspect ratio, e.g. 16, 36, "
                         "64, 100, 256 at 64x64)")
     t.add_argument("--codebook-size", type=int, default=512, help="V_o: codebook entries")
-    t.add_argument("--code-dim", type=int, default=32, help="code vector dimension")
+    t.add_argument("--code-dim", type=int, default=8, help="code vector dimension")
+    t.add_argument("--no-normalize-codes", action="store_true",
+                   help="compare raw (not l2-normalised) encoder outputs and codes")
     t.add_argument("--channels", type=int, default=16, help="conv width at half resolution")
     t.add_argument("--max-channels", type=int, default=64, help="cap on conv width")
     t.add_argument("--res-blocks", type=int, default=1, help="residual blocks per level")
@@ -35,7 +37,7 @@ def register(subparsers) -> None:
     t.add_argument("--batch-size", type=int, default=8, help="frames per step")
     t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     t.add_argument("--recon-loss", choices=("mse", "l1"), default="mse")
-    t.add_argument("--gradient-loss-weight", type=float, default=0.0,
+    t.add_argument("--gradient-loss-weight", type=float, default=0.5,
                    help="weight of the L1 image-gradient loss")
     t.add_argument("--eval-every", type=int, default=500, help="steps between evaluations")
     t.add_argument("--eval-frames", type=int, default=512, help="held-out frames evaluated")
@@ -83,7 +85,8 @@ def _train(args) -> int:
     vq = VQConfig(image_height=h, image_width=w, tokens_per_frame=args.tokens_per_frame,
                   codebook_size=args.codebook_size, code_dim=args.code_dim,
                   channels=args.channels, max_channels=args.max_channels,
-                  num_res_blocks=args.res_blocks)
+                  num_res_blocks=args.res_blocks,
+                  normalize_codes=not args.no_normalize_codes)
     cfg = TokenizerTrainConfig(
         dataset_id=args.dataset, out_dir=args.out or default_out_dir(args.dataset,
                                                                      args.tokens_per_frame),

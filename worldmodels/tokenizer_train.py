@@ -56,7 +56,7 @@ class TokenizerTrainConfig:
     """Cosine decay from lr to lr * min_lr_ratio over ``steps``."""
     recon_loss: str = "mse"
     """Reconstruction loss: "mse" or "l1"."""
-    gradient_loss_weight: float = 0.0
+    gradient_loss_weight: float = 0.5
     """Weight of the L1 loss on image gradients (sharper edges); 0 disables it."""
     eval_every: int = 500
     """Steps between held-out evaluations (and a final one at the end)."""

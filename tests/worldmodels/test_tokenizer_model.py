@@ -115,3 +115,16 @@ def test_save_load_roundtrip_and_checksum(tmp_path):
     assert other.sha256() != sha
     with pytest.raises(FileNotFoundError, match="embscale tokenizer train"):
         load_tokenizer(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_code_normalisation_option(normalize):
+    model = VQVAE(VQConfig(tokens_per_frame=16, normalize_codes=normalize, **TINY))
+    model.train()
+    for _ in range(2):
+        model.compute_loss(_frames())
+    norms = model.quantizer.embedding.norm(dim=1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5) == normalize
+    model.eval()
+    ids = model.encode(_frames())
+    assert ids.shape == (3, 16) and ids.max() < 32
