@@ -92,3 +92,22 @@ def test_bad_config_values():
     cfg = TokenizerTrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
     assert cfg.lr_at(0) == pytest.approx(0.1) and cfg.lr_at(10) == pytest.approx(1.0)
     assert cfg.lr_at(100) == pytest.approx(0.1)
+
+
+def test_frame_cache_streams_when_the_split_does_not_fit():
+    from worldmodels.tokenizer_data import FrameCache, held_out_frames, open_split
+
+    make_dataset(DATASET, num_episodes=8)
+    reader = open_split(DATASET, "train")
+    full = FrameCache(reader, capacity=10**6)
+    assert not full.streaming and full.size == reader.num_steps
+    small = FrameCache(reader, capacity=20, seed=1)
+    assert small.streaming and small.size == 20 and small.frames.shape == (20, 64, 64, 3)
+    before = small.frames.copy()
+    for _ in range(3):
+        small.refresh()
+    assert not (small.frames == before).all()
+    gen = torch.Generator().manual_seed(0)
+    assert small.sample(5, gen).shape == (5, 64, 64, 3)
+    val = held_out_frames(open_split(DATASET, "val"), 4)
+    assert 1 <= len(val) <= 4 and val.dtype.name == "uint8"
