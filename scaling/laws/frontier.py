@@ -43,13 +43,14 @@ class Envelope:
 
 def _curve_loglog(curves: Curves, i: int, sl: slice, smooth: int):
     """Sorted unique log C and (optionally smoothed) log L of one curve."""
-    lc, ll = np.log(curves.C[sl]), np.log(curves.L[sl])
-    uc, inv = np.unique(lc, return_inverse=True)  # bootstrap resamples repeat points
-    ul = np.bincount(inv, ll) / np.bincount(inv)
-    if smooth > 1 and uc.size > 2:
-        k = np.ones(min(smooth, uc.size))
-        ul = np.convolve(ul, k, "same") / np.convolve(np.ones_like(ul), k, "same")
-    return uc, ul
+    lc, ll = np.log(curves.C[sl]), np.log(curves.L[sl])  # sorted by compute
+    if smooth > 1 and ll.size > 2:
+        # Smooth before merging the repeated points of a bootstrap resample, so the window
+        # spans the same share of the curve as on the original data.
+        k = np.ones(min(smooth, ll.size))
+        ll = np.convolve(ll, k, "same") / np.convolve(np.ones_like(ll), k, "same")
+    uc, inv = np.unique(lc, return_inverse=True)
+    return uc, np.bincount(inv, ll) / np.bincount(inv)
 
 
 def _loss_matrix(interp, grid: np.ndarray) -> np.ndarray:

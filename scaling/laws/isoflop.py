@@ -4,9 +4,10 @@ At each compute budget the loss of every model that reaches it is taken (interpo
 along its curve); a parabola ``L(log N)`` is fitted and its vertex is ``N_opt`` at that budget.
 Then ``N_opt = a0 C^a`` by least squares in log space and ``D_opt = C / (6 N_opt)``.
 
-Budgets: when at least two compute values are each shared (within 1%) by points of three or more
-curves, as in a study that trains every size to the same FLOP budgets, those are used; otherwise
-``num_budgets`` log-spaced budgets where at least three curves overlap.
+Budgets: when runs log at most 10 points each and at least two compute values are each shared
+(within 1%) by points of three or more runs, as in a sweep that trains every size to the same FLOP
+budgets, those are used; otherwise ``num_budgets`` log-spaced budgets where at least three curves
+overlap, with losses interpolated along each curve.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from scaling.laws.data import Curves, FitError
 from scaling.laws.frontier import interpolate_curves
 
 _SHARED_RTOL = 0.01
+_MAX_POINTS_SHARED = 10
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,10 @@ def fit_isoflop(curves: Curves, *, num_budgets: int = 8, smooth: int = 0,
         FitError: when fewer than two budgets have an interior loss minimum over model sizes.
     """
     budgets = _shared_budgets(curves)
-    shared = budgets.size >= 2
+    per_curve = np.median(np.bincount(curves.run))
+    # Dense curves meet at some compute values by chance: treat coinciding compute values as a
+    # budget design only when runs log a few points each (e.g. final losses of an isoFLOP sweep).
+    shared = budgets.size >= 2 and per_curve <= _MAX_POINTS_SHARED
     if not shared:
         spans = [(curves.C[sl].min(), curves.C[sl].max()) for sl in curves.curve_slices()]
         lo = np.log([s[0] for s in spans])

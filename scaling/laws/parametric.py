@@ -134,14 +134,36 @@ def _huber_objective(theta, x, y, logl, delta):
     return f, grad
 
 
+def _grid_chunks(grid: np.ndarray, num_points: int):
+    """Row blocks of ``grid`` whose (rows x points) arrays stay near 1M elements."""
+    step = max(1, 1_000_000 // max(num_points, 1))
+    for lo in range(0, grid.shape[0], step):
+        yield grid[lo:lo + step]
+
+
 def _grid_objectives(grid, x, y, logl, delta):
-    """Huber objective at every row of ``grid`` at once, (G,)."""
-    a, b, e, al, be = (grid[:, i:i + 1] for i in range(5))
-    t1, t2 = a - al * x, b - be * y
-    m = np.maximum(np.maximum(t1, t2), e)
-    r = m + np.log(np.exp(t1 - m) + np.exp(t2 - m) + np.exp(e - m)) - logl
-    ar = np.abs(r)
-    return np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta)).sum(axis=1)
+    """Huber objective at every row of ``grid``, vectorised in blocks, (G,)."""
+    out = []
+    for g in _grid_chunks(grid, x.size):
+        a, b, e, al, be = (g[:, i:i + 1] for i in range(5))
+        t1, t2 = a - al * x, b - be * y
+        m = np.maximum(np.maximum(t1, t2), e)
+        r = m + np.log(np.exp(t1 - m) + np.exp(t2 - m) + np.exp(e - m)) - logl
+        ar = np.abs(r)
+        out.append(np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta)).sum(axis=1))
+    return np.concatenate(out)
+
+
+def _grid_sse(grid, x, y, L):
+    """Squared error of ``E + A/N^alpha + B/D^beta`` on L at every row of ``grid``, (G,)."""
+    out = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for g in _grid_chunks(grid, x.size):
+            a, b, e, al, be = (g[:, i:i + 1] for i in range(5))
+            pred = np.exp(e) + np.exp(a - al * x) + np.exp(b - be * y)
+            out.append(np.sum((pred - L) ** 2, axis=1))
+    sse = np.concatenate(out)
+    return np.where(np.isfinite(sse), sse, np.inf)
 
 
 def _lbfgs(theta0, x, y, logl, delta, maxiter):
@@ -259,10 +281,7 @@ def fit_lsq(curves: Curves, *, init: np.ndarray | None = None,
     x, y, L = np.log(curves.N), np.log(curves.D), curves.L
     if init is None:
         grid = huber_grid()
-        a, b, e, al, be = (grid[:, i:i + 1] for i in range(5))
-        pred = np.exp(e) + np.exp(a - al * x) + np.exp(b - be * y)
-        sse = np.sum((pred - L) ** 2, axis=1)
-        g = grid[int(np.argmin(sse))]
+        g = grid[int(np.argmin(_grid_sse(grid, x, y, L)))]
         init = np.array([math.exp(g[2]), g[0], g[1], g[3], g[4]])
     lower = [0.0, -np.inf, -np.inf, 0.0, 0.0]
     upper = [np.inf, np.inf, np.inf, _MAX_EXPONENT, _MAX_EXPONENT]

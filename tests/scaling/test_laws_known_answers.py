@@ -96,3 +96,10 @@ def test_noisy_fits_within_003(seed):
     assert abs(fit_huber(noisy).a - A_TRUE) < 0.03
     assert abs(fit_lsq(noisy).a - A_TRUE) < 0.03
     assert abs(fit_frontier(noisy, smooth=5).a - A_TRUE) < 0.03
+
+
+def test_isoflop_dense_curves_are_interpolated_not_matched():
+    # 80 points per curve: compute values of different runs meet within 1% by chance.
+    f = fit_isoflop(synthetic_curves(np.geomspace(2e5, 2e7, 6), points_per_curve=80))
+    assert not f.shared_budgets
+    assert abs(f.a - A_TRUE) < 0.01
