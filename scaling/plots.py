@@ -60,7 +60,8 @@ def figure5(analysis: Analysis, path: str | Path, title: str | None = None) -> P
     Cx = np.geomspace(c.C.min(), c.C.max() * 10, 200)
     if lp is not None:
         ax.plot(Cx, lp.predict(Cx), color="k", ls=":", lw=1.5,
-                label=f"$L_{{opt}} = {lp.c0:.3g}\\,C^{{-{lp.c:.3f}}} + {lp.E:.3g}$")
+                label=f"$L_{{opt}} = {lp.c0:.3g}\\,C^{{-{lp.c:.3f}}} + {lp.E:.3g}$"
+                      + (" (censored envelope)" if lp.censored else ""))
     if analysis.parametric is not None:
         ax.plot([], [], color="grey", ls="--", label=f"parametric fit ({analysis.parametric.loss})")
     ax.set(xscale="log", yscale="log", xlabel="FLOPs C", ylabel="loss L",

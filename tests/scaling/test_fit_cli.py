@@ -73,6 +73,33 @@ def test_fit_on_run_dirs_lsq_and_skipped_method(tmp_path, capsys):
     assert not (tmp_path / "f2").exists()
 
 
+def test_figure_without_frontier(tmp_path):
+    from scaling.laws.analysis import FitOptions, analyze
+    from scaling.plots import figure5
+
+    c = synthetic_curves(np.geomspace(1e6, 1e9, 4), span=(3e-4, 3e-3), points_per_curve=6)
+    res = analyze(c, FitOptions(methods=("parametric",), num_bootstrap=5, extrapolation=False))
+    assert res.frontier is None and res.loss_prediction.censored
+    path = figure5(res, tmp_path / "f.png")
+    assert Image.open(path).size[0] > 1000
+
+
+def test_plan_from_parametric_only():
+    law = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
+    from scaling.laws.parametric import ParametricFit
+
+    pf = ParametricFit(**law, loss="huber", objective=0.0, num_points=1)
+    fit = {"frontier": {"status": "skipped"}, "loss_prediction": {"status": "skipped"},
+           "parametric": {"status": "ok", **pf.coefficients()}}
+    p = plan(fit, loss=2.5)
+    assert p.allocation_source == "parametric" and p.loss_source == "parametric"
+    n, d = pf.optimal(p.flops)
+    assert float(pf.predict(n, d)) == pytest.approx(2.5, rel=1e-6)
+    assert p.loss == pytest.approx(2.5, rel=1e-6)
+    with pytest.raises(ValueError, match="below the fitted irreducible loss"):
+        plan(fit, loss=1.5)
+
+
 def test_plan_flops_loss_and_dataset(fitted, capsys):
     _, out = fitted
     f = str(out / "fit.json")
