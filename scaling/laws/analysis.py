@@ -88,6 +88,7 @@ class Analysis:
     isoflop: IsoflopFit | None = None
     boot: dict[str, Bootstrap] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    ci_errors: dict[str, str] = field(default_factory=dict)
     extrapolation: dict | None = None
 
     def ci(self, name: str) -> dict[str, list[float]]:
@@ -115,6 +116,8 @@ class Analysis:
             entry = {"status": "ok", **fit.coefficients(), "ci": self.ci(name)}
             if name in self.boot:
                 entry["bootstrap"] = self.boot[name].summary()
+            if name in self.ci_errors:
+                entry["ci_error"] = self.ci_errors[name]
             if name == "parametric":
                 entry.update(loss=fit.loss, objective=fit.objective, num_points=fit.num_points,
                              r2=fit.r2)
@@ -209,29 +212,36 @@ def _bootstrap_all(curves, opts, res, progress) -> None:
     def cb(name):
         return progress(f"bootstrap {name}", opts.num_bootstrap) if progress else None
 
+    runs = {}
     if res.frontier is not None:
-        res.boot["frontier"] = bootstrap(curves, lambda c: fit_frontier(
+        runs["frontier"] = lambda: bootstrap(curves, lambda c: fit_frontier(
             c, num_grid=opts.num_grid, smooth=opts.smooth,
             points=opts.frontier_points).coefficients(), progress=cb("frontier"), **kw)
     if res.loss_prediction is not None:
         lp = res.loss_prediction
         init = (lp.c0 * math.exp(-lp.c * np.log(curves.C).mean()), lp.c, lp.E)
-        res.boot["loss_prediction"] = bootstrap(curves, lambda c: fit_loss_prediction(
+        runs["loss_prediction"] = lambda: bootstrap(curves, lambda c: fit_loss_prediction(
             c, num_grid=opts.num_grid, smooth=opts.smooth, init=init).coefficients(),
             progress=cb("loss_prediction"), **kw)
     if res.parametric is not None and opts.parametric_loss == "huber":
-        res.boot["parametric"] = bootstrap_huber(curves, res.parametric,
-                                                 num_starts=opts.num_starts,
-                                                 progress=cb("parametric"), **kw)
+        runs["parametric"] = lambda: bootstrap_huber(curves, res.parametric,
+                                                     num_starts=opts.num_starts,
+                                                     progress=cb("parametric"), **kw)
     elif res.parametric is not None:
         theta = lsq_theta(res.parametric)
-        res.boot["parametric"] = bootstrap(
+        runs["parametric"] = lambda: bootstrap(
             curves, lambda c: _parametric(c, opts, init=theta).coefficients(),
             progress=cb("parametric"), **kw)
     if res.isoflop is not None:
-        res.boot["isoflop"] = bootstrap(
+        runs["isoflop"] = lambda: bootstrap(
             curves, lambda c: fit_isoflop(c, smooth=opts.smooth).coefficients(),
             progress=cb("isoflop"), **kw)
+    for name, run in runs.items():
+        try:
+            res.boot[name] = run()
+        except FitError as e:  # the point estimate stands; its interval is not available
+            res.ci_errors[name] = str(e)
+            logger.warning("no interval for %s: %s", name, e)
 
 
 def extrapolation_check(curves: Curves, options: FitOptions | None = None) -> dict:
