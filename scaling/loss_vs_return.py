@@ -47,20 +47,22 @@ def make_eval_env(env_id: str, num_envs: int, max_episode_steps: int, seed: int)
     return venv
 
 
-def load_policy(checkpoint: str | os.PathLike, env: Any, deterministic: bool = False) -> Any:
-    """A BC checkpoint as an object with SB3's ``predict`` protocol (``agents.policies``)."""
-    from agents.policies import load_policy as _load
+def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: ReturnStudySpec,
+                        tokenizer: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Mean, spread and list of episode returns of one checkpoint in the real env.
 
-    return _load(checkpoint, env=env)
-
-
-def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: ReturnStudySpec) -> dict[str, Any]:
-    """Mean, spread and list of episode returns of one checkpoint in the real env."""
+    Args:
+        checkpoint: a BC-Token or BC-CNN trainer checkpoint.
+        spec: env, episodes and vector-env settings.
+        tokenizer: the tokenizer of a BC-Token model's tokens (unused for BC-CNN).
+    """
     from stable_baselines3.common.evaluation import evaluate_policy
+
+    from agents.policies import load_policy
 
     venv = make_eval_env(spec.env_id, spec.num_envs, spec.max_episode_steps, spec.seed)
     try:
-        policy = load_policy(checkpoint, venv)
+        policy = load_policy(checkpoint, tokenizer=tokenizer, seed=spec.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             returns, lengths = evaluate_policy(policy, venv, n_eval_episodes=spec.episodes,
@@ -172,6 +174,7 @@ def random_policy_return(spec: ReturnStudySpec) -> float:
 
 def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike,
                      spec: ReturnStudySpec | None = None, checkpoints_per_run: int = 4,
+                     tokenizer: str | os.PathLike | None = None,
                      progress: bool = True) -> dict[str, Any]:
     """Evaluate BC checkpoints along each run online and relate their return to their loss.
 
@@ -180,6 +183,7 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
         out_dir: where ``rows.jsonl``, ``return.json`` and the figure go.
         spec: env, episodes, vector-env width, bootstrap settings.
         checkpoints_per_run: checkpoints evaluated per run, log-spaced.
+        tokenizer: the tokenizer of the BC-Token runs' tokens.
         progress: show a progress bar.
 
     Returns:
@@ -206,7 +210,7 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
     rows = _load_rows(rows_path)
     todo = [(t, c) for t, c in ckpts if c.path not in rows]
     for task, c in tqdm(todo, desc="loss vs return", unit="ckpt", disable=not progress):
-        result = evaluate_checkpoint(c.path, spec)
+        result = evaluate_checkpoint(c.path, spec, tokenizer=tokenizer)
         row = {"checkpoint": c.path, "run": c.run, "task": task, "step": c.step,
                "tokens": c.tokens, "flops": c.flops, "params": c.params, "loss": c.loss,
                "loss_key": c.loss_key, **result}

@@ -185,7 +185,8 @@ class StudySpec:
     runs_dir: str = "runs"  # parent directory of the study directory
     parallel: int = 2  # training runs at a time on this machine
     device: str = "cpu"  # cpu | cuda | auto
-    optimum_tokens_per_param: float = 20.0  # prior D/N at a model's compute optimum (Chinchilla)
+    optimum_tokens_per_param: float = 20.0  # prior D/N at a token model's compute optimum
+    # (Chinchilla's ~20; BC-CNN's prior is this divided by d_z + d_a, one input per timestep)
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):

@@ -91,11 +91,13 @@ def validate_spec(spec: StudySpec) -> None:
     """Check the spec against the world: dataset, size names, budgets."""
     check_dataset(spec)
     check_sizes(spec)
-    from scaling.train_entry import size_params
+    from scaling.train_entry import _action_vocab, size_params
 
+    per_step = spec.tokenizer.tokens_per_frame + len(_action_vocab(spec))
     for t in spec.tasks:
-        check_budget(t, {s: size_params(t.task, s, spec) for s in t.sizes},
-                     spec.optimum_tokens_per_param)
+        # BC-CNN counts one input per timestep, which a token model sees as d_z + d_a tokens.
+        prior = spec.optimum_tokens_per_param / (per_step if t.task == "bc-cnn" else 1)
+        check_budget(t, {s: size_params(t.task, s, spec) for s in t.sizes}, prior)
 
 
 # ----- dataset -----
@@ -156,13 +158,15 @@ def ensure_tokens(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     from scaling.train_entry import encode_dataset, train_tokenizer
 
     needs_tokens = any(t.task != "bc-cnn" for t in spec.tasks) or spec.loss_vs_quality.enabled
+    from scaling.train_entry import tokenizer_finished
+
     path = tokenizer_path(spec)
-    if not path.is_file():
-        if spec.tokenizer.checkpoint:
+    if spec.tokenizer.checkpoint:
+        if not path.is_file():
             raise FileNotFoundError(f"tokenizer.checkpoint {path} does not exist; train one with "
                                     "`embscale tokenizer train` or drop the key to train here")
-        if needs_tokens:
-            train_tokenizer(spec, path.parent, progress=progress)
+    elif needs_tokens and not tokenizer_finished(path.parent, spec.tokenizer.steps):
+        train_tokenizer(spec, path.parent, progress=progress)
     if needs_tokens and not (tokens_dir(spec) / "header.json").is_file():
         encode_dataset(spec, path, tokens_dir(spec), progress=progress)
     summary = {"tokenizer": str(path), "tokens": str(tokens_dir(spec))}
@@ -217,10 +221,19 @@ def fit_tasks(spec: StudySpec) -> dict[str, Any]:
         dirs = collect_results(runs, t.task)
         d = fit_dir(spec, t.task)
         if len(dirs) < 2:
-            out[t.task] = {"skipped": f"only {len(dirs)} finished run(s); a fit needs two sizes"}
+            why = f"only {len(dirs)} finished run(s); a fit needs two sizes"
+            out[t.task] = {name: {"status": "skipped", "reason": why}
+                           for name in ("frontier", "parametric", "loss_prediction")}
             write_text_atomic(d / "fit.json", json.dumps(out[t.task]))
             continue
-        fit = fit_runs(dirs, d, spec.fit, title=t.task)
+        try:
+            fit = fit_runs(dirs, d, spec.fit, title=t.task)
+        except ValueError as e:  # no law fits these curves: report why, keep the study going
+            logger.warning("%s: %s", t.task, e)
+            fit = {name: {"status": "skipped", "reason": str(e)}
+                   for name in ("frontier", "parametric", "loss_prediction", "isoflop")}
+            fit["error"] = str(e)
+            write_text_atomic(d / "fit.json", json.dumps(fit, indent=2))
         max_c = max(_final_flops(p) for p in dirs)
         fit["advice"] = plan_next(d / "fit.json", 10.0 * max_c, spec, t.task)
         write_text_atomic(d / "advice.json", json.dumps(fit["advice"], indent=2))
@@ -247,7 +260,7 @@ def return_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     return run_return_study(dirs, spec.study_dir / "loss_vs_return", spec.loss_vs_return,
                             checkpoints_per_run=max([counts.get("bc-token", 0),
                                                      counts.get("bc-cnn", 0), 1]),
-                            progress=progress)
+                            tokenizer=tokenizer_path(spec), progress=progress)
 
 
 def quality_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:

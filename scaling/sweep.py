@@ -74,8 +74,8 @@ class RunSpec:
     def config_dict(self) -> dict[str, Any]:
         """The fields that define the run's results (everything but where it lives)."""
         d = self.to_dict()
-        d.pop("out_dir")
-        d.pop("device")
+        for derived in ("out_dir", "device", "params"):  # where/how it runs, and N (derived)
+            d.pop(derived)
         return d
 
     @classmethod

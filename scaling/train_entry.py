@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,112 @@ def collect_default_dataset(ds, progress: bool = True) -> None:
                             "policy", progress=progress)
     finally:
         env.close()
+
+
+# ----- model sizes (worldmodels.presets, scaling.train_cli) -----
+
+def known_sizes(task: str) -> list[str]:
+    """Size names that ``task`` can train with a preset (ladder or the paper's tables)."""
+    from worldmodels import presets
+
+    out = []
+    for name in presets.SIZE_PRESETS:
+        try:
+            presets.preset_for(task, name)
+        except ValueError:
+            continue
+        out.append(name)
+    return out
+
+
+def _action_vocab(spec) -> tuple[int, ...]:
+    """Action vocabulary per dimension of the study's dataset (or of the env it collects from)."""
+    from offline_data.datasets import dataset_discretizer, dataset_path, load_dataset
+
+    if (dataset_path(spec.dataset.id) / "data").is_dir():
+        return tuple(dataset_discretizer(load_dataset(spec.dataset.id)).vocab_sizes)
+    import envs
+    from offline_data.discretize import discretizer_for_space
+
+    env = envs.make(spec.dataset.env)
+    try:
+        return tuple(discretizer_for_space(env.action_space).vocab_sizes)
+    finally:
+        env.close()
+
+
+def size_params(task: str, size: str, spec) -> int:
+    """N of ``size`` for ``task`` in this study: exact once the data exists, else estimated.
+
+    Token tasks are counted with ``worldmodels.presets.param_count`` over the study's vocabulary
+    and context (exact for the transformer; auxiliary heads add a little). BC-CNN needs its data
+    for an exact count; before that its transformer alone is counted.
+    """
+    from scaling.study_steps import dataset_exists, tokens_dir
+    from worldmodels import presets
+
+    if task == "bc-cnn" and dataset_exists(spec.dataset.id):
+        from scaling.train_cli import model_params
+
+        return int(model_params(task, size, spec.dataset.id))
+    if task != "bc-cnn" and (tokens_dir(spec) / "header.json").is_file():
+        from scaling.train_cli import model_params
+
+        return int(model_params(task, size, str(tokens_dir(spec))))
+    vocab = _action_vocab(spec)
+    seq_len = presets.preset_for(task, size).seq_len
+    if task == "bc-cnn":
+        return presets.param_count(size, vocab_size=sum(vocab), block_size=seq_len)
+    return presets.param_count(size, vocab_size=spec.tokenizer.codebook_size + sum(vocab),
+                               block_size=seq_len * (spec.tokenizer.tokens_per_frame + len(vocab)))
+
+
+# ----- tokenizer (worldmodels.tokenizer_train, worldmodels.tokenize_dataset) -----
+
+def tokenizer_finished(out_dir: Path, steps: int) -> bool:
+    """True when the tokenizer run in ``out_dir`` has trained all ``steps``."""
+    summary = Path(out_dir) / "summary.json"
+    return summary.is_file() and int(json.loads(summary.read_text()).get("step", 0)) >= steps
+
+
+def train_tokenizer(spec, out_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) the study's tokenizer in ``out_dir``."""
+    from offline_data.datasets import load_dataset
+    from worldmodels.tokenizer import VQConfig
+    from worldmodels.tokenizer_train import TokenizerTrainConfig
+    from worldmodels.tokenizer_train import train_tokenizer as _train
+
+    t = spec.tokenizer
+    h, w = load_dataset(spec.dataset.id).observation_space.shape[:2]
+    vq = VQConfig(image_height=h, image_width=w, tokens_per_frame=t.tokens_per_frame,
+                  codebook_size=t.codebook_size, **t.overrides)
+    threads = int(os.environ.get("EMBSCALE_THREADS", "0") or 0) or (os.cpu_count() or 1)
+    cfg = TokenizerTrainConfig(dataset_id=spec.dataset.id, out_dir=str(out_dir), steps=t.steps,
+                               batch_size=t.batch_size, eval_every=max(1, t.steps // 3),
+                               checkpoint_every=max(1, min(500, t.steps // 4)),
+                               device="cuda" if spec.device == "cuda" else spec.device,
+                               num_threads=threads)
+    return _train(cfg, vq, resume=True, progress=progress)
+
+
+def encode_dataset(spec, tokenizer: Path, out: Path, progress: bool = True) -> None:
+    """Tokenize the study's dataset into token shards at ``out`` (replacing a partial one)."""
+    from worldmodels.tokenize_dataset import encode_dataset as _encode
+
+    _encode(tokenizer, spec.dataset.id, out, device=spec.device, overwrite=out.exists(),
+            progress=progress)
+
+
+# ----- training (scaling.train_cli) -----
+
+def train_run(run) -> dict[str, Any]:
+    """The sweep's training entry: train (or resume) one ``RunSpec`` with kept checkpoints."""
+    from scaling.train_cli import train_model
+
+    overrides = {"keep_checkpoints": True, "device": run.device, **run.overrides}
+    result = train_model(run.task, run.size, run.data, run.out_dir, seed=run.seed,
+                         tokens=run.tokens, flops=run.flops, **overrides)
+    return {"params": int(result.params), "steps": int(result.steps),
+            "tokens": int(result.tokens), "flops": float(result.flops),
+            "train_loss": float(result.train_loss),
+            "val_loss": None if result.val_loss is None else float(result.val_loss)}
