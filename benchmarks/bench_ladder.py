@@ -1,0 +1,79 @@
+"""Train the small ladder on real data and check the two learning targets.
+
+For each task and size it trains one model for the same number of tokens D and prints the initial
+loss, the final train and held-out losses and the wall time; then it checks that (1) every loss fell
+well below its initial value and (2) larger models reached lower held-out loss at equal tokens.
+
+Run (token shards from `embscale tokenizer encode`, frames from the Minari dataset):
+    .venv/bin/python benchmarks/bench_ladder.py --tokens-dir tokens/breakout \
+        --dataset embscale/breakout/scripted-v0 --sizes s10k s30k s100k --tokens 3e5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from scaling.train_cli import train_model
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tokens-dir", default=None, help="token shard directory (token tasks)")
+    p.add_argument("--dataset", default=None, help="Minari dataset id (bc-cnn)")
+    p.add_argument("--tasks", nargs="+", default=["wm-token", "bc-token", "bc-cnn"])
+    p.add_argument("--sizes", nargs="+", default=["s10k", "s30k", "s100k"])
+    p.add_argument("--tokens", type=float, default=3e5, help="D per token-model run")
+    p.add_argument("--cnn-items", type=float, default=2e4, help="D per BC-CNN run")
+    p.add_argument("--seq-len", type=int, default=None, help="timesteps per window")
+    p.add_argument("--tokens-per-update", type=int, default=None, help="override the preset")
+    p.add_argument("--micro-batch-size", type=int, default=None, help="override the preset")
+    p.add_argument("--val-batches", type=int, default=16, help="held-out micro-batches")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--out", default=None, help="keep the runs here (default: a temp dir)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out or tempfile.mkdtemp(prefix="ladder-"))
+    print(f"{'task':>9} {'size':>6} {'N':>9} {'D':>9} {'initial':>8} {'train':>7} {'val':>7} "
+          f"{'min':>5}")
+    ok = True
+    for task in args.tasks:
+        data = args.dataset if task == "bc-cnn" else args.tokens_dir
+        if data is None:
+            print(f"{task:>9}: skipped (no --{'dataset' if task == 'bc-cnn' else 'tokens-dir'})")
+            continue
+        budget = args.cnn_items if task == "bc-cnn" else args.tokens
+        vals = []
+        for size in args.sizes:
+            t0 = time.perf_counter()
+            extra = {k: v for k, v in (("seq_len", args.seq_len),
+                                       ("tokens_per_update", args.tokens_per_update),
+                                       ("micro_batch_size", args.micro_batch_size))
+                     if v is not None}
+            run = out / f"{task}-{size}"
+            r = train_model(task, size, data, run, tokens=budget, tensorboard=False,
+                            val_points_per_decade=3, val_batches=args.val_batches, **extra)
+            rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+            first = rows[0]["train/loss"]
+            minutes = (time.perf_counter() - t0) / 60
+            vals.append(r.val_loss)
+            print(f"{task:>9} {size:>6} {r.params:>9,} {r.tokens:>9,} {first:>8.3f} "
+                  f"{r.train_loss:>7.3f} {r.val_loss:>7.3f} {minutes:>5.1f}", flush=True)
+            fell = r.val_loss < 0.8 * first
+            ok &= fell
+            if not fell:
+                print(f"  {task} {size}: held-out loss did not fall below 0.8 x initial")
+        ordered = all(a > b for a, b in zip(vals, vals[1:], strict=False))
+        ok &= ordered
+        print(f"  {task}: larger models reach lower held-out loss at equal D: {ordered}")
+    print(f"runs in {out}; all targets hold: {ok}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
