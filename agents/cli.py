@@ -56,13 +56,16 @@ def _add_wm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--burn-in", type=int, default=4, help="real frames before imagining")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="sampling temperature of image tokens (0: greedy)")
+    p.add_argument("--reward", choices=("expected", "argmax"), default="expected",
+                   help="imagined reward: expected reward sign, or its most likely value")
     p.add_argument("--seed", type=int, default=0, help="random seed")
 
 
 def _simulator(args, num_envs: int):
     from worldmodels.simulator import SimulatorConfig, load_simulator
 
-    cfg = SimulatorConfig(burn_in=args.burn_in, temperature=args.temperature)
+    cfg = SimulatorConfig(burn_in=args.burn_in, temperature=args.temperature,
+                          reward=args.reward)
     return load_simulator(args.world_model, args.tokenizer, args.tokens, args.split, num_envs,
                           cfg, seed=args.seed)
 

@@ -49,6 +49,9 @@ class SimulatorConfig:
     """fraction of the context window kept when the window slides"""
     use_cache: bool = True
     """decode with the KV cache; False recomputes the whole context at every token (baseline)"""
+    reward: str = "expected"
+    """'expected': reward = P(+1) - P(-1) from the reward-sign head (a dense signal for sparse
+    rewards); 'argmax': the most likely sign in {-1, 0, 1} (IRIS)"""
 
     def __post_init__(self) -> None:
         if self.burn_in < 1:
@@ -60,6 +63,9 @@ class SimulatorConfig:
         if self.context_steps is not None and self.context_steps < 2:
             raise ValueError(f"SimulatorConfig.context_steps must be >= 2, got "
                              f"{self.context_steps}")
+        if self.reward not in ("expected", "argmax"):
+            raise ValueError(f"SimulatorConfig.reward must be 'expected' or 'argmax', got "
+                             f"{self.reward!r}")
         if not 0.0 < self.slide_keep < 1.0:
             raise ValueError(f"SimulatorConfig.slide_keep must be in (0, 1), got {self.slide_keep}")
 
@@ -246,8 +252,8 @@ class TokenWorldModelSimulator:
         """Feed global action ids (B, d_a); generate the next frame's tokens (B, d_z).
 
         Returns:
-            frame tokens int64 (B, d_z), rewards float32 (B,) in {-1, 0, 1} (reward sign, IRIS
-            style) and terminations bool (B,).
+            frame tokens int64 (B, d_z), rewards float32 (B,) (the reward sign: its expectation
+            in [-1, 1] or its most likely value in {-1, 0, 1}) and terminations bool (B,).
         """
         K, A = self.layout.d_z, self.layout.d_a
         if self.cache.length + A + K > self.cache.capacity:
@@ -258,7 +264,12 @@ class TokenWorldModelSimulator:
         rewards = np.zeros(self.num_envs, np.float32)
         terminated = np.zeros(self.num_envs, bool)
         if self.has_reward:
-            rewards = (self.model.reward_head(hidden).argmax(-1) - 1).float().cpu().numpy()
+            logits = self.model.reward_head(hidden).float()  # B, 3: sign -1, 0, +1
+            if self.config.reward == "argmax":
+                rewards = (logits.argmax(-1) - 1).float().cpu().numpy()
+            else:
+                p = torch.softmax(logits, -1)
+                rewards = (p[:, 2] - p[:, 0]).cpu().numpy()
         if self.has_termination:
             terminated = (self.model.termination_head(hidden).argmax(-1) == 1).cpu().numpy()
         tokens = []

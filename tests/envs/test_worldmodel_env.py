@@ -199,3 +199,17 @@ def test_checkpoint_kind_is_checked(tmp_path):
         load_model_checkpoint(tmp_path / "wm.pt", expect="policy")
     with pytest.raises(FileNotFoundError):
         load_model_checkpoint(tmp_path / "missing.pt", expect="policy")
+
+
+def test_reward_modes():
+    from worldmodels.simulator import SimulatorConfig
+
+    for mode in ("expected", "argmax"):
+        sim = tiny_simulator(num_envs=2, reward=mode)
+        sim.reset(np.arange(2))
+        r = sim.step(np.array([1, 2])).rewards
+        assert r.dtype == np.float32 and np.all(np.abs(r) <= 1)
+        if mode == "argmax":
+            assert set(r.tolist()) <= {-1.0, 0.0, 1.0}
+    with pytest.raises(ValueError, match="reward"):
+        SimulatorConfig(reward="mean")
