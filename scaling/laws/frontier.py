@@ -156,17 +156,22 @@ def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
     env = envelope(curves, num_grid=num_grid, smooth=smooth) if env is None else env
     mask = env.bracketed
     winners = np.unique(env.winner[mask])
+    num_sizes = np.unique(np.round(np.log(curves.curve_N), 9)).size
     if winners.size < 2:
-        if not mask.any():
+        if num_sizes < 4:
+            why = (f"with {num_sizes} model sizes at most {max(num_sizes - 2, 0)} can be optimal "
+                   f"between a smaller and a larger one; it needs at least 4 sizes")
+        elif not mask.any():
             why = ("the curves never overlap in compute, or at every compute value the smallest "
                    "or largest model available is optimal")
         else:
             why = (f"only one model size ({env.N[mask][0]:.3g}) is optimal where the optimum is "
                    f"bracketed by smaller and larger models")
+        fix = ("Train more model sizes" if num_sizes < 4 else
+               "Train models past their compute-optimal point so that curves of neighbouring "
+               "sizes cross")
         raise FitError(f"frontier fit needs at least two model sizes on the efficient frontier, "
-                       f"but {why}. Train models past their compute-optimal point so that curves "
-                       f"of neighbouring sizes cross, or use the parametric fit "
-                       f"(--method parametric)")
+                       f"but {why}. {fix}, or use the parametric fit (--method parametric)")
     logc, logn = np.log(env.C[mask]), np.log(env.N[mask])
     if points == "midpoint":
         w = env.winner[mask]

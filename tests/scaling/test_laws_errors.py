@@ -110,3 +110,8 @@ def test_unstable_bootstrap_keeps_estimate_and_says_why(monkeypatch):
                   FitOptions(methods=("frontier",), num_bootstrap=5, extrapolation=False))
     j = res.to_json()["frontier"]
     assert j["status"] == "ok" and j["ci"] == {} and "40 of 50" in j["ci_error"]
+
+
+def test_frontier_with_three_sizes_asks_for_more_sizes():
+    with pytest.raises(FitError, match="at least 4 sizes.*Train more model sizes"):
+        fit_frontier(synthetic_curves(np.geomspace(1e6, 1e8, 3), points_per_curve=8))
