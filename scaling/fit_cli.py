@@ -93,7 +93,8 @@ def run_fit(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite or another --out")
-    curves = load_curves(args.inputs, loss_key=args.loss_key, drop_nonfinite=args.drop_nonfinite)
+    curves = load_curves(args.inputs, loss_key=args.loss_key, drop_nonfinite=args.drop_nonfinite,
+                         min_tokens=args.min_tokens)
     logger.info("%d points on %d curves", curves.num_points, curves.num_curves)
     opts = FitOptions(methods=_methods(args.method), parametric_loss=args.parametric_loss,
                       num_bootstrap=args.bootstrap, seed=args.seed, level=args.level,
@@ -209,6 +210,8 @@ def register(subparsers) -> None:
                         "point (Hoffmann)")
     p.add_argument("--no-extrapolation", action="store_true",
                    help="skip the held-out largest-run check")
+    p.add_argument("--min-tokens", type=float, default=0.0,
+                   help="drop points with fewer training inputs D (e.g. the warmup)")
     p.add_argument("--drop-nonfinite", action="store_true",
                    help="drop points with NaN or infinite loss instead of failing")
     p.add_argument("--title", default=None, help="figure title")

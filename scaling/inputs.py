@@ -114,8 +114,8 @@ def find_runs(path: Path) -> list[Path]:
     return sorted(path.rglob("metrics.jsonl"))
 
 
-def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY,
-                drop_nonfinite: bool = False) -> Curves:
+def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool = False,
+                min_tokens: float = 0.0) -> Curves:
     """Read curves from run directories, ``metrics.jsonl`` files and CSV files.
 
     Args:
@@ -123,6 +123,8 @@ def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY,
         loss_key: metrics key of the loss in run directories (``train/loss`` by default; the
             paper fits training loss, a proxy for test loss in the infinite-data regime).
         drop_nonfinite: drop points with NaN or infinite loss (with a warning) instead of failing.
+        min_tokens: drop points with fewer training inputs D than this (e.g. the warmup, whose
+            loss no scaling law describes).
 
     Raises:
         FileNotFoundError: a path does not exist or a directory holds no ``metrics.jsonl``.
@@ -162,7 +164,11 @@ def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY,
         keep = np.isfinite(L)
         if not keep.all():
             logger.warning("dropping %d points with NaN or infinite loss", int((~keep).sum()))
+    D = np.array(rows.D, dtype=np.float64)
+    if min_tokens > 0:
+        keep &= ~(D < min_tokens)
+        logger.info("kept %d of %d points with D >= %g", int(keep.sum()), keep.size, min_tokens)
     idx = np.flatnonzero(keep)
-    return make_curves(np.array(rows.N)[idx], np.array(rows.D)[idx], L[idx],
+    return make_curves(np.array(rows.N)[idx], D[idx], L[idx],
                        np.array(rows.run, dtype=object)[idx],
                        labels=[rows.where[i] for i in idx])

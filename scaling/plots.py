@@ -66,7 +66,7 @@ def figure5(analysis: Analysis, path: str | Path, title: str | None = None) -> P
         ax.plot([], [], color="grey", ls="--", label=f"parametric fit ({analysis.parametric.loss})")
     ax.set(xscale="log", yscale="log", xlabel="FLOPs C", ylabel="loss L",
            title="training curves and parametric fit")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left")
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="parameters N")
     for ax, which in ((axes[1], "N"), (axes[2], "D")):
         _allocation_panel(ax, analysis, which, Cx, level)

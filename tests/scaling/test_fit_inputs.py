@@ -25,6 +25,8 @@ def test_run_dirs_and_study_dir(tmp_path, curves):
     for c in (a, b):
         assert c.num_curves == 4 and c.num_points == curves.num_points  # step 0 row skipped
         np.testing.assert_allclose(np.sort(c.L), np.sort(curves.L))
+    cut = np.sort(curves.D)[10]
+    assert load_curves(dirs, min_tokens=cut).num_points == int((curves.D >= cut).sum())
     val = load_curves(dirs, loss_key="val/loss")
     assert val.num_points == 4 * 3
     with pytest.raises(ValueError, match="no rows with the loss key 'eval/x'.*--loss-key"):
