@@ -1,1 +1,1 @@
-"""BC-CNN, policy adapters with the stable-baselines3 predict protocol, demonstrators, dyna-style RL."""
+"""BC-CNN, SB3-protocol policy adapters, scripted demonstrators and dyna-style RL."""

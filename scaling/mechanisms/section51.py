@@ -25,6 +25,7 @@ from scaling.mechanisms.common import Estimate, difference, estimate, run_jobs
 
 logger = logging.getLogger(__name__)
 
+WARMUP_STEPS = 20
 PAPER_A = {"dense": 0.63, "sparse": None, "superclass": 0.15}
 LOSS_TITLES = {"dense": "dense (all 16 positions)", "sparse": "sparse (last position)",
                "superclass": "sparse + super-classed (2 classes)"}
@@ -63,6 +64,11 @@ class Section51Config:
     extra: dict = field(default_factory=dict)
     """free-form notes stored with the results"""
 
+    @property
+    def min_fit_tokens(self) -> float:
+        """Smallest D fitted: twice the warmup (``WARMUP_STEPS`` optimizer steps) in tokens."""
+        return 2 * WARMUP_STEPS * self.batch_size * self.context
+
     def __post_init__(self):
         unknown = [s for s in self.sizes if s not in CHAR_SIZES]
         if unknown:
@@ -83,7 +89,7 @@ QUICK = {"sizes": ("c4k", "c15k", "c40k"), "tokens": 1.5e5, "batch_size": 32,
 def _train_one(job: dict) -> dict:
     """Train one (loss, size) run; resumes or returns at once if already finished."""
     from scaling.mechanisms.char_lm import CharCorpus, CharDataSource, build_char_model
-    from worldmodels.trainer import Trainer, TrainConfig
+    from worldmodels.trainer import TrainConfig, Trainer
 
     corpus = CharCorpus(job["text"])
     data = CharDataSource(corpus, job["context"])
@@ -91,7 +97,8 @@ def _train_one(job: dict) -> dict:
                              superclass_seed=job["seed"])
     size = CHAR_SIZES[job["size"]]
     cfg = TrainConfig(run_dir=job["run_dir"], seed=job["seed"], learning_rate=size.learning_rate,
-                      warmup_steps=20, micro_batch_size=job["batch_size"], max_tokens=job["tokens"],
+                      warmup_steps=WARMUP_STEPS, micro_batch_size=job["batch_size"],
+                      max_tokens=job["tokens"],
                       log_points_per_decade=10, val_points_per_decade=job["val_points"],
                       val_batches=job["val_batches"], device=job["device"], tensorboard=False)
     run_config = {"model_kind": "char-lm", "task": job["loss"], "size": job["size"],
@@ -130,6 +137,9 @@ def fit_all(cfg: Section51Config) -> dict:
     fits, analyses, failed = {}, {}, {}
     for loss in cfg.losses:
         curves = load_curves([out / "runs" / loss / s for s in cfg.sizes], loss_key="val/loss")
+        # Points logged before twice the warmup are dropped: the learning rate is not yet the
+        # constant one, so they are not samples of the law being fitted.
+        curves = curves.take(np.flatnonzero(curves.D >= cfg.min_fit_tokens))
         try:
             res = analyze(curves, opts)
         except FitError as e:
@@ -194,7 +204,8 @@ def write_report(cfg: Section51Config, results: list[dict], fitted: dict, comman
         "Character-level transformers (context 16) trained under three losses; a parametric fit "
         "`L = E + A/N^alpha + B/D^beta` (Huber on log loss, Hoffmann/Epoch) of each family's "
         "validation-loss curves gives the compute-optimal model-size coefficient "
-        "`a = beta/(alpha+beta)` in `N_opt ∝ C^a`. 95% bootstrap intervals.", "",
+        "`a = beta/(alpha+beta)` in `N_opt ∝ C^a`. 95% bootstrap intervals. Points before "
+        f"twice the warmup (D < {cfg.min_fit_tokens:,.0f}) are not fitted.", "",
         f"Regenerate: `{command}`", "",
         "| loss | a (ours) | a (paper) | b (ours) | alpha | beta | E |",
         "|---|---|---|---|---|---|---|",

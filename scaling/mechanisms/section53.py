@@ -75,8 +75,15 @@ QUICK = {"tokens_per_frame": (16, 36, 64), "sizes": ("s10k", "s30k", "s100k"), "
 def study_spec(cfg: Section53Config, k: int, seed: int, quick: bool):
     """The study of tokenizer ``k`` and ladder repeat ``seed``."""
     from offline_data.defaults import DEFAULTS
-    from scaling.study_spec import (DatasetSpec, FitSpec, QualityStudySpec, ReturnStudySpec,
-                                    StudySpec, TaskSweep, TokenizerSpec)
+    from scaling.study_spec import (
+        DatasetSpec,
+        FitSpec,
+        QualityStudySpec,
+        ReturnStudySpec,
+        StudySpec,
+        TaskSweep,
+        TokenizerSpec,
+    )
 
     fetch = DEFAULTS["fetch"]
     tok_ckpt = None

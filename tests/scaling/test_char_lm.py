@@ -8,8 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scaling.mechanisms.char_lm import (CHAR_SIZES, CharCorpus, CharDataSource, build_char_model,
-                                        superclass_map)
+from scaling.mechanisms.char_lm import (
+    CHAR_SIZES,
+    CharCorpus,
+    CharDataSource,
+    build_char_model,
+    superclass_map,
+)
 from scaling.mechanisms.common import difference, estimate
 
 
