@@ -7,10 +7,11 @@ tokens-per-update target, clipping, bf16 autocast on CUDA (fp32 on CPU), optiona
 ``torch.compile``, DDP under ``torchrun``. Stops at a token, FLOPs or step budget.
 
 A run directory ``runs/<study>/<run>/`` holds ``config.json``, ``metrics.jsonl`` (one object per log
-point: step, tokens D, flops C = 6ND, params N, train/loss, lr, tokens_per_s, epoch, val/loss when
-computed), ``checkpoints/last.pt`` (written atomically) and ``tb/`` (TensorBoard). Log points are
-spaced evenly in log(step), so every decade of FLOPs gets the same number of points. A killed run
-started again with the same config resumes from its last checkpoint and continues the same curve.
+point: step, tokens D, flops C = 6ND, params N, train/loss, train/loss_mean (mean since the previous
+point), lr, tokens_per_s, epoch, val/loss when computed), ``checkpoints/last.pt`` (written
+atomically) and ``tb/`` (TensorBoard). Log points are spaced evenly in log(step), so every decade
+of FLOPs gets the same number of points. A killed run started again with the same config resumes
+from its last checkpoint and continues the same curve.
 
 Example:
     trainer = Trainer(model, data, TrainConfig(run_dir="runs/demo/wm-s100k", max_tokens=2e6),
@@ -275,6 +276,9 @@ class Trainer:
         self.step = 0
         self.tokens = 0
         self._warned_passes = False
+        # (sum, count) of train losses since the last log point: train/loss_mean smooths the
+        # single-step train/loss without shifting it (an interval is ~12% of the steps at 20/decade)
+        self._interval = (0.0, 0)
 
     # ----- budget and schedule -----
 
@@ -335,6 +339,8 @@ class Trainer:
             "model_kind": self.run_config.get("model_kind", ""),
             "model_config": self.run_config.get("model_config", {}),
             "torch_rng": torch.get_rng_state(),
+            "interval_loss": torch.tensor([self._interval[0], self._interval[1]],
+                                          dtype=torch.float64),
         }
         with atomic_file(self.checkpoint_path) as tmp:
             torch.save(state, tmp)
@@ -357,6 +363,7 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.step, self.tokens = int(ckpt["step"]), int(ckpt["tokens"])
             torch.set_rng_state(ckpt["torch_rng"])
+            self._interval = (float(ckpt["interval_loss"][0]), int(ckpt["interval_loss"][1]))
             if self.rank == 0 and metrics.is_file():
                 # Drop points logged after the checkpoint: the resumed run logs them again.
                 kept = [line for line in metrics.read_text().splitlines()
@@ -478,6 +485,7 @@ class Trainer:
                 self.tokens += self.tokens_per_step
                 progress.update(1)
                 train_loss = out["train/loss"]
+                self._interval = (self._interval[0] + train_loss, self._interval[1] + 1)
                 final = self.step >= total
                 record = None
                 do_val = self.val_loader is not None and (
@@ -488,7 +496,9 @@ class Trainer:
                               "params": self.num_params, **out,
                               "tokens_per_s": (self.tokens - last_tokens) / max(now - last_time,
                                                                                 1e-9),
-                              "epoch": self._check_passes()}
+                              "epoch": self._check_passes(),
+                              "train/loss_mean": self._interval[0] / self._interval[1]}
+                    self._interval = (0.0, 0)
                     last_time, last_tokens = now, self.tokens
                     if do_val:
                         record.update(self.evaluate())

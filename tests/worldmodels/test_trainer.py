@@ -56,8 +56,8 @@ def test_loss_falls_and_metrics_are_complete(data, tmp_path, task, steps):
                       micro_batch_size=8, tensorboard=(task == "wm")).train()
     rows = _metrics(run, drop=())
     first, last = rows[0], rows[-1]
-    assert {"step", "tokens", "flops", "params", "train/loss", "lr", "tokens_per_s",
-            "epoch"} <= set(first)
+    assert {"step", "tokens", "flops", "params", "train/loss", "train/loss_mean", "lr",
+            "tokens_per_s", "epoch"} <= set(first)
     assert last["step"] == result.steps == steps and "val/loss" in last
     assert last["flops"] == 6 * last["params"] * last["tokens"]
     assert last["tokens"] == steps * 8 * 3 * (4 + 1)
@@ -77,18 +77,19 @@ def test_loss_falls_and_metrics_are_complete(data, tmp_path, task, steps):
 
 def test_kill_and_resume_gives_the_same_metrics(data, tmp_path):
     full = tmp_path / "full"
-    _trainer(data, full, max_steps=12, checkpoint_every=3).train()
+    _trainer(data, full, max_steps=24, checkpoint_every=11).train()
 
-    def crash_at_8(step, record):
-        if step == 8:
-            raise KeyboardInterrupt  # as if killed after step 8 (last checkpoint at 6)
+    def crash_at_14(step, record):
+        if step == 14:
+            raise KeyboardInterrupt  # as if killed after step 14 (last checkpoint at 11)
 
     killed = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
-        _trainer(data, killed, max_steps=12, checkpoint_every=3, callbacks=[crash_at_8]).train()
-    assert _metrics(killed)[-1]["step"] == 8
-    result = _trainer(data, killed, max_steps=12, checkpoint_every=3).train()
-    assert result.steps == 12
+        _trainer(data, killed, max_steps=24, checkpoint_every=11, callbacks=[crash_at_14]).train()
+    assert _metrics(killed)[-1]["step"] == 13
+    assert torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["step"] == 11
+    result = _trainer(data, killed, max_steps=24, checkpoint_every=11).train()
+    assert result.steps == 24
     assert _metrics(killed) == _metrics(full)
 
 
