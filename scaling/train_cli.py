@@ -150,16 +150,20 @@ def _run(args: argparse.Namespace) -> int:
         value = getattr(args, opt)
         if value is not None:
             overrides[field_name] = value
-    result = train_model(args.task, args.size, args.data, run_dir, seed=args.seed,
-                         tokens=args.tokens, flops=args.flops, steps=args.steps,
-                         preset=args.preset, **overrides)
+    try:
+        result = train_model(args.task, args.size, args.data, run_dir, seed=args.seed,
+                             tokens=args.tokens, flops=args.flops, steps=args.steps,
+                             preset=args.preset, **overrides)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         val = f", val/loss {result.val_loss:.4f}" if result.val_loss is not None else ""
         print(f"{result.run_dir}: N={result.params:,} params, {result.steps} steps, "
               f"D={result.tokens:,} tokens, C={result.flops:.3g} FLOPs, "
               f"train/loss {result.train_loss:.4f}{val}")
-        print(f"curves: {Path(result.run_dir) / 'metrics.jsonl'} (TensorBoard: "
-              f"{Path(result.run_dir) / 'tb'})")
+        tb = "" if args.no_tensorboard else f" (TensorBoard: {Path(result.run_dir) / 'tb'})"
+        print(f"curves: {Path(result.run_dir) / 'metrics.jsonl'}{tb}")
     return 0
 
 
