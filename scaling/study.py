@@ -79,12 +79,12 @@ def run_study(spec: StudySpec, stages: tuple[str, ...] = STAGES, allow_mixed: bo
     echo = echo or (lambda line: logger.info("%s", line))
     study_dir = spec.study_dir
     record = check_study_dir(spec, allow_mixed)
+    steps.validate_spec(spec)  # before anything is written: a rejected spec leaves no trace
     study_dir.mkdir(parents=True, exist_ok=True)
     record.update({"name": spec.name, "spec": spec.to_dict(), "shared": spec.shared_config(),
                    "fingerprint": spec.fingerprint()})
     record.setdefault("stage_seconds", {})
     write_text_atomic(study_dir / "study.json", json.dumps(record, indent=2))
-    steps.validate_spec(spec)
     outputs: dict[str, Any] = {}
     t_start = time.time()
     for i, stage in enumerate(s for s in STAGES if s in stages):

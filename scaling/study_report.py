@@ -85,6 +85,9 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
     r.add("table", "", coefficient_table(fits))
     notes = []
     for task, fit in fits.items():
+        if fit and fit.get("error"):  # no law could be fitted: one reason for all of them
+            notes.append([f"{TASK_TITLES.get(task, task)}: {fit['error']}"])
+            continue
         for name in ("frontier", "parametric", "loss_prediction"):
             why = skipped_reason(fit.get(name)) if fit else "fit did not run"
             if why:

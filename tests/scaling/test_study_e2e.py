@@ -1,0 +1,133 @@
+"""A miniature study end to end on the real pipeline, then resuming it and refusing changed specs.
+
+Real Breakout data, a real VQ-VAE, real WM-Token/BC-Token/BC-CNN training, real fits, real
+policies in the real env, real FVD/LPIPS networks: only the sizes are miniature.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from scaling.study import StudyMismatchError, run_study
+from scaling.study_spec import (
+    DatasetSpec,
+    FitSpec,
+    QualityStudySpec,
+    ReturnStudySpec,
+    StudySpec,
+    TaskSweep,
+    TokenizerSpec,
+    spec_from_dict,
+)
+from scaling.sweep import SpecMismatchError
+
+TRAIN = {"warmup_steps": 2, "micro_batch_size": 4, "tokens_per_update": 680,
+         "val_batches": 2, "tensorboard": False}
+
+
+def mini_spec(runs_dir, **changes) -> StudySpec:
+    spec = StudySpec(
+        name="mini", runs_dir=str(runs_dir),
+        dataset=DatasetSpec(id="embscale/breakout/mini-v0", collect=True, episodes=4,
+                            max_total_steps=700, max_episode_steps=250),
+        tokenizer=TokenizerSpec(tokens_per_frame=16, codebook_size=32, steps=8, batch_size=8),
+        tasks=[
+            TaskSweep(task="wm-token", sizes=["s10k", "s30k"], tokens=6800, checkpoints=3,
+                      overrides=dict(TRAIN)),
+            TaskSweep(task="bc-token", sizes=["s10k", "s30k"], tokens=6800, checkpoints=3,
+                      overrides=dict(TRAIN)),
+            TaskSweep(task="bc-cnn", sizes=["s10k", "s30k"], tokens=400, checkpoints=3,
+                      overrides={**TRAIN, "tokens_per_update": 40}),
+        ],
+        loss_vs_return=ReturnStudySpec(episodes=2, num_envs=2, max_episode_steps=25,
+                                       bootstrap=20),
+        loss_vs_quality=QualityStudySpec(clips=2, clip_frames=9, videos=1, bootstrap=20),
+        fit=FitSpec(bootstrap=4),
+        parallel=2, optimum_tokens_per_param=0.1)
+    d = spec.to_dict()
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            d[section] = {**d[section], field: value}
+        else:
+            d[key] = value
+    return spec_from_dict(d)
+
+
+@pytest.mark.slow
+def test_miniature_study_end_to_end(tmp_path):
+    spec = mini_spec(tmp_path / "runs")
+    lines = []
+    out = run_study(spec, progress=False, echo=lines.append)
+    study = spec.study_dir
+
+    # Every stage ran and reported progress.
+    record = json.loads((study / "study.json").read_text())
+    assert set(record["stage_seconds"]) == {"dataset", "tokenizer", "sweep", "fit",
+                                            "loss_vs_return", "loss_vs_quality", "report"}
+    assert any("sweep done" in ln for ln in lines)
+    assert out["dataset"]["episodes"] >= 2 and out["dataset"]["action_vocab_sizes"] == [4]
+    assert (study / "tokens" / "header.json").is_file()
+    runs = sorted(p.name for p in study.iterdir() if (p / "done.json").is_file())
+    assert runs == sorted(f"{t}-{s}-seed0" for t in ("wm-token", "bc-token", "bc-cnn")
+                          for s in ("s10k", "s30k"))
+    for task in ("wm-token", "bc-token", "bc-cnn"):
+        fit = json.loads((study / "fits" / task / "fit.json").read_text())
+        assert {"frontier", "parametric"} <= set(fit)  # ok or skipped with a reason
+        for name in ("frontier", "parametric"):
+            assert fit[name]["status"] == "ok" or fit[name]["reason"]
+
+    ret = out["loss_vs_return"]
+    assert len(ret["rows"]) >= 6  # BC-Token and BC-CNN checkpoints, each evaluated online
+    assert all(len(r["returns"]) == 2 for r in ret["rows"])
+    assert {"all", "bc-token", "bc-cnn"} <= set(ret["summary"])
+    assert (study / "loss_vs_return" / "loss_vs_return.png").stat().st_size > 1000
+
+    q = out["loss_vs_quality"]
+    assert len(q["rows"]) >= 3
+    for r in q["rows"]:
+        assert r["fvd"] >= 0 and 0 <= r["lpips"] and r["psnr"] > 0 and -1 <= r["ssim"] <= 1
+    videos = list((study / "loss_vs_quality").glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 1000
+
+    md = (study / "report" / "report.md").read_text()
+    for heading in ("## Dataset", "## Scaling coefficients (paper Table 1)",
+                    "## Pre-training loss vs online return", "## Pre-training loss vs world-model",
+                    "## Planner", "## Exact configuration"):
+        assert heading in md
+    html = (study / "report" / "report.html").read_text()
+    assert "<video src=\"media/" in html and "<img src=\"media/" in html
+
+    # Resuming a finished study trains nothing and scores nothing again.
+    stamps = {p: os.stat(p).st_mtime_ns for p in study.glob("*/done.json")}
+    rows = (study / "loss_vs_return" / "rows.jsonl").read_text()
+    run_study(spec, stages=("sweep", "loss_vs_return"), progress=False)
+    assert {p: os.stat(p).st_mtime_ns for p in study.glob("*/done.json")} == stamps
+    assert (study / "loss_vs_return" / "rows.jsonl").read_text() == rows
+
+    # A changed spec is refused instead of mixing results.
+    with pytest.raises(StudyMismatchError, match="tokenizer.steps"):
+        run_study(mini_spec(tmp_path / "runs", tokenizer__steps=9), stages=("sweep",))
+    changed = mini_spec(tmp_path / "runs")
+    changed.tasks[0].tokens = 9000
+    with pytest.raises(SpecMismatchError, match="(?s)wm-token-s10k-seed0.*tokens: 6800"):
+        run_study(changed, stages=("sweep",), progress=False)
+
+
+def test_missing_dataset_and_unknown_size_are_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="embscale/nothing/here-v0.*embscale data"):
+        run_study(mini_spec(tmp_path, dataset__id="embscale/nothing/here-v0",
+                            dataset__collect=False), stages=("dataset",))
+    bad = mini_spec(tmp_path)
+    bad.tasks[1].sizes = ["s10k", "s7"]
+    with pytest.raises(ValueError, match="unknown size.*s7.*s30k"):
+        run_study(bad, stages=("dataset",))
+
+
+def test_too_small_budget_says_which_budget_would_do(tmp_path):
+    spec = mini_spec(tmp_path, optimum_tokens_per_param=20.0)
+    with pytest.raises(ValueError, match=r"tasks\[wm-token\].*needs tokens >= "):
+        run_study(spec, stages=("dataset",))
