@@ -31,17 +31,22 @@ def default_study() -> StudySpec:
                      "BC-Token and BC-CNN ladders trained on 2 CPU cores."),
         dataset=DatasetSpec(id="embscale/breakout/scripted-v0", collect=True, episodes=400,
                             max_total_steps=40_000, max_episode_steps=2000),
-        tokenizer=TokenizerSpec(tokens_per_frame=16, codebook_size=256, steps=1200,
+        tokenizer=TokenizerSpec(tokens_per_frame=16, codebook_size=256, steps=1000,
                                 batch_size=32),
+        # Budgets from measured single-thread throughput on these cores (tokens per CPU second:
+        # s10k-s30k ~50k, s100k ~26k, s300k ~13k; BC-CNN frames: ~800, 540, 350): the token
+        # ladders cost ~310 core-s each and the BC-CNN ladder ~730, so the sweep takes ~12 min
+        # two at a time. 2e6 tokens are 3.7 passes over the 32k training frames x 17 tokens and
+        # 1e5 BC-CNN frames 3.1 passes: inside the infinite-data regime (<= 4).
         tasks=[
             TaskSweep(task="wm-token", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=2.0e6,
                       checkpoints=4, overrides=dict(_CPU_TRAIN)),
             TaskSweep(task="bc-token", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=2.0e6,
-                      checkpoints=4, overrides=dict(_CPU_TRAIN)),
-            TaskSweep(task="bc-cnn", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=1.5e5,
-                      checkpoints=4, overrides=dict(_CPU_TRAIN)),
+                      checkpoints=3, overrides=dict(_CPU_TRAIN)),
+            TaskSweep(task="bc-cnn", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=1.0e5,
+                      checkpoints=3, overrides=dict(_CPU_TRAIN)),
         ],
-        loss_vs_return=ReturnStudySpec(episodes=8, num_envs=8, max_episode_steps=1000),
+        loss_vs_return=ReturnStudySpec(episodes=8, num_envs=8, max_episode_steps=500),
         loss_vs_quality=QualityStudySpec(clips=16, clip_frames=16, videos=2),
         fit=FitSpec(bootstrap=200),
         parallel=2,

@@ -190,8 +190,9 @@ def encode_dataset(spec, tokenizer: Path, out: Path, progress: bool = True) -> N
     """Tokenize the study's dataset into token shards at ``out`` (replacing a partial one)."""
     from worldmodels.tokenize_dataset import encode_dataset as _encode
 
+    workers = min(2, os.cpu_count() or 1) if spec.device == "cpu" else 1
     _encode(tokenizer, spec.dataset.id, out, device=spec.device, overwrite=out.exists(),
-            progress=progress)
+            num_workers=workers, progress=progress)
 
 
 # ----- training (scaling.train_cli) -----
