@@ -80,18 +80,18 @@ def quick_study() -> StudySpec:
 
 
 def _paper(name: str, task: str, tokens_per_frame: int, sizes: list[str], flops: float,
-           dataset: DatasetSpec, description: str) -> StudySpec:
+           dataset: DatasetSpec, description: str, preset: str) -> StudySpec:
     return StudySpec(
         name=name, description=description, dataset=dataset,
         tokenizer=TokenizerSpec(tokens_per_frame=tokens_per_frame, codebook_size=4096,
                                 steps=200_000, batch_size=64),
-        tasks=[TaskSweep(task=task, sizes=sizes, flops=flops, checkpoints=8)],
+        tasks=[TaskSweep(task=task, sizes=sizes, flops=flops, checkpoints=8, preset=preset)],
         loss_vs_return=ReturnStudySpec(enabled=task != "wm-token", episodes=64, num_envs=32,
                                        max_episode_steps=4500),
         loss_vs_quality=QualityStudySpec(enabled=task == "wm-token", clips=256, clip_frames=16,
                                          videos=4),
         fit=FitSpec(bootstrap=1000),
-        parallel=1, device="cuda", optimum_tokens_per_param=20.0)
+        parallel=1, device="cuda", gpus_per_run=0, optimum_tokens_per_param=20.0)
 
 
 # The paper's 128x128 frames with d_z = 256 tile as a 16x16 grid; d_z = 540 needs a frame with
@@ -106,7 +106,7 @@ def paper_wm_token_256() -> StudySpec:
     return _paper("paper-wm-token-256", "wm-token", 256,
                   ["15M", "27M", "52M", "110M", "206M", "894M"], 1e20, _BREAKOUT_128,
                   "Paper scale WM-Token-256 (Table 1 row 1): world models over 256 tokens per "
-                  "frame, sizes of Table 3, on GPUs.")
+                  "frame, sizes of Table 3, on GPUs.", "wm-token-256")
 
 
 def paper_wm_token_540() -> StudySpec:
@@ -114,21 +114,23 @@ def paper_wm_token_540() -> StudySpec:
     return _paper("paper-wm-token-540", "wm-token", 540, ["4M", "11M", "27M", "52M", "110M",
                                                           "206M"], 3e19, _WIDE_DATASET,
                   "Paper scale WM-Token-540 (Table 1 row 2); needs a dataset of 3:5 frames "
-                  "(e.g. 144x240), imported with `embscale data import`.")
+                  "(e.g. 144x240), imported with `embscale data import`.", "wm-token-540")
 
 
 def paper_bc_token_540() -> StudySpec:
     """Table 1 row BC-Token-540: d_z=540, sizes 2M-27M (Table 5)."""
     return _paper("paper-bc-token-540", "bc-token", 540, ["2M", "4M", "11M", "27M"], 3e19,
                   _WIDE_DATASET,
-                  "Paper scale BC-Token-540 (Table 1 row 3); needs a dataset of 3:5 frames.")
+                  "Paper scale BC-Token-540 (Table 1 row 3); needs a dataset of 3:5 frames.",
+                  "bc-token-540")
 
 
 def paper_bc_cnn() -> StudySpec:
     """Table 1 row BC-CNN: sizes 2M-51M (Table 6) on 128x128 frames."""
     return _paper("paper-bc-cnn", "bc-cnn", 256, ["2M", "4M", "11M", "27M", "52M"], 1e19,
                   _BREAKOUT_128,
-                  "Paper scale BC-CNN (Table 1 row 4): one CNN embedding per 128x128 frame.")
+                  "Paper scale BC-CNN (Table 1 row 4): one CNN embedding per 128x128 frame.",
+                  "bc-cnn")
 
 
 PRESETS: dict[str, Callable[[], StudySpec]] = {

@@ -84,6 +84,7 @@ class TaskSweep:
     flops: float | None = None  # budget per run in FLOPs C = 6ND (every size gets the same C)
     seeds: list[int] = field(default_factory=lambda: [0])  # one run per seed and size
     checkpoints: int = 4  # checkpoints kept along each run, log-spaced, for the studies
+    preset: str | None = None  # training preset of worldmodels.presets (None: by size)
     overrides: dict[str, Any] = field(default_factory=dict)  # extra trainer config fields
 
     def __post_init__(self) -> None:
@@ -185,6 +186,7 @@ class StudySpec:
     runs_dir: str = "runs"  # parent directory of the study directory
     parallel: int = 2  # training runs at a time on this machine
     device: str = "cpu"  # cpu | cuda | auto
+    gpus_per_run: int = 1  # processes (GPUs) per run under torchrun; 0 = every visible GPU
     optimum_tokens_per_param: float = 20.0  # prior D/N at a token model's compute optimum
     # (Chinchilla's ~20; BC-CNN's prior is this divided by d_z + d_a, one input per timestep)
 
@@ -200,6 +202,8 @@ class StudySpec:
             raise ValueError(f"tasks lists a task twice: {seen}; merge their sizes")
         if self.parallel < 1:
             raise ValueError(f"parallel={self.parallel} must be >= 1")
+        if self.gpus_per_run < 0:
+            raise ValueError(f"gpus_per_run={self.gpus_per_run} must be >= 0 (0 = all visible)")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device={self.device!r}; choose cpu|cuda|auto")
         if self.optimum_tokens_per_param <= 0:

@@ -191,7 +191,7 @@ def plan_runs(spec: StudySpec) -> list[RunSpec]:
                 runs.append(RunSpec(
                     name=name, task=t.task, size=size, seed=seed,
                     out_dir=str(spec.study_dir / name), data=data, tokens=t.tokens, flops=t.flops,
-                    checkpoints=t.checkpoints, device=spec.device,
+                    checkpoints=t.checkpoints, preset=t.preset, device=spec.device,
                     params=size_params(t.task, size, spec), overrides=dict(t.overrides),
                     shared=spec.shared_config()))
     return runs
@@ -200,8 +200,14 @@ def plan_runs(spec: StudySpec) -> list[RunSpec]:
 def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool = True
                     ) -> dict[str, str]:
     """Train every run of the study (finished runs are skipped, interrupted ones resumed)."""
+    nproc = spec.gpus_per_run
+    if spec.device != "cpu" and nproc == 0:
+        import torch
+
+        nproc = max(1, torch.cuda.device_count())
     return run_sweep(plan_runs(spec), parallel=spec.parallel, allow_mixed=allow_mixed,
-                     progress=progress)
+                     progress=progress, nproc_per_node=max(1, nproc) if spec.device != "cpu"
+                     else 1)
 
 
 # ----- fits -----

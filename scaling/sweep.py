@@ -50,6 +50,7 @@ class RunSpec:
     tokens: float | None = None  # budget in transformer inputs D
     flops: float | None = None  # budget in FLOPs C = 6ND
     checkpoints: int = 4  # checkpoints kept along the run
+    preset: str | None = None  # training preset (None: by size)
     device: str = "cpu"  # cpu | cuda | auto
     params: int | None = None  # N of this size for this task (for ordering and job lists)
     overrides: dict[str, Any] = field(default_factory=dict)  # extra trainer config fields
@@ -187,9 +188,13 @@ def _progress(run: RunSpec) -> float:
     return 0.0
 
 
-def _worker_command(run: RunSpec, entry: str) -> list[str]:
-    return [sys.executable, "-m", "scaling.sweep", str(run.run_dir / RUN_SPEC_FILE),
-            "--entry", entry]
+def _worker_command(run: RunSpec, entry: str, nproc_per_node: int = 1) -> list[str]:
+    spec = str(run.run_dir / RUN_SPEC_FILE)
+    if nproc_per_node > 1:  # data-parallel over this machine's GPUs
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={nproc_per_node}", "-m", "scaling.sweep", spec,
+                "--entry", entry]
+    return [sys.executable, "-m", "scaling.sweep", spec, "--entry", entry]
 
 
 def prepare_runs(runs: Sequence[RunSpec], allow_mixed: bool = False) -> None:
@@ -207,7 +212,7 @@ def prepare_runs(runs: Sequence[RunSpec], allow_mixed: bool = False) -> None:
 
 def run_sweep(runs: Sequence[RunSpec], parallel: int = 2, cores: int | None = None,
               entry: str = DEFAULT_ENTRY, allow_mixed: bool = False, poll_s: float = 0.5,
-              progress: bool = True,
+              progress: bool = True, nproc_per_node: int = 1,
               on_finish: Callable[[RunSpec, int], None] | None = None) -> dict[str, str]:
     """Run every unfinished run, ``parallel`` at a time, each in its own process.
 
@@ -220,6 +225,7 @@ def run_sweep(runs: Sequence[RunSpec], parallel: int = 2, cores: int | None = No
         allow_mixed: see ``check_consistent``.
         poll_s: seconds between checks of the running processes.
         progress: show a tqdm bar.
+        nproc_per_node: processes per run; above 1 each run is started with torchrun (DDP).
         on_finish: called with each run and its exit code as it ends.
 
     Returns:
@@ -253,7 +259,7 @@ def run_sweep(runs: Sequence[RunSpec], parallel: int = 2, cores: int | None = No
             while queue and len(active) < parallel:
                 run = queue.pop(0)
                 log = open(run.run_dir / LOG_FILE, "ab")  # noqa: SIM115 - closed when it ends
-                proc = subprocess.Popen(_worker_command(run, entry), stdout=log,
+                proc = subprocess.Popen(_worker_command(run, entry, nproc_per_node), stdout=log,
                                         stderr=subprocess.STDOUT, env=env)
                 active[run.name] = (run, proc, log)
                 logger.info("sweep: started %s (%s, %d threads)", run.name,

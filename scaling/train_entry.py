@@ -151,7 +151,9 @@ def size_params(task: str, size: str, spec) -> int:
 
         return int(model_params(task, size, str(tokens_dir(spec))))
     vocab = _action_vocab(spec)
-    seq_len = presets.preset_for(task, size).seq_len
+    t = spec.task(task)
+    p = presets.get_task_preset(t.preset) if t and t.preset else presets.preset_for(task, size)
+    seq_len = p.seq_len
     if task == "bc-cnn":
         return presets.param_count(size, vocab_size=sum(vocab), block_size=seq_len)
     return presets.param_count(size, vocab_size=spec.tokenizer.codebook_size + sum(vocab),
@@ -203,7 +205,7 @@ def train_run(run) -> dict[str, Any]:
 
     overrides = {"keep_checkpoints": True, "device": run.device, **run.overrides}
     result = train_model(run.task, run.size, run.data, run.out_dir, seed=run.seed,
-                         tokens=run.tokens, flops=run.flops, **overrides)
+                         tokens=run.tokens, flops=run.flops, preset=run.preset, **overrides)
     return {"params": int(result.params), "steps": int(result.steps),
             "tokens": int(result.tokens), "flops": float(result.flops),
             "train_loss": float(result.train_loss),
