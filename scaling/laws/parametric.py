@@ -247,7 +247,10 @@ def fit_huber(curves: Curves, *, delta: float = HUBER_DELTA, num_starts: int | N
 
 def huber_theta(fit: ParametricFit) -> np.ndarray:
     """The ``(a, b, e, alpha, beta)`` vector of a fit, to warm-start another Huber fit."""
-    return np.array([math.log(fit.A), math.log(fit.B), math.log(fit.E), fit.alpha, fit.beta])
+    # A refit can underflow E (or A, B) to 0.0 through exp(); clamp so the log stays finite.
+    tiny = np.finfo(np.float64).tiny
+    a, b, e = (math.log(max(v, tiny)) for v in (fit.A, fit.B, fit.E))
+    return np.array([a, b, e, fit.alpha, fit.beta])
 
 
 def _lsq_model(X, E, a, b, alpha, beta):
