@@ -163,8 +163,11 @@ class FitSpec:
     parametric_loss: str = "huber"  # huber | lsq
     bootstrap: int = 200  # bootstrap refits per coefficient interval
     loss_key: str = "train/loss"  # metrics.jsonl key fitted (infinite-data regime: train = val)
+    skip_fraction: float = 0.1  # drop each curve's points before this fraction of its final D
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.skip_fraction < 1.0:
+            raise ValueError(f"fit.skip_fraction={self.skip_fraction} must be in [0, 1)")
         if self.method not in ("frontier", "parametric", "isoflop", "all"):
             raise ValueError(f"fit.method={self.method!r}; choose frontier|parametric|isoflop|all")
         if self.parametric_loss not in ("huber", "lsq"):

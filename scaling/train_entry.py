@@ -20,16 +20,44 @@ logger = logging.getLogger(__name__)
 
 # ----- fits and planner (scaling.fit_cli, scaling.planner) -----
 
+def curve_points(run_dirs: list[Path], loss_key: str, skip_fraction: float) -> list[dict]:
+    """(N, D, L, run) points of each run's curve, without its first ``skip_fraction`` of D.
+
+    The first steps (warmup and the initial plateau of tiny models) do not follow a power law
+    in D; like Hoffmann et al., the fits use each curve after its start.
+    """
+    import math
+
+    from scaling.study_stats import read_metrics
+
+    rows = []
+    for d in run_dirs:
+        recs = [r for r in read_metrics(d) if loss_key in r and math.isfinite(float(r[loss_key]))]
+        if not recs:
+            continue
+        final = max(float(r["tokens"]) for r in recs)
+        rows += [{"N": r["params"], "D": r["tokens"], "L": r[loss_key], "run": Path(d).name}
+                 for r in recs if float(r["tokens"]) >= skip_fraction * final]
+    return rows
+
+
 def fit_runs(run_dirs: list[Path], out_dir: Path, fit_spec, title: str = "") -> dict[str, Any]:
-    """Run ``embscale fit`` on run directories; returns the written ``fit.json`` object."""
+    """Run ``embscale fit`` on the runs' curves; returns the written ``fit.json`` object."""
+    import csv
+
+    from offline_data.atomic import atomic_file
     from scaling import fit_cli
 
+    points = Path(out_dir).with_name(Path(out_dir).name + "_points.csv")
+    with atomic_file(points) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["N", "D", "L", "run"])
+        writer.writeheader()
+        writer.writerows(curve_points(run_dirs, fit_spec.loss_key, fit_spec.skip_fraction))
     parser = argparse.ArgumentParser(prog="embscale")
     fit_cli.register(parser.add_subparsers(dest="command"))
-    argv = ["fit", *map(str, run_dirs), "--out", str(out_dir), "--overwrite",
+    argv = ["fit", str(points), "--out", str(out_dir), "--overwrite",
             "--method", fit_spec.method, "--parametric-loss", fit_spec.parametric_loss,
-            "--loss-key", fit_spec.loss_key, "--bootstrap", str(fit_spec.bootstrap),
-            "--drop-nonfinite"]
+            "--bootstrap", str(fit_spec.bootstrap)]
     if title:
         argv += ["--title", title]
     args = parser.parse_args(argv)
