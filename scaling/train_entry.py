@@ -196,6 +196,20 @@ def tokenizer_finished(out_dir: Path, steps: int) -> bool:
     return summary.is_file() and int(json.loads(summary.read_text()).get("step", 0)) >= steps
 
 
+def idle_threads() -> int:
+    """All cores when the machine is idle, one when others keep it busy.
+
+    Several torch threads on cores that other processes also use slow training down many times
+    over (each thread waits for the slowest), so a busy machine gets a single thread.
+    """
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return cores
+    return cores if load < 0.5 * cores else 1
+
+
 def train_tokenizer(spec, out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the study's tokenizer in ``out_dir``."""
     from offline_data.datasets import load_dataset
@@ -207,7 +221,7 @@ def train_tokenizer(spec, out_dir: Path, progress: bool = True) -> dict[str, Any
     h, w = load_dataset(spec.dataset.id).observation_space.shape[:2]
     vq = VQConfig(image_height=h, image_width=w, tokens_per_frame=t.tokens_per_frame,
                   codebook_size=t.codebook_size, **t.overrides)
-    threads = int(os.environ.get("EMBSCALE_THREADS", "0") or 0) or (os.cpu_count() or 1)
+    threads = int(os.environ.get("EMBSCALE_THREADS", "0") or 0) or idle_threads()
     cfg = TokenizerTrainConfig(dataset_id=spec.dataset.id, out_dir=str(out_dir), steps=t.steps,
                                batch_size=t.batch_size, eval_every=max(1, t.steps // 3),
                                checkpoint_every=max(1, min(500, t.steps // 4)),
