@@ -162,7 +162,9 @@ class FitSpec:
     method: str = "all"  # frontier | parametric | isoflop | all
     parametric_loss: str = "huber"  # huber | lsq
     bootstrap: int = 200  # bootstrap refits per coefficient interval
-    loss_key: str = "train/loss"  # metrics.jsonl key fitted (infinite-data regime: train = val)
+    # metrics.jsonl key fitted: the training loss averaged since the previous log point (in the
+    # infinite-data regime train and held-out losses agree); runs without it use train/loss
+    loss_key: str = "train/loss_mean"
     skip_fraction: float = 0.1  # drop each curve's points before this fraction of its final D
 
     def __post_init__(self) -> None:

@@ -32,11 +32,13 @@ def curve_points(run_dirs: list[Path], loss_key: str, skip_fraction: float) -> l
 
     rows = []
     for d in run_dirs:
-        recs = [r for r in read_metrics(d) if loss_key in r and math.isfinite(float(r[loss_key]))]
+        recs = read_metrics(d)
+        key = loss_key if any(loss_key in r for r in recs) else "train/loss"  # older runs
+        recs = [r for r in recs if key in r and math.isfinite(float(r[key]))]
         if not recs:
             continue
         final = max(float(r["tokens"]) for r in recs)
-        rows += [{"N": r["params"], "D": r["tokens"], "L": r[loss_key], "run": Path(d).name}
+        rows += [{"N": r["params"], "D": r["tokens"], "L": r[key], "run": Path(d).name}
                  for r in recs if float(r["tokens"]) >= skip_fraction * final]
     return rows
 
