@@ -24,6 +24,19 @@ def minari_datasets_path(tmp_path, monkeypatch):
     return root
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests use tiny models, for which one thread is fastest (and 2 cores are shared)."""
+    try:
+        import torch
+    except ImportError:
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def seeded():
     """Seed python, numpy and torch so tests are repeatable."""

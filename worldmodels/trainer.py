@@ -363,7 +363,9 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.step, self.tokens = int(ckpt["step"]), int(ckpt["tokens"])
             torch.set_rng_state(ckpt["torch_rng"])
-            self._interval = (float(ckpt["interval_loss"][0]), int(ckpt["interval_loss"][1]))
+            # Checkpoints written before train/loss_mean existed carry no running interval.
+            interval = ckpt.get("interval_loss", torch.tensor([0.0, 0.0]))
+            self._interval = (float(interval[0]), int(interval[1]))
             if self.rank == 0 and metrics.is_file():
                 # Drop points logged after the checkpoint: the resumed run logs them again.
                 kept = [line for line in metrics.read_text().splitlines()

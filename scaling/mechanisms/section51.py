@@ -125,8 +125,14 @@ def _n_guess(size: str) -> int:
     return s.n_layer * 12 * s.n_embd ** 2
 
 
-def fit_all(cfg: Section51Config) -> dict:
-    """Parametric fit per loss, with bootstrap intervals and the dense-minus-super-class effect."""
+def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
+    """Parametric fit per loss, with bootstrap intervals and the differences between losses.
+
+    Args:
+        cfg: the experiment.
+        min_tokens: smallest D fitted (default ``cfg.min_fit_tokens``; 0 fits every point).
+    """
+    min_tokens = cfg.min_fit_tokens if min_tokens is None else min_tokens
     from scaling.inputs import load_curves
     from scaling.laws.analysis import FitOptions, analyze
     from scaling.laws.data import FitError
@@ -134,12 +140,13 @@ def fit_all(cfg: Section51Config) -> dict:
     out = Path(cfg.out)
     opts = FitOptions(methods=("parametric",), num_bootstrap=cfg.num_bootstrap, seed=cfg.seed,
                       extrapolation=False)
-    fits, analyses, failed = {}, {}, {}
+    fits, analyses, failed, all_curves = {}, {}, {}, {}
     for loss in cfg.losses:
         curves = load_curves([out / "runs" / loss / s for s in cfg.sizes], loss_key="val/loss")
         # Points logged before twice the warmup are dropped: the learning rate is not yet the
         # constant one, so they are not samples of the law being fitted.
-        curves = curves.take(np.flatnonzero(curves.D >= cfg.min_fit_tokens))
+        curves = curves.take(np.flatnonzero(curves.D >= min_tokens))
+        all_curves[loss] = curves
         try:
             res = analyze(curves, opts)
         except FitError as e:
@@ -160,10 +167,11 @@ def fit_all(cfg: Section51Config) -> dict:
             effects[f"{lo} - {hi}"] = difference(fits[lo]["a"].value, fits[lo]["samples_a"],
                                                  fits[hi]["a"].value, fits[hi]["samples_a"],
                                                  seed=cfg.seed)
-    return {"fits": fits, "effects": effects, "analyses": analyses, "failed": failed}
+    return {"fits": fits, "effects": effects, "analyses": analyses, "failed": failed,
+            "curves": all_curves, "min_tokens": min_tokens}
 
 
-def figure10(analyses: dict, path: Path) -> Path:
+def figure10(fitted: dict, path: Path) -> Path:
     """Training curves (val loss vs FLOPs, coloured by N) with the parametric fit, per loss."""
     import matplotlib
 
@@ -171,75 +179,112 @@ def figure10(analyses: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib import cm, colors
 
-    losses = list(analyses)
+    curves = fitted["curves"]
+    losses = list(curves)
     fig, axes = plt.subplots(1, len(losses), figsize=(5 * len(losses), 4.2),
                              constrained_layout=True, squeeze=False)
-    allN = np.concatenate([a.curves.curve_N for a in analyses.values()])
+    allN = np.concatenate([c.curve_N for c in curves.values()])
     norm = colors.LogNorm(vmin=allN.min(), vmax=allN.max())
     cmap = plt.get_cmap("viridis")
     for ax, loss in zip(axes[0], losses, strict=True):
-        res = analyses[loss]
-        c, p = res.curves, res.parametric
+        c = curves[loss]
+        res = fitted["analyses"].get(loss)
+        p = res.parametric if res is not None else None
         for i, sl in enumerate(c.curve_slices()):
             col = cmap(norm(c.curve_N[i]))
             ax.plot(c.C[sl], c.L[sl], color=col, lw=1.3)
-            ax.plot(c.C[sl], p.predict(c.N[sl], c.D[sl]), color=col, lw=0.9, ls="--")
+            if p is not None:
+                ax.plot(c.C[sl], p.predict(c.N[sl], c.D[sl]), color=col, lw=0.9, ls="--")
+        sub = (f"parametric fit: $N_{{opt}} \\propto C^{{{p.a:.2f}}}$" if p is not None
+               else "parametric fit failed (see report)")
         ax.set(xscale="log", xlabel="FLOPs C", ylabel="validation loss (nats)",
-               title=f"{LOSS_TITLES[loss]}\nparametric fit: $N_{{opt}} \\propto C^{{{p.a:.2f}}}$")
+               title=f"{LOSS_TITLES[loss]}\n{sub}")
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[0, -1], label="parameters N")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def write_report(cfg: Section51Config, results: list[dict], fitted: dict, command: str) -> Path:
-    """``report/report.md``, ``report/results.json`` and ``report/figure10.png`` under ``out``."""
-    rep = Path(cfg.out) / "report"
-    rep.mkdir(parents=True, exist_ok=True)
-    if fitted["analyses"]:
-        figure10(fitted["analyses"], rep / "figure10.png")
-    fits, effects = fitted["fits"], fitted["effects"]
-    lines = [
-        "# Section 5.1: sparse and super-classed losses", "",
-        "Character-level transformers (context 16) trained under three losses; a parametric fit "
-        "`L = E + A/N^alpha + B/D^beta` (Huber on log loss, Hoffmann/Epoch) of each family's "
-        "validation-loss curves gives the compute-optimal model-size coefficient "
-        "`a = beta/(alpha+beta)` in `N_opt ∝ C^a`. 95% bootstrap intervals. Points before "
-        f"twice the warmup (D < {cfg.min_fit_tokens:,.0f}) are not fitted.", "",
-        f"Regenerate: `{command}`", "",
-        "| loss | a (ours) | a (paper) | b (ours) | alpha | beta | E |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for loss, f in fits.items():
+def _fit_lines(fitted: dict) -> list[str]:
+    """The coefficient and effect tables of one set of fits."""
+    lines = ["| loss | a (ours) | a (paper) | b (ours) | alpha | beta | E |",
+             "|---|---|---|---|---|---|---|"]
+    for loss, f in fitted["fits"].items():
         paper = PAPER_A.get(loss)
         lines.append(f"| {LOSS_TITLES[loss]} | {f['a'].fmt()} | "
                      f"{'—' if paper is None else f'{paper:.2f}'} | {f['b'].fmt()} | "
                      f"{f['alpha'].fmt()} | {f['beta'].fmt()} | {f['E'].fmt()} |")
     for loss, reason in fitted["failed"].items():
+        paper = PAPER_A.get(loss)
         lines.append(f"| {LOSS_TITLES[loss]} | fit failed: {reason} | "
-                     f"{'—' if PAPER_A.get(loss) is None else PAPER_A[loss]} | | | | |")
-    lines += ["", "## Effects", "", "| difference in a | estimate | reproduced? |",
-              "|---|---|---|"]
-    for name, eff in effects.items():
+                     f"{'—' if paper is None else f'{paper:.2f}'} | | | | |")
+    lines += ["", "| difference in a | estimate | reproduced? |", "|---|---|---|"]
+    for name, eff in fitted["effects"].items():
         lines.append(f"| {name} | {eff.fmt()} | {_verdict(eff)} |")
-    lines += ["", "The paper's claim is that `a` falls from dense to sparse + super-classed "
-              "(0.63 to 0.15). An effect is reproduced when the interval of the difference lies "
-              "above zero.", "", "![Figure 10](figure10.png)", "", "## Runs", "",
-              "| loss | size | N | final val loss |", "|---|---|---|---|"]
+    return lines
+
+
+def _fits_json(fitted: dict) -> dict:
+    return {"min_tokens": fitted["min_tokens"],
+            "fits": {loss: {k: v.to_json() for k, v in f.items() if isinstance(v, Estimate)}
+                     for loss, f in fitted["fits"].items()},
+            "effects": {k: {**v.to_json(), "reproduced": _verdict(v)}
+                        for k, v in fitted["effects"].items()},
+            "failed": fitted["failed"]}
+
+
+def _loss_drop(out: Path, loss: str, size: str) -> tuple[float, float]:
+    """First and best validation loss of one run."""
+    rows = [json.loads(x) for x in (out / "runs" / loss / size / "metrics.jsonl").read_text()
+            .splitlines() if x]
+    vals = [r["val/loss"] for r in rows if "val/loss" in r]
+    return (vals[0], min(vals)) if vals else (math.nan, math.nan)
+
+
+def write_report(cfg: Section51Config, results: list[dict], fitted: dict, command: str,
+                 all_points: dict | None = None) -> Path:
+    """``report/report.md``, ``report/results.json`` and ``report/figure10.png`` under ``out``.
+
+    Args:
+        cfg: the experiment.
+        results: one summary per run.
+        fitted: the primary fits (points after the warmup).
+        command: the command that regenerates the report.
+        all_points: the same fits on every logged point (the paper's choice), shown beside.
+    """
+    rep = Path(cfg.out) / "report"
+    rep.mkdir(parents=True, exist_ok=True)
+    figure10(fitted, rep / "figure10.png")
+    lines = [
+        "# Section 5.1: sparse and super-classed losses", "",
+        "Character-level transformers (context 16) trained under three losses; a parametric fit "
+        "`L = E + A/N^alpha + B/D^beta` (Huber on log loss, Hoffmann/Epoch) of each family's "
+        "validation-loss curves gives the compute-optimal model-size coefficient "
+        "`a = beta/(alpha+beta)` in `N_opt ∝ C^a`. 95% bootstrap intervals. The paper's claim "
+        "is that `a` falls from dense to sparse + super-classed (0.63 to 0.15); an effect is "
+        "reproduced when the interval of the difference lies above zero.", "",
+        f"Regenerate: `{command}`", "",
+        f"## Fits on points after the warmup (D >= {fitted['min_tokens']:,.0f})", "",
+        *_fit_lines(fitted), ""]
+    if all_points is not None:
+        lines += ["## Fits on every logged point", "",
+                  "The same fits including the warmup points, as a sensitivity check.", "",
+                  *_fit_lines(all_points), ""]
+    lines += ["![Figure 10](figure10.png)", "", "## Runs", "",
+              "| loss | size | N | first val loss | best val loss | final val loss |",
+              "|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (r["loss"], r["params"])):
         vl = r["val_loss"]
-        lines.append(f"| {r['loss']} | {r['size']} | {r['params']:,} | "
-                     f"{'—' if vl is None else f'{vl:.4f}'} |")
+        first, best = _loss_drop(Path(cfg.out), r["loss"], r["size"])
+        lines.append(f"| {r['loss']} | {r['size']} | {r['params']:,} | {first:.4f} | "
+                     f"{best:.4f} | {'—' if vl is None else f'{vl:.4f}'} |")
     cfg_json = {k: v for k, v in asdict(cfg).items() if k != "text"}
     cfg_json["text"] = Path(cfg.text).name
     lines += ["", "## Configuration", "", "```json", json.dumps(cfg_json, indent=2), "```", ""]
     write_text_atomic(rep / "report.md", "\n".join(lines))
-    payload = {"fits": {loss: {k: v.to_json() for k, v in f.items() if isinstance(v, Estimate)}
-                        for loss, f in fits.items()},
-               "effects": {k: {**v.to_json(), "reproduced": _verdict(v)}
-                           for k, v in effects.items()},
-               "failed": fitted["failed"], "paper": PAPER_A, "runs": results,
-               "config": cfg_json}
+    payload = {**_fits_json(fitted), "paper": PAPER_A, "runs": results, "config": cfg_json}
+    if all_points is not None:
+        payload["all_points"] = _fits_json(all_points)
     write_text_atomic(rep / "results.json", json.dumps(payload, indent=2))
     return rep / "report.md"
 
@@ -258,8 +303,13 @@ def run(cfg: Section51Config, command: str = "embscale reproduce section-5.1") -
     """Train, fit, write the report; return the headline numbers."""
     results = train_all(cfg)
     fitted = fit_all(cfg)
-    report = write_report(cfg, results, fitted, command)
+    all_points = fit_all(cfg, min_tokens=0)
+    report = write_report(cfg, results, fitted, command, all_points)
     head = {loss: f["a"].fmt() for loss, f in fitted["fits"].items()}
     head.update({loss: f"fit failed ({reason})" for loss, reason in fitted["failed"].items()})
+    every = {loss: f["a"].fmt() for loss, f in all_points["fits"].items()}
     return {"report": str(report), "a": head,
-            "effects": {k: (v.fmt(), _verdict(v)) for k, v in fitted["effects"].items()}}
+            "effects": {k: (v.fmt(), _verdict(v)) for k, v in fitted["effects"].items()},
+            "a (every point)": every,
+            "effects (every point)": {k: (v.fmt(), _verdict(v))
+                                      for k, v in all_points["effects"].items()}}
