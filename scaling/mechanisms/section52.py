@@ -81,7 +81,11 @@ def plateau_point(C, L, slope: float = PLATEAU_SLOPE, span: float = PLATEAU_SPAN
     return float(C[order][-1]), True
 
 
-def summarize_run(run_dir: str | Path, loss_key: str = "val/loss") -> RunSummary | None:
+LOSS_KEYS = ("train/loss_mean", "train/loss")
+"""Curve used, first present: the training loss averaged between log points, else per step."""
+
+
+def summarize_run(run_dir: str | Path) -> RunSummary | None:
     """Read one BC run directory; None for runs of other tasks."""
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
@@ -94,7 +98,7 @@ def summarize_run(run_dir: str | Path, loss_key: str = "val/loss") -> RunSummary
     else:
         inputs = 1
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
-    key = loss_key if any(loss_key in r for r in rows) else "train/loss"
+    key = next((k for k in LOSS_KEYS if any(k in r for r in rows)), LOSS_KEYS[-1])
     rows = [r for r in rows if key in r and math.isfinite(r[key])]
     if len(rows) < 3:
         raise ValueError(f"{run_dir} has only {len(rows)} logged points; train it longer")
@@ -224,12 +228,18 @@ def sweep_spec(out: Path, quick: bool, seed: int):
 
     base = quick_study() if quick else default_study()
     sizes = ["s10k", "s30k"] if quick else ["s10k", "s30k", "s100k", "s300k"]
-    flops = 4e9 if quick else 3e12
-    warm = {"warmup_steps": 5 if quick else 10}
+    if quick:
+        # CI-sized: small updates so that short runs still log curves; BC-CNN's convolutions
+        # cost far more than 6N per frame on a CPU, so it gets less compute here (the default
+        # gives both families the same compute).
+        budgets = {"bc-token": (6e9, {"warmup_steps": 5, "tokens_per_update": 1024}),
+                   "bc-cnn": (6e8, {"warmup_steps": 5, "tokens_per_update": 64})}
+    else:
+        budgets = {t: (3e12, {"warmup_steps": 10}) for t in ("bc-token", "bc-cnn")}
     base.name = out.name
     base.runs_dir = str(out.parent)
     base.tasks = [TaskSweep(task=t, sizes=sizes, flops=flops, seeds=[seed], checkpoints=1,
-                            overrides=dict(warm)) for t in ("bc-token", "bc-cnn")]
+                            overrides=dict(over)) for t, (flops, over) in budgets.items()]
     base.loss_vs_return.enabled = False
     base.loss_vs_quality.enabled = False
     base.optimum_tokens_per_param = 1.0

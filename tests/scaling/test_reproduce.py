@@ -79,3 +79,33 @@ def test_section51_quick_end_to_end(tmp_path, capsys):
                  "--tokens", "5e4", "--bootstrap", "8", "--workers", "1"]) == 0
     again = json.loads((out / "report" / "results.json").read_text())
     assert again["fits"] == results["fits"]
+
+
+@pytest.mark.slow
+def test_section52_quick_end_to_end(tmp_path, capsys):
+    out = tmp_path / "section-5.2"
+    assert main(["reproduce", "section-5.2", "--quick", "--out", str(out), "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "FLOPs per action" in printed
+    results = json.loads((out / "report" / "results.json").read_text())
+    pairs = results["pairs"]
+    assert [p["size"] for p in pairs] == ["s10k", "s30k"]
+    for p in pairs:
+        # d_z + d_a inputs per action for BC-Token, one for BC-CNN (whose N includes the CNN).
+        assert p["inputs_per_action_token"] == 16 + 1
+        assert p["flops_per_action_ratio"] == pytest.approx(17 * p["N_token"] / p["N_cnn"])
+    assert (out / "report" / "curves.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.robotics
+def test_section53_quick_end_to_end(tmp_path, capsys):
+    out = tmp_path / "section-5.3"
+    assert main(["reproduce", "section-5.3", "--quick", "--out", str(out), "--workers", "1"]) == 0
+    results = json.loads((out / "report" / "results.json").read_text())
+    assert [r["tokens_per_frame"] for r in results["rows"]] == [16, 36, 64]
+    for r in results["rows"]:
+        assert r["method"] in ("frontier", "parametric", "none")
+        assert r["method"] != "none" or r["reason"]
+    assert "R (ours)" in capsys.readouterr().out
+    assert (out / "report" / "figure16.png").is_file()
