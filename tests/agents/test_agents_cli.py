@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from gymnasium import spaces
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
@@ -20,14 +19,6 @@ from offline_data.tokens import TokenHeader  # noqa: E402
 from scaling.cli import main  # noqa: E402
 from worldmodels.token_model import save_token_model  # noqa: E402
 from worldmodels.tokenizer import save_tokenizer  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # steadier on a shared CPU
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

@@ -12,14 +12,6 @@ from worldmodels.trainer import TrainConfig, Trainer, seed_everything
 DATASET = "embscale/bccnn-test/structured-v0"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _episode(rng, n=16):
     # a bright 4x4 square sits in one of three columns; the demonstrator's action is its column
     cols = rng.integers(0, 3, n + 1)

@@ -18,14 +18,6 @@ import envs  # noqa: E402
 from agents.dyna import DynaConfig, confidence_interval, run_dyna  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # steadier on a shared CPU
-    yield
-    torch.set_num_threads(n)
-
-
 def breakout(size=64):
     return lambda: envs.make("embscale/Breakout-v0", size=size, max_episode_steps=25)
 

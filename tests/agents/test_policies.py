@@ -23,14 +23,6 @@ from envs.worldmodel_env import WorldModelVecEnv  # noqa: E402
 from offline_data.discretize import discretizer_for_space  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # steadier on a shared CPU
-    yield
-    torch.set_num_threads(n)
-
-
 def token_policy(seed=0):
     return TokenPolicy(tiny_model(task="bc"), tiny_tokenizer(),
                        discretizer_for_space(spaces.Discrete(4)), seed=seed)

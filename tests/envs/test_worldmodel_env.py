@@ -5,20 +5,11 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from envs.simulator import Simulator, SimulatorStep
 from envs.worldmodel_env import WorldModelEnv, WorldModelVecEnv, WorldModelVectorEnv
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # steadier on a shared CPU
-    yield
-    torch.set_num_threads(n)
 
 
 class CountingSimulator:

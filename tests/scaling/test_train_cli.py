@@ -3,20 +3,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from scaling import cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worldmodels"))
 from seqmodel_data import write_shards  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_train_command_writes_a_run(tmp_path, capsys):

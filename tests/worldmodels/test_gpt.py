@@ -4,15 +4,6 @@ import torch
 from worldmodels.gpt import GPT, GPTConfig, KVCache, TransformerCore, count_params
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: intra-op threads only add contention on a shared CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(**kw):
     cfg = dict(n_layer=2, n_head=2, n_embd=32, block_size=24, vocab_size=50)
     cfg.update(kw)

@@ -1,19 +1,9 @@
 import doctest
 
 import pytest
-import torch
 
 import worldmodels.presets as presets
 from worldmodels.gpt import GPT, GPTConfig
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: intra-op threads only add contention on a shared CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_doctests():

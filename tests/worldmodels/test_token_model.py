@@ -14,15 +14,6 @@ from worldmodels.token_model import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: intra-op threads only add contention on a shared CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def data(tmp_path):
     write_shards(tmp_path / "shards")
