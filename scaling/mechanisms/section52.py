@@ -232,8 +232,8 @@ def sweep_spec(out: Path, quick: bool, seed: int):
         # CI-sized: small updates so that short runs still log curves; BC-CNN's convolutions
         # cost far more than 6N per frame on a CPU, so it gets less compute here (the default
         # gives both families the same compute).
-        budgets = {"bc-token": (6e9, {"warmup_steps": 5, "tokens_per_update": 1024}),
-                   "bc-cnn": (6e8, {"warmup_steps": 5, "tokens_per_update": 64})}
+        budgets = {"bc-token": (4e9, {"warmup_steps": 5, "tokens_per_update": 1024}),
+                   "bc-cnn": (3e8, {"warmup_steps": 5, "tokens_per_update": 64})}
     else:
         budgets = {t: (3e12, {"warmup_steps": 10}) for t in ("bc-token", "bc-cnn")}
     base.name = out.name

@@ -68,7 +68,7 @@ class Section53Config:
 
 
 QUICK = {"tokens_per_frame": (16, 36, 64), "sizes": ("s10k", "s30k", "s100k"), "seeds": (0,),
-         "flops": 1.5e9, "tokenizer_steps": 30, "codebook_size": 64, "bootstrap": 20,
+         "flops": 1.5e10, "tokenizer_steps": 30, "codebook_size": 64, "bootstrap": 20,
          "episodes": 6}
 
 
