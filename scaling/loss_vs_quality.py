@@ -25,7 +25,7 @@ import numpy as np
 
 from offline_data.atomic import atomic_file, write_text_atomic
 from scaling.study_spec import QualityStudySpec
-from scaling.study_stats import Checkpoint, correlate, run_checkpoints
+from scaling.study_stats import Checkpoint, correlate, load_scored_rows, run_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -149,19 +149,6 @@ def write_side_by_side(path: str | os.PathLike, real: np.ndarray, fake: np.ndarr
     return path
 
 
-def _load_rows(path: Path) -> dict[str, dict]:
-    rows = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                rows[row["checkpoint"]] = row
-    return rows
-
-
 def correlations(rows: list[dict], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Correlation of loss with each metric over checkpoints (skipped, with a reason, if < 3)."""
     out: dict[str, Any] = {}
@@ -247,7 +234,7 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
     discretizer = dataset_discretizer(load_dataset(dataset_id))
     tokenizer = load_tokenizer(tokenizer_path)
     rows_path = out / ROWS_FILE
-    rows = _load_rows(rows_path)
+    rows = load_scored_rows(rows_path)
     todo = [c for c in ckpts if c.path not in rows]
     scorer = _Scorer(real) if todo else None
     fakes: dict[str, np.ndarray] = {}

@@ -23,7 +23,7 @@ import numpy as np
 
 from offline_data.atomic import atomic_file, write_text_atomic
 from scaling.study_spec import ReturnStudySpec
-from scaling.study_stats import Checkpoint, correlate, linear_fit, run_checkpoints
+from scaling.study_stats import Checkpoint, correlate, linear_fit, load_scored_rows, run_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -75,19 +75,6 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: ReturnStudySpec,
             "return_sem": float(returns.std(ddof=1) / np.sqrt(len(returns)))
             if len(returns) > 1 else 0.0,
             "returns": returns.tolist(), "lengths": [int(v) for v in lengths]}
-
-
-def _load_rows(path: Path) -> dict[str, dict]:
-    rows = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                rows[row["checkpoint"]] = row
-    return rows
 
 
 def summarize(rows: list[dict], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -207,7 +194,7 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
         raise ValueError(f"only {len(ckpts)} BC checkpoint(s) to evaluate; a correlation needs "
                          "at least 3: train with kept checkpoints or more runs")
     rows_path = out / ROWS_FILE
-    rows = _load_rows(rows_path)
+    rows = load_scored_rows(rows_path)
     todo = [(t, c) for t, c in ckpts if c.path not in rows]
     for task, c in tqdm(todo, desc="loss vs return", unit="ckpt", disable=not progress):
         result = evaluate_checkpoint(c.path, spec, tokenizer=tokenizer)

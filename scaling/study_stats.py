@@ -125,6 +125,27 @@ class Checkpoint:
     loss_key: str  # which metrics key ``loss`` came from
 
 
+def load_scored_rows(path) -> dict[str, dict]:
+    """Rows already scored by a correlation study (``rows.jsonl``), keyed by checkpoint.
+
+    A line cut short by an interrupted write is skipped: that checkpoint is scored again.
+    """
+    import json
+    from pathlib import Path
+
+    rows: dict[str, dict] = {}
+    path = Path(path)
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                rows[row["checkpoint"]] = row
+    return rows
+
+
 def read_metrics(run_dir) -> list[dict]:
     """The records of a run's ``metrics.jsonl`` (an unreadable trailing line is skipped)."""
     import json
