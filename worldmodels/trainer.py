@@ -26,8 +26,6 @@ import json
 import logging
 import math
 import os
-import random
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -35,12 +33,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-import numpy as np
 import torch
 from torch import nn
 
 from offline_data.atomic import atomic_file, write_text_atomic
 from worldmodels.gpt import configure_optimizer
+from worldmodels.train_utils import (
+    Progress,
+    dict_diff,
+    is_log_step,
+    load_checkpoint,
+    seed_everything,
+    to_device,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -164,40 +169,6 @@ class TrainResult(NamedTuple):
     params: int
     train_loss: float
     val_loss: float | None
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def is_log_step(step: int, points_per_decade: int) -> bool:
-    """True when ``step`` crosses the next point of a log-spaced grid (every step early on).
-
-    >>> [s for s in range(1, 200) if is_log_step(s, 5)]
-    [1, 2, 3, 4, 7, 10, 16, 26, 40, 64, 100, 159]
-    """
-    if points_per_decade <= 0:
-        return False
-    if step <= 1:
-        return step == 1
-    return (math.floor(points_per_decade * math.log10(step) + 1e-9)
-            > math.floor(points_per_decade * math.log10(step - 1) + 1e-9))
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor of a (named) tuple, dict or tensor batch to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(_to_device(x, device) for x in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(x, device) for x in batch)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 class _LossModule(nn.Module):
@@ -355,7 +326,7 @@ class Trainer:
             ckpt = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
             old, new = self._comparable(ckpt["run_config"]), self._comparable(self.run_config)
             if old != new:
-                diff = _dict_diff(old, new)
+                diff = dict_diff(old, new)
                 raise ValueError(
                     f"cannot resume {self.run_dir}: its checkpoint is from another config "
                     f"({'; '.join(diff[:6])}); use a new --run-dir, or the same settings")
@@ -396,7 +367,7 @@ class Trainer:
             if batch is None:
                 break
             with self._autocast():
-                out = self.model.compute_loss(_to_device(batch, self.device))
+                out = self.model.compute_loss(to_device(batch, self.device))
             for key, value in {"loss": out.scaling_loss, **out.metrics}.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
             count += 1
@@ -414,7 +385,7 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         for micro in range(self.accum_steps):
             index = self.step * self.accum_steps + micro
-            batch = _to_device(self.train_loader.batch_at(index), self.device)
+            batch = to_device(self.train_loader.batch_at(index), self.device)
             sync = (not self.distributed or micro == self.accum_steps - 1)
             ctx = contextlib.nullcontext() if sync else self.loss_module.no_sync()
             with ctx:
@@ -479,7 +450,7 @@ class Trainer:
         self.model.train()
         last_time, last_tokens = time.perf_counter(), self.tokens
         train_loss, val_loss = float("nan"), None
-        progress = _progress(total, self.step, enabled=self.rank == 0)
+        progress = Progress(total, self.step, enabled=self.rank == 0)
         try:
             while self.step < total:
                 out = self._train_step()
@@ -530,44 +501,6 @@ class Trainer:
         logger.info("step %d tokens %d loss %.4f%s", self.step, self.tokens,
                     record["train/loss"],
                     f" val {record['val/loss']:.4f}" if "val/loss" in record else "")
-
-
-def _dict_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Human-readable differences between two nested dicts."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _dict_diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: checkpoint {a!r}, now {b!r}")
-    return out
-
-
-class _progress:
-    """A tqdm bar on an interactive terminal, silent otherwise."""
-
-    def __init__(self, total: int, initial: int, enabled: bool):
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=initial, unit="step")
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a trainer checkpoint safely (``weights_only``), with a clear error when missing."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path}; train one with `embscale train`")
-    return torch.load(path, map_location=map_location, weights_only=True)
 
 
 __all__ = ["DataSource", "NonFiniteLossError", "TrainConfig", "TrainResult", "Trainer",

@@ -1,0 +1,86 @@
+"""Helpers of the pre-training loop: seeding, log-spaced steps, devices, progress, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def is_log_step(step: int, points_per_decade: int) -> bool:
+    """True when ``step`` crosses the next point of a log-spaced grid (every step early on).
+
+    >>> [s for s in range(1, 200) if is_log_step(s, 5)]
+    [1, 2, 3, 4, 7, 10, 16, 26, 40, 64, 100, 159]
+    """
+    if points_per_decade <= 0:
+        return False
+    if step <= 1:
+        return step == 1
+    return (math.floor(points_per_decade * math.log10(step) + 1e-9)
+            > math.floor(points_per_decade * math.log10(step - 1) + 1e-9))
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor of a (named) tuple, dict or tensor batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(x, device) for x in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(x, device) for x in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def dict_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Human-readable differences between two nested dicts."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += dict_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: checkpoint {a!r}, now {b!r}")
+    return out
+
+
+class Progress:
+    """A tqdm bar on an interactive terminal, silent otherwise."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step")
+
+    def update(self, n: int) -> None:
+        """Advance by ``n`` steps."""
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        """Close the bar."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a trainer checkpoint safely (``weights_only``), with a clear error when missing."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `embscale train`")
+    return torch.load(path, map_location=map_location, weights_only=True)
