@@ -155,7 +155,15 @@ class BCCNN(nn.Module):
         if frames.shape[1] > self.config.gpt.block_size:
             raise ValueError(f"{frames.shape[1]} timesteps exceed the model's context of "
                              f"{self.config.gpt.block_size}; pass at most that many frames")
-        hidden = self.core(self.embed(frames))
+        return self.logits_from_embeddings(self.embed(frames))
+
+    def logits_from_embeddings(self, embeddings: torch.Tensor) -> list[torch.Tensor]:
+        """Action logits per dimension for frame embeddings (B, T, E) from :meth:`embed`.
+
+        The CNN sees each frame alone, so a policy can embed every frame once and keep the
+        embeddings of its context instead of re-running the CNN over the whole window.
+        """
+        hidden = self.core(embeddings)
         return list(self.heads(hidden).split(list(self.config.action_vocab_sizes), dim=-1))
 
     def compute_loss(self, batch) -> LossOutput:

@@ -152,8 +152,9 @@ class TokenPolicy(_BasePolicy):
 class CNNPolicy(_BasePolicy):
     """A BC-CNN model as a policy: a causal window of past frames, one head per action dimension.
 
-    ``state`` is ``(frames, lengths)``: uint8 (B, context_steps, H, W, 3) most recent frames last,
-    and int64 (B,) how many of them belong to the current episode.
+    ``state`` is ``(embeddings, lengths)``: float32 (B, context_steps, n_embd), the CNN embeddings
+    of the most recent frames (last = newest), and int64 (B,) how many of them belong to the
+    current episode. Each frame goes through the CNN once, when it arrives.
     """
 
     name = "BC-CNN policy"
@@ -180,26 +181,27 @@ class CNNPolicy(_BasePolicy):
     def predict(self, observation, state=None, episode_start=None, deterministic=False):
         """Actions for a batch of frames; see the class docstring for ``state``."""
         obs, single = self._batch(observation)
-        B, C = len(obs), self.context_steps
+        B, C, E = len(obs), self.context_steps, self.model.config.gpt.n_embd
         if state is None:
-            state = (np.zeros((B, C, *obs.shape[1:]), np.uint8), np.zeros(B, np.int64))
-        frames, lengths = (np.array(s) for s in state)
-        if frames.shape != (B, C, *obs.shape[1:]) or lengths.shape != (B,):
+            state = (np.zeros((B, C, E), np.float32), np.zeros(B, np.int64))
+        embeddings, lengths = (np.array(s) for s in state)
+        if embeddings.shape != (B, C, E) or lengths.shape != (B,):
             raise ValueError("state does not match this batch of observations; pass the state "
                              "predict returned (or None at the start)")
         lengths[self._starts(episode_start, B)] = 0
-        frames[:, :-1] = frames[:, 1:]
-        frames[:, -1] = obs
+        embeddings[:, :-1] = embeddings[:, 1:]
+        new = self.model.embed(torch.as_tensor(obs, device=self.device)[:, None])
+        embeddings[:, -1] = new[:, 0].float().cpu().numpy()
         lengths = np.minimum(lengths + 1, C)
         local = np.zeros((B, len(self.discretizer.vocab_sizes)), np.int64)
         for n in np.unique(lengths):  # rows with the same history length share one forward
             rows = np.flatnonzero(lengths == n)
-            x = torch.as_tensor(frames[rows, C - n:], device=self.device)
+            x = torch.as_tensor(embeddings[rows, C - n:], device=self.device)
             out = [self._pick(lg[:, -1], deterministic, self.temperature)
-                   for lg in self.model(x)]
+                   for lg in self.model.logits_from_embeddings(x)]
             local[rows] = torch.stack(out, 1).cpu().numpy()
         actions = self.discretizer.decode(local)
-        return (actions[0] if single else actions), (frames, lengths)
+        return (actions[0] if single else actions), (embeddings, lengths)
 
 
 def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
