@@ -53,10 +53,11 @@ DEFAULTS: dict[str, DefaultDataset] = {
     # About 40k frames: enough for a toy tokenizer and GPT ladder, collected in about a minute.
     "breakout": DefaultDataset(
         env_id="embscale/Breakout-v0", dataset_id=BREAKOUT_DATASET_ID, num_episodes=400,
-        max_total_steps=40_000, max_steps_per_episode=2_000,
+        max_total_steps=40_000, max_steps_per_episode=2_000, skill=(0.7, 1.0),
         description="Atari Breakout 64x64 RGB played by a scripted RAM-reading player; skill "
-                    "drawn per episode from [0, 1] (from random play to a strong player), so "
-                    "the dataset mimics a population of human players."),
+                    "drawn per episode from [0.7, 1.0] (about 20 to 80 points a game), so the "
+                    "dataset mimics a population of practised human players whose actions "
+                    "can be learnt from the screen."),
     # 50-step episodes; CPU rendering makes Fetch the slow one: 80 episodes = 4,000 steps.
     "fetch": DefaultDataset(
         env_id="embscale/FetchPickAndPlace-v0", dataset_id=FETCH_DATASET_ID, num_episodes=80,

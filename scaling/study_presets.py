@@ -26,8 +26,8 @@ def default_study() -> StudySpec:
     """The embedded default: Breakout at 64x64, three tasks x 4 sizes, about 30 min on 2 cores."""
     return StudySpec(
         name="breakout-default",
-        description=("Embedded default study: a scripted Breakout player of varying skill stands "
-                     "in for human gameplay (64x64 frames, 16 tokens per frame); WM-Token, "
+        description=("Embedded default study: a scripted Breakout player of varying skill (0.7 to "
+                     "1.0) stands in for human gameplay (64x64 frames, 16 tokens per frame); WM-Token, "
                      "BC-Token and BC-CNN ladders trained on 2 CPU cores."),
         dataset=DatasetSpec(id="embscale/breakout/scripted-v0", collect=True, episodes=400,
                             max_total_steps=40_000, max_episode_steps=2000),
@@ -35,19 +35,19 @@ def default_study() -> StudySpec:
                                 batch_size=32),
         # Budgets from measured single-thread throughput on these cores (tokens per CPU second:
         # s10k-s30k ~50k, s100k ~26k, s300k ~13k; BC-CNN frames: ~800, 540, 350): the token
-        # ladders cost ~310 core-s each and the BC-CNN ladder ~730, so the sweep takes ~12 min
+        # ladders cost ~310 core-s each and the BC-CNN ladder ~1,100, so the sweep takes ~14 min
         # two at a time. 2e6 tokens are 3.7 passes over the 32k training frames x 17 tokens and
-        # 1e5 BC-CNN frames 3.1 passes: inside the infinite-data regime (<= 4).
+        # 1.5e5 BC-CNN frames 4.2 passes at most: about the edge of the infinite-data regime.
         tasks=[
             TaskSweep(task="wm-token", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=2.0e6,
-                      checkpoints=4, overrides=dict(_CPU_TRAIN)),
+                      checkpoints=3, overrides=dict(_CPU_TRAIN)),
             TaskSweep(task="bc-token", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=2.0e6,
                       checkpoints=3, overrides=dict(_CPU_TRAIN)),
-            TaskSweep(task="bc-cnn", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=1.0e5,
+            TaskSweep(task="bc-cnn", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=1.5e5,
                       checkpoints=3, overrides=dict(_CPU_TRAIN)),
         ],
         loss_vs_return=ReturnStudySpec(episodes=8, num_envs=8, max_episode_steps=500),
-        loss_vs_quality=QualityStudySpec(clips=16, clip_frames=16, videos=2),
+        loss_vs_quality=QualityStudySpec(clips=12, clip_frames=16, videos=2),
         fit=FitSpec(bootstrap=200),
         parallel=2,
         optimum_tokens_per_param=20.0,

@@ -44,6 +44,9 @@ class DatasetSpec:
     max_total_steps: int = 0  # stop collecting after this many steps in total (0 = no cap)
     max_episode_steps: int = 0  # cap per collected episode (0 = the env's own)
     seed: int = 0  # collection seed
+    # scripted demonstrator's skill: [low, high] drawn per episode, one value, or None for
+    # the env's embedded default (Breakout 0.7-1.0, Fetch 0.3-1.0)
+    skill: list[float] | float | None = None
 
     def __post_init__(self) -> None:
         if not self.id or "/" not in self.id:
@@ -55,6 +58,13 @@ class DatasetSpec:
         for name in ("max_total_steps", "max_episode_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"dataset.{name}={getattr(self, name)} must be >= 0")
+        if self.skill is not None:
+            lo_hi = [self.skill] * 2 if isinstance(self.skill, (int, float)) else self.skill
+            if len(lo_hi) != 2 or not 0.0 <= float(lo_hi[0]) <= float(lo_hi[1]) <= 1.0:
+                raise ValueError(f"dataset.skill={self.skill!r} must be one value or "
+                                 "[low, high] with 0 <= low <= high <= 1, e.g. [0.7, 1.0]")
+            self.skill = (float(self.skill) if isinstance(self.skill, (int, float))
+                          else [float(v) for v in self.skill])
 
 
 @dataclass

@@ -110,16 +110,19 @@ def collect_default_dataset(ds, progress: bool = True) -> None:
 
     for name, default in DEFAULTS.items():
         if default.env_id == ds.env and ds.frame_size == 64 and ds.policy == default.policy:
+            skill = {} if ds.skill is None else {"skill": _skill(ds.skill)}
             collect_default(name, progress=progress, dataset_id=ds.id, num_episodes=ds.episodes,
                             max_total_steps=ds.max_total_steps or None,
-                            max_steps_per_episode=ds.max_episode_steps or None, seed=ds.seed)
+                            max_steps_per_episode=ds.max_episode_steps or None, seed=ds.seed,
+                            **skill)
             return
     import envs
     from offline_data.collect import collect, resolve_policy
 
     env = envs.make(ds.env, size=ds.frame_size)
     try:
-        kwargs = {"skill": (0.0, 1.0)} if ds.policy == "scripted" else {}
+        skill = (0.0, 1.0) if ds.skill is None else _skill(ds.skill)
+        kwargs = {"skill": skill} if ds.policy == "scripted" else {}
         policy = resolve_policy(ds.policy, env, seed=ds.seed, **kwargs)
         collect(env, policy, ds.episodes, ds.id, seed=ds.seed,
                 max_total_steps=ds.max_total_steps or None,
@@ -128,6 +131,10 @@ def collect_default_dataset(ds, progress: bool = True) -> None:
                             "policy", progress=progress)
     finally:
         env.close()
+
+
+def _skill(skill) -> float | tuple[float, float]:
+    return float(skill) if isinstance(skill, (int, float)) else (float(skill[0]), float(skill[1]))
 
 
 # ----- model sizes (worldmodels.presets, scaling.train_cli) -----

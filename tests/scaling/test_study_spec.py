@@ -73,3 +73,13 @@ def test_load_errors(tmp_path):
 def test_defaults_are_valid():
     spec = StudySpec(tasks=[TaskSweep(task="bc-token", sizes=["s10k"], tokens=1e4)])
     assert spec.loss_vs_return.env_id == "embscale/Breakout-v0"
+
+
+@pytest.mark.parametrize("skill", [[0.9, 0.1], [0.2, 1.5], [0.5]])
+def test_dataset_skill_must_be_a_range_in_unit_interval(skill):
+    from scaling.study_spec import DatasetSpec
+
+    with pytest.raises(ValueError, match="dataset.skill"):
+        DatasetSpec(skill=skill)
+    assert DatasetSpec(skill=[0.7, 1]).skill == [0.7, 1.0]
+    assert DatasetSpec(skill=0.8).skill == 0.8
