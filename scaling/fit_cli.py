@@ -149,11 +149,7 @@ def run_plan(args: argparse.Namespace) -> int:
         raise ValueError(f"{path} is not a valid fit.json ({e}); rerun 'embscale fit'") from e
     p = plan(fit, flops=args.flops, loss=args.loss, dataset_tokens=args.dataset_tokens,
              source=args.source)
-    result = {"flops": p.flops, "N_opt": p.N_opt, "D_opt": p.D_opt, "loss": p.loss,
-              "loss_source": p.loss_source, "allocation_source": p.allocation_source,
-              "preset": p.preset.name, "preset_params": p.preset.num_params,
-              "dataset_tokens": p.dataset_tokens, "epochs": p.epochs, "supported": p.supported,
-              "max_flops_in_regime": p.max_flops_in_regime}
+    result = p.to_dict()
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -170,6 +166,8 @@ def run_plan(args: argparse.Namespace) -> int:
         print(f"dataset: {p.dataset_tokens:.3g} tokens, D_opt needs {p.epochs:.3g} passes: "
               f"{verdict} in the infinite-data regime (<= {MAX_EPOCHS:g} passes); the regime "
               f"allows up to {p.max_flops_in_regime:.3g} FLOPs at N_opt")
+    for caveat in p.caveats:
+        print(f"caveat: {caveat}")
     return 0
 
 

@@ -87,6 +87,8 @@ class Plan:
     allocation_source: str
     preset: Preset
     dataset_tokens: float | None = None
+    caveats: tuple[str, ...] = ()
+    """Why the advice may not be trustworthy (a degenerate fit), one sentence each."""
 
     @property
     def epochs(self) -> float | None:
@@ -104,6 +106,51 @@ class Plan:
         if self.dataset_tokens is None:
             return None
         return 6.0 * self.N_opt * MAX_EPOCHS * self.dataset_tokens
+
+    def to_dict(self) -> dict:
+        """JSON-able form (``embscale plan --json``, the study's ``advice.json``)."""
+        return {"flops": self.flops, "N_opt": self.N_opt, "D_opt": self.D_opt,
+                "loss": self.loss, "loss_source": self.loss_source,
+                "allocation_source": self.allocation_source, "preset": self.preset.name,
+                "preset_params": self.preset.num_params, "dataset_tokens": self.dataset_tokens,
+                "epochs": self.epochs, "supported": self.supported,
+                "max_flops_in_regime": self.max_flops_in_regime, "caveats": list(self.caveats)}
+
+
+# Below these the advice is not a model or dataset anyone can train: the law is degenerate.
+_MIN_SENSIBLE_N = 1e3
+_MIN_SENSIBLE_D = 1e3
+# Exponents outside this range come from a fit that hit its bounds or has no curvature.
+_EXPONENT_RANGE = (0.15, 5.0)
+
+
+def caveats(fit: dict, source: str, N: float, D: float) -> tuple[str, ...]:
+    """Reasons to distrust a plan, one sentence each (empty when there are none).
+
+    Flags a parametric law without a floor or with extreme exponents, and an allocation below
+    any trainable size.
+
+    >>> caveats({"parametric": {"status": "ok", "E": 0.0, "alpha": 0.1, "beta": 0.5}},
+    ...         "parametric", 1e6, 1e8)[0][:38]
+    'the parametric fit has no loss floor ('
+    """
+    out = []
+    p = _ok(fit, "parametric")
+    if source == "parametric" and p is not None:
+        if p.get("E", 1.0) < 1e-6:
+            out.append(f"the parametric fit has no loss floor (E = {p['E']:.3g}): the curves did "
+                       "not flatten, so the allocation extrapolates a law fitted without one; "
+                       "train longer or add sizes before trusting it")
+        lo, hi = _EXPONENT_RANGE
+        for name in ("alpha", "beta"):
+            v = p.get(name)
+            if v is not None and not lo <= v <= hi:
+                out.append(f"the parametric exponent {name} = {v:.3g} lies outside [{lo:g}, "
+                           f"{hi:g}]: the fit is near its bounds or flat in that direction")
+    if N < _MIN_SENSIBLE_N or D < _MIN_SENSIBLE_D:
+        out.append(f"N_opt = {N:.3g} parameters and D_opt = {D:.3g} tokens: below any model "
+                   "or dataset one would train, so the allocation law is degenerate")
+    return tuple(out)
 
 
 def _ok(fit: dict, name: str) -> dict | None:
@@ -169,7 +216,8 @@ def plan(fit: dict, *, flops: float | None = None, loss: float | None = None,
     presets = presets or load_presets()
     best = min(presets, key=lambda p: abs(math.log(p.num_params / N)))
     return Plan(flops=float(flops), N_opt=float(N), D_opt=float(D), loss=L, loss_source=lsrc,
-                allocation_source=name, preset=best, dataset_tokens=dataset_tokens)
+                allocation_source=name, preset=best, dataset_tokens=dataset_tokens,
+                caveats=caveats(fit, name, N, D))
 
 
 def _flops_for_loss(fit: dict, target: float, alloc) -> float:

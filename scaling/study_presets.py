@@ -26,9 +26,9 @@ def default_study() -> StudySpec:
     """The embedded default: Breakout at 64x64, three tasks x 4 sizes, about 30 min on 2 cores."""
     return StudySpec(
         name="breakout-default",
-        description=("Embedded default study: a scripted Breakout player of varying skill (0.7 to "
-                     "1.0) stands in for human gameplay (64x64 frames, 16 tokens per frame); WM-Token, "
-                     "BC-Token and BC-CNN ladders trained on 2 CPU cores."),
+        description=("Embedded default study: a scripted Breakout player of varying skill (0.7 "
+                     "to 1.0) stands in for human gameplay (64x64 frames, 16 tokens per frame); "
+                     "WM-Token, BC-Token and BC-CNN ladders trained on 2 CPU cores."),
         dataset=DatasetSpec(id="embscale/breakout/scripted-v0", collect=True, episodes=400,
                             max_total_steps=40_000, max_episode_steps=2000),
         tokenizer=TokenizerSpec(tokens_per_frame=16, codebook_size=256, steps=1000,

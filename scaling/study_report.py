@@ -107,6 +107,7 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
     r.add("h2", "Planner: the next 10x of compute")
     rows = [["Task", "C (FLOPs)", "N_opt", "D_opt", "predicted loss", "nearest preset",
              "passes over data", "in infinite-data regime"]]
+    notes_caveats: list[list[str]] = []
     for task in fits:
         a = read_json(fit_dir(spec, task) / "advice.json")
         if not a or "skipped" in a:
@@ -117,7 +118,12 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
                      fmt(a["D_opt"]), fmt(a["loss"]), f"{a['preset']} ({fmt(a['preset_params'])})",
                      fmt(a["epochs"]), {True: "yes", False: "**no**", None: "unknown"}[
                          a["supported"]]])
+        for caveat in a.get("caveats", []):
+            notes_caveats.append([f"{TASK_TITLES.get(task, task)}: {caveat}"])
     r.add("table", "", rows)
+    if notes_caveats:
+        r.add("p", "Caveats (advice to read with care):")
+        r.add("list", rows=notes_caveats)
 
 
 def _return_section(r: Report, study_dir: Path) -> None:

@@ -77,11 +77,7 @@ def plan_next(fit_path: Path, flops: float, spec, task: str) -> dict[str, Any]:
         p = plan(fit, flops=flops, dataset_tokens=tokens)
     except ValueError as e:
         return {"flops": flops, "skipped": str(e)}
-    return {"flops": p.flops, "N_opt": p.N_opt, "D_opt": p.D_opt, "loss": p.loss,
-            "loss_source": p.loss_source, "allocation_source": p.allocation_source,
-            "preset": p.preset.name, "preset_params": p.preset.num_params,
-            "dataset_tokens": p.dataset_tokens, "epochs": p.epochs, "supported": p.supported,
-            "max_flops_in_regime": p.max_flops_in_regime}
+    return p.to_dict()
 
 
 def dataset_tokens(spec, task: str) -> float | None:

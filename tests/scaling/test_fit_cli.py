@@ -100,6 +100,23 @@ def test_plan_from_parametric_only():
         plan(fit, loss=1.5)
 
 
+
+def test_plan_flags_a_degenerate_parametric_fit():
+    from scaling.laws.parametric import ParametricFit
+
+    def fit_for(**law):
+        pf = ParametricFit(**law, loss="huber", objective=0.0, num_points=1)
+        return {"frontier": {"status": "skipped"}, "loss_prediction": {"status": "skipped"},
+                "parametric": {"status": "ok", **pf.coefficients()}}
+
+    healthy = plan(fit_for(E=1.82, A=482.0, B=2085.0, alpha=0.348, beta=0.366), flops=1e18)
+    assert healthy.caveats == () and healthy.to_dict()["caveats"] == []
+    # The default study's old BC-CNN fit: no floor, alpha at 0.1, advice of 0.001 parameters.
+    bad = plan(fit_for(E=2.3e-71, A=3.0, B=1.5, alpha=0.100, beta=0.036), flops=2e12)
+    text = " ".join(bad.caveats)
+    assert "no loss floor" in text and "alpha = 0.1" in text and "beta = 0.036" in text
+    assert "degenerate" in text and min(bad.N_opt, bad.D_opt) < 1e3
+
 def test_plan_flops_loss_and_dataset(fitted, capsys):
     _, out = fitted
     f = str(out / "fit.json")
