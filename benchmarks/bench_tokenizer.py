@@ -89,31 +89,49 @@ def bench_loader_vs_model(shards, size: str, task_preset: str) -> dict:
             "batch": loader.batch_size, "seq_len": preset.seq_len}
 
 
-def report_sweep(run_dirs: list[str], psnr_target: float, target_k: int) -> bool:
-    """Print held-out PSNR per tokens-per-frame from tokenizer runs' summary.json files."""
+def report_sweep(run_dirs: list[str], psnr_target: float | None, target_k: int) -> bool:
+    """Print held-out PSNR per tokens-per-frame from runs' summary.json, per dataset; judge targets.
+
+    Per dataset: PSNR must rise with tokens per frame (when more than one K was run), and the run
+    at ``target_k`` must reach the dataset's PSNR target (30 dB Breakout, 26 dB Fetch, or
+    ``psnr_target``) with more than half of the codebook in use. Returns whether all are met.
+    """
     import json
 
+    from worldmodels.tokenizer_train import MIN_CODEBOOK_USAGE, PSNR_TARGETS_DB
+
     rows = sorted((json.loads((Path(d) / "summary.json").read_text()) for d in run_dirs
-                   if (Path(d) / "summary.json").is_file()), key=lambda r: r["tokens_per_frame"])
+                   if (Path(d) / "summary.json").is_file()),
+                  key=lambda r: (r["dataset_id"], r["tokens_per_frame"]))
     if not rows:
         print("no summary.json under the given --runs")
         return False
-    print(f"{'K':>5} {'PSNR dB':>8} {'usage':>7} {'perplexity':>10} {'steps':>6}  dataset")
-    for r in rows:
-        print(f"{r['tokens_per_frame']:>5} {r['val/psnr']:>8.2f} {r['val/codebook_usage']:>7.0%} "
-              f"{r['val/perplexity']:>10.1f} {r['step']:>6}  {r['dataset_id']}")
-    psnrs = [r["val/psnr"] for r in rows]
-    rises = all(b > a for a, b in zip(psnrs, psnrs[1:], strict=False))
-    print(f"PSNR rises with tokens per frame: {'yes' if rises else 'NO'}")
-    ok = rises
-    at_k = [r for r in rows if r["tokens_per_frame"] == target_k]
-    if at_k:
-        hit = at_k[0]["val/psnr"] >= psnr_target
-        half = at_k[0]["val/codebook_usage"] > 0.5
-        print(f"K={target_k}: PSNR {at_k[0]['val/psnr']:.2f} dB vs target {psnr_target} dB: "
-              f"{'met' if hit else 'NOT met'}; codebook usage "
-              f"{at_k[0]['val/codebook_usage']:.0%} > 50%: {'met' if half else 'NOT met'}")
-        ok = ok and hit and half
+    ok = True
+    for dataset in sorted({r["dataset_id"] for r in rows}):
+        group = [r for r in rows if r["dataset_id"] == dataset]
+        print(f"{dataset}:")
+        print(f"{'K':>5} {'PSNR dB':>8} {'usage':>7} {'perplexity':>10} {'steps':>6}")
+        for r in group:
+            print(f"{r['tokens_per_frame']:>5} {r['val/psnr']:>8.2f} "
+                  f"{r['val/codebook_usage']:>7.0%} {r['val/perplexity']:>10.1f} "
+                  f"{r['step']:>6}")
+        if len(group) > 1:
+            psnrs = [r["val/psnr"] for r in group]
+            rises = all(b > a for a, b in zip(psnrs, psnrs[1:], strict=False))
+            steps = {r["step"] for r in group}
+            print(f"  PSNR rises with tokens per frame: {'yes' if rises else 'NO'}"
+                  f"{'' if len(steps) == 1 else ' (runs differ in steps: ' + str(steps) + ')'}")
+            ok = ok and rises
+        target = psnr_target if psnr_target is not None else PSNR_TARGETS_DB.get(dataset, 30.0)
+        at_k = [r for r in group if r["tokens_per_frame"] == target_k]
+        if at_k:
+            hit = at_k[0]["val/psnr"] >= target
+            half = at_k[0]["val/codebook_usage"] > MIN_CODEBOOK_USAGE
+            print(f"  K={target_k}: PSNR {at_k[0]['val/psnr']:.2f} dB vs target {target} dB: "
+                  f"{'met' if hit else 'NOT met'}; codebook usage "
+                  f"{at_k[0]['val/codebook_usage']:.0%} > {MIN_CODEBOOK_USAGE:.0%}: "
+                  f"{'met' if half else 'NOT met'}")
+            ok = ok and hit and half
     return ok
 
 
@@ -131,7 +149,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (0 = default)")
     p.add_argument("--runs", nargs="*", default=None,
                    help="tokenizer run directories: print their PSNR per tokens-per-frame instead")
-    p.add_argument("--psnr-target", type=float, default=30.0, help="PSNR target at --target-k")
+    p.add_argument("--psnr-target", type=float, default=None,
+                   help="PSNR target at --target-k (default: 30 dB Breakout, 26 dB Fetch)")
     p.add_argument("--target-k", type=int, default=64, help="tokens per frame of the target")
     args = p.parse_args()
     if args.runs is not None:

@@ -2,7 +2,9 @@
 
 A convolutional encoder maps an RGB frame to a ``gh x gw`` grid of code vectors (``gh * gw`` =
 tokens per frame, ``gh / gw`` = frame height / width), each snapped to its nearest codebook entry;
-a mirrored decoder maps the grid back to pixels. The codebook is updated by exponential moving
+a mirrored decoder maps the grid back to pixels. The trunk has the same depth and widths for every
+grid and only a learned resample at its end differs, so tokenizers with different tokens per frame
+differ in their bottleneck alone. The codebook is updated by exponential moving
 averages of the vectors assigned to it (van den Oord et al. 2017, appendix; Razavi et al. 2019) and
 codes left unused are restarted on encoder outputs of the current batch, which keeps most of the
 codebook alive. The paper freezes such a tokenizer before training its world models.
@@ -80,9 +82,11 @@ class VQConfig:
     channels: int = 16
     """Conv width at half resolution; doubles per further downsampling up to max_channels."""
     max_channels: int = 64
-    """Cap on conv width."""
+    """Cap on conv width; the resample to the grid and the grid blocks run at this width."""
+    num_down: int = 2
+    """Stride-2 levels of the trunk, the same for every tokens_per_frame (64x64 -> 16x16)."""
     num_res_blocks: int = 1
-    """Residual blocks per resolution level in encoder and decoder."""
+    """Residual blocks per resolution level in encoder and decoder (and on the token grid)."""
     ema_decay: float = 0.99
     """Decay of the codebook's exponential moving averages."""
     commitment: float = 0.25
@@ -95,7 +99,7 @@ class VQConfig:
 
     def __post_init__(self):
         for name in ("image_height", "image_width", "codebook_size", "code_dim", "channels",
-                     "max_channels"):
+                     "max_channels", "num_down"):
             if getattr(self, name) < 1:
                 raise ValueError(f"VQConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 2 <= self.codebook_size <= 65536:
@@ -106,6 +110,9 @@ class VQConfig:
         if self.num_res_blocks < 0:
             raise ValueError(f"VQConfig.num_res_blocks must be >= 0, got {self.num_res_blocks}")
         token_grid(self.image_height, self.image_width, self.tokens_per_frame)
+        if min(self.image_height, self.image_width) >> self.num_down < 1:
+            raise ValueError(f"VQConfig.num_down={self.num_down} halves a {self.image_height}x"
+                             f"{self.image_width} frame below one pixel; use fewer levels")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -114,10 +121,13 @@ class VQConfig:
 
     @property
     def level_sizes(self) -> list[tuple[int, int]]:
-        """Feature-map sizes from the frame down to the last stride-2 level above the grid."""
-        gh, gw = self.grid
+        """Feature-map sizes of the trunk, from the frame down ``num_down`` stride-2 levels.
+
+        They depend on the frame size only, not on tokens_per_frame, so every K gets the same
+        trunk; only the final resample to the grid (and the grid itself) differs.
+        """
         sizes = [(self.image_height, self.image_width)]
-        while sizes[-1][0] // 2 >= gh and sizes[-1][1] // 2 >= gw:
+        for _ in range(self.num_down):
             sizes.append((sizes[-1][0] // 2, sizes[-1][1] // 2))
         return sizes
 
@@ -148,43 +158,50 @@ class ResBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Stride-2 convolutions down to the last level above the grid, then a resize to the grid."""
+    """Fixed trunk of stride-2 levels, then a learned resample to the token grid.
+
+    The trunk (``num_down`` levels) and the resample (3x3 conv to ``max_channels``, antialiased
+    bilinear resize to the grid, residual blocks on the grid) have the same parameters for every
+    tokens per frame, so a sweep over K compares bottlenecks, not network depths.
+    """
 
     def __init__(self, cfg: VQConfig):
         super().__init__()
         self.grid = cfg.grid
-        n = len(cfg.level_sizes) - 1
         self.down = nn.ModuleList()
         self.blocks = nn.ModuleList()
         ch = 3
-        for level in range(1, n + 1):
+        for level in range(1, cfg.num_down + 1):
             self.down.append(nn.Conv2d(ch, cfg.width(level), 4, stride=2, padding=1))
             ch = cfg.width(level)
             self.blocks.append(nn.Sequential(*[ResBlock(ch) for _ in range(cfg.num_res_blocks)]))
+        top = cfg.max_channels
+        self.pre = nn.Conv2d(ch, top, 3, padding=1)
         self.resized = cfg.level_sizes[-1] != self.grid
-        self.mix = nn.Conv2d(ch, ch, 3, padding=1) if self.resized else nn.Identity()
-        self.out = nn.Conv2d(ch, cfg.code_dim, 1)
+        self.grid_blocks = nn.Sequential(*[ResBlock(top) for _ in range(cfg.num_res_blocks)])
+        self.out = nn.Conv2d(top, cfg.code_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Centred pixels (B, 3, H, W) -> code vectors (B, D, gh, gw)."""
         for down, blocks in zip(self.down, self.blocks, strict=True):
             x = blocks(down(x))
-        if self.resized:  # e.g. 8x8 -> 6x6 for 36 tokens: an antialiased area-like resample
-            x = self.mix(F.interpolate(x, size=self.grid, mode="bilinear", antialias=True))
-        return self.out(F.silu(x))  # (B, D, gh, gw)
+        x = self.pre(F.silu(x))
+        if self.resized:  # e.g. 16x16 -> 6x6 for 36 tokens: antialiased, i.e. area-like
+            x = F.interpolate(x, size=self.grid, mode="bilinear", antialias=True)
+        return self.out(F.silu(self.grid_blocks(x)))  # (B, D, gh, gw)
 
 
 class Decoder(nn.Module):
-    """Mirror of :class:`Encoder`: resize from the grid, then stride-2 transposed convolutions."""
+    """Mirror of :class:`Encoder`: blocks on the grid, resize to the trunk, transposed convs."""
 
     def __init__(self, cfg: VQConfig):
         super().__init__()
         self.sizes = cfg.level_sizes
-        n = len(self.sizes) - 1
-        top = cfg.width(n)
+        n, top = cfg.num_down, cfg.max_channels
         self.inp = nn.Conv2d(cfg.code_dim, top, 3, padding=1)
+        self.grid_blocks = nn.Sequential(*[ResBlock(top) for _ in range(cfg.num_res_blocks)])
         self.resized = self.sizes[-1] != cfg.grid
-        self.mix = nn.Conv2d(top, top, 3, padding=1) if self.resized else nn.Identity()
+        self.post = nn.Conv2d(top, cfg.width(n), 3, padding=1)
         self.blocks = nn.ModuleList()
         self.up = nn.ModuleList()
         for level in range(n, 0, -1):
@@ -195,9 +212,10 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Code vectors (B, D, gh, gw) -> centred pixels (B, 3, H, W)."""
-        x = self.inp(z)
+        x = self.grid_blocks(self.inp(z))
         if self.resized:
-            x = self.mix(F.interpolate(x, size=self.sizes[-1], mode="bilinear"))
+            x = F.interpolate(x, size=self.sizes[-1], mode="bilinear")
+        x = self.post(F.silu(x))
         for i, (blocks, up) in enumerate(zip(self.blocks, self.up, strict=True)):
             target = self.sizes[len(self.sizes) - 2 - i]
             x = up(F.silu(blocks(x)), output_size=target)
@@ -347,6 +365,26 @@ def save_tokenizer(model: VQVAE, path: str | os.PathLike) -> str:
     return sha
 
 
+def load_weights(model: VQVAE, state_dict: dict, path: str | os.PathLike) -> None:
+    """Load ``state_dict`` into ``model``, refusing weights of another architecture clearly.
+
+    Raises:
+        ValueError: the weights do not fit the model built from the stored config, e.g. a file
+            written before the fixed-depth trunk (missing ``encoder.pre``, extra levels).
+    """
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        missing = sorted(set(model.state_dict()) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(model.state_dict()))
+        raise ValueError(
+            f"{path} holds weights that do not fit this VQ-VAE (config "
+            f"{dataclasses.asdict(model.config)}; missing {missing[:4]}, unexpected "
+            f"{unexpected[:4]}, or shapes differ); it was probably written by an older tokenizer "
+            "architecture: retrain it with `embscale tokenizer train`"
+        ) from e
+
+
 def load_tokenizer(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> VQVAE:
     """Load a tokenizer written by :func:`save_tokenizer` (or a training run directory).
 
@@ -360,7 +398,7 @@ def load_tokenizer(path: str | os.PathLike, map_location: str | torch.device = "
                                 "train` (it writes <run>/tokenizer.pt)")
     payload = torch.load(path, map_location=map_location, weights_only=True)
     model = VQVAE(VQConfig.from_dict(json.loads(payload["config"])))
-    model.load_state_dict(payload["state_dict"])
+    load_weights(model, payload["state_dict"], path)
     model.eval()
     if "sha256" in payload and model.sha256() != payload["sha256"]:
         raise ValueError(f"tokenizer {path} fails its checksum (corrupt file); retrain or copy it "

@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     t.add_argument("--channels", type=int, default=16, help="conv width at half resolution")
     t.add_argument("--max-channels", type=int, default=64, help="cap on conv width")
     t.add_argument("--res-blocks", type=int, default=1, help="residual blocks per level")
+    t.add_argument("--num-down", type=int, default=2,
+                   help="stride-2 levels of the trunk, the same for every --tokens-per-frame")
     t.add_argument("--out", default=None,
                    help="run directory (default runs/tokenizer/<env>-<source>-k<K>)")
     t.add_argument("--steps", type=int, default=3000, help="optimiser steps")
@@ -78,6 +80,7 @@ def _train(args) -> int:
         TokenizerTrainConfig,
         default_out_dir,
         format_summary,
+        format_target,
         train_tokenizer,
     )
 
@@ -85,7 +88,7 @@ def _train(args) -> int:
     vq = VQConfig(image_height=h, image_width=w, tokens_per_frame=args.tokens_per_frame,
                   codebook_size=args.codebook_size, code_dim=args.code_dim,
                   channels=args.channels, max_channels=args.max_channels,
-                  num_res_blocks=args.res_blocks,
+                  num_res_blocks=args.res_blocks, num_down=args.num_down,
                   normalize_codes=not args.no_normalize_codes)
     cfg = TokenizerTrainConfig(
         dataset_id=args.dataset, out_dir=args.out or default_out_dir(args.dataset,
@@ -98,6 +101,9 @@ def _train(args) -> int:
     summary = train_tokenizer(cfg, vq, resume=args.resume, overwrite=args.overwrite,
                               progress=not args.no_progress)
     print(format_summary(summary))
+    target = format_target(summary)
+    if target:
+        print(target)
     print(f"  run directory: {cfg.out_dir} (tokenizer.pt, metrics.jsonl, recon.png, tb/)")
     return 0
 

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from offline_data.atomic import atomic_file, write_text_atomic
-from worldmodels.tokenizer import VQVAE, VQConfig, save_tokenizer
+from offline_data.datasets import BREAKOUT_DATASET_ID, FETCH_DATASET_ID
+from worldmodels.tokenizer import VQVAE, VQConfig, load_weights, save_tokenizer
 from worldmodels.tokenizer_data import FrameCache, frame_shape, held_out_frames, open_split
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,14 @@ logger = logging.getLogger(__name__)
 # Config fields that may change when a run is resumed (budgets and logging, not the maths).
 RESUMABLE_FIELDS = ("steps", "time_limit_s", "eval_every", "log_every", "checkpoint_every",
                     "device", "num_threads", "out_dir", "tensorboard")
+
+# Issue #3's targets on held-out episodes: PSNR rises with tokens per frame over
+# TARGET_SWEEP_K, and at TARGET_K the PSNR reaches PSNR_TARGETS_DB[dataset] with more than
+# MIN_CODEBOOK_USAGE of the codebook in use.
+TARGET_SWEEP_K = (16, 36, 64, 100, 256)
+TARGET_K = 64
+PSNR_TARGETS_DB = {BREAKOUT_DATASET_ID: 30.0, FETCH_DATASET_ID: 26.0}
+MIN_CODEBOOK_USAGE = 0.5
 
 
 @dataclasses.dataclass
@@ -219,7 +228,7 @@ class TokenizerTrainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         if saved is not None:
-            self.model.load_state_dict(saved["model"])
+            load_weights(self.model, saved["model"], ckpt_path)
             self.optimizer.load_state_dict(saved["optimizer"])
             self.generator.set_state(saved["generator"])
             torch.set_rng_state(saved["torch_rng"])
@@ -355,6 +364,29 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"codebook usage {summary['val/codes_used']}/{v} "
         f"({100 * summary['val/codebook_usage']:.0f}%); perplexity {summary['val/perplexity']:.1f}"
     )
+
+
+def format_target(summary: dict[str, Any], psnr_target: float | None = None) -> str | None:
+    """One line judging a run against the K=64 targets, or None if its dataset has none.
+
+    Args:
+        summary: a run's summary (``summary.json``).
+        psnr_target: PSNR target in dB; default ``PSNR_TARGETS_DB[summary["dataset_id"]]``.
+    """
+    target = psnr_target if psnr_target is not None else \
+        PSNR_TARGETS_DB.get(summary["dataset_id"])
+    if target is None:
+        return None
+    head = f"target at K={TARGET_K}: PSNR >= {target:.0f} dB, codebook usage > " \
+           f"{MIN_CODEBOOK_USAGE:.0%}"
+    if summary["tokens_per_frame"] != TARGET_K:
+        return (f"  {head} (this run has K={summary['tokens_per_frame']}; PSNR must rise over "
+                f"K = {', '.join(map(str, TARGET_SWEEP_K))}: check with "
+                "benchmarks/bench_tokenizer.py --runs)")
+    psnr_ok = summary["val/psnr"] >= target
+    usage_ok = summary["val/codebook_usage"] > MIN_CODEBOOK_USAGE
+    return (f"  {head}: PSNR {summary['val/psnr']:.2f} dB {'met' if psnr_ok else 'NOT met'}, "
+            f"usage {summary['val/codebook_usage']:.0%} {'met' if usage_ok else 'NOT met'}")
 
 
 def default_out_dir(dataset_id: str, tokens_per_frame: int) -> str:

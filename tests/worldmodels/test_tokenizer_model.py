@@ -87,7 +87,9 @@ def test_training_reduces_loss_and_keeps_codes_alive():
     for i in range(16):
         frames[i, 8 * (i % 4):8 * (i % 4) + 16, 4 * i:4 * i + 12] = (40 * (i % 6), 200, 90)
     first = None
-    for _ in range(30):
+    # 80 steps: past the ~70 steps after which codes left unused are restarted, which is what
+    # brings a codebook that collapsed onto the black background back into use
+    for _ in range(80):
         out = model.compute_loss(frames)
         opt.zero_grad()
         out.loss.backward()
@@ -128,3 +130,36 @@ def test_code_normalisation_option(normalize):
     model.eval()
     ids = model.encode(_frames())
     assert ids.shape == (3, 16) and ids.max() < 32
+
+
+def test_trunk_is_the_same_for_every_k():
+    """Only the grid differs across K: same stride-2 levels, same parameter shapes."""
+    shapes = {}
+    for k in (16, 36, 64, 100, 256, 1024):
+        model = VQVAE(VQConfig(tokens_per_frame=k, **TINY))
+        assert len(model.encoder.down) == len(model.decoder.up) == model.config.num_down == 2
+        assert model.config.level_sizes == [(64, 64), (32, 32), (16, 16)]
+        shapes[k] = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    assert all(s == shapes[64] for s in shapes.values())
+    # the grid is reached by resampling the trunk's 16x16 map (identity for 256 tokens)
+    assert VQVAE(VQConfig(tokens_per_frame=100, **TINY)).encoder.resized
+    assert not VQVAE(VQConfig(tokens_per_frame=256, **TINY)).encoder.resized
+
+
+def test_bad_num_down():
+    with pytest.raises(ValueError, match="num_down must be >= 1, got 0"):
+        VQConfig(num_down=0)
+    with pytest.raises(ValueError, match="num_down=7 halves a 64x64 frame below one pixel"):
+        VQConfig(num_down=7)
+
+
+def test_loading_weights_of_another_architecture_is_refused(tmp_path):
+    model = VQVAE(VQConfig(tokens_per_frame=16, **TINY))
+    save_tokenizer(model, tmp_path / "tok.pt")
+    payload = torch.load(tmp_path / "tok.pt", weights_only=True)
+    # what a checkpoint of the old K-dependent encoder looks like: an extra level, no pre conv
+    payload["state_dict"]["encoder.down.2.weight"] = torch.zeros(16, 16, 4, 4)
+    del payload["state_dict"]["encoder.pre.weight"]
+    torch.save(payload, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"older tokenizer architecture.*embscale tokenizer train"):
+        load_tokenizer(tmp_path / "old.pt")

@@ -1,11 +1,17 @@
 import json
+import re
 
 import pytest
 import torch
 from tokenizer_fixtures import TINY_VQ, make_dataset, one_torch_thread
 
 from worldmodels.tokenizer import VQConfig, load_tokenizer
-from worldmodels.tokenizer_train import TokenizerTrainConfig, TokenizerTrainer, train_tokenizer
+from worldmodels.tokenizer_train import (
+    TokenizerTrainConfig,
+    TokenizerTrainer,
+    format_target,
+    train_tokenizer,
+)
 
 DATASET = "embscale/synthetic/random-v0"
 
@@ -111,3 +117,17 @@ def test_frame_cache_streams_when_the_split_does_not_fit():
     assert small.sample(5, gen).shape == (5, 64, 64, 3)
     val = held_out_frames(open_split(DATASET, "val"), 4)
     assert 1 <= len(val) <= 4 and val.dtype.name == "uint8"
+
+
+@pytest.mark.parametrize("dataset, psnr, usage, expected", [
+    ("embscale/breakout/scripted-v0", 30.7, 0.58, "PSNR >= 30 dB.*30.70 dB met, usage 58% met"),
+    ("embscale/breakout/scripted-v0", 29.9, 0.58, "29.90 dB NOT met, usage 58% met"),
+    ("embscale/fetch-pick-place/scripted-v0", 26.1, 0.40, "PSNR >= 26 dB.*met, usage 40% NOT met"),
+])
+def test_summary_judges_the_k64_targets(dataset, psnr, usage, expected):
+    summary = {"dataset_id": dataset, "tokens_per_frame": 64, "val/psnr": psnr,
+               "val/codebook_usage": usage}
+    assert re.search(expected, format_target(summary))
+    assert "must rise over K = 16, 36, 64, 100, 256" in format_target(
+        {**summary, "tokens_per_frame": 16})
+    assert format_target({**summary, "dataset_id": DATASET}) is None
