@@ -186,7 +186,7 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
         cfg_path = Path(d) / "config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
         task = cfg.get("task") or Path(d).name.rsplit("-", 2)[0]
-        found = run_checkpoints(d, checkpoints_per_run)
+        found = run_checkpoints(d, checkpoints_per_run, skip_fraction=spec.skip_fraction)
         if not found:
             logger.warning("%s kept no checkpoints with a logged loss; skipped", d)
         ckpts += [(task, c) for c in found]
@@ -217,7 +217,7 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
     figure = plot_return(table, summary, out / "loss_vs_return.png", random_return=baseline)
     result = {"env_id": spec.env_id, "episodes": spec.episodes,
               "max_episode_steps": spec.max_episode_steps, "deterministic": spec.deterministic,
-              "random_policy_return": baseline, "rows": table, "summary": summary,
-              "figure": figure.name}
+              "skip_fraction": spec.skip_fraction, "random_policy_return": baseline,
+              "rows": table, "summary": summary, "figure": figure.name}
     write_text_atomic(out / "return.json", json.dumps(result, indent=2))
     return result

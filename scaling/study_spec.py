@@ -132,11 +132,17 @@ class ReturnStudySpec:
     deterministic: bool = False  # greedy actions instead of sampling
     bootstrap: int = 1000  # bootstrap resamples for correlation intervals
     seed: int = 0  # evaluation seed
+    # checkpoints before this fraction of a run's last step are left out: an untrained network
+    # samples near-uniform actions, so it plays like the random baseline whatever its loss
+    skip_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("episodes", "num_envs", "max_episode_steps", "bootstrap"):
             if getattr(self, name) < 1:
                 raise ValueError(f"loss_vs_return.{name}={getattr(self, name)} must be >= 1")
+        if not 0.0 <= self.skip_fraction < 1.0:
+            raise ValueError(f"loss_vs_return.skip_fraction={self.skip_fraction} must lie in "
+                             "[0, 1), e.g. 0.05")
 
 
 @dataclass

@@ -165,7 +165,8 @@ def read_metrics(run_dir) -> list[dict]:
 
 
 def run_checkpoints(run_dir, count: int | None = None,
-                    loss_keys: tuple[str, ...] = ("val/loss", "train/loss")) -> list[Checkpoint]:
+                    loss_keys: tuple[str, ...] = ("val/loss", "train/loss"),
+                    skip_fraction: float = 0.0) -> list[Checkpoint]:
     """Checkpoints kept along a run (``checkpoints/step_*.pt``), log-spaced, each with its loss.
 
     Args:
@@ -173,6 +174,7 @@ def run_checkpoints(run_dir, count: int | None = None,
         count: keep this many, spread evenly in log(step), always including the last
             (None: all).
         loss_keys: metric keys tried in order for the loss logged at a checkpoint's step.
+        skip_fraction: leave out checkpoints before this fraction of the last one's step.
     """
     import re
     from pathlib import Path
@@ -196,6 +198,9 @@ def run_checkpoints(run_dir, count: int | None = None,
                                 flops=float(rec.get("flops", 0)),
                                 params=int(rec.get("params", 0)), loss=float(rec[key]),
                                 loss_key=key))
+    if found and skip_fraction > 0:
+        last = found[-1].step
+        found = [c for c in found if c.step >= skip_fraction * last]
     if count is None or len(found) <= count:
         return found
     steps = np.log([c.step for c in found])

@@ -68,6 +68,9 @@ def test_run_checkpoints_pairs_each_kept_checkpoint_with_its_loss(tmp_path):
     assert [c.step for c in all_] == [4, 8, 16, 32, 64, 128]
     assert all(c.loss_key == "val/loss" and c.loss == 4.0 / c.step for c in all_)
     assert [c.step for c in run_checkpoints(run, count=4)] == [4, 16, 32, 128]  # log-spaced
+    # skip_fraction drops checkpoints before 10% of the last step (128 -> below 12.8)
+    assert [c.step for c in run_checkpoints(run, skip_fraction=0.1)] == [16, 32, 64, 128]
+    assert [c.step for c in run_checkpoints(run, count=2, skip_fraction=0.1)] == [16, 128]
 
 
 FIT = {
