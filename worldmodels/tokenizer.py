@@ -222,6 +222,20 @@ class Decoder(nn.Module):
         return x  # (B, 3, H, W), pixel values centred on 0 (x / 255 - 0.5)
 
 
+def foreground_mask(x: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
+    """1.0 where a pixel differs from the batch's per-pixel median frame, else 0.0.
+
+    Args:
+        x: centred frames (B, 3, H, W) in [-0.5, 0.5].
+        threshold: largest channel difference (of 1.0) still counted as background.
+
+    Returns:
+        (B, 1, H, W) float mask, broadcastable over channels.
+    """
+    background = x.median(dim=0, keepdim=True).values
+    return ((x - background).abs().amax(dim=1, keepdim=True) > threshold).to(x.dtype)
+
+
 class VQOutput(NamedTuple):
     """Forward pass of :class:`VQVAE`."""
 
@@ -288,20 +302,28 @@ class VQVAE(nn.Module):
         return VQOutput(recon, q.indices.flatten(1), q.commit_loss, q.perplexity, q.restarted)
 
     def compute_loss(self, frames: torch.Tensor | np.ndarray, recon_loss: str = "mse",
-                     gradient_weight: float = 0.0) -> VQLoss:
+                     gradient_weight: float = 0.0, foreground_weight: float = 0.0) -> VQLoss:
         """Training loss on uint8 (B, H, W, 3) frames: reconstruction + commitment (+ gradient).
 
         The gradient term compares horizontal and vertical pixel differences (L1), which
         sharpens edges such as the Breakout ball and bricks without a perceptual network.
+        ``foreground_weight`` w > 0 weighs the reconstruction error of foreground pixels (those
+        that differ from the batch's per-pixel median frame, i.e. what moves: ball, paddle,
+        score) by 1 + w, so that small moving objects are not traded for the static background.
         """
         x = self.preprocess(frames)
         out = self(x)
         if recon_loss == "mse":
-            rec = F.mse_loss(out.recon, x)
+            err = (out.recon - x).pow(2)
         elif recon_loss == "l1":
-            rec = F.l1_loss(out.recon, x)
+            err = (out.recon - x).abs()
         else:
             raise ValueError(f"recon_loss must be 'mse' or 'l1', got {recon_loss!r}")
+        if foreground_weight > 0 and x.shape[0] > 1:
+            weights = 1.0 + foreground_weight * foreground_mask(x)
+            rec = (err * weights).mean() / weights.mean()
+        else:
+            rec = err.mean()
         loss = rec + self.config.commitment * out.commit_loss
         if gradient_weight:
             loss = loss + gradient_weight * (

@@ -41,6 +41,9 @@ def register(subparsers) -> None:
     t.add_argument("--recon-loss", choices=("mse", "l1"), default="mse")
     t.add_argument("--gradient-loss-weight", type=float, default=0.5,
                    help="weight of the L1 image-gradient loss")
+    t.add_argument("--foreground-weight", type=float, default=0.0,
+                   help="extra weight of moving pixels (those differing from the batch's median "
+                        "frame: ball, paddle) in the reconstruction loss; 0 = every pixel alike")
     t.add_argument("--eval-every", type=int, default=500, help="steps between evaluations")
     t.add_argument("--eval-frames", type=int, default=512, help="held-out frames evaluated")
     t.add_argument("--max-cached-frames", type=int, default=100_000,
@@ -94,7 +97,8 @@ def _train(args) -> int:
         dataset_id=args.dataset, out_dir=args.out or default_out_dir(args.dataset,
                                                                      args.tokens_per_frame),
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, recon_loss=args.recon_loss,
-        gradient_loss_weight=args.gradient_loss_weight, eval_every=args.eval_every,
+        gradient_loss_weight=args.gradient_loss_weight,
+        foreground_weight=args.foreground_weight, eval_every=args.eval_every,
         checkpoint_every=args.eval_every, eval_frames=args.eval_frames,
         max_cached_frames=args.max_cached_frames, time_limit_s=args.time_limit,
         device=args.device, num_threads=args.threads, seed=args.seed, split_seed=args.split_seed)

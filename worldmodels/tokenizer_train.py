@@ -67,6 +67,9 @@ class TokenizerTrainConfig:
     """Reconstruction loss: "mse" or "l1"."""
     gradient_loss_weight: float = 0.5
     """Weight of the L1 loss on image gradients (sharper edges); 0 disables it."""
+    foreground_weight: float = 0.0
+    """Extra weight of foreground pixels (those differing from the batch median frame) in the
+    reconstruction loss; 0 weighs every pixel alike."""
     eval_every: int = 500
     """Steps between held-out evaluations (and a final one at the end)."""
     eval_frames: int = 512
@@ -105,8 +108,10 @@ class TokenizerTrainConfig:
         if self.recon_loss not in ("mse", "l1"):
             raise ValueError(f"TokenizerTrainConfig.recon_loss must be 'mse' or 'l1', got "
                              f"{self.recon_loss!r}")
-        if self.gradient_loss_weight < 0 or self.time_limit_s < 0 or self.num_threads < 0:
-            raise ValueError("gradient_loss_weight, time_limit_s and num_threads must be >= 0")
+        if min(self.gradient_loss_weight, self.foreground_weight, self.time_limit_s,
+               self.num_threads) < 0:
+            raise ValueError("gradient_loss_weight, foreground_weight, time_limit_s and "
+                             "num_threads must be >= 0")
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimiser step ``step`` (0-based): warmup, then cosine decay."""
@@ -303,7 +308,8 @@ class TokenizerTrainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             frames = self.cache.sample(cfg.batch_size, self.generator)
-            out = self.model.compute_loss(frames, cfg.recon_loss, cfg.gradient_loss_weight)
+            out = self.model.compute_loss(frames, cfg.recon_loss, cfg.gradient_loss_weight,
+                                          cfg.foreground_weight)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             self.optimizer.step()

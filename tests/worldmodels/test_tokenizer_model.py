@@ -163,3 +163,26 @@ def test_loading_weights_of_another_architecture_is_refused(tmp_path):
     torch.save(payload, tmp_path / "old.pt")
     with pytest.raises(ValueError, match=r"older tokenizer architecture.*embscale tokenizer train"):
         load_tokenizer(tmp_path / "old.pt")
+
+
+def test_foreground_mask_and_weighted_loss():
+    from worldmodels.tokenizer import foreground_mask
+
+    torch.manual_seed(0)
+    frames = np.zeros((6, 64, 64, 3), np.uint8)
+    frames[:, 10:20, :, 0] = 200  # a static band: background
+    for i in range(6):
+        frames[i, 40:42, 8 * i:8 * i + 2] = 255  # a moving 2x2 "ball"
+    x = torch.as_tensor(frames).permute(0, 3, 1, 2).float() / 255 - 0.5
+    mask = foreground_mask(x)
+    assert mask.shape == (6, 1, 64, 64)
+    for i in range(6):  # exactly the ball's 4 pixels are foreground in each frame
+        assert mask[i, 0].sum() == 4 and mask[i, 0, 40:42, 8 * i:8 * i + 2].all()
+    vq = VQVAE(VQConfig(tokens_per_frame=16, codebook_size=16))
+    plain = vq.compute_loss(frames).metrics["recon_loss"]
+    weighted = vq.compute_loss(frames, foreground_weight=50.0).metrics["recon_loss"]
+    assert weighted != pytest.approx(plain, rel=1e-3)  # the ball's error now counts more
+    with pytest.raises(ValueError, match="foreground_weight"):
+        from worldmodels.tokenizer_train import TokenizerTrainConfig
+
+        TokenizerTrainConfig(dataset_id="x/y-v0", foreground_weight=-1.0)
