@@ -98,7 +98,7 @@ def report_sweep(run_dirs: list[str], psnr_target: float | None, target_k: int) 
     """
     import json
 
-    from worldmodels.tokenizer_train import MIN_CODEBOOK_USAGE, PSNR_TARGETS_DB
+    from worldmodels.tokenizer_train import MIN_CODEBOOK_USAGE, PSNR_TARGETS_DB, judge_target
 
     rows = sorted((json.loads((Path(d) / "summary.json").read_text()) for d in run_dirs
                    if (Path(d) / "summary.json").is_file()),
@@ -125,8 +125,7 @@ def report_sweep(run_dirs: list[str], psnr_target: float | None, target_k: int) 
         target = psnr_target if psnr_target is not None else PSNR_TARGETS_DB.get(dataset, 30.0)
         at_k = [r for r in group if r["tokens_per_frame"] == target_k]
         if at_k:
-            hit = at_k[0]["val/psnr"] >= target
-            half = at_k[0]["val/codebook_usage"] > MIN_CODEBOOK_USAGE
+            _, hit, half = judge_target(at_k[0], target)
             print(f"  K={target_k}: PSNR {at_k[0]['val/psnr']:.2f} dB vs target {target} dB: "
                   f"{'met' if hit else 'NOT met'}; codebook usage "
                   f"{at_k[0]['val/codebook_usage']:.0%} > {MIN_CODEBOOK_USAGE:.0%}: "

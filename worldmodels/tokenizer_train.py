@@ -372,8 +372,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     )
 
 
-def format_target(summary: dict[str, Any], psnr_target: float | None = None) -> str | None:
-    """One line judging a run against the K=64 targets, or None if its dataset has none.
+def judge_target(summary: dict[str, Any], psnr_target: float | None = None
+                 ) -> tuple[float, bool, bool] | None:
+    """``(PSNR target, PSNR met, codebook usage met)`` for a run, or None without a target.
 
     Args:
         summary: a run's summary (``summary.json``).
@@ -383,14 +384,27 @@ def format_target(summary: dict[str, Any], psnr_target: float | None = None) -> 
         PSNR_TARGETS_DB.get(summary["dataset_id"])
     if target is None:
         return None
+    return (target, summary["val/psnr"] >= target,
+            summary["val/codebook_usage"] > MIN_CODEBOOK_USAGE)
+
+
+def format_target(summary: dict[str, Any], psnr_target: float | None = None) -> str | None:
+    """One line judging a run against the K=64 targets, or None if its dataset has none.
+
+    Args:
+        summary: a run's summary (``summary.json``).
+        psnr_target: PSNR target in dB; default ``PSNR_TARGETS_DB[summary["dataset_id"]]``.
+    """
+    judged = judge_target(summary, psnr_target)
+    if judged is None:
+        return None
+    target, psnr_ok, usage_ok = judged
     head = f"target at K={TARGET_K}: PSNR >= {target:.0f} dB, codebook usage > " \
            f"{MIN_CODEBOOK_USAGE:.0%}"
     if summary["tokens_per_frame"] != TARGET_K:
         return (f"  {head} (this run has K={summary['tokens_per_frame']}; PSNR must rise over "
                 f"K = {', '.join(map(str, TARGET_SWEEP_K))}: check with "
                 "benchmarks/bench_tokenizer.py --runs)")
-    psnr_ok = summary["val/psnr"] >= target
-    usage_ok = summary["val/codebook_usage"] > MIN_CODEBOOK_USAGE
     return (f"  {head}: PSNR {summary['val/psnr']:.2f} dB {'met' if psnr_ok else 'NOT met'}, "
             f"usage {summary['val/codebook_usage']:.0%} {'met' if usage_ok else 'NOT met'}")
 
