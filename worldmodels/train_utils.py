@@ -1,4 +1,4 @@
-"""Helpers of the pre-training loop: seeding, log-spaced steps, devices, progress, checkpoints."""
+"""Helpers of the pre-training loop: data protocols, seeding, log-spaced steps, checkpoints."""
 
 from __future__ import annotations
 
@@ -6,10 +6,44 @@ import math
 import os
 import random
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch import nn
+
+
+class WindowLoader(Protocol):
+    """Random access to one split's batches (``offline_data.tokens.TokenWindowLoader`` fits)."""
+
+    num_windows: int
+
+    def batch_at(self, index: int) -> Any:
+        """The ``index``-th batch of this rank's endless, seeded stream."""
+
+    def epoch_batches(self, epoch: int = 0) -> Iterator[Any]:
+        """The batches of one epoch, in order."""
+
+
+class DataSource(Protocol):
+    """Where a model's training windows come from."""
+
+    items_per_window: int
+    """D per window: T (d_z + d_a) for token models, T for BC-CNN."""
+    num_train_items: int
+    """Distinct items (D units) in the training split, for the infinite-data regime check."""
+
+    def loader(self, split: str, batch_size: int, seed: int, rank: int, world_size: int
+               ) -> WindowLoader:
+        """A loader over ``split`` giving this rank ``batch_size`` windows per batch."""
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raise ``ValueError`` if the model cannot read this data (vocabulary, context)."""
+
+    def describe(self) -> dict:
+        """JSON-able description saved in config.json."""
+
 
 
 def seed_everything(seed: int) -> None:

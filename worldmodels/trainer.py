@@ -28,10 +28,10 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -39,7 +39,9 @@ from torch import nn
 from offline_data.atomic import atomic_file, write_text_atomic
 from worldmodels.gpt import configure_optimizer
 from worldmodels.train_utils import (
+    DataSource,
     Progress,
+    WindowLoader,
     dict_diff,
     is_log_step,
     load_checkpoint,
@@ -53,37 +55,6 @@ logger = logging.getLogger(__name__)
 RESUMABLE_FIELDS = ("max_tokens", "max_flops", "max_steps", "compile", "device", "tensorboard",
                     "resume", "run_dir")
 INFINITE_DATA_PASSES = 4.0  # Muennighoff et al. 2024: up to 4 passes ~ infinite-data regime
-
-
-class WindowLoader(Protocol):
-    """Random access to one split's batches (``offline_data.tokens.TokenWindowLoader`` fits)."""
-
-    num_windows: int
-
-    def batch_at(self, index: int) -> Any:
-        """The ``index``-th batch of this rank's endless, seeded stream."""
-
-    def epoch_batches(self, epoch: int = 0) -> Iterator[Any]:
-        """The batches of one epoch, in order."""
-
-
-class DataSource(Protocol):
-    """Where a model's training windows come from."""
-
-    items_per_window: int
-    """D per window: T (d_z + d_a) for token models, T for BC-CNN."""
-    num_train_items: int
-    """Distinct items (D units) in the training split, for the infinite-data regime check."""
-
-    def loader(self, split: str, batch_size: int, seed: int, rank: int, world_size: int
-               ) -> WindowLoader:
-        """A loader over ``split`` giving this rank ``batch_size`` windows per batch."""
-
-    def check_model(self, model: nn.Module) -> None:
-        """Raise ``ValueError`` if the model cannot read this data (vocabulary, context)."""
-
-    def describe(self) -> dict:
-        """JSON-able description saved in config.json."""
 
 
 class NonFiniteLossError(ValueError):
