@@ -41,8 +41,9 @@ def default_study() -> StudySpec:
         tasks=[
             TaskSweep(task="wm-token", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=2.0e6,
                       checkpoints=3, overrides=dict(_CPU_TRAIN)),
+            # BC-Token's val loss averages 1 action target per 17 tokens: twice the batches.
             TaskSweep(task="bc-token", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=2.0e6,
-                      checkpoints=3, overrides=dict(_CPU_TRAIN)),
+                      checkpoints=3, overrides={**_CPU_TRAIN, "val_batches": 16}),
             TaskSweep(task="bc-cnn", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=1.5e5,
                       checkpoints=3, overrides=dict(_CPU_TRAIN)),
         ],

@@ -144,6 +144,11 @@ def _task_presets() -> dict[str, TaskPreset]:
         # smaller batch.
         TaskPreset("ladder", "any", 10, 4_096, dict(_LADDER_LR), warmup_steps=20,
                    micro_batch_size=16, source="ours"),
+        # BC-Token's loss covers only d_a of every d_z + d_a tokens (1 in 17 at d_z=16), so an
+        # update of the ladder's 4,096 tokens holds 240 action targets; on a CPU budget the
+        # number of updates is what limits it: 8 windows of 10 steps at d_z=16 per update.
+        TaskPreset("ladder-bc-token", "bc-token", 10, 1_360, dict(_LADDER_LR), warmup_steps=20,
+                   micro_batch_size=8, source="ours"),
         # BC-CNN counts one item per timestep: 32 windows of 10 frames per update.
         TaskPreset("ladder-cnn", "bc-cnn", 10, 320, dict(_LADDER_LR), warmup_steps=20,
                    micro_batch_size=16, source="ours"),
@@ -172,7 +177,8 @@ def preset_for(task: str, size: str) -> TaskPreset:
     """The preset a size trains with by default: the ladder for small sizes, else the paper's."""
     get_size(size)
     if size in _LADDER_LR:
-        return TASK_PRESETS["ladder-cnn" if task == "bc-cnn" else "ladder"]
+        return TASK_PRESETS[{"bc-cnn": "ladder-cnn", "bc-token": "ladder-bc-token"}.get(
+            task, "ladder")]
     for name in DEFAULT_PRESET.get(task, ()):
         if size in TASK_PRESETS[name].learning_rates:
             return TASK_PRESETS[name]

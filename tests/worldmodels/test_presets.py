@@ -46,6 +46,7 @@ def test_unknown_names_list_the_choices():
 def test_default_presets():
     assert presets.preset_for("wm-token", "s100k").name == "ladder"
     assert presets.preset_for("bc-cnn", "s100k").name == "ladder-cnn"
+    assert presets.preset_for("bc-token", "s100k").name == "ladder-bc-token"
     assert presets.preset_for("wm-token", "4M").name == "wm-token-540"
     assert presets.preset_for("wm-token", "15M").name == "wm-token-256"
     assert presets.preset_for("bc-cnn", "52M").learning_rate("52M") == 3e-4
