@@ -54,6 +54,15 @@ def register(subparsers) -> None:
         else:
             sp.add_argument("--dataset", default="embscale/fetch-pick-place/scripted-v0",
                             help="robot Minari dataset")
+            sp.add_argument("--sizes", nargs="+", default=None,
+                            help="WM-Token sizes (default: s10k s30k s100k s300k; on a GPU the "
+                                 "paper's rt1-0.08M rt1-0.2M rt1-0.28M rt1-0.54M rt1-0.99M)")
+            sp.add_argument("--flops", type=float, default=None,
+                            help="compute C per run, the same for every size (default 5e11)")
+            sp.add_argument("--tokens-per-update", type=int, default=None,
+                            help="tokens per optimizer step (default 2048; the paper's Table 7 "
+                                 "used 34000)")
+            sp.add_argument("--device", default="cpu", help="cpu, cuda or auto")
 
 
 def _command() -> str:

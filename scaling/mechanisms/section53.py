@@ -40,13 +40,17 @@ class Section53Config:
     """robot Minari dataset (collected if it is the embedded default and missing)"""
     tokens_per_frame: tuple[int, ...] = (16, 36, 64, 100, 256)
     """d_z of each tokenizer"""
-    sizes: tuple[str, ...] = ("rt1-0.08M", "rt1-0.2M", "rt1-0.28M", "rt1-0.54M")
-    """WM-Token sizes (paper Table 7; rt1-0.99M on a GPU)"""
+    sizes: tuple[str, ...] = ("s10k", "s30k", "s100k", "s300k")
+    """WM-Token sizes (the CPU ladder; the paper's Table 7 RT-1 sizes rt1-0.08M ... on a GPU)"""
     seeds: tuple[int, ...] = (0, 1)
     """repeats of each ladder (the paper used three)"""
-    flops: float = 2e12
+    flops: float = 5e11
     """compute per run, the same for every size so that curves cross"""
-    tokenizer_steps: int = 1500
+    seq_len: int = 4
+    """timesteps of context, the same for every d_z (4 x 260 tokens at d_z=256)"""
+    tokens_per_update: int = 2048
+    """tokens per optimizer step: small, so the largest size still gets ~100 updates"""
+    tokenizer_steps: int = 800
     """VQ-VAE updates per tokenizer"""
     codebook_size: int = 512
     """V_o of every tokenizer"""
@@ -56,8 +60,8 @@ class Section53Config:
     """training runs at a time"""
     device: str = "cpu"
     """cpu | cuda | auto"""
-    episodes: int = 120
-    """episodes to collect when the dataset is missing"""
+    episodes: int = 240
+    """episodes to collect when the dataset is missing (12,000 frames)"""
 
     def __post_init__(self):
         if len(self.tokens_per_frame) < 3:
@@ -98,7 +102,9 @@ def study_spec(cfg: Section53Config, k: int, seed: int, quick: bool):
                                 steps=cfg.tokenizer_steps, batch_size=16 if quick else 32,
                                 checkpoint=tok_ckpt),
         tasks=[TaskSweep(task="wm-token", sizes=list(cfg.sizes), flops=cfg.flops, seeds=[seed],
-                         checkpoints=1, overrides={"warmup_steps": 5 if quick else 20})],
+                         checkpoints=1,
+                         overrides={"warmup_steps": 5 if quick else 20, "seq_len": cfg.seq_len,
+                                    "tokens_per_update": cfg.tokens_per_update})],
         loss_vs_return=ReturnStudySpec(enabled=False),
         loss_vs_quality=QualityStudySpec(enabled=False),
         fit=FitSpec(bootstrap=cfg.bootstrap),
@@ -224,7 +230,14 @@ def run_cli(args, command: str) -> dict:
     if args.quick and dataset == Section53Config.dataset:
         # A miniature dataset under its own id, never a truncated copy of the real default.
         dataset = "embscale/fetch-pick-place/quick-v0"
-    cfg = Section53Config(out=args.out, dataset=dataset, parallel=args.workers or 2, **kw)
+    if args.sizes:
+        kw["sizes"] = tuple(args.sizes)
+    if args.flops:
+        kw["flops"] = float(args.flops)
+    if args.tokens_per_update:
+        kw["tokens_per_update"] = int(args.tokens_per_update)
+    cfg = Section53Config(out=args.out, dataset=dataset, parallel=args.workers or 2,
+                          device=args.device, **kw)
     if args.seed:
         cfg.seeds = tuple(s + args.seed for s in cfg.seeds)
     return run(cfg, quick=args.quick, command=command)
