@@ -38,10 +38,19 @@ class Bootstrap:
     seed: int
 
     def ci(self) -> dict[str, list[float]]:
-        """Percentile interval ``[low, high]`` of every coefficient."""
+        """Percentile interval ``[low, high]`` of every coefficient.
+
+        A refit whose coefficient overflowed (e.g. ``A = exp(a)`` of an unconstrained prefactor)
+        counts at the largest float, so an unbounded side reads as ~1.8e308 rather than NaN.
+        """
         lo, hi = 50 * (1 - self.level), 50 * (1 + self.level)
-        return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))]
-                for k, v in self.samples.items() if v.size}
+        big = np.finfo(np.float64).max
+        out = {}
+        for k, v in self.samples.items():
+            v = np.clip(np.asarray(v, dtype=np.float64)[~np.isnan(v)], -big, big)
+            if v.size:
+                out[k] = [float(np.percentile(v, lo)), float(np.percentile(v, hi))]
+        return out
 
     def summary(self) -> dict:
         """JSON-able description: count, failures, level, seed."""

@@ -115,3 +115,18 @@ def test_unstable_bootstrap_keeps_estimate_and_says_why(monkeypatch):
 def test_frontier_with_three_sizes_asks_for_more_sizes():
     with pytest.raises(FitError, match="at least 4 sizes.*Train more model sizes"):
         fit_frontier(synthetic_curves(np.geomspace(1e6, 1e8, 3), points_per_curve=8))
+
+
+def test_bootstrap_interval_of_an_overflowed_coefficient_is_json_finite():
+    """A refit whose prefactor overflowed (exp -> inf) must not turn fit.json into NaN."""
+    import json
+
+    from scaling.laws.uncertainty import Bootstrap
+
+    boot = Bootstrap(samples={"A": np.array([1.0, 2.0, np.inf, np.inf]),
+                              "a": np.array([0.4, np.nan, 0.5, 0.6])},
+                     num_requested=4, num_failed=0, level=0.95, seed=0)
+    ci = boot.ci()
+    assert ci["A"][0] >= 1.0 and ci["A"][1] == np.finfo(np.float64).max
+    assert 0.4 <= ci["a"][0] <= ci["a"][1] <= 0.6
+    json.dumps(ci, allow_nan=False)
