@@ -143,7 +143,7 @@ def run(cfg: Section53Config, quick: bool = False, command: str = "") -> dict:
                          "a_ci": [lo, hi], "tokenizer_psnr": psnr,
                          "passes": _max_passes(spec.study_dir, cfg.sizes, seed),
                          "reason": None if method != "none" else
-                         fit.get("frontier", {}).get("reason")})
+                         fit.get("error") or fit.get("frontier", {}).get("reason")})
     return analyze(cfg, rows, command)
 
 
@@ -232,6 +232,11 @@ def _report(cfg: Section53Config, result: dict, out: Path, command: str) -> None
     lines += ["", f"Correlation of a with d_z: R = {result['R']:.2f} (paper: {PAPER_R}). "
               f"Slope of a per ln(d_z): {s.fmt(3) if s else '—'}: {verdict}.", "",
               "![Figure 16](figure16.png)", ""]
+    for r in result["rows"]:
+        if r["method"] == "none" and r.get("reason"):
+            lines.insert(-2, f"No fit at d_z = {r['tokens_per_frame']}, repeat {r['seed']}: "
+                             f"{r['reason']}")
+            lines.insert(-2, "")
     many = sorted({r["tokens_per_frame"] for r in result["rows"] if (r.get("passes") or 0) > 4})
     if many:
         lines.insert(-2, f"At d_z = {', '.join(map(str, many))} the smallest models make more "
