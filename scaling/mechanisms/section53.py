@@ -230,20 +230,18 @@ def _report(cfg: Section53Config, result: dict, out: Path, command: str) -> None
                      f"{'—' if psnr is None else f'{psnr:.1f}'} | "
                      f"{'—' if passes is None else f'{passes:.1f}'} |")
     lines += ["", f"Correlation of a with d_z: R = {result['R']:.2f} (paper: {PAPER_R}). "
-              f"Slope of a per ln(d_z): {s.fmt(3) if s else '—'}: {verdict}.", "",
-              "![Figure 16](figure16.png)", ""]
+              f"Slope of a per ln(d_z): {s.fmt(3) if s else '—'}: {verdict}.", ""]
     for r in result["rows"]:
         if r["method"] == "none" and r.get("reason"):
-            lines.insert(-2, f"No fit at d_z = {r['tokens_per_frame']}, repeat {r['seed']}: "
-                             f"{r['reason']}")
-            lines.insert(-2, "")
+            lines += [f"No fit at d_z = {r['tokens_per_frame']}, repeat {r['seed']}: "
+                      f"{r['reason']}", ""]
     many = sorted({r["tokens_per_frame"] for r in result["rows"] if (r.get("passes") or 0) > 4})
     if many:
-        lines.insert(-2, f"At d_z = {', '.join(map(str, many))} the smallest models make more "
-                         "than 4 passes over the data at this compute, beyond the infinite-data "
-                         "regime the paper's fits assume; more episodes (`--dataset` of a larger "
-                         "collection) remove that caveat.")
-        lines.insert(-2, "")
+        lines += [f"At d_z = {', '.join(map(str, many))} the smallest models make more than 4 "
+                  "passes over the data at this compute, beyond the infinite-data regime the "
+                  "paper's fits assume; more episodes (`--dataset` of a larger collection) "
+                  "remove that caveat.", ""]
+    lines += ["![Figure 16](figure16.png)", ""]
     write_text_atomic(out / "report.md", "\n".join(lines))
     payload = {**result, "verdict": verdict}
     if s is not None:
