@@ -96,7 +96,7 @@ def run_study(spec: StudySpec, stages: tuple[str, ...] = STAGES, allow_mixed: bo
         t0 = time.time()
         outputs[stage] = _run_stage(stage, spec, allow_mixed, progress)
         dt = time.time() - t0
-        # Seconds of this invocation; a resumed stage also keeps what earlier attempts took.
+        # Seconds of this invocation only (the report says "last invocation").
         record["stage_seconds"][stage] = round(dt, 1)
         write_text_atomic(study_dir / "study.json", json.dumps(record, indent=2))
         echo(f"[{i + 1}/{len(stages)}] {stage} done in {dt:.0f} s "
