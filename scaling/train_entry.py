@@ -130,7 +130,8 @@ def collect_default_dataset(ds, progress: bool = True) -> None:
 
 
 def _skill(skill) -> float | tuple[float, float]:
-    return float(skill) if isinstance(skill, (int, float)) else (float(skill[0]), float(skill[1]))
+    """DatasetSpec.skill (already validated to a float or [low, high]) as the collector takes it."""
+    return tuple(skill) if isinstance(skill, list) else skill
 
 
 # ----- model sizes (worldmodels.presets, scaling.train_cli) -----
