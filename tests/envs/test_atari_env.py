@@ -8,7 +8,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 from envs.atari import AtariImageEnv
-from envs.images import resize_frame
+from envs.images import resize_frame, sprite_dilation
 
 
 def test_ids_registered_on_import_and_idempotent():
@@ -60,9 +60,23 @@ def test_breakout_is_recreated_from_its_spec_alone():
 
 def test_resize_keeps_the_ball_visible():
     frame = np.zeros((210, 160, 3), np.uint8)
-    frame[120:124, 70:72] = (200, 72, 72)  # a 2x4-pixel ball
-    small = resize_frame(frame, 64)
-    assert small.shape == (64, 64, 3) and small.max() > 0
+    frame[120:124, 71:73] = (200, 72, 72)  # a 2x4-pixel ball
+    plain = resize_frame(frame, 64)
+    assert plain.shape == (64, 64, 3) and 0 < plain[..., 0].max() < 200  # a dim smear
+    window = sprite_dilation(frame.shape[:2], 64)
+    assert window == (3, 4)
+    thick = resize_frame(frame, 64, window)
+    # The dilated ball keeps its full colour in at least one pixel and stays where it was.
+    assert (thick == (200, 72, 72)).all(-1).any()
+    ys, xs = np.nonzero(thick[..., 0])
+    assert abs(ys.mean() - 122 * 64 / 210) < 1.5 and abs(xs.mean() - 72 * 64 / 160) < 1.5
+
+
+def test_breakout_dilates_by_default_and_can_be_told_not_to():
+    assert envs.make("embscale/Breakout-v0").unwrapped.dilate == (3, 4)
+    assert envs.make("embscale/Breakout-v0", size=128).unwrapped.dilate == (2, 2)
+    assert envs.make("embscale/Breakout-v0", dilate="none").unwrapped.dilate == (1, 1)
+    assert envs.make("embscale/Breakout-v0", dilate=(5, 7)).unwrapped.dilate == (5, 7)
 
 
 @pytest.mark.parametrize(
@@ -72,6 +86,9 @@ def test_resize_keeps_the_ball_visible():
         ({"size": 64.0}, TypeError),
         ({"frameskip": 0}, ValueError),
         ({"repeat_action_probability": 1.5}, ValueError),
+        ({"dilate": "max"}, ValueError),
+        ({"dilate": (0, 3)}, ValueError),
+        ({"dilate": 3}, TypeError),
     ],
 )
 def test_bad_breakout_kwargs_are_named(kwargs, error):
