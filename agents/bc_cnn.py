@@ -9,7 +9,7 @@ to the transformer width, as in the paper's Appendix A.1. D counts one input per
 includes the CNN (paper Section 3.4).
 
 Example:
-    data = FrameDataSource("embscale/breakout/scripted-v0", seq_len=10)
+    data = FrameDataSource("embscale/breakout/scripted-v1", seq_len=10)
     model = BCCNN(data.model_config(n_layer=2, n_head=2, n_embd=64))
     # train with worldmodels.trainer.Trainer(model, data, TrainConfig(...))
 """

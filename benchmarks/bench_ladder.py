@@ -6,7 +6,7 @@ well below its initial value and (2) larger models reached lower held-out loss a
 
 Run (token shards from `embscale tokenizer encode`, frames from the Minari dataset):
     .venv/bin/python benchmarks/bench_ladder.py --tokens-dir tokens/breakout \
-        --dataset embscale/breakout/scripted-v0 --sizes s10k s30k s100k --tokens 3e5
+        --dataset embscale/breakout/scripted-v1 --sizes s10k s30k s100k --tokens 3e5
 """
 
 from __future__ import annotations

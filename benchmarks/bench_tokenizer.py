@@ -8,7 +8,7 @@ same run). The target is a ratio of at least 10.
 
 Usage:
     .venv/bin/python benchmarks/bench_tokenizer.py
-    .venv/bin/python benchmarks/bench_tokenizer.py --dataset embscale/breakout/scripted-v0 \
+    .venv/bin/python benchmarks/bench_tokenizer.py --dataset embscale/breakout/scripted-v1 \
         --tokenizer runs/tokenizer/breakout-scripted-k64
     .venv/bin/python benchmarks/bench_tokenizer.py --runs runs/tokenizer/breakout-scripted-k*
 """

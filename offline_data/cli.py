@@ -2,7 +2,7 @@
 
 Example:
     embscale data collect --env embscale/Breakout-v0 --policy scripted --skill 0,1 \
-        --episodes 50 --dataset-id embscale/breakout/scripted-v0
+        --episodes 50 --dataset-id embscale/breakout/scripted-v1
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
                    help="'random', 'scripted' (the env's demonstrator), 'sb3:[ALGO:]PATH' or "
                         "'module:factory' (default: random)")
     p.add_argument("--episodes", type=int, default=10, help="episodes to collect (default 10)")
-    p.add_argument("--dataset-id", help="Minari id, e.g. embscale/breakout/scripted-v0")
+    p.add_argument("--dataset-id", help="Minari id, e.g. embscale/breakout/scripted-v1")
     p.add_argument("--skill", default=None,
                    help="demonstrator skill in [0, 1]: one value or LOW,HIGH drawn per episode")
     p.add_argument("--max-steps", type=int, default=None, help="cap per episode (truncation)")
@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_collect)
 
     p = sub.add_parser("defaults", help="build the embedded default datasets",
-                       description="Build embscale/breakout/scripted-v0 and "
+                       description="Build embscale/breakout/scripted-v1 and "
                                    "embscale/fetch-pick-place/scripted-v0 (existing ones are "
                                    "reused unless --overwrite).")
     p.add_argument("--only", nargs="+", choices=["breakout", "fetch"],
@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("info", help="episodes, frames, action spec, disk size, returns",
                        description="Summarise a local Minari dataset.")
-    p.add_argument("dataset_id", help="e.g. embscale/breakout/scripted-v0")
+    p.add_argument("dataset_id", help="e.g. embscale/breakout/scripted-v1")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_info)
 

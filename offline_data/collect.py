@@ -2,7 +2,7 @@
 
 Example:
     embscale data collect --env embscale/Breakout-v0 --policy scripted --episodes 20 \
-        --dataset-id embscale/breakout/scripted-v0
+        --dataset-id embscale/breakout/scripted-v1
 
 A policy is any object with ``predict(observation, state, episode_start, deterministic) ->
 (action, state)`` (scripted demonstrators, SB3 models, ``RandomPolicy``). Optional hooks, used

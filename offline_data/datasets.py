@@ -1,6 +1,6 @@
 """Minari datasets of image trajectories: atomic creation, loading, metadata and splits.
 
-Dataset ids follow ``embscale/<env>/<source>-v0`` (e.g. ``embscale/breakout/scripted-v0``).
+Dataset ids follow ``embscale/<env>/<source>-v0`` (e.g. ``embscale/breakout/scripted-v1``).
 Frames are uint8 (H, W, 3) stored losslessly (Arrow IPC + LZ4, no JPEG); actions are stored as
 the env gives them and the action discretizer spec lives in the dataset metadata
 (``action_discretizer``, a JSON string), so token ids can always be mapped back to env actions.
@@ -30,7 +30,7 @@ from offline_data.discretize import ActionDiscretizer, discretizer_for_space, di
 
 logger = logging.getLogger(__name__)
 
-BREAKOUT_DATASET_ID = "embscale/breakout/scripted-v0"
+BREAKOUT_DATASET_ID = "embscale/breakout/scripted-v1"
 FETCH_DATASET_ID = "embscale/fetch-pick-place/scripted-v0"
 STAGING_DIR = ".embscale-staging"  # hidden: minari's listing skips dot-directories
 # Minari's "arrow" layout (one Arrow IPC file per episode), written with LZ4 frame compression:
@@ -80,7 +80,7 @@ def check_dataset_id(dataset_id: str) -> None:
         parse_dataset_id(dataset_id)
     except ValueError as e:
         raise ValueError(f"dataset id {dataset_id!r} is malformed; use the form "
-                         "'embscale/<env>/<source>-v0', e.g. 'embscale/breakout/scripted-v0'"
+                         "'embscale/<env>/<source>-v0', e.g. 'embscale/breakout/scripted-v1'"
                          ) from e
 
 

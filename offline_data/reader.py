@@ -7,7 +7,7 @@ Episodes are split deterministically into train/val/test (``split_episodes``) an
 few at a time, so datasets larger than RAM stream.
 
 Example:
-    reader = WindowReader("embscale/breakout/scripted-v0", seq_len=10, split="train")
+    reader = WindowReader("embscale/breakout/scripted-v1", seq_len=10, split="train")
     for batch in reader.iter_batches(batch_size=32, seed=0):
         batch.frames  # uint8 (B, T, H, W, 3)
 """

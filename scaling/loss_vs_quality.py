@@ -8,7 +8,7 @@ correlated with the checkpoint's pre-training loss. Results per checkpoint are c
 
 Example:
     study = run_quality_study(["runs/s/wm-token-s100k-seed0"], "runs/s/tokenizer/tokenizer.pt",
-                              "embscale/breakout/scripted-v0", "runs/s/loss_vs_quality")
+                              "embscale/breakout/scripted-v1", "runs/s/loss_vs_quality")
 """
 
 from __future__ import annotations

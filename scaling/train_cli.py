@@ -56,7 +56,7 @@ def build(task: str, size: str, data: str, seq_len: int | None = None, preset: s
 
         if Path(str(data)).is_dir() and (Path(str(data)) / "header.json").is_file():
             raise ValueError(f"{data} is a token shard; bc-cnn reads frames: pass the Minari "
-                             "dataset id (e.g. embscale/breakout/scripted-v0)")
+                             "dataset id (e.g. embscale/breakout/scripted-v1)")
         source = FrameDataSource(data, seq_len=seq_len)
         kwargs = {}
         if image_size or p.image_size:

@@ -8,7 +8,7 @@ directory and rank 0 merges the parts, in episode order, into the final shard di
 
 Example:
     embscale tokenizer encode --tokenizer runs/tokenizer/breakout-scripted-k64
-        --dataset embscale/breakout/scripted-v0 --out tokens/breakout-k64  (one line)
+        --dataset embscale/breakout/scripted-v1 --out tokens/breakout-k64  (one line)
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ A run directory holds ``config.json``, ``metrics.jsonl`` (``train/*`` every ``lo
 ``resume=True``, a run continues from its checkpoint's step.
 
 Example:
-    embscale tokenizer train --dataset embscale/breakout/scripted-v0 --tokens-per-frame 64
+    embscale tokenizer train --dataset embscale/breakout/scripted-v1 --tokens-per-frame 64
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ MIN_CODEBOOK_USAGE = 0.5
 class TokenizerTrainConfig:
     """How a tokenizer is trained."""
 
-    dataset_id: str = "embscale/breakout/scripted-v0"
+    dataset_id: str = "embscale/breakout/scripted-v1"
     """Minari dataset whose train split is used (val split for evaluation)."""
     out_dir: str = "runs/tokenizer/breakout-k64"
     """Run directory."""

@@ -120,8 +120,8 @@ def test_frame_cache_streams_when_the_split_does_not_fit():
 
 
 @pytest.mark.parametrize("dataset, psnr, usage, expected", [
-    ("embscale/breakout/scripted-v0", 30.7, 0.58, "PSNR >= 30 dB.*30.70 dB met, usage 58% met"),
-    ("embscale/breakout/scripted-v0", 29.9, 0.58, "29.90 dB NOT met, usage 58% met"),
+    ("embscale/breakout/scripted-v1", 30.7, 0.58, "PSNR >= 30 dB.*30.70 dB met, usage 58% met"),
+    ("embscale/breakout/scripted-v1", 29.9, 0.58, "29.90 dB NOT met, usage 58% met"),
     ("embscale/fetch-pick-place/scripted-v0", 26.1, 0.40, "PSNR >= 26 dB.*met, usage 40% NOT met"),
 ])
 def test_summary_judges_the_k64_targets(dataset, psnr, usage, expected):
