@@ -144,6 +144,21 @@ class VQConfig:
         return cls(**d)
 
 
+def shuffle_factor(trunk: tuple[int, int], grid: tuple[int, int]) -> int:
+    """The space-to-depth factor r between the trunk's feature map and the token grid.
+
+    ``ceil(trunk / grid)`` in the larger of the two ratios, at least 1: the trunk's map is
+    resized to ``r * grid`` (a no-op when it divides exactly) and folded into the grid.
+
+    >>> shuffle_factor((16, 16), (4, 4)), shuffle_factor((16, 16), (6, 6))
+    (4, 3)
+    >>> shuffle_factor((16, 16), (16, 16)), shuffle_factor((16, 16), (32, 32))
+    (1, 1)
+    """
+    (th, tw), (gh, gw) = trunk, grid
+    return max(1, -(-th // gh), -(-tw // gw))
+
+
 class ResBlock(nn.Module):
     """Pre-activation residual block of two 3x3 convolutions."""
 
@@ -160,9 +175,12 @@ class ResBlock(nn.Module):
 class Encoder(nn.Module):
     """Fixed trunk of stride-2 levels, then a learned resample to the token grid.
 
-    The trunk (``num_down`` levels) and the resample (3x3 conv to ``max_channels``, antialiased
-    bilinear resize to the grid, residual blocks on the grid) have the same parameters for every
-    tokens per frame, so a sweep over K compares bottlenecks, not network depths.
+    The trunk (``num_down`` levels) is the same for every tokens per frame, so a sweep over K
+    compares bottlenecks, not network depths. The resample folds each token's patch of the
+    trunk's map into channels (space-to-depth by r = :func:`shuffle_factor`, after a bilinear
+    resize to r x grid when the grid does not divide the map) and mixes them with a 1x1 conv:
+    every position inside a patch keeps its own channels, so a small object (the Breakout ball)
+    can be told apart by where it is, which an average over the patch would blur away.
     """
 
     def __init__(self, cfg: VQConfig):
@@ -177,7 +195,11 @@ class Encoder(nn.Module):
             self.blocks.append(nn.Sequential(*[ResBlock(ch) for _ in range(cfg.num_res_blocks)]))
         top = cfg.max_channels
         self.pre = nn.Conv2d(ch, top, 3, padding=1)
-        self.resized = cfg.level_sizes[-1] != self.grid
+        r = shuffle_factor(cfg.level_sizes[-1], self.grid)
+        self.folded = (r * self.grid[0], r * self.grid[1])
+        self.resized = cfg.level_sizes[-1] != self.folded
+        self.squeeze = (nn.Sequential(nn.PixelUnshuffle(r), nn.Conv2d(top * r * r, top, 1))
+                        if r > 1 else nn.Identity())
         self.grid_blocks = nn.Sequential(*[ResBlock(top) for _ in range(cfg.num_res_blocks)])
         self.out = nn.Conv2d(top, cfg.code_dim, 1)
 
@@ -186,13 +208,18 @@ class Encoder(nn.Module):
         for down, blocks in zip(self.down, self.blocks, strict=True):
             x = blocks(down(x))
         x = self.pre(F.silu(x))
-        if self.resized:  # e.g. 16x16 -> 6x6 for 36 tokens: antialiased, i.e. area-like
-            x = F.interpolate(x, size=self.grid, mode="bilinear", antialias=True)
+        if self.resized:  # e.g. 16x16 -> 18x18 for 36 tokens (6x6 patches of 3x3)
+            x = F.interpolate(x, size=self.folded, mode="bilinear", antialias=True)
+        x = self.squeeze(x)  # e.g. 16x16 -> 4x4 for 16 tokens: space-to-depth
         return self.out(F.silu(self.grid_blocks(x)))  # (B, D, gh, gw)
 
 
 class Decoder(nn.Module):
-    """Mirror of :class:`Encoder`: blocks on the grid, resize to the trunk, transposed convs."""
+    """Mirror of :class:`Encoder`: grid blocks, depth-to-space, transposed convs.
+
+    A 1x1 conv and depth-to-space unfold each token into its patch (then a bilinear resize where
+    the grid does not divide the trunk's map).
+    """
 
     def __init__(self, cfg: VQConfig):
         super().__init__()
@@ -200,7 +227,10 @@ class Decoder(nn.Module):
         n, top = cfg.num_down, cfg.max_channels
         self.inp = nn.Conv2d(cfg.code_dim, top, 3, padding=1)
         self.grid_blocks = nn.Sequential(*[ResBlock(top) for _ in range(cfg.num_res_blocks)])
-        self.resized = self.sizes[-1] != cfg.grid
+        r = shuffle_factor(self.sizes[-1], cfg.grid)
+        self.resized = self.sizes[-1] != (r * cfg.grid[0], r * cfg.grid[1])
+        self.expand = (nn.Sequential(nn.Conv2d(top, top * r * r, 1), nn.PixelShuffle(r))
+                       if r > 1 else nn.Identity())
         self.post = nn.Conv2d(top, cfg.width(n), 3, padding=1)
         self.blocks = nn.ModuleList()
         self.up = nn.ModuleList()
@@ -212,7 +242,7 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Code vectors (B, D, gh, gw) -> centred pixels (B, 3, H, W)."""
-        x = self.grid_blocks(self.inp(z))
+        x = self.expand(self.grid_blocks(self.inp(z)))
         if self.resized:
             x = F.interpolate(x, size=self.sizes[-1], mode="bilinear")
         x = self.post(F.silu(x))
