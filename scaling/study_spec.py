@@ -8,7 +8,7 @@ Example (``study.toml``)::
 
     name = "my-breakout"
     [dataset]
-    id = "embscale/breakout/scripted-v0"
+    id = "embscale/breakout/scripted-v1"
     [[tasks]]
     task = "wm-token"
     sizes = ["s30k", "s100k", "s300k", "s1m"]
@@ -35,7 +35,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 class DatasetSpec:
     """The Minari dataset a study trains on."""
 
-    id: str = "embscale/breakout/scripted-v0"  # Minari dataset id
+    id: str = "embscale/breakout/scripted-v1"  # Minari dataset id
     collect: bool = False  # collect the dataset from ``env`` when ``id`` is missing locally
     env: str = "embscale/Breakout-v0"  # env to collect from
     policy: str = "scripted"  # collecting policy: scripted | random | sb3:PATH | module:factory
@@ -51,7 +51,7 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         if not self.id or "/" not in self.id:
             raise ValueError(f"dataset.id={self.id!r} is not a Minari id; use e.g. "
-                             "'embscale/breakout/scripted-v0'")
+                             "'embscale/breakout/scripted-v1'")
         for name in ("episodes", "frame_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"dataset.{name}={getattr(self, name)} must be >= 1")
@@ -76,12 +76,16 @@ class TokenizerSpec:
     steps: int = 1500  # tokenizer training steps (when it is trained here)
     batch_size: int = 32  # frames per tokenizer update
     checkpoint: str | None = None  # use this trained tokenizer instead of training one
-    overrides: dict[str, Any] = field(default_factory=dict)  # extra tokenizer config fields
+    # VQConfig fields (code_dim, ...) or training options (foreground_weight, lr, ...)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("tokens_per_frame", "codebook_size", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"tokenizer.{name}={getattr(self, name)} must be >= 1")
+        from scaling.train_entry import split_tokenizer_overrides
+
+        split_tokenizer_overrides(self.overrides)  # unknown keys fail when the spec is read
 
 
 @dataclass

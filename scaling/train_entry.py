@@ -216,6 +216,34 @@ def idle_threads() -> int:
     return cores if load < 0.5 * cores else 1
 
 
+# Fields of the tokenizer's training config that a study spec may set in tokenizer.overrides
+# (the rest of that config is the study's own: dataset, directory, steps, device, threads).
+TOKENIZER_TRAIN_OPTIONS = ("lr", "warmup_steps", "min_lr_ratio", "recon_loss",
+                           "gradient_loss_weight", "foreground_weight", "seed")
+
+
+def split_tokenizer_overrides(overrides: dict[str, Any]) -> tuple[dict, dict]:
+    """Split ``tokenizer.overrides`` into VQConfig fields and training options.
+
+    >>> split_tokenizer_overrides({"code_dim": 16, "foreground_weight": 20.0})
+    ({'code_dim': 16}, {'foreground_weight': 20.0})
+    """
+    import dataclasses
+
+    from worldmodels.tokenizer import VQConfig
+
+    model_fields = {f.name for f in dataclasses.fields(VQConfig)} - {
+        "image_height", "image_width", "tokens_per_frame", "codebook_size"}
+    unknown = sorted(set(overrides) - model_fields - set(TOKENIZER_TRAIN_OPTIONS))
+    if unknown:
+        raise ValueError(f"tokenizer.overrides has unknown keys {unknown}; use VQConfig fields "
+                         f"{sorted(model_fields)} or training options "
+                         f"{sorted(TOKENIZER_TRAIN_OPTIONS)}")
+    model = {k: v for k, v in overrides.items() if k in model_fields}
+    train = {k: v for k, v in overrides.items() if k not in model_fields}
+    return model, train
+
+
 def train_tokenizer(spec, out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the study's tokenizer in ``out_dir``."""
     from offline_data.datasets import load_dataset
@@ -225,14 +253,15 @@ def train_tokenizer(spec, out_dir: Path, progress: bool = True) -> dict[str, Any
 
     t = spec.tokenizer
     h, w = load_dataset(spec.dataset.id).observation_space.shape[:2]
+    model_opts, train_opts = split_tokenizer_overrides(t.overrides)
     vq = VQConfig(image_height=h, image_width=w, tokens_per_frame=t.tokens_per_frame,
-                  codebook_size=t.codebook_size, **t.overrides)
+                  codebook_size=t.codebook_size, **model_opts)
     threads = int(os.environ.get("EMBSCALE_THREADS", "0") or 0) or idle_threads()
     cfg = TokenizerTrainConfig(dataset_id=spec.dataset.id, out_dir=str(out_dir), steps=t.steps,
                                batch_size=t.batch_size, eval_every=max(1, t.steps // 3),
                                checkpoint_every=max(1, min(500, t.steps // 4)),
                                device="cuda" if spec.device == "cuda" else spec.device,
-                               num_threads=threads)
+                               num_threads=threads, **train_opts)
     return _train(cfg, vq, resume=True, progress=progress)
 
 

@@ -10,7 +10,7 @@ from scaling.study_spec import StudySpec, TaskSweep, load_spec, spec_from_dict
 
 SPEC = {
     "name": "mini",
-    "dataset": {"id": "embscale/breakout/scripted-v0"},
+    "dataset": {"id": "embscale/breakout/scripted-v1"},
     "tasks": [{"task": "wm-token", "sizes": ["s10k", "s30k"], "tokens": 1e5},
               {"task": "bc-cnn", "sizes": ["s10k", "s30k"], "flops": 1e12, "seeds": [0, 1]}],
     "loss_vs_quality": {"clips": 4},
@@ -21,7 +21,7 @@ def test_json_and_toml_load_the_same_spec(tmp_path):
     j = tmp_path / "s.json"
     j.write_text(json.dumps(SPEC))
     t = tmp_path / "s.toml"
-    t.write_text('name = "mini"\n[dataset]\nid = "embscale/breakout/scripted-v0"\n'
+    t.write_text('name = "mini"\n[dataset]\nid = "embscale/breakout/scripted-v1"\n'
                  '[loss_vs_quality]\nclips = 4\n'
                  '[[tasks]]\ntask = "wm-token"\nsizes = ["s10k", "s30k"]\ntokens = 1e5\n'
                  '[[tasks]]\ntask = "bc-cnn"\nsizes = ["s10k", "s30k"]\nflops = 1e12\n'
@@ -51,6 +51,8 @@ def test_fingerprint_ignores_report_settings():
     ({"loss_vs_quality": {"clip_frames": 8}}, "9 frames"),
     ({"name": "../x"}, "plain directory name"),
     ({"tasks": []}, "tasks is empty"),
+    ({"tokenizer": {"overrides": {"foreground": 20}}}, r"unknown keys \['foreground'\].*"
+                                                       r"foreground_weight"),
 ])
 def test_bad_specs_name_the_problem(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -83,3 +85,14 @@ def test_dataset_skill_must_be_a_range_in_unit_interval(skill):
         DatasetSpec(skill=skill)
     assert DatasetSpec(skill=[0.7, 1]).skill == [0.7, 1.0]
     assert DatasetSpec(skill=0.8).skill == 0.8
+
+
+def test_tokenizer_overrides_reach_the_model_and_the_trainer():
+    from scaling.train_entry import split_tokenizer_overrides
+
+    spec = spec_from_dict({**SPEC, "tokenizer": {"overrides": {"code_dim": 16,
+                                                                "foreground_weight": 20.0}}})
+    model, train = split_tokenizer_overrides(spec.tokenizer.overrides)
+    assert model == {"code_dim": 16} and train == {"foreground_weight": 20.0}
+    with pytest.raises(ValueError, match="tokens_per_frame"):  # set by the spec itself
+        split_tokenizer_overrides({"tokens_per_frame": 64})
