@@ -16,6 +16,14 @@ class FitError(ValueError):
     """A fit did not converge or the data cannot support it; the message says why and what to do."""
 
 
+class NotAPowerLawError(FitError):
+    """The fit converged, but its optimum is not a power law (exponents outside their range).
+
+    Unlike a failure to converge, this is an answer about the data: bootstrap refits count such
+    a sample as failed instead of searching the grid for another local optimum.
+    """
+
+
 @dataclass(frozen=True)
 class Curves:
     """Points of several training curves, sorted by curve then compute.

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import optimize
 
 from scaling.laws._threads import single_threaded_blas
-from scaling.laws.data import Curves, FitError
+from scaling.laws.data import Curves, FitError, NotAPowerLawError
 
 logger = logging.getLogger(__name__)
 
@@ -183,10 +183,11 @@ def _check_exponents(alpha: float, beta: float, params: np.ndarray, what: str) -
                        f"the curves may be too short or too noisy: add more model sizes or longer "
                        f"runs, or try the other --parametric-loss")
     if not (0.0 < alpha < _MAX_EXPONENT and 0.0 < beta < _MAX_EXPONENT):
-        raise FitError(f"{what} gave exponents alpha={alpha:.4g}, beta={beta:.4g} outside "
-                       f"(0, {_MAX_EXPONENT:g}): the data does not pin down both power laws "
-                       f"(e.g. one model size dominates or the curves are flat); add model sizes "
-                       f"spanning a wider range or train longer")
+        raise NotAPowerLawError(
+            f"{what} gave exponents alpha={alpha:.4g}, beta={beta:.4g} outside "
+            f"(0, {_MAX_EXPONENT:g}): the data does not pin down both power laws (e.g. one "
+            f"model size dominates or the curves are flat); add model sizes spanning a wider "
+            f"range or train longer")
 
 
 def _r2_checked(fit: ParametricFit, curves: Curves) -> ParametricFit:

@@ -130,3 +130,28 @@ def test_bootstrap_interval_of_an_overflowed_coefficient_is_json_finite():
     assert ci["A"][0] >= 1.0 and ci["A"][1] == np.finfo(np.float64).max
     assert 0.4 <= ci["a"][0] <= ci["a"][1] <= 0.6
     json.dumps(ci, allow_nan=False)
+
+
+def test_bootstrap_stops_once_most_refits_fail_and_skips_futile_restarts(monkeypatch):
+    """A refit that converges outside the power-law family is not retried from the grid, and
+    refitting stops as soon as more than half the samples have failed."""
+    import scaling.laws.batched as batched
+    from scaling.laws.data import NotAPowerLawError
+    from scaling.laws.parametric import fit_huber as real_fit
+
+    curves = synthetic_curves(points_per_curve=6)
+    fit = real_fit(curves)
+    calls = []
+
+    def not_converged(x, y, logl, W, theta0, delta):
+        return np.tile(theta0, (len(W), 1)), np.zeros(len(W), dtype=bool), None
+
+    def outside_family(sample, delta, init=None, num_starts=None):
+        calls.append("grid" if init is None else "init")
+        raise NotAPowerLawError("exponents outside (0, 10)")
+
+    monkeypatch.setattr(batched, "huber_refit_batch", not_converged)
+    monkeypatch.setattr(batched, "fit_huber", outside_family)
+    with pytest.raises(FitError, match="at least 21 of 40 bootstrap refits failed"):
+        batched.bootstrap_huber(curves, fit, num=40)
+    assert calls == ["init"] * 21
