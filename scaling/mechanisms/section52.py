@@ -58,27 +58,39 @@ class RunSummary:
 
 def plateau_point(C, L, slope: float = PLATEAU_SLOPE, span: float = PLATEAU_SPAN
                   ) -> tuple[float, bool]:
-    """First compute at which the curve's local log-log slope is above ``-slope``.
+    """First compute from which the curve's local log-log slope stays above ``-slope``.
 
-    Returns ``(C_plateau, censored)``; a censored curve returns its last C.
+    The local slope at a point is measured over the next ``span`` decades of compute. The
+    plateau starts at the first point from which every later window is flat, so a transient
+    plateau that the loss leaves again (BC-CNN sits at the action marginal until it learns to
+    see the ball, then falls) does not count. Returns ``(C_plateau, censored)``; a curve still
+    falling in its last window is censored and returns its last C.
 
-    >>> C = np.geomspace(1e9, 1e13, 60)
-    >>> L = 1.0 + 50 * (C / 1e9) ** -0.7  # falls fast, then levels off
+    >>> C = np.geomspace(1e8, 1e14, 120)
+    >>> L = 1.0 + 10 * (C / 1e8) ** -1.0  # falls fast, then levels off
     >>> c, censored = plateau_point(C, L)
-    >>> 1e10 < c < 1e12 and not censored
+    >>> 1e10 < c < 1e11 and not censored
+    True
+    >>> L2 = np.where(C < 1e11, 2.0, 2.0 * (C / 1e11) ** -0.3)  # flat, then falls to the end
+    >>> plateau_point(C, L2) == (C[-1], True)
     True
     """
     C, L = np.asarray(C, dtype=np.float64), np.asarray(L, dtype=np.float64)
     order = np.argsort(C)
     logc, logl = np.log10(C[order]), np.log(L[order])
+    flat = []
     for i in range(len(logc)):
         j = np.searchsorted(logc, logc[i] + span)
         if j >= len(logc):
             break
         local = (logl[j] - logl[i]) / ((logc[j] - logc[i]) * math.log(10))
-        if local > -slope:
-            return float(C[order][i]), False
-    return float(C[order][-1]), True
+        flat.append(local > -slope)
+    if not flat or not flat[-1]:
+        return float(C[order][-1]), True
+    start = len(flat) - 1
+    while start > 0 and flat[start - 1]:
+        start -= 1
+    return float(C[order][start]), False
 
 
 LOSS_KEYS = ("train/loss_mean", "train/loss")
@@ -136,7 +148,10 @@ def compare(summaries: list[RunSummary], seed: int = 0) -> dict:
     pairs = []
     for size in sorted(sizes, key=lambda s: token[s].N):
         t, c = token[size], cnn[size]
-        pairs.append({"size": size, "N_token": t.N, "N_cnn": c.N,
+        # A censored BC-CNN curve leaves the ratio open; a censored BC-Token curve (against a
+        # plateaued BC-CNN) makes it a lower bound.
+        bound = "none" if c.censored else ("lower" if t.censored else "exact")
+        pairs.append({"bound": bound, "size": size, "N_token": t.N, "N_cnn": c.N,
                       "inputs_per_action_token": t.inputs_per_action,
                       "flops_per_action_token": t.flops_per_action,
                       "flops_per_action_cnn": c.flops_per_action,
@@ -144,12 +159,14 @@ def compare(summaries: list[RunSummary], seed: int = 0) -> dict:
                       "plateau_C_token": t.plateau_C, "censored_token": t.censored,
                       "plateau_C_cnn": c.plateau_C, "censored_cnn": c.censored,
                       "plateau_ratio": t.plateau_C / c.plateau_C})
-    logr = np.log10([p["plateau_ratio"] for p in pairs])
+    known = [p for p in pairs if p["bound"] != "none"]
+    logr = np.log10([p["plateau_ratio"] for p in known])
     rng = np.random.default_rng(seed)
     boot = (rng.choice(logr, (2000, len(logr))).mean(axis=1) if len(logr) > 1 else None)
-    later = estimate(float(logr.mean()), boot)
-    return {"pairs": pairs, "log10_plateau_ratio": later,
-            "token_later": sum(p["plateau_ratio"] > 1 for p in pairs)}
+    later = estimate(float(logr.mean()) if len(logr) else math.nan, boot)
+    return {"pairs": pairs, "log10_plateau_ratio": later, "determined": len(known),
+            "lower_bounds": sum(p["bound"] == "lower" for p in known),
+            "token_later": sum(p["plateau_ratio"] > 1 for p in known)}
 
 
 def figure(summaries: list[RunSummary], path: Path) -> Path:
@@ -180,6 +197,10 @@ def figure(summaries: list[RunSummary], path: Path) -> Path:
     return path
 
 
+RATIO_MARK = {"exact": "", "lower": ">= ", "none": "? "}
+"""How the plateau ratio is shown: exact, a lower bound, or open (see :func:`compare`)."""
+
+
 def write_report(out: Path, summaries: list[RunSummary], result: dict, command: str) -> Path:
     """``report/report.md``, ``results.json`` and ``curves.png`` under ``out``."""
     rep = out / "report"
@@ -194,8 +215,10 @@ def write_report(out: Path, summaries: list[RunSummary], result: dict, command: 
         "556 x 2 x 1M ≈ 1e9 vs 2e6). The paper argues this makes BC-Token curves plateau at "
         "much larger compute. A curve plateaus at the first compute after which its loss falls "
         f"by less than {PLATEAU_SLOPE} in ln L per unit ln C over the next {PLATEAU_SPAN} "
-        "decades; 'not yet' means it had not plateaued by the end of its budget (the true ratio "
-        "is then larger than shown).", "",
+        "decades and stays flat to the end of the run; 'not yet' means it had not plateaued by "
+        "the end of its budget. A ratio is exact when both curves plateaued, a lower bound (>=) "
+        "when only BC-CNN's did, and open (?) when BC-CNN's had not: such sizes are left out "
+        "of the mean.", "",
         f"Regenerate: `{command}`", "",
         "| size | N BC-Token | N BC-CNN | FLOPs/action BC-Token | FLOPs/action BC-CNN | ratio | "
         "plateau C BC-Token | plateau C BC-CNN | plateau ratio |",
@@ -207,17 +230,27 @@ def write_report(out: Path, summaries: list[RunSummary], result: dict, command: 
             f"{p['flops_per_action_token']:.3g} | {p['flops_per_action_cnn']:.3g} | "
             f"{p['flops_per_action_ratio']:.1f} | {p['plateau_C_token']:.3g}"
             f"{' (not yet)' if p['censored_token'] else ''} | {p['plateau_C_cnn']:.3g}"
-            f"{' (not yet)' if p['censored_cnn'] else ''} | {p['plateau_ratio']:.1f} |")
-    verdict = ("reproduced: BC-Token plateaus later, interval excludes equal"
-               if not math.isnan(later.low) and later.low > 0 else
-               "not reproduced with an interval excluding no effect")
-    lines += ["", f"BC-Token plateaus later in {result['token_later']} of {len(pairs)} sizes; "
-              f"mean log10 plateau-compute ratio {later.fmt()} (bootstrap over sizes): "
-              f"{verdict}.", "", "![curves](curves.png)", ""]
+            f"{' (not yet)' if p['censored_cnn'] else ''} | "
+            f"{RATIO_MARK[p['bound']]}{p['plateau_ratio']:.1f} |")
+    n, lower = result["determined"], result["lower_bounds"]
+    if n == 0:
+        verdict = ("undetermined: BC-CNN had not plateaued at any size; train longer (or at "
+                   "more compute per run) so that its curves flatten")
+    elif not math.isnan(later.low) and later.low > 0:
+        verdict = "reproduced: BC-Token plateaus later, interval excludes equal"
+    else:
+        verdict = "not reproduced with an interval excluding no effect"
+    summary = (f"BC-Token plateaus later in {result['token_later']} of {n} sizes where the "
+               f"ratio is known ({lower} of them lower bounds; {len(pairs) - n} open); ")
+    if n:
+        summary += (f"mean log10 plateau-compute ratio {later.fmt()}"
+                    f"{' (a lower bound)' if lower else ''} (bootstrap over sizes): ")
+    lines += ["", summary + f"{verdict}.", "", "![curves](curves.png)", ""]
     write_text_atomic(rep / "report.md", "\n".join(lines))
     write_text_atomic(rep / "results.json", json.dumps(
         {"pairs": pairs, "log10_plateau_ratio": later.to_json(), "verdict": verdict,
-         "token_later": result["token_later"]}, indent=2))
+         "token_later": result["token_later"], "determined": result["determined"],
+         "lower_bounds": result["lower_bounds"]}, indent=2))
     return rep / "report.md"
 
 
@@ -266,5 +299,7 @@ def run_cli(args, command: str) -> dict:
             "FLOPs per action, BC-Token / BC-CNN": ", ".join(
                 f"{p['size']}: {p['flops_per_action_ratio']:.0f}x" for p in pairs),
             "plateau compute, BC-Token / BC-CNN": ", ".join(
-                f"{p['size']}: {p['plateau_ratio']:.1f}x" for p in pairs),
-            "mean log10 plateau ratio": result["log10_plateau_ratio"].fmt()}
+                f"{p['size']}: {RATIO_MARK[p['bound']]}{p['plateau_ratio']:.1f}x"
+                for p in pairs) + " (>= lower bound, ? open)",
+            "mean log10 plateau ratio": (f"{result['log10_plateau_ratio'].fmt()} over "
+                                         f"{result['determined']} sizes with a known ratio")}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scaling.cli import main
-from scaling.mechanisms.section52 import compare, find_bc_runs, plateau_point
+from scaling.mechanisms.section52 import compare, find_bc_runs, plateau_point, write_report
 
 TEXT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -26,6 +26,22 @@ def _write_run(root: Path, task: str, size: str, N: int, C, L, d_z=16):
         for c, loss in zip(C, L, strict=True):
             f.write(json.dumps({"step": 1, "flops": c, "tokens": c / (6 * N), "params": N,
                                 "train/loss": loss, "val/loss": loss, "per": per}) + "\n")
+
+
+def test_section52_doctests():
+    import doctest
+
+    import scaling.mechanisms.section52 as section52
+
+    assert doctest.testmod(section52).failed == 0
+
+
+def test_a_transient_plateau_is_not_the_plateau():
+    """Flat at the start, then falling again (BC-CNN before and after it sees the ball)."""
+    C = np.geomspace(1e8, 1e14, 120)
+    stepped = np.where(C < 1e10, 2.0, 1.0 + (C / 1e10) ** -1.0)
+    c, censored = plateau_point(C, stepped)
+    assert not censored and c > 1e10
 
 
 def test_plateau_point_finds_the_knee_and_censors_falling_curves():
@@ -51,6 +67,29 @@ def test_section52_compares_equal_sizes(tmp_path):
     assert result["token_later"] == 2
     with pytest.raises(ValueError, match="both a BC-Token and a BC-CNN run"):
         compare([s for s in find_bc_runs([tmp_path]) if s.task == "bc-cnn"])
+
+
+def test_section52_ratio_is_open_when_bc_cnn_has_not_plateaued(tmp_path):
+    """A size whose BC-CNN curve still falls is left out of the mean; one whose BC-Token curve
+    still falls (against a plateaued BC-CNN) counts as a lower bound."""
+    C = np.geomspace(1e8, 1e14, 90)
+    falling = 5 * C ** -0.2  # never plateaus
+    _write_run(tmp_path, "bc-cnn", "s10k", 10_000, C, falling)
+    _write_run(tmp_path, "bc-token", "s10k", 10_000, C, 1.0 + 10 * (C / 1e8) ** -1.0)
+    _write_run(tmp_path, "bc-cnn", "s30k", 30_000, C, 1.0 + 10 * (C / 1e8) ** -1.0)
+    _write_run(tmp_path, "bc-token", "s30k", 30_000, C, falling)
+    result = compare(find_bc_runs([tmp_path]))
+    assert [p["bound"] for p in result["pairs"]] == ["none", "lower"]
+    assert result["determined"] == 1 and result["lower_bounds"] == 1
+    assert result["token_later"] == 1
+    s30k = result["pairs"][1]
+    assert result["log10_plateau_ratio"].value == pytest.approx(np.log10(s30k["plateau_ratio"]))
+    # nothing known at all: no estimate, and the report says why
+    only_open = [s for s in find_bc_runs([tmp_path]) if s.size == "s10k"]
+    none = compare(only_open)
+    assert none["determined"] == 0 and np.isnan(none["log10_plateau_ratio"].value)
+    report = write_report(tmp_path / "out", only_open, none, "cmd")
+    assert "undetermined: BC-CNN had not plateaued at any size" in report.read_text()
 
 
 @pytest.mark.slow
