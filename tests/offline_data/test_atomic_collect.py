@@ -39,8 +39,10 @@ SCRIPT = textwrap.dedent(f"""
 
 
 def _start_and_wait_for_data(root: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], env={**os.environ,
-                            "MINARI_DATASETS_PATH": str(root)})
+    # -X faulthandler: a process that hangs instead of exiting can be made to print its stacks
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", SCRIPT],
+                            env={**os.environ, "MINARI_DATASETS_PATH": str(root)},
+                            stderr=open(root / "collect.stderr", "w"))
     deadline = time.time() + 90
     while time.time() < deadline:
         staged = list((root / ".embscale-staging").rglob("part-*"))
@@ -64,7 +66,13 @@ def _minari_cli(root: Path, *args: str) -> str:
 def test_interrupted_collection_leaves_no_dataset(minari_datasets_path, sig):
     proc = _start_and_wait_for_data(minari_datasets_path)
     proc.send_signal(sig)
-    proc.wait(timeout=60)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+        proc.wait(timeout=30)
+        stacks = (minari_datasets_path / "collect.stderr").read_text()[-6000:]
+        pytest.fail(f"collection did not exit within 60 s of {sig.name}; its stacks:\n{stacks}")
     assert proc.returncode != 0
     assert list_dataset_ids() == []
     assert minari.list_local_datasets() == {}
