@@ -152,7 +152,7 @@ def collect(env_id: str | Any, policy: Any, num_episodes: int, dataset_id: str, 
         env_id: a registered gymnasium id (``embscale/Breakout-v0``) or an env instance.
         policy: object with SB3's ``predict``; may define ``bind(env)``, ``set_skill``, ``skill``.
         num_episodes: episodes to collect (fewer if ``max_total_steps`` is reached first).
-        dataset_id: ``embscale/<env>/<source>-v0``.
+        dataset_id: ``embscale/<env>/<source>-vN``.
         skills: per-episode skill values handed to ``policy.set_skill`` (cycled if shorter).
         env_kwargs: kwargs for ``gymnasium.make`` (e.g. ``size=128``).
         seed: seed of the first ``reset`` (the episodes follow deterministically).

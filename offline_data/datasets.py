@@ -1,6 +1,6 @@
 """Minari datasets of image trajectories: atomic creation, loading, metadata and splits.
 
-Dataset ids follow ``embscale/<env>/<source>-v0`` (e.g. ``embscale/breakout/scripted-v1``).
+Dataset ids follow ``embscale/<env>/<source>-vN`` (e.g. ``embscale/breakout/scripted-v1``).
 Frames are uint8 (H, W, 3) stored losslessly (Arrow IPC + LZ4, no JPEG); actions are stored as
 the env gives them and the action discretizer spec lives in the dataset metadata
 (``action_discretizer``, a JSON string), so token ids can always be mapped back to env actions.
@@ -80,7 +80,7 @@ def check_dataset_id(dataset_id: str) -> None:
         parse_dataset_id(dataset_id)
     except ValueError as e:
         raise ValueError(f"dataset id {dataset_id!r} is malformed; use the form "
-                         "'embscale/<env>/<source>-v0', e.g. 'embscale/breakout/scripted-v1'"
+                         "'embscale/<env>/<source>-vN', e.g. 'embscale/breakout/scripted-v1'"
                          ) from e
 
 
@@ -208,7 +208,7 @@ class MinariWriter:
     ``minari list local`` shows. Use as a context manager: commit on success, abort on error.
 
     Args:
-        dataset_id: ``embscale/<env>/<source>-v0``.
+        dataset_id: ``embscale/<env>/<source>-vN``.
         env: the gymnasium env the data came from (its spec is stored so Minari can recover it);
             ``None`` for imported data, then give ``observation_space`` and ``action_space``.
         observation_space: defaults to ``env.observation_space``; must be uint8 (H, W, 3).
