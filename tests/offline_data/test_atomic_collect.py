@@ -21,7 +21,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 SCRIPT = textwrap.dedent(f"""
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C as in a terminal: a shell's background job (CI, `cmd &`) starts with SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path[:0] = [{str(HERE)!r}, {str(ROOT)!r}]
     import offline_data_envs
     offline_data_envs.register()
