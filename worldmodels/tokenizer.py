@@ -131,6 +131,12 @@ class VQConfig:
             sizes.append((sizes[-1][0] // 2, sizes[-1][1] // 2))
         return sizes
 
+    @property
+    def folded_size(self) -> tuple[int, int]:
+        """Size of the trunk's map just before space-to-depth: r x the grid (see Encoder)."""
+        r = shuffle_factor(self.level_sizes[-1], self.grid)
+        return r * self.grid[0], r * self.grid[1]
+
     def width(self, level: int) -> int:
         """Conv width at downsampling level ``level`` (1 = half resolution)."""
         return min(self.channels * 2 ** (level - 1), self.max_channels)
@@ -196,7 +202,7 @@ class Encoder(nn.Module):
         top = cfg.max_channels
         self.pre = nn.Conv2d(ch, top, 3, padding=1)
         r = shuffle_factor(cfg.level_sizes[-1], self.grid)
-        self.folded = (r * self.grid[0], r * self.grid[1])
+        self.folded = cfg.folded_size
         self.resized = cfg.level_sizes[-1] != self.folded
         self.squeeze = (nn.Sequential(nn.PixelUnshuffle(r), nn.Conv2d(top * r * r, top, 1))
                         if r > 1 else nn.Identity())
@@ -228,7 +234,7 @@ class Decoder(nn.Module):
         self.inp = nn.Conv2d(cfg.code_dim, top, 3, padding=1)
         self.grid_blocks = nn.Sequential(*[ResBlock(top) for _ in range(cfg.num_res_blocks)])
         r = shuffle_factor(self.sizes[-1], cfg.grid)
-        self.resized = self.sizes[-1] != (r * cfg.grid[0], r * cfg.grid[1])
+        self.resized = self.sizes[-1] != cfg.folded_size
         self.expand = (nn.Sequential(nn.Conv2d(top, top * r * r, 1), nn.PixelShuffle(r))
                        if r > 1 else nn.Identity())
         self.post = nn.Conv2d(top, cfg.width(n), 3, padding=1)
