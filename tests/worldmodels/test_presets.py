@@ -50,4 +50,9 @@ def test_default_presets():
     assert presets.preset_for("wm-token", "4M").name == "wm-token-540"
     assert presets.preset_for("wm-token", "15M").name == "wm-token-256"
     assert presets.preset_for("bc-cnn", "52M").learning_rate("52M") == 3e-4
+    # the CPU ladder's BC-CNN runs at 0.4x the token ladder's rates (its small CNNs stall higher)
+    for size in presets.LADDER:
+        cnn = presets.preset_for("bc-cnn", size).learning_rate(size)
+        assert cnn == pytest.approx(0.4 * presets.preset_for("wm-token", size).learning_rate(size))
+    assert presets.preset_for("bc-cnn", "s30k").learning_rate("s30k") == 2e-3
     assert presets.get_task_preset("wm-token-256").update_tokens("894M") == 2_088_960
