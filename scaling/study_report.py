@@ -42,9 +42,16 @@ def _tokenizer_section(r: Report, study_dir: Path, spec: StudySpec) -> None:
     summary = read_json(tok_dir / "summary.json")
     text = (f"VQ-VAE with d_z = {spec.tokenizer.tokens_per_frame} tokens per frame and "
             f"V_o = {spec.tokenizer.codebook_size} codes.")
-    if summary:
-        keys = [k for k in summary if isinstance(summary[k], (int, float))]
-        text += " " + ", ".join(f"{k} = {fmt(summary[k])}" for k in keys[:8]) + "."
+    if summary and "val/psnr" in summary:
+        text += (f" {fmt(summary['params'])} parameters, {summary['step']:,} steps in "
+                 f"{summary['seconds']:.0f} s. Held-out PSNR {summary['val/psnr']:.2f} dB over "
+                 f"{summary['val_frames']} frames")
+        if summary.get("val/psnr_foreground") is not None:
+            text += (f"; {summary['val/psnr_foreground']:.2f} dB over the "
+                     f"{100 * summary['val/foreground_fraction']:.1f}% of pixels that move (a "
+                     f"foreground PSNR far below the frame's means small objects are lost)")
+        text += (f". {summary['val/codes_used']} of {spec.tokenizer.codebook_size} codes in use, "
+                 f"perplexity {summary['val/perplexity']:.1f}.")
     r.add("p", text)
     for name in ("reconstructions.png", "recon.png", "reconstruction.png"):
         if (tok_dir / name).is_file():

@@ -27,7 +27,7 @@ import torch
 
 from offline_data.atomic import atomic_file, write_text_atomic
 from offline_data.datasets import BREAKOUT_DATASET_ID, FETCH_DATASET_ID
-from worldmodels.tokenizer import VQVAE, VQConfig, load_weights, save_tokenizer
+from worldmodels.tokenizer import VQVAE, VQConfig, foreground_mask, load_weights, save_tokenizer
 from worldmodels.tokenizer_data import FrameCache, frame_shape, held_out_frames, open_split
 
 logger = logging.getLogger(__name__)
@@ -134,24 +134,37 @@ def evaluate(model: VQVAE, frames: np.ndarray, batch_size: int = 128) -> dict[st
     """Reconstruction PSNR and codebook statistics on uint8 (N, H, W, 3) frames.
 
     PSNR is computed per frame on the uint8 reconstruction (MSE floored at 1e-2, i.e. at most
-    68 dB) and averaged over frames. ``codebook_usage`` is the fraction of codes used at least
-    once; ``perplexity`` is exp(entropy) of the code histogram (= V_o when all codes are used
-    equally often).
+    68 dB) and averaged over frames. ``psnr_foreground`` pools the error of the pixels that
+    differ from the frames' per-pixel median (what moves: a ball, a paddle, a score; their
+    share is ``foreground_fraction``): small objects lost in the reconstruction hardly move the
+    whole-frame PSNR but sink this one. It is None when no pixel differs. ``codebook_usage`` is
+    the fraction of codes used at least once; ``perplexity`` is exp(entropy) of the code
+    histogram (= V_o when all codes are used equally often).
     """
     was_training = model.training
     model.eval()
     psnrs, counts = [], torch.zeros(model.config.codebook_size, dtype=torch.float64)
+    background = model.preprocess(frames).median(dim=0, keepdim=True).values
+    fg_sq_err, fg_pixels = 0.0, 0
     for i in range(0, len(frames), batch_size):
         batch = torch.as_tensor(frames[i:i + batch_size])
         ids = model.encode(batch)
         recon = model.decode(ids).cpu().float()
-        mse = (recon - batch.float()).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-2)
+        sq_err = (recon - batch.float()).pow(2)
+        mse = sq_err.mean(dim=(1, 2, 3)).clamp_min(1e-2)
         psnrs.append(10 * torch.log10(255.0**2 / mse))
+        fg = foreground_mask(model.preprocess(batch), background=background).cpu()
+        fg_sq_err += float((sq_err * fg[:, 0, :, :, None]).sum())
+        fg_pixels += int(fg.sum())
         counts += torch.bincount(ids.flatten().cpu(), minlength=len(counts)).double()
     model.train(was_training)
     p = counts / counts.sum()
     entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    fg_mse = fg_sq_err / (3 * fg_pixels) if fg_pixels else None
     return {"psnr": float(torch.cat(psnrs).mean()),
+            "psnr_foreground": (10 * math.log10(255.0**2 / max(fg_mse, 1e-2))
+                                if fg_mse is not None else None),
+            "foreground_fraction": fg_pixels / (len(frames) * frames.shape[1] * frames.shape[2]),
             "codes_used": int((counts > 0).sum()),
             "codebook_usage": float((counts > 0).double().mean()),
             "perplexity": float(entropy.exp())}
@@ -366,10 +379,18 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{summary['tokens_per_frame']} tokens/frame, step {summary['step']}/{summary['steps']}"
         f"{' (time limit)' if summary['stopped_early'] else ''}, {summary['seconds']:.0f} s, "
         f"{summary['frames_per_s']:.0f} frames/s\n"
-        f"  held-out PSNR {summary['val/psnr']:.2f} dB over {summary['val_frames']} frames; "
-        f"codebook usage {summary['val/codes_used']}/{v} "
+        f"  held-out PSNR {summary['val/psnr']:.2f} dB over {summary['val_frames']} frames"
+        f"{_foreground_text(summary)}; codebook usage {summary['val/codes_used']}/{v} "
         f"({100 * summary['val/codebook_usage']:.0f}%); perplexity {summary['val/perplexity']:.1f}"
     )
+
+
+def _foreground_text(summary: dict[str, Any]) -> str:
+    fg = summary.get("val/psnr_foreground")
+    if fg is None:
+        return ""
+    return (f" (foreground, the {100 * summary['val/foreground_fraction']:.1f}% of pixels that "
+            f"move: {fg:.2f} dB)")
 
 
 def judge_target(summary: dict[str, Any], psnr_target: float | None = None

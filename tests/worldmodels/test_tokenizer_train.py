@@ -1,11 +1,12 @@
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 from tokenizer_fixtures import TINY_VQ, make_dataset, one_torch_thread
 
-from worldmodels.tokenizer import VQConfig, load_tokenizer
+from worldmodels.tokenizer import VQVAE, VQConfig, load_tokenizer
 from worldmodels.tokenizer_train import (
     TokenizerTrainConfig,
     TokenizerTrainer,
@@ -131,3 +132,45 @@ def test_summary_judges_the_k64_targets(dataset, psnr, usage, expected):
     assert "must rise over K = 16, 36, 64, 100, 256" in format_target(
         {**summary, "tokens_per_frame": 16})
     assert format_target({**summary, "dataset_id": DATASET}) is None
+
+
+class _LosesTheBall(torch.nn.Module):
+    """Stands in for a tokenizer whose reconstructions are exact except that the ball is gone."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = VQConfig(tokens_per_frame=16, codebook_size=4)
+
+    def preprocess(self, frames):
+        return VQVAE.preprocess(self, frames)
+
+    @property
+    def device(self):
+        return torch.device("cpu")
+
+    def encode(self, frames):
+        self._frames = torch.as_tensor(frames)
+        return torch.zeros(len(frames), 16, dtype=torch.long)
+
+    def decode(self, ids):
+        recon = self._frames.clone()
+        recon[recon[..., 0] == 250] = 0  # the ball's pixels come back black
+        return recon
+
+
+def test_evaluate_reports_the_foreground_psnr_that_a_lost_ball_sinks():
+    from worldmodels.tokenizer_train import evaluate
+
+    frames = np.zeros((8, 64, 64, 3), np.uint8)
+    frames[:, :10] = 120  # static wall
+    for i in range(8):
+        frames[i, 40:42, 4 * i:4 * i + 2] = 250  # a 2x2 ball that moves
+    m = evaluate(_LosesTheBall(), frames, batch_size=3)
+    # 4 of 4,096 pixels move; each lost ball pixel errs by 250 in 3 channels
+    assert m["foreground_fraction"] == pytest.approx(4 / 4096)
+    assert m["psnr_foreground"] == pytest.approx(10 * np.log10(255**2 / 250**2))
+    assert m["psnr"] == pytest.approx(10 * np.log10(255**2 / (4 * 250**2 / 4096)))
+    assert m["psnr"] - m["psnr_foreground"] > 30  # the frame PSNR hides the loss
+    assert m["codes_used"] == 1
+    static = np.repeat(frames[:1], 4, axis=0)  # nothing moves: no foreground PSNR
+    assert evaluate(_LosesTheBall(), static)["psnr_foreground"] is None
