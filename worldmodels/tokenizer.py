@@ -258,20 +258,17 @@ class Decoder(nn.Module):
         return x  # (B, 3, H, W), pixel values centred on 0 (x / 255 - 0.5)
 
 
-def foreground_mask(x: torch.Tensor, threshold: float = 0.1,
-                    background: torch.Tensor | None = None) -> torch.Tensor:
-    """1.0 where a pixel differs from the per-pixel median frame, else 0.0.
+def foreground_mask(x: torch.Tensor, threshold: float = 0.1) -> torch.Tensor:
+    """1.0 where a pixel differs from the batch's per-pixel median frame, else 0.0.
 
     Args:
         x: centred frames (B, 3, H, W) in [-0.5, 0.5].
         threshold: largest channel difference (of 1.0) still counted as background.
-        background: the (1, 3, H, W) frame to compare with; default the median of ``x``.
 
     Returns:
         (B, 1, H, W) float mask, broadcastable over channels.
     """
-    if background is None:
-        background = x.median(dim=0, keepdim=True).values
+    background = x.median(dim=0, keepdim=True).values
     return ((x - background).abs().amax(dim=1, keepdim=True) > threshold).to(x.dtype)
 
 

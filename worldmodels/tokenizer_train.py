@@ -144,8 +144,8 @@ def evaluate(model: VQVAE, frames: np.ndarray, batch_size: int = 128) -> dict[st
     was_training = model.training
     model.eval()
     psnrs, counts = [], torch.zeros(model.config.codebook_size, dtype=torch.float64)
-    background = model.preprocess(frames).median(dim=0, keepdim=True).values
-    fg_sq_err, fg_pixels = 0.0, 0
+    moving = foreground_mask(model.preprocess(frames)).cpu()[:, 0, :, :, None]  # (N, H, W, 1)
+    fg_sq_err = 0.0
     for i in range(0, len(frames), batch_size):
         batch = torch.as_tensor(frames[i:i + batch_size])
         ids = model.encode(batch)
@@ -153,13 +153,12 @@ def evaluate(model: VQVAE, frames: np.ndarray, batch_size: int = 128) -> dict[st
         sq_err = (recon - batch.float()).pow(2)
         mse = sq_err.mean(dim=(1, 2, 3)).clamp_min(1e-2)
         psnrs.append(10 * torch.log10(255.0**2 / mse))
-        fg = foreground_mask(model.preprocess(batch), background=background).cpu()
-        fg_sq_err += float((sq_err * fg[:, 0, :, :, None]).sum())
-        fg_pixels += int(fg.sum())
+        fg_sq_err += float((sq_err * moving[i:i + batch_size]).sum())
         counts += torch.bincount(ids.flatten().cpu(), minlength=len(counts)).double()
     model.train(was_training)
     p = counts / counts.sum()
     entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    fg_pixels = int(moving.sum())
     fg_mse = fg_sq_err / (3 * fg_pixels) if fg_pixels else None
     return {"psnr": float(torch.cat(psnrs).mean()),
             "psnr_foreground": (10 * math.log10(255.0**2 / max(fg_mse, 1e-2))
