@@ -132,10 +132,14 @@ class VQConfig:
         return sizes
 
     @property
+    def fold_factor(self) -> int:
+        """Factor r of the space-to-depth from trunk to grid (see :func:`shuffle_factor`)."""
+        return shuffle_factor(self.level_sizes[-1], self.grid)
+
+    @property
     def folded_size(self) -> tuple[int, int]:
         """Size of the trunk's map just before space-to-depth: r x the grid (see Encoder)."""
-        r = shuffle_factor(self.level_sizes[-1], self.grid)
-        return r * self.grid[0], r * self.grid[1]
+        return self.fold_factor * self.grid[0], self.fold_factor * self.grid[1]
 
     def width(self, level: int) -> int:
         """Conv width at downsampling level ``level`` (1 = half resolution)."""
@@ -201,7 +205,7 @@ class Encoder(nn.Module):
             self.blocks.append(nn.Sequential(*[ResBlock(ch) for _ in range(cfg.num_res_blocks)]))
         top = cfg.max_channels
         self.pre = nn.Conv2d(ch, top, 3, padding=1)
-        r = shuffle_factor(cfg.level_sizes[-1], self.grid)
+        r = cfg.fold_factor
         self.folded = cfg.folded_size
         self.resized = cfg.level_sizes[-1] != self.folded
         self.squeeze = (nn.Sequential(nn.PixelUnshuffle(r), nn.Conv2d(top * r * r, top, 1))
@@ -233,7 +237,7 @@ class Decoder(nn.Module):
         n, top = cfg.num_down, cfg.max_channels
         self.inp = nn.Conv2d(cfg.code_dim, top, 3, padding=1)
         self.grid_blocks = nn.Sequential(*[ResBlock(top) for _ in range(cfg.num_res_blocks)])
-        r = shuffle_factor(self.sizes[-1], cfg.grid)
+        r = cfg.fold_factor
         self.resized = self.sizes[-1] != cfg.folded_size
         self.expand = (nn.Sequential(nn.Conv2d(top, top * r * r, 1), nn.PixelShuffle(r))
                        if r > 1 else nn.Identity())
