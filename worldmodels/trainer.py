@@ -453,6 +453,10 @@ class Trainer:
                     self._save_checkpoint()
                 for callback in self.callbacks:
                     callback(self.step, record)
+            if self.world_size > 1:
+                # Rank 0 writes the last checkpoint after the final step; no rank may leave (and
+                # tear down the process group under it) before that is done.
+                torch.distributed.barrier()
         finally:
             progress.close()
             if writer is not None:
