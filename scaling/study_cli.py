@@ -109,8 +109,9 @@ def register(subparsers) -> None:
         "study", help="run a whole scaling study (default: the embedded Breakout study)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spec", help="study spec file (.json or .toml), see docs/studies.md")
-    p.add_argument("--preset", help="named study: default, quick, paper-wm-token-256, "
-                   "paper-wm-token-540, paper-bc-token-540, paper-bc-cnn (--list-presets)")
+    from scaling.study_presets import PRESETS
+
+    p.add_argument("--preset", help=f"named study: {', '.join(PRESETS)} (--list-presets)")
     p.add_argument("--quick", action="store_true", help="the miniature study (same as "
                    "--preset quick)")
     p.add_argument("--name", help="study name (results in RUNS_DIR/NAME)")

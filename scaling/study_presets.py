@@ -57,6 +57,48 @@ def default_study() -> StudySpec:
     )
 
 
+def breakout_256_study() -> StudySpec:
+    """The default study at 256 tokens per frame, where the tokenizer keeps the ball (one GPU).
+
+    At 16 tokens per frame the Breakout ball (2 pixels at 64x64) is lost in tokenization, so
+    BC-Token and WM-Token never see it; at 256 (4x4-pixel patches, the token count of the paper's
+    WM-Token-256) it is reconstructed in 93% of held-out frames (docs/tokenizer.md). A timestep is
+    then 257 tokens, 15 times the default's, which is GPU work: the ladder's upper half with
+    updates of 32 windows (82,240 tokens), 1e8 tokens per token-model run (about 3.9 passes over
+    the training split of 120k frames, 84% of their 30.8M tokens), and 4e5 frames per BC-CNN
+    run. Its budgets are estimates for one GPU that no run has checked yet.
+    """
+    window = 10 * (256 + 1)  # tokens in a window of 10 timesteps
+    gpu = {"warmup_steps": 20, "micro_batch_size": 16, "tokens_per_update": 32 * window,
+           "val_batches": 16}
+    sizes = ["s100k", "s300k", "s1M", "s2M"]
+    return StudySpec(
+        name="breakout-256",
+        description=("Breakout at 64x64 with 256 tokens per frame, so that token models see the "
+                     "ball: WM-Token, BC-Token and BC-CNN over the ladder's upper half, on a "
+                     "GPU."),
+        dataset=DatasetSpec(id="embscale/breakout/scripted-large-v1", collect=True,
+                            episodes=1200, max_total_steps=120_000, max_episode_steps=2000),
+        tokenizer=TokenizerSpec(tokens_per_frame=256, codebook_size=512, steps=3000,
+                                batch_size=32, overrides={"foreground_weight": 20.0}),
+        tasks=[
+            TaskSweep(task="wm-token", sizes=sizes, tokens=1e8, checkpoints=4,
+                      overrides=dict(gpu)),
+            TaskSweep(task="bc-token", sizes=sizes, tokens=1e8, checkpoints=4,
+                      overrides=dict(gpu)),
+            # BC-CNN counts frames: 256 windows of 10 frames per update.
+            TaskSweep(task="bc-cnn", sizes=sizes, tokens=4e5, checkpoints=4,
+                      overrides={"warmup_steps": 20, "micro_batch_size": 64,
+                                 "tokens_per_update": 2560}),
+        ],
+        loss_vs_return=ReturnStudySpec(episodes=16, num_envs=16, max_episode_steps=1000),
+        loss_vs_quality=QualityStudySpec(clips=12, clip_frames=16, videos=2),
+        fit=FitSpec(bootstrap=200),
+        parallel=2, device="cuda",
+        optimum_tokens_per_param=20.0,
+    )
+
+
 def quick_study() -> StudySpec:
     """A miniature study (minutes on CPU): every stage, tiny data, models and evaluations."""
     return StudySpec(
@@ -139,6 +181,7 @@ def paper_bc_cnn() -> StudySpec:
 PRESETS: dict[str, Callable[[], StudySpec]] = {
     "default": default_study,
     "quick": quick_study,
+    "breakout-256": breakout_256_study,
     "paper-wm-token-256": paper_wm_token_256,
     "paper-wm-token-540": paper_wm_token_540,
     "paper-bc-token-540": paper_bc_token_540,

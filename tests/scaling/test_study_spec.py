@@ -96,3 +96,39 @@ def test_tokenizer_overrides_reach_the_model_and_the_trainer():
     assert model == {"code_dim": 16} and train == {"foreground_weight": 20.0}
     with pytest.raises(ValueError, match="tokens_per_frame"):  # set by the spec itself
         split_tokenizer_overrides({"tokens_per_frame": 64})
+
+
+@pytest.mark.parametrize("name", ["default", "quick", "breakout-256", "paper-wm-token-256",
+                                  "paper-wm-token-540", "paper-bc-token-540", "paper-bc-cnn"])
+def test_every_study_preset_round_trips_and_names_known_sizes(name):
+    from scaling.study_presets import PRESETS, get_preset
+    from scaling.study_steps import check_sizes
+
+    assert name in PRESETS
+    spec = get_preset(name)
+    again = spec_from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again.fingerprint() == spec.fingerprint()
+    check_sizes(spec)
+
+
+def test_breakout_256_budgets_pass_every_optimum_in_whole_windows(tmp_path):
+    """Every size of the 256-token study runs past its compute optimum, and an update is a
+    whole number of 10-step windows of 257 tokens."""
+    from scaling.study_presets import get_preset
+    from scaling.study_steps import check_budget
+    from scaling.train_entry import size_params
+    from worldmodels.tokenizer import VQConfig
+
+    spec = get_preset("breakout-256")
+    spec.runs_dir = str(tmp_path)
+    VQConfig(tokens_per_frame=spec.tokenizer.tokens_per_frame,
+             codebook_size=spec.tokenizer.codebook_size)  # tiles a 64x64 frame
+    per_step = spec.tokenizer.tokens_per_frame + 1
+    for t in spec.tasks:
+        params = {s: size_params(t.task, s, spec) for s in t.sizes}
+        prior = spec.optimum_tokens_per_param / (per_step if t.task == "bc-cnn" else 1)
+        assert check_budget(t, params, prior) == t.sizes
+        if t.task != "bc-cnn":
+            assert t.overrides["tokens_per_update"] % (10 * per_step) == 0
+            # at most 4 passes over the collected frames' tokens
+            assert t.tokens <= 4 * spec.dataset.max_total_steps * per_step
