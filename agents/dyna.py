@@ -99,26 +99,42 @@ def confidence_interval(values: list[float] | np.ndarray) -> tuple[float, float,
 
 
 class _Progress(BaseCallback):
-    """tqdm progress over imagined steps (disabled when stderr is not a terminal)."""
+    """Progress over imagined steps: a tqdm bar on a terminal, else a log line every 10%."""
 
     def __init__(self, total: int):
         super().__init__()
-        self.total, self.bar = total, None
+        self.total, self.bar, self.done, self.next_log = total, None, 0, 0.1
+        self.t0 = 0.0
 
     def _on_training_start(self) -> None:
         import sys
+        import time
 
         from tqdm import tqdm
 
-        self.bar = tqdm(total=self.total, desc="imagined steps", unit="step",
-                        disable=not sys.stderr.isatty())
+        self.t0 = time.perf_counter()
+        if sys.stderr.isatty():
+            self.bar = tqdm(total=self.total, desc="imagined steps", unit="step")
 
     def _on_step(self) -> bool:
-        self.bar.update(self.training_env.num_envs)
+        import time
+
+        n = self.training_env.num_envs
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.done >= self.next_log * self.total:
+            self.next_log += 0.1
+            episodes = [e["r"] for e in self.model.ep_info_buffer]
+            ret = f", imagined return {np.mean(episodes):.2f}" if episodes else ""
+            rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
+            logger.info("imagined steps %d/%d (%.0f steps/s%s)", self.done, self.total, rate,
+                        ret)
         return True
 
     def _on_training_end(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 class _RandomPolicy:

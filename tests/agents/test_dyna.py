@@ -23,7 +23,8 @@ def breakout(size=64):
 
 
 @pytest.mark.slow
-def test_short_ppo_inside_the_world_model_with_real_steps_and_updates(tmp_path):
+def test_short_ppo_inside_the_world_model_with_real_steps_and_updates(tmp_path, caplog):
+    caplog.set_level("INFO", logger="agents.dyna")
     sim = tiny_simulator(num_envs=4)
     before = [p.detach().clone() for p in sim.model.parameters()]
     starts = len(sim.start_episodes)
@@ -31,6 +32,9 @@ def test_short_ppo_inside_the_world_model_with_real_steps_and_updates(tmp_path):
                      real_steps_per_round=30, wm_updates_per_round=2, eval_episodes=2)
     results = run_dyna(sim, breakout(), cfg, tmp_path)
     assert results["rounds"][0]["imagined_steps"] >= 128
+    # off a terminal, progress comes as log lines, the last at the end of the round
+    progress = [r.getMessage() for r in caplog.records if "imagined steps" in r.getMessage()]
+    assert len(progress) >= 2 and progress[-1].startswith("imagined steps 128/128")
     assert np.isfinite(results["rounds"][0]["wm_loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, sim.model.parameters(), strict=True))
     assert len(sim.start_episodes) > starts
