@@ -96,6 +96,11 @@ class VQConfig:
     normalize_codes: bool = True
     """Match l2-normalised encoder outputs to l2-normalised codes (cosine similarity); with
     a small code_dim this keeps more of the codebook in use (Yu et al. 2022, ViT-VQGAN)."""
+    patch_local: bool = False
+    """Encode each token from its own patch of pixels only (:class:`PatchEncoder`): a patch
+    that does not change keeps its token, so consecutive frames differ only where the picture
+    does. The default conv encoder sees neighbouring patches too, and a moving object changes
+    the tokens around it. Needs a grid that divides the frame."""
 
     def __post_init__(self):
         for name in ("image_height", "image_width", "codebook_size", "code_dim", "channels",
@@ -110,6 +115,13 @@ class VQConfig:
         if self.num_res_blocks < 0:
             raise ValueError(f"VQConfig.num_res_blocks must be >= 0, got {self.num_res_blocks}")
         token_grid(self.image_height, self.image_width, self.tokens_per_frame)
+        if self.patch_local and (self.image_height % self.grid[0]
+                                 or self.image_width % self.grid[1]):
+            raise ValueError(f"VQConfig.patch_local needs a token grid that divides the frame; "
+                             f"{self.grid[0]}x{self.grid[1]} does not divide "
+                             f"{self.image_height}x{self.image_width}: pick tokens_per_frame "
+                             "from possible_tokens_per_frame with whole patches, or drop "
+                             "patch_local")
         if min(self.image_height, self.image_width) >> self.num_down < 1:
             raise ValueError(f"VQConfig.num_down={self.num_down} halves a {self.image_height}x"
                              f"{self.image_width} frame below one pixel; use fewer levels")
@@ -224,6 +236,33 @@ class Encoder(nn.Module):
         return self.out(F.silu(self.grid_blocks(x)))  # (B, D, gh, gw)
 
 
+class PatchEncoder(nn.Module):
+    """Per-patch encoder: each token's code is a function of its own patch of pixels alone.
+
+    Space-to-depth folds every patch (H / gh x W / gw pixels) into channels, then 1x1 convs (a
+    per-patch MLP with residual blocks) map it to a code vector, so nothing outside a patch can
+    change its token. The decoder stays convolutional (it may use neighbouring codes).
+    """
+
+    def __init__(self, cfg: VQConfig):
+        super().__init__()
+        ph = cfg.image_height // cfg.grid[0]
+        top = cfg.max_channels
+        self.fold = nn.PixelUnshuffle(ph)
+        self.inp = nn.Conv2d(3 * ph * ph, top, 1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(top, top, 1), nn.SiLU(), nn.Conv2d(top, top, 1))
+            for _ in range(max(1, cfg.num_res_blocks) * (cfg.num_down + 1)))
+        self.out = nn.Conv2d(top, cfg.code_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Centred pixels (B, 3, H, W) -> code vectors (B, D, gh, gw)."""
+        x = self.inp(self.fold(x))
+        for block in self.blocks:
+            x = x + block(F.silu(x))
+        return self.out(F.silu(x))
+
+
 class Decoder(nn.Module):
     """Mirror of :class:`Encoder`: grid blocks, depth-to-space, transposed convs.
 
@@ -294,13 +333,17 @@ class VQLoss(NamedTuple):
     output: VQOutput
 
 
+_LATER_FIELDS = {"patch_local": False}
+"""VQConfig fields newer than the checksum format, with the value older tokenizers had."""
+
+
 class VQVAE(nn.Module):
     """Convolutional VQ-VAE with an EMA codebook (see module docstring)."""
 
     def __init__(self, config: VQConfig):
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config)
+        self.encoder = PatchEncoder(config) if config.patch_local else Encoder(config)
         self.quantizer = EMAQuantizer(config.codebook_size, config.code_dim, config.ema_decay,
                                       config.dead_code_ratio,
                                       normalize=config.normalize_codes)
@@ -401,8 +444,17 @@ class VQVAE(nn.Module):
         return self.postprocess(self.decoder(z))
 
     def sha256(self) -> str:
-        """Checksum of the config and every parameter and buffer (the tokenizer's identity)."""
-        h = hashlib.sha256(json.dumps(dataclasses.asdict(self.config), sort_keys=True).encode())
+        """Checksum of the config and every parameter and buffer (the tokenizer's identity).
+
+        Config fields added after tokenizers were first saved count only when set away from
+        their default, so a tokenizer saved before them keeps its checksum (and its token
+        shards stay valid).
+        """
+        config = dataclasses.asdict(self.config)
+        for name, default in _LATER_FIELDS.items():
+            if config[name] == default:
+                del config[name]
+        h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         for name, t in sorted(self.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())

@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     t.add_argument("--code-dim", type=int, default=8, help="code vector dimension")
     t.add_argument("--no-normalize-codes", action="store_true",
                    help="compare raw (not l2-normalised) encoder outputs and codes")
+    t.add_argument("--patch-local", action="store_true",
+                   help="encode each token from its own patch only, so unchanged patches keep "
+                        "their tokens from frame to frame (grid must divide the frame)")
     t.add_argument("--channels", type=int, default=16, help="conv width at half resolution")
     t.add_argument("--max-channels", type=int, default=64, help="cap on conv width")
     t.add_argument("--res-blocks", type=int, default=1, help="residual blocks per level")
@@ -92,7 +95,7 @@ def _train(args) -> int:
                   codebook_size=args.codebook_size, code_dim=args.code_dim,
                   channels=args.channels, max_channels=args.max_channels,
                   num_res_blocks=args.res_blocks, num_down=args.num_down,
-                  normalize_codes=not args.no_normalize_codes)
+                  normalize_codes=not args.no_normalize_codes, patch_local=args.patch_local)
     cfg = TokenizerTrainConfig(
         dataset_id=args.dataset, out_dir=args.out or default_out_dir(args.dataset,
                                                                      args.tokens_per_frame),

@@ -190,3 +190,53 @@ def test_foreground_mask_and_weighted_loss():
         from worldmodels.tokenizer_train import TokenizerTrainConfig
 
         TokenizerTrainConfig(dataset_id="x/y-v0", foreground_weight=-1.0)
+
+
+def test_patch_local_tokens_change_only_where_the_picture_does():
+    """A patch-local tokenizer keeps every token whose patch is unchanged; the conv encoder
+    (whose receptive field spans neighbouring patches) does not."""
+    torch.manual_seed(0)
+    frames = _frames(16)
+    moved = frames.copy()
+    moved[:, 20:22, 36:38] = (200, 72, 72)  # a 2x2 "ball" inside the 8x8 patch at row 2, col 4
+    changed = np.zeros((8, 8), bool)
+    changed[2, 4] = True
+    for local in (True, False):
+        model = VQVAE(VQConfig(tokens_per_frame=64, patch_local=local,
+                               **{**TINY, "codebook_size": 256}))
+        model.train()
+        model.compute_loss(np.concatenate([frames, moved]))  # codebook on encoder outputs
+        model.eval()
+        diff = (model.encode(frames) != model.encode(moved)).view(16, 8, 8)
+        if local:
+            assert not diff[:, ~torch.as_tensor(changed)].any()
+            assert diff[:, 2, 4].float().mean() > 0.5
+        else:
+            assert diff[:, ~torch.as_tensor(changed)].any()
+    recon = model.decode(model.encode(frames))
+    assert recon.shape == frames.shape
+
+
+def test_patch_local_needs_whole_patches():
+    with pytest.raises(ValueError, match="patch_local needs a token grid that divides"):
+        VQConfig(tokens_per_frame=36, patch_local=True)  # 6x6 grid on 64x64 frames
+    assert VQConfig(tokens_per_frame=256, patch_local=True).grid == (16, 16)
+
+
+def test_checksum_of_tokenizers_saved_before_patch_local_is_unchanged():
+    """Adding the patch_local field must not invalidate tokenizers (and token shards) saved
+    before it: their checksum hashed the config without that key."""
+    import dataclasses
+    import hashlib
+    import json
+
+    model = VQVAE(VQConfig(tokens_per_frame=16, **TINY))
+    old = dataclasses.asdict(model.config)
+    del old["patch_local"]
+    h = hashlib.sha256(json.dumps(old, sort_keys=True).encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    assert model.sha256() == h.hexdigest()
+    local = VQVAE(VQConfig(tokens_per_frame=16, patch_local=True, **TINY))
+    assert local.sha256() != model.sha256()
