@@ -424,9 +424,12 @@ class VQVAE(nn.Module):
     def encode(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
         """uint8 (B, H, W, 3) frames -> int64 (B, K) token ids in [0, codebook_size)."""
         x = self.preprocess(frames)
+        if not len(x):  # torch's pixel (un)shuffle mishandles empty batches
+            return torch.zeros(0, self.config.tokens_per_frame, dtype=torch.long,
+                               device=x.device)
         flat = self.quantizer.project(rearrange(self.encoder(x), "b d h w -> (b h w) d"))
         indices = self.quantizer.nearest(flat)
-        return indices.view(x.shape[0], -1)
+        return indices.view(x.shape[0], self.config.tokens_per_frame)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -439,6 +442,10 @@ class VQVAE(nn.Module):
         if t.numel() and (t.min() < 0 or t.max() >= v):
             raise ValueError(f"token ids must lie in [0, {v}), got [{int(t.min())}, "
                              f"{int(t.max())}]; were they made by another tokenizer?")
+        if not len(t):
+            c = self.config
+            return torch.zeros(0, c.image_height, c.image_width, 3, dtype=torch.uint8,
+                               device=t.device)
         gh, gw = self.config.grid
         z = rearrange(self.quantizer.embedding[t], "b (h w) d -> b d h w", h=gh, w=gw)
         return self.postprocess(self.decoder(z))

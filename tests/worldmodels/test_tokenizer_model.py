@@ -240,3 +240,12 @@ def test_checksum_of_tokenizers_saved_before_patch_local_is_unchanged():
     assert model.sha256() == h.hexdigest()
     local = VQVAE(VQConfig(tokens_per_frame=16, patch_local=True, **TINY))
     assert local.sha256() != model.sha256()
+
+
+@pytest.mark.parametrize("local", [False, True])
+def test_empty_batches_encode_and_decode_to_empty_arrays(local):
+    model = VQVAE(VQConfig(tokens_per_frame=16, patch_local=local, **TINY)).eval()
+    ids = model.encode(np.zeros((0, 64, 64, 3), np.uint8))
+    assert ids.shape == (0, 16) and ids.dtype == torch.int64
+    frames = model.decode(ids)
+    assert frames.shape == (0, 64, 64, 3) and frames.dtype == torch.uint8
