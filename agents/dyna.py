@@ -19,6 +19,8 @@ import json
 import logging
 import math
 import os
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,9 +109,6 @@ class _Progress(BaseCallback):
         self.t0 = 0.0
 
     def _on_training_start(self) -> None:
-        import sys
-        import time
-
         from tqdm import tqdm
 
         self.t0 = time.perf_counter()
@@ -117,8 +116,6 @@ class _Progress(BaseCallback):
             self.bar = tqdm(total=self.total, desc="imagined steps", unit="step")
 
     def _on_step(self) -> bool:
-        import time
-
         n = self.training_env.num_envs
         self.done += n
         if self.bar is not None:

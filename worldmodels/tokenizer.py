@@ -100,7 +100,8 @@ class VQConfig:
     """Encode each token from its own patch of pixels only (:class:`PatchEncoder`): a patch
     that does not change keeps its token, so consecutive frames differ only where the picture
     does. The default conv encoder sees neighbouring patches too, and a moving object changes
-    the tokens around it. Needs a grid that divides the frame."""
+    the tokens around it. Needs a grid that divides the frame; max_channels sets the per-patch
+    MLP's width, and channels does not apply."""
 
     def __post_init__(self):
         for name in ("image_height", "image_width", "codebook_size", "code_dim", "channels",
@@ -250,6 +251,7 @@ class PatchEncoder(nn.Module):
         top = cfg.max_channels
         self.fold = nn.PixelUnshuffle(ph)
         self.inp = nn.Conv2d(3 * ph * ph, top, 1)
+        # as many residual blocks as the conv encoder has over its levels and the grid
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Conv2d(top, top, 1), nn.SiLU(), nn.Conv2d(top, top, 1))
             for _ in range(max(1, cfg.num_res_blocks) * (cfg.num_down + 1)))
