@@ -230,7 +230,7 @@ def split_tokenizer_overrides(overrides: dict[str, Any]) -> tuple[dict, dict]:
     """
     import dataclasses
 
-    from worldmodels.tokenizer import VQConfig
+    from worldmodels.tokenizer_config import VQConfig
 
     model_fields = {f.name for f in dataclasses.fields(VQConfig)} - {
         "image_height", "image_width", "tokens_per_frame", "codebook_size"}
@@ -247,7 +247,7 @@ def split_tokenizer_overrides(overrides: dict[str, Any]) -> tuple[dict, dict]:
 def train_tokenizer(spec, out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the study's tokenizer in ``out_dir``."""
     from offline_data.datasets import load_dataset
-    from worldmodels.tokenizer import VQConfig
+    from worldmodels.tokenizer_config import VQConfig
     from worldmodels.tokenizer_train import TokenizerTrainConfig
     from worldmodels.tokenizer_train import train_tokenizer as _train
 

@@ -80,7 +80,7 @@ def register(subparsers) -> None:
 
 
 def _train(args) -> int:
-    from worldmodels.tokenizer import VQConfig
+    from worldmodels.tokenizer_config import VQConfig
     from worldmodels.tokenizer_data import frame_shape, open_split
     from worldmodels.tokenizer_train import (
         TokenizerTrainConfig,

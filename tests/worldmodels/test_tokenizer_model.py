@@ -30,7 +30,11 @@ def _frames(n=3, h=64, w=64):
 
 
 def test_doctests():
+    import worldmodels.tokenizer_config as config_mod
+
     assert doctest.testmod(tok_mod).failed == 0
+    result = doctest.testmod(config_mod)
+    assert result.failed == 0 and result.attempted > 0
 
 
 @pytest.mark.parametrize("k", [16, 36, 64, 100, 256])
