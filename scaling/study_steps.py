@@ -87,17 +87,25 @@ def check_budget(task: TaskSweep, params: dict[str, int], tokens_per_param: floa
     return passing
 
 
+def check_budgets(spec: StudySpec) -> dict[str, list[str]]:
+    """:func:`check_budget` for every task of the spec; the sizes that pass, per task."""
+    from scaling.train_entry import _action_vocab, size_params
+
+    per_step = spec.tokenizer.tokens_per_frame + len(_action_vocab(spec))
+    passing = {}
+    for t in spec.tasks:
+        # BC-CNN counts one input per timestep, which a token model sees as d_z + d_a tokens.
+        prior = spec.optimum_tokens_per_param / (per_step if t.task == "bc-cnn" else 1)
+        passing[t.task] = check_budget(t, {s: size_params(t.task, s, spec) for s in t.sizes},
+                                       prior)
+    return passing
+
+
 def validate_spec(spec: StudySpec) -> None:
     """Check the spec against the world: dataset, size names, budgets."""
     check_dataset(spec)
     check_sizes(spec)
-    from scaling.train_entry import _action_vocab, size_params
-
-    per_step = spec.tokenizer.tokens_per_frame + len(_action_vocab(spec))
-    for t in spec.tasks:
-        # BC-CNN counts one input per timestep, which a token model sees as d_z + d_a tokens.
-        prior = spec.optimum_tokens_per_param / (per_step if t.task == "bc-cnn" else 1)
-        check_budget(t, {s: size_params(t.task, s, spec) for s in t.sizes}, prior)
+    check_budgets(spec)
 
 
 # ----- dataset -----
