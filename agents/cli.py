@@ -59,6 +59,9 @@ def _add_wm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reward", choices=("expected", "argmax"), default="expected",
                    help="imagined reward: expected reward sign, or its most likely value")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--device", default="auto",
+                   help="torch device of the world model and tokenizer: cpu, cuda, cuda:N or "
+                        "auto (CUDA when available)")
 
 
 def _simulator(args, num_envs: int):
@@ -67,7 +70,7 @@ def _simulator(args, num_envs: int):
     cfg = SimulatorConfig(burn_in=args.burn_in, temperature=args.temperature,
                           reward=args.reward)
     return load_simulator(args.world_model, args.tokenizer, args.tokens, args.split, num_envs,
-                          cfg, seed=args.seed)
+                          cfg, seed=args.seed, device=args.device)
 
 
 def _eval_policy(args) -> int:
@@ -83,7 +86,8 @@ def _eval_policy(args) -> int:
     if args.episodes < 1 or args.num_envs < 1:
         raise ValueError("--episodes and --num-envs must be >= 1")
     policy = load_policy(args.checkpoint, args.tokenizer, args.tokens, args.dataset,
-                         temperature=args.temperature, seed=args.seed)
+                         temperature=args.temperature, seed=args.seed,
+                         context_steps=args.context_steps, device=args.device)
 
     def make():
         return Monitor(envs.make(args.env, max_episode_steps=args.max_steps))
@@ -237,6 +241,12 @@ def register(subparsers) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     p.add_argument("--video", default=None, metavar="MP4", help="write one episode as MP4")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--context-steps", type=int, default=None,
+                   help="timesteps of history the policy sees (default: the model's context; "
+                        "fewer is cheaper per step)")
+    p.add_argument("--device", default="auto",
+                   help="torch device of the policy: cpu, cuda, cuda:N or auto (CUDA when "
+                        "available)")
     p.set_defaults(func=_eval_policy)
 
     p = subparsers.add_parser("dyna", help="train PPO inside a world model, evaluate it for real")

@@ -238,7 +238,7 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
     agent = PPO("CnnPolicy", venv, n_steps=config.n_steps, batch_size=batch_size,
                 n_epochs=config.n_epochs, learning_rate=config.learning_rate,
                 ent_coef=config.ent_coef, seed=config.seed, verbose=0,
-                tensorboard_log=str(run_dir / "tb"), device="cpu")
+                tensorboard_log=str(run_dir / "tb"), device=simulator.device)
     history = []
     for r in range(config.rounds):
         agent.learn(config.timesteps_per_round, callback=_Progress(config.timesteps_per_round),

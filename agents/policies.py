@@ -207,7 +207,7 @@ class CNNPolicy(_BasePolicy):
 def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
                 tokens: str | os.PathLike | None = None, dataset: str | None = None,
                 temperature: float = 1.0, seed: int | None = None,
-                device: str = "cpu") -> TokenPolicy | CNNPolicy:
+                device: str = "cpu", context_steps: int | None = None) -> TokenPolicy | CNNPolicy:
     """Load a BC-Token or BC-CNN checkpoint as a policy.
 
     Args:
@@ -219,8 +219,12 @@ def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | No
             data recorded in the checkpoint).
         temperature: softmax temperature of sampled actions.
         seed: seed of action sampling.
-        device: torch device.
+        device: torch device (``auto``: CUDA when available).
+        context_steps: timesteps of history the policy sees (default and maximum: the model's).
     """
+    from worldmodels.tokenizer_train import resolve_device
+
+    device = resolve_device(device)
     ckpt = load_model_checkpoint(checkpoint, expect="policy")
     kind = ckpt.get("model_kind")
     data = ckpt.get("run_config", {}).get("data", {})
@@ -235,7 +239,7 @@ def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | No
         discretizer = dataset_discretizer(load_dataset(dataset))
         shape = data.get("frame_shape")
         return CNNPolicy(model.to(device), discretizer, tuple(shape) if shape else None,
-                         temperature=temperature, seed=seed)
+                         context_steps=context_steps, temperature=temperature, seed=seed)
     if kind != "token_model":
         raise ValueError(f"{checkpoint} holds a {kind!r} model, not a BC-Token or BC-CNN policy")
     if tokenizer is None:
@@ -253,4 +257,4 @@ def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | No
     if spec is None:
         raise ValueError(f"token shard {tokens} records no action discretizer; re-encode it")
     return TokenPolicy(model.to(device), vq, discretizer_from_spec(spec),
-                       temperature=temperature, seed=seed)
+                       context_steps=context_steps, temperature=temperature, seed=seed)

@@ -334,8 +334,11 @@ def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
         num_envs: rows stepped together.
         config: sampling, burn-in and context settings.
         seed: seed of the start choice and token sampling.
-        device: torch device of the model and tokenizer.
+        device: torch device of the model and tokenizer (``auto``: CUDA when available).
     """
+    from worldmodels.tokenizer_train import resolve_device
+
+    device = resolve_device(device)
     ckpt = load_model_checkpoint(checkpoint, expect="world model")
     model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])

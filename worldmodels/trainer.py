@@ -186,6 +186,8 @@ class Trainer:
             dev = config.device
         if dev.startswith("cuda") and self.distributed:
             dev = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        elif dev == "cuda":  # set_device needs an index
+            dev = f"cuda:{torch.cuda.current_device()}"
         self.device = torch.device(dev)
         if self.distributed and not torch.distributed.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
