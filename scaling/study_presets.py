@@ -67,7 +67,9 @@ def breakout_256_study() -> StudySpec:
     timestep is then 257 tokens, 15 times the default's, which is GPU work: the ladder's upper
     half with updates of 32 windows (82,240 tokens), 1e8 tokens per token-model run (about 3.9
     passes over the training split of 120k frames, 84% of their 30.8M tokens), and 4e5 frames
-    per BC-CNN run. Its budgets are estimates for one GPU that no run has checked yet.
+    per BC-CNN run. Its token sweeps have been run on one H100, with nine runs of 1e8 tokens
+    sharing the GPU and taking 3-6 minutes each (docs/studies.md). BC-CNN's budget is still an
+    estimate.
     """
     window = 10 * (256 + 1)  # tokens in a window of 10 timesteps
     gpu = {"warmup_steps": 20, "micro_batch_size": 16, "tokens_per_update": 32 * window,

@@ -178,6 +178,13 @@ def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
         logc = np.array([logc[w == i].mean() for i in winners])
         logn = np.array([logn[w == i][0] for i in winners])
     a, loga0 = np.polyfit(logc, logn, 1)
+    if not (np.isfinite(a) and abs(loga0) < 700):  # exp(700) is near float64's largest
+        sizes = ", ".join(f"{n:.3g} at C = {c:.3g}"
+                          for n, c in zip(np.exp(logn), np.exp(logc), strict=True))
+        raise FitError(f"the efficient frontier is degenerate: its optimal sizes ({sizes}) give "
+                       f"N_opt ~ C^{a:.3g}, too steep to be a power law (the optimal models' "
+                       "compute ranges nearly coincide). Smooth noisy curves (--smooth), train "
+                       "more sizes or seeds, or use the parametric fit (--method parametric)")
     # D_opt = C / (6 N_opt) on the same points, so b = 1 - a exactly (paper footnote 2).
     b, logb0 = 1.0 - a, -math.log(6.0) - loga0
     return FrontierFit(a=float(a), a0=math.exp(loga0), b=float(b), b0=math.exp(logb0),

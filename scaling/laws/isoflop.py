@@ -114,7 +114,7 @@ def fit_isoflop(curves: Curves, *, num_budgets: int = 8, smooth: int = 0,
     a, loga0 = np.polyfit(np.log(C), np.log(N), 1)
     return IsoflopFit(a=float(a), a0=math.exp(loga0), b=float(1 - a),
                       b0=math.exp(-math.log(6.0) - loga0), budgets=C, N_opt=N,
-                      shared_budgets=shared)
+                      shared_budgets=bool(shared))
 
 
 def _nearest_losses(curves: Curves, budgets: np.ndarray) -> np.ndarray:

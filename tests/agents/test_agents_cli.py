@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
@@ -70,6 +71,29 @@ def test_eval_policy_prints_return_and_writes_video(world, capsys):
     bad[1] = str(world / "bc.pt")
     assert main(["dream", *bad]) == 2
     assert "not a world model" in capsys.readouterr().err
+
+
+def test_eval_policy_context_and_device(world, capsys):
+    args = ["eval", "policy", "--checkpoint", str(world / "bc.pt"), "--env",
+            "embscale/Breakout-v0", "--episodes", "1", "--num-envs", "1", "--max-steps", "5",
+            "--tokenizer", str(world / "tokenizer.pt"), "--tokens", str(world / "tokens"),
+            "--context-steps", "1", "--device", "cpu"]
+    assert main(args) == 0 and "1 episodes, return" in capsys.readouterr().out
+    assert main([*args[:-1], "gpu7"]) == 2
+    assert "unknown device 'gpu7'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*args[:-1], "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_load_policy_context_steps(world):
+    from agents.policies import load_policy
+
+    policy = load_policy(world / "bc.pt", world / "tokenizer.pt", world / "tokens",
+                         context_steps=1, device="auto")
+    assert policy.context_steps == 1
+    _, state = policy.predict(np.zeros((2, *policy.observation_space.shape), np.uint8))
+    assert state.shape[1] == 1  # the state holds one timestep of history
 
 
 @pytest.mark.slow

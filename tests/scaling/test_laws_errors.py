@@ -155,3 +155,16 @@ def test_bootstrap_stops_once_most_refits_fail_and_skips_futile_restarts(monkeyp
     with pytest.raises(FitError, match="at least 21 of 40 bootstrap refits failed"):
         batched.bootstrap_huber(curves, fit, num=40)
     assert calls == ["init"] * 21
+
+
+def test_degenerate_frontier_is_a_fit_error_not_an_overflow():
+    # Two optimal sizes whose compute ranges nearly coincide: the slope of log N_opt on log C is
+    # in the thousands and exp(intercept) overflows; the fit must say why instead of crashing.
+    from scaling.laws.frontier import Envelope
+
+    env = Envelope(C=np.array([1e14, 1.0001e14]), L=np.array([1.0, 0.99]),
+                   winner=np.array([1, 2]), N=np.array([4e5, 2.4e6]),
+                   bracketed=np.array([True, True]))
+    curves = synthetic_curves(np.geomspace(2e5, 2e7, 4))
+    with pytest.raises(FitError, match="degenerate.*--method parametric"):
+        fit_frontier(curves, env=env)

@@ -63,7 +63,7 @@ def test_isoflop_uses_shared_budgets():
     from scaling.laws.data import make_curves
 
     f = fit_isoflop(make_curves(N, D, L))
-    assert f.shared_budgets and f.budgets.size == 3
+    assert f.shared_budgets is True and f.budgets.size == 3  # a bool that fit.json can hold
     assert abs(f.a - A_TRUE) < 0.01
 
 
