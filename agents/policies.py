@@ -81,7 +81,8 @@ class _BasePolicy:
         if deterministic or temperature == 0:
             return logits.argmax(-1)
         probs = torch.softmax(logits.float() / temperature, -1)
-        return torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+        # sampled on the CPU: one generator, the same draws on every device
+        return torch.multinomial(probs.cpu(), 1, generator=self.generator)[:, 0].to(probs.device)
 
 
 class TokenPolicy(_BasePolicy):

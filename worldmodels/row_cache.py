@@ -68,8 +68,13 @@ def row_forward(gpt: GPT, cache: RowKVCache, tokens: torch.Tensor, col0: int | N
     cols = torch.arange(col0, end, device=dev)
     keycols = torch.arange(end, device=dev)
     first = cache.first[:, None, None]  # B, 1, 1
-    if L == 1 and not bool(cache.first.any()):
+    padded, causal = bool(cache.first.any()), False
+    if L == 1 and not padded:
         mask = None  # one query, every row starts at column 0: it may see all keys
+    elif col0 == 0 and not padded:
+        # A fresh pass over unpadded rows is plain causal attention: the fused kernels' own
+        # mask, instead of a (B, L, L) boolean one that sends SDPA to its unfused path.
+        mask, causal = None, True
     else:
         key, query = keycols[None, None, :], cols[None, :, None]
         mask = ((key >= first) & (key <= query)) | (key == query)  # B, L, S
@@ -86,7 +91,7 @@ def row_forward(gpt: GPT, cache: RowKVCache, tokens: torch.Tensor, col0: int | N
         cache.keys[i][:, :, col0:end] = k
         cache.values[i][:, :, col0:end] = v
         k_all, v_all = cache.keys[i][:, :, :end], cache.values[i][:, :, :end]
-        y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+        y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, is_causal=causal)
         x = x + attn.c_proj(y.transpose(1, 2).reshape(B, L, E))
         x = x + block.mlp(block.ln_2(x))
     cache.length = max(cache.length, end)
