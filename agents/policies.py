@@ -133,8 +133,23 @@ class TokenPolicy(_BasePolicy):
         for row in state:
             steps = row[row[:, 0] >= 0].reshape(-1)
             seqs.append(torch.as_tensor(steps[:len(steps) - A], device=self.device))
-        gpt = self.model.gpt
-        cache = RowKVCache(gpt, B, self.context_steps * (K + A))
+        # Rows with the same history length share one forward with no padding, so attention
+        # takes the fused causal path (padding needs an explicit mask, several times slower).
+        lengths = np.array([len(q) for q in seqs])
+        local_ids = np.zeros((B, A), np.int64)
+        for n in np.unique(lengths):
+            rows = np.flatnonzero(lengths == n)
+            local_ids[rows] = self._actions([seqs[i] for i in rows], deterministic)
+        state[:, -1, K:] = local_ids + np.asarray(self.model.action_offsets)
+        actions = self.discretizer.decode(local_ids)
+        return (actions[0] if single else actions), state
+
+
+    def _actions(self, seqs: list[torch.Tensor], deterministic: bool) -> np.ndarray:
+        """Local action ids (n, d_a) after token sequences of equal length, one head at a time."""
+        gpt, K = self.model.gpt, self.model.config.tokens_per_frame
+        A = len(self.discretizer.vocab_sizes)
+        cache = RowKVCache(gpt, len(seqs), self.context_steps * (K + A))
         hidden = rebuild(gpt, cache, seqs)[:, -1]
         local = []
         for j, (lo, size) in enumerate(zip(self.model.action_offsets,
@@ -144,10 +159,7 @@ class TokenPolicy(_BasePolicy):
             local.append(tok)
             if j < A - 1:
                 hidden = row_forward(gpt, cache, (tok + lo)[:, None])[:, -1]
-        local_ids = torch.stack(local, 1).cpu().numpy()
-        state[:, -1, K:] = local_ids + np.asarray(self.model.action_offsets)
-        actions = self.discretizer.decode(local_ids)
-        return (actions[0] if single else actions), state
+        return torch.stack(local, 1).cpu().numpy()
 
 
 class CNNPolicy(_BasePolicy):

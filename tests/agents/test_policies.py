@@ -107,3 +107,13 @@ def test_wrong_checkpoint_kinds_are_refused(tmp_path):
     with pytest.raises(ValueError, match="BC-Token model"):
         TokenPolicy(tiny_model(task="wm"), tiny_tokenizer(),
                     discretizer_for_space(spaces.Discrete(4)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_token_policy_samples_on_cuda():
+    policy = TokenPolicy(tiny_model(task="bc").cuda(), tiny_tokenizer().cuda(),
+                         discretizer_for_space(spaces.Discrete(4)), seed=5)
+    obs = np.random.default_rng(1).integers(0, 256, (8, FRAME, FRAME, 3), dtype=np.uint8)
+    a1, state = policy.predict(obs)
+    a2, _ = policy.predict(obs, state)
+    assert a1.shape == a2.shape == (8,) and all(0 <= a < 4 for a in np.concatenate([a1, a2]))
