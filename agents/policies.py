@@ -28,6 +28,7 @@ from offline_data.tokens import TokenShards
 from worldmodels.row_cache import RowKVCache, rebuild, row_forward
 from worldmodels.simulator import check_action_space, load_model_checkpoint, space_for_discretizer
 from worldmodels.token_model import TokenModel, TokenModelConfig
+from worldmodels.train_utils import resolve_device
 
 
 class _BasePolicy:
@@ -144,7 +145,6 @@ class TokenPolicy(_BasePolicy):
         actions = self.discretizer.decode(local_ids)
         return (actions[0] if single else actions), state
 
-
     def _actions(self, seqs: list[torch.Tensor], deterministic: bool) -> np.ndarray:
         """Local action ids (n, d_a) after token sequences of equal length, one head at a time."""
         gpt, K = self.model.gpt, self.model.config.tokens_per_frame
@@ -235,8 +235,6 @@ def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | No
         device: torch device (``auto``: CUDA when available).
         context_steps: timesteps of history the policy sees (default and maximum: the model's).
     """
-    from worldmodels.tokenizer_train import resolve_device
-
     device = resolve_device(device)
     ckpt = load_model_checkpoint(checkpoint, expect="policy")
     kind = ckpt.get("model_kind")

@@ -29,6 +29,7 @@ from offline_data.discretize import ActionDiscretizer, discretizer_from_spec
 from offline_data.tokens import EpisodeTokens, TokenLayout, TokenShards
 from worldmodels.row_cache import RowKVCache, place_rows, row_forward, slide
 from worldmodels.token_model import TokenModel, TokenModelConfig
+from worldmodels.train_utils import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -336,8 +337,6 @@ def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
         seed: seed of the start choice and token sampling.
         device: torch device of the model and tokenizer (``auto``: CUDA when available).
     """
-    from worldmodels.tokenizer_train import resolve_device
-
     device = resolve_device(device)
     ckpt = load_model_checkpoint(checkpoint, expect="world model")
     model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))

@@ -28,7 +28,7 @@ from offline_data.token_writer import merge_token_shards, write_token_shards
 from offline_data.tokens import EpisodeTokens, TokenHeader, TokenShards
 from worldmodels.tokenizer import VQVAE, load_tokenizer
 from worldmodels.tokenizer_data import frame_shape, open_split
-from worldmodels.tokenizer_train import resolve_device
+from worldmodels.train_utils import resolve_device
 
 logger = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from offline_data.atomic import atomic_file, write_text_atomic
 from offline_data.datasets import BREAKOUT_DATASET_ID, FETCH_DATASET_ID
 from worldmodels.tokenizer import VQVAE, VQConfig, foreground_mask, load_weights, save_tokenizer
 from worldmodels.tokenizer_data import FrameCache, frame_shape, held_out_frames, open_split
+from worldmodels.train_utils import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -120,20 +121,6 @@ class TokenizerTrainConfig:
         progress = min(1.0, (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps))
         cosine = 0.5 * (1 + math.cos(math.pi * progress))
         return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``ValueError`` for a device this machine lacks."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but CUDA is not available on this "
-                         "machine; use cpu or auto")
-    return dev
 
 
 @torch.no_grad()

@@ -67,6 +67,20 @@ def is_log_step(step: int, points_per_decade: int) -> bool:
             > math.floor(points_per_decade * math.log10(step - 1) + 1e-9))
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``ValueError`` for a device this machine lacks."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available on this "
+                         "machine; use cpu or auto")
+    return dev
+
+
 def to_device(batch: Any, device: torch.device) -> Any:
     """Move every tensor of a (named) tuple, dict or tensor batch to ``device``."""
     if isinstance(batch, torch.Tensor):

@@ -45,6 +45,7 @@ from worldmodels.train_utils import (
     dict_diff,
     is_log_step,
     load_checkpoint,
+    resolve_device,
     seed_everything,
     to_device,
 )
@@ -180,15 +181,12 @@ class Trainer:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.distributed = self.world_size > 1
-        if config.device == "auto":
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
-        else:
-            dev = config.device
-        if dev.startswith("cuda") and self.distributed:
-            dev = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        elif dev == "cuda":  # set_device needs an index
-            dev = f"cuda:{torch.cuda.current_device()}"
-        self.device = torch.device(dev)
+        dev = resolve_device(config.device)
+        if dev.type == "cuda" and self.distributed:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        elif dev.type == "cuda" and dev.index is None:  # set_device needs an index
+            dev = torch.device("cuda", torch.cuda.current_device())
+        self.device = dev
         if self.distributed and not torch.distributed.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend=backend)
