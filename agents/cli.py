@@ -13,6 +13,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 
@@ -82,6 +83,7 @@ def _eval_policy(args) -> int:
     import envs
     from agents.dyna import confidence_interval
     from agents.policies import load_policy
+    from worldmodels.train_utils import Progress
 
     if args.episodes < 1 or args.num_envs < 1:
         raise ValueError("--episodes and --num-envs must be >= 1")
@@ -96,14 +98,25 @@ def _eval_policy(args) -> int:
     policy.check_env(venv)
     venv.seed(args.seed)
     successes = []
+    # Episodes of one batch of envs end together, so progress counts env steps when episodes
+    # are capped (the total is an upper bound: episodes may end sooner), else episodes.
+    by_steps = args.max_steps is not None
+    progress = Progress(args.episodes * args.max_steps if by_steps else args.episodes,
+                        desc="env steps" if by_steps else "episodes",
+                        log=logging.getLogger(__name__))
 
     def on_step(local, _globals):
         if local["done"] and "is_success" in local["info"]:
             successes.append(float(local["info"]["is_success"]))
+        if by_steps or local["done"]:
+            progress.update(1)
 
-    returns, lengths = evaluate_policy(policy, venv, n_eval_episodes=args.episodes,
-                                       deterministic=args.deterministic,
-                                       return_episode_rewards=True, callback=on_step)
+    try:
+        returns, lengths = evaluate_policy(policy, venv, n_eval_episodes=args.episodes,
+                                           deterministic=args.deterministic,
+                                           return_episode_rewards=True, callback=on_step)
+    finally:
+        progress.close()
     mean, lo, hi = confidence_interval(returns)
     print(f"{args.env}: {len(returns)} episodes, return {mean:.2f} +- {np.std(returns):.2f} "
           f"(95% CI [{lo:.2f}, {hi:.2f}]), mean length {np.mean(lengths):.0f}")

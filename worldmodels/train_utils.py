@@ -107,19 +107,28 @@ def dict_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 class Progress:
-    """A tqdm bar on an interactive terminal, silent otherwise."""
+    """A tqdm bar on an interactive terminal; otherwise silent, or a line to ``log`` every 10%."""
 
-    def __init__(self, total: int, initial: int, enabled: bool):
-        self.bar = None
+    def __init__(self, total: int, initial: int = 0, enabled: bool = True,
+                 desc: str = "steps", log: Any = None):
+        self.bar, self.total, self.done, self.desc, self.log = None, total, initial, desc, log
+        self.next_log = 0.1
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, unit="step")
+            self.bar = tqdm(total=total, initial=initial, unit="step", desc=desc)
+        elif not enabled:
+            self.log = None
 
     def update(self, n: int) -> None:
         """Advance by ``n`` steps."""
+        self.done += n
         if self.bar is not None:
             self.bar.update(n)
+        elif self.log is not None and self.done >= self.next_log * self.total:
+            while self.next_log * self.total <= self.done:
+                self.next_log += 0.1
+            self.log.info("%s %d/%d", self.desc, min(self.done, self.total), self.total)
 
     def close(self) -> None:
         """Close the bar."""

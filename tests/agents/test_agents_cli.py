@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -73,12 +74,15 @@ def test_eval_policy_prints_return_and_writes_video(world, capsys):
     assert "not a world model" in capsys.readouterr().err
 
 
-def test_eval_policy_context_and_device(world, capsys):
+def test_eval_policy_context_device_and_progress(world, capsys, caplog):
     args = ["eval", "policy", "--checkpoint", str(world / "bc.pt"), "--env",
             "embscale/Breakout-v0", "--episodes", "1", "--num-envs", "1", "--max-steps", "5",
             "--tokenizer", str(world / "tokenizer.pt"), "--tokens", str(world / "tokens"),
             "--context-steps", "1", "--device", "cpu"]
-    assert main(args) == 0 and "1 episodes, return" in capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="agents.cli"):
+        assert main(args) == 0 and "1 episodes, return" in capsys.readouterr().out
+    # off a terminal, progress is logged (every 10% of the capped env steps)
+    assert "env steps 1/5" in caplog.text and "env steps 5/5" in caplog.text
     assert main([*args[:-1], "gpu7"]) == 2
     assert "unknown device 'gpu7'" in capsys.readouterr().err
     if not torch.cuda.is_available():
