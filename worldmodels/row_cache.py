@@ -34,6 +34,9 @@ class RowKVCache:
         self.tokens = torch.zeros(batch_size, capacity, dtype=torch.long, device=p.device)
         self.first = torch.zeros(batch_size, dtype=torch.long, device=p.device)
         self.length = 0
+        # Whether some row may start after column 0, known on the host so that decoding a token
+        # never waits for the GPU to say so (True is always safe: it only selects the mask).
+        self.padded = False
 
     @property
     def batch_size(self) -> int:
@@ -68,7 +71,7 @@ def row_forward(gpt: GPT, cache: RowKVCache, tokens: torch.Tensor, col0: int | N
     cols = torch.arange(col0, end, device=dev)
     keycols = torch.arange(end, device=dev)
     first = cache.first[:, None, None]  # B, 1, 1
-    padded, causal = bool(cache.first.any()), False
+    padded, causal = cache.padded, False
     if L == 1 and not padded:
         mask = None  # one query, every row starts at column 0: it may see all keys
     elif col0 == 0 and not padded:
@@ -112,9 +115,11 @@ def rebuild(gpt: GPT, cache: RowKVCache, sequences: list[torch.Tensor]) -> torch
         raise ValueError(f"a sequence of {width} tokens exceeds the cache capacity "
                          f"{cache.capacity}")
     tokens = torch.zeros(cache.batch_size, width, dtype=torch.long, device=cache.tokens.device)
+    pads = [width - len(s) for s in sequences]
     for b, s in enumerate(sequences):
-        tokens[b, width - len(s):] = s
-        cache.first[b] = width - len(s)
+        tokens[b, pads[b]:] = s
+    cache.first.copy_(torch.tensor(pads, dtype=torch.long))
+    cache.padded = any(pads)
     cache.length = 0
     return row_forward(gpt, cache, tokens, col0=0) if width else None
 
@@ -144,6 +149,7 @@ def place_rows(gpt: GPT, cache: RowKVCache, rows: torch.Tensor, sequences: torch
     sub.values = [torch.zeros_like(k) for k in sub.keys]
     sub.tokens = cache.tokens.new_zeros(n, t)
     sub.first = torch.full((n,), t - S, dtype=torch.long, device=cache.tokens.device)
+    sub.padded = t > S
     sub.length = 0
     row_forward(gpt, sub, sequences, col0=t - S)
     for layer in range(len(cache.keys)):
@@ -151,6 +157,7 @@ def place_rows(gpt: GPT, cache: RowKVCache, rows: torch.Tensor, sequences: torch
         cache.values[layer][rows, :, t - S:t] = sub.values[layer][:, :, t - S:t]
     cache.tokens[rows, t - S:t] = sequences
     cache.first[rows] = t - S
+    cache.padded = cache.padded or t > S
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ def test_incremental_rows_equal_full_forward():
     parts = [row_forward(gpt, cache, x[:, :10])]
     parts += [row_forward(gpt, cache, x[:, i:i + 1]) for i in range(10, 30)]
     torch.testing.assert_close(torch.cat(parts, 1), gpt.hidden(x), atol=1e-5, rtol=1e-5)
+    assert not cache.padded  # every row starts at column 0: no mask, no device sync to know it
 
 
 def test_restarted_row_sees_only_its_own_tokens_from_position_zero():
@@ -34,7 +35,7 @@ def test_restarted_row_sees_only_its_own_tokens_from_position_zero():
                                atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(h[0], gpt.hidden(torch.cat([x[0:1, :20], nxt[0:1]], 1))[0, -1],
                                atol=1e-5, rtol=1e-5)
-    assert cache.first.tolist() == [0, 15, 0]
+    assert cache.first.tolist() == [0, 15, 0] and cache.padded
 
 
 def test_slide_keeps_the_last_tokens_and_restarts_positions():
