@@ -95,12 +95,12 @@ def generate_clips(model, tokenizer, discretizer, real: RealClips, seed: int = 0
 class _Scorer:
     """Holds the metric networks and the real clips' I3D features across checkpoints."""
 
-    def __init__(self, real: RealClips):
+    def __init__(self, real: RealClips, device="cpu"):
         from scaling.metrics import I3D, LPIPS, i3d_features
 
         self.real = real
-        self.i3d = I3D.from_pretrained("cpu")
-        self.lpips_net = LPIPS.from_pretrained("cpu")
+        self.i3d = I3D.from_pretrained(device)
+        self.lpips_net = LPIPS.from_pretrained(device)
         self.real_features = i3d_features(real.frames, model=self.i3d)
 
     def score(self, fake: np.ndarray) -> dict[str, float]:
@@ -195,7 +195,7 @@ def plot_quality(rows: list[dict], corr: dict[str, Any], path: str | os.PathLike
 def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | os.PathLike,
                       dataset_id: str, out_dir: str | os.PathLike,
                       spec: QualityStudySpec | None = None, checkpoints_per_run: int = 4,
-                      progress: bool = True) -> dict[str, Any]:
+                      progress: bool = True, device: str = "cpu") -> dict[str, Any]:
     """Score world-model checkpoints along each run and correlate the scores with loss.
 
     Args:
@@ -206,6 +206,8 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
         spec: clip counts, lengths, bootstrap settings.
         checkpoints_per_run: checkpoints evaluated per run, log-spaced.
         progress: show a progress bar.
+        device: torch device of the world models, tokenizer and metric networks (``auto``:
+            CUDA when available).
 
     Returns:
         The summary written to ``quality.json``.
@@ -216,6 +218,7 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
     from offline_data.datasets import dataset_discretizer, load_dataset
     from worldmodels.token_model import load_token_model
     from worldmodels.tokenizer import load_tokenizer
+    from worldmodels.train_utils import resolve_device
 
     spec = spec or QualityStudySpec()
     out = Path(out_dir)
@@ -232,15 +235,16 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
                          "runs")
     real = held_out_clips(dataset_id, spec.clips, spec.clip_frames, seed=spec.seed)
     discretizer = dataset_discretizer(load_dataset(dataset_id))
-    tokenizer = load_tokenizer(tokenizer_path)
+    device = resolve_device(device)
+    tokenizer = load_tokenizer(tokenizer_path, map_location=device)
     rows_path = out / ROWS_FILE
     rows = load_scored_rows(rows_path)
     todo = [c for c in ckpts if c.path not in rows]
-    scorer = _Scorer(real) if todo else None
+    scorer = _Scorer(real, device) if todo else None
     fakes: dict[str, np.ndarray] = {}
     for c in tqdm(todo, desc="loss vs quality", unit="ckpt", disable=not progress):
         torch.manual_seed(spec.seed)
-        model = load_token_model(c.path)
+        model = load_token_model(c.path).to(device)
         fake = generate_clips(model, tokenizer, discretizer, real, seed=spec.seed)
         fakes[c.path] = fake
         row = {"checkpoint": c.path, "run": c.run, "step": c.step, "tokens": c.tokens,

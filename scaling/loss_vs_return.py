@@ -48,13 +48,15 @@ def make_eval_env(env_id: str, num_envs: int, max_episode_steps: int, seed: int)
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: ReturnStudySpec,
-                        tokenizer: str | os.PathLike | None = None) -> dict[str, Any]:
+                        tokenizer: str | os.PathLike | None = None,
+                        device: str = "cpu") -> dict[str, Any]:
     """Mean, spread and list of episode returns of one checkpoint in the real env.
 
     Args:
         checkpoint: a BC-Token or BC-CNN trainer checkpoint.
         spec: env, episodes and vector-env settings.
         tokenizer: the tokenizer of a BC-Token model's tokens (unused for BC-CNN).
+        device: torch device of the policy (``auto``: CUDA when available).
     """
     from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -62,7 +64,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: ReturnStudySpec,
 
     venv = make_eval_env(spec.env_id, spec.num_envs, spec.max_episode_steps, spec.seed)
     try:
-        policy = load_policy(checkpoint, tokenizer=tokenizer, seed=spec.seed)
+        policy = load_policy(checkpoint, tokenizer=tokenizer, seed=spec.seed, device=device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             returns, lengths = evaluate_policy(policy, venv, n_eval_episodes=spec.episodes,
@@ -162,7 +164,7 @@ def random_policy_return(spec: ReturnStudySpec) -> float:
 def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike,
                      spec: ReturnStudySpec | None = None, checkpoints_per_run: int = 4,
                      tokenizer: str | os.PathLike | None = None,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, device: str = "cpu") -> dict[str, Any]:
     """Evaluate BC checkpoints along each run online and relate their return to their loss.
 
     Args:
@@ -172,6 +174,7 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
         checkpoints_per_run: checkpoints evaluated per run, log-spaced.
         tokenizer: the tokenizer of the BC-Token runs' tokens.
         progress: show a progress bar.
+        device: torch device of the policies (``auto``: CUDA when available).
 
     Returns:
         The summary written to ``return.json``.
@@ -197,7 +200,7 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
     rows = load_scored_rows(rows_path)
     todo = [(t, c) for t, c in ckpts if c.path not in rows]
     for task, c in tqdm(todo, desc="loss vs return", unit="ckpt", disable=not progress):
-        result = evaluate_checkpoint(c.path, spec, tokenizer=tokenizer)
+        result = evaluate_checkpoint(c.path, spec, tokenizer=tokenizer, device=device)
         row = {"checkpoint": c.path, "run": c.run, "task": task, "step": c.step,
                "tokens": c.tokens, "flops": c.flops, "params": c.params, "loss": c.loss,
                "loss_key": c.loss_key, **result}

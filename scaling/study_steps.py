@@ -274,7 +274,8 @@ def return_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     return run_return_study(dirs, spec.study_dir / "loss_vs_return", spec.loss_vs_return,
                             checkpoints_per_run=max([counts.get("bc-token", 0),
                                                      counts.get("bc-cnn", 0), 1]),
-                            tokenizer=tokenizer_path(spec), progress=progress)
+                            tokenizer=tokenizer_path(spec), progress=progress,
+                            device=spec.device)
 
 
 def quality_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
@@ -286,4 +287,5 @@ def quality_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     wm = spec.task("wm-token")
     return run_quality_study(dirs, tokenizer_path(spec), spec.dataset.id,
                              spec.study_dir / "loss_vs_quality", spec.loss_vs_quality,
-                             checkpoints_per_run=wm.checkpoints if wm else 4, progress=progress)
+                             checkpoints_per_run=wm.checkpoints if wm else 4, progress=progress,
+                             device=spec.device)
