@@ -125,7 +125,7 @@ class Progress:
         self.done += n
         if self.bar is not None:
             self.bar.update(n)
-        elif self.log is not None and self.done >= self.next_log * self.total:
+        elif self.log is not None and 0 < self.next_log * self.total <= self.done:
             while self.next_log * self.total <= self.done:
                 self.next_log += 0.1
             self.log.info("%s %d/%d", self.desc, min(self.done, self.total), self.total)

@@ -186,3 +186,18 @@ def test_cuda_bf16_training_runs_and_resumes(data, tmp_path):
     result = _trainer(data, run, max_steps=6, device="cuda").train()
     assert math.isfinite(result.train_loss) and result.steps == 6
     assert _trainer(data, run, max_steps=8, device="cuda").train().steps == 8
+
+
+def test_progress_logs_every_tenth_off_a_terminal(caplog):
+    import logging
+
+    from worldmodels.train_utils import Progress
+
+    log = logging.getLogger("progress-test")
+    with caplog.at_level(logging.INFO, logger="progress-test"):
+        p = Progress(20, desc="env steps", log=log)
+        for _ in range(20):
+            p.update(1)
+        Progress(0, log=log).update(5)  # an empty total logs nothing (and does not hang)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "env steps 2/20" and lines[-1] == "env steps 20/20" and len(lines) == 10
