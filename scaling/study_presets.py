@@ -65,11 +65,12 @@ def breakout_256_study() -> StudySpec:
     WM-Token-256) a 3,000-step patch-local tokenizer reconstructs it in 83% of the held-out
     frames that show it, and only 4.9 of the 256 tokens change per frame (docs/tokenizer.md). A
     timestep is then 257 tokens, 15 times the default's, which is GPU work: the ladder's upper
-    half with updates of 32 windows (82,240 tokens), 1e8 tokens per token-model run (about 3.9
-    passes over the training split of 120k frames, 84% of their 30.8M tokens), and 4e5 frames
-    per BC-CNN run. Its token sweeps have been run on one H100, with nine runs of 1e8 tokens
-    sharing the GPU and taking 3-6 minutes each (docs/studies.md). BC-CNN's budget is still an
-    estimate.
+    half with updates of 32 windows (82,240 tokens) over 360k collected frames (92.5M tokens).
+    The budgets come from sweeps run on one H100 over 120k frames (docs/studies.md). There, nine
+    runs of 1e8 tokens shared the GPU and took 3-6 minutes each; every WM-Token size had reached
+    its held-out floor, and BC-Token had only just left the action marginal and was still
+    falling. So WM-Token gets 1e8 tokens per run and BC-Token 3e8, about 3.9 passes over the
+    training split (84%), and BC-CNN gets 4e5 frames (an estimate).
     """
     window = 10 * (256 + 1)  # tokens in a window of 10 timesteps
     gpu = {"warmup_steps": 20, "micro_batch_size": 16, "tokens_per_update": 32 * window,
@@ -80,8 +81,8 @@ def breakout_256_study() -> StudySpec:
         description=("Breakout at 64x64 with 256 tokens per frame, so that token models see the "
                      "ball: WM-Token, BC-Token and BC-CNN over the ladder's upper half, on a "
                      "GPU."),
-        dataset=DatasetSpec(id="embscale/breakout/scripted-large-v1", collect=True,
-                            episodes=1200, max_total_steps=120_000, max_episode_steps=2000),
+        dataset=DatasetSpec(id="embscale/breakout/scripted-large-v2", collect=True,
+                            episodes=3600, max_total_steps=360_000, max_episode_steps=2000),
         # Patch-local: 4.9 instead of 40.6 of 256 tokens change per frame, so the world model's
         # loss is about what moves rather than the conv encoder's ripples around it.
         tokenizer=TokenizerSpec(tokens_per_frame=256, codebook_size=512, steps=3000,
@@ -90,7 +91,7 @@ def breakout_256_study() -> StudySpec:
         tasks=[
             TaskSweep(task="wm-token", sizes=sizes, tokens=1e8, checkpoints=4,
                       overrides=dict(gpu)),
-            TaskSweep(task="bc-token", sizes=sizes, tokens=1e8, checkpoints=4,
+            TaskSweep(task="bc-token", sizes=sizes, tokens=3e8, checkpoints=4,
                       overrides=dict(gpu)),
             # BC-CNN counts frames: 256 windows of 10 frames per update.
             TaskSweep(task="bc-cnn", sizes=sizes, tokens=4e5, checkpoints=4,
