@@ -242,7 +242,7 @@ class TokenizerTrainer:
             load_weights(self.model, saved["model"], ckpt_path)
             self.optimizer.load_state_dict(saved["optimizer"])
             self.generator.set_state(saved["generator"])
-            torch.set_rng_state(saved["torch_rng"])
+            torch.set_rng_state(saved["torch_rng"].cpu())
             self.step = int(saved["step"])
             logger.info("resuming %s from step %d", self.out, self.step)
         self.out.mkdir(parents=True, exist_ok=True)

@@ -304,7 +304,7 @@ class Trainer:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.step, self.tokens = int(ckpt["step"]), int(ckpt["tokens"])
-            torch.set_rng_state(ckpt["torch_rng"])
+            torch.set_rng_state(ckpt["torch_rng"].cpu())
             # Checkpoints written before train/loss_mean existed carry no running interval.
             interval = ckpt.get("interval_loss", torch.tensor([0.0, 0.0]))
             self._interval = (float(interval[0]), int(interval[1]))
