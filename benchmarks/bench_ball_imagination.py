@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
+    if args.horizon < 1 or args.burn_in < 1:
+        p.error("--horizon and --burn-in must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = SimulatorConfig(burn_in=args.burn_in, temperature=args.temperature)
