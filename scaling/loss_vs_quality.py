@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from offline_data.atomic import atomic_file, write_text_atomic
+from offline_data.atomic import write_text_atomic
+from scaling.plots import save_figure
 from scaling.study_spec import QualityStudySpec
 from scaling.study_stats import Checkpoint, correlate, load_scored_rows, run_checkpoints
 
@@ -185,11 +186,7 @@ def plot_quality(rows: list[dict], corr: dict[str, Any], path: str | os.PathLike
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | os.PathLike,

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from offline_data.atomic import atomic_file, write_text_atomic
+from offline_data.atomic import write_text_atomic
+from scaling.plots import save_figure
 from scaling.study_spec import ReturnStudySpec
 from scaling.study_stats import Checkpoint, correlate, linear_fit, load_scored_rows, run_checkpoints
 
@@ -132,11 +133,7 @@ def plot_return(rows: list[dict], summary: dict[str, Any], path: str | os.PathLi
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def random_policy_return(spec: ReturnStudySpec) -> float:

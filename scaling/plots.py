@@ -12,9 +12,26 @@ from pathlib import Path
 
 import numpy as np
 
+from offline_data.atomic import atomic_file
 from scaling.laws.analysis import Analysis
 
 logger = logging.getLogger(__name__)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` as a PNG, atomically (never half-written); close it.
+
+    Returns the path.
+    """
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    return path
 
 
 def _band(boot, which: str, C: np.ndarray, level: float):
@@ -73,10 +90,7 @@ def figure5(analysis: Analysis, path: str | Path, title: str | None = None) -> P
     if title:
         fig.suptitle(title)
         fig.subplots_adjust(top=0.84)
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _allocation_panel(ax, analysis: Analysis, which: str, Cx: np.ndarray, level: float) -> None:

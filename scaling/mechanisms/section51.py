@@ -22,6 +22,7 @@ import numpy as np
 from offline_data.atomic import write_text_atomic
 from scaling.mechanisms.char_lm import CHAR_SIZES, LOSSES
 from scaling.mechanisms.common import Estimate, difference, estimate, run_jobs
+from scaling.plots import save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -200,9 +201,7 @@ def figure10(fitted: dict, path: Path) -> Path:
         ax.set(xscale="log", xlabel="FLOPs C", ylabel="validation loss (nats)",
                title=f"{LOSS_TITLES[loss]}\n{sub}")
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[0, -1], label="parameters N")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _fit_lines(fitted: dict) -> list[str]:

@@ -26,6 +26,7 @@ import numpy as np
 
 from offline_data.atomic import write_text_atomic
 from scaling.mechanisms.common import Estimate, estimate
+from scaling.plots import save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -192,9 +193,7 @@ def figure(summaries: list[RunSummary], path: Path) -> Path:
                title=f"{task}: o = plateau, > = not plateaued")
         ax.legend(fontsize=7)
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[-1], label="parameters N")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 RATIO_MARK = {"exact": "", "lower": ">= ", "none": "? "}

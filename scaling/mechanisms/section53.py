@@ -25,6 +25,7 @@ import numpy as np
 
 from offline_data.atomic import write_text_atomic
 from scaling.mechanisms.common import estimate, pearson
+from scaling.plots import save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -204,8 +205,7 @@ def _figure(rows: list[dict], result: dict, path: Path) -> None:
     ax.plot([], [], "o", color="C0", label="frontier fit")
     ax.plot([], [], "o", color="C1", label="parametric fit (no overlap)")
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _report(cfg: Section53Config, result: dict, out: Path, command: str) -> None:

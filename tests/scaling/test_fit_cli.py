@@ -84,6 +84,32 @@ def test_figure_without_frontier(tmp_path):
     assert Image.open(path).size[0] > 1000
 
 
+def test_save_figure_is_atomic_and_closes(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from scaling.plots import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = save_figure(fig, tmp_path / "sub" / "a.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(fig.number)
+
+    fig, _ = plt.subplots()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fig, "savefig", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_figure(fig, tmp_path / "sub" / "b.png")
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.png"]  # no b.png, no temp file
+    assert not plt.fignum_exists(fig.number)
+
+
 def test_plan_from_parametric_only():
     law = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
     from scaling.laws.parametric import ParametricFit
