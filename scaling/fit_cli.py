@@ -58,6 +58,10 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
                if fit[k].get("status") == "skipped"]
     if skipped:
         lines += ["", "## Skipped", ""] + [f"- **{k}**: {r}" for k, r in skipped]
+    no_ci = [(k, fit[k]["ci_error"]) for k in ("frontier", "parametric", "loss_prediction",
+                                                 "isoflop") if fit[k].get("ci_error")]
+    if no_ci:
+        lines += ["", "## Without intervals", ""] + [f"- **{k}**: {r}" for k, r in no_ci]
     ex = fit["extrapolation"]
     if ex.get("status") == "ok":
         lines += ["", "## Extrapolation check", "",

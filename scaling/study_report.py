@@ -99,6 +99,9 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
             why = skipped_reason(fit.get(name)) if fit else "fit did not run"
             if why:
                 notes.append([f"{TASK_TITLES.get(task, task)} {name}: {why}"])
+            elif fit.get(name, {}).get("ci_error"):
+                notes.append([f"{TASK_TITLES.get(task, task)} {name}: no interval, "
+                              f"{fit[name]['ci_error']}"])
         lp = fit.get("loss_prediction") if fit else None
         if lp and skipped_reason(lp) is None:
             notes.append([f"{TASK_TITLES.get(task, task)} loss prediction: L_opt(C) = "

@@ -110,6 +110,10 @@ def test_unstable_bootstrap_keeps_estimate_and_says_why(monkeypatch):
                   FitOptions(methods=("frontier",), num_bootstrap=5, extrapolation=False))
     j = res.to_json()["frontier"]
     assert j["status"] == "ok" and j["ci"] == {} and "40 of 50" in j["ci_error"]
+    from scaling.fit_cli import table_markdown
+
+    text = table_markdown(res.to_json())
+    assert "## Without intervals" in text and "- **frontier**: 40 of 50 bootstrap" in text
 
 
 def test_frontier_with_three_sizes_asks_for_more_sizes():
