@@ -80,6 +80,49 @@ def _runs_table(spec: StudySpec) -> list[list[str]]:
     return rows
 
 
+def _lowest_val_loss(spec: StudySpec, task: str) -> float | None:
+    from scaling.study_stats import read_metrics
+    from scaling.study_steps import plan_runs
+
+    vals = []
+    for run in plan_runs(spec):
+        if run.task != task:
+            continue
+        try:
+            vals += [x["val/loss"] for x in read_metrics(run.run_dir) if "val/loss" in x]
+        except FileNotFoundError:
+            continue
+    return min(vals) if vals else None
+
+
+def _baselines_paragraph(r: Report, spec: StudySpec) -> None:
+    """Action-only baselines beside the BC tasks' lowest held-out losses."""
+    b = read_json(spec.study_dir / "fits" / "action_baselines.json")
+    if not b:
+        return
+    order = b.get("best_order")
+    text = (f"Action-only baselines on the held-out split ({b['actions']} actions; nats per "
+            f"action, the unit of the BC curves): the training split's action frequencies (the "
+            f"marginal) score {fmt(b['marginal'])}")
+    if order:
+        text += (f"; predicting each action from the {order} before it in its episode (an action "
+                 f"{order + 1}-gram) scores {fmt(b['ngram'][str(order)])}")
+    text += (". BC-Token sees the past actions in its context, so the n-gram is its bar; BC-CNN "
+             "sees none, so the marginal is its bar.")
+    bars = {"bc-token": ("the n-gram", b["ngram"][str(order)]) if order else None,
+            "bc-cnn": ("the marginal", b["marginal"])}
+    for task, bar in bars.items():
+        low = _lowest_val_loss(spec, task)
+        if bar is None or low is None:
+            continue
+        name, ref = bar
+        verdict = ("below it: the model uses what the frames tell" if low < ref else
+                   "above it: the model does not yet beat a predictor that ignores the frames")
+        text += (f" {TASK_TITLES.get(task, task)}'s lowest held-out loss is {fmt(low)}, "
+                 f"{verdict}.")
+    r.add("p", text)
+
+
 def _fits_section(r: Report, spec: StudySpec) -> None:
     from scaling.study_steps import fit_dir
 
@@ -108,6 +151,7 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
                           f"{fmt(lp['c0'])} C^-{fmt(lp['c'])} + {fmt(lp['E'])}"])
     if notes:
         r.add("list", rows=notes)
+    _baselines_paragraph(r, spec)
     r.add("h2", "Training curves and frontiers (paper Figures 1 and 5)")
     for task in fits:
         r.media(fit_dir(spec, task) / "scaling_fit.png", "img",

@@ -252,7 +252,26 @@ def fit_tasks(spec: StudySpec) -> dict[str, Any]:
         fit["advice"] = plan_next(d / "fit.json", 10.0 * max_c, spec, t.task)
         write_text_atomic(d / "advice.json", json.dumps(fit["advice"], indent=2))
         out[t.task] = fit
+    write_action_baselines(spec)
     return out
+
+
+def write_action_baselines(spec: StudySpec) -> dict[str, Any] | None:
+    """Held-out losses of action-only predictors beside the BC fits.
+
+    Writes ``fits/action_baselines.json`` (``scaling.action_baselines``); None when the study has
+    no BC task or no token shards.
+    """
+    from scaling.action_baselines import action_baselines
+
+    if not any(t.task in ("bc-token", "bc-cnn") for t in spec.tasks):
+        return None
+    if not (tokens_dir(spec) / "header.json").is_file():
+        return None
+    baselines = action_baselines(tokens_dir(spec))
+    write_text_atomic(spec.study_dir / "fits" / "action_baselines.json",
+                      json.dumps(baselines, indent=2))
+    return baselines
 
 
 def _final_flops(run_dir: Path) -> float:

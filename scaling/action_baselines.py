@@ -1,0 +1,105 @@
+"""What a behaviour-cloning loss is worth: action-only baselines on the held-out split.
+
+A BC model's held-out loss means little on its own. Two baselines that never look at an
+observation put it in context:
+
+* the **marginal**: every action predicted with the training split's action frequencies;
+* an **action n-gram**: each action predicted from the k actions before it in its episode
+  (counts on the training split, add-0.5 smoothing, unseen histories fall back on the marginal).
+
+BC-Token sees the past actions of its context, so a BC-Token loss above the n-gram's means the
+model has not yet learnt even what the action history alone tells; below it, the model uses the
+observations. BC-CNN sees no past actions, so only the marginal applies to it. Both are mean
+negative log-likelihoods in nats per action token (per action dimension), the unit of the
+training curves.
+
+Example::
+
+    from scaling.action_baselines import action_baselines
+    b = action_baselines("runs/breakout-default/tokens")
+    b["marginal"], b["ngram"][str(b["best_order"])]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from offline_data.tokens import TokenShards
+
+SMOOTHING = 0.5
+
+
+def _contexts(actions: np.ndarray, starts: np.ndarray, order: int, vocab: int) -> np.ndarray:
+    """Code of the ``order`` previous actions of every frame.
+
+    Before an episode's start the history holds the extra symbol ``vocab``.
+    """
+    n = len(actions)
+    index_in_episode = np.arange(n) - np.repeat(starts[:-1], np.diff(starts))
+    code = np.zeros(n, dtype=np.int64)
+    for lag in range(1, order + 1):
+        prev = np.where(index_in_episode >= lag, actions[np.maximum(np.arange(n) - lag, 0)], vocab)
+        code = code * (vocab + 1) + prev
+    return code
+
+
+def ngram_nll(train: np.ndarray, train_starts: np.ndarray, held_out: np.ndarray,
+              held_out_starts: np.ndarray, vocab: int, order: int) -> float:
+    """Mean NLL (nats) on ``held_out`` of an order-``order`` action model counted on ``train``.
+
+    Args:
+        train: int action ids in ``[0, vocab)`` of one action dimension, (F,).
+        train_starts: int64 (E + 1,): first frame of each episode of ``train``, then F.
+        held_out: action ids scored, like ``train``.
+        held_out_starts: episode starts of ``held_out``.
+        vocab: number of action values.
+        order: previous actions used (0: the marginal).
+    """
+    if (vocab + 1) ** order >= 2**62:
+        raise ValueError(f"an order-{order} model over {vocab} actions has too many histories; "
+                         "use a lower order")
+    marginal = (np.bincount(train, minlength=vocab) + SMOOTHING) / (len(train) + SMOOTHING * vocab)
+    if order == 0:
+        return float(-np.mean(np.log(marginal[held_out])))
+    ctx = _contexts(train, train_starts, order, vocab)
+    keys, inverse = np.unique(ctx, return_inverse=True)
+    counts = np.zeros((len(keys), vocab))
+    np.add.at(counts, (inverse, train), 1.0)
+    probs = (counts + SMOOTHING) / (counts.sum(1, keepdims=True) + SMOOTHING * vocab)
+    h_ctx = _contexts(held_out, held_out_starts, order, vocab)
+    pos = np.clip(np.searchsorted(keys, h_ctx), 0, len(keys) - 1)
+    seen = keys[pos] == h_ctx
+    p = np.where(seen, probs[pos, held_out], marginal[held_out])
+    return float(-np.mean(np.log(p)))
+
+
+def action_baselines(tokens_path: str | os.PathLike, max_order: int = 4,
+                     split: str = "val") -> dict[str, Any]:
+    """Marginal and n-gram (orders 1..``max_order``) NLLs of the actions in ``split``.
+
+    Each action dimension is modelled on its own history and the NLLs are averaged over the
+    dimensions. Returns ``{"marginal", "ngram": {order: nll}, "best_order", "split", "actions"}``;
+    ``best_order`` is the order with the lowest held-out NLL (a slightly optimistic baseline).
+    """
+    shards = TokenShards.open(tokens_path)
+    if split not in shards.split_names:
+        raise ValueError(f"token shards {tokens_path} have no {split!r} split (have "
+                         f"{shards.split_names})")
+    tr, ho = shards.split("train"), shards.split(split)
+    vocabs = shards.layout.action_vocab_sizes
+    a_tr = np.asarray(tr.action_tokens).reshape(len(tr.action_tokens), -1)
+    a_ho = np.asarray(ho.action_tokens).reshape(len(ho.action_tokens), -1)
+    s_tr, s_ho = np.asarray(tr.episode_starts), np.asarray(ho.episode_starts)
+
+    def mean_nll(order: int) -> float:
+        return float(np.mean([ngram_nll(a_tr[:, j], s_tr, a_ho[:, j], s_ho, v, order)
+                              for j, v in enumerate(vocabs)]))
+
+    ngram = {str(k): mean_nll(k) for k in range(1, max_order + 1)
+             if all((v + 1) ** k < 2**62 for v in vocabs)}
+    best = min(ngram, key=ngram.get) if ngram else None
+    return {"marginal": mean_nll(0), "ngram": ngram, "best_order": int(best) if best else None,
+            "split": split, "actions": int(len(a_ho))}
