@@ -76,14 +76,27 @@ def ngram_nll(train: np.ndarray, train_starts: np.ndarray, held_out: np.ndarray,
     return float(-np.mean(np.log(p)))
 
 
-def action_baselines(tokens_path: str | os.PathLike, max_order: int = 4,
-                     split: str = "val") -> dict[str, Any]:
+def action_baselines(tokens_path: str | os.PathLike, max_order: int = 8, split: str = "val",
+                     context_steps: int | None = None) -> dict[str, Any]:
     """Marginal and n-gram (orders 1..``max_order``) NLLs of the actions in ``split``.
 
     Each action dimension is modelled on its own history and the NLLs are averaged over the
-    dimensions. Returns ``{"marginal", "ngram": {order: nll}, "best_order", "split", "actions"}``;
-    ``best_order`` is the order with the lowest held-out NLL (a slightly optimistic baseline).
+    dimensions. ``best_order`` is the order with the lowest held-out NLL (a slightly optimistic
+    baseline).
+
+    A BC-Token model sees only the actions inside its window of ``context_steps`` timesteps, and
+    its held-out loss averages the window's positions: the action at position ``j`` has ``j``
+    actions before it. With ``context_steps`` given, ``ngram_in_context`` holds each order's NLL
+    under that limit (the mean over ``j`` of the order-``min(k, j)`` NLL), the bar a BC-Token
+    loss is comparable with, and ``best_order_in_context`` its best order.
+
+    Returns:
+        ``{"marginal", "ngram": {order: nll}, "best_order", "split", "actions"}``, plus
+        ``"context_steps"``, ``"ngram_in_context"`` and ``"best_order_in_context"`` when
+        ``context_steps`` is given.
     """
+    if context_steps is not None and context_steps < 1:
+        raise ValueError(f"context_steps must be >= 1 timestep, got {context_steps}")
     shards = TokenShards.open(tokens_path)
     if split not in shards.split_names:
         raise ValueError(f"token shards {tokens_path} have no {split!r} split (have "
@@ -98,8 +111,18 @@ def action_baselines(tokens_path: str | os.PathLike, max_order: int = 4,
         return float(np.mean([ngram_nll(a_tr[:, j], s_tr, a_ho[:, j], s_ho, v, order)
                               for j, v in enumerate(vocabs)]))
 
-    ngram = {str(k): mean_nll(k) for k in range(1, max_order + 1)
-             if all((v + 1) ** k < 2**62 for v in vocabs)}
-    best = min(ngram, key=ngram.get) if ngram else None
-    return {"marginal": mean_nll(0), "ngram": ngram, "best_order": int(best) if best else None,
-            "split": split, "actions": int(len(a_ho))}
+    orders = [k for k in range(max_order + 1) if all((v + 1) ** k < 2**62 for v in vocabs)]
+    nll = {k: mean_nll(k) for k in orders}
+    ngram = {str(k): nll[k] for k in orders if k}
+    out: dict[str, Any] = {"marginal": nll[0], "ngram": ngram,
+                           "best_order": _best(ngram), "split": split, "actions": int(len(a_ho))}
+    if context_steps is not None:
+        in_context = {str(k): float(np.mean([nll[min(k, j)] for j in range(context_steps)]))
+                      for k in orders if k}
+        out.update(context_steps=int(context_steps), ngram_in_context=in_context,
+                   best_order_in_context=_best(in_context))
+    return out
+
+
+def _best(nll: dict[str, float]) -> int | None:
+    return int(min(nll, key=nll.get)) if nll else None

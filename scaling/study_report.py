@@ -100,26 +100,33 @@ def _baselines_paragraph(r: Report, spec: StudySpec) -> None:
     b = read_json(spec.study_dir / "fits" / "action_baselines.json")
     if not b:
         return
-    order = b.get("best_order")
     text = (f"Action-only baselines on the held-out split ({b['actions']} actions; nats per "
             f"action, the unit of the BC curves): the training split's action frequencies (the "
             f"marginal) score {fmt(b['marginal'])}")
+    order, ngram = b.get("best_order"), b.get("ngram", {})
     if order:
-        text += (f"; predicting each action from the {order} before it in its episode (an action "
-                 f"{order + 1}-gram) scores {fmt(b['ngram'][str(order)])}")
-    text += (". BC-Token sees the past actions in its context, so the n-gram is its bar; BC-CNN "
-             "sees none, so the marginal is its bar.")
-    bars = {"bc-token": ("the n-gram", b["ngram"][str(order)]) if order else None,
-            "bc-cnn": ("the marginal", b["marginal"])}
-    for task, bar in bars.items():
+        text += (f"; predicting each action from the {order} before it in its episode (an "
+                 f"action {order + 1}-gram) scores {fmt(ngram[str(order)])}")
+    # BC-Token sees the past actions inside its window, so the n-gram limited to that window is
+    # its bar; BC-CNN sees no past actions, so the marginal is its bar.
+    bars = {"bc-cnn": ("the marginal", b["marginal"])}
+    k = b.get("best_order_in_context")
+    if k:
+        T = b["context_steps"]
+        bar = b["ngram_in_context"][str(k)]
+        text += (f", and {fmt(bar)} when it may look back only as far as BC-Token's window of "
+                 f"{T} timesteps (the action at window position j has j actions before it)")
+        bars["bc-token"] = ("that windowed n-gram", bar)
+    text += ". BC-Token sees the past actions in its window, BC-CNN none."
+    for task, (name, ref) in sorted(bars.items(), reverse=True):
         low = _lowest_val_loss(spec, task)
-        if bar is None or low is None:
+        if low is None:
             continue
-        name, ref = bar
-        verdict = ("below it: the model uses what the frames tell" if low < ref else
-                   "above it: the model does not yet beat a predictor that ignores the frames")
-        text += (f" {TASK_TITLES.get(task, task)}'s lowest held-out loss is {fmt(low)}, "
-                 f"{verdict}.")
+        verdict = ("below it, so the model uses what the frames tell" if low < ref else
+                   "not below it, so the model does not yet beat a predictor that ignores the "
+                   "frames")
+        text += (f" {TASK_TITLES.get(task, task)}'s lowest held-out loss is {fmt(low)} against "
+                 f"{name}'s {fmt(ref)}: {verdict}.")
     r.add("p", text)
 
 

@@ -263,12 +263,20 @@ def write_action_baselines(spec: StudySpec) -> dict[str, Any] | None:
     no BC task or no token shards.
     """
     from scaling.action_baselines import action_baselines
+    from scaling.report import read_json
 
     if not any(t.task in ("bc-token", "bc-cnn") for t in spec.tasks):
         return None
     if not (tokens_dir(spec) / "header.json").is_file():
         return None
-    baselines = action_baselines(tokens_dir(spec))
+    # BC-Token's context (timesteps per window) bounds the action history it can use.
+    context = None
+    for run in plan_runs(spec):
+        cfg = read_json(Path(run.run_dir) / "config.json")
+        if run.task == "bc-token" and cfg:
+            context = int(cfg["data"]["seq_len"])
+            break
+    baselines = action_baselines(tokens_dir(spec), context_steps=context)
     write_text_atomic(spec.study_dir / "fits" / "action_baselines.json",
                       json.dumps(baselines, indent=2))
     return baselines

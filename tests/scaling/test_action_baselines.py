@@ -88,3 +88,17 @@ def test_baselines_average_the_action_dimensions(tmp_path):
 def test_missing_split_is_named(tmp_path):
     with pytest.raises(ValueError, match="no 'test' split"):
         action_baselines(_shards(tmp_path / "tok"), split="test")
+
+
+def test_windowed_ngram_averages_the_window_positions(tmp_path):
+    path = _shards(tmp_path / "tok")
+    b = action_baselines(path, max_order=3, context_steps=4)
+    full = {0: b["marginal"], **{int(k): v for k, v in b["ngram"].items()}}
+    # Positions 0..3 of a 4-step window see 0, 1, 2 and 3 earlier actions.
+    assert b["ngram_in_context"]["3"] == pytest.approx(np.mean([full[0], full[1], full[2],
+                                                                full[3]]))
+    assert b["ngram_in_context"]["1"] == pytest.approx(np.mean([full[0]] + [full[1]] * 3))
+    assert b["context_steps"] == 4 and b["best_order_in_context"] in (2, 3)
+    assert "ngram_in_context" not in action_baselines(path, max_order=2)
+    with pytest.raises(ValueError, match="context_steps must be >= 1"):
+        action_baselines(path, context_steps=0)

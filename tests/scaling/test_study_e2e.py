@@ -100,6 +100,7 @@ def test_miniature_study_end_to_end(tmp_path):
         assert heading in md
     baselines = json.loads((study / "fits" / "action_baselines.json").read_text())
     assert baselines["marginal"] > 0 and baselines["actions"] > 0
+    assert baselines["context_steps"] >= 1 and baselines["best_order_in_context"] >= 1
     assert "Action-only baselines on the held-out split" in md and "BC-CNN's lowest" in md
     html = (study / "report" / "report.html").read_text()
     assert "<video src=\"media/" in html and "<img src=\"media/" in html
