@@ -71,8 +71,23 @@ def main(argv=None) -> int:
         ordered = all(a > b for a, b in zip(vals, vals[1:], strict=False))
         ok &= ordered
         print(f"  {task}: larger models reach lower held-out loss at equal D: {ordered}")
+        if task == "bc-token":
+            _print_action_bar(data, run, vals)
     print(f"runs in {out}; all targets hold: {ok}")
     return 0
+
+
+def _print_action_bar(tokens_dir: str, run: Path, vals: list[float]) -> None:
+    """What the action history alone gives BC-Token (scaling.action_baselines), for context."""
+    from scaling.action_baselines import action_baselines
+
+    seq_len = json.loads((run / "config.json").read_text())["data"]["seq_len"]
+    b = action_baselines(tokens_dir, context_steps=seq_len)
+    k = b["best_order_in_context"]
+    bar = b["ngram_in_context"][str(k)]
+    print(f"  bc-token: action-only bar (order-{k} n-gram within the {seq_len}-step window) "
+          f"{bar:.3f}, marginal {b['marginal']:.3f}; sizes below the bar: "
+          f"{sum(v < bar for v in vals)} of {len(vals)}")
 
 
 if __name__ == "__main__":
