@@ -103,22 +103,23 @@ def _baselines_paragraph(r: Report, spec: StudySpec) -> None:
     text = (f"Action-only baselines on the held-out split ({b['actions']} actions; nats per "
             f"action, the unit of the BC curves): the training split's action frequencies (the "
             f"marginal) score {fmt(b['marginal'])}")
-    order, ngram = b.get("best_order"), b.get("ngram", {})
+    order = b.get("best_order")
     if order:
         text += (f"; predicting each action from the {order} before it in its episode (an "
-                 f"action {order + 1}-gram) scores {fmt(ngram[str(order)])}")
+                 f"action {order + 1}-gram) scores {fmt(b['ngram'][str(order)])}")
     # BC-Token sees the past actions inside its window, so the n-gram limited to that window is
     # its bar; BC-CNN sees no past actions, so the marginal is its bar.
-    bars = {"bc-cnn": ("the marginal", b["marginal"])}
+    bars = {}
     k = b.get("best_order_in_context")
     if k:
-        T = b["context_steps"]
         bar = b["ngram_in_context"][str(k)]
         text += (f", and {fmt(bar)} when it may look back only as far as BC-Token's window of "
-                 f"{T} timesteps (the action at window position j has j actions before it)")
+                 f"{b['context_steps']} timesteps (the action at window position j has j "
+                 "actions before it)")
         bars["bc-token"] = ("that windowed n-gram", bar)
+    bars["bc-cnn"] = ("the marginal", b["marginal"])
     text += ". BC-Token sees the past actions in its window, BC-CNN none."
-    for task, (name, ref) in sorted(bars.items(), reverse=True):
+    for task, (name, ref) in bars.items():
         low = _lowest_val_loss(spec, task)
         if low is None:
             continue

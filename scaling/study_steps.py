@@ -272,8 +272,8 @@ def write_action_baselines(spec: StudySpec) -> dict[str, Any] | None:
     # BC-Token's context (timesteps per window) bounds the action history it can use.
     context = None
     for run in plan_runs(spec):
-        cfg = read_json(Path(run.run_dir) / "config.json")
-        if run.task == "bc-token" and cfg:
+        cfg = read_json(Path(run.run_dir) / "config.json") if run.task == "bc-token" else None
+        if cfg:
             context = int(cfg["data"]["seq_len"])
             break
     baselines = action_baselines(tokens_dir(spec), context_steps=context)
