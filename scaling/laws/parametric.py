@@ -191,6 +191,13 @@ def _check_exponents(alpha: float, beta: float, params: np.ndarray, what: str) -
 
 
 def _r2_checked(fit: ParametricFit, curves: Curves) -> ParametricFit:
+    for name, value, var in (("A", fit.A, "N"), ("B", fit.B, "D")):
+        # A term that underflowed to 0 leaves the allocation N_opt, D_opt undefined.
+        if not (value > 0.0 and math.isfinite(value)):
+            raise NotAPowerLawError(
+                f"{fit.loss} parametric fit gave {name} = {value:g}: the loss does not depend on "
+                f"{var} in these curves, so there is no compute-optimal allocation; add model "
+                f"sizes spanning a wider range or train longer")
     logl = np.log(curves.L)
     with np.errstate(all="ignore"):
         res = np.log(fit.predict(curves.N, curves.D)) - logl
@@ -246,11 +253,18 @@ def fit_huber(curves: Curves, *, delta: float = HUBER_DELTA, num_starts: int | N
                                      num_points=curves.num_points), curves)
 
 
+def _log_clamped(v: float) -> float:
+    """log(v) with v clamped to the smallest positive float.
+
+    A fit can underflow E, A or B to 0.0 through exp() (A does when the loss does not depend on
+    N), and a warm start from it needs a finite log.
+    """
+    return math.log(max(v, np.finfo(np.float64).tiny))
+
+
 def huber_theta(fit: ParametricFit) -> np.ndarray:
     """The ``(a, b, e, alpha, beta)`` vector of a fit, to warm-start another Huber fit."""
-    # A refit can underflow E (or A, B) to 0.0 through exp(); clamp so the log stays finite.
-    tiny = np.finfo(np.float64).tiny
-    a, b, e = (math.log(max(v, tiny)) for v in (fit.A, fit.B, fit.E))
+    a, b, e = (_log_clamped(v) for v in (fit.A, fit.B, fit.E))
     return np.array([a, b, e, fit.alpha, fit.beta])
 
 
@@ -287,8 +301,9 @@ def fit_lsq(curves: Curves, *, init: np.ndarray | None = None,
         grid = huber_grid()
         g = grid[int(np.argmin(_grid_sse(grid, x, y, L)))]
         init = np.array([math.exp(g[2]), g[0], g[1], g[3], g[4]])
+    # log A and log B stay below 700 so that A and B are finite floats.
     lower = [0.0, -np.inf, -np.inf, 0.0, 0.0]
-    upper = [np.inf, np.inf, np.inf, _MAX_EXPONENT, _MAX_EXPONENT]
+    upper = [np.inf, 700.0, 700.0, _MAX_EXPONENT, _MAX_EXPONENT]
     p0 = np.clip(np.asarray(init, dtype=np.float64), np.array(lower) + 1e-9,
                  np.array(upper) - 1e-9)
     try:
@@ -308,7 +323,7 @@ def fit_lsq(curves: Curves, *, init: np.ndarray | None = None,
 
 def lsq_theta(fit: ParametricFit) -> np.ndarray:
     """The ``(E, log A, log B, alpha, beta)`` vector of a fit, to warm-start :func:`fit_lsq`."""
-    return np.array([fit.E, math.log(fit.A), math.log(fit.B), fit.alpha, fit.beta])
+    return np.array([fit.E, _log_clamped(fit.A), _log_clamped(fit.B), fit.alpha, fit.beta])
 
 
 def fit_parametric(curves: Curves, loss: str = "huber", **kwargs) -> ParametricFit:

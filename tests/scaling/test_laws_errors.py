@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scaling.laws.analysis import FitOptions, analyze
-from scaling.laws.data import FitError, make_curves
+from scaling.laws.data import FitError, NotAPowerLawError, make_curves
 from scaling.laws.frontier import fit_frontier
 from scaling.laws.parametric import fit_huber, fit_lsq
 from scaling.laws.synthetic import EPOCH_LAW, synthetic_curves
@@ -140,7 +140,6 @@ def test_bootstrap_stops_once_most_refits_fail_and_skips_futile_restarts(monkeyp
     """A refit that converges outside the power-law family is not retried from the grid, and
     refitting stops as soon as more than half the samples have failed."""
     import scaling.laws.batched as batched
-    from scaling.laws.data import NotAPowerLawError
     from scaling.laws.parametric import fit_huber as real_fit
 
     curves = synthetic_curves(points_per_curve=6)
@@ -172,3 +171,16 @@ def test_degenerate_frontier_is_a_fit_error_not_an_overflow():
     curves = synthetic_curves(np.geomspace(2e5, 2e7, 4))
     with pytest.raises(FitError, match="degenerate.*--method parametric"):
         fit_frontier(curves, env=env)
+
+
+def test_a_fit_whose_n_term_vanished_is_not_a_power_law():
+    from scaling.laws.parametric import ParametricFit, _r2_checked, huber_theta, lsq_theta
+
+    c = synthetic_curves(np.geomspace(1e6, 1e8, 4), points_per_curve=8)
+    flat = ParametricFit(E=0.8, A=0.0, B=5.1, alpha=2.2, beta=0.26, loss="lsq", objective=0.05,
+                         num_points=c.num_points)
+    # Warm starts from such a fit stay finite (a log of 0 used to crash the lsq bootstrap) ...
+    assert np.all(np.isfinite(lsq_theta(flat))) and np.all(np.isfinite(huber_theta(flat)))
+    # ... and the fit itself is refused with the reason, not a math domain error later.
+    with pytest.raises(NotAPowerLawError, match="A = 0: the loss does not depend on N"):
+        _r2_checked(flat, c)
