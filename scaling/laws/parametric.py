@@ -248,9 +248,10 @@ def fit_huber(curves: Curves, *, delta: float = HUBER_DELTA, num_starts: int | N
     theta, f = best
     a, b, e, alpha, beta = (float(v) for v in theta)
     _check_exponents(alpha, beta, theta, "Huber parametric fit")
-    return _r2_checked(ParametricFit(E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=alpha,
-                                     beta=beta, loss="huber", objective=f,
-                                     num_points=curves.num_points), curves)
+    with np.errstate(over="ignore"):  # an overflow to inf is refused by _r2_checked
+        E, A, B = (float(np.exp(v)) for v in (e, a, b))
+    return _r2_checked(ParametricFit(E=E, A=A, B=B, alpha=alpha, beta=beta, loss="huber",
+                                     objective=f, num_points=curves.num_points), curves)
 
 
 def _log_clamped(v: float) -> float:
