@@ -58,22 +58,32 @@ def ngram_nll(train: np.ndarray, train_starts: np.ndarray, held_out: np.ndarray,
         vocab: number of action values.
         order: previous actions used (0: the marginal).
     """
-    if (vocab + 1) ** order >= 2**62:
+    if not _countable(vocab, order):
         raise ValueError(f"an order-{order} model over {vocab} actions has too many histories; "
                          "use a lower order")
     marginal = (np.bincount(train, minlength=vocab) + SMOOTHING) / (len(train) + SMOOTHING * vocab)
     if order == 0:
         return float(-np.mean(np.log(marginal[held_out])))
+    # Sparse counts: every (history, action) pair and every history seen in training.
     ctx = _contexts(train, train_starts, order, vocab)
-    keys, inverse = np.unique(ctx, return_inverse=True)
-    counts = np.zeros((len(keys), vocab))
-    np.add.at(counts, (inverse, train), 1.0)
-    probs = (counts + SMOOTHING) / (counts.sum(1, keepdims=True) + SMOOTHING * vocab)
+    ctx_keys, ctx_counts = np.unique(ctx, return_counts=True)
+    pair_keys, pair_counts = np.unique(ctx * vocab + train, return_counts=True)
     h_ctx = _contexts(held_out, held_out_starts, order, vocab)
-    pos = np.clip(np.searchsorted(keys, h_ctx), 0, len(keys) - 1)
-    seen = keys[pos] == h_ctx
-    p = np.where(seen, probs[pos, held_out], marginal[held_out])
+    n_ctx = _lookup(ctx_keys, ctx_counts, h_ctx)
+    n_pair = _lookup(pair_keys, pair_counts, h_ctx * vocab + held_out)
+    p = np.where(n_ctx > 0, (n_pair + SMOOTHING) / (n_ctx + SMOOTHING * vocab), marginal[held_out])
     return float(-np.mean(np.log(p)))
+
+
+def _countable(vocab: int, order: int) -> bool:
+    """Whether every (history, action) pair has an int64 code."""
+    return (vocab + 1) ** order * vocab < 2**62
+
+
+def _lookup(keys: np.ndarray, counts: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Counts of ``query`` among sorted ``keys`` (0 where absent)."""
+    pos = np.clip(np.searchsorted(keys, query), 0, len(keys) - 1)
+    return np.where(keys[pos] == query, counts[pos], 0)
 
 
 def action_baselines(tokens_path: str | os.PathLike, max_order: int = 8, split: str = "val",
@@ -111,7 +121,7 @@ def action_baselines(tokens_path: str | os.PathLike, max_order: int = 8, split: 
         return float(np.mean([ngram_nll(a_tr[:, j], s_tr, a_ho[:, j], s_ho, v, order)
                               for j, v in enumerate(vocabs)]))
 
-    orders = [k for k in range(max_order + 1) if all((v + 1) ** k < 2**62 for v in vocabs)]
+    orders = [k for k in range(max_order + 1) if all(_countable(v, k) for v in vocabs)]
     nll = {k: mean_nll(k) for k in orders}
     ngram = {str(k): nll[k] for k in orders if k}
     out: dict[str, Any] = {"marginal": nll[0], "ngram": ngram,
