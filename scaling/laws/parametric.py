@@ -190,7 +190,8 @@ def _check_exponents(alpha: float, beta: float, params: np.ndarray, what: str) -
             f"range or train longer")
 
 
-def _r2_checked(fit: ParametricFit, curves: Curves) -> ParametricFit:
+def _validated(fit: ParametricFit, curves: Curves) -> ParametricFit:
+    """``fit`` with its R^2 on log loss, or ``FitError`` when it is degenerate or fits badly."""
     for name, value, var in (("A", fit.A, "N"), ("B", fit.B, "D")):
         # A term that underflowed to 0 leaves the allocation N_opt, D_opt undefined.
         if not (value > 0.0 and math.isfinite(value)):
@@ -248,9 +249,9 @@ def fit_huber(curves: Curves, *, delta: float = HUBER_DELTA, num_starts: int | N
     theta, f = best
     a, b, e, alpha, beta = (float(v) for v in theta)
     _check_exponents(alpha, beta, theta, "Huber parametric fit")
-    with np.errstate(over="ignore"):  # an overflow to inf is refused by _r2_checked
+    with np.errstate(over="ignore"):  # an overflow to inf is refused by _validated
         E, A, B = (float(np.exp(v)) for v in (e, a, b))
-    return _r2_checked(ParametricFit(E=E, A=A, B=B, alpha=alpha, beta=beta, loss="huber",
+    return _validated(ParametricFit(E=E, A=A, B=B, alpha=alpha, beta=beta, loss="huber",
                                      objective=f, num_points=curves.num_points), curves)
 
 
@@ -317,7 +318,7 @@ def fit_lsq(curves: Curves, *, init: np.ndarray | None = None,
     E, a, b, alpha, beta = (float(v) for v in popt)
     _check_exponents(alpha, beta, popt, "least-squares parametric fit")
     sse = float(np.sum((_lsq_model((x, y), *popt) - L) ** 2))
-    return _r2_checked(ParametricFit(E=E, A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta,
+    return _validated(ParametricFit(E=E, A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta,
                                      loss="lsq", objective=sse, num_points=curves.num_points),
                        curves)
 

@@ -174,7 +174,7 @@ def test_degenerate_frontier_is_a_fit_error_not_an_overflow():
 
 
 def test_a_fit_whose_n_term_vanished_is_not_a_power_law():
-    from scaling.laws.parametric import ParametricFit, _r2_checked, huber_theta, lsq_theta
+    from scaling.laws.parametric import ParametricFit, _validated, huber_theta, lsq_theta
 
     c = synthetic_curves(np.geomspace(1e6, 1e8, 4), points_per_curve=8)
     flat = ParametricFit(E=0.8, A=0.0, B=5.1, alpha=2.2, beta=0.26, loss="lsq", objective=0.05,
@@ -183,4 +183,4 @@ def test_a_fit_whose_n_term_vanished_is_not_a_power_law():
     assert np.all(np.isfinite(lsq_theta(flat))) and np.all(np.isfinite(huber_theta(flat)))
     # ... and the fit itself is refused with the reason, not a math domain error later.
     with pytest.raises(NotAPowerLawError, match="A = 0: the loss does not depend on N"):
-        _r2_checked(flat, c)
+        _validated(flat, c)
