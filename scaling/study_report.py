@@ -95,6 +95,20 @@ def _lowest_val_loss(spec: StudySpec, task: str) -> float | None:
     return min(vals) if vals else None
 
 
+def _action_bars(b: dict) -> dict[str, tuple[str, float]]:
+    """Each BC task's action-only bar from ``action_baselines.json``: (name, held-out loss).
+
+    BC-Token sees the past actions inside its window, so the n-gram limited to that window is its
+    bar; BC-CNN sees no past actions, so the marginal is its bar.
+    """
+    bars = {}
+    k = b.get("best_order_in_context")
+    if k:
+        bars["bc-token"] = ("that windowed n-gram", b["ngram_in_context"][str(k)])
+    bars["bc-cnn"] = ("the marginal", b["marginal"])
+    return bars
+
+
 def _baselines_paragraph(r: Report, spec: StudySpec) -> None:
     """Action-only baselines beside the BC tasks' lowest held-out losses."""
     b = read_json(spec.study_dir / "fits" / "action_baselines.json")
@@ -107,17 +121,11 @@ def _baselines_paragraph(r: Report, spec: StudySpec) -> None:
     if order:
         text += (f"; predicting each action from the {order} before it in its episode (an "
                  f"action {order + 1}-gram) scores {fmt(b['ngram'][str(order)])}")
-    # BC-Token sees the past actions inside its window, so the n-gram limited to that window is
-    # its bar; BC-CNN sees no past actions, so the marginal is its bar.
-    bars = {}
-    k = b.get("best_order_in_context")
-    if k:
-        bar = b["ngram_in_context"][str(k)]
-        text += (f", and {fmt(bar)} when it may look back only as far as BC-Token's window of "
-                 f"{b['context_steps']} timesteps (the action at window position j has j "
-                 "actions before it)")
-        bars["bc-token"] = ("that windowed n-gram", bar)
-    bars["bc-cnn"] = ("the marginal", b["marginal"])
+    bars = _action_bars(b)
+    if "bc-token" in bars:
+        text += (f", and {fmt(bars['bc-token'][1])} when it may look back only as far as "
+                 f"BC-Token's window of {b['context_steps']} timesteps (the action at window "
+                 "position j has j actions before it)")
     text += ". BC-Token sees the past actions in its window, BC-CNN none."
     for task, (name, ref) in bars.items():
         low = _lowest_val_loss(spec, task)
@@ -215,6 +223,14 @@ def _return_section(r: Report, study_dir: Path) -> None:
                      f"slope {fmt(f['slope'])} [{fmt(f['slope_ci'][0])}, {fmt(f['slope_ci'][1])}]"
                      f", R² {fmt(f['r2'])}"])
     r.add("table", "", rows)
+    b = read_json(study_dir / "fits" / "action_baselines.json")
+    for task, (_, bar) in (_action_bars(b) if b else {}).items():
+        losses = [x["loss"] for x in res["rows"] if x.get("task") == task]
+        if losses and min(losses) >= bar:
+            r.add("p", f"Every {TASK_TITLES.get(task, task)} checkpoint scored here has a "
+                  f"held-out loss ({fmt(min(losses))} or more) above its action-only bar "
+                  f"({fmt(bar)}, see the scaling section): those policies have not learnt from "
+                  "the frames, and their correlation with return says little.")
     r.media(study_dir / "loss_vs_return" / res["figure"], "img",
             "Online return vs pre-training loss of BC checkpoints (error bars: standard error)")
 

@@ -110,3 +110,27 @@ def test_report_writes_markdown_and_html_with_media(tmp_path):
     h = page.read_text()
     assert "<b>2</b>" in h and '<img src="media/fig.png"' in h and "&lt;v&gt;" in h
     assert (tmp_path / "report" / "media" / "fig.png").read_bytes() == fig.read_bytes()
+
+
+def test_return_section_flags_policies_above_their_action_only_bar(tmp_path):
+    from scaling.study_report import _return_section
+
+    study = tmp_path / "study"
+    (study / "fits").mkdir(parents=True)
+    (study / "loss_vs_return").mkdir()
+    (study / "fits" / "action_baselines.json").write_text(json.dumps({
+        "marginal": 1.04, "ngram": {"1": 0.99, "2": 0.90}, "best_order": 2, "split": "val",
+        "actions": 100, "context_steps": 10, "ngram_in_context": {"1": 0.99, "2": 0.91},
+        "best_order_in_context": 2}))
+    rows = [{"task": "bc-token", "loss": 0.95}, {"task": "bc-token", "loss": 0.97},
+            {"task": "bc-cnn", "loss": 1.2}, {"task": "bc-cnn", "loss": 0.83}]
+    (study / "loss_vs_return" / "return.json").write_text(json.dumps({
+        "env_id": "embscale/Breakout-v0", "episodes": 2, "max_episode_steps": 100,
+        "deterministic": False, "random_policy_return": 1.2, "rows": rows, "summary": {},
+        "figure": "loss_vs_return.png"}))
+    r = Report(tmp_path / "report", "t")
+    _return_section(r, study)
+    md = r.markdown()
+    # BC-Token never got under the windowed n-gram (0.91); BC-CNN got under the marginal.
+    assert "Every BC-Token checkpoint scored here has a held-out loss (0.950 or more) above" in md
+    assert "(0.910, see the scaling section)" in md and "Every BC-CNN" not in md
