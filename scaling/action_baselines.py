@@ -7,11 +7,11 @@ observation put it in context:
 * an **action n-gram**: each action predicted from the k actions before it in its episode
   (counts on the training split, add-0.5 smoothing, unseen histories fall back on the marginal).
 
-BC-Token sees the past actions of its context, so a BC-Token loss above the n-gram's means the
-model has not yet learnt even what the action history alone tells; below it, the model uses the
-observations. BC-CNN sees no past actions, so only the marginal applies to it. Both are mean
-negative log-likelihoods in nats per action token (per action dimension), the unit of the
-training curves.
+BC-Token sees the past actions of its context, so a BC-Token loss above the n-gram's (limited to
+the same window, ``context_steps``) means the model has not yet learnt even what the action
+history alone tells; below it, the model uses the observations. BC-CNN sees no past actions,
+so only the marginal applies to it. Both are mean negative log-likelihoods in nats per action
+token (per action dimension), the unit of the training curves.
 
 Example::
 
