@@ -202,18 +202,15 @@ def tokenizer_finished(out_dir: Path, steps: int) -> bool:
     return summary.is_file() and int(json.loads(summary.read_text()).get("step", 0)) >= steps
 
 
-def idle_threads() -> int:
-    """All cores when the machine is idle, one when others keep it busy.
+def tokenizer_threads() -> int:
+    """Torch threads for the study's tokenizer: ``EMBSCALE_THREADS``, else every core.
 
-    Several torch threads on cores that other processes also use slow training down many times
-    over (each thread waits for the slowest), so a busy machine gets a single thread.
+    The count does not follow the machine's load: float sums differ between thread counts, so a
+    count chosen by load made the tokenizer, and everything trained on its tokens, differ between
+    a run on an idle machine and one beside other work (the default study's BC-Token losses
+    moved by up to 0.05). Set ``EMBSCALE_THREADS=1`` on a machine that other jobs keep busy.
     """
-    cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return cores
-    return cores if load < 0.5 * cores else 1
+    return int(os.environ.get("EMBSCALE_THREADS", "0") or 0) or (os.cpu_count() or 1)
 
 
 # Fields of the tokenizer's training config that a study spec may set in tokenizer.overrides
@@ -256,7 +253,7 @@ def train_tokenizer(spec, out_dir: Path, progress: bool = True) -> dict[str, Any
     model_opts, train_opts = split_tokenizer_overrides(t.overrides)
     vq = VQConfig(image_height=h, image_width=w, tokens_per_frame=t.tokens_per_frame,
                   codebook_size=t.codebook_size, **model_opts)
-    threads = int(os.environ.get("EMBSCALE_THREADS", "0") or 0) or idle_threads()
+    threads = tokenizer_threads()
     cfg = TokenizerTrainConfig(dataset_id=spec.dataset.id, out_dir=str(out_dir), steps=t.steps,
                                batch_size=t.batch_size, eval_every=max(1, t.steps // 3),
                                checkpoint_every=max(1, min(500, t.steps // 4)),

@@ -130,3 +130,17 @@ def test_breakout_256_budgets_pass_every_optimum_in_whole_windows(tmp_path):
             assert t.overrides["tokens_per_update"] % (10 * per_step) == 0
             # at most 4 passes over the collected frames' tokens
             assert t.tokens <= 4 * spec.dataset.max_total_steps * per_step
+
+
+def test_tokenizer_threads_do_not_follow_the_machine_load(monkeypatch):
+    # Thread counts change float sums: a load-dependent count made the study's tokenizer (and all
+    # downstream results) differ between an idle and a busy machine.
+    import os
+
+    from scaling.train_entry import tokenizer_threads
+
+    monkeypatch.delenv("EMBSCALE_THREADS", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    assert tokenizer_threads() == (os.cpu_count() or 1)
+    monkeypatch.setenv("EMBSCALE_THREADS", "1")
+    assert tokenizer_threads() == 1
