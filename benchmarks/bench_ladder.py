@@ -79,13 +79,13 @@ def main(argv=None) -> int:
 
 def _print_action_bar(tokens_dir: str, run: Path, vals: list[float]) -> None:
     """What the action history alone gives BC-Token (scaling.action_baselines), for context."""
-    from scaling.action_baselines import action_baselines
+    from scaling.action_baselines import action_baselines, context_bar
 
     seq_len = json.loads((run / "config.json").read_text())["data"]["seq_len"]
     b = action_baselines(tokens_dir, context_steps=seq_len)
-    k = b["best_order_in_context"]
-    bar = b["ngram_in_context"][str(k)]
-    print(f"  bc-token: action-only bar (order-{k} n-gram within the {seq_len}-step window) "
+    bar = context_bar(b)
+    print(f"  bc-token: action-only bar (order-{b['best_order_in_context']} n-gram within the "
+          f"{seq_len}-step window) "
           f"{bar:.3f}, marginal {b['marginal']:.3f}; sizes below the bar: "
           f"{sum(v < bar for v in vals)} of {len(vals)}")
 

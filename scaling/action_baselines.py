@@ -134,5 +134,11 @@ def action_baselines(tokens_path: str | os.PathLike, max_order: int = 8, split: 
     return out
 
 
+def context_bar(baselines: dict[str, Any]) -> float | None:
+    """BC-Token's bar: the best n-gram NLL within its window, or None without ``context_steps``."""
+    k = baselines.get("best_order_in_context")
+    return baselines["ngram_in_context"][str(k)] if k else None
+
+
 def _best(nll: dict[str, float]) -> int | None:
     return int(min(nll, key=nll.get)) if nll else None

@@ -101,10 +101,11 @@ def _action_bars(b: dict) -> dict[str, tuple[str, float]]:
     BC-Token sees the past actions inside its window, so the n-gram limited to that window is its
     bar; BC-CNN sees no past actions, so the marginal is its bar.
     """
+    from scaling.action_baselines import context_bar
+
     bars = {}
-    k = b.get("best_order_in_context")
-    if k:
-        bars["bc-token"] = ("that windowed n-gram", b["ngram_in_context"][str(k)])
+    if (bar := context_bar(b)) is not None:
+        bars["bc-token"] = ("that windowed n-gram", bar)
     bars["bc-cnn"] = ("the marginal", b["marginal"])
     return bars
 
