@@ -58,6 +58,12 @@ RESUMABLE_FIELDS = ("max_tokens", "max_flops", "max_steps", "compile", "device",
 INFINITE_DATA_PASSES = 4.0  # Muennighoff et al. 2024: up to 4 passes ~ infinite-data regime
 
 
+VAL_WINDOW_SEED = 1
+"""Seed of the held-out window order. It does not follow ``TrainConfig.seed``: every run on the
+same data (other seeds, sizes, learning rates) is scored on the same held-out windows, so the
+spread between seeds is the models' and not the sample's."""
+
+
 class NonFiniteLossError(ValueError):
     """Training stopped because the loss or gradient norm became NaN or infinite."""
 
@@ -205,7 +211,7 @@ class Trainer:
                                         self.rank, self.world_size)
         self.val_loader = None
         if config.val_batches and config.val_points_per_decade:
-            self.val_loader = data.loader("val", config.micro_batch_size, config.seed + 1,
+            self.val_loader = data.loader("val", config.micro_batch_size, VAL_WINDOW_SEED,
                                           self.rank, self.world_size)
         self.optimizer = configure_optimizer(
             model, config.learning_rate, config.weight_decay, (config.beta1, config.beta2),
@@ -328,7 +334,7 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Mean losses over ``val_batches`` held-out micro-batches (same windows every time)."""
+        """Mean losses over ``val_batches`` held-out micro-batches (``VAL_WINDOW_SEED``'s order)."""
         self.model.eval()
         sums: dict[str, float] = {}
         count = 0

@@ -110,6 +110,16 @@ class _Exploding(TokenModel):
         return out
 
 
+def test_every_seed_is_scored_on_the_same_held_out_windows(data, tmp_path):
+    a = _trainer(data, tmp_path / "a", seed=0)
+    b = _trainer(data, tmp_path / "b", seed=3)
+    val_a, val_b = next(a.val_loader.epoch_batches(0)), next(b.val_loader.epoch_batches(0))
+    assert torch.equal(torch.as_tensor(val_a.tokens), torch.as_tensor(val_b.tokens))
+    # the training order does follow the seed
+    assert not torch.equal(torch.as_tensor(a.train_loader.batch_at(0).tokens),
+                           torch.as_tensor(b.train_loader.batch_at(0).tokens))
+
+
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(data, tmp_path):
     run = tmp_path / "run"
     _Exploding.calls = 0
