@@ -173,7 +173,11 @@ def bootstrap_huber(curves: Curves, fit: ParametricFit, *, num: int = 1000, seed
                     logger.debug("bootstrap refit failed: %s", e)
                     if failed > num // 2:
                         break
-            good = conv & (th[:, 3] > 0) & (th[:, 4] > 0)
+            # as fit_huber's _validated: positive exponents, and A, B neither 0 nor inf
+            with np.errstate(over="ignore", under="ignore"):
+                scales = np.exp(th[:, :2])
+            good = (conv & (th[:, 3] > 0) & (th[:, 4] > 0)
+                    & np.all(np.isfinite(scales) & (scales > 0), axis=1))
             failed += int((conv & ~good).sum())
             thetas[lo:hi], ok[lo:hi] = th, good
             if progress is not None:

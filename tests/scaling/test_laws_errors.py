@@ -160,6 +160,24 @@ def test_bootstrap_stops_once_most_refits_fail_and_skips_futile_restarts(monkeyp
     assert calls == ["init"] * 21
 
 
+def test_bootstrap_refits_whose_A_overflows_count_as_failed(monkeypatch):
+    """As for the fit itself, a refit with A = exp(800) = inf is not a power law."""
+    import scaling.laws.batched as batched
+    from scaling.laws.parametric import fit_huber as real_fit
+
+    curves = synthetic_curves(points_per_curve=6)
+    fit = real_fit(curves)
+
+    def overflowing(x, y, logl, W, theta0, delta):
+        th = np.tile(theta0, (len(W), 1))
+        th[:, 0] = 800.0
+        return th, np.ones(len(W), dtype=bool), None
+
+    monkeypatch.setattr(batched, "huber_refit_batch", overflowing)
+    with pytest.raises(FitError, match="at least 40 of 40 bootstrap refits failed"):
+        batched.bootstrap_huber(curves, fit, num=40)
+
+
 def test_degenerate_frontier_is_a_fit_error_not_an_overflow():
     # Two optimal sizes whose compute ranges nearly coincide: the slope of log N_opt on log C is
     # in the thousands and exp(intercept) overflows; the fit must say why instead of crashing.
