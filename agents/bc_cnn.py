@@ -300,8 +300,8 @@ class FrameDataSource:
         from offline_data.reader import WindowReader
 
         self.seq_len = int(seq_len)
-        self._readers = {s: WindowReader(dataset, self.seq_len, split=s) for s in ("train", "val")}
-        reader = self._readers["train"]
+        reader = WindowReader(dataset, self.seq_len, split="train")
+        self._readers = {"train": reader}
         self.dataset_id = reader.dataset.id
         self.action_vocab_sizes = tuple(int(v) for v in reader.discretizer.vocab_sizes)
         self.frame_shape = tuple(int(x) for x in reader.dataset.observation_space.shape)
@@ -316,6 +316,11 @@ class FrameDataSource:
 
     def _split(self, split: str) -> _SplitFrames:
         if split not in self._arrays:
+            if split not in self._readers:  # val, test: opened when first read
+                from offline_data.reader import WindowReader
+
+                self._readers[split] = WindowReader(self._readers["train"].dataset, self.seq_len,
+                                                    split=split)
             parts = list(zip(*(ep for _, ep in self._readers[split].iter_episodes()), strict=True))
             lengths = [len(r) for r in parts[2]]
             self._arrays[split] = _SplitFrames(

@@ -1,8 +1,9 @@
-"""``embscale eval policy``, ``embscale dyna``, ``embscale play`` and ``embscale dream``.
+"""``embscale eval policy|loss``, ``embscale dyna``, ``embscale play`` and ``embscale dream``.
 
 Examples:
     embscale eval policy --checkpoint runs/bc/checkpoints/last.pt --env embscale/Breakout-v0 \
         --episodes 10 --tokenizer runs/tok/tokenizer.pt --video bc.mp4
+    embscale eval loss runs/demo/bc-token-s10k-seed0 runs/demo/bc-token-s100k-seed0 --split test
     embscale dyna --world-model runs/wm/checkpoints/last.pt --tokenizer runs/tok/tokenizer.pt \
         --env embscale/Breakout-v0 --timesteps 4096 --run-dir runs/dyna
     embscale play --world-model runs/wm/checkpoints/last.pt --tokenizer runs/tok/tokenizer.pt
@@ -137,6 +138,28 @@ def _eval_policy(args) -> int:
     return 0
 
 
+def _eval_loss(args) -> int:
+    import json
+
+    from agents.held_out import held_out_loss
+    from offline_data.atomic import write_text_atomic
+
+    rows = []
+    print(f"{'checkpoint':<48} {'task':>8} {'N':>9} {'D':>9} {'windows':>7} "
+          f"{args.split + ' loss':>10} {'± s.e.':>7}")
+    for path in args.checkpoints:
+        r = held_out_loss(path, args.split, stride=args.stride, batch_size=args.batch_size,
+                          data=args.data, device=args.device)
+        rows.append(r)
+        print(f"{str(path)[-48:]:<48} {r['task'] or '?':>8} {r['params']:>9,} "
+              f"{r['tokens']:>9.3g} {r['windows']:>7} {r['loss']:>10.4f} {r['stderr']:>7.4f}",
+              flush=True)
+    if args.json:
+        write_text_atomic(args.json, json.dumps(rows, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _dyna(args) -> int:
     import envs
     from agents.dyna import DynaConfig, run_dyna
@@ -236,8 +259,9 @@ def _dream(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add ``eval policy``, ``dyna``, ``play`` and ``dream`` to the ``embscale`` parser."""
-    ev = subparsers.add_parser("eval", help="evaluate trained models in envs")
+    """Add ``eval policy``, ``eval loss``, ``dyna``, ``play`` and ``dream`` to ``embscale``."""
+    ev = subparsers.add_parser("eval", help="evaluate trained models: in envs, or their loss "
+                               "on a whole held-out split")
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
     p = ev_sub.add_parser("policy", help="roll out a BC-Token or BC-CNN policy in a real env")
     p.add_argument("--checkpoint", required=True, help="BC-Token or BC-CNN checkpoint")
@@ -261,6 +285,25 @@ def register(subparsers) -> None:
                    help="torch device of the policy: cpu, cuda, cuda:N or auto (CUDA when "
                         "available)")
     p.set_defaults(func=_eval_policy)
+
+    p = ev_sub.add_parser(
+        "loss", help="pre-training loss of checkpoints over a whole split of their data",
+        description="Score WM-Token, BC-Token or BC-CNN checkpoints on every T-th window of a "
+                    "split (each timestep about once), with a standard error over batches of "
+                    "consecutive windows. A run's val/loss curve averages a fixed sample of "
+                    "windows; this gives final models a less noisy comparison.")
+    p.add_argument("checkpoints", nargs="+", metavar="RUN_OR_CHECKPOINT",
+                   help="run directories (their checkpoints/last.pt) or checkpoint files")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="split of the training data to score")
+    p.add_argument("--stride", type=int, default=None,
+                   help="score every STRIDE-th window (default: the window length)")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    p.add_argument("--data", default=None, help="token shard directory or Minari dataset id "
+                   "(default: the data each run recorded)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or auto")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
+    p.set_defaults(func=_eval_loss)
 
     p = subparsers.add_parser("dyna", help="train PPO inside a world model, evaluate it for real")
     _add_wm_args(p)

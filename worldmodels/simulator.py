@@ -365,7 +365,8 @@ def load_model_checkpoint(path: str | os.PathLike, expect: str) -> dict:
 
     Args:
         path: checkpoint file (a trainer ``checkpoints/last.pt`` or a saved model).
-        expect: ``"world model"`` (a WM-Token model) or ``"policy"`` (BC-Token or BC-CNN).
+        expect: ``"world model"`` (a WM-Token model), ``"policy"`` (BC-Token or BC-CNN) or
+            ``"any"`` (any of the three).
 
     Raises:
         FileNotFoundError: no file at ``path``.
