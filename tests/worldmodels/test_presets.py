@@ -55,4 +55,7 @@ def test_default_presets():
         cnn = presets.preset_for("bc-cnn", size).learning_rate(size)
         assert cnn == pytest.approx(0.4 * presets.preset_for("wm-token", size).learning_rate(size))
     assert presets.preset_for("bc-cnn", "s30k").learning_rate("s30k") == 2e-3
+    for size in presets.LADDER:  # BC-Token's sparse updates: half the ladder's rates
+        bc = presets.preset_for("bc-token", size).learning_rate(size)
+        assert bc == pytest.approx(0.5 * presets.preset_for("wm-token", size).learning_rate(size))
     assert presets.get_task_preset("wm-token-256").update_tokens("894M") == 2_088_960
