@@ -297,11 +297,9 @@ class FrameDataSource:
     """
 
     def __init__(self, dataset, seq_len: int = 10):
-        from offline_data.reader import WindowReader
-
         self.seq_len = int(seq_len)
-        reader = WindowReader(dataset, self.seq_len, split="train")
-        self._readers = {"train": reader}
+        self._readers: dict = {}
+        reader = self._reader("train", dataset)
         self.dataset_id = reader.dataset.id
         self.action_vocab_sizes = tuple(int(v) for v in reader.discretizer.vocab_sizes)
         self.frame_shape = tuple(int(x) for x in reader.dataset.observation_space.shape)
@@ -314,14 +312,18 @@ class FrameDataSource:
         """Timesteps in the training split."""
         return self._readers["train"].num_steps
 
+    def _reader(self, split: str, dataset=None):
+        """The split's ``WindowReader``, opened on first use (val and test only when read)."""
+        if split not in self._readers:
+            from offline_data.reader import WindowReader  # imports minari: only when needed
+
+            self._readers[split] = WindowReader(dataset or self._readers["train"].dataset,
+                                                self.seq_len, split=split)
+        return self._readers[split]
+
     def _split(self, split: str) -> _SplitFrames:
         if split not in self._arrays:
-            if split not in self._readers:  # val, test: opened when first read
-                from offline_data.reader import WindowReader
-
-                self._readers[split] = WindowReader(self._readers["train"].dataset, self.seq_len,
-                                                    split=split)
-            parts = list(zip(*(ep for _, ep in self._readers[split].iter_episodes()), strict=True))
+            parts = list(zip(*(ep for _, ep in self._reader(split).iter_episodes()), strict=True))
             lengths = [len(r) for r in parts[2]]
             self._arrays[split] = _SplitFrames(
                 np.concatenate(parts[0]).astype(np.uint8),
