@@ -426,7 +426,7 @@ class Trainer:
             writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1)
         self.model.train()
         last_time, last_tokens = time.perf_counter(), self.tokens
-        train_loss, val_loss = float("nan"), None
+        train_loss, val_loss = self._logged_losses()
         progress = Progress(total, self.step, enabled=self.rank == 0)
         try:
             while self.step < total:
@@ -469,6 +469,19 @@ class Trainer:
                 writer.close()
         return TrainResult(self.run_dir, self.step, self.tokens, self.flops, self.num_params,
                            train_loss, val_loss)
+
+    def _logged_losses(self) -> tuple[float, float | None]:
+        """The last train and val losses of metrics.jsonl (NaN and None for a new run).
+
+        A resumed run with nothing left to do reports them instead of nothing.
+        """
+        train, val = float("nan"), None
+        path = self.run_dir / "metrics.jsonl"
+        if self.step and path.is_file():
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                train, val = record.get("train/loss", train), record.get("val/loss", val)
+        return train, val
 
     def _log(self, record: dict, writer) -> None:
         if self.rank != 0:

@@ -87,6 +87,14 @@ def test_kill_and_resume_gives_the_same_metrics(data, tmp_path):
     assert _metrics(killed) == _metrics(full)
 
 
+def test_rerunning_a_finished_run_reports_its_losses(data, tmp_path):
+    first = _trainer(data, tmp_path / "run").train()
+    again = _trainer(data, tmp_path / "run").train()
+    assert again.steps == first.steps == 10
+    assert again.train_loss == first.train_loss and again.val_loss == first.val_loss
+    assert math.isfinite(again.train_loss) and again.val_loss is not None
+
+
 def test_resume_from_another_config_is_refused(data, tmp_path):
     run = tmp_path / "run"
     _trainer(data, run, max_steps=2).train()
