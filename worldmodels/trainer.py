@@ -59,9 +59,8 @@ INFINITE_DATA_PASSES = 4.0  # Muennighoff et al. 2024: up to 4 passes ~ infinite
 
 
 VAL_WINDOW_SEED = 1
-"""Seed of the held-out window order. It does not follow ``TrainConfig.seed``: every run on the
-same data (other seeds, sizes, learning rates) is scored on the same held-out windows, so the
-spread between seeds is the models' and not the sample's."""
+"""Seed of the held-out window order, not ``TrainConfig.seed``: every run on the same data is
+scored on the same windows, so the spread between seeds is the models' and not the sample's."""
 
 
 class NonFiniteLossError(ValueError):
@@ -471,10 +470,7 @@ class Trainer:
                            train_loss, val_loss)
 
     def _logged_losses(self) -> tuple[float, float | None]:
-        """The last train and val losses of metrics.jsonl (NaN and None for a new run).
-
-        A resumed run with nothing left to do reports them instead of nothing.
-        """
+        """Last logged train and val losses (a finished run resumed reports them)."""
         train, val = float("nan"), None
         path = self.run_dir / "metrics.jsonl"
         if self.step and path.is_file():
