@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from agents.held_out import held_out_loss
+from scaling.study_stats import read_metrics
 from scaling.train_cli import train_model
 
 
@@ -68,8 +69,7 @@ def main(argv=None) -> int:
                 r = train_model(task, size, data, run, seed=seed, tokens=budget,
                                 tensorboard=False, val_points_per_decade=3,
                                 val_batches=args.val_batches, **extra)
-                rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-                first = rows[0]["train/loss"]
+                first = read_metrics(run)[0]["train/loss"]
                 whole = held_out_loss(run, args.eval_split, batch_size=64)
                 scores.append(whole["loss"])
                 minutes = (time.perf_counter() - t0) / 60
