@@ -21,15 +21,20 @@ from worldmodels.gpt import GPT
 
 
 class RowKVCache:
-    """Keys/values (B, n_head, capacity, E / n_head) per layer, plus the tokens they encode."""
+    """Keys/values (B, n_head, capacity, E / n_head) per layer, plus the tokens they encode.
 
-    def __init__(self, gpt: GPT, batch_size: int, capacity: int):
+    ``dtype`` defaults to the model's; a bf16 cache halves its memory at large batch (feed it
+    under bf16 autocast so that queries match its keys).
+    """
+
+    def __init__(self, gpt: GPT, batch_size: int, capacity: int, dtype: torch.dtype | None = None):
         cfg = gpt.config
         if capacity > cfg.block_size:
             raise ValueError(f"capacity {capacity} exceeds the model's block_size {cfg.block_size}")
         p = gpt.wte.weight
         shape = (batch_size, cfg.n_head, capacity, cfg.n_embd // cfg.n_head)
-        self.keys = [torch.zeros(shape, device=p.device, dtype=p.dtype) for _ in range(cfg.n_layer)]
+        self.keys = [torch.zeros(shape, device=p.device, dtype=dtype or p.dtype)
+                     for _ in range(cfg.n_layer)]
         self.values = [torch.zeros_like(k) for k in self.keys]
         self.tokens = torch.zeros(batch_size, capacity, dtype=torch.long, device=p.device)
         self.first = torch.zeros(batch_size, dtype=torch.long, device=p.device)

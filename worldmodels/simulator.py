@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from gymnasium import spaces
 
 from envs.simulator import SimulatorStep
 from offline_data.discretize import ActionDiscretizer, discretizer_from_spec
 from offline_data.tokens import EpisodeTokens, TokenLayout, TokenShards
+from worldmodels.action_space import check_action_space, space_for_discretizer  # noqa: F401
+from worldmodels.decode_step import DECODE_MODES, DecodeStep
 from worldmodels.row_cache import RowKVCache, place_rows, row_forward, slide
 from worldmodels.token_model import TokenModel, TokenModelConfig
 from worldmodels.train_utils import resolve_device
@@ -50,6 +51,12 @@ class SimulatorConfig:
     """fraction of the context window kept when the window slides"""
     use_cache: bool = True
     """decode with the KV cache; False recomputes the whole context at every token (baseline)"""
+    decode: str = "auto"
+    """cached decoding of one token: 'compile' or 'cuda-graph' (a fixed-shape step, compiled or
+    captured), 'eager' (the same step uncompiled), 'rows' (variable-shape ``row_forward``);
+    'auto': a CUDA graph on GPU, on CPU eager then compiled once it has decoded enough tokens"""
+    cache_dtype: str = "float32"
+    """KV cache dtype: 'float32', or 'bfloat16' (model run under bf16 autocast; large batches)"""
     reward: str = "expected"
     """'expected': reward = P(+1) - P(-1) from the reward-sign head (a dense signal for sparse
     rewards); 'argmax': the most likely sign in {-1, 0, 1} (IRIS)"""
@@ -67,41 +74,14 @@ class SimulatorConfig:
         if self.reward not in ("expected", "argmax"):
             raise ValueError(f"SimulatorConfig.reward must be 'expected' or 'argmax', got "
                              f"{self.reward!r}")
+        if self.decode not in ("rows", *DECODE_MODES):
+            raise ValueError(f"SimulatorConfig.decode must be 'rows' or one of {DECODE_MODES}, "
+                             f"got {self.decode!r}")
+        if self.cache_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"SimulatorConfig.cache_dtype must be 'float32' or 'bfloat16', got "
+                             f"{self.cache_dtype!r}")
         if not 0.0 < self.slide_keep < 1.0:
             raise ValueError(f"SimulatorConfig.slide_keep must be in (0, 1), got {self.slide_keep}")
-
-
-def space_for_discretizer(discretizer: ActionDiscretizer) -> spaces.Space:
-    """The env action space a discretizer decodes into (the real env's, for our datasets)."""
-    spec = discretizer.to_spec()
-    if spec["type"] == "categorical":
-        if spec["kind"] == "discrete":
-            return spaces.Discrete(spec["nvec"][0], start=spec["start"][0])
-        if spec["kind"] == "multi_binary":
-            return spaces.MultiBinary(spec["shape"])
-        nvec = np.asarray(spec["nvec"]).reshape(spec["shape"])
-        return spaces.MultiDiscrete(nvec, start=np.asarray(spec["start"]).reshape(spec["shape"]))
-    shape = tuple(spec["shape"])
-    return spaces.Box(np.asarray(spec["low"]).reshape(shape).astype(spec["dtype"]),
-                      np.asarray(spec["high"]).reshape(shape).astype(spec["dtype"]),
-                      shape, np.dtype(spec["dtype"]))
-
-
-def check_action_space(discretizer: ActionDiscretizer, space: spaces.Space, what: str) -> None:
-    """Raise ``ValueError`` unless ``space`` is the action space ``discretizer`` was made for."""
-    expected = space_for_discretizer(discretizer)
-    same = type(expected) is type(space) and expected.shape == space.shape
-    if same and isinstance(space, spaces.Discrete):
-        same = int(space.n) == int(expected.n) and int(space.start) == int(expected.start)
-    elif same and isinstance(space, spaces.MultiDiscrete):
-        same = np.array_equal(space.nvec, expected.nvec)
-    elif same and isinstance(space, spaces.Box):
-        same = np.allclose(space.low, expected.low) and np.allclose(space.high, expected.high)
-    if not same:
-        raise ValueError(
-            f"the env's action space {space} does not match the {what}'s action space {expected} "
-            f"(from its discretizer); use the env the {what} was trained on"
-        )
 
 
 def episodes_from_shards(shards: TokenShards, split: str = "test", min_length: int = 1
@@ -176,7 +156,13 @@ class TokenWorldModelSimulator:
             warnings.warn("the world model has no reward and/or termination head: imagined rewards "
                           "are 0 and episodes end only at the horizon", stacklevel=2)
         step = self.layout.tokens_per_step
-        self.cache = RowKVCache(model.gpt, self.num_envs, self.context_steps * step)
+        amp = getattr(torch, self.config.cache_dtype)
+        self.cache = RowKVCache(model.gpt, self.num_envs, self.context_steps * step, dtype=amp)
+        # cache_enabled=False: autocast's weight-cast cache must not outlive a CUDA graph capture
+        self._amp = torch.autocast(self.device.type, dtype=amp, enabled=amp != torch.float32,
+                                   cache_enabled=False)
+        self.decoder = (DecodeStep(model.gpt, self.cache, self.config.decode, self._amp)
+                        if self.config.use_cache and self.config.decode != "rows" else None)
         self.generator = torch.Generator(device=self.device)
         self.rng = np.random.default_rng()
         self.seed(seed)
@@ -199,7 +185,8 @@ class TokenWorldModelSimulator:
                 raise ValueError(f"start observations have shape {obs.shape}, expected "
                                  f"{(n, *self.observation_shape)}")
             z = self.encode_frames(obs)  # n, K
-            place_rows(self.model.gpt, self.cache, rows, z)
+            with self._amp:
+                place_rows(self.model.gpt, self.cache, rows, z)
             return self.decode_tokens(z)
         if not self.start_episodes:
             raise ValueError("this simulator has no start episodes: pass start observations to "
@@ -234,7 +221,8 @@ class TokenWorldModelSimulator:
                              f"{self.layout.d_a}) actions")
         pad = np.zeros((n, 1, self.layout.d_a), np.int64)  # placeholder for the agent's action
         ids = self.layout.to_global(z, np.concatenate([a, pad], 1))[:, :-self.layout.d_a]
-        place_rows(self.model.gpt, self.cache, rows, torch.as_tensor(ids, device=self.device))
+        with self._amp:
+            place_rows(self.model.gpt, self.cache, rows, torch.as_tensor(ids, device=self.device))
         return self.decode_tokens(torch.as_tensor(z[:, -1], device=self.device))
 
     @torch.no_grad()
@@ -260,7 +248,8 @@ class TokenWorldModelSimulator:
         if self.cache.length + A + K > self.cache.capacity:
             keep_steps = max(1, min(self.context_steps - 1,
                                     int(self.context_steps * self.config.slide_keep)))
-            slide(self.model.gpt, self.cache, keep_steps * (K + A) - A)
+            with self._amp:
+                slide(self.model.gpt, self.cache, keep_steps * (K + A) - A)
         hidden = self._feed(action_ids)[:, -1]  # B, E at the step's last action token
         rewards = np.zeros(self.num_envs, np.float32)
         terminated = np.zeros(self.num_envs, bool)
@@ -286,11 +275,14 @@ class TokenWorldModelSimulator:
     def _feed(self, ids: torch.Tensor) -> torch.Tensor:
         """Append ids (B, L); hidden states (B, L, E) (recomputing everything without the cache)."""
         gpt, cache = self.model.gpt, self.cache
-        if self.config.use_cache:
-            return row_forward(gpt, cache, ids)
-        t, L = cache.length, ids.shape[1]
-        cache.tokens[:, t:t + L] = ids
-        return row_forward(gpt, cache, cache.tokens[:, :t + L].clone(), col0=0)[:, -L:]
+        if self.decoder is not None:  # one fixed-shape step per token; the last one's output
+            return torch.stack([self.decoder(ids[:, i]) for i in range(ids.shape[1])], 1)
+        with self._amp:
+            if self.config.use_cache:
+                return row_forward(gpt, cache, ids)
+            t, L = cache.length, ids.shape[1]
+            cache.tokens[:, t:t + L] = ids
+            return row_forward(gpt, cache, cache.tokens[:, :t + L].clone(), col0=0)[:, -L:]
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
         """Sample image ids in [0, V_o) from logits (B, V)."""
