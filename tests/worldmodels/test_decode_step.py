@@ -1,0 +1,160 @@
+"""Fixed-shape decode step: the same hidden states, cache contents and imagined tokens as today's
+variable-shape ``row_forward`` path, in every mode (compiled and CUDA-graph tests included)."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
+from wm_fixtures import tiny_episodes, tiny_model, tiny_tokenizer  # noqa: E402
+
+from offline_data.discretize import discretizer_for_space  # noqa: E402
+from worldmodels.decode_step import DecodeStep, decode_one, resolve_decode_mode  # noqa: E402
+from worldmodels.gpt import GPT, GPTConfig  # noqa: E402
+from worldmodels.row_cache import RowKVCache, place_rows, rebuild, row_forward  # noqa: E402
+from worldmodels.simulator import SimulatorConfig, TokenWorldModelSimulator  # noqa: E402
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def tiny_simulator(num_envs=1, seed=0, device="cpu", **config):
+    vq = tiny_tokenizer()
+    return TokenWorldModelSimulator(tiny_model().to(device), vq.to(device),
+                                    discretizer_for_space(spaces.Discrete(4)), num_envs,
+                                    tiny_episodes(vq), SimulatorConfig(burn_in=2, **config),
+                                    seed=seed)
+
+
+def _imagine(sim, steps=5):
+    """Frames, rewards and terminations of a few steps with a reset of row 1 in between."""
+    rows = np.arange(sim.num_envs)
+    out = [sim.reset(rows)]
+    for t in range(steps):  # a context of 4 steps after a burn-in of 2: the window slides
+        step = sim.step((rows + t) % 4)
+        out += [step.observations, step.rewards, step.terminations]
+        if t == 1:
+            out.append(sim.reset(np.array([1])))
+    return out
+
+
+def _gpt(device="cpu"):
+    torch.manual_seed(0)
+    cfg = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=40, vocab_size=50)
+    return GPT(cfg).to(device).eval()
+
+
+def _padded_cache(gpt, batch):
+    """Rows of different lengths (right-aligned, so some start after column 0)."""
+    dev = gpt.wte.weight.device
+    cache = RowKVCache(gpt, batch, 40)
+    g = torch.Generator().manual_seed(1)
+    rebuild(gpt, cache, [torch.randint(0, 50, (5 + 3 * b,), generator=g).to(dev)
+                         for b in range(batch)])
+    return cache
+
+
+def _check_against_row_forward(gpt, batch, mode, steps=8, fused_forms=False, **kwargs):
+    ref = _padded_cache(gpt, batch)
+    cache = copy.deepcopy(ref)
+    step = DecodeStep(gpt, cache, mode=mode, **kwargs)
+    if fused_forms:  # the compiled step's arithmetic, run eagerly
+        step._fn = functools.partial(decode_one, gemv=True, math_attention=True)
+    g = torch.Generator().manual_seed(2)
+    for i in range(steps):
+        ids = torch.randint(0, 50, (batch,), generator=g).to(cache.tokens.device)
+        want = row_forward(gpt, ref, ids[:, None])[:, -1]
+        got = step(ids)
+        torch.testing.assert_close(got, want, atol=2e-5, rtol=2e-5, msg=f"token {i}")
+        if i == 3:  # a row restarts mid-way: the step must follow the cache's new first column
+            rows = torch.tensor([batch - 1], device=ids.device)
+            seq = torch.randint(0, 50, (1, 4), generator=g).to(ids.device)
+            place_rows(gpt, ref, rows, seq)
+            place_rows(gpt, cache, rows, seq)
+    assert cache.length == ref.length
+    assert torch.equal(cache.tokens, ref.tokens) and torch.equal(cache.first, ref.first)
+    for k, k_ref in zip(cache.keys, ref.keys, strict=True):
+        torch.testing.assert_close(k[:, :, :ref.length], k_ref[:, :, :ref.length],
+                                   atol=2e-5, rtol=2e-5)
+    return step
+
+
+@pytest.mark.parametrize("fused_forms", [False, True], ids=["sdpa", "reductions"])
+def test_eager_step_equals_row_forward_with_padded_and_restarted_rows(fused_forms):
+    _check_against_row_forward(_gpt(), batch=3, mode="eager", fused_forms=fused_forms)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "seeded"])
+def test_imagined_frames_identical_to_variable_shape_path_and_recompute(temperature):
+    # Same seed and actions, a reset and a window slide in between: the same frames, rewards
+    # and terminations whether a token is decoded by the fixed-shape step, by the variable-shape
+    # row_forward (the previous path) or by recomputing the whole context.
+    runs = [_imagine(tiny_simulator(num_envs=2, seed=3, temperature=temperature, **config))
+            for config in ({"decode": "eager"}, {"decode": "rows"}, {"use_cache": False})]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_bfloat16_cache_imagines():
+    sim = tiny_simulator(num_envs=2, cache_dtype="bfloat16", decode="eager")
+    out = _imagine(sim)
+    assert sim.cache.keys[0].dtype == torch.bfloat16
+    assert out[-3].shape[0] == 2 and np.isfinite(out[-2]).all()
+
+
+def test_bad_modes_and_inputs_raise():
+    gpt = _gpt()
+    cache = _padded_cache(gpt, 2)
+    with pytest.raises(ValueError, match="decode mode must be one of"):
+        DecodeStep(gpt, cache, mode="fast")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        resolve_decode_mode("cuda-graph", torch.device("cpu"))
+    assert resolve_decode_mode("auto", torch.device("cpu")) == "compile"
+    step = DecodeStep(gpt, cache, mode="eager")
+    with pytest.raises(ValueError, match="one token per row"):
+        step(torch.zeros(3, dtype=torch.long))
+    cache.length = cache.capacity
+    with pytest.raises(ValueError, match="cache is full"):
+        step(torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="SimulatorConfig.decode"):
+        tiny_simulator(decode="fast")
+    with pytest.raises(ValueError, match="SimulatorConfig.cache_dtype"):
+        tiny_simulator(cache_dtype="float16")
+
+
+@pytest.mark.slow
+def test_compiled_step_equals_row_forward():
+    # torch.compile on CPU at batch 1 (matrix-vector products as fused reductions), starting
+    # eager in 'auto' mode and switching after 3 tokens (one compilation: tens of seconds).
+    step = _check_against_row_forward(_gpt(), batch=1, mode="auto", compile_after=3)
+    assert step.mode == "compile" and step.compile_seconds is not None
+
+
+@cuda
+def test_cuda_graph_step_equals_row_forward():
+    step = _check_against_row_forward(_gpt("cuda"), batch=3, mode="cuda-graph")
+    assert step._graph is not None
+
+
+@cuda
+@pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "seeded"])
+def test_cuda_graph_imagination_matches_eager(temperature):
+    runs = [_imagine(tiny_simulator(num_envs=4, seed=3, device="cuda", temperature=temperature,
+                                    decode=decode)) for decode in ("eager", "cuda-graph")]
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@cuda
+def test_cuda_bfloat16_cache_with_graph():
+    sim = tiny_simulator(num_envs=4, device="cuda", cache_dtype="bfloat16", decode="cuda-graph")
+    out = _imagine(sim)
+    assert sim.cache.keys[0].dtype == torch.bfloat16 and np.isfinite(out[-2]).all()
