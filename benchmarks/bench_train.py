@@ -1,13 +1,20 @@
-"""Training throughput of our GPT vs a plain reference transformer of the same shape.
+"""Training throughput of our GPT vs Hugging Face transformers' GPT-2 of the same shape.
 
 For each size of the small ladder it times full training steps (forward, backward, AdamW) of
-WM-Token's GPT (fused ``scaled_dot_product_attention``) and of a reference written the textbook way
-(explicit QK^T, mask, softmax, @V), on the same token layout, in the same run, interleaving the two
-so that machine load hits both alike. It prints tokens/s, 6ND FLOP/s and the ratio ours/reference.
-On CUDA it also prints model FLOPs utilisation (6ND FLOP/s over the GPU's bf16 peak) for a paper
-preset.
+WM-Token's GPT and of ``transformers``' ``GPT2LMHeadModel`` built with the same shape (layers,
+heads, width, context, vocabulary, exact GELU, tied embeddings: the same N) and its SDPA attention,
+on the same token layout, in the same run, interleaving the two so that machine load hits both
+alike. That peer is the baseline; ``--textbook`` adds a third model with attention written out by
+hand (QK^T, mask, softmax, @V), an easy baseline shown for reference only. It prints tokens/s,
+6ND FLOP/s and the ratio ours/GPT-2 (target: >= 1.0 at every ladder size on CPU).
 
-Run: .venv/bin/python benchmarks/bench_train.py [--sizes s10k s100k] [--steps 10] [--threads 1]
+On CUDA both run as the trainer runs (bf16 autocast, fused AdamW; ours torch.compiled unless
+``--no-compile``) and it adds the paper sizes (``--gpu-sizes``, default 27M and 110M) at 256 and 540
+tokens per frame (``--gpu-tokens-per-frame``), printing model FLOPs utilisation: 6ND FLOP/s over the
+GPU's dense bf16 peak, and separately with causal attention's FLOPs added.
+
+Run: .venv/bin/python benchmarks/bench_train.py [--sizes s10k s100k] [--steps 5] [--threads 1]
+(needs ``pip install -e .[bench]`` for transformers)
 """
 
 from __future__ import annotations
@@ -81,6 +88,27 @@ class RefGPT(nn.Module):
         return logits, F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
 
 
+class HFGPT2(nn.Module):
+    """``transformers``' GPT-2 of our shape, with SDPA attention and the same loss."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        try:
+            from transformers import GPT2Config, GPT2LMHeadModel
+        except ImportError as e:
+            raise ImportError("the GPT-2 peer needs transformers: pip install -e '.[bench]'") from e
+        hf = GPT2Config(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                        n_positions=cfg.block_size, vocab_size=cfg.vocab_size,
+                        activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0,
+                        attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+        self.model = GPT2LMHeadModel._from_config(hf, attn_implementation="sdpa")
+
+    def forward(self, idx, targets):
+        logits = self.model(input_ids=idx, use_cache=False).logits
+        return logits, F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
+                                       targets.reshape(-1))
+
+
 def _step_fn(model, opt, idx, device):
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
@@ -105,34 +133,58 @@ def _time(step, steps, device) -> float:
     return time.perf_counter() - t0
 
 
-def bench_shape(n_layer, n_head, n_embd, vocab, block, batch, steps, rounds, device):
-    """(N, tokens/s ours, tokens/s reference)."""
+def bench_shape(n_layer, n_head, n_embd, vocab, block, batch, steps, rounds, device,
+                peers=("ours", "gpt2"), compile_ours=False) -> tuple[int, dict[str, float]]:
+    """(N, tokens/s of each model); a model that ran out of memory gets 0."""
     cfg = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block,
                     vocab_size=vocab)
-    torch.manual_seed(0)
-    ours = GPT(cfg).to(device)
-    ref = RefGPT(cfg).to(device)
-    n = ours.num_params()
-    assert n == sum(p.numel() for p in ref.parameters()), "reference must match N"
+    makers = {"ours": GPT, "gpt2": HFGPT2, "textbook": RefGPT}
+    models = {}
+    for name in peers:
+        torch.manual_seed(0)
+        models[name] = makers[name](cfg).to(device)
+    n = models["ours"].num_params()
+    for name, m in models.items():
+        assert sum(p.numel() for p in m.parameters()) == n, f"{name} must match N"
     idx = torch.randint(0, vocab, (batch, block + 1), device=device)
     fused = device.type == "cuda" or None
-    steps_fns = {name: _step_fn(m, configure_optimizer(m, 1e-4, 0.1, (0.9, 0.95), fused=fused),
-                                idx, device) for name, m in (("ours", ours), ("ref", ref))}
-    times = {"ours": [], "ref": []}
-    for fn in list(steps_fns):  # warm up; the reference's T x T scores may not fit
+    steps_fns = {}
+    for name, m in models.items():
+        opt = configure_optimizer(m, 1e-4, 0.1, (0.9, 0.95), fused=fused)
+        steps_fns[name] = _step_fn(torch.compile(m) if name == "ours" and compile_ours else m,
+                                   opt, idx, device)
+    times = {name: [] for name in models}
+    for name in list(steps_fns):  # warm up (and compile); the textbook T x T scores may not fit
         try:
-            _time(steps_fns[fn], 2, device)
+            _time(steps_fns[name], 3, device)
         except torch.OutOfMemoryError:
-            print(f"{fn}: out of memory at batch {batch} x context {block}")
-            del steps_fns[fn]
-            times[fn].append(math.inf)
+            print(f"{name}: out of memory at batch {batch} x context {block}")
+            del steps_fns[name]
+            times[name].append(math.inf)
             torch.cuda.empty_cache()
-    for r in range(rounds):  # interleave so load drifts hit both
-        order = [k for k in (("ours", "ref") if r % 2 == 0 else ("ref", "ours")) if k in steps_fns]
+    for r in range(rounds):  # interleave so load drifts hit every model
+        order = list(steps_fns) if r % 2 == 0 else list(reversed(steps_fns))
         for name in order:
             times[name].append(_time(steps_fns[name], steps, device))
     tokens = batch * block * steps
-    return n, tokens / statistics.median(times["ours"]), tokens / statistics.median(times["ref"])
+    return n, {name: tokens / statistics.median(t) for name, t in times.items()}
+
+
+def attention_flops_per_token(n_layer: int, n_embd: int, block: int) -> int:
+    """Causal attention's training FLOPs per token beyond 6N: QK^T and AV over half the window
+    on average, forward and backward (6 * n_layer * block * n_embd)."""
+    return 6 * n_layer * block * n_embd
+
+
+def mfu_line(name, n, s, block, tokens_per_s) -> str:
+    """MFU of a model on this GPU: 6ND, and 6ND plus attention, over the dense bf16 peak."""
+    gpu = torch.cuda.get_device_name()
+    peak = next((v for k, v in PEAK_BF16.items() if k in gpu), None)
+    if peak is None:
+        return f"MFU of {name} on {gpu}: unknown peak (add it to PEAK_BF16)"
+    attn = attention_flops_per_token(s.n_layer, s.n_embd, block)
+    return (f"{6 * n * tokens_per_s / peak:.1%} counting 6ND, "
+            f"{(6 * n + attn) * tokens_per_s / peak:.1%} with attention")
 
 
 def main(argv=None) -> int:
@@ -142,44 +194,54 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5, help="training steps per timing")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timings per model")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--gpu-size", default="27M", help="paper size for the MFU line (CUDA only)")
     p.add_argument("--tokens-per-frame", type=int, default=D_Z,
-                   help="image tokens per timestep (256: the paper's WM-Token-256 layout)")
+                   help="image tokens per timestep of the ladder sizes")
     p.add_argument("--seq-len", type=int, default=SEQ_LEN, help="timesteps per window")
+    p.add_argument("--textbook", action="store_true",
+                   help="also time a model with attention written out by hand")
+    p.add_argument("--gpu-sizes", nargs="*", default=["27M", "110M"],
+                   help="paper sizes for the MFU lines (CUDA only)")
+    p.add_argument("--gpu-tokens-per-frame", type=int, nargs="*", default=[256, 540],
+                   help="layouts of the paper sizes (CUDA only)")
+    p.add_argument("--gpu-batch", type=int, default=8, help="windows per step, paper sizes")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile our model (default: on CUDA only, as the trainer)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    vocab, block = IMAGE_VOCAB + ACTIONS, args.seq_len * (args.tokens_per_frame + 1)
-    print(f"device {device} ({torch.get_num_threads()} threads), layout "
-          f"d_z={args.tokens_per_frame} "
-          f"V={vocab} context={block}, batch {args.batch}, median of {args.rounds}x"
-          f"{args.steps} steps")
-    print(f"{'size':>7} {'N':>10} {'ours tok/s':>11} {'ref tok/s':>10} {'ours FLOP/s':>12} "
-          f"{'ref FLOP/s':>11} {'ours/ref':>9}")
-    ratios = []
-    sizes = list(args.sizes)
+    compile_ours = device.type == "cuda" if args.compile is None else args.compile
+    peers = ("ours", "gpt2", "textbook") if args.textbook else ("ours", "gpt2")
+    vocab = IMAGE_VOCAB + ACTIONS
+    runs = [(name, args.tokens_per_frame, args.batch) for name in args.sizes]
     if device.type == "cuda":
-        sizes = sizes + [args.gpu_size]
-    for name in sizes:
+        runs += [(name, d_z, args.gpu_batch) for d_z in args.gpu_tokens_per_frame
+                 for name in args.gpu_sizes]
+    print(f"device {device} ({torch.get_num_threads()} threads), V={vocab}, "
+          f"{args.seq_len} steps per window, median of {args.rounds} interleaved timings of "
+          f"{args.steps} steps, ours compiled: {compile_ours}")
+    print("baseline: transformers GPT2LMHeadModel, same shape and N, SDPA attention"
+          + ("; textbook: attention written out by hand" if args.textbook else ""))
+    cols = "".join(f" {p + ' tok/s':>14}" for p in peers)
+    print(f"{'size':>6} {'d_z':>4} {'context':>7} {'N':>11}{cols} {'ours FLOP/s':>12} "
+          f"{'ours/gpt2':>10}")
+    ratios = {}
+    for name, d_z, batch in runs:
         s = get_size(name)
-        n, ours, ref = bench_shape(s.n_layer, s.n_head, s.n_embd, vocab, block, args.batch,
-                                   args.steps, args.rounds, device)
-        if ref > 0:  # 0: the reference ran out of memory
-            ratios.append(ours / ref)
-        print(f"{name:>7} {n:>10,} {ours:>11,.0f} {ref:>10,.0f} {6 * n * ours:>12.3g} "
-              f"{6 * n * ref:>11.3g} {ours / ref:>9.2f}")
-        if device.type == "cuda" and name == args.gpu_size:
-            gpu = torch.cuda.get_device_name()
-            peak = next((v for k, v in PEAK_BF16.items() if k in gpu), None)
-            # causal attention adds 6 * n_layer * block * n_embd FLOPs per trained token (QK^T
-            # and AV over half the window on average, forward and backward)
-            attn = 6 * s.n_layer * block * s.n_embd
-            mfu = (f"{6 * n * ours / peak:.1%} counting 6ND, {(6 * n + attn) * ours / peak:.1%} "
-                   "with attention" if peak else "unknown peak")
-            print(f"MFU of {name} on {gpu}: {mfu} (model FLOP/s over the bf16 dense peak)")
-    print(f"geometric mean ours/ref: {math.exp(statistics.mean(map(math.log, ratios))):.2f} "
-          "(>= 1: ours is not slower)")
+        block = args.seq_len * (d_z + 1)
+        n, tps = bench_shape(s.n_layer, s.n_head, s.n_embd, vocab, block, batch, args.steps,
+                             args.rounds, device, peers, compile_ours)
+        ratio = tps["ours"] / tps["gpt2"] if tps["gpt2"] > 0 else math.inf
+        ratios[(name, d_z)] = ratio
+        cols = "".join(f" {tps[p]:>14,.0f}" for p in peers)
+        print(f"{name:>6} {d_z:>4} {block:>7} {n:>11,}{cols} {6 * n * tps['ours']:>12.3g} "
+              f"{ratio:>10.2f}", flush=True)
+        if device.type == "cuda" and name in args.gpu_sizes:
+            print(f"  MFU ours: {mfu_line(name, n, s, block, tps['ours'])}; "
+                  f"gpt2: {mfu_line(name, n, s, block, tps['gpt2'])}")
+    worst = min(ratios.values())
+    print(f"smallest ours/gpt2 {worst:.2f}; target >= 1.0 at every size: "
+          f"{'met' if worst >= 1.0 else 'NOT met'}")
     return 0
 
 

@@ -233,6 +233,7 @@ def register(subparsers) -> None:
                      help="refuse to continue an existing run instead of resuming it")
     run = p.add_argument_group("hardware")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    run.add_argument("--compile", action="store_true", help="torch.compile the model")
+    run.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                     help="torch.compile the model (default: on CUDA, off on CPU)")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=_run)

@@ -107,8 +107,8 @@ class TrainConfig:
     """also checkpoint every this many steps (0 = at validation points and the end only)"""
     keep_checkpoints: bool = False
     """keep every checkpoint as checkpoints/step_<step>.pt (for loss-vs-quality studies)"""
-    compile: bool = False
-    """torch.compile the model"""
+    compile: bool | None = None
+    """torch.compile the model (None: on CUDA only; the CPU path stays eager)"""
     device: str = "auto"
     """'auto' (CUDA if available), 'cpu' or 'cuda[:i]'"""
     tensorboard: bool = True
@@ -219,7 +219,9 @@ class Trainer:
         if self.distributed:
             module = nn.parallel.DistributedDataParallel(
                 module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.loss_module = torch.compile(module) if config.compile else module
+        # compile=None: on CUDA only (with bf16 autocast, fused AdamW, flash SDPA); CPU stays eager
+        on = self.device.type == "cuda" if config.compile is None else config.compile
+        self.loss_module = torch.compile(module) if on else module
         self.step = 0
         self.tokens = 0
         self._warned_passes = False

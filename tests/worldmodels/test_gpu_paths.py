@@ -1,0 +1,49 @@
+"""The trainer's device paths: CPU stays eager in fp32 with the plain AdamW (its losses must not
+move); CUDA compiles by default, fuses AdamW and trains under bf16 autocast (skipped without CUDA).
+"""
+
+import pytest
+import torch
+from seqmodel_data import write_shards
+
+from worldmodels.token_data import TokenDataSource
+from worldmodels.token_model import TokenModel
+from worldmodels.trainer import TrainConfig, Trainer, seed_everything
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _trainer(tmp_path, device, **kw):
+    write_shards(tmp_path / "shards")
+    data = TokenDataSource(tmp_path / "shards", seq_len=3)
+    seed_everything(0)
+    model = TokenModel(data.model_config(n_layer=1, n_head=2, n_embd=16, task="wm"))
+    cfg = TrainConfig(run_dir=str(tmp_path / "run"), micro_batch_size=4, tensorboard=False,
+                      val_batches=1, max_steps=3, device=device, **kw)
+    return Trainer(model, data, cfg, run_config={"model_kind": "token_model",
+                                                 "model_config": model.config.to_dict()})
+
+
+def _compiled(trainer) -> bool:
+    return hasattr(trainer.loss_module, "_orig_mod")  # torch.compile's wrapper
+
+
+def test_cpu_default_is_eager_and_unfused(tmp_path):
+    t = _trainer(tmp_path, "cpu")
+    assert t.config.compile is None and not _compiled(t)
+    assert not t.optimizer.defaults.get("fused")
+    with t._autocast():
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_compile_can_be_forced_on_cpu(tmp_path):
+    assert _compiled(_trainer(tmp_path, "cpu", compile=True))
+
+
+@cuda
+def test_cuda_default_compiles_fuses_and_trains_in_bf16(tmp_path):
+    t = _trainer(tmp_path, "cuda")
+    assert _compiled(t) and t.optimizer.defaults.get("fused")
+    result = t.train()
+    assert result.steps == 3 and result.train_loss == result.train_loss  # finite, not NaN
+    assert not _compiled(_trainer(tmp_path / "off", "cuda", compile=False))
