@@ -27,10 +27,10 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 def tiny_simulator(num_envs=1, seed=0, device="cpu", **config):
     vq = tiny_tokenizer()
+    episodes = tiny_episodes(vq)  # encoded on the CPU, before the tokenizer moves
     return TokenWorldModelSimulator(tiny_model().to(device), vq.to(device),
                                     discretizer_for_space(spaces.Discrete(4)), num_envs,
-                                    tiny_episodes(vq), SimulatorConfig(burn_in=2, **config),
-                                    seed=seed)
+                                    episodes, SimulatorConfig(burn_in=2, **config), seed=seed)
 
 
 def _imagine(sim, steps=5):
