@@ -30,6 +30,7 @@ import contextlib
 import functools
 import logging
 import time
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -228,6 +229,21 @@ class DecodeStep:
                             strict=True):
             dst.copy_(src)  # the warm-up and capture wrote the current column: undo it
 
+    def _first_compiled_call(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Run the first compiled call, or fall back to eager decoding if compilation fails.
+
+        torch.compile needs a C++ compiler on CPU; without one the step warns and goes on eagerly,
+        with the same outputs, only slower.
+        """
+        try:
+            return self._run(token_ids)
+        except Exception as e:  # any compiler failure: nothing has run yet
+            warnings.warn(f"torch.compile of the decode step failed ({type(e).__name__}: {e}); "
+                          "decoding eagerly instead (SimulatorConfig.decode='eager' skips the "
+                          "attempt)", stacklevel=3)
+            self.mode, self._fn = "eager", decode_one
+            return self._run(token_ids)
+
     @torch.no_grad()
     def __call__(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Append ``token_ids`` int64 (B,) at the cache's shared column; hidden float (B, E)."""
@@ -249,6 +265,8 @@ class DecodeStep:
                 self._capture()
             self._graph.replay()
             out = self._out.clone()
+        elif first:
+            out = self._first_compiled_call(token_ids)
         else:
             out = self._run(token_ids)
         if first:

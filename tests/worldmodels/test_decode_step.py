@@ -130,6 +130,23 @@ def test_bad_modes_and_inputs_raise():
         tiny_simulator(cache_dtype="float16")
 
 
+def test_failed_compilation_falls_back_to_eager():
+    gpt = _gpt()
+    ref, cache = _padded_cache(gpt, 2), _padded_cache(gpt, 2)
+    step = DecodeStep(gpt, cache, mode="compile")
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    step._fn = step._compiled = no_compiler
+    ids = torch.tensor([3, 4])
+    with pytest.warns(UserWarning, match="decoding eagerly instead"):
+        got = step(ids)
+    torch.testing.assert_close(got, row_forward(gpt, ref, ids[:, None])[:, -1],
+                               atol=2e-5, rtol=2e-5)
+    assert step.mode == "eager" and cache.length == ref.length
+
+
 @pytest.mark.slow
 def test_compiled_step_equals_row_forward():
     # torch.compile on CPU at batch 1 (matrix-vector products as fused reductions), starting
