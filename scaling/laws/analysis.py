@@ -24,7 +24,7 @@ from scaling.laws.frontier import (
     fit_loss_prediction,
 )
 from scaling.laws.isoflop import IsoflopFit, fit_isoflop
-from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, lsq_starts, lsq_theta
+from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, lsq_theta
 from scaling.laws.uncertainty import SCHEMES, Bootstrap, bootstrap, effective_scheme
 
 logger = logging.getLogger(__name__)
@@ -248,8 +248,8 @@ def _bootstrap_all(curves, opts, res, progress) -> None:
                                                      num_starts=opts.num_starts,
                                                      progress=cb("parametric"), **kw)
     elif res.parametric is not None:
-        # Warm starts: the full-data optimum and the best two grid starts of the full data.
-        theta = np.vstack([lsq_theta(res.parametric), lsq_starts(curves, 2)])
+        # Warm starts: the full-data optimum and the other distinct optima its starts reached.
+        theta = np.vstack([lsq_theta(res.parametric), *res.parametric.optima[1:3]])
         runs["parametric"] = lambda: bootstrap(
             curves, lambda c: _parametric(c, opts, init=theta).coefficients(),
             progress=cb("parametric"), **kw)

@@ -1,17 +1,17 @@
 """Bootstrap refits of the Huber parametric fit, all at once.
 
 Each bootstrap sample is the full data with integer weights (how often each point was drawn), so
-all refits share one set of arrays and run together: a damped Gauss-Newton (IRLS) iteration on
-the sum of weighted Huber losses, vectorised over samples, warm-started from the full-data
-optimum and from the best few points of Hoffmann's grid (so that a second optimum is not missed):
-each sample keeps its lowest objective among the starts that converged. Samples no start
-converges on are refitted one by one with L-BFGS, then from the grid when L-BFGS does not
-converge (one that converges to exponents outside the power-law family counts as failed:
-searching 16 more starts per sample took minutes on the flat curves of a size-insensitive task
-and rarely changed the verdict); the fallback is counted, never hidden. Every refit then faces the
-main fit's acceptance checks (exponents in (0, 10), A and B neither 0 nor infinite, R^2 of log
-loss at least 0.5 on its sample). Refitting stops as soon as more than half the samples have
-failed, since the interval is refused then whatever the rest give.
+all refits share one set of arrays and run together: a damped Gauss-Newton (IRLS) iteration on the
+sum of weighted Huber losses, vectorised over samples, warm-started from the full-data optimum and
+from the other distinct optima the main fit's grid starts reached (so that a second optimum is not
+missed): each sample keeps its lowest objective among the starts that converged. Samples no start
+converges on are refitted one by one with L-BFGS, then from the grid when L-BFGS does not converge
+(one that converges to exponents outside the power-law family counts as failed: searching 16 more
+starts per sample took minutes on the flat curves of a size-insensitive task and rarely changed the
+verdict); the fallback is counted, never hidden. Every refit then faces the main fit's acceptance
+checks (exponents in (0, 10), A and B neither 0 nor infinite, R^2 of log loss at least 0.5 on its
+sample). Refitting stops as soon as more than half the samples have failed, since the interval is
+refused then whatever the rest give.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from scaling.laws.parametric import (
     HUBER_DELTA,
     ParametricFit,
     fit_huber,
-    huber_starts,
     huber_theta,
 )
 from scaling.laws.uncertainty import (
@@ -45,6 +44,7 @@ from scaling.laws.uncertainty import (
 logger = logging.getLogger(__name__)
 
 _CHUNK_ELEMENTS = 1_000_000  # samples x points per batch, bounds memory at ~100 MB
+_SCREEN = 2.0  # refit from another optimum where its objective is within this factor of the best
 
 
 def _terms(th, xc, yc, logl):
@@ -168,18 +168,29 @@ def accepted(th: np.ndarray, weights: np.ndarray, x: np.ndarray, y: np.ndarray,
 
 
 def _best_of_starts(x, y, logl, W, starts, delta):
-    """Batched refits of every sample from each start; each keeps its best converged one."""
-    best_th = best_f = best_ok = None
-    for theta0 in starts:
-        th, conv, f = huber_refit_batch(x, y, logl, W, theta0, delta=delta)
-        f = np.where(conv, f, np.inf)
-        if best_th is None:
-            best_th, best_f, best_ok = th, f, conv
+    """Batched refits from the first start, then from each other start where it is competitive.
+
+    Each sample keeps its best converged refit.
+    Another start is refitted only for the samples whose objective at that start is within
+    ``_SCREEN`` times their best converged objective (or that have none yet): as the main fit
+    screens grid starts by objective, so a clearly worse basin costs nothing.
+    """
+    best_th, conv, f = huber_refit_batch(x, y, logl, W, starts[0], delta=delta)
+    best_f = np.where(conv, f, np.inf)
+    xc, yc = x - x.mean(), y - y.mean()
+    for theta0 in starts[1:]:
+        t = np.asarray(theta0, dtype=np.float64).copy()
+        t[0] -= t[3] * x.mean()
+        t[1] -= t[4] * y.mean()
+        r, *_ = _terms(t[None, :], xc, yc, logl)
+        f0 = _huber(np.broadcast_to(r, W.shape), W, delta)
+        idx = np.flatnonzero(f0 <= _SCREEN * best_f)
+        if idx.size == 0:
             continue
-        better = f < best_f
-        best_th[better], best_f[better] = th[better], f[better]
-        best_ok = best_ok | conv
-    return best_th, best_ok
+        th, ok, f = huber_refit_batch(x, y, logl, W[idx], theta0, delta=delta)
+        better = ok & (f < best_f[idx])
+        best_th[idx[better]], best_f[idx[better]] = th[better], f[better]
+    return best_th, np.isfinite(best_f)
 
 
 def bootstrap_huber(curves: Curves, fit: ParametricFit, *, num: int = 1000, seed: int = 0,
@@ -200,8 +211,8 @@ def bootstrap_huber(curves: Curves, fit: ParametricFit, *, num: int = 1000, seed
         delta: Huber threshold.
         num_starts: grid starts of a one-by-one refit from the grid.
         scheme: ``"runs"`` (default), ``"within-run"`` or ``"points"``.
-        num_warm_starts: starts of every refit: the full-data optimum and the
-            ``num_warm_starts - 1`` best points of Hoffmann's grid.
+        num_warm_starts: starts of every refit: the full-data optimum and up to
+            ``num_warm_starts - 1`` other distinct optima of the main fit (``fit.optima``).
         progress: called with the number of refits done after each batch.
 
     Raises:
@@ -217,7 +228,7 @@ def bootstrap_huber(curves: Curves, fit: ParametricFit, *, num: int = 1000, seed
     # Centred as in huber_refit_batch, for the acceptance checks.
     xc, yc = x - x.mean(), y - y.mean()
     theta0 = huber_theta(fit)
-    starts = [theta0] + list(huber_starts(curves, max(num_warm_starts - 1, 0), delta=delta))
+    starts = [theta0] + list(fit.optima[1:max(num_warm_starts, 1)])
     thetas, ok = np.empty((num, 5)), np.zeros(num, dtype=bool)
     chunk = max(1, _CHUNK_ELEMENTS // max(P, 1))
     fallback = failed = 0

@@ -181,7 +181,7 @@ def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
                        f"but {why}. {fix}, or use the parametric fit (--method parametric)")
     logc, logn = np.log(env.C[mask]), np.log(env.N[mask])
     if points == "vertex":
-        logn = _vertex_log_n(curves, env.C[mask], smooth)
+        logc, logn = _vertex_log_n(curves, env.C[mask], smooth)
     elif points == "midpoint":
         w = env.winner[mask]
         logc = np.array([logc[w == i].mean() for i in winners])
@@ -201,12 +201,15 @@ def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
                        envelope=env)
 
 
-def _vertex_log_n(curves: Curves, C: np.ndarray, smooth: int) -> np.ndarray:
-    """log N_opt at each compute in ``C`` from a parabola through three neighbouring sizes.
+def _vertex_log_n(curves: Curves, C: np.ndarray, smooth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Log N_opt at each compute in ``C`` from a parabola through three neighbouring sizes.
 
     At each compute the log losses of the best size and of the nearest smaller and larger sizes
     that reach it (runs of one size pooled by their lowest loss) define a parabola in log N; its
-    vertex, kept between the two neighbours, is log N_opt. Every ``C`` must be bracketed.
+    vertex, kept between the two neighbours, is log N_opt.
+
+    Returns:
+        ``(log C, log N_opt)`` at the computes where a smaller and a larger size are reached.
     """
     loss = np.log(interpolate_curves(curves, C, smooth=smooth))  # inf where a curve is absent
     logn = np.log(curves.curve_N)
@@ -218,9 +221,9 @@ def _vertex_log_n(curves: Curves, C: np.ndarray, smooth: int) -> np.ndarray:
     k = np.argmin(M, axis=0)
     lo = np.where(have & (rows < k), rows, -1).max(axis=0)
     hi = np.where(have & (rows > k), rows, sizes.size).min(axis=0)
-    if np.any(lo < 0) or np.any(hi >= sizes.size):
-        raise ValueError("every compute value given must be bracketed by reached sizes")
-    cols = np.arange(C.size)
+    keep = (lo >= 0) & (hi < sizes.size)  # a curve's end can round out of a grid point
+    cols = np.flatnonzero(keep)
+    lo, k, hi = lo[keep], k[keep], hi[keep]
     x0, x1, x2 = sizes[lo], sizes[k], sizes[hi]
     y0, y1, y2 = M[lo, cols], M[k, cols], M[hi, cols]
     num = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
@@ -228,7 +231,7 @@ def _vertex_log_n(curves: Curves, C: np.ndarray, smooth: int) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         v = x1 - 0.5 * num / den
     v = np.where(np.isfinite(v), v, x1)  # three equal losses: no curvature, keep the best size
-    return np.clip(v, x0, x2)
+    return np.log(C[cols]), np.clip(v, x0, x2)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize
@@ -54,6 +54,8 @@ class ParametricFit:
         objective: final value of that objective.
         num_points: points fitted.
         r2: fraction of the variance of log L the law explains.
+        optima: the distinct optima the starts reached, best first, in the fit's own parameters
+            (``huber_theta`` or ``lsq_theta`` order), to warm-start bootstrap refits.
     """
 
     E: float
@@ -65,6 +67,7 @@ class ParametricFit:
     objective: float
     num_points: int
     r2: float = math.nan
+    optima: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def a(self) -> float:
@@ -238,12 +241,13 @@ def fit_huber(curves: Curves, *, delta: float = HUBER_DELTA, num_starts: int | N
         starts = np.atleast_2d(np.asarray(init, dtype=np.float64))
     else:
         starts = huber_starts(curves, num_starts, delta=delta)
-    best = None
+    found = []
     with single_threaded_blas():
         for theta0 in starts:
             theta, f, ok = _lbfgs(theta0, x, y, logl, delta, maxiter)
-            if ok and np.all(np.isfinite(theta)) and (best is None or f < best[1]):
-                best = (theta, f)
+            if ok and np.all(np.isfinite(theta)):
+                found.append((theta, f))
+    best = min(found, key=lambda t: t[1]) if found else None
     if best is None:
         raise FitError(f"Huber parametric fit did not converge from any of {len(starts)} starts "
                        f"(L-BFGS, at most {maxiter} iterations each); try --parametric-loss lsq, "
@@ -255,7 +259,20 @@ def fit_huber(curves: Curves, *, delta: float = HUBER_DELTA, num_starts: int | N
     with np.errstate(over="ignore"):  # an overflow to inf is refused by _validated
         E, A, B = (float(np.exp(v)) for v in (e, a, b))
     return _validated(ParametricFit(E=E, A=A, B=B, alpha=alpha, beta=beta, loss="huber",
-                                     objective=f, num_points=curves.num_points), curves, what)
+                                     objective=f, num_points=curves.num_points,
+                                     optima=_distinct(found)), curves, what)
+
+
+def _distinct(found: list[tuple[np.ndarray, float]], most: int = 4) -> tuple:
+    """Up to ``most`` optima of ``found`` that differ in objective or parameters, best first."""
+    out: list[tuple[np.ndarray, float]] = []
+    for theta, f in sorted(found, key=lambda t: t[1]):
+        if all(abs(f - g) > 1e-9 * max(abs(g), 1e-300) and
+               np.max(np.abs(theta - t)) > 1e-3 for t, g in out):
+            out.append((theta, f))
+        if len(out) == most:
+            break
+    return tuple(t for t, _ in out)
 
 
 def huber_starts(curves: Curves, num_starts: int | None = 16, *,
@@ -340,7 +357,7 @@ def fit_lsq(curves: Curves, *, init: np.ndarray | None = None, num_starts: int |
     # log A and log B stay below 700 so that A and B are finite floats.
     lower = np.array([0.0, -np.inf, -np.inf, 0.0, 0.0])
     upper = np.array([np.inf, 700.0, 700.0, _MAX_EXPONENT, _MAX_EXPONENT])
-    best, last_error = None, "no start had a finite squared error"
+    found, last_error = [], "no start had a finite squared error"
     with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore"):
         for p0 in starts:
             p0 = np.clip(p0, lower + 1e-9, upper - 1e-9)
@@ -353,8 +370,9 @@ def fit_lsq(curves: Curves, *, init: np.ndarray | None = None, num_starts: int |
                 continue
             with np.errstate(over="ignore", invalid="ignore"):
                 sse = float(np.sum((_lsq_model((x, y), *popt) - L) ** 2))
-            if np.isfinite(sse) and (best is None or sse < best[1]):
-                best = (popt, sse)
+            if np.isfinite(sse):
+                found.append((popt, sse))
+    best = min(found, key=lambda t: t[1]) if found else None
     if best is None:
         raise FitError(f"least-squares parametric fit (curve_fit) did not converge from any of "
                        f"{len(starts)} starts (last error: {last_error}); try --parametric-loss "
@@ -364,8 +382,8 @@ def fit_lsq(curves: Curves, *, init: np.ndarray | None = None, num_starts: int |
     what = f"least-squares parametric fit (best of {len(starts)} starts)"
     _check_exponents(alpha, beta, popt, what)
     return _validated(ParametricFit(E=E, A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta,
-                                     loss="lsq", objective=sse, num_points=curves.num_points),
-                       curves, what)
+                                     loss="lsq", objective=sse, num_points=curves.num_points,
+                                     optima=_distinct(found)), curves, what)
 
 
 def lsq_theta(fit: ParametricFit) -> np.ndarray:
