@@ -82,6 +82,9 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
         details.append(f"- **isoflop**: {kind} budgets; used {used} "
                        f"({len(iso['budgets_used'])} of {len(iso['budgets_considered'])} "
                        f"considered, the rest censored)")
+    if pa.get("status") == "ok" and pa.get("not_identified"):
+        details.append(f"- **parametric**: not identified, coefficients set by the optimiser's "
+                       f"bounds rather than the data: {'; '.join(pa['not_identified'])}")
     if details:
         lines += ["", "## Method details", ""] + details
     skipped = [(k, fit[k]["reason"]) for k in ("frontier", "parametric", "loss_prediction",

@@ -23,6 +23,7 @@ from scaling.laws.frontier import (
     fit_frontier,
     fit_loss_prediction,
 )
+from scaling.laws.identification import bound_issues
 from scaling.laws.isoflop import IsoflopFit, fit_isoflop
 from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, lsq_theta
 from scaling.laws.uncertainty import SCHEMES, Bootstrap, bootstrap, effective_scheme
@@ -136,7 +137,7 @@ class Analysis:
                 entry["ci_error"] = self.ci_errors[name]
             if name == "parametric":
                 entry.update(loss=fit.loss, objective=fit.objective, num_points=fit.num_points,
-                             r2=fit.r2)
+                             r2=fit.r2, not_identified=bound_issues(fit, self.ci(name)))
             elif name == "frontier":
                 entry.update(num_models=fit.num_models, rule=self.options.frontier_points,
                              points={"C": fit.points_C.tolist(), "N": fit.points_N.tolist()})
