@@ -303,7 +303,8 @@ def _bc_held_out(spec: StudySpec, split: str) -> dict[str, Any]:
         if best is not None:
             try:
                 out[task] = held_out_loss(best, split=split)
-            except (FileNotFoundError, ValueError) as e:  # no checkpoint kept: no error bar
+            except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+                # e.g. no checkpoint kept: the report then draws no conclusion from the bar
                 logger.warning("%s: no held-out loss for the bar test: %s", task, e)
     return out
 
