@@ -104,10 +104,11 @@ def fit_isoflop(curves: Curves, *, num_budgets: int = 8, smooth: int = 0,
     keep_c, keep_n = [], []
     for k, C in enumerate(budgets):
         have = np.isfinite(loss[:, k])
-        if have.sum() < 3:
+        # Runs of one size (seeds, or a run drawn twice by the bootstrap) pool to their mean.
+        x, inv = np.unique(np.round(logn[have], 9), return_inverse=True)
+        if x.size < 3:
             continue
-        order = np.argsort(logn[have])
-        x, L = logn[have][order], loss[have, k][order]
+        L = np.bincount(inv, loss[have, k]) / np.bincount(inv)
         j = int(np.argmin(L))
         if j == 0 or j == x.size - 1:
             continue  # the minimum is at the smallest or largest size reached: censored
