@@ -148,7 +148,8 @@ def action_baselines(tokens_path: str | os.PathLike, max_order: int = 8, split: 
     orders = [k for k in range(max_order + 1) if all(_countable(v, k) for v in vocabs)]
     frames = {k: per_action(k) for k in orders}
     nll = {k: float(frames[k].mean()) for k in orders}
-    se = {k: episode_stderr(frames[k], s_ho) for k in orders}
+    # None (JSON null) where unknown, e.g. a held-out split of one episode
+    se = {k: _finite_or_none(episode_stderr(frames[k], s_ho)) for k in orders}
     ngram = {str(k): nll[k] for k in orders if k}
     out: dict[str, Any] = {"marginal": nll[0], "marginal_stderr": se[0], "ngram": ngram,
                            "ngram_stderr": {str(k): se[k] for k in orders if k},
@@ -157,8 +158,9 @@ def action_baselines(tokens_path: str | os.PathLike, max_order: int = 8, split: 
         in_context = {str(k): float(np.mean([nll[min(k, j)] for j in range(context_steps)]))
                       for k in orders if k}
         # The mean of correlated estimates: its error is at most the mean of their errors.
-        in_context_se = {str(k): float(np.mean([se[min(k, j)] for j in range(context_steps)]))
-                         for k in orders if k}
+        in_context_se = {str(k): _finite_or_none(float(np.mean(
+            [np.nan if se[min(k, j)] is None else se[min(k, j)] for j in range(context_steps)])))
+            for k in orders if k}
         out.update(context_steps=int(context_steps), ngram_in_context=in_context,
                    ngram_in_context_stderr=in_context_se,
                    best_order_in_context=_best(in_context))
@@ -192,6 +194,10 @@ def below_bar(loss: float, loss_se: float | None, bar: float, bar_se: float | No
     if loss - bar > z * se:
         return False
     return None
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if np.isfinite(x) else None
 
 
 def _best(nll: dict[str, float]) -> int | None:

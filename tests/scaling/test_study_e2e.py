@@ -103,7 +103,9 @@ def test_miniature_study_end_to_end(tmp_path):
     assert baselines["context_steps"] >= 1 and baselines["best_order_in_context"] >= 1
     assert "Action-only baselines on the held-out split" in md and "BC-CNN's best run scores" in md
     assert {"bc-token", "bc-cnn"} <= set(baselines["bc_held_out"])  # the bar test's BC losses
-    assert baselines["marginal_stderr"] > 0
+    # one held-out episode here: no standard error, so the report makes no bar claim
+    assert baselines["marginal_stderr"] is None or baselines["marginal_stderr"] > 0
+    assert "cannot tell them apart" in md or "standard errors, so" in md
     html = (study / "report" / "report.html").read_text()
     assert "<video src=\"media/" in html and "<img src=\"media/" in html
 
