@@ -50,6 +50,30 @@ def ngram_nll(train: np.ndarray, train_starts: np.ndarray, held_out: np.ndarray,
               held_out_starts: np.ndarray, vocab: int, order: int) -> float:
     """Mean NLL (nats) on ``held_out`` of an order-``order`` action model counted on ``train``.
 
+    Same arguments as :func:`ngram_nlls`, which gives the NLL of every held-out action.
+    """
+    return float(np.mean(ngram_nlls(train, train_starts, held_out, held_out_starts, vocab,
+                                    order)))
+
+
+def episode_stderr(nll: np.ndarray, starts: np.ndarray) -> float:
+    """Standard error of the mean of ``nll`` with episodes as the independent units.
+
+    Actions of one episode are correlated, so a per-action error would be too small; this is the
+    ratio estimator's error over episodes (NaN with fewer than two episodes).
+    """
+    sums, counts = np.add.reduceat(nll, starts[:-1]), np.diff(starts)
+    e = len(counts)
+    if e < 2:
+        return float("nan")
+    mean = nll.mean()
+    return float(np.sqrt(np.sum((sums - mean * counts) ** 2) * e / (e - 1)) / len(nll))
+
+
+def ngram_nlls(train: np.ndarray, train_starts: np.ndarray, held_out: np.ndarray,
+               held_out_starts: np.ndarray, vocab: int, order: int) -> np.ndarray:
+    """NLL (nats) of each held-out action under an order-``order`` model counted on ``train``.
+
     Args:
         train: int action ids in ``[0, vocab)`` of one action dimension, (F,).
         train_starts: int64 (E + 1,): first frame of each episode of ``train``, then F.
@@ -63,7 +87,7 @@ def ngram_nll(train: np.ndarray, train_starts: np.ndarray, held_out: np.ndarray,
                          "use a lower order")
     marginal = (np.bincount(train, minlength=vocab) + SMOOTHING) / (len(train) + SMOOTHING * vocab)
     if order == 0:
-        return float(-np.mean(np.log(marginal[held_out])))
+        return -np.log(marginal[held_out])
     # Sparse counts: every (history, action) pair and every history seen in training.
     ctx = _contexts(train, train_starts, order, vocab)
     ctx_keys, ctx_counts = np.unique(ctx, return_counts=True)
@@ -72,7 +96,7 @@ def ngram_nll(train: np.ndarray, train_starts: np.ndarray, held_out: np.ndarray,
     n_ctx = _lookup(ctx_keys, ctx_counts, h_ctx)
     n_pair = _lookup(pair_keys, pair_counts, h_ctx * vocab + held_out)
     p = np.where(n_ctx > 0, (n_pair + SMOOTHING) / (n_ctx + SMOOTHING * vocab), marginal[held_out])
-    return float(-np.mean(np.log(p)))
+    return -np.log(p)
 
 
 def _countable(vocab: int, order: int) -> bool:
@@ -117,19 +141,28 @@ def action_baselines(tokens_path: str | os.PathLike, max_order: int = 8, split: 
     a_ho = np.asarray(ho.action_tokens).reshape(len(ho.action_tokens), -1)
     s_tr, s_ho = np.asarray(tr.episode_starts), np.asarray(ho.episode_starts)
 
-    def mean_nll(order: int) -> float:
-        return float(np.mean([ngram_nll(a_tr[:, j], s_tr, a_ho[:, j], s_ho, v, order)
-                              for j, v in enumerate(vocabs)]))
+    def per_action(order: int) -> np.ndarray:  # NLL of each held-out frame, dims averaged
+        return np.mean([ngram_nlls(a_tr[:, j], s_tr, a_ho[:, j], s_ho, v, order)
+                        for j, v in enumerate(vocabs)], axis=0)
 
     orders = [k for k in range(max_order + 1) if all(_countable(v, k) for v in vocabs)]
-    nll = {k: mean_nll(k) for k in orders}
+    frames = {k: per_action(k) for k in orders}
+    nll = {k: float(frames[k].mean()) for k in orders}
+    # None (JSON null) where unknown, e.g. a held-out split of one episode
+    se = {k: _finite_or_none(episode_stderr(frames[k], s_ho)) for k in orders}
     ngram = {str(k): nll[k] for k in orders if k}
-    out: dict[str, Any] = {"marginal": nll[0], "ngram": ngram,
+    out: dict[str, Any] = {"marginal": nll[0], "marginal_stderr": se[0], "ngram": ngram,
+                           "ngram_stderr": {str(k): se[k] for k in orders if k},
                            "best_order": _best(ngram), "split": split, "actions": int(len(a_ho))}
     if context_steps is not None:
         in_context = {str(k): float(np.mean([nll[min(k, j)] for j in range(context_steps)]))
                       for k in orders if k}
+        # The mean of correlated estimates: its error is at most the mean of their errors.
+        in_context_se = {str(k): _finite_or_none(float(np.mean(
+            [np.nan if se[min(k, j)] is None else se[min(k, j)] for j in range(context_steps)])))
+            for k in orders if k}
         out.update(context_steps=int(context_steps), ngram_in_context=in_context,
+                   ngram_in_context_stderr=in_context_se,
                    best_order_in_context=_best(in_context))
     return out
 
@@ -138,6 +171,33 @@ def context_bar(baselines: dict[str, Any]) -> float | None:
     """BC-Token's bar: the best n-gram NLL within its window, or None without ``context_steps``."""
     k = baselines.get("best_order_in_context")
     return baselines["ngram_in_context"][str(k)] if k else None
+
+
+def context_bar_stderr(baselines: dict[str, Any]) -> float | None:
+    """Standard error (an upper bound) of :func:`context_bar`; None when not recorded."""
+    k = baselines.get("best_order_in_context")
+    return baselines.get("ngram_in_context_stderr", {}).get(str(k)) if k else None
+
+
+def below_bar(loss: float, loss_se: float | None, bar: float, bar_se: float | None,
+              z: float = 2.0) -> bool | None:
+    """Whether ``loss`` is below ``bar`` by more than ``z`` combined standard errors.
+
+    Returns True (below), False (above by more than ``z`` errors), or None when the two are
+    within ``z`` errors of each other or a standard error is unknown: no claim then.
+    """
+    if loss_se is None or bar_se is None or not (np.isfinite(loss_se) and np.isfinite(bar_se)):
+        return None
+    se = float(np.hypot(loss_se, bar_se))
+    if bar - loss > z * se:
+        return True
+    if loss - bar > z * se:
+        return False
+    return None
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if np.isfinite(x) else None
 
 
 def _best(nll: dict[str, float]) -> int | None:

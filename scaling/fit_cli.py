@@ -28,13 +28,31 @@ def _cell(entry: dict, key: str) -> str:
     return f"{s} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else s
 
 
+SCHEME_WORDS = {"runs": "whole runs (curves) resampled with replacement",
+                "within-run": "points resampled within each run (the set of runs fixed)",
+                "points": "points resampled with replacement (one point per run)"}
+
+
+def bootstrap_sentence(fit: dict) -> str:
+    """How the intervals of a ``fit.json`` were made: level, refits, scheme, failed refits."""
+    opts = fit.get("options", {})
+    b = fit.get("bootstrap") or {"scheme": "within-run" if opts.get("num_bootstrap") else "none",
+                                 "num": opts.get("num_bootstrap", 0), "num_failed": {}}
+    if not b.get("num"):
+        return "No bootstrap intervals (--bootstrap 0)."
+    failed = ", ".join(f"{k} {v}" for k, v in b.get("num_failed", {}).items()) or "none"
+    text = (f"Values with {opts.get('level', 0.95):.0%} percentile bootstrap intervals "
+            f"({b['num']} refits per fit; {SCHEME_WORDS.get(b['scheme'], b['scheme'])}; "
+            f"failed refits, left out: {failed}")
+    if b.get("no_interval"):
+        text += f"; no interval: {', '.join(b['no_interval'])}"
+    return text + ")."
+
+
 def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str:
     """The paper's Table 1 layout (frontier and parametric side by side), then every coefficient."""
     fr, pa = fit["frontier"], fit["parametric"]
-    level = fit["options"]["level"]
-    lines = [f"# {title}", "",
-             f"Values with {level:.0%} bootstrap intervals "
-             f"({fit['options']['num_bootstrap']} resamples); N/A: skipped (reason below).", "",
+    lines = [f"# {title}", "", bootstrap_sentence(fit) + " N/A: skipped (reason below).", "",
              "| Frontier fit N_opt ∝ C^a | Frontier fit D_opt ∝ C^b | "
              "Parametric fit N_opt ∝ C^a | Parametric fit D_opt ∝ C^b |",
              "|---|---|---|---|",
@@ -53,6 +71,22 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
             ci = entry.get("ci", {}).get(k)
             interval = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
             lines.append(f"| {label} | {k} | {_fmt(entry[k])} | {interval} |")
+    details = []
+    if fr.get("status") == "ok" and "rule" in fr:
+        details.append(f"- **frontier**: rule `{fr['rule']}`, {fr['num_models']} sizes optimal "
+                       f"at bracketed compute")
+    iso = fit.get("isoflop", {})
+    if iso.get("status") == "ok" and "budgets_used" in iso:
+        kind = "designed (clustered final FLOPs)" if iso["shared_budgets"] else "log-spaced"
+        used = ", ".join(_fmt(c) for c in iso["budgets_used"])
+        details.append(f"- **isoflop**: {kind} budgets; used {used} "
+                       f"({len(iso['budgets_used'])} of {len(iso['budgets_considered'])} "
+                       f"considered, the rest censored)")
+    if pa.get("status") == "ok" and pa.get("not_identified"):
+        details.append(f"- **parametric**: not identified, coefficients set by the optimiser's "
+                       f"bounds rather than the data: {'; '.join(pa['not_identified'])}")
+    if details:
+        lines += ["", "## Method details", ""] + details
     skipped = [(k, fit[k]["reason"]) for k in ("frontier", "parametric", "loss_prediction",
                                                 "isoflop", "extrapolation")
                if fit[k].get("status") == "skipped"]
@@ -101,7 +135,8 @@ def run_fit(args: argparse.Namespace) -> int:
                          min_tokens=args.min_tokens)
     logger.info("%d points on %d curves", curves.num_points, curves.num_curves)
     opts = FitOptions(methods=_methods(args.method), parametric_loss=args.parametric_loss,
-                      num_bootstrap=args.bootstrap, seed=args.seed, level=args.level,
+                      num_bootstrap=args.bootstrap, bootstrap_scheme=args.bootstrap_scheme,
+                      seed=args.seed, level=args.level,
                       smooth=args.smooth, frontier_points=args.frontier_points,
                       extrapolation=not args.no_extrapolation)
     bars = []
@@ -135,6 +170,7 @@ def run_fit(args: argparse.Namespace) -> int:
             print(f"{name:>10}: a = {e['a']:.3f}{ci_s}, b = {e['b']:.3f}")
         elif name in opts.methods:
             print(f"{name:>10}: skipped: {e['reason']}")
+    print(bootstrap_sentence(fit))
     print(f"wrote {out}/fit.json, table.md" + ("" if args.no_figures else ", scaling_fit.png"))
     return 0
 
@@ -202,14 +238,20 @@ def register(subparsers) -> None:
     p.add_argument("--loss-key", default="train/loss",
                    help="metrics.jsonl loss key (default train/loss; e.g. val/loss)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap refits (0: no intervals)")
+    p.add_argument("--bootstrap-scheme", choices=("runs", "within-run", "points"),
+                   default="runs",
+                   help="bootstrap resampling: whole runs (default; single-point runs are "
+                        "points), points within each run, or all points")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--level", type=float, default=0.95, help="confidence level")
     p.add_argument("--smooth", type=int, default=0,
                    help="smooth each curve's log loss over this many points before the frontier "
                         "(e.g. 5 for noisy curves)")
-    p.add_argument("--frontier-points", choices=("midpoint", "grid"), default="midpoint",
-                   help="frontier regression: one point per optimal model (default) or every grid "
-                        "point (Hoffmann)")
+    p.add_argument("--frontier-points", choices=("vertex", "grid", "midpoint"),
+                   default="vertex",
+                   help="frontier regression: every grid point with N_opt interpolated between "
+                        "neighbouring sizes (default), every grid point with the best size "
+                        "(Hoffmann), or one point per optimal size")
     p.add_argument("--no-extrapolation", action="store_true",
                    help="skip the held-out largest-run check")
     p.add_argument("--min-tokens", type=float, default=0.0,

@@ -150,15 +150,40 @@ def write_side_by_side(path: str | os.PathLike, real: np.ndarray, fake: np.ndarr
     return path
 
 
+CLUSTER_GAP = 0.3  # |Pearson| this much above |Spearman|: a few clusters, not a trend
+
+
+def cluster_note(c: dict | None) -> str | None:
+    """A warning when a correlation's |Spearman| is far below its |Pearson|, else None.
+
+    Two or three clusters of points (e.g. untrained and trained checkpoints) give a strong
+    Pearson r between the clusters while the ranks within them do not follow; the Pearson r then
+    says little about a trend.
+    """
+    if not c or "pearson" not in c or "spearman" not in c:
+        return None
+    r, rho = abs(c["pearson"]), abs(c["spearman"])
+    if r - rho < CLUSTER_GAP:
+        return None
+    return (f"|Spearman| {rho:.2f} is far below |Pearson| {r:.2f}: the points form clusters "
+            f"rather than a trend, so read the Pearson r with care")
+
+
 def correlations(rows: list[dict], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Correlation of loss with each metric over checkpoints (skipped, with a reason, if < 3)."""
+    """Correlation of loss with each metric over checkpoints (skipped, with a reason, if < 3).
+
+    Each entry carries ``n`` and, when the points form clusters, a ``clusters`` note.
+    """
     out: dict[str, Any] = {}
     loss = [r["loss"] for r in rows]
     for m in METRICS:
         try:
             out[m] = correlate(loss, [r[m] for r in rows], n_boot=n_boot, seed=seed).to_dict()
         except ValueError as e:
-            out[m] = {"skipped": str(e)}
+            out[m] = {"skipped": str(e), "n": len(rows)}
+            continue
+        if note := cluster_note(out[m]):
+            out[m]["clusters"] = note
     return out
 
 
@@ -221,15 +246,19 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpts: list[Checkpoint] = []
+    early = 0  # checkpoints left out by the early-checkpoint rule
     for d in run_dirs:
-        found = run_checkpoints(d, checkpoints_per_run)
+        found = run_checkpoints(d, checkpoints_per_run, skip_fraction=spec.skip_fraction)
+        early += (len(run_checkpoints(d)) -
+                  len(run_checkpoints(d, skip_fraction=spec.skip_fraction)))
         if not found:
             logger.warning("%s kept no checkpoints with a logged loss; skipped", d)
         ckpts += found
     if len(ckpts) < 3:
-        raise ValueError(f"only {len(ckpts)} world-model checkpoint(s) to evaluate; a correlation "
-                         "needs at least 3: train with kept checkpoints (keep_checkpoints) or more "
-                         "runs")
+        raise ValueError(f"only {len(ckpts)} trained world-model checkpoint(s) to evaluate "
+                         f"({early} left out before {spec.skip_fraction:.0%} of their run); a "
+                         "correlation needs at least 3: train with kept checkpoints "
+                         "(keep_checkpoints) or more runs")
     real = held_out_clips(dataset_id, spec.clips, spec.clip_frames, seed=spec.seed)
     discretizer = dataset_discretizer(load_dataset(dataset_id))
     device = resolve_device(device)
@@ -268,7 +297,9 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
         videos.append({"file": name, "run": r["run"], "step": r["step"], "loss": r["loss"],
                        "fvd": r["fvd"]})
     summary = {"dataset": dataset_id, "clips": spec.clips, "clip_frames": spec.clip_frames,
-               "episodes": sorted(set(real.episodes)), "rows": table, "correlation": corr,
+               "episodes": sorted(set(real.episodes)), "n": len(table),
+               "skip_fraction": spec.skip_fraction, "left_out_early": early, "rows": table,
+               "correlation": corr,
                "figure": figure.name, "videos": videos}
     write_text_atomic(out / "quality.json", json.dumps(summary, indent=2))
     return summary

@@ -95,19 +95,38 @@ def _lowest_val_loss(spec: StudySpec, task: str) -> float | None:
     return min(vals) if vals else None
 
 
-def _action_bars(b: dict) -> dict[str, tuple[str, float]]:
-    """Each BC task's action-only bar from ``action_baselines.json``: (name, held-out loss).
+def _action_bars(b: dict) -> dict[str, tuple[str, float, float | None]]:
+    """Each BC task's action-only bar from ``action_baselines.json``: (name, loss, stderr).
 
     BC-Token sees the past actions inside its window, so the n-gram limited to that window is its
     bar; BC-CNN sees no past actions, so the marginal is its bar.
     """
-    from scaling.action_baselines import context_bar
+    from scaling.action_baselines import context_bar, context_bar_stderr
 
     bars = {}
     if (bar := context_bar(b)) is not None:
-        bars["bc-token"] = ("that windowed n-gram", bar)
-    bars["bc-cnn"] = ("the marginal", b["marginal"])
+        bars["bc-token"] = ("that windowed n-gram", bar, context_bar_stderr(b))
+    bars["bc-cnn"] = ("the marginal", b["marginal"], b.get("marginal_stderr"))
     return bars
+
+
+def _bar_verdict(task: str, b: dict, name: str, bar: float, bar_se: float | None) -> str | None:
+    """The bar test of one BC task: its held-out loss and the bar, each with its error."""
+    from scaling.action_baselines import below_bar
+
+    held = (b.get("bc_held_out") or {}).get(task)
+    if not held:
+        return None
+    loss, se = held["loss"], held.get("stderr")
+    verdict = below_bar(loss, se, bar, bar_se)
+    text = {True: "below it by more than two standard errors, so the model uses what the frames "
+                  "tell",
+            False: "above it by more than two standard errors, so the model does not yet beat "
+                   "a predictor that ignores the frames",
+            None: "within two standard errors of it (or an error is unknown), so the test "
+                  "cannot tell them apart"}[verdict]
+    return (f" {TASK_TITLES.get(task, task)}'s best run scores {fmt(loss)} ± {fmt(se)} on the "
+            f"whole {b['split']} split against {name}'s {fmt(bar)} ± {fmt(bar_se)}: {text}.")
 
 
 def _baselines_paragraph(r: Report, spec: StudySpec) -> None:
@@ -128,15 +147,14 @@ def _baselines_paragraph(r: Report, spec: StudySpec) -> None:
                  f"BC-Token's window of {b['context_steps']} timesteps (the action at window "
                  "position j has j actions before it)")
     text += ". BC-Token sees the past actions in its window, BC-CNN none."
-    for task, (name, ref) in bars.items():
+    for task, (name, ref, ref_se) in bars.items():
+        verdict = _bar_verdict(task, b, name, ref, ref_se)
         low = _lowest_val_loss(spec, task)
-        if low is None:
-            continue
-        verdict = ("below it, so the model uses what the frames tell" if low < ref else
-                   "not below it, so the model does not yet beat a predictor that ignores the "
-                   "frames")
-        text += (f" {TASK_TITLES.get(task, task)}'s lowest held-out loss is {fmt(low)} against "
-                 f"{name}'s {fmt(ref)}: {verdict}.")
+        if verdict is None and low is not None:
+            verdict = (f" {TASK_TITLES.get(task, task)}'s lowest sampled val/loss is {fmt(low)} "
+                       f"against {name}'s {fmt(ref)}; without a standard error of both losses "
+                       "the report draws no conclusion from the comparison.")
+        text += verdict or ""
     r.add("p", text)
 
 
@@ -145,10 +163,15 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
 
     fits = {t.task: read_json(fit_dir(spec, t.task) / "fit.json") or {} for t in spec.tasks}
     r.add("h2", "Scaling coefficients (paper Table 1)")
+    from scaling.fit_cli import bootstrap_sentence
+
     r.add("p", "Compute-optimal allocation `N_opt ∝ C^a`, `D_opt ∝ C^b` from the frontier fit "
           "(Hoffmann Method 1) and the parametric fit `L = E + A/N^α + B/D^β` (Method 3), with "
-          f"{spec.fit.bootstrap}-resample bootstrap 95% intervals in brackets. N/A: the fit was "
-          "skipped (reasons below). The paper favours the frontier fit where curves overlap.")
+          "bootstrap 95% intervals in brackets. N/A: the fit was skipped (reasons below). The "
+          "paper favours the frontier fit where curves overlap.")
+    for task, fit in fits.items():
+        if fit and fit.get("options"):
+            r.add("p", f"{TASK_TITLES.get(task, task)}: {bootstrap_sentence(fit)}")
     r.add("table", "", coefficient_table(fits))
     notes = []
     for task, fit in fits.items():
@@ -224,16 +247,29 @@ def _return_section(r: Report, study_dir: Path) -> None:
                      f"slope {fmt(f['slope'])} [{fmt(f['slope_ci'][0])}, {fmt(f['slope_ci'][1])}]"
                      f", R² {fmt(f['r2'])}"])
     r.add("table", "", rows)
+    _cluster_notes(r, {k: v.get("correlation") for k, v in res["summary"].items()})
     b = read_json(study_dir / "fits" / "action_baselines.json")
-    for task, (_, bar) in (_action_bars(b) if b else {}).items():
+    for task, (_, bar, bar_se) in (_action_bars(b) if b else {}).items():
         losses = [x["loss"] for x in res["rows"] if x.get("task") == task]
-        if losses and min(losses) >= bar:
+        # Sampled val/loss has no error of its own here: claim only a clear gap to the bar.
+        if losses and bar_se is not None and min(losses) - bar > 4 * bar_se:
             r.add("p", f"Every {TASK_TITLES.get(task, task)} checkpoint scored here has a "
                   f"held-out loss ({fmt(min(losses))} or more) above its action-only bar "
-                  f"({fmt(bar)}, see the scaling section): those policies have not learnt from "
-                  "the frames, and their correlation with return says little.")
+                  f"({fmt(bar)} ± {fmt(bar_se)}, see the scaling section), by more than four of "
+                  "the bar's standard errors: those policies have not learnt from the frames, "
+                  "and their correlation with return says little.")
     r.media(study_dir / "loss_vs_return" / res["figure"], "img",
             "Online return vs pre-training loss of BC checkpoints (error bars: standard error)")
+
+
+def _cluster_notes(r: Report, corr: dict[str, dict | None]) -> None:
+    """Say so where a correlation's points form clusters (Spearman far below Pearson)."""
+    from scaling.loss_vs_quality import cluster_note
+
+    notes = [[f"{TASK_TITLES.get(k, k)}: {n}"] for k, c in corr.items()
+             if (n := cluster_note(c))]
+    if notes:
+        r.add("list", rows=notes)
 
 
 def _quality_section(r: Report, study_dir: Path) -> None:
@@ -248,14 +284,25 @@ def _quality_section(r: Report, study_dir: Path) -> None:
           "LPIPS (AlexNet), PSNR and SSIM per generated frame against the real ones. The paper "
           "reports correlations of 0.77 (LPIPS) and 0.83 (FVD). Few clips make FVD noisy and "
           "biased upwards; compare values within this study only.")
-    rows = [["Metric", "Pearson r [95% CI]", "Spearman ρ [95% CI]", "expected sign"]]
+    if "n" in res:
+        r.add("p", f"{res['n']} trained checkpoints; {res['left_out_early']} kept before "
+              f"{res['skip_fraction']:.0%} of their run's last step are left out, as for loss vs "
+              "return (an untrained world model sits near ln V and would form a cluster of its "
+              "own).")
+    else:
+        r.add("p", "These correlations include untrained checkpoints (the study ran before the "
+              "early-checkpoint rule); rerun the quality stage to correlate trained ones only.")
+    rows = [["Metric", "n", "Pearson r [95% CI]", "Spearman ρ [95% CI]", "expected sign"]]
     for m, sign in (("fvd", "+"), ("lpips", "+"), ("psnr", "−"), ("ssim", "−")):
         c = res["correlation"].get(m, {})
+        n = str(c.get("n", len(res.get("rows", []))))
         if "skipped" in c:
-            rows.append([m.upper(), c["skipped"], "", sign])
+            rows.append([m.upper(), n, c["skipped"], "", sign])
         else:
-            rows.append([m.upper(), _corr_cell(c, "pearson"), _corr_cell(c, "spearman"), sign])
+            rows.append([m.upper(), n, _corr_cell(c, "pearson"), _corr_cell(c, "spearman"),
+                         sign])
     r.add("table", "", rows)
+    _cluster_notes(r, {m.upper(): c for m, c in res["correlation"].items()})
     r.media(study_dir / "loss_vs_quality" / res["figure"], "img",
             "Rollout metrics vs pre-training loss of world-model checkpoints")
     for v in res["videos"]:

@@ -160,8 +160,14 @@ class QualityStudySpec:
     videos: int = 2  # side-by-side MP4s written (best and worst checkpoints)
     bootstrap: int = 1000  # bootstrap resamples for correlation intervals
     seed: int = 0  # clip selection and sampling seed
+    # as for loss vs return: checkpoints before this fraction of a run's last step are left out
+    # (an untrained world model sits at loss ~ ln V and would make two clusters, not a trend)
+    skip_fraction: float = 0.05
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.skip_fraction < 1.0:
+            raise ValueError(f"loss_vs_quality.skip_fraction={self.skip_fraction} must lie in "
+                             "[0, 1), e.g. 0.05")
         if self.clips < 2:
             raise ValueError(f"loss_vs_quality.clips={self.clips} must be >= 2 (FVD needs a "
                              "distribution)")

@@ -277,9 +277,39 @@ def write_action_baselines(spec: StudySpec) -> dict[str, Any] | None:
             context = int(cfg["data"]["seq_len"])
             break
     baselines = action_baselines(tokens_dir(spec), context_steps=context)
+    baselines["bc_held_out"] = _bc_held_out(spec, baselines["split"])
     write_text_atomic(spec.study_dir / "fits" / "action_baselines.json",
                       json.dumps(baselines, indent=2))
     return baselines
+
+
+def _bc_held_out(spec: StudySpec, split: str) -> dict[str, Any]:
+    """Each BC task's lowest-val-loss run scored on the whole ``split``, with a standard error.
+
+    The bar test of the report needs the BC loss's own error (``agents.held_out``), not the
+    trainer's sampled ``val/loss``.
+    """
+    from agents.held_out import held_out_loss
+    from scaling.study_stats import read_metrics
+
+    out: dict[str, Any] = {}
+    runs = plan_runs(spec)
+    for task in ("bc-token", "bc-cnn"):
+        best, best_val = None, math.inf
+        for d in collect_results(runs, task):
+            vals = [float(r["val/loss"]) for r in read_metrics(d) if "val/loss" in r]
+            if vals and math.isfinite(vals[-1]) and vals[-1] < best_val:
+                best, best_val = d, vals[-1]
+        if best is not None:
+            try:
+                res = held_out_loss(best, split=split)
+                # one batch gives no standard error: null in JSON, not NaN
+                out[task] = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                             for k, v in res.items()}
+            except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+                # e.g. no checkpoint kept: the report then draws no conclusion from the bar
+                logger.warning("%s: no held-out loss for the bar test: %s", task, e)
+    return out
 
 
 def _final_flops(run_dir: Path) -> float:

@@ -8,6 +8,7 @@
 from scaling.laws.analysis import Analysis, FitOptions, analyze, extrapolation_check
 from scaling.laws.data import Curves, FitError, make_curves
 from scaling.laws.frontier import (
+                                   FRONTIER_POINTS,
                                    Envelope,
                                    FrontierFit,
                                    LossPrediction,
@@ -15,13 +16,15 @@ from scaling.laws.frontier import (
                                    fit_frontier,
                                    fit_loss_prediction,
 )
+from scaling.laws.identification import bound_issues
 from scaling.laws.isoflop import IsoflopFit, fit_isoflop
 from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, fit_parametric
 from scaling.laws.synthetic import EPOCH_LAW, synthetic_curves
-from scaling.laws.uncertainty import Bootstrap, bootstrap
+from scaling.laws.uncertainty import SCHEMES, Bootstrap, bootstrap
 
 __all__ = [
-    "EPOCH_LAW", "Analysis", "Bootstrap", "Curves", "Envelope", "FitError", "FitOptions",
+    "EPOCH_LAW", "FRONTIER_POINTS", "SCHEMES", "Analysis", "Bootstrap", "Curves", "Envelope",
+    "FitError", "FitOptions", "bound_issues",
     "FrontierFit", "IsoflopFit", "LossPrediction", "ParametricFit", "analyze", "bootstrap",
     "envelope", "extrapolation_check", "fit_frontier", "fit_huber", "fit_isoflop",
     "fit_loss_prediction", "fit_lsq", "fit_parametric", "make_curves", "synthetic_curves",

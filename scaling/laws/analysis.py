@@ -16,20 +16,22 @@ from scaling.laws._threads import single_threaded_blas
 from scaling.laws.batched import bootstrap_huber
 from scaling.laws.data import Curves, FitError
 from scaling.laws.frontier import (
+    FRONTIER_POINTS,
     FrontierFit,
     LossPrediction,
     envelope,
     fit_frontier,
     fit_loss_prediction,
 )
+from scaling.laws.identification import bound_issues
 from scaling.laws.isoflop import IsoflopFit, fit_isoflop
 from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, lsq_theta
-from scaling.laws.uncertainty import Bootstrap, bootstrap
+from scaling.laws.uncertainty import SCHEMES, Bootstrap, bootstrap, effective_scheme
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("frontier", "parametric", "isoflop")
-SCHEMA = "embscale.fit/1"
+SCHEMA = "embscale.fit/2"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class FitOptions:
     """parametric objective: ``huber`` (Hoffmann/Epoch) or ``lsq`` (the paper's curve_fit)"""
     num_bootstrap: int = 1000
     """bootstrap refits per method (0 for no intervals)"""
+    bootstrap_scheme: str = "runs"
+    """resampling: ``runs`` (whole curves), ``within-run`` or ``points`` (see uncertainty.py)"""
     seed: int = 0
     """seed of the bootstrap resampling"""
     level: float = 0.95
@@ -51,9 +55,9 @@ class FitOptions:
     num_grid: int = 1000
     """compute grid points of the envelope"""
     num_starts: int = 16
-    """L-BFGS starts (best of Hoffmann's grid) for the Huber fit"""
-    frontier_points: str = "midpoint"
-    """frontier regression points: ``midpoint`` (one per optimal model) or ``grid`` (Hoffmann)"""
+    """starts (best of Hoffmann's grid) of the Huber and least-squares fits"""
+    frontier_points: str = "vertex"
+    """frontier regression points: ``vertex``, ``grid`` (Hoffmann) or ``midpoint``"""
     extrapolation: bool = True
     """refit without the largest-compute run and report how well it is predicted"""
 
@@ -71,9 +75,12 @@ class FitOptions:
             raise ValueError(f"level must be in (0, 1), got {self.level}; use e.g. 0.95")
         if self.num_grid < 10:
             raise ValueError(f"num_grid must be >= 10, got {self.num_grid}")
-        if self.frontier_points not in ("midpoint", "grid"):
-            raise ValueError(f"frontier_points must be 'midpoint' or 'grid', got "
+        if self.frontier_points not in FRONTIER_POINTS:
+            raise ValueError(f"frontier_points must be one of {FRONTIER_POINTS}, got "
                              f"{self.frontier_points!r}")
+        if self.bootstrap_scheme not in SCHEMES:
+            raise ValueError(f"bootstrap_scheme must be one of {SCHEMES}, got "
+                             f"{self.bootstrap_scheme!r}; use 'runs' (whole curves)")
 
 
 @dataclass
@@ -95,6 +102,15 @@ class Analysis:
         """Intervals of method ``name`` (empty without bootstrap)."""
         return self.boot[name].ci() if name in self.boot else {}
 
+    def bootstrap_summary(self) -> dict:
+        """Scheme, refits and failed refits of every bootstrapped method."""
+        o = self.options
+        return {"scheme": effective_scheme(self.curves, o.bootstrap_scheme) if o.num_bootstrap
+                else "none", "requested_scheme": o.bootstrap_scheme, "num": o.num_bootstrap,
+                "level": o.level, "seed": o.seed,
+                "num_failed": {k: b.num_failed for k, b in self.boot.items()},
+                "no_interval": dict(self.ci_errors)}
+
     def to_json(self) -> dict:
         """The ``fit.json`` object."""
         c = self.curves
@@ -105,7 +121,8 @@ class Analysis:
                            "C_max": float(c.C[sl].max()), "L_min": float(c.L[sl].min())})
         out = {"schema": SCHEMA, "data": {"num_points": c.num_points,
                                           "num_curves": c.num_curves, "curves": curves},
-               "options": {**asdict(self.options), "methods": list(self.options.methods)}}
+               "options": {**asdict(self.options), "methods": list(self.options.methods)},
+               "bootstrap": self.bootstrap_summary()}
         fits = {"frontier": self.frontier, "parametric": self.parametric,
                 "loss_prediction": self.loss_prediction, "isoflop": self.isoflop}
         for name, fit in fits.items():
@@ -120,14 +137,17 @@ class Analysis:
                 entry["ci_error"] = self.ci_errors[name]
             if name == "parametric":
                 entry.update(loss=fit.loss, objective=fit.objective, num_points=fit.num_points,
-                             r2=fit.r2)
+                             r2=fit.r2, not_identified=bound_issues(fit, self.ci(name)))
             elif name == "frontier":
-                entry.update(num_models=fit.num_models,
+                entry.update(num_models=fit.num_models, rule=self.options.frontier_points,
                              points={"C": fit.points_C.tolist(), "N": fit.points_N.tolist()})
             elif name == "loss_prediction":
                 entry.update(num_points=fit.num_points, censored=fit.censored)
             elif name == "isoflop":
+                cand = fit.candidate_budgets
                 entry.update(shared_budgets=fit.shared_budgets,
+                             budgets_used=fit.budgets.tolist(),
+                             budgets_considered=[] if cand is None else cand.tolist(),
                              points={"C": fit.budgets.tolist(), "N": fit.N_opt.tolist()})
             out[name] = entry
         out["extrapolation"] = (self.extrapolation if self.extrapolation is not None else
@@ -144,7 +164,7 @@ def _parametric(curves: Curves, opts: FitOptions, init=None) -> ParametricFit:
             except FitError:
                 pass  # fall back to the grid
         return fit_huber(curves, num_starts=opts.num_starts)
-    return fit_lsq(curves, init=init)
+    return fit_lsq(curves, init=init, num_starts=opts.num_starts)
 
 
 def _fit_all(curves: Curves, opts: FitOptions, res: Analysis) -> None:
@@ -207,7 +227,8 @@ def _analyze(curves, opts, progress) -> Analysis:
 
 
 def _bootstrap_all(curves, opts, res, progress) -> None:
-    kw = {"num": opts.num_bootstrap, "seed": opts.seed, "level": opts.level}
+    kw = {"num": opts.num_bootstrap, "seed": opts.seed, "level": opts.level,
+          "scheme": opts.bootstrap_scheme}
 
     def cb(name):
         return progress(f"bootstrap {name}", opts.num_bootstrap) if progress else None
@@ -228,7 +249,8 @@ def _bootstrap_all(curves, opts, res, progress) -> None:
                                                      num_starts=opts.num_starts,
                                                      progress=cb("parametric"), **kw)
     elif res.parametric is not None:
-        theta = lsq_theta(res.parametric)
+        # Warm starts: the full-data optimum and the other distinct optima its starts reached.
+        theta = np.vstack([lsq_theta(res.parametric), *res.parametric.optima[1:3]])
         runs["parametric"] = lambda: bootstrap(
             curves, lambda c: _parametric(c, opts, init=theta).coefficients(),
             progress=cb("parametric"), **kw)

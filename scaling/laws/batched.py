@@ -1,14 +1,17 @@
 """Bootstrap refits of the Huber parametric fit, all at once.
 
 Each bootstrap sample is the full data with integer weights (how often each point was drawn), so
-all refits share one set of arrays and run together: a damped Gauss-Newton (IRLS) iteration on
-the sum of weighted Huber losses, vectorised over samples, warm-started from the full-data
-optimum. Samples it does not converge on are refitted one by one with L-BFGS, then from the grid
-when L-BFGS does not converge (one that converges to exponents outside the power-law family
-counts as failed: searching 16 more starts per sample took minutes on the flat curves of a
-size-insensitive task and rarely changed the verdict); the fallback is counted, never hidden.
-Refitting stops as soon as more than half the samples have failed, since the interval is refused
-then whatever the rest give.
+all refits share one set of arrays and run together: a damped Gauss-Newton (IRLS) iteration on the
+sum of weighted Huber losses, vectorised over samples, warm-started from the full-data optimum and
+from the other distinct optima the main fit's grid starts reached (so that a second optimum is not
+missed): each sample keeps its lowest objective among the starts that converged. Samples no start
+converges on are refitted one by one with L-BFGS, then from the grid when L-BFGS does not converge
+(one that converges to exponents outside the power-law family counts as failed: searching 16 more
+starts per sample took minutes on the flat curves of a size-insensitive task and rarely changed the
+verdict); the fallback is counted, never hidden. Every refit then faces the main fit's acceptance
+checks (exponents in (0, 10), A and B neither 0 nor infinite, R^2 of log loss at least 0.5 on its
+sample). Refitting stops as soon as more than half the samples have failed, since the interval is
+refused then whatever the rest give.
 """
 
 from __future__ import annotations
@@ -21,12 +24,27 @@ import numpy as np
 
 from scaling.laws._threads import single_threaded_blas
 from scaling.laws.data import Curves, FitError, NotAPowerLawError
-from scaling.laws.parametric import HUBER_DELTA, ParametricFit, fit_huber, huber_theta
-from scaling.laws.uncertainty import Bootstrap, resample_within_curves
+from scaling.laws.parametric import (
+    _MAX_EXPONENT,
+    _MIN_R2,
+    HUBER_DELTA,
+    ParametricFit,
+    fit_huber,
+    huber_theta,
+)
+from scaling.laws.uncertainty import (
+    Bootstrap,
+    check_bootstrap_args,
+    effective_scheme,
+    resample,
+    sample_curves,
+    too_many_failed,
+)
 
 logger = logging.getLogger(__name__)
 
 _CHUNK_ELEMENTS = 1_000_000  # samples x points per batch, bounds memory at ~100 MB
+_SCREEN = 2.0  # refit from another optimum where its objective is within this factor of the best
 
 
 def _terms(th, xc, yc, logl):
@@ -129,37 +147,100 @@ def _coefficients(th: np.ndarray) -> dict[str, np.ndarray]:
             "b0": np.exp(-logG - b * math.log(6.0))}
 
 
+def accepted(th: np.ndarray, weights: np.ndarray, x: np.ndarray, y: np.ndarray,
+             logl: np.ndarray) -> np.ndarray:
+    """The main fit's acceptance checks on each row of ``th`` with its sample's point weights.
+
+    As :func:`scaling.laws.parametric.fit_huber`: finite, exponents in (0, 10), A and B neither
+    0 nor infinite, and R^2 of log loss at least 0.5 on the (weighted) sample, (S,) bool.
+    """
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        scales = np.exp(th[:, :2])
+        ok = (np.all(np.isfinite(th), axis=1) & (th[:, 3] > 0) & (th[:, 4] > 0)
+              & (th[:, 3] < _MAX_EXPONENT) & (th[:, 4] < _MAX_EXPONENT)
+              & np.all(np.isfinite(scales) & (scales > 0), axis=1))
+        r, *_ = _terms(th, x, y, logl)
+        wsum = weights.sum(axis=1)
+        mean = (weights * logl).sum(axis=1) / wsum
+        tot = (weights * (logl - mean[:, None]) ** 2).sum(axis=1)
+        r2 = 1.0 - (weights * r * r).sum(axis=1) / tot
+    return ok & (r2 >= _MIN_R2)
+
+
+def _best_of_starts(x, y, logl, W, starts, delta):
+    """Batched refits from the first start, then from each other start where it is competitive.
+
+    Each sample keeps its best converged refit.
+    Another start is refitted only for the samples whose objective at that start is within
+    ``_SCREEN`` times their best converged objective (or that have none yet): as the main fit
+    screens grid starts by objective, so a clearly worse basin costs nothing.
+    """
+    best_th, conv, f = huber_refit_batch(x, y, logl, W, starts[0], delta=delta)
+    best_f = np.where(conv, f, np.inf)
+    xc, yc = x - x.mean(), y - y.mean()
+    for theta0 in starts[1:]:
+        t = np.asarray(theta0, dtype=np.float64).copy()
+        t[0] -= t[3] * x.mean()
+        t[1] -= t[4] * y.mean()
+        r, *_ = _terms(t[None, :], xc, yc, logl)
+        f0 = _huber(np.broadcast_to(r, W.shape), W, delta)
+        idx = np.flatnonzero(f0 <= _SCREEN * best_f)
+        if idx.size == 0:
+            continue
+        th, ok, f = huber_refit_batch(x, y, logl, W[idx], theta0, delta=delta)
+        better = ok & (f < best_f[idx])
+        best_th[idx[better]], best_f[idx[better]] = th[better], f[better]
+    return best_th, np.isfinite(best_f)
+
+
 def bootstrap_huber(curves: Curves, fit: ParametricFit, *, num: int = 1000, seed: int = 0,
                     level: float = 0.95, delta: float = HUBER_DELTA, num_starts: int = 16,
+                    scheme: str = "runs", num_warm_starts: int = 3,
                     progress: Callable[[int], None] | None = None) -> Bootstrap:
     """Bootstrap intervals of a Huber parametric fit with batched refits.
 
-    Draws the same resamples as :func:`scaling.laws.uncertainty.bootstrap` with the same seed.
+    Draws the same resamples as :func:`scaling.laws.uncertainty.bootstrap` with the same seed
+    and scheme.
+
+    Args:
+        curves: the points.
+        fit: the Huber fit on all of them.
+        num: refits.
+        seed: seed of the resampling.
+        level: confidence level.
+        delta: Huber threshold.
+        num_starts: grid starts of a one-by-one refit from the grid.
+        scheme: ``"runs"`` (default), ``"within-run"`` or ``"points"``.
+        num_warm_starts: starts of every refit: the full-data optimum and up to
+            ``num_warm_starts - 1`` other distinct optima of the main fit (``fit.optima``).
+        progress: called with the number of refits done after each batch.
 
     Raises:
-        ValueError: on a bad ``num`` or ``level``; :class:`FitError` when over half the refits
-            fail.
+        ValueError: on a bad ``num``, ``level`` or ``scheme``; :class:`FitError` when over half
+            the refits fail.
     """
-    if num < 1:
-        raise ValueError(f"bootstrap count must be >= 1, got {num}; use e.g. 1000")
-    if not 0 < level < 1:
-        raise ValueError(f"confidence level must be in (0, 1), got {level}; use e.g. 0.95")
+    check_bootstrap_args(num, level)
+    used = effective_scheme(curves, scheme)
     rng = np.random.default_rng(seed)
     P = curves.num_points
-    draws = [resample_within_curves(curves, rng) for _ in range(num)]
+    draws = [resample(curves, rng, used) for _ in range(num)]
     x, y, logl = np.log(curves.N), np.log(curves.D), np.log(curves.L)
+    # Centred as in huber_refit_batch, for the acceptance checks.
+    xc, yc = x - x.mean(), y - y.mean()
     theta0 = huber_theta(fit)
+    starts = [theta0] + list(fit.optima[1:max(num_warm_starts, 1)])
     thetas, ok = np.empty((num, 5)), np.zeros(num, dtype=bool)
     chunk = max(1, _CHUNK_ELEMENTS // max(P, 1))
     fallback = failed = 0
     with single_threaded_blas():
         for lo in range(0, num, chunk):
             hi = min(num, lo + chunk)
-            W = np.stack([np.bincount(d, minlength=P) for d in draws[lo:hi]]).astype(np.float64)
-            th, conv, _ = huber_refit_batch(x, y, logl, W, theta0, delta=delta)
+            W = np.stack([np.bincount(d[0], minlength=P) for d in draws[lo:hi]]
+                         ).astype(np.float64)
+            th, conv = _best_of_starts(x, y, logl, W, starts, delta)
             for j in np.flatnonzero(~conv):  # one by one: L-BFGS, then the grid
                 fallback += 1
-                sample = curves.take(draws[lo + j])
+                sample = sample_curves(curves, *draws[lo + j])
                 try:
                     try:
                         refit = fit_huber(sample, delta=delta, init=th[j])
@@ -173,11 +254,10 @@ def bootstrap_huber(curves: Curves, fit: ParametricFit, *, num: int = 1000, seed
                     logger.debug("bootstrap refit failed: %s", e)
                     if failed > num // 2:
                         break
-            # as fit_huber's _validated: positive exponents, and A, B neither 0 nor inf
-            with np.errstate(over="ignore", under="ignore"):
-                scales = np.exp(th[:, :2])
-            good = (conv & (th[:, 3] > 0) & (th[:, 4] > 0)
-                    & np.all(np.isfinite(scales) & (scales > 0), axis=1))
+            centred = th.copy()
+            centred[:, 0] -= th[:, 3] * x.mean()
+            centred[:, 1] -= th[:, 4] * y.mean()
+            good = conv & accepted(centred, W, xc, yc, logl)
             failed += int((conv & ~good).sum())
             thetas[lo:hi], ok[lo:hi] = th, good
             if progress is not None:
@@ -187,10 +267,8 @@ def bootstrap_huber(curves: Curves, fit: ParametricFit, *, num: int = 1000, seed
     if fallback:
         logger.info("%d of %d batched bootstrap refits needed a one-by-one refit", fallback, num)
     if failed > num // 2:
-        raise FitError(f"at least {failed} of {num} bootstrap refits failed, so the fit is not "
-                       f"stable under resampling; add curves or points, or use --parametric-loss "
-                       f"lsq")
+        raise too_many_failed(failed, num, used, at_least=True)
     if failed:
         logger.warning("%d of %d bootstrap refits failed and were left out", failed, num)
     return Bootstrap(samples=_coefficients(thetas[ok]), num_requested=num, num_failed=failed,
-                     level=level, seed=seed)
+                     level=level, seed=seed, scheme=used)

@@ -68,10 +68,15 @@ class Curves:
         bounds = np.searchsorted(self.run, np.arange(self.num_curves + 1))
         return [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(self.num_curves)]
 
-    def take(self, index: np.ndarray) -> Curves:
-        """The points at ``index`` (e.g. a bootstrap resample), re-sorted by curve then compute."""
-        return make_curves(self.N[index], self.D[index], self.L[index],
-                           np.asarray(self.names, dtype=object)[self.run[index]],
+    def take(self, index: np.ndarray, names: np.ndarray | None = None) -> Curves:
+        """The points at ``index`` (e.g. a bootstrap resample), re-sorted by curve then compute.
+
+        ``names`` gives each taken point a curve name instead of its own (e.g. to keep a run
+        drawn twice as two curves).
+        """
+        if names is None:
+            names = np.asarray(self.names, dtype=object)[self.run[index]]
+        return make_curves(self.N[index], self.D[index], self.L[index], names,
                            min_model_sizes=1)
 
     def without_curve(self, i: int) -> Curves:

@@ -21,6 +21,9 @@ from scaling.laws.data import Curves, FitError
 
 logger = logging.getLogger(__name__)
 
+FRONTIER_POINTS = ("vertex", "grid", "midpoint")
+"""Frontier regression rules of :func:`fit_frontier`, the default first."""
+
 
 @dataclass(frozen=True)
 class Envelope:
@@ -134,25 +137,29 @@ class FrontierFit:
 
 
 def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
-                 points: str = "midpoint", env: Envelope | None = None) -> FrontierFit:
+                 points: str = "vertex", env: Envelope | None = None) -> FrontierFit:
     """Fit ``N_opt = a0 C^a``, ``D_opt = b0 C^b`` by least squares in log space on the frontier.
 
     Args:
         curves: the points.
         num_grid: compute grid size of the envelope.
         smooth: smoothing window of the envelope (see :func:`envelope`).
-        points: ``"midpoint"`` regresses one point per optimal model, at the log-centre of the
-            compute range where it is optimal; ``"grid"`` regresses every uncensored grid point
-            (Hoffmann's choice; with k optimal sizes its staircase biases the slope by a factor
-            ``1 - 1/k^2``).
+        points: which ``(C, N_opt)`` points are regressed (see :data:`FRONTIER_POINTS`).
+            ``"vertex"`` (default): every uncensored grid point, with ``N_opt`` the vertex of a
+            parabola in log N through the log losses of the optimal size and its nearest smaller
+            and larger sizes there, so ``N_opt`` moves smoothly between the sizes trained.
+            ``"grid"``: every uncensored grid point with the optimal size itself (Hoffmann's
+            Method 1 as described; the staircase of a few sizes biases the slope).
+            ``"midpoint"``: one point per optimal size at the log-centre of the compute range
+            where it is optimal (biased when the data's ends cut those ranges short).
         env: a precomputed envelope of ``curves``.
 
     Raises:
         FitError: when the curves do not overlap enough for two models to be optimal at
             uncensored compute values.
     """
-    if points not in ("midpoint", "grid"):
-        raise ValueError(f"points must be 'midpoint' or 'grid', got {points!r}")
+    if points not in FRONTIER_POINTS:
+        raise ValueError(f"points must be one of {FRONTIER_POINTS}, got {points!r}")
     env = envelope(curves, num_grid=num_grid, smooth=smooth) if env is None else env
     mask = env.bracketed
     winners = np.unique(env.winner[mask])
@@ -173,7 +180,9 @@ def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
         raise FitError(f"frontier fit needs at least two model sizes on the efficient frontier, "
                        f"but {why}. {fix}, or use the parametric fit (--method parametric)")
     logc, logn = np.log(env.C[mask]), np.log(env.N[mask])
-    if points == "midpoint":
+    if points == "vertex":
+        logc, logn = _vertex_log_n(curves, env.C[mask], smooth)
+    elif points == "midpoint":
         w = env.winner[mask]
         logc = np.array([logc[w == i].mean() for i in winners])
         logn = np.array([logn[w == i][0] for i in winners])
@@ -190,6 +199,39 @@ def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
     return FrontierFit(a=float(a), a0=math.exp(loga0), b=float(b), b0=math.exp(logb0),
                        points_C=np.exp(logc), points_N=np.exp(logn), num_models=int(winners.size),
                        envelope=env)
+
+
+def _vertex_log_n(curves: Curves, C: np.ndarray, smooth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Log N_opt at each compute in ``C`` from a parabola through three neighbouring sizes.
+
+    At each compute the log losses of the best size and of the nearest smaller and larger sizes
+    that reach it (runs of one size pooled by their lowest loss) define a parabola in log N; its
+    vertex, kept between the two neighbours, is log N_opt.
+
+    Returns:
+        ``(log C, log N_opt)`` at the computes where a smaller and a larger size are reached.
+    """
+    loss = np.log(interpolate_curves(curves, C, smooth=smooth))  # inf where a curve is absent
+    logn = np.log(curves.curve_N)
+    sizes, which = np.unique(np.round(logn, 9), return_inverse=True)
+    M = np.full((sizes.size, C.size), np.inf)
+    np.minimum.at(M, which, loss)
+    rows = np.arange(sizes.size)[:, None]
+    have = np.isfinite(M)
+    k = np.argmin(M, axis=0)
+    lo = np.where(have & (rows < k), rows, -1).max(axis=0)
+    hi = np.where(have & (rows > k), rows, sizes.size).min(axis=0)
+    keep = (lo >= 0) & (hi < sizes.size)  # a curve's end can round out of a grid point
+    cols = np.flatnonzero(keep)
+    lo, k, hi = lo[keep], k[keep], hi[keep]
+    x0, x1, x2 = sizes[lo], sizes[k], sizes[hi]
+    y0, y1, y2 = M[lo, cols], M[k, cols], M[hi, cols]
+    num = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
+    den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = x1 - 0.5 * num / den
+    v = np.where(np.isfinite(v), v, x1)  # three equal losses: no curvature, keep the best size
+    return np.log(C[cols]), np.clip(v, x0, x2)
 
 
 @dataclass(frozen=True)

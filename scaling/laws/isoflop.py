@@ -4,10 +4,15 @@ At each compute budget the loss of every model that reaches it is taken (interpo
 along its curve); a parabola ``L(log N)`` is fitted and its vertex is ``N_opt`` at that budget.
 Then ``N_opt = a0 C^a`` by least squares in log space and ``D_opt = C / (6 N_opt)``.
 
-Budgets: when runs log at most 10 points each and at least two compute values are each shared
-(within 1%) by points of three or more runs, as in a sweep that trains every size to the same FLOP
-budgets, those are used; otherwise ``num_budgets`` log-spaced budgets where at least three curves
-overlap, with losses interpolated along each curve.
+Budgets: the designed budgets of a sweep that trains several sizes to the same FLOPs are found
+by clustering each run's *final* compute in log space (values within 10% of their neighbour join
+one cluster, so a budget that runs missed by a few percent is not split in two); each cluster of
+three or more runs is a budget, at the geometric mean of its members. Curves that hold several
+budgets as separate points (a CSV of final losses with one curve per size) contribute every point
+when they have at most ``10`` points. With at least two such budgets they are used, each curve's
+loss taken at its point nearest the budget (within the cluster); otherwise ``num_budgets``
+log-spaced budgets where at least three curves overlap, with losses interpolated along each
+curve. :class:`IsoflopFit` reports the budgets found and the budgets used.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 from scaling.laws.data import Curves, FitError
 from scaling.laws.frontier import interpolate_curves
 
-_SHARED_RTOL = 0.01
+_CLUSTER_GAP = math.log(1.1)  # neighbouring log final computes closer than this: one budget
 _MAX_POINTS_SHARED = 10
 
 
@@ -35,22 +40,37 @@ class IsoflopFit:
     budgets: np.ndarray
     N_opt: np.ndarray
     shared_budgets: bool
+    candidate_budgets: np.ndarray | None = None
+    """the budgets considered (designed or log-spaced) before censoring; ``budgets`` are used"""
 
     def coefficients(self) -> dict[str, float]:
         """Every coefficient by name."""
         return {"a": self.a, "a0": self.a0, "b": self.b, "b0": self.b0}
 
 
-def _shared_budgets(curves: Curves) -> np.ndarray:
-    lc = np.log(curves.C)
-    order = np.argsort(lc)
-    lc, run = lc[order], curves.run[order]
-    breaks = np.flatnonzero(np.diff(lc) > math.log1p(_SHARED_RTOL)) + 1
-    budgets = []
+def _shared_budgets(curves: Curves) -> tuple[np.ndarray, np.ndarray]:
+    """Designed budgets and the log-compute half-width of each cluster.
+
+    Candidates are every run's final compute, and every point of runs with at most
+    ``_MAX_POINTS_SHARED`` points; candidates are clustered in log space by single linkage with
+    gap ``_CLUSTER_GAP``, and clusters holding three or more distinct runs are budgets.
+    """
+    lc_all = np.log(curves.C)
+    idx = []
+    for sl in curves.curve_slices():
+        n = sl.stop - sl.start
+        idx.extend(range(sl.start, sl.stop) if n <= _MAX_POINTS_SHARED else [sl.stop - 1])
+    idx = np.array(idx, dtype=np.int64)
+    order = np.argsort(lc_all[idx])
+    lc, run = lc_all[idx][order], curves.run[idx][order]
+    breaks = np.flatnonzero(np.diff(lc) > _CLUSTER_GAP) + 1
+    budgets, widths = [], []
     for g in np.split(np.arange(lc.size), breaks):
         if np.unique(run[g]).size >= 3:
-            budgets.append(math.exp(lc[g].mean()))
-    return np.array(budgets)
+            centre = lc[g].mean()
+            budgets.append(math.exp(centre))
+            widths.append(float(np.max(np.abs(lc[g] - centre))) + 1e-9)
+    return np.array(budgets), np.array(widths)
 
 
 def fit_isoflop(curves: Curves, *, num_budgets: int = 8, smooth: int = 0,
@@ -62,11 +82,8 @@ def fit_isoflop(curves: Curves, *, num_budgets: int = 8, smooth: int = 0,
     Raises:
         FitError: when fewer than two budgets have an interior loss minimum over model sizes.
     """
-    budgets = _shared_budgets(curves)
-    per_curve = np.median(np.bincount(curves.run))
-    # Dense curves meet at some compute values by chance: treat coinciding compute values as a
-    # budget design only when runs log a few points each (e.g. final losses of an isoFLOP sweep).
-    shared = budgets.size >= 2 and per_curve <= _MAX_POINTS_SHARED
+    budgets, widths = _shared_budgets(curves)
+    shared = budgets.size >= 2
     if not shared:
         spans = [(curves.C[sl].min(), curves.C[sl].max()) for sl in curves.curve_slices()]
         lo = np.log([s[0] for s in spans])
@@ -79,18 +96,19 @@ def fit_isoflop(curves: Curves, *, num_budgets: int = 8, smooth: int = 0,
                            "sizes, but no three curves overlap in compute; train longer or use "
                            "the parametric fit (--method parametric)")
         budgets = np.exp(np.linspace(ok.min(), ok.max(), num_budgets))
-    if shared:  # points sit within 1% of the budget: take each curve's nearest point
-        loss = _nearest_losses(curves, budgets)
+    if shared:  # take each curve's point nearest the budget, within the budget's cluster
+        loss = _nearest_losses(curves, budgets, widths)
     else:
         loss = interpolate_curves(curves, budgets, smooth=smooth)
     logn = np.log(curves.curve_N)
     keep_c, keep_n = [], []
     for k, C in enumerate(budgets):
         have = np.isfinite(loss[:, k])
-        if have.sum() < 3:
+        # Runs of one size (seeds, or a run drawn twice by the bootstrap) pool to their mean.
+        x, inv = np.unique(np.round(logn[have], 9), return_inverse=True)
+        if x.size < 3:
             continue
-        order = np.argsort(logn[have])
-        x, L = logn[have][order], loss[have, k][order]
+        L = np.bincount(inv, loss[have, k]) / np.bincount(inv)
         j = int(np.argmin(L))
         if j == 0 or j == x.size - 1:
             continue  # the minimum is at the smallest or largest size reached: censored
@@ -114,15 +132,15 @@ def fit_isoflop(curves: Curves, *, num_budgets: int = 8, smooth: int = 0,
     a, loga0 = np.polyfit(np.log(C), np.log(N), 1)
     return IsoflopFit(a=float(a), a0=math.exp(loga0), b=float(1 - a),
                       b0=math.exp(-math.log(6.0) - loga0), budgets=C, N_opt=N,
-                      shared_budgets=bool(shared))
+                      shared_budgets=bool(shared), candidate_budgets=budgets)
 
 
-def _nearest_losses(curves: Curves, budgets: np.ndarray) -> np.ndarray:
+def _nearest_losses(curves: Curves, budgets: np.ndarray, widths: np.ndarray) -> np.ndarray:
     out = np.full((curves.num_curves, budgets.size), np.inf)
     for i, sl in enumerate(curves.curve_slices()):
         lc = np.log(curves.C[sl])
         for k, C in enumerate(budgets):
             j = int(np.argmin(np.abs(lc - math.log(C))))
-            if abs(lc[j] - math.log(C)) <= math.log1p(_SHARED_RTOL):
+            if abs(lc[j] - math.log(C)) <= widths[k]:
                 out[i, k] = curves.L[sl][j]
     return out

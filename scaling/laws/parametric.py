@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize
@@ -54,6 +54,8 @@ class ParametricFit:
         objective: final value of that objective.
         num_points: points fitted.
         r2: fraction of the variance of log L the law explains.
+        optima: the distinct optima the starts reached, best first, in the fit's own parameters
+            (``huber_theta`` or ``lsq_theta`` order), to warm-start bootstrap refits.
     """
 
     E: float
@@ -65,6 +67,7 @@ class ParametricFit:
     objective: float
     num_points: int
     r2: float = math.nan
+    optima: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def a(self) -> float:
@@ -190,22 +193,27 @@ def _check_exponents(alpha: float, beta: float, params: np.ndarray, what: str) -
             f"range or train longer")
 
 
-def _validated(fit: ParametricFit, curves: Curves) -> ParametricFit:
-    """``fit`` with its R^2 on log loss, or ``FitError`` when it is degenerate or fits badly."""
+def _validated(fit: ParametricFit, curves: Curves, what: str | None = None) -> ParametricFit:
+    """``fit`` with its R^2 on log loss, or ``FitError`` when it is degenerate or fits badly.
+
+    ``what`` names the fit in the messages (default ``"<loss> parametric fit"``).
+    """
+    what = what or f"{fit.loss} parametric fit"
     for name, value, var in (("A", fit.A, "N"), ("B", fit.B, "D")):
         # A term that underflowed to 0 leaves the allocation N_opt, D_opt undefined.
         if not (value > 0.0 and math.isfinite(value)):
             raise NotAPowerLawError(
-                f"{fit.loss} parametric fit gave {name} = {value:g}: the loss does not depend on "
-                f"{var} in these curves, so there is no compute-optimal allocation; add model "
-                f"sizes spanning a wider range or train longer")
+                f"{what} gave {name} = {value:g}, so its law does not depend on {var} and "
+                f"gives no compute-optimal allocation; if other fits find a power law, this "
+                f"optimiser failed, else add model sizes spanning a wider range or train "
+                f"longer")
     logl = np.log(curves.L)
     with np.errstate(all="ignore"):
         res = np.log(fit.predict(curves.N, curves.D)) - logl
     tot = float(np.sum((logl - logl.mean()) ** 2))
     r2 = 1.0 - float(np.sum(res**2)) / tot if tot > 0 else math.nan
     if not r2 >= _MIN_R2:
-        raise FitError(f"{fit.loss} parametric fit explains only R^2 = {r2:.2f} of the variance "
+        raise FitError(f"{what} explains only R^2 = {r2:.2f} of the variance "
                        f"of log loss: the curves do not follow L = E + A/N^alpha + B/D^beta "
                        f"(does loss fall with N and D?); check the inputs and --loss-key")
     return ParametricFit(**{**fit.__dict__, "r2": r2})
@@ -232,27 +240,52 @@ def fit_huber(curves: Curves, *, delta: float = HUBER_DELTA, num_starts: int | N
     if init is not None:
         starts = np.atleast_2d(np.asarray(init, dtype=np.float64))
     else:
-        grid = huber_grid()
-        if num_starts is not None and num_starts < grid.shape[0]:
-            obj = _grid_objectives(grid, x, y, logl, delta)
-            grid = grid[np.argsort(obj, kind="stable")[:num_starts]]
-        starts = grid
-    best = None
+        starts = huber_starts(curves, num_starts, delta=delta)
+    found = []
     with single_threaded_blas():
         for theta0 in starts:
             theta, f, ok = _lbfgs(theta0, x, y, logl, delta, maxiter)
-            if ok and np.all(np.isfinite(theta)) and (best is None or f < best[1]):
-                best = (theta, f)
+            if ok and np.all(np.isfinite(theta)):
+                found.append((theta, f))
+    best = min(found, key=lambda t: t[1]) if found else None
     if best is None:
-        raise FitError(f"Huber parametric fit did not converge from any of {len(starts)} starts; "
-                       f"try --parametric-loss lsq, more model sizes, or longer curves")
+        raise FitError(f"Huber parametric fit did not converge from any of {len(starts)} starts "
+                       f"(L-BFGS, at most {maxiter} iterations each); try --parametric-loss lsq, "
+                       f"more model sizes, or longer curves")
     theta, f = best
     a, b, e, alpha, beta = (float(v) for v in theta)
-    _check_exponents(alpha, beta, theta, "Huber parametric fit")
+    what = f"Huber parametric fit (best of {len(starts)} starts)"
+    _check_exponents(alpha, beta, theta, what)
     with np.errstate(over="ignore"):  # an overflow to inf is refused by _validated
         E, A, B = (float(np.exp(v)) for v in (e, a, b))
     return _validated(ParametricFit(E=E, A=A, B=B, alpha=alpha, beta=beta, loss="huber",
-                                     objective=f, num_points=curves.num_points), curves)
+                                     objective=f, num_points=curves.num_points,
+                                     optima=_distinct(found)), curves, what)
+
+
+def _distinct(found: list[tuple[np.ndarray, float]], most: int = 4) -> tuple:
+    """Up to ``most`` optima of ``found`` that differ in objective or parameters, best first."""
+    out: list[tuple[np.ndarray, float]] = []
+    for theta, f in sorted(found, key=lambda t: t[1]):
+        if all(abs(f - g) > 1e-9 * max(abs(g), 1e-300) and
+               np.max(np.abs(theta - t)) > 1e-3 for t, g in out):
+            out.append((theta, f))
+        if len(out) == most:
+            break
+    return tuple(t for t, _ in out)
+
+
+def huber_starts(curves: Curves, num_starts: int | None = 16, *,
+                 delta: float = HUBER_DELTA) -> np.ndarray:
+    """The ``num_starts`` points of Hoffmann's grid with the lowest Huber objective, best first.
+
+    The objective is evaluated on the whole grid at once; ``None`` returns the whole grid.
+    """
+    grid = huber_grid()
+    if num_starts is None or num_starts >= grid.shape[0]:
+        return grid
+    obj = _grid_objectives(grid, np.log(curves.N), np.log(curves.D), np.log(curves.L), delta)
+    return grid[np.argsort(obj, kind="stable")[:num_starts]]
 
 
 def _log_clamped(v: float) -> float:
@@ -281,46 +314,76 @@ def _lsq_jac(X, E, a, b, alpha, beta):
     return np.stack([np.ones_like(x), t1, t2, -x * t1, -y * t2], axis=1)
 
 
-def fit_lsq(curves: Curves, *, init: np.ndarray | None = None,
+def lsq_starts(curves: Curves, num_starts: int | None = 16) -> np.ndarray:
+    """The ``num_starts`` points of Hoffmann's grid with the smallest squared error on L.
+
+    Rows are ``(E, log A, log B, alpha, beta)``, best first; ``None`` keeps every finite one.
+    """
+    x, y, L = np.log(curves.N), np.log(curves.D), curves.L
+    grid = huber_grid()
+    sse = _grid_sse(grid, x, y, L)
+    order = np.argsort(sse, kind="stable")
+    order = order[np.isfinite(sse[order])][:num_starts]
+    g = grid[order]
+    return np.column_stack([np.exp(g[:, 2]), g[:, 0], g[:, 1], g[:, 3], g[:, 4]])
+
+
+def fit_lsq(curves: Curves, *, init: np.ndarray | None = None, num_starts: int | None = 16,
             maxfev: int = 5000) -> ParametricFit:
     """Fit ``L = E + A/N^alpha + B/D^beta`` by least squares on ``L`` with ``curve_fit``.
 
-    The paper's fit. It does not say how it started or bounded ``curve_fit``; we start from the
-    point of Hoffmann's grid with the smallest squared error, fit ``A`` and ``B`` through their
-    logarithms (the same least-squares problem, better conditioned) and bound ``E >= 0`` and
-    ``0 <= alpha, beta <= 10``.
+    The paper's fit. It does not say how it started or bounded ``curve_fit``; as for the Huber
+    fit, we run it from the ``num_starts`` points of Hoffmann's grid with the smallest squared
+    error and keep the best optimum, fit ``A`` and ``B`` through their logarithms (the same
+    least-squares problem, better conditioned) and bound ``E >= 0`` and ``0 <= alpha, beta <=
+    10``. The best optimum then faces the same checks as the Huber fit.
 
     Args:
         curves: the points.
-        init: start ``(E, log A, log B, alpha, beta)`` instead of the grid (for warm starts).
-        maxfev: cap on function evaluations.
+        init: start(s) ``(E, log A, log B, alpha, beta)`` instead of the grid (warm starts),
+            (5,) or (S, 5).
+        num_starts: grid starts (``None``: every grid point with a finite error).
+        maxfev: cap on function evaluations per start.
 
     Raises:
-        FitError: when ``curve_fit`` fails or the optimum is not a power law.
+        FitError: when no start converges (the message says how many were tried and the last
+            error) or the best optimum is not a power law.
     """
     x, y, L = np.log(curves.N), np.log(curves.D), curves.L
     if init is None:
-        grid = huber_grid()
-        g = grid[int(np.argmin(_grid_sse(grid, x, y, L)))]
-        init = np.array([math.exp(g[2]), g[0], g[1], g[3], g[4]])
+        starts = lsq_starts(curves, num_starts)
+    else:
+        starts = np.atleast_2d(np.asarray(init, dtype=np.float64))
     # log A and log B stay below 700 so that A and B are finite floats.
-    lower = [0.0, -np.inf, -np.inf, 0.0, 0.0]
-    upper = [np.inf, 700.0, 700.0, _MAX_EXPONENT, _MAX_EXPONENT]
-    p0 = np.clip(np.asarray(init, dtype=np.float64), np.array(lower) + 1e-9,
-                 np.array(upper) - 1e-9)
-    try:
-        with single_threaded_blas():
-            popt, _ = optimize.curve_fit(_lsq_model, (x, y), L, p0=p0, jac=_lsq_jac,
-                                         bounds=(lower, upper), maxfev=maxfev, x_scale="jac")
-    except (RuntimeError, optimize.OptimizeWarning, ValueError) as e:
-        raise FitError(f"least-squares parametric fit (curve_fit) did not converge: {e}; try "
-                       f"--parametric-loss huber, more model sizes, or longer curves") from e
+    lower = np.array([0.0, -np.inf, -np.inf, 0.0, 0.0])
+    upper = np.array([np.inf, 700.0, 700.0, _MAX_EXPONENT, _MAX_EXPONENT])
+    found, last_error = [], "no start had a finite squared error"
+    with single_threaded_blas(), np.errstate(over="ignore", invalid="ignore"):
+        for p0 in starts:
+            p0 = np.clip(p0, lower + 1e-9, upper - 1e-9)
+            try:
+                popt, _ = optimize.curve_fit(_lsq_model, (x, y), L, p0=p0, jac=_lsq_jac,
+                                             bounds=(lower, upper), maxfev=maxfev,
+                                             x_scale="jac")
+            except (RuntimeError, optimize.OptimizeWarning, ValueError) as e:
+                last_error = str(e)
+                continue
+            with np.errstate(over="ignore", invalid="ignore"):
+                sse = float(np.sum((_lsq_model((x, y), *popt) - L) ** 2))
+            if np.isfinite(sse):
+                found.append((popt, sse))
+    best = min(found, key=lambda t: t[1]) if found else None
+    if best is None:
+        raise FitError(f"least-squares parametric fit (curve_fit) did not converge from any of "
+                       f"{len(starts)} starts (last error: {last_error}); try --parametric-loss "
+                       f"huber, more model sizes, or longer curves")
+    popt, sse = best
     E, a, b, alpha, beta = (float(v) for v in popt)
-    _check_exponents(alpha, beta, popt, "least-squares parametric fit")
-    sse = float(np.sum((_lsq_model((x, y), *popt) - L) ** 2))
+    what = f"least-squares parametric fit (best of {len(starts)} starts)"
+    _check_exponents(alpha, beta, popt, what)
     return _validated(ParametricFit(E=E, A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta,
-                                     loss="lsq", objective=sse, num_points=curves.num_points),
-                       curves)
+                                     loss="lsq", objective=sse, num_points=curves.num_points,
+                                     optima=_distinct(found)), curves, what)
 
 
 def lsq_theta(fit: ParametricFit) -> np.ndarray:

@@ -17,8 +17,8 @@ def optimal_compute(N, E: float, A: float, B: float, alpha: float, beta: float) 
 
 
 def synthetic_curves(sizes=None, *, law: dict | None = None, points_per_curve: int = 25,
-                     span: tuple[float, float] = (1 / 30, 10.0), noise: float = 0.0,
-                     seed: int = 0) -> Curves:
+                     span: tuple[float, float] = (1 / 30, 10.0), spans=None,
+                     noise: float = 0.0, seed: int = 0) -> Curves:
     """Training curves ``L = E + A/N^alpha + B/D^beta`` for a ladder of model sizes.
 
     Each model is logged at ``points_per_curve`` log-spaced compute values from ``span[0]`` to
@@ -30,6 +30,8 @@ def synthetic_curves(sizes=None, *, law: dict | None = None, points_per_curve: i
         law: ``E, A, B, alpha, beta``; default :data:`EPOCH_LAW`.
         points_per_curve: logged points per model.
         span: compute range of each curve, in multiples of its compute-optimal budget.
+        spans: one ``(low, high)`` range per size instead of ``span`` (e.g. to truncate the
+            smallest and largest runs, as real studies do).
         noise: standard deviation of multiplicative log-normal noise on L (0.01 is 1%).
         seed: seed of the noise.
     """
@@ -37,9 +39,12 @@ def synthetic_curves(sizes=None, *, law: dict | None = None, points_per_curve: i
     sizes = np.geomspace(5e6, 1e9, 10) if sizes is None else np.asarray(sizes, dtype=np.float64)
     rng = np.random.default_rng(seed)
     N, D = [], []
-    for n in sizes:
+    spans = [span] * sizes.size if spans is None else list(spans)
+    if len(spans) != sizes.size:
+        raise ValueError(f"spans has {len(spans)} ranges for {sizes.size} sizes; give one per size")
+    for n, (lo, hi) in zip(sizes, spans, strict=True):
         c_opt = optimal_compute(n, **law)
-        C = np.geomspace(span[0] * c_opt, span[1] * c_opt, points_per_curve)
+        C = np.geomspace(lo * c_opt, hi * c_opt, points_per_curve)
         N.append(np.full(points_per_curve, n))
         D.append(C / (6.0 * n))
     N, D = np.concatenate(N), np.concatenate(D)

@@ -1,8 +1,20 @@
 """Bootstrap confidence intervals for fitted coefficients.
 
-A bootstrap sample resamples the points *within each curve* with replacement (so every curve
-keeps its number of points and its model size), then refits. The interval of a coefficient is
-the percentile interval of its refits. Refits that fail are counted, not hidden.
+Three resampling schemes (``SCHEMES``):
+
+* ``"runs"`` (the default): draw whole curves (training runs) with replacement and keep every
+  point of each drawn curve. Points along one run are not independent (a constant-LR curve is
+  smooth), so the uncertainty that matters lies between runs; this scheme is the only one that
+  changes which runs the fit sees. A curve drawn twice enters twice, as two curves of the same
+  size. When every curve holds a single point (final losses only), drawing curves is drawing
+  points, as Besiroglu et al. (2024) did for Chinchilla's data; the scheme is then reported as
+  ``"points"``.
+* ``"within-run"``: draw each curve's points with replacement (every curve keeps its size and
+  point count); the set of runs never changes, so the intervals are narrower.
+* ``"points"``: draw all points with replacement, ignoring curves.
+
+The interval of a coefficient is the percentile interval of its refits. Refits that fail are
+counted, never hidden.
 """
 
 from __future__ import annotations
@@ -18,6 +30,8 @@ from scaling.laws.data import Curves, FitError
 
 logger = logging.getLogger(__name__)
 
+SCHEMES = ("runs", "within-run", "points")
+
 
 @dataclass(frozen=True)
 class Bootstrap:
@@ -26,9 +40,11 @@ class Bootstrap:
     Attributes:
         samples: coefficient name -> refitted values, (num_ok,).
         num_requested: refits asked for.
-        num_failed: refits that raised :class:`FitError` (left out of ``samples``).
+        num_failed: refits that raised :class:`FitError` or failed the acceptance checks of the
+            main fit (left out of ``samples``).
         level: confidence level of :meth:`ci` (e.g. 0.95).
         seed: seed of the resampling.
+        scheme: resampling scheme actually used (see :data:`SCHEMES`).
     """
 
     samples: dict[str, np.ndarray]
@@ -36,6 +52,7 @@ class Bootstrap:
     num_failed: int
     level: float
     seed: int
+    scheme: str = "runs"
 
     def ci(self) -> dict[str, list[float]]:
         """Percentile interval ``[low, high]`` of every coefficient.
@@ -53,9 +70,18 @@ class Bootstrap:
         return out
 
     def summary(self) -> dict:
-        """JSON-able description: count, failures, level, seed."""
-        return {"num": self.num_requested, "num_failed": self.num_failed, "level": self.level,
-                "seed": self.seed}
+        """JSON-able description: scheme, count, failures, level, seed."""
+        return {"scheme": self.scheme, "num": self.num_requested, "num_failed": self.num_failed,
+                "level": self.level, "seed": self.seed}
+
+
+def effective_scheme(curves: Curves, scheme: str) -> str:
+    """The scheme a request amounts to: ``"runs"`` on single-point curves is ``"points"``."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"bootstrap scheme must be one of {SCHEMES}, got {scheme!r}")
+    if scheme == "runs" and int(np.bincount(curves.run).max()) == 1:
+        return "points"
+    return scheme
 
 
 def resample_within_curves(curves: Curves, rng: np.random.Generator) -> np.ndarray:
@@ -67,33 +93,82 @@ def resample_within_curves(curves: Curves, rng: np.random.Generator) -> np.ndarr
     return np.concatenate(parts)
 
 
+def resample_runs(curves: Curves, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One whole-run sample: curves drawn with replacement, all points of each.
+
+    Returns:
+        ``(index, copy)``: point indices, and for each the draw (0..num_curves-1) it came from,
+        so a curve drawn twice can be kept as two curves.
+    """
+    slices = curves.curve_slices()
+    picks = rng.integers(0, len(slices), len(slices))
+    index = [np.arange(slices[i].start, slices[i].stop) for i in picks]
+    copy = [np.full(ix.size, j) for j, ix in enumerate(index)]
+    return np.concatenate(index), np.concatenate(copy)
+
+
+def resample(curves: Curves, rng: np.random.Generator, scheme: str
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Point indices of one sample under ``scheme``, and the draw of each (``runs`` only)."""
+    if scheme == "within-run":
+        return resample_within_curves(curves, rng), None
+    if scheme == "points":
+        return rng.integers(0, curves.num_points, curves.num_points), None
+    return resample_runs(curves, rng)
+
+
+def sample_curves(curves: Curves, index: np.ndarray, copy: np.ndarray | None) -> Curves:
+    """The resampled points as curves; a run drawn twice becomes two curves of its size."""
+    if copy is None:
+        return curves.take(index)
+    names = np.asarray(curves.names, dtype=object)[curves.run[index]]
+    labels = np.array([f"{n}#{c}" for n, c in zip(names, copy, strict=True)], dtype=object)
+    return curves.take(index, names=labels)
+
+
+def check_bootstrap_args(num: int, level: float) -> None:
+    """``ValueError`` on a bad refit count or confidence level."""
+    if num < 1:
+        raise ValueError(f"bootstrap count must be >= 1, got {num}; use e.g. 1000")
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must be in (0, 1), got {level}; use e.g. 0.95")
+
+
+def too_many_failed(failed: int, num: int, scheme: str, at_least: bool = False) -> FitError:
+    """The error raised when more than half the refits failed."""
+    return FitError(f"{'at least ' if at_least else ''}{failed} of {num} bootstrap refits "
+                    f"({scheme} resampling) failed, so the fit is not stable under resampling; "
+                    f"the intervals would be meaningless. Add curves or points, or choose "
+                    f"another method or --bootstrap-scheme")
+
+
 def bootstrap(curves: Curves, refit: Callable[[Curves], dict[str, float]], *, num: int = 1000,
-              seed: int = 0, level: float = 0.95,
+              seed: int = 0, level: float = 0.95, scheme: str = "runs",
               progress: Callable[[int], None] | None = None) -> Bootstrap:
     """Refit ``num`` bootstrap resamples of ``curves``.
 
     Args:
         curves: the points.
         refit: fits one resample and returns its coefficients by name; raises
-            :class:`FitError` when it cannot.
+            :class:`FitError` when it cannot or when the refit fails the main fit's checks.
         num: bootstrap samples (>= 1).
         seed: seed of the resampling.
         level: confidence level of the intervals, in (0, 1).
+        scheme: ``"runs"`` (whole curves, default), ``"within-run"`` or ``"points"``.
         progress: called with 1 after each refit (e.g. a progress bar's ``update``).
 
     Raises:
-        ValueError: on a bad ``num`` or ``level``, or when more than half the refits fail.
+        ValueError: on a bad ``num``, ``level`` or ``scheme``; :class:`FitError` when more than
+            half the refits fail.
     """
-    if num < 1:
-        raise ValueError(f"bootstrap count must be >= 1, got {num}; use e.g. 1000")
-    if not 0 < level < 1:
-        raise ValueError(f"confidence level must be in (0, 1), got {level}; use e.g. 0.95")
+    check_bootstrap_args(num, level)
+    used = effective_scheme(curves, scheme)
     rng = np.random.default_rng(seed)
     rows: list[dict[str, float]] = []
     failed = 0
     with single_threaded_blas():
         for _ in range(num):
-            sample = curves.take(resample_within_curves(curves, rng))
+            sample = sample_curves(curves, *resample(curves, rng, used))
             try:
                 rows.append(refit(sample))
             except FitError as e:
@@ -101,12 +176,11 @@ def bootstrap(curves: Curves, refit: Callable[[Curves], dict[str, float]], *, nu
                 logger.debug("bootstrap refit failed: %s", e)
             if progress is not None:
                 progress(1)
-    if failed > num // 2:
-        raise FitError(f"{failed} of {num} bootstrap refits failed, so the fit is not stable "
-                       f"under resampling; the intervals would be meaningless. Add curves or "
-                       f"points, or choose another method")
+            if failed > num // 2:
+                raise too_many_failed(failed, num, used, at_least=True)
     if failed:
         logger.warning("%d of %d bootstrap refits failed and were left out", failed, num)
     names = rows[0].keys() if rows else ()
     samples = {k: np.array([r[k] for r in rows]) for k in names}
-    return Bootstrap(samples=samples, num_requested=num, num_failed=failed, level=level, seed=seed)
+    return Bootstrap(samples=samples, num_requested=num, num_failed=failed, level=level, seed=seed,
+                     scheme=used)

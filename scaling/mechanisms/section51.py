@@ -137,6 +137,7 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
     from scaling.inputs import load_curves
     from scaling.laws.analysis import FitOptions, analyze
     from scaling.laws.data import FitError
+    from scaling.laws.identification import bound_issues
 
     out = Path(cfg.out)
     opts = FitOptions(methods=("parametric",), num_bootstrap=cfg.num_bootstrap, seed=cfg.seed,
@@ -161,15 +162,23 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
         fits[loss] = {k: estimate(getattr(p, k), samples.get(k)) for k in
                       ("a", "b", "alpha", "beta", "E")}
         fits[loss]["samples_a"] = samples.get("a")
+        fits[loss]["not_identified"] = bound_issues(p, res.ci("parametric"))
+        fits[loss]["bootstrap"] = res.bootstrap_summary()
         analyses[loss] = res
-    effects = {}
+    effects, unidentified = {}, {}
     for lo, hi in (("dense", "sparse"), ("sparse", "superclass"), ("dense", "superclass")):
         if lo in fits and hi in fits:
-            effects[f"{lo} - {hi}"] = difference(fits[lo]["a"].value, fits[lo]["samples_a"],
-                                                 fits[hi]["a"].value, fits[hi]["samples_a"],
-                                                 seed=cfg.seed)
-    return {"fits": fits, "effects": effects, "analyses": analyses, "failed": failed,
-            "curves": all_curves, "min_tokens": min_tokens}
+            name = f"{lo} - {hi}"
+            effects[name] = difference(fits[lo]["a"].value, fits[lo]["samples_a"],
+                                       fits[hi]["a"].value, fits[hi]["samples_a"],
+                                       seed=cfg.seed)
+            why = [f"{loss}: {', '.join(fits[loss]['not_identified'])}" for loss in (lo, hi)
+                   if fits[loss]["not_identified"]]
+            if why:
+                unidentified[name] = "; ".join(why)
+    return {"fits": fits, "effects": effects, "unidentified": unidentified,
+            "analyses": analyses, "failed": failed, "curves": all_curves,
+            "min_tokens": min_tokens}
 
 
 def figure10(fitted: dict, path: Path) -> Path:
@@ -217,9 +226,18 @@ def _fit_lines(fitted: dict) -> list[str]:
         paper = PAPER_A.get(loss)
         lines.append(f"| {LOSS_TITLES[loss]} | fit failed: {reason} | "
                      f"{'—' if paper is None else f'{paper:.2f}'} | | | | |")
+    boots = [f"{LOSS_TITLES[loss]} {f['bootstrap']['num_failed'].get('parametric', 0)} of "
+             f"{f['bootstrap']['num']} ({f['bootstrap']['scheme']} resampling)"
+             for loss, f in fitted["fits"].items()]
+    if boots:
+        lines += ["", "Failed bootstrap refits, left out: " + "; ".join(boots) + "."]
+    for loss, f in fitted["fits"].items():
+        if f["not_identified"]:
+            lines += ["", f"{LOSS_TITLES[loss]}: not identified, "
+                      f"{'; '.join(f['not_identified'])}."]
     lines += ["", "| difference in a | estimate | reproduced? |", "|---|---|---|"]
     for name, eff in fitted["effects"].items():
-        lines.append(f"| {name} | {eff.fmt()} | {_verdict(eff)} |")
+        lines.append(f"| {name} | {eff.fmt()} | {_verdict(eff, fitted, name)} |")
     return lines
 
 
@@ -227,17 +245,20 @@ def _fits_json(fitted: dict) -> dict:
     return {"min_tokens": fitted["min_tokens"],
             "fits": {loss: {k: v.to_json() for k, v in f.items() if isinstance(v, Estimate)}
                      for loss, f in fitted["fits"].items()},
-            "effects": {k: {**v.to_json(), "reproduced": _verdict(v)}
+            "effects": {k: {**v.to_json(), "reproduced": _verdict(v, fitted, k)}
                         for k, v in fitted["effects"].items()},
+            "not_identified": {loss: f["not_identified"] for loss, f in fitted["fits"].items()
+                               if f["not_identified"]},
+            "bootstrap": {loss: f["bootstrap"] for loss, f in fitted["fits"].items()},
             "failed": fitted["failed"]}
 
 
-def _loss_drop(out: Path, loss: str, size: str) -> tuple[float, float]:
-    """First and best validation loss of one run."""
+def _loss_drop(out: Path, loss: str, size: str) -> tuple[float, float, float]:
+    """First, best and last validation loss of one run."""
     rows = [json.loads(x) for x in (out / "runs" / loss / size / "metrics.jsonl").read_text()
             .splitlines() if x]
     vals = [r["val/loss"] for r in rows if "val/loss" in r]
-    return (vals[0], min(vals)) if vals else (math.nan, math.nan)
+    return (vals[0], min(vals), vals[-1]) if vals else (math.nan, math.nan, math.nan)
 
 
 def write_report(cfg: Section51Config, results: list[dict], fitted: dict, command: str,
@@ -259,9 +280,10 @@ def write_report(cfg: Section51Config, results: list[dict], fitted: dict, comman
         "Character-level transformers (context 16) trained under three losses; a parametric fit "
         "`L = E + A/N^alpha + B/D^beta` (Huber on log loss, Hoffmann/Epoch) of each family's "
         "validation-loss curves gives the compute-optimal model-size coefficient "
-        "`a = beta/(alpha+beta)` in `N_opt ∝ C^a`. 95% bootstrap intervals. The paper's claim "
-        "is that `a` falls from dense to sparse + super-classed (0.63 to 0.15); an effect is "
-        "reproduced when the interval of the difference lies above zero.", "",
+        "`a = beta/(alpha+beta)` in `N_opt ∝ C^a`. 95% bootstrap intervals, resampling whole "
+        "runs. The paper's claim is that `a` falls from dense to sparse + super-classed (0.63 "
+        "to 0.15); an effect is reproduced when the interval of the difference lies above zero "
+        "and neither fit sits at its bounds (not identified).", "",
         f"Regenerate: `{command}`", "",
         f"## Fits on points after the warmup (D >= {fitted['min_tokens']:,.0f})", "",
         *_fit_lines(fitted), ""]
@@ -273,8 +295,11 @@ def write_report(cfg: Section51Config, results: list[dict], fitted: dict, comman
               "| loss | size | N | first val loss | best val loss | final val loss |",
               "|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (r["loss"], r["params"])):
+        first, best, last = _loss_drop(Path(cfg.out), r["loss"], r["size"])
+        if r["val_loss"] is None or not math.isfinite(r["val_loss"]):
+            # a run resumed when already finished reports no val loss: its last logged one
+            r["val_loss"] = None if math.isnan(last) else last
         vl = r["val_loss"]
-        first, best = _loss_drop(Path(cfg.out), r["loss"], r["size"])
         lines.append(f"| {r['loss']} | {r['size']} | {r['params']:,} | {first:.4f} | "
                      f"{best:.4f} | {'—' if vl is None else f'{vl:.4f}'} |")
     cfg_json = {k: v for k, v in asdict(cfg).items() if k != "text"}
@@ -288,7 +313,10 @@ def write_report(cfg: Section51Config, results: list[dict], fitted: dict, comman
     return rep / "report.md"
 
 
-def _verdict(eff: Estimate) -> str:
+def _verdict(eff: Estimate, fitted: dict | None = None, name: str = "") -> str:
+    why = (fitted or {}).get("unidentified", {}).get(name)
+    if why:  # a difference of coefficients the bounds set, not the data: no finding
+        return f"not identified ({why})"
     if math.isnan(eff.low):
         return "no interval"
     if eff.low > 0:
@@ -308,7 +336,8 @@ def run(cfg: Section51Config, command: str = "embscale reproduce section-5.1") -
     head.update({loss: f"fit failed ({reason})" for loss, reason in fitted["failed"].items()})
     every = {loss: f["a"].fmt() for loss, f in all_points["fits"].items()}
     return {"report": str(report), "a": head,
-            "effects": {k: (v.fmt(), _verdict(v)) for k, v in fitted["effects"].items()},
+            "effects": {k: (v.fmt(), _verdict(v, fitted, k))
+                        for k, v in fitted["effects"].items()},
             "a (every point)": every,
-            "effects (every point)": {k: (v.fmt(), _verdict(v))
+            "effects (every point)": {k: (v.fmt(), _verdict(v, all_points, k))
                                       for k, v in all_points["effects"].items()}}

@@ -164,7 +164,9 @@ def analyze(cfg: Section53Config, rows: list[dict], command: str) -> dict:
     ok = [r for r in rows if math.isfinite(r["a"])]
     k = np.array([r["tokens_per_frame"] for r in ok], dtype=np.float64)
     a = np.array([r["a"] for r in ok], dtype=np.float64)
-    result = {"rows": rows, "R": pearson(k, a), "paper_R": PAPER_R}
+    # R on ln d_z, the x of the slope below (d_z is spaced geometrically)
+    result = {"rows": rows, "R": pearson(np.log(k), a) if k.size else math.nan,
+              "paper_R": PAPER_R}
     if len(ok) >= 3 and np.ptp(k) > 0:
         x = np.log(k)
         slope = float(np.polyfit(x, a, 1)[0])
@@ -201,7 +203,7 @@ def _figure(rows: list[dict], result: dict, path: Path) -> None:
                     color="C0" if r["method"] == "frontier" else "C1", capsize=3)
     ax.set(xscale="log", xlabel="tokens per frame $d_z$",
            ylabel="optimal model-size coefficient $a$",
-           title=f"$N_{{opt}} \\propto C^a$ vs compression (R = {result['R']:.2f})")
+           title=f"$N_{{opt}} \\propto C^a$ vs compression (R on ln $d_z$ = {result['R']:.2f})")
     ax.plot([], [], "o", color="C0", label="frontier fit")
     ax.plot([], [], "o", color="C1", label="parametric fit (no overlap)")
     ax.legend(fontsize=8)
@@ -229,7 +231,7 @@ def _report(cfg: Section53Config, result: dict, out: Path, command: str) -> None
         lines.append(f"| {r['tokens_per_frame']} | {r['seed']} | {r['method']} | {a} | {ci} | "
                      f"{'—' if psnr is None else f'{psnr:.1f}'} | "
                      f"{'—' if passes is None else f'{passes:.1f}'} |")
-    lines += ["", f"Correlation of a with d_z: R = {result['R']:.2f} (paper: {PAPER_R}). "
+    lines += ["", f"Correlation of a with ln d_z: R = {result['R']:.2f} (paper: {PAPER_R}). "
               f"Slope of a per ln(d_z): {s.fmt(3) if s else '—'}: {verdict}.", ""]
     for r in result["rows"]:
         if r["method"] == "none" and r.get("reason"):

@@ -102,3 +102,18 @@ def test_windowed_ngram_averages_the_window_positions(tmp_path):
     assert "ngram_in_context" not in action_baselines(path, max_order=2)
     with pytest.raises(ValueError, match="context_steps must be >= 1"):
         action_baselines(path, context_steps=0)
+
+
+def test_episode_stderr_and_the_bar_test():
+    from scaling.action_baselines import below_bar, episode_stderr
+
+    nll = np.array([1.0, 1.0, 3.0, 3.0, 2.0, 2.0])
+    starts = np.array([0, 2, 4, 6])
+    # episode means 1, 3, 2 with 2 actions each: the mean's error over 3 episodes
+    expected = math.sqrt(((2 - 4) ** 2 + (6 - 4) ** 2 + 0) * 3 / 2) / 6
+    assert episode_stderr(nll, starts) == pytest.approx(expected)
+    assert math.isnan(episode_stderr(nll, np.array([0, 6])))
+    assert below_bar(0.904, 0.002, 0.912, 0.002) is True
+    assert below_bar(0.904, 0.01, 0.912, 0.01) is None  # within two errors: no claim
+    assert below_bar(0.95, 0.002, 0.912, 0.002) is False
+    assert below_bar(0.904, None, 0.912, 0.002) is None

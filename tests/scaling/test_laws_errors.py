@@ -147,7 +147,7 @@ def test_bootstrap_stops_once_most_refits_fail_and_skips_futile_restarts(monkeyp
     calls = []
 
     def not_converged(x, y, logl, W, theta0, delta):
-        return np.tile(theta0, (len(W), 1)), np.zeros(len(W), dtype=bool), None
+        return np.tile(theta0, (len(W), 1)), np.zeros(len(W), dtype=bool), np.zeros(len(W))
 
     def outside_family(sample, delta, init=None, num_starts=None):
         calls.append("grid" if init is None else "init")
@@ -155,7 +155,7 @@ def test_bootstrap_stops_once_most_refits_fail_and_skips_futile_restarts(monkeyp
 
     monkeypatch.setattr(batched, "huber_refit_batch", not_converged)
     monkeypatch.setattr(batched, "fit_huber", outside_family)
-    with pytest.raises(FitError, match="at least 21 of 40 bootstrap refits failed"):
+    with pytest.raises(FitError, match=r"at least 21 of 40 bootstrap refits \(runs"):
         batched.bootstrap_huber(curves, fit, num=40)
     assert calls == ["init"] * 21
 
@@ -171,10 +171,10 @@ def test_bootstrap_refits_whose_A_overflows_count_as_failed(monkeypatch):
     def overflowing(x, y, logl, W, theta0, delta):
         th = np.tile(theta0, (len(W), 1))
         th[:, 0] = 800.0
-        return th, np.ones(len(W), dtype=bool), None
+        return th, np.ones(len(W), dtype=bool), np.zeros(len(W))
 
     monkeypatch.setattr(batched, "huber_refit_batch", overflowing)
-    with pytest.raises(FitError, match="at least 40 of 40 bootstrap refits failed"):
+    with pytest.raises(FitError, match=r"at least 40 of 40 bootstrap refits \(runs"):
         batched.bootstrap_huber(curves, fit, num=40)
 
 
@@ -188,7 +188,7 @@ def test_degenerate_frontier_is_a_fit_error_not_an_overflow():
                    bracketed=np.array([True, True]))
     curves = synthetic_curves(np.geomspace(2e5, 2e7, 4))
     with pytest.raises(FitError, match="degenerate.*--method parametric"):
-        fit_frontier(curves, env=env)
+        fit_frontier(curves, env=env, points="midpoint")
 
 
 def test_a_fit_whose_n_term_vanished_is_not_a_power_law():
@@ -200,5 +200,5 @@ def test_a_fit_whose_n_term_vanished_is_not_a_power_law():
     # Warm starts from such a fit stay finite (a log of 0 used to crash the lsq bootstrap) ...
     assert np.all(np.isfinite(lsq_theta(flat))) and np.all(np.isfinite(huber_theta(flat)))
     # ... and the fit itself is refused with the reason, not a math domain error later.
-    with pytest.raises(NotAPowerLawError, match="A = 0: the loss does not depend on N"):
+    with pytest.raises(NotAPowerLawError, match="A = 0, so its law does not depend on N"):
         _validated(flat, c)

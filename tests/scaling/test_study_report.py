@@ -121,7 +121,8 @@ def test_return_section_flags_policies_above_their_action_only_bar(tmp_path):
     (study / "fits" / "action_baselines.json").write_text(json.dumps({
         "marginal": 1.04, "ngram": {"1": 0.99, "2": 0.90}, "best_order": 2, "split": "val",
         "actions": 100, "context_steps": 10, "ngram_in_context": {"1": 0.99, "2": 0.91},
-        "best_order_in_context": 2}))
+        "best_order_in_context": 2, "marginal_stderr": 0.005,
+        "ngram_in_context_stderr": {"1": 0.005, "2": 0.005}}))
     rows = [{"task": "bc-token", "loss": 0.95}, {"task": "bc-token", "loss": 0.97},
             {"task": "bc-cnn", "loss": 1.2}, {"task": "bc-cnn", "loss": 0.83}]
     (study / "loss_vs_return" / "return.json").write_text(json.dumps({
@@ -133,4 +134,41 @@ def test_return_section_flags_policies_above_their_action_only_bar(tmp_path):
     md = r.markdown()
     # BC-Token never got under the windowed n-gram (0.91); BC-CNN got under the marginal.
     assert "Every BC-Token checkpoint scored here has a held-out loss (0.950 or more) above" in md
-    assert "(0.910, see the scaling section)" in md and "Every BC-CNN" not in md
+    assert "(0.910 ± 0.005, see the scaling section)" in md and "Every BC-CNN" not in md
+
+
+def test_bar_verdict_needs_both_standard_errors():
+    from scaling.study_report import _bar_verdict
+
+    b = {"split": "val", "bc_held_out": {"bc-token": {"loss": 0.904, "stderr": 0.01}}}
+    text = _bar_verdict("bc-token", b, "that windowed n-gram", 0.912, 0.004)
+    assert "0.904 ± 0.010" in text and "cannot tell them apart" in text
+    b["bc_held_out"]["bc-token"]["stderr"] = 0.001
+    assert "below it by more than two standard errors" in _bar_verdict(
+        "bc-token", b, "that windowed n-gram", 0.912, 0.002)
+    assert _bar_verdict("bc-cnn", b, "the marginal", 1.0, 0.01) is None
+
+
+def test_quality_section_reports_n_and_clusters(tmp_path):
+    from scaling.loss_vs_quality import cluster_note, correlations
+    from scaling.study_report import _quality_section
+
+    # two clusters: untrained-like points far away, no order within the trained ones
+    rows = [{"loss": 5.5, "fvd": 900.0, "lpips": 0.6, "psnr": 10.0, "ssim": 0.2},
+            {"loss": 5.51, "fvd": 910.0, "lpips": 0.61, "psnr": 10.1, "ssim": 0.21}]
+    rows += [{"loss": 1.0 + 0.01 * i, "fvd": 100.0 + 5 * ((i * 7) % 5), "lpips": 0.1,
+              "psnr": 20.0 + (i % 3), "ssim": 0.5 + 0.01 * (i % 2)} for i in range(6)]
+    corr = correlations(rows, n_boot=50)
+    assert corr["fvd"]["n"] == 8 and "clusters" in corr["fvd"]
+    assert cluster_note({"pearson": 0.9, "spearman": 0.8}) is None
+    study = tmp_path / "study"
+    (study / "loss_vs_quality").mkdir(parents=True)
+    (study / "loss_vs_quality" / "quality.json").write_text(json.dumps({
+        "clips": 2, "clip_frames": 9, "episodes": [0], "n": 8, "skip_fraction": 0.05,
+        "left_out_early": 3, "rows": rows, "correlation": corr, "figure": "q.png",
+        "videos": []}))
+    r = Report(tmp_path / "report", "t")
+    _quality_section(r, study)
+    md = r.markdown()
+    assert "8 trained checkpoints; 3 kept before 5% of their run's last step are left out" in md
+    assert "FVD: |Spearman|" in md and "form clusters" in md
