@@ -27,12 +27,17 @@ def frame(episode: int, i: int, size: tuple[int, int]) -> np.ndarray:
     return f
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
+def write_video(path: Path, frames: list[np.ndarray], fps: float, lossless: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
-    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, codec="libx264rgb",
-                                         quality=None, pix_fmt_out="rgb24", macro_block_size=1,
-                                         output_params=["-qp", "0", "-preset", "ultrafast"])
+    if lossless:
+        kwargs = {"codec": "libx264rgb", "quality": None, "pix_fmt_out": "rgb24",
+                  "output_params": ["-qp", "0", "-preset", "ultrafast"]}
+    else:  # what LeRobot-style recordings hold: lossy h264 in yuv420p
+        kwargs = {"codec": "libx264", "quality": None, "pix_fmt_out": "yuv420p",
+                  "output_params": ["-crf", "23", "-preset", "veryfast"]}
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, macro_block_size=1,
+                                         **kwargs)
     writer.send(None)
     for f in frames:
         writer.send(f)
@@ -104,7 +109,7 @@ TASKS = ["push the block", "stack the cups"]
 
 def write_lerobot(root: Path, version: str, lengths: list[int], fps: float = 10.0,
                   size: tuple[int, int] = (24, 40), d_a: int = 3, per_file: int = 2,
-                  video_frames: dict[int, int] | None = None) -> Path:
+                  video_frames: dict[int, int] | None = None, lossless: bool = True) -> Path:
     """A LeRobot dataset at ``root``; ``video_frames`` truncates some episodes' videos (v2.1)."""
     root = Path(root)
     (root / "meta").mkdir(parents=True, exist_ok=True)
@@ -123,7 +128,7 @@ def write_lerobot(root: Path, version: str, lengths: list[int], fps: float = 10.
                            root / "data" / "chunk-000" / f"episode_{e:06d}.parquet")
             keep = (video_frames or {}).get(e, n)
             write_video(root / "videos" / "chunk-000" / CAMERA / f"episode_{e:06d}.mp4",
-                        frames[e][:keep], fps)
+                        frames[e][:keep], fps, lossless)
             lines.append(json.dumps({"episode_index": e, "tasks": [TASKS[e % 2]], "length": n}))
         (root / "meta" / "episodes.jsonl").write_text("\n".join(lines) + "\n")
         (root / "meta" / "tasks.jsonl").write_text("\n".join(
@@ -138,7 +143,7 @@ def write_lerobot(root: Path, version: str, lengths: list[int], fps: float = 10.
         pq.write_table(_table(merged),
                        root / "data" / "chunk-000" / f"file-{file_index:03d}.parquet")
         write_video(root / "videos" / CAMERA / "chunk-000" / f"file-{file_index:03d}.mp4",
-                    [f for e in group for f in frames[e]], fps)
+                    [f for e in group for f in frames[e]], fps, lossless)
         start = 0.0
         for e in group:
             n = lengths[e]
