@@ -36,7 +36,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--buckets", type=int, default=None,
                    help="buckets per continuous action dimension (11 joystick, 500 RT-1 arm); "
                         "required for continuous actions")
-    p.add_argument("--size", type=int, default=None, help="frame size HxW (env kwarg 'size')")
+    p.add_argument("--size", default=None,
+                   help="frame size: one side of a square (64) or HEIGHTxWIDTH (72x120); the env "
+                        "kwarg 'size'")
     p.add_argument("--seed", type=int, default=0, help="seed of the first reset and the policy")
     p.add_argument("--deterministic", action="store_true", help="predict(deterministic=True)")
     p.add_argument("--description", default="", help="stored in the dataset metadata")
@@ -100,6 +102,14 @@ def parse_skill(text: str | None) -> float | tuple[float, float] | None:
     raise ValueError(f"--skill {text!r} must be a number or LOW,HIGH such as 0,1")
 
 
+def env_size(text: str) -> int | tuple[int, int]:
+    """``--size`` as an env's ``size`` kwarg: ``"64"`` -> 64, ``"72x120"`` -> (72, 120)."""
+    from offline_data.frame_size import parse_frame_size
+
+    h, w = parse_frame_size(text, name="--size")
+    return h if h == w and "x" not in str(text).lower() else (h, w)
+
+
 def _collect(args: argparse.Namespace) -> int:
     if args.default:
         from offline_data.defaults import collect_default
@@ -113,7 +123,7 @@ def _collect(args: argparse.Namespace) -> int:
     import envs
     from offline_data.collect import collect, resolve_policy
 
-    env_kwargs = {"size": args.size} if args.size else {}
+    env_kwargs = {"size": env_size(args.size)} if args.size else {}
     env = envs.make(args.env, **env_kwargs)
     try:
         kwargs = {}
