@@ -102,14 +102,6 @@ def parse_skill(text: str | None) -> float | tuple[float, float] | None:
     raise ValueError(f"--skill {text!r} must be a number or LOW,HIGH such as 0,1")
 
 
-def env_size(text: str) -> int | tuple[int, int]:
-    """``--size`` as an env's ``size`` kwarg: ``"64"`` -> 64, ``"72x120"`` -> (72, 120)."""
-    from offline_data.frame_size import parse_frame_size
-
-    h, w = parse_frame_size(text, name="--size")
-    return h if h == w and "x" not in str(text).lower() else (h, w)
-
-
 def _collect(args: argparse.Namespace) -> int:
     if args.default:
         from offline_data.defaults import collect_default
@@ -122,6 +114,8 @@ def _collect(args: argparse.Namespace) -> int:
         raise ValueError("data collect needs --env and --dataset-id (or --default breakout|fetch)")
     import envs
     from offline_data.collect import collect, resolve_policy
+
+    from offline_data.frame_size import env_size
 
     env_kwargs = {"size": env_size(args.size)} if args.size else {}
     env = envs.make(args.env, **env_kwargs)

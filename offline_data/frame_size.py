@@ -51,6 +51,16 @@ def parse_frame_size(value: Any, name: str = "size") -> tuple[int, int]:
     return h, w
 
 
+def env_size(text: str) -> int | tuple[int, int]:
+    """``--size`` as an env's ``size`` kwarg: ``"64"`` -> 64, ``"72x120"`` -> (72, 120).
+
+    >>> env_size("64"), env_size("72x120")
+    (64, (72, 120))
+    """
+    h, w = parse_frame_size(text, name="--size")
+    return h if h == w and "x" not in str(text).lower() else (h, w)
+
+
 def format_frame_size(size: tuple[int, int]) -> str:
     """``"72x120"`` for ``(72, 120)``."""
     return f"{size[0]}x{size[1]}"
