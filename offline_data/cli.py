@@ -114,7 +114,6 @@ def _collect(args: argparse.Namespace) -> int:
         raise ValueError("data collect needs --env and --dataset-id (or --default breakout|fetch)")
     import envs
     from offline_data.collect import collect, resolve_policy
-
     from offline_data.frame_size import env_size
 
     env_kwargs = {"size": env_size(args.size)} if args.size else {}
