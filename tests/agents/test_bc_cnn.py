@@ -126,3 +126,15 @@ def test_convnext_cnn_option_trains_and_round_trips(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="cnn_block='resnet'"):
         BCCNNConfig(cnn_block="resnet")
+
+
+def test_train_cli_cnn_block_option(data, tmp_path):
+    from scaling import cli
+
+    run = tmp_path / "run"
+    assert cli.main(["train", "--task", "bc-cnn", "--size", "s10k", "--data", DATASET,
+                     "--seq-len", "4", "--steps", "2", "--micro-batch-size", "4",
+                     "--tokens-per-update", "0", "--cnn-block", "convnext",
+                     "--run-dir", str(run), "--no-tensorboard"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["model_config"]["cnn_block"] == "convnext"
