@@ -327,8 +327,9 @@ class FrameDataSource:
             n_layer: transformer blocks.
             n_head: attention heads.
             n_embd: transformer width.
-            paper_cnn: use the paper-sized CNN (about 0.6M parameters, 1024-d embedding) instead
-                of the small ladder's CNN that scales with the width.
+            paper_cnn: use a CNN of the paper's size (16/32/32 channels, 1024-d embedding: about
+                0.6M parameters with Impala blocks) instead of the small ladder's CNN that
+                scales with the width; ``cnn_block`` (in kwargs) picks its blocks.
             **kwargs: further ``BCCNNConfig`` fields (image_size defaults to the frames').
         """
         kwargs.setdefault("image_size", self.frame_shape[0])

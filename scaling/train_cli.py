@@ -63,7 +63,7 @@ def build(task: str, size: str, data: str, seq_len: int | None = None, preset: s
         kwargs: dict = {"cnn_block": cnn_block}
         if image_size or p.image_size:
             kwargs["image_size"] = image_size or p.image_size
-        # the paper's 0.6M CNN for paper sizes; the ladder's CNN scales with the width
+        # a CNN of the paper's size (0.6M) for paper sizes; the ladder's CNN scales with the width
         cfg = source.model_config(shape.n_layer, shape.n_head, shape.n_embd,
                                   paper_cnn=size not in presets.LADDER, **kwargs)
         cfg.gpt = type(cfg.gpt)(**{**cfg.gpt.to_dict(), "dropout": dropout})
