@@ -130,12 +130,6 @@ def parse_sequence_example(data: bytes) -> tuple[dict[str, Any], dict[str, list[
     return context, lists
 
 
-def is_sequence_example(data: bytes) -> bool:
-    """True when the record sets ``feature_lists`` (field 2), i.e. is a ``SequenceExample``."""
-    seq = _message(example_classes().SequenceExample, data, "tf.train.SequenceExample")
-    return seq.HasField("feature_lists")
-
-
 def _set(feature: Any, values: Any) -> None:
     if isinstance(values, (bytes, str)):
         values = [values]

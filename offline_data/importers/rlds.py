@@ -33,11 +33,7 @@ import numpy as np
 from offline_data.datasets import Episode, MinariWriter
 from offline_data.discretize import UniformDiscretizer
 from offline_data.frame_size import parse_frame_size
-from offline_data.importers.example_proto import (
-    is_sequence_example,
-    parse_example,
-    parse_sequence_example,
-)
+from offline_data.importers.example_proto import parse_sequence_example
 from offline_data.importers.tfrecord import read_tfrecord
 
 logger = logging.getLogger(__name__)
@@ -122,8 +118,12 @@ def _get(features: dict, key: str, where: str) -> Any:
     return features[key]
 
 
-def _flatten_sequence(data: bytes) -> dict[str, Any]:
-    """A SequenceExample as flattened Example-like features (per-step lists concatenated)."""
+def _record_features(data: bytes) -> dict[str, Any]:
+    """An Example's features, or a SequenceExample's flattened (per-step lists concatenated).
+
+    One parse serves both: an ``Example``'s features (field 1) are a ``SequenceExample``'s
+    context, and an ``Example`` has no feature lists.
+    """
     context, lists = parse_sequence_example(data)
     flat = dict(context)
     for key, steps in lists.items():
@@ -150,7 +150,7 @@ def episode_from_record(data: bytes, mapping: RLDSMapping, size: int | str | tup
     ``size`` is one side of a square or (height, width) (see ``parse_frame_size``).
     """
     size = parse_frame_size(size)
-    features = _flatten_sequence(data) if is_sequence_example(data) else parse_example(data)
+    features = _record_features(data)
     images = _get(features, mapping.image, where)
     n = len(images)
     if n < 2:
