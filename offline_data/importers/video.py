@@ -36,40 +36,34 @@ class FrameStream:
         self.width, self.height = (int(v) for v in meta["size"])
         self.position = 0
         """Index of the next frame the decoder yields (= frames decoded so far)."""
+        self._last: bytes | None = None
 
     def take(self, indices: np.ndarray) -> np.ndarray:
-        """uint8 (n, H, W, 3) frames at ``indices`` (non-decreasing, none before ``position``).
+        """uint8 (n, H, W, 3) frames at ``indices`` (non-decreasing, from ``position - 1`` on).
+
+        A frame may be taken again (upsampling, or two episodes of one file that share a
+        boundary frame): the last decoded frame is kept.
 
         Raises:
-            ValueError: an index lies before frames already passed, or past the video's end
+            ValueError: an index lies before the last decoded frame, or past the video's end
                 (the message gives the frame count decoded).
         """
         indices = np.asarray(indices, dtype=np.int64)
         out = np.empty((len(indices), *self.size, 3), np.uint8)
-        if not len(indices):
-            return out
-        if indices[0] < self.position or np.any(np.diff(indices) < 0):
-            raise ValueError(f"{self.path}: frames must be taken in increasing order from frame "
-                             f"{self.position}, got {indices[:5].tolist()}...")
-        k, shape = 0, (self.height, self.width, 3)
-        last = None
-        while k < len(indices):
-            while k < len(indices) and last is not None and indices[k] == self.position - 1:
-                out[k] = last  # the same frame taken again (upsampling)
-                k += 1
-            if k == len(indices):
-                break
-            try:
-                raw = next(self._reader)
-            except StopIteration:
-                raise ValueError(f"{self.path} has {self.position} frames, but frame "
-                                 f"{int(indices[k])} is needed: the video is shorter than its "
-                                 "table (a truncated or re-encoded file?)") from None
-            self.position += 1
-            if indices[k] == self.position - 1:
-                last = resize_rgb(np.frombuffer(raw, np.uint8).reshape(shape), self.size)
-                out[k] = last
-                k += 1
+        shape = (self.height, self.width, 3)
+        for k, index in enumerate(indices.tolist()):
+            if index < self.position - (self._last is not None):
+                raise ValueError(f"{self.path}: frames must be taken in increasing order; frame "
+                                 f"{index} is before frame {self.position - 1}, already passed")
+            while self.position <= index:
+                try:
+                    self._last = next(self._reader)
+                except StopIteration:
+                    raise ValueError(f"{self.path} has {self.position} frames, but frame {index} "
+                                     "is needed: the video is shorter than its table (a "
+                                     "truncated or re-encoded file?)") from None
+                self.position += 1
+            out[k] = resize_rgb(np.frombuffer(self._last, np.uint8).reshape(shape), self.size)
         return out
 
     def close(self) -> None:

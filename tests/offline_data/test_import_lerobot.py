@@ -74,3 +74,20 @@ def test_lerobot_errors(tmp_path):
         import_lerobot(tmp_path, "embscale/so100/d-v0", progress=False)
     with pytest.raises(ValueError, match="size='12y5'"):
         LeRobotImportConfig(size="12y5")
+
+
+def test_frame_stream_takes_repeats_and_refuses_going_back(tmp_path):
+    from lerobot_fixtures import write_video
+
+    from offline_data.importers.video import FrameStream
+
+    write_video(tmp_path / "v.mp4", [frame(0, i, (16, 24)) for i in range(6)], fps=10)
+    with FrameStream(tmp_path / "v.mp4", (16, 24)) as video:
+        got = video.take([1, 1, 3])
+        again = video.take([3, 5])  # the boundary frame of the previous call, then on
+        for f, i in zip([*got, *again], [1, 1, 3, 3, 5], strict=True):
+            np.testing.assert_array_equal(f, frame(0, i, (16, 24)))
+        with pytest.raises(ValueError, match="increasing order"):
+            video.take([2])
+        with pytest.raises(ValueError, match="has 6 frames, but frame 9"):
+            video.take([9])
