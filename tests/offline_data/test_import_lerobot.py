@@ -91,3 +91,17 @@ def test_frame_stream_takes_repeats_and_refuses_going_back(tmp_path):
             video.take([2])
         with pytest.raises(ValueError, match="has 6 frames, but frame 9"):
             video.take([9])
+
+
+def test_lerobot_layout_errors_without_videos(tmp_path):
+    from offline_data.importers.lerobot_layout import episode_refs, read_layout
+
+    root = write_lerobot(tmp_path / "ds", "v2.1", [4])
+    (root / "meta" / "episodes.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="episodes.jsonl is missing"):
+        episode_refs(read_layout(root), CAMERA)
+    info = json.loads((root / "meta" / "info.json").read_text())
+    info["features"][CAMERA]["dtype"] = "image"  # frames stored inside the parquet tables
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=r"no camera as mp4.*\['observation.images.top'\]"):
+        read_layout(root).check_camera(None)
