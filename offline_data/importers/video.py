@@ -7,11 +7,75 @@ Example:
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from offline_data.frame_size import resize_rgb
+
+PREFETCH_BYTES = 64 * 2**20
+"""Decoded frames read ahead of the caller, in bytes (a few hundred small frames)."""
+
+
+class _Prefetch:
+    """Items of an iterator pulled on a background thread into a bounded queue.
+
+    Reading ffmpeg's pipe releases the GIL, so the decoder keeps running while the caller
+    resizes, discretizes and writes; without it ffmpeg stalls whenever the pipe (a few frames)
+    is full. Errors of the iterator are raised by ``__next__``.
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any], depth: int):
+        self._items = items
+        self._queue: queue.Queue = queue.Queue(max(2, depth))
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._done = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name="video-prefetch")
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put(item):
+                    return
+        except BaseException as e:  # handed to the consumer
+            self._error = e
+        self._put(self._END)
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        item = self._queue.get()
+        if item is self._END:
+            self._done = True
+            if self._error is not None:
+                raise self._error
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        """Stop the thread, then close the underlying iterator."""
+        self._stop.set()
+        self._thread.join()
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
 
 
 class FrameStream:
@@ -37,6 +101,7 @@ class FrameStream:
         self.position = 0
         """Index of the next frame the decoder yields (= frames decoded so far)."""
         self._last: bytes | None = None
+        self._frames = _Prefetch(self._reader, PREFETCH_BYTES // (3 * self.width * self.height))
 
     def take(self, indices: np.ndarray) -> np.ndarray:
         """uint8 (n, H, W, 3) frames at ``indices`` (non-decreasing, from ``position - 1`` on).
@@ -57,7 +122,7 @@ class FrameStream:
                                  f"{index} is before frame {self.position - 1}, already passed")
             while self.position <= index:
                 try:
-                    self._last = next(self._reader)
+                    self._last = next(self._frames)
                 except StopIteration:
                     raise ValueError(f"{self.path} has {self.position} frames, but frame {index} "
                                      "is needed: the video is shorter than its table (a "
@@ -68,7 +133,7 @@ class FrameStream:
 
     def close(self) -> None:
         """Stop the decoder process."""
-        self._reader.close()
+        self._frames.close()
 
     def __enter__(self) -> FrameStream:
         return self
