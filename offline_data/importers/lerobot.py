@@ -174,20 +174,41 @@ def _episode(ref: EpisodeRef, columns: dict[str, np.ndarray], video: FrameStream
 
 def iter_lerobot_episodes(layout: LeRobotLayout, refs: list[EpisodeRef], camera: str,
                           config: LeRobotImportConfig) -> Iterator[Episode]:
-    """Episodes in ``episode_index`` order, each video file decoded once, front to back."""
+    """Episodes in ``episode_index`` order, each video file decoded once, front to back.
+
+    The next video file's decoder is started on a helper thread while the current episode is
+    imported: starting ffmpeg and reading a file's header costs about as much as decoding a
+    few hundred small frames, which one-file-per-episode layouts (v2.x) pay per episode.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     tables = _TableCache(config)
     video: FrameStream | None = None
+    ahead: tuple[Path, Future] | None = None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lerobot-video")
     try:
-        for ref in refs:
+        for i, ref in enumerate(refs):
             if video is None or video.path != ref.video_file or (
                     np.round(ref.video_start_s * layout.video_fps(camera)) < video.position):
                 if video is not None:
                     video.close()
-                video = FrameStream(ref.video_file, config.size)  # type: ignore[arg-type]
+                if ahead is not None and ahead[0] == ref.video_file:
+                    video, ahead = ahead[1].result(), None
+                else:
+                    video = FrameStream(ref.video_file, config.size)  # type: ignore[arg-type]
+            following = refs[i + 1].video_file if i + 1 < len(refs) else None
+            if ahead is None and following is not None and following != ref.video_file:
+                ahead = (following, pool.submit(FrameStream, following, config.size))
             yield _episode(ref, tables.episode(ref), video, layout, camera, config)
     finally:
         if video is not None:
             video.close()
+        if ahead is not None:
+            try:
+                ahead[1].result().close()
+            except Exception:  # noqa: BLE001 - its error is moot once the import stopped
+                pass
+        pool.shutdown()
 
 
 def action_range(layout: LeRobotLayout, refs: list[EpisodeRef], key: str) -> tuple[np.ndarray,
