@@ -176,7 +176,7 @@ def iter_lerobot_episodes(layout: LeRobotLayout, refs: list[EpisodeRef], camera:
                           config: LeRobotImportConfig) -> Iterator[Episode]:
     """Episodes in ``episode_index`` order, each video file decoded once, front to back.
 
-    The next video file's decoder is started on a helper thread while the current episode is
+    The next video file's decoder is started on a background thread while the current episode is
     imported: starting ffmpeg and reading a file's header costs about as much as decoding a
     few hundred small frames, which one-file-per-episode layouts (v2.x) pay per episode.
     """
