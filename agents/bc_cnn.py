@@ -3,10 +3,12 @@
 A small CNN embeds each frame, the transformer reads one embedding per timestep, and independent
 categorical heads predict every action dimension in one forward pass.
 
-The CNN is Impala-style (conv, max-pool, two residual blocks per stage; Espeholt et al. 2018, as in
+The CNN has Impala-style stages (conv, max-pool, two blocks per stage; Espeholt et al. 2018, as in
 VPT), followed by average pooling to a small grid, a linear layer to ``cnn_embd`` and a linear map
-to the transformer width, as in the paper's Appendix A.1. D counts one input per timestep and N
-includes the CNN (paper Section 3.4).
+to the transformer width. Its blocks are residual 3x3 conv pairs (``cnn_block="impala"``, the
+default, VPT's) or ConvNeXt blocks (``cnn_block="convnext"``, the paper's Appendix A.1 choice);
+see ``agents.bc_cnn_nets``. D counts one input per timestep and N includes the CNN (paper
+Section 3.4).
 
 Example:
     data = FrameDataSource("embscale/breakout/scripted-v1", seq_len=10)
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.bc_cnn_nets import CNN_BLOCKS, FrameCNN
 from worldmodels.gpt import GPTConfig, LossOutput, TransformerCore, count_params, init_weights
 
 logger = logging.getLogger(__name__)
@@ -42,11 +45,13 @@ class BCCNNConfig:
     image_size: int = 64
     """frames are resized to image_size x image_size before the CNN (pixels)"""
     cnn_channels: tuple[int, ...] = (16, 32, 32)
-    """channels of each Impala stage (each halves the resolution)"""
+    """channels of each CNN stage (each halves the resolution)"""
     cnn_pool: int = 4
     """the last stage is average-pooled to cnn_pool x cnn_pool"""
     cnn_embd: int = 1024
     """CNN output embedding, then mapped linearly to the transformer width (paper: 1024)"""
+    cnn_block: str = "impala"
+    """blocks of each CNN stage: "impala" (residual 3x3 convs, VPT) or "convnext" (the paper's)"""
 
     def __post_init__(self) -> None:
         if isinstance(self.gpt, dict):
@@ -56,6 +61,9 @@ class BCCNNConfig:
         if not self.action_vocab_sizes or min(self.action_vocab_sizes) < 1:
             raise ValueError("BCCNNConfig.action_vocab_sizes needs one size >= 1 per action "
                              f"dimension, got {self.action_vocab_sizes}")
+        if self.cnn_block not in CNN_BLOCKS:
+            raise ValueError(f"BCCNNConfig.cnn_block={self.cnn_block!r}; choose one of "
+                             f"{', '.join(CNN_BLOCKS)}")
         if not self.cnn_channels or min(self.cnn_channels) < 1:
             raise ValueError(f"BCCNNConfig.cnn_channels must be positive, got {self.cnn_channels}")
         if self.image_size < 2 ** len(self.cnn_channels):
@@ -92,43 +100,14 @@ class BCCNNConfig:
                    action_vocab_sizes=tuple(action_vocab_sizes), image_size=image_size, **cnn)
 
 
-class _Residual(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.conv0 = nn.Conv2d(c, c, 3, padding=1)
-        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x):
-        return x + self.conv1(F.relu(self.conv0(F.relu(x))))
-
-
-class ImpalaCNN(nn.Module):
-    """Frames float (N, 3, H, W) in [0, 1] -> embeddings (N, cnn_embd)."""
-
-    def __init__(self, config: BCCNNConfig):
-        super().__init__()
-        layers, c_in = [], 3
-        for c in config.cnn_channels:
-            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.MaxPool2d(3, stride=2, padding=1),
-                       _Residual(c), _Residual(c)]
-            c_in = c
-        self.stages = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(config.cnn_pool)
-        self.fc = nn.Linear(c_in * config.cnn_pool ** 2, config.cnn_embd)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Embed (N, 3, H, W) frames."""
-        x = self.pool(F.relu(self.stages(x)))
-        return F.relu(self.fc(x.flatten(1)))
-
-
 class BCCNN(nn.Module):
     """Behaviour cloning from frames: CNN per frame -> GPT core -> one head per action dimension."""
 
     def __init__(self, config: BCCNNConfig):
         super().__init__()
         self.config = config
-        self.cnn = ImpalaCNN(config)
+        self.cnn = FrameCNN(config.cnn_channels, config.cnn_pool, config.cnn_embd,
+                            config.cnn_block)
         self.proj = nn.Linear(config.cnn_embd, config.gpt.n_embd)
         self.core = TransformerCore(config.gpt)
         self.heads = nn.Linear(config.gpt.n_embd, sum(config.action_vocab_sizes))
@@ -348,8 +327,9 @@ class FrameDataSource:
             n_layer: transformer blocks.
             n_head: attention heads.
             n_embd: transformer width.
-            paper_cnn: use the paper-sized CNN (about 0.6M parameters, 1024-d embedding) instead
-                of the small ladder's CNN that scales with the width.
+            paper_cnn: use a CNN of the paper's size (16/32/32 channels, 1024-d embedding: about
+                0.6M parameters with Impala blocks) instead of the small ladder's CNN that
+                scales with the width; ``cnn_block`` (in kwargs) picks its blocks.
             **kwargs: further ``BCCNNConfig`` fields (image_size defaults to the frames').
         """
         kwargs.setdefault("image_size", self.frame_shape[0])

@@ -19,7 +19,7 @@ from ale_py.env import AtariEnv
 from gymnasium import spaces
 from gymnasium.utils import EzPickle
 
-from envs.images import check_dilate, check_size, resize_frame, sprite_dilation
+from envs.images import check_dilate, check_frame_size, resize_frame, sprite_dilation
 
 
 class AtariImageEnv(AtariEnv):
@@ -35,7 +35,8 @@ class AtariImageEnv(AtariEnv):
 
     Args:
         game: ALE ROM name in snake_case, e.g. ``"breakout"``.
-        size: side of the square observation in pixels (64 by default, 128 as in the paper).
+        size: side of the square observation in pixels (64 by default, 128 as in the paper),
+            or a (height, width) pair.
         frameskip: emulator frames per env step (each repeats the action).
         repeat_action_probability: sticky-action probability per emulator frame (0.25 as in
             ``ALE/*-v5``, Machado et al. 2018).
@@ -53,13 +54,13 @@ class AtariImageEnv(AtariEnv):
     def __init__(
         self,
         game: str = "breakout",
-        size: int = 64,
+        size: int | tuple[int, int] = 64,
         frameskip: int = 4,
         repeat_action_probability: float = 0.25,
         render_mode: str | None = None,
         dilate: tuple[int, int] | str = "auto",
     ):
-        size = check_size(size)
+        size = check_frame_size(size)
         dilate = check_dilate(dilate)
         if isinstance(frameskip, bool) or not isinstance(frameskip, (int, np.integer)):
             raise TypeError(f"frameskip must be a positive int (e.g. 4), got {frameskip!r}")
@@ -88,7 +89,8 @@ class AtariImageEnv(AtariEnv):
         if dilate == "auto":
             dilate = sprite_dilation((int(screen[0]), int(screen[1])), size)
         self.dilate: tuple[int, int] = (1, 1) if dilate == "none" else dilate
-        self.observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
+        hw = (size, size) if isinstance(size, int) else size
+        self.observation_space = spaces.Box(0, 255, (*hw, 3), np.uint8)
 
     def get_ram(self) -> np.ndarray:
         """Return a copy of the console RAM, uint8 array of shape (128,)."""

@@ -30,7 +30,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from envs.images import check_size
+from envs.images import check_frame_size
 
 logger = logging.getLogger(__name__)
 
@@ -85,15 +85,18 @@ class FetchPickAndPlaceImageEnv(gymnasium.Env):
     within 5 cm of the target, else 0.0.
 
     Args:
-        size: side of the square image in pixels (64 by default, 128 as in the paper).
+        size: side of the square image in pixels (64 by default, 128 as in the paper), or a
+            (height, width) pair.
         reward_type: ``"sparse"`` or ``"dense"``.
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the observation image).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
 
-    def __init__(self, size: int = 64, reward_type: str = "sparse", render_mode: str | None = None):
-        size = check_size(size)
+    def __init__(self, size: int | tuple[int, int] = 64, reward_type: str = "sparse",
+                 render_mode: str | None = None):
+        size = check_frame_size(size)
+        height, width = (size, size) if isinstance(size, int) else size
         if reward_type not in ("sparse", "dense"):
             raise ValueError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
         if render_mode not in (None, "rgb_array"):
@@ -104,12 +107,12 @@ class FetchPickAndPlaceImageEnv(gymnasium.Env):
         self._sim = env_cls(
             reward_type=reward_type,
             render_mode="rgb_array",
-            width=size,
-            height=size,
+            width=width,
+            height=height,
             default_camera_config=CAMERA_CONFIG,
         )
         self.action_space = self._sim.action_space
-        self.observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.observation_space = spaces.Box(0, 255, (height, width, 3), np.uint8)
         self.state_space = self._sim.observation_space
         self._frame: np.ndarray | None = None
 

@@ -36,7 +36,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--buckets", type=int, default=None,
                    help="buckets per continuous action dimension (11 joystick, 500 RT-1 arm); "
                         "required for continuous actions")
-    p.add_argument("--size", type=int, default=None, help="frame size HxW (env kwarg 'size')")
+    p.add_argument("--size", default=None,
+                   help="frame size: one side of a square (64) or HEIGHTxWIDTH (72x120); the env "
+                        "kwarg 'size'")
     p.add_argument("--seed", type=int, default=0, help="seed of the first reset and the policy")
     p.add_argument("--deterministic", action="store_true", help="predict(deterministic=True)")
     p.add_argument("--description", default="", help="stored in the dataset metadata")
@@ -112,8 +114,9 @@ def _collect(args: argparse.Namespace) -> int:
         raise ValueError("data collect needs --env and --dataset-id (or --default breakout|fetch)")
     import envs
     from offline_data.collect import collect, resolve_policy
+    from offline_data.frame_size import env_size
 
-    env_kwargs = {"size": args.size} if args.size else {}
+    env_kwargs = {"size": env_size(args.size)} if args.size else {}
     env = envs.make(args.env, **env_kwargs)
     try:
         kwargs = {}

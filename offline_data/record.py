@@ -50,6 +50,8 @@ class RecordConfig:
     """Seed of the first reset."""
     overwrite: bool = False
     """Replace an existing dataset id."""
+    size: int | tuple[int, int] | None = None
+    """Frame size passed to the env as ``size`` (one side or (height, width)); None: its default."""
 
     def __post_init__(self):
         if self.episodes < 1:
@@ -129,7 +131,7 @@ def record(config: RecordConfig, before_step: Callable[[int], None] | None = Non
 
     import envs
 
-    env = envs.make(config.env_id)
+    env = envs.make(config.env_id, **({"size": config.size} if config.size else {}))
     check_image_space(env.observation_space, what=f"env {config.env_id!r}")
     discretizer = discretizer_for_space(env.action_space, buckets=config.buckets)
     keys = KeyboardActions(env)
@@ -210,14 +212,18 @@ def register_record(sub: Any) -> None:
     p.add_argument("--fps", type=float, default=15.0, help="env steps per second")
     p.add_argument("--scale", type=int, default=6, help="window pixels per frame pixel")
     p.add_argument("--max-steps", type=int, default=None, help="cap per episode")
+    p.add_argument("--size", default=None,
+                   help="frame size: one side of a square (64) or HEIGHTxWIDTH (72x120)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset id")
     p.set_defaults(func=_record)
 
 
 def _record(args: argparse.Namespace) -> int:
+    from offline_data.frame_size import env_size
+
     cfg = RecordConfig(env_id=args.env, dataset_id=args.dataset_id, episodes=args.episodes,
                        fps=args.fps, scale=args.scale, max_steps=args.max_steps,
-                       overwrite=args.overwrite)
+                       overwrite=args.overwrite, size=env_size(args.size) if args.size else None)
     ds = record(cfg)
     print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps} steps")
     return 0

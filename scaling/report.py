@@ -2,11 +2,13 @@
 
 A report is a list of blocks (headings, paragraphs, tables, images, videos, code) rendered both as
 markdown and as a standalone HTML page; figures and videos are copied next to the pages so the
-``report/`` directory can be moved or shared as it is.
+``report/`` directory can be moved or shared as it is. ``report.html`` carries its figures inside
+it (``data:`` URIs), so the page alone can be mailed; videos stay links to ``media/``.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -19,6 +21,8 @@ from typing import Any
 from offline_data.atomic import write_text_atomic
 
 TASK_TITLES = {"wm-token": "WM-Token", "bc-token": "BC-Token", "bc-cnn": "BC-CNN"}
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+               ".gif": "image/gif", ".svg": "image/svg+xml", ".webp": "image/webp"}
 
 
 @dataclass
@@ -81,7 +85,7 @@ class Report:
         return "\n\n".join(out) + "\n"
 
     def html(self) -> str:
-        """The page as standalone HTML (figures and videos embedded by relative path)."""
+        """The page as standalone HTML: figures embedded as data URIs, videos linked."""
         e = html.escape
         out = []
         for b in self.blocks:
@@ -99,7 +103,8 @@ class Report:
                                                                   for c in r) + "</tr>"
                                                for r in body) + "</table>")
             elif b.kind == "img":
-                out.append(f'<figure><img src="{e(b.src)}" alt="{e(b.text)}">'
+                src = image_data_uri(self.out_dir / b.src) or b.src
+                out.append(f'<figure><img src="{e(src)}" alt="{e(b.text)}">'
                            f"<figcaption>{e(b.text)}</figcaption></figure>")
             elif b.kind == "video":
                 out.append(f'<figure><video src="{e(b.src)}" controls loop muted></video>'
@@ -121,6 +126,19 @@ class Report:
         write_text_atomic(md, self.markdown())
         write_text_atomic(page, self.html())
         return md, page
+
+
+def image_data_uri(path: str | os.PathLike) -> str | None:
+    """An image file as a ``data:`` URI; None for a missing file or a type that is not an image.
+
+    >>> image_data_uri("missing.png") is None
+    True
+    """
+    path = Path(path)
+    mime = IMAGE_TYPES.get(path.suffix.lower())
+    if mime is None or not path.is_file():
+        return None
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _inline(text: str) -> str:

@@ -147,10 +147,14 @@ def _paper(name: str, task: str, tokens_per_frame: int, sizes: list[str], flops:
 
 
 # The paper's 128x128 frames with d_z = 256 tile as a 16x16 grid; d_z = 540 needs a frame with
-# aspect 3:5 (e.g. 144x240 or the paper's 180x300), so those presets expect your own dataset.
+# aspect 3:5 (e.g. 144x240, an 18x30 grid, or the paper's 180x300), so those presets expect your
+# own dataset, imported at that size (_IMPORT_540; tests/scaling/test_non_square_frames.py runs it).
 _BREAKOUT_128 = DatasetSpec(id="embscale/breakout128/scripted-v1", collect=True, frame_size=128,
                             episodes=20_000, max_episode_steps=4500)
 _WIDE_DATASET = DatasetSpec(id="embscale/gameplay/human-v0", collect=False)
+_IMPORT_540 = ("import 3:5 frames first: `embscale data import gameplay --source logs/ --size "
+               "144x240 --dataset-id embscale/gameplay/human-v0` (or `embscale data import "
+               "lerobot PATH --size 144x240 --dataset-id ID` and `embscale study --dataset ID`)")
 
 
 def paper_wm_token_256() -> StudySpec:
@@ -165,15 +169,16 @@ def paper_wm_token_540() -> StudySpec:
     """Table 1 row WM-Token-540: d_z=540, sizes 4M-206M (Table 4)."""
     return _paper("paper-wm-token-540", "wm-token", 540, ["4M", "11M", "27M", "52M", "110M",
                                                           "206M"], 3e19, _WIDE_DATASET,
-                  "Paper scale WM-Token-540 (Table 1 row 2); needs a dataset of 3:5 frames "
-                  "(e.g. 144x240), imported with `embscale data import`.", "wm-token-540")
+                  "Paper scale WM-Token-540 (Table 1 row 2) on 540 tokens per 144x240 frame; "
+                  + _IMPORT_540 + ".", "wm-token-540")
 
 
 def paper_bc_token_540() -> StudySpec:
     """Table 1 row BC-Token-540: d_z=540, sizes 2M-27M (Table 5)."""
     return _paper("paper-bc-token-540", "bc-token", 540, ["2M", "4M", "11M", "27M"], 3e19,
                   _WIDE_DATASET,
-                  "Paper scale BC-Token-540 (Table 1 row 3); needs a dataset of 3:5 frames.",
+                  "Paper scale BC-Token-540 (Table 1 row 3) on 540 tokens per 144x240 frame; "
+                  + _IMPORT_540 + ".",
                   "bc-token-540")
 
 

@@ -39,7 +39,7 @@ class DatasetSpec:
     collect: bool = False  # collect the dataset from ``env`` when ``id`` is missing locally
     env: str = "embscale/Breakout-v0"  # env to collect from
     policy: str = "scripted"  # collecting policy: scripted | random | sb3:PATH | module:factory
-    frame_size: int = 64  # side of the square frames collected, in pixels
+    frame_size: int | list[int] = 64  # side of the square frames collected, or [height, width]
     episodes: int = 40  # episodes to collect (at most)
     max_total_steps: int = 0  # stop collecting after this many steps in total (0 = no cap)
     max_episode_steps: int = 0  # cap per collected episode (0 = the env's own)
@@ -52,9 +52,11 @@ class DatasetSpec:
         if not self.id or "/" not in self.id:
             raise ValueError(f"dataset.id={self.id!r} is not a Minari id; use e.g. "
                              "'embscale/breakout/scripted-v1'")
-        for name in ("episodes", "frame_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"dataset.{name}={getattr(self, name)} must be >= 1")
+        if self.episodes < 1:
+            raise ValueError(f"dataset.episodes={self.episodes} must be >= 1")
+        from offline_data.frame_size import parse_frame_size
+
+        parse_frame_size(self.frame_size, name="dataset.frame_size")
         for name in ("max_total_steps", "max_episode_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"dataset.{name}={getattr(self, name)} must be >= 0")

@@ -24,11 +24,12 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 TASKS = ("wm-token", "bc-token", "bc-cnn")
-_MODEL_OPTIONS = ("seq_len", "aux_heads", "image_size", "dropout")
+_MODEL_OPTIONS = ("seq_len", "aux_heads", "image_size", "dropout", "cnn_block")
 
 
 def build(task: str, size: str, data: str, seq_len: int | None = None, preset: str | None = None,
-          aux_heads: bool = True, image_size: int | None = None, dropout: float = 0.0):
+          aux_heads: bool = True, image_size: int | None = None, dropout: float = 0.0,
+          cnn_block: str = "impala"):
     """Build ``(model, data_source, preset, run_config)`` for a task and size name.
 
     Args:
@@ -40,6 +41,7 @@ def build(task: str, size: str, data: str, seq_len: int | None = None, preset: s
         aux_heads: train reward and termination heads with WM-Token (for world-model envs).
         image_size: BC-CNN frame size (default: the preset's, else the dataset's).
         dropout: transformer dropout.
+        cnn_block: BC-CNN's CNN blocks, "impala" or "convnext" (see agents.bc_cnn_nets).
     """
     from worldmodels import presets
 
@@ -58,10 +60,10 @@ def build(task: str, size: str, data: str, seq_len: int | None = None, preset: s
             raise ValueError(f"{data} is a token shard; bc-cnn reads frames: pass the Minari "
                              "dataset id (e.g. embscale/breakout/scripted-v1)")
         source = FrameDataSource(data, seq_len=seq_len)
-        kwargs = {}
+        kwargs: dict = {"cnn_block": cnn_block}
         if image_size or p.image_size:
             kwargs["image_size"] = image_size or p.image_size
-        # the paper's 0.6M CNN for paper sizes; the ladder's CNN scales with the width
+        # a CNN of the paper's size (0.6M) for paper sizes; the ladder's CNN scales with the width
         cfg = source.model_config(shape.n_layer, shape.n_head, shape.n_embd,
                                   paper_cnn=size not in presets.LADDER, **kwargs)
         cfg.gpt = type(cfg.gpt)(**{**cfg.gpt.to_dict(), "dropout": dropout})
@@ -146,7 +148,8 @@ def _run(args: argparse.Namespace) -> int:
                             ("val_points_per_decade", "val_points_per_decade"),
                             ("val_batches", "val_batches"),
                             ("checkpoint_every", "checkpoint_every"),
-                            ("seq_len", "seq_len"), ("image_size", "image_size")]:
+                            ("seq_len", "seq_len"), ("image_size", "image_size"),
+                            ("cnn_block", "cnn_block")]:
         value = getattr(args, opt)
         if value is not None:
             overrides[field_name] = value
@@ -217,6 +220,9 @@ def register(subparsers) -> None:
                             "to use the world model as an environment; not counted in N)")
     model.add_argument("--image-size", type=int, default=None,
                        help="bc-cnn: resize frames to this size (default: the dataset's)")
+    model.add_argument("--cnn-block", choices=("impala", "convnext"), default=None,
+                       help="bc-cnn: blocks of the CNN's stages, impala (residual 3x3 convs, "
+                            "VPT's; default) or convnext (the paper's Appendix A.1)")
     log = p.add_argument_group("logging and checkpoints")
     log.add_argument("--log-points-per-decade", type=int, default=None,
                      help="metrics points per decade of steps (default 20)")

@@ -1,1 +1,1 @@
-"""Importers: gameplay logs (video + controller CSV) and RLDS robot episodes (TFRecord)."""
+"""Importers: gameplay logs (video + controller CSV), RLDS episodes (TFRecord), LeRobot datasets."""

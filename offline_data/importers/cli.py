@@ -1,8 +1,9 @@
-"""``embscale data import gameplay|rlds``: turn recorded trajectories into Minari datasets.
+"""``embscale data import gameplay|rlds|lerobot``: turn recorded trajectories into Minari datasets.
 
 Example:
     embscale data import gameplay --source logs/ --dataset-id embscale/mygame/human-v0 --rate 10
     embscale data import rlds --source rt1/ --mapping rt1 --dataset-id embscale/rt1/robot-v0
+    embscale data import lerobot ~/pusht --dataset-id embscale/pusht/human-v0 --size 96
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 def register_import(sub: Any) -> None:
     """Add ``import`` under ``embscale data``."""
-    p = sub.add_parser("import", help="import gameplay logs or RLDS robot episodes",
+    p = sub.add_parser("import", help="import gameplay logs, RLDS or LeRobot robot episodes",
                        description="Import recorded trajectories as a Minari dataset.")
     fmt = p.add_subparsers(dest="import_format", metavar="FORMAT")
     p.set_defaults(func=lambda args: p.print_help() or 2)
@@ -25,7 +26,7 @@ def register_import(sub: Any) -> None:
     g.add_argument("--source", required=True, help="directory with the video/csv pairs")
     g.add_argument("--dataset-id", required=True, help="e.g. embscale/mygame/human-v0")
     g.add_argument("--rate", type=float, default=10.0, help="target rate in Hz (default 10)")
-    g.add_argument("--size", type=int, default=64, help="frame height/width (default 64)")
+    _size(g)
     g.add_argument("--axis-buckets", type=int, default=11, help="buckets per axis (default 11)")
     g.add_argument("--time-offset", type=float, default=0.0,
                    help="seconds added to CSV timestamps to align them with the video")
@@ -40,11 +41,32 @@ def register_import(sub: Any) -> None:
     r.add_argument("--mapping", default="rt1",
                    help="field mapping: preset name (rt1, bridge) or a JSON file of "
                         "RLDSMapping fields (default rt1)")
-    r.add_argument("--size", type=int, default=64, help="frame height/width (default 64)")
+    _size(r)
     r.add_argument("--max-episodes", type=int, default=None, help="stop after this many")
     r.add_argument("--no-verify-crc", action="store_true", help="skip TFRecord CRC checks")
     _common(r)
     r.set_defaults(func=_import_rlds)
+
+    le = fmt.add_parser("lerobot", help="a local LeRobot dataset (codebase v2.0, v2.1, v3.0)",
+                        description="A LeRobot dataset directory (meta/info.json, parquet tables, "
+                                    "one mp4 per camera), read without the lerobot package.")
+    le.add_argument("path", help="the dataset's root directory (holding meta/, data/, videos/)")
+    le.add_argument("--dataset-id", required=True, help="e.g. embscale/pusht/human-v0")
+    le.add_argument("--camera", default=None,
+                    help="video feature to use as the observation (default: the first one)")
+    le.add_argument("--buckets", type=int, default=500,
+                    help="buckets per action dimension (default 500, as RT-1's arm)")
+    le.add_argument("--rate", type=float, default=None,
+                    help="resample to this rate in Hz (default: the dataset's fps)")
+    _size(le)
+    _common(le)
+    le.set_defaults(func=_import_lerobot)
+
+
+def _size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", default="64",
+                   help="frame size: one side of a square (64) or HEIGHTxWIDTH, e.g. 144x240 for "
+                        "the paper's 540 tokens per frame (default 64)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -60,6 +82,17 @@ def _import_gameplay(args: argparse.Namespace) -> int:
                                time_offset=args.time_offset)
     ds = import_gameplay(args.source, args.dataset_id, cfg, description=args.description,
                          overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps} steps")
+    return 0
+
+
+def _import_lerobot(args: argparse.Namespace) -> int:
+    from offline_data.importers.lerobot import LeRobotImportConfig, import_lerobot
+
+    cfg = LeRobotImportConfig(camera=args.camera, size=args.size, rate=args.rate,
+                              buckets=args.buckets)
+    ds = import_lerobot(args.path, args.dataset_id, cfg, description=args.description,
+                        overwrite=args.overwrite, progress=not args.no_progress)
     print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps} steps")
     return 0
 

@@ -10,7 +10,7 @@ Both streams are resampled to ``rate`` Hz (default 10) on their common time span
 taken at ``t_k = start + k / rate``; the observation is the video frame on screen at ``t_k``,
 axes hold their last logged value, and a button counts as pressed if it was pressed at any logged
 time in ``[t_k, t_k + 1 / rate)`` (so short taps survive downsampling). Frames are resized to
-``size`` x ``size``.
+``size``: one side of a square (64) or height x width (``"72x120"``, ``(72, 120)``).
 
 Example:
     embscale data import gameplay --source logs/ --dataset-id embscale/mygame/human-v0
@@ -28,6 +28,7 @@ import numpy as np
 
 from offline_data.datasets import Episode, MinariWriter
 from offline_data.discretize import UniformDiscretizer
+from offline_data.frame_size import parse_frame_size, resize_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ class GameplayImportConfig:
 
     rate: float = 10.0
     """Target sampling rate in Hz."""
-    size: int = 64
-    """Output frame height and width in pixels."""
+    size: int | str | tuple[int, int] = 64
+    """Output frame size in pixels: one side of a square, or (height, width) / "HxW"."""
     axis_buckets: int = 11
     """Uniform buckets per axis over [-1, 1] (11 as for the paper's joysticks)."""
     time_offset: float = 0.0
@@ -52,8 +53,7 @@ class GameplayImportConfig:
     def __post_init__(self):
         if self.rate <= 0:
             raise ValueError(f"rate={self.rate} must be > 0 Hz")
-        if self.size < 8:
-            raise ValueError(f"size={self.size} must be >= 8 pixels")
+        object.__setattr__(self, "size", parse_frame_size(self.size))
         if self.axis_buckets < 2:
             raise ValueError(f"axis_buckets={self.axis_buckets} must be >= 2")
 
@@ -127,14 +127,6 @@ def _video_meta(path: Path) -> tuple[float, int, tuple[int, int]]:
     return fps, max(int(round(float(meta["duration"]) * fps)), 1), tuple(meta["size"])
 
 
-def _resize(frame: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image
-
-    if frame.shape[:2] == (size, size):
-        return frame
-    return np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR))
-
-
 def import_episode(video: str | Path, log_path: str | Path,
                    config: GameplayImportConfig = GameplayImportConfig()) -> Episode:
     """Resample one (video, action log) pair to an ``Episode`` at ``config.rate`` Hz.
@@ -166,7 +158,7 @@ def import_episode(video: str | Path, log_path: str | Path,
             window = log.values[lo_i:max(hi_i, lo_i + 1), log.button_dims]
             actions[k, log.button_dims] = window.max(axis=0)
 
-    frames = np.empty((len(sample_times), config.size, config.size, 3), np.uint8)
+    frames = np.empty((len(sample_times), *config.size, 3), np.uint8)
     import imageio_ffmpeg
 
     reader = imageio_ffmpeg.read_frames(str(video))
@@ -176,7 +168,7 @@ def import_episode(video: str | Path, log_path: str | Path,
         for i, raw in enumerate(reader):
             while wanted < len(frame_idx) and frame_idx[wanted] == i:
                 frame = np.frombuffer(raw, np.uint8).reshape(height, width, 3)
-                frames[wanted] = _resize(frame, config.size)
+                frames[wanted] = resize_rgb(frame, config.size)
                 wanted += 1
             if wanted == len(frame_idx):
                 break
@@ -232,7 +224,7 @@ def import_gameplay(source: str | Path | Sequence[tuple[Path, Path]], dataset_id
     d_a = first.actions.shape[1]
     low = np.where(np.isin(np.arange(d_a), log.button_dims), 0.0, -1.0).astype(np.float32)
     action_space = spaces.Box(low, np.ones(d_a, np.float32), dtype=np.float32)
-    obs_space = spaces.Box(0, 255, (config.size, config.size, 3), np.uint8)
+    obs_space = spaces.Box(0, 255, (*config.size, 3), np.uint8)
     discretizer = UniformDiscretizer(low, np.ones(d_a), config.axis_buckets,
                                      button_dims=log.button_dims)
     with MinariWriter(dataset_id, observation_space=obs_space, action_space=action_space,

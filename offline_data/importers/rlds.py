@@ -7,8 +7,12 @@ over the episode (TFDS's RLDS layout: ``steps/observation/image`` holds one enco
 the fields; the ``rt1`` preset is RT-1's (``fractal20220817_data``) layout and other robot
 datasets need only another mapping (a JSON file on the command line).
 
-RLDS step ``t`` holds ``o_t`` and the action ``a_t`` taken on it; the last step (``is_last``)
-only contributes its observation. An episode of N steps becomes N observations and N-1 actions.
+RLDS step ``t`` holds ``o_t``, the action ``a_t`` taken on it and the reward ``r_t`` that
+followed; the last step (``is_last``) contributes its observation, and its reward (where RT-1
+puts the success reward) is added to the transition before it, the last one there is. An episode
+of N steps becomes N observations and N-1 actions. Records are parsed with the ``protobuf``
+runtime (``example_proto``), which ``benchmarks/bench_tfrecord.py`` measures against a
+hand-written wire-format decoder.
 
 Example:
     embscale data import rlds --source rt1_shards/ --dataset-id embscale/rt1/robot-v0
@@ -28,12 +32,9 @@ import numpy as np
 
 from offline_data.datasets import Episode, MinariWriter
 from offline_data.discretize import UniformDiscretizer
-from offline_data.importers.tfrecord import (
-    is_sequence_example,
-    parse_example,
-    parse_sequence_example,
-    read_tfrecord,
-)
+from offline_data.frame_size import parse_frame_size
+from offline_data.importers.example_proto import parse_sequence_example
+from offline_data.importers.tfrecord import read_tfrecord
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +118,12 @@ def _get(features: dict, key: str, where: str) -> Any:
     return features[key]
 
 
-def _flatten_sequence(data: bytes) -> dict[str, Any]:
-    """A SequenceExample as flattened Example-like features (per-step lists concatenated)."""
+def _record_features(data: bytes) -> dict[str, Any]:
+    """An Example's features, or a SequenceExample's flattened (per-step lists concatenated).
+
+    One parse serves both: an ``Example``'s features (field 1) are a ``SequenceExample``'s
+    context, and an ``Example`` has no feature lists.
+    """
     context, lists = parse_sequence_example(data)
     flat = dict(context)
     for key, steps in lists.items():
@@ -129,18 +134,23 @@ def _flatten_sequence(data: bytes) -> dict[str, Any]:
     return flat
 
 
-def _decode_image(data: bytes, size: int) -> np.ndarray:
+def _decode_image(data: bytes, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
     img = Image.open(io.BytesIO(data)).convert("RGB")
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
+    if img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.BILINEAR)
     return np.asarray(img)
 
 
-def episode_from_record(data: bytes, mapping: RLDSMapping, size: int, where: str) -> Episode:
-    """Decode one RLDS episode record into an ``Episode`` with frames resized to size x size."""
-    features = _flatten_sequence(data) if is_sequence_example(data) else parse_example(data)
+def episode_from_record(data: bytes, mapping: RLDSMapping, size: int | str | tuple[int, int],
+                        where: str) -> Episode:
+    """Decode one RLDS episode record into an ``Episode`` with frames resized to ``size``.
+
+    ``size`` is one side of a square or (height, width) (see ``parse_frame_size``).
+    """
+    size = parse_frame_size(size)
+    features = _record_features(data)
     images = _get(features, mapping.image, where)
     n = len(images)
     if n < 2:
@@ -155,7 +165,12 @@ def episode_from_record(data: bytes, mapping: RLDSMapping, size: int, where: str
     actions = np.concatenate(parts, axis=1)[:-1]
     rewards = np.zeros(n - 1)
     if mapping.reward:
-        rewards = np.asarray(_get(features, mapping.reward, where), dtype=np.float64)[:n - 1]
+        step_rewards = np.asarray(_get(features, mapping.reward, where), dtype=np.float64)
+        if step_rewards.size != n:
+            raise ValueError(f"{where}: {mapping.reward!r} has {step_rewards.size} values for "
+                             f"{n} steps; fix the reward field of the mapping")
+        rewards = step_rewards[:n - 1].copy()
+        rewards[-1] += step_rewards[-1]  # the is_last step's reward ends the last transition
     if mapping.is_first:
         first = np.asarray(_get(features, mapping.is_first, where)).astype(bool)
         if not first[0]:
@@ -179,7 +194,8 @@ def episode_from_record(data: bytes, mapping: RLDSMapping, size: int, where: str
     return Episode(frames, actions, rewards, terminations, truncations, meta)
 
 
-def iter_rlds_episodes(files: Sequence[str | Path], mapping: RLDSMapping, size: int = 64,
+def iter_rlds_episodes(files: Sequence[str | Path], mapping: RLDSMapping,
+                       size: int | str | tuple[int, int] = 64,
                        verify_crc: bool = True) -> Iterator[Episode]:
     """Stream episodes from TFRecord files, one record (episode) at a time."""
     for path in files:
@@ -201,9 +217,13 @@ def find_tfrecords(source: str | Path) -> list[Path]:
 
 
 def import_rlds(source: str | Path, dataset_id: str, mapping: RLDSMapping | str = "rt1",
-                size: int = 64, max_episodes: int | None = None, verify_crc: bool = True,
-                description: str = "", overwrite: bool = False, progress: bool = True):
-    """Import RLDS TFRecord episodes as a Minari dataset (atomic write)."""
+                size: int | str | tuple[int, int] = 64, max_episodes: int | None = None,
+                verify_crc: bool = True, description: str = "", overwrite: bool = False,
+                progress: bool = True):
+    """Import RLDS TFRecord episodes as a Minari dataset (atomic write).
+
+    ``size`` is the output frame size: one side of a square or (height, width) / ``"HxW"``.
+    """
     from gymnasium import spaces
     from tqdm.auto import tqdm
 
@@ -217,7 +237,8 @@ def import_rlds(source: str | Path, dataset_id: str, mapping: RLDSMapping | str 
     low = np.broadcast_to(np.asarray(mapping.action_low, np.float32), (d,)).copy()
     high = np.broadcast_to(np.asarray(mapping.action_high, np.float32), (d,)).copy()
     action_space = spaces.Box(low, high, dtype=np.float32)
-    obs_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
+    size = parse_frame_size(size)
+    obs_space = spaces.Box(0, 255, (*size, 3), np.uint8)
     discretizer = UniformDiscretizer(low, high, mapping.buckets)
     with MinariWriter(dataset_id, observation_space=obs_space, action_space=action_space,
                       discretizer=discretizer, algorithm_name="rlds-import",

@@ -139,3 +139,31 @@ def test_import_rlds_cli(tmp_path, capsys):
     assert main(["data", "import", "rlds", "--source", str(tmp_path), "--mapping", "nope.json",
                  "--dataset-id", "embscale/rt1/cli2-v0"]) == 2
     assert "neither a preset" in capsys.readouterr().err
+
+
+def test_collect_breakout_non_square_size(capsys):
+    assert main(["data", "collect", "--env", "embscale/Breakout-v0", "--policy", "scripted",
+                 "--episodes", "1", "--max-steps", "12", "--size", "36x60",
+                 "--dataset-id", "embscale/breakout/wide-v0", "--no-progress"]) == 0
+    ds = load_dataset("embscale/breakout/wide-v0")
+    assert read_episode(ds, 0).observations.shape == (13, 36, 60, 3)
+    env = ds.recover_environment()  # the JSON spec rebuilds the env at the same size
+    assert env.observation_space.shape == (36, 60, 3)
+    env.close()
+    assert main(["data", "collect", "--env", "embscale/Breakout-v0", "--episodes", "1",
+                 "--size", "36y60", "--dataset-id", "embscale/breakout/bad-v0"]) == 2
+    assert "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+def test_import_lerobot_cli(tmp_path, capsys):
+    from lerobot_fixtures import write_lerobot
+
+    root = write_lerobot(tmp_path / "ds", "v3.0", [5, 6], size=(24, 40))
+    assert main(["data", "import", "lerobot", str(root), "--dataset-id", "embscale/so100/cli-v0",
+                 "--size", "12x20", "--buckets", "64", "--no-progress"]) == 0
+    assert "wrote embscale/so100/cli-v0: 2 episodes, 9 steps" in capsys.readouterr().out
+    ds = load_dataset("embscale/so100/cli-v0")
+    assert read_episode(ds, 1).observations.shape == (6, 12, 20, 3)
+    assert main(["data", "import", "lerobot", str(root), "--dataset-id", "embscale/so100/x-v0",
+                 "--camera", "wrist"]) == 2
+    assert "observation.images.top" in capsys.readouterr().err

@@ -76,3 +76,14 @@ def test_keyboard_maps_atari_meanings_and_box_axes():
 def test_record_refuses_bad_config():
     with pytest.raises(ValueError, match="episodes"):
         RecordConfig(episodes=0)
+
+
+def test_record_breakout_at_a_non_square_size():
+    def before_step(step):
+        if step == 3:
+            _key(pygame.KEYDOWN, pygame.K_ESCAPE)
+
+    cfg = RecordConfig(env_id="embscale/Breakout-v0", dataset_id="embscale/breakout/wide-v0",
+                       fps=0, scale=1, size=(36, 60))
+    ds = record(cfg, before_step=before_step)
+    assert read_episode(ds, 0).observations.shape == (4, 36, 60, 3)

@@ -107,7 +107,9 @@ def test_miniature_study_end_to_end(tmp_path):
     assert baselines["marginal_stderr"] is None or baselines["marginal_stderr"] > 0
     assert "cannot tell them apart" in md or "standard errors, so" in md
     html = (study / "report" / "report.html").read_text()
-    assert "<video src=\"media/" in html and "<img src=\"media/" in html
+    # Figures are embedded (data URIs: the page travels alone); videos stay links to media/.
+    assert "<video src=\"media/" in html and "<img src=\"data:image/png;base64," in html
+    assert "<img src=\"media/" not in html
 
     # Resuming a finished study trains nothing and scores nothing again.
     stamps = {p: os.stat(p).st_mtime_ns for p in study.glob("*/done.json")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -102,13 +103,21 @@ def test_report_writes_markdown_and_html_with_media(tmp_path):
     r.add("table", "", [["a", "b"], ["1", "**2**"]])
     r.media(fig, "img", "a figure")
     r.media(tmp_path / "missing.mp4", "video", "a video")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"fake mp4")
+    r.media(clip, "video", "a real video")
     r.add("code", '{"k": "<v>"}')
     md, page = r.write()
     text = md.read_text()
     assert "| a | b |" in text and "![a figure](media/fig.png)" in text
     assert "missing.mp4 was not produced" in text
     h = page.read_text()
-    assert "<b>2</b>" in h and '<img src="media/fig.png"' in h and "&lt;v&gt;" in h
+    assert "<b>2</b>" in h and "&lt;v&gt;" in h
+    # Figures travel inside the page (data URI), so report.html alone can be mailed; videos
+    # stay links to media/.
+    embedded = "data:image/png;base64," + base64.b64encode(fig.read_bytes()).decode()
+    assert f'<img src="{embedded}"' in h and "media/fig.png" not in h
+    assert '<video src="media/clip.mp4"' in h
     assert (tmp_path / "report" / "media" / "fig.png").read_bytes() == fig.read_bytes()
 
 

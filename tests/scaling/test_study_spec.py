@@ -51,12 +51,20 @@ def test_fingerprint_ignores_report_settings():
     ({"loss_vs_quality": {"clip_frames": 8}}, "9 frames"),
     ({"name": "../x"}, "plain directory name"),
     ({"tasks": []}, "tasks is empty"),
+    ({"dataset": {"frame_size": [72]}}, r"dataset.frame_size=\[72\].*HEIGHTxWIDTH"),
+    ({"dataset": {"frame_size": 4}}, r"dataset.frame_size=4"),
     ({"tokenizer": {"overrides": {"foreground": 20}}}, r"unknown keys \['foreground'\].*"
                                                        r"foreground_weight"),
 ])
 def test_bad_specs_name_the_problem(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         spec_from_dict({**SPEC, **bad})
+
+
+def test_dataset_frame_size_may_be_height_by_width():
+    from scaling.study_spec import DatasetSpec
+
+    assert DatasetSpec(frame_size=[72, 120]).frame_size == [72, 120]
 
 
 def test_load_errors(tmp_path):
