@@ -371,6 +371,15 @@ class FrameDataSource:
             raise ValueError(f"context of {self.seq_len} timesteps is longer than the model's "
                              f"block_size {cfg.gpt.block_size}; lower seq_len")
 
+    def fingerprint(self) -> str:
+        """Fingerprint of the dataset's files (a resumed run refuses data that changed)."""
+        from offline_data.datasets import dataset_path
+        from offline_data.fingerprint import directory_fingerprint
+
+        dataset = self._readers["train"].dataset
+        path = getattr(getattr(dataset, "spec", None), "data_path", None)
+        return directory_fingerprint(path or dataset_path(self.dataset_id) / "data")
+
     def describe(self) -> dict:
         """JSON-able description for config.json."""
         return {"kind": "frames", "dataset_id": self.dataset_id, "seq_len": self.seq_len,
