@@ -25,6 +25,8 @@ import socket
 import time
 from pathlib import Path
 
+from offline_data.atomic import make_parent
+
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
@@ -82,7 +84,7 @@ class DirLock:
         """Take the lock or raise ``DirectoryInUseError`` naming the holder."""
         if self._fd is not None:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_parent(self.path)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -82,6 +82,10 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
     return "\n".join(lines) + "\n"
 
 
+FIT_DIR = {"marker": "fit.json", "allowed": ("table.md", "*.png"), "what": "fit directory"}
+"""What ``--overwrite`` may replace: a directory holding fit.json and only the fit's own files."""
+
+
 def _methods(choice: str) -> tuple[str, ...]:
     from scaling.laws.analysis import METHODS
 
@@ -90,13 +94,15 @@ def _methods(choice: str) -> tuple[str, ...]:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit the requested laws to the inputs and write ``fit.json``, ``table.md`` and figures."""
-    from offline_data.atomic import atomic_dir
+    from offline_data.atomic import atomic_dir, check_replaceable
     from scaling.inputs import load_curves
     from scaling.laws.analysis import FitOptions, analyze
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite or another --out")
+    if out.exists():  # --overwrite replaces only a fit directory, checked before the work
+        check_replaceable(out, **FIT_DIR)
     curves = load_curves(args.inputs, loss_key=args.loss_key, drop_nonfinite=args.drop_nonfinite,
                          min_tokens=args.min_tokens)
     logger.info("%d points on %d curves", curves.num_points, curves.num_curves)
@@ -120,7 +126,7 @@ def run_fit(args: argparse.Namespace) -> int:
             bar.close()
     fit = analysis.to_json()
     fit["data"].update(loss_key=args.loss_key, inputs=[Path(p).name for p in args.inputs])
-    with atomic_dir(out, overwrite=args.overwrite) as tmp:
+    with atomic_dir(out, overwrite=args.overwrite, **FIT_DIR) as tmp:
         (tmp / "fit.json").write_text(json.dumps(fit, indent=2, allow_nan=False) + "\n")
         (tmp / "table.md").write_text(table_markdown(fit))
         if not args.no_figures:
