@@ -204,7 +204,9 @@ def load_bc_cnn(path: str | os.PathLike, map_location: str | torch.device = "cpu
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}; train one with "
                                 "`embscale train --task bc-cnn`")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    from worldmodels.run_state import load_torch_file
+
+    ckpt = load_torch_file(path, "model checkpoint", map_location)
     if ckpt.get("model_kind") != "bc_cnn":
         raise ValueError(f"{path} holds a {ckpt.get('model_kind')!r} model, not a BC-CNN")
     model = BCCNN(BCCNNConfig.from_dict(ckpt["model_config"]))

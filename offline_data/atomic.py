@@ -11,16 +11,23 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
+def check_parent(path: str | os.PathLike) -> None:
+    """Raise ``NotADirectoryError`` when an existing ancestor of ``path`` is a file.
+
+    Called before long work, so an output path under a file fails at once, naming the file.
+    """
+    for ancestor in Path(path).parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise NotADirectoryError(f"cannot write {path}: {ancestor} is a file, not a "
+                                         "directory; pick an output path outside it")
+            return
+
+
 def make_parent(path: str | os.PathLike) -> None:
     """Create ``path``'s parent directories, with a clear error when one of them is a file."""
-    parent = Path(path).parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as e:
-        blocker = next((p for p in [parent, *parent.parents] if p.exists() and not p.is_dir()),
-                       parent)
-        raise NotADirectoryError(f"cannot write {path}: {blocker} is a file, not a directory; "
-                                 "pick an output path outside it") from e
+    check_parent(path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def fsync_path(path: str | os.PathLike) -> None:

@@ -13,6 +13,8 @@ import logging
 import math
 from pathlib import Path
 
+from offline_data import argtypes as A
+
 logger = logging.getLogger(__name__)
 
 
@@ -94,7 +96,7 @@ def _methods(choice: str) -> tuple[str, ...]:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit the requested laws to the inputs and write ``fit.json``, ``table.md`` and figures."""
-    from offline_data.atomic import atomic_dir, check_replaceable
+    from offline_data.atomic import atomic_dir, check_parent, check_replaceable
     from scaling.inputs import load_curves
     from scaling.laws.analysis import FitOptions, analyze
 
@@ -103,6 +105,7 @@ def run_fit(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} already exists; pass --overwrite or another --out")
     if out.exists():  # --overwrite replaces only a fit directory, checked before the work
         check_replaceable(out, **FIT_DIR)
+    check_parent(out)
     curves = load_curves(args.inputs, loss_key=args.loss_key, drop_nonfinite=args.drop_nonfinite,
                          min_tokens=args.min_tokens)
     logger.info("%d points on %d curves", curves.num_points, curves.num_curves)
@@ -157,8 +160,14 @@ def run_plan(args: argparse.Namespace) -> int:
         fit = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not a valid fit.json ({e}); rerun 'embscale fit'") from e
-    p = plan(fit, flops=args.flops, loss=args.loss, dataset_tokens=args.dataset_tokens,
-             source=args.source)
+    if not isinstance(fit, dict):
+        raise ValueError(f"{path} is not a fit.json (it holds a {type(fit).__name__}); pass the "
+                         "fit.json written by 'embscale fit'")
+    try:
+        p = plan(fit, flops=args.flops, loss=args.loss, dataset_tokens=args.dataset_tokens,
+                 source=args.source)
+    except (ValueError, KeyError, TypeError) as e:  # name the file the fit came from
+        raise ValueError(f"{path}: {e}") from e
     result = p.to_dict()
     if args.json:
         print(json.dumps(result, indent=2))
@@ -207,10 +216,11 @@ def register(subparsers) -> None:
                         "least squares with curve_fit (the paper)")
     p.add_argument("--loss-key", default="train/loss",
                    help="metrics.jsonl loss key (default train/loss; e.g. val/loss)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap refits (0: no intervals)")
+    p.add_argument("--bootstrap", type=A.nonnegative_int, default=1000,
+                   help="bootstrap refits (0: no intervals)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--level", type=float, default=0.95, help="confidence level")
-    p.add_argument("--smooth", type=int, default=0,
+    p.add_argument("--smooth", type=A.nonnegative_int, default=0,
                    help="smooth each curve's log loss over this many points before the frontier "
                         "(e.g. 5 for noisy curves)")
     p.add_argument("--frontier-points", choices=("midpoint", "grid"), default="midpoint",
@@ -218,7 +228,7 @@ def register(subparsers) -> None:
                         "point (Hoffmann)")
     p.add_argument("--no-extrapolation", action="store_true",
                    help="skip the held-out largest-run check")
-    p.add_argument("--min-tokens", type=float, default=0.0,
+    p.add_argument("--min-tokens", type=A.nonnegative_float, default=0.0,
                    help="drop points with fewer training inputs D (e.g. the warmup)")
     p.add_argument("--drop-nonfinite", action="store_true",
                    help="drop points with NaN or infinite loss instead of failing")

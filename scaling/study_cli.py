@@ -18,6 +18,8 @@ import argparse
 import dataclasses
 import json
 
+from offline_data import argtypes as A
+
 
 def _spec_from_args(args: argparse.Namespace):
     from scaling.study_presets import get_preset
@@ -117,7 +119,8 @@ def register(subparsers) -> None:
     p.add_argument("--name", help="study name (results in RUNS_DIR/NAME)")
     p.add_argument("--runs-dir", help="parent directory of studies (default: runs)")
     p.add_argument("--dataset", help="train on this Minari dataset id instead of the spec's")
-    p.add_argument("--parallel", type=int, help="training runs at a time on this machine")
+    p.add_argument("--parallel", type=A.positive_int,
+                   help="training runs at a time on this machine")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="training device")
     p.add_argument("--stages", help="comma-separated subset of: dataset, tokenizer, sweep, fit, "
                    "loss_vs_return, loss_vs_quality, report")
@@ -126,7 +129,7 @@ def register(subparsers) -> None:
     p.add_argument("--emit-jobs", choices=("jsonl", "torchrun", "slurm"),
                    help="write the training runs as a job list for a cluster instead of running")
     p.add_argument("--jobs-out", help="file for --emit-jobs (default: in the study directory)")
-    p.add_argument("--gpus", type=int, default=8, help="GPUs per run in emitted jobs")
+    p.add_argument("--gpus", type=A.positive_int, default=8, help="GPUs per run in emitted jobs")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p.add_argument("--print-spec", action="store_true", help="print the resolved spec and exit")

@@ -304,7 +304,11 @@ def load_spec(path: str | os.PathLike) -> StudySpec:
     if not path.is_file():
         raise FileNotFoundError(f"study spec {path} does not exist; write one (see docs/studies.md)"
                                 " or run `embscale study --preset default`")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"study spec {path} is not a text file ({e.reason} at byte {e.start}); "
+                         "pass a .toml or .json spec") from e
     if path.suffix == ".toml":
         try:
             import tomllib

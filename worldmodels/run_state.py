@@ -28,10 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
-logger = logging.getLogger(__name__)
+from offline_data.argtypes import MAX_LEARNING_RATE
 
-MAX_LEARNING_RATE = 10.0
-"""Learning rates above this are refused as absurd (AdamW diverges long before)."""
+logger = logging.getLogger(__name__)
 
 
 def check_learning_rate(lr: float, name: str = "learning_rate") -> float:
@@ -188,3 +187,36 @@ def data_fingerprint(data: Any) -> str | None:
     """The fingerprint of a data source's files (None for sources that offer none)."""
     fingerprint = getattr(data, "fingerprint", None)
     return fingerprint() if callable(fingerprint) else None
+
+
+def check_tokenizer_match(recorded: str | None, actual: str | None, model: str, other: str,
+                          allow_mismatch: bool = False) -> None:
+    """Refuse a model meeting tokens or a tokenizer other than the ones it was trained on.
+
+    Args:
+        recorded: the tokenizer sha256 in the model's run config (None: not recorded, so
+            nothing to compare).
+        actual: the sha256 of the tokenizer (or of the shards' tokenizer) it meets now.
+        model: the model's checkpoint path (for the message).
+        other: what it meets, e.g. ``"tokenizer tok.pt"`` or ``"token shard tokens/"``.
+        allow_mismatch: the expert override (``--allow-tokenizer-mismatch``): warn instead.
+
+    Raises:
+        ValueError: the two differ and ``allow_mismatch`` is off.
+    """
+    if not recorded or not actual or recorded == actual:
+        return
+    msg = (f"{model} was trained on tokens of tokenizer sha256 {recorded[:12]}..., but "
+           f"{other} is of tokenizer sha256 {actual[:12]}...: its losses and frames would be "
+           "meaningless; pass the tokenizer and shards the model was trained with (or "
+           "--allow-tokenizer-mismatch if you know they are equivalent)")
+    if not allow_mismatch:
+        raise ValueError(msg)
+    warnings.warn(msg, stacklevel=2)
+    logger.warning(msg)
+
+
+def recorded_tokenizer(ckpt: dict) -> str | None:
+    """The tokenizer sha256 a model checkpoint's run config records (None if none)."""
+    run_config = ckpt.get("run_config") if isinstance(ckpt, dict) else None
+    return ((run_config or {}).get("data") or {}).get("tokenizer_sha256")

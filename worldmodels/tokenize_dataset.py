@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from offline_data.atomic import check_replaceable
+from offline_data.atomic import check_parent, check_replaceable
 from offline_data.run_lock import DirLock
 from offline_data.token_writer import (
     merge_token_shards,
@@ -149,6 +149,7 @@ def encode_dataset(tokenizer: str | os.PathLike, dataset_id: str, out: str | os.
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     if out.exists():  # refuse a directory that is not ours before encoding anything
         check_replaceable(out, **replaceable_shards(splits))
+    check_parent(out)
     args = dict(tokenizer=str(tokenizer), dataset_id=dataset_id, splits=tuple(splits),
                 batch_size=batch_size, device=device, split_seed=split_seed)
     lock = (DirLock(out, "token shard directory", lock_path=out.with_name(f".{out.name}.lock"))
