@@ -181,3 +181,21 @@ def test_a_busy_worker_dies_with_its_killed_parent(tmp_path):
     while any(_alive(p) for p in workers) and time.time() < deadline:
         time.sleep(0.05)
     assert not any(_alive(p) for p in workers), "the worker outlived its parent"
+
+
+def test_encode_overwrite_replaces_shards_but_never_a_users_directory(tmp_path, capsys):
+    from scaling.cli import main as embscale
+
+    make_dataset(DATASET, size=16)
+    _tokenizer(tmp_path / "tok.pt")
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "thesis.tex").write_text("years of work")
+    argv = ["tokenizer", "encode", "--tokenizer", str(tmp_path / "tok.pt"), "--dataset",
+            DATASET, "--no-progress", "--overwrite", "--out"]
+    assert embscale([*argv, str(user)]) == 2
+    assert "refusing to replace" in capsys.readouterr().err
+    assert (user / "thesis.tex").read_text() == "years of work"
+    assert embscale([*argv, str(tmp_path / "tokens")]) == 0  # new
+    assert embscale([*argv, str(tmp_path / "tokens")]) == 0  # replaced: the suite's own
+    assert (tmp_path / "tokens" / "header.json").is_file()
