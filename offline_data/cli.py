@@ -68,6 +68,8 @@ def register(subparsers: Any) -> None:
                        description="Summarise a local Minari dataset.")
     p.add_argument("dataset_id", help="e.g. embscale/breakout/scripted-v1")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--no-verify", action="store_true",
+                   help="summarise the metadata only, without reading every episode")
     p.set_defaults(func=_info)
 
     p = sub.add_parser("list", help="list local datasets", description="List local datasets.")
@@ -156,9 +158,11 @@ def _defaults(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from offline_data.info import dataset_info
+    from offline_data.info import dataset_info, verify_episodes
 
     info = dataset_info(args.dataset_id)
+    if not args.no_verify:
+        verify_episodes(args.dataset_id)
     print(json.dumps(info.to_dict(), indent=2) if args.json else info.format())
     return 0
 

@@ -20,6 +20,7 @@ sys.path.insert(0, str(HERE / "worldmodels"))
 from tokenizer_fixtures import TINY_VQ, make_dataset  # noqa: E402
 
 DATASET = "embscale/synthetic/random-v0"
+DAMAGED = "embscale/synthetic/damaged-v0"
 
 
 class Fixtures:
@@ -68,6 +69,9 @@ def build(root: Path) -> Fixtures:
     fx.minari.mkdir(parents=True, exist_ok=True)
     os.environ["MINARI_DATASETS_PATH"] = str(fx.minari)
     make_dataset(DATASET, num_episodes=6, steps=12, size=16)
+    make_dataset(DAMAGED, num_episodes=3, steps=12, size=16)
+    part = next((fx.minari / DAMAGED / "data" / "1").glob("part-*"))
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])  # a truncated episode file
     _tokenizer(fx.tokenizer, 0)
     _tokenizer(fx.other_tokenizer, 1)
     encode_dataset(fx.tokenizer, DATASET, fx.tokens, progress=False)

@@ -9,7 +9,7 @@ and the command's own checks, so a check that is removed makes its case fail.
 from __future__ import annotations
 
 import pytest
-from bad_input_fixtures import DATASET, Fixtures, build, train_argv
+from bad_input_fixtures import DAMAGED, DATASET, Fixtures, build, train_argv
 
 from scaling.cli import main
 
@@ -159,6 +159,7 @@ CASES = [
     ("collect-size-0", lambda fx: _collect(fx, "--size", "0"), ["--size", "0"]),
     ("info-unknown-dataset", lambda fx: ["data", "info", "embscale/no/such-v0"],
      ["embscale/no/such-v0"]),
+    ("info-truncated-episode", lambda fx: ["data", "info", DAMAGED], [DAMAGED, "episode 1"]),
     ("info-malformed-id", lambda fx: ["data", "info", "bad id"], ["bad id"]),
     ("import-gameplay-missing-dir", lambda fx: ["data", "import", "gameplay", "--source",
                                                 str(fx.root / "nodir"), "--dataset-id",
