@@ -44,13 +44,34 @@ def _read_zip(path: Path) -> tuple[dict, bytes | None]:
     return data, weights
 
 
+def _sniff(data: dict) -> str:
+    """The algorithm that saved a model, from the hyperparameters only it stores ("" if unsure).
+
+    >>> _sniff({"clip_range": {}, "gae_lambda": 0.95})
+    'PPO'
+    """
+    module = str((data.get("policy_class") or {}).get("__module__", "")).split(".")
+    if len(module) > 2 and module[0] == "stable_baselines3" and module[1].upper() in ALGORITHMS:
+        return module[1].upper()  # dqn.policies, sac.policies, td3.policies
+    if "clip_range" in data:
+        return "PPO"
+    if "gae_lambda" in data:
+        return "A2C"
+    if "exploration_rate" in data:
+        return "DQN"
+    if "target_entropy" in data:
+        return "SAC"
+    if "policy_delay" in data:
+        return "DDPG" if data.get("policy_delay") == 1 and not data.get("target_policy_noise") \
+            else "TD3"
+    return ""
+
+
 def _algorithm(name: str, path: Path, data: dict) -> Any:
     import stable_baselines3 as sb3
 
-    if not name:  # read the algorithm from the policy class's module, without unpickling it
-        module = str((data.get("policy_class") or {}).get("__module__", ""))
-        parts = module.split(".")
-        name = parts[1] if len(parts) > 2 and parts[0] == "stable_baselines3" else ""
+    if not name:  # read the algorithm from the zip's plain-JSON fields, unpickling nothing
+        name = _sniff(data)
         if name.upper() not in ALGORITHMS:
             raise ValueError(f"cannot tell which algorithm saved {path}; name it: "
                              f"sb3:ALGO:{path} with ALGO one of {', '.join(ALGORITHMS)}")

@@ -180,6 +180,8 @@ CASES = [
      ["my-files", "refusing"]),
     ("fit-out-exists", lambda fx: _fit(fx, "--out", str(fx.user_dir)), ["my-files", "--overwrite"]),
     ("fit-out-under-file", lambda fx: _fit(fx, "--out", str(fx.a_file / "fit")), ["a-file"]),
+    ("fit-same-run-twice", lambda fx: ["fit", str(fx.run), str(fx.run), "--out",
+                                       str(fx.root / "f")], ["given twice", "run"]),
     ("fit-level-2", lambda fx: _fit(fx, "--out", str(fx.root / "f"), "--level", "2"),
      ["level", "2"]),
     ("fit-bootstrap-negative", lambda fx: _fit(fx, "--out", str(fx.root / "f"), "--bootstrap",
