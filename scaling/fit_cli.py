@@ -84,8 +84,10 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
     return "\n".join(lines) + "\n"
 
 
-FIT_DIR = {"marker": "fit.json", "allowed": ("table.md", "*.png"), "what": "fit directory"}
-"""What ``--overwrite`` may replace: a directory holding fit.json and only the fit's own files."""
+FIT_DIR = {"marker": "fit.json", "allowed": ("table.md", "*.png", "advice.json", ".*.tmp"),
+           "what": "fit directory"}
+"""What ``--overwrite`` may replace: a directory holding fit.json and only the fit's own files
+(and the planner's advice.json that a study writes beside them)."""
 
 
 def _methods(choice: str) -> tuple[str, ...]:

@@ -72,3 +72,35 @@ def test_an_output_under_a_file_is_named(tmp_path):
     (tmp_path / "f").write_text("a file")
     with pytest.raises(NotADirectoryError, match=r"f is a file, not a directory"):
         check_parent(tmp_path / "f" / "sub" / "out")
+
+
+def test_a_study_fit_directory_may_be_refitted(tmp_path):
+    from scaling.fit_cli import FIT_DIR
+
+    fit = tmp_path / "fits" / "wm-token"
+    fit.mkdir(parents=True)
+    for name in ("fit.json", "table.md", "scaling_fit.png", "advice.json"):
+        (fit / name).write_text("{}")
+    check_replaceable(fit, **FIT_DIR)  # the fit's own files and the study's advice
+    (fit / "thesis.tex").write_text("mine")
+    with pytest.raises(FileExistsError, match="thesis.tex"):
+        check_replaceable(fit, **FIT_DIR)
+
+
+def test_commits_are_fsynced(tmp_path, monkeypatch):
+    import os
+
+    from offline_data.atomic import atomic_file
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+                        or real(fd))
+    with atomic_file(tmp_path / "ckpt.pt") as tmp:
+        tmp.write_bytes(b"weights")
+    with atomic_dir(tmp_path / "shards") as tmp:
+        (tmp / "header.json").write_text("{}")
+    names = [os.path.basename(p) for p in synced]
+    assert any(n.startswith(".ckpt.pt.") for n in names)  # the file, before its rename
+    assert "header.json" in names  # every file of a directory, before its rename
+    assert str(tmp_path) in synced  # the directory holding the new names
