@@ -110,7 +110,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "study", help="run a whole scaling study (default: the embedded Breakout study)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--spec", help="study spec file (.json or .toml), see docs/studies.md")
+    p.add_argument("--spec", help="study spec file (.json or .toml), see docs/studies.md; a spec "
+                                  "is trusted input: its dataset.policy may name an SB3 zip "
+                                  "(sb3:ALGO:PATH unpickles it, running code stored in it) or a "
+                                  "module:factory (imported and run); sb3-weights:ALGO:PATH "
+                                  "reads only weights")
     from scaling.study_presets import PRESETS
 
     p.add_argument("--preset", help=f"named study: {', '.join(PRESETS)} (--list-presets)")

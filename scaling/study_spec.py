@@ -38,7 +38,9 @@ class DatasetSpec:
     id: str = "embscale/breakout/scripted-v1"  # Minari dataset id
     collect: bool = False  # collect the dataset from ``env`` when ``id`` is missing locally
     env: str = "embscale/Breakout-v0"  # env to collect from
-    policy: str = "scripted"  # collecting policy: scripted | random | sb3:PATH | module:factory
+    # collecting policy: scripted | random | sb3:ALGO:PATH | sb3-weights:ALGO:PATH | module:factory
+    # (sb3: unpickles the zip and module: imports the module: both run their code; trusted only)
+    policy: str = "scripted"
     frame_size: int = 64  # side of the square frames collected, in pixels
     episodes: int = 40  # episodes to collect (at most)
     max_total_steps: int = 0  # stop collecting after this many steps in total (0 = no cap)
