@@ -12,11 +12,17 @@ from offline_data.importers.gameplay import GameplayImportConfig, import_episode
 CFG = GameplayImportConfig(size=16)
 
 
-def test_non_finite_axis_values_are_refused(tmp_path):
+@pytest.mark.parametrize("value,message", [
+    ("nan", r"non-finite value \(nan\) in column 'stick'"),
+    ("inf", r"non-finite value \(inf\) in column 'stick'"),
+    ("5", r"'stick'\] of .* leave \[-1, 1\]"),
+    ("-7", r"'stick'\] of .* leave \[-1, 1\]"),
+])
+def test_axis_values_outside_the_action_space_are_refused(tmp_path, value, message):
     video, log = tmp_path / "ep.mp4", tmp_path / "ep.csv"
     _write_video(video, n=30)
-    log.write_text("timestamp,stick\n0.0,0.5\n0.2,nan\n0.4,0.0\n")
-    with pytest.raises(ValueError, match=r"non-finite value \(nan\) in column 'stick'"):
+    log.write_text(f"timestamp,stick\n0.0,0.5\n0.2,{value}\n0.4,0.0\n")
+    with pytest.raises(ValueError, match=message):
         import_episode(video, log, CFG)
 
 
