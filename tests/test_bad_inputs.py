@@ -251,3 +251,21 @@ def test_bad_input_exits_2_with_one_line(case, fx, capsys):
 
 def test_there_are_at_least_60_distinct_cases():
     assert len({c[0] for c in CASES}) == len(CASES) >= 60
+
+
+def test_debug_shows_the_traceback_instead(fx):
+    with pytest.raises((ValueError, FileNotFoundError), match="embscale/no/such-v0"):
+        main(["--debug", "data", "info", "embscale/no/such-v0"])
+
+
+def test_a_fault_of_ours_is_one_line_with_status_1(capsys):
+    from scaling.cli_errors import run_command
+
+    def broken(args):
+        raise RuntimeError("internal state\nwent wrong")
+
+    assert run_command(broken, None) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "unexpected RuntimeError" in err and "--debug" in err
+    with pytest.raises(RuntimeError):
+        run_command(broken, None, debug=True)
