@@ -1,6 +1,6 @@
 """A run directory's state, read and written so that a crash or bad numbers lose nothing.
 
-The trainer calls these helpers; they hold the rules, so the loop stays short:
+The trainer calls these functions; they hold the rules, so the loop stays short:
 
 - ``metrics.jsonl`` is strict JSON (non-finite numbers become ``null``); a truncated last line
   (the process died mid-write) is dropped with a warning instead of blocking the resume;
