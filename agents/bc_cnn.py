@@ -183,7 +183,9 @@ def load_bc_cnn(path: str | os.PathLike, map_location: str | torch.device = "cpu
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}; train one with "
                                 "`embscale train --task bc-cnn`")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    from worldmodels.run_state import load_torch_file
+
+    ckpt = load_torch_file(path, "model checkpoint", map_location)
     if ckpt.get("model_kind") != "bc_cnn":
         raise ValueError(f"{path} holds a {ckpt.get('model_kind')!r} model, not a BC-CNN")
     model = BCCNN(BCCNNConfig.from_dict(ckpt["model_config"]))
@@ -350,6 +352,15 @@ class FrameDataSource:
         if self.seq_len > cfg.gpt.block_size:
             raise ValueError(f"context of {self.seq_len} timesteps is longer than the model's "
                              f"block_size {cfg.gpt.block_size}; lower seq_len")
+
+    def fingerprint(self) -> str:
+        """Fingerprint of the dataset's files (a resumed run refuses data that changed)."""
+        from offline_data.datasets import dataset_path
+        from offline_data.fingerprint import directory_fingerprint
+
+        dataset = self._readers["train"].dataset
+        path = getattr(getattr(dataset, "spec", None), "data_path", None)
+        return directory_fingerprint(path or dataset_path(self.dataset_id) / "data")
 
     def describe(self) -> dict:
         """JSON-able description for config.json."""

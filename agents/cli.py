@@ -17,6 +17,8 @@ import argparse
 import logging
 import os
 
+from offline_data import argtypes as A
+
 
 def write_mp4(frames, path: str | os.PathLike, fps: int = 15, scale: int = 4) -> None:
     """Write uint8 frames (T, H, W, 3) as an H.264 MP4, enlarged ``scale`` times, atomically."""
@@ -55,8 +57,8 @@ def _add_wm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokens", metavar="DIR", default=None,
                    help="token shards for burn-in episodes (default: the model's training data)")
     p.add_argument("--split", default="test", help="shard split to start from (held out)")
-    p.add_argument("--burn-in", type=int, default=4, help="real frames before imagining")
-    p.add_argument("--temperature", type=float, default=1.0,
+    p.add_argument("--burn-in", type=A.positive_int, default=4, help="real frames before imagining")
+    p.add_argument("--temperature", type=A.nonnegative_float, default=1.0,
                    help="sampling temperature of image tokens (0: greedy)")
     p.add_argument("--reward", choices=("expected", "argmax"), default="expected",
                    help="imagined reward: expected reward sign, or its most likely value")
@@ -64,6 +66,14 @@ def _add_wm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto",
                    help="torch device of the world model and tokenizer: cpu, cuda, cuda:N or "
                         "auto (CUDA when available)")
+    _add_mismatch_flag(p)
+
+
+def _add_mismatch_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-tokenizer-mismatch", action="store_true",
+                   help="experts only: go on (with a warning) when the tokenizer or token "
+                        "shards are not the ones the model was trained on (their sha256 "
+                        "differs); results are then usually meaningless")
 
 
 def _simulator(args, num_envs: int):
@@ -72,7 +82,8 @@ def _simulator(args, num_envs: int):
     cfg = SimulatorConfig(burn_in=args.burn_in, temperature=args.temperature,
                           reward=args.reward)
     return load_simulator(args.world_model, args.tokenizer, args.tokens, args.split, num_envs,
-                          cfg, seed=args.seed, device=args.device)
+                          cfg, seed=args.seed, device=args.device,
+                          allow_tokenizer_mismatch=args.allow_tokenizer_mismatch)
 
 
 def _eval_policy(args) -> int:
@@ -90,7 +101,8 @@ def _eval_policy(args) -> int:
         raise ValueError("--episodes and --num-envs must be >= 1")
     policy = load_policy(args.checkpoint, args.tokenizer, args.tokens, args.dataset,
                          temperature=args.temperature, seed=args.seed,
-                         context_steps=args.context_steps, device=args.device)
+                         context_steps=args.context_steps, device=args.device,
+                         allow_tokenizer_mismatch=args.allow_tokenizer_mismatch)
 
     def make():
         return Monitor(envs.make(args.env, max_episode_steps=args.max_steps))
@@ -149,7 +161,8 @@ def _eval_loss(args) -> int:
           f"{args.split + ' loss':>10} {'± s.e.':>7}")
     for path in args.checkpoints:
         r = held_out_loss(path, args.split, stride=args.stride, batch_size=args.batch_size,
-                          data=args.data, device=args.device)
+                          data=args.data, device=args.device,
+                          allow_tokenizer_mismatch=args.allow_tokenizer_mismatch)
         rows.append(r)
         print(f"{str(path)[-48:]:<48} {r['task'] or '?':>8} {r['params']:>9,} "
               f"{r['tokens']:>9.3g} {r['windows']:>7} {r['loss']:>10.4f} {r['stderr']:>7.4f}",
@@ -266,24 +279,27 @@ def register(subparsers) -> None:
     p = ev_sub.add_parser("policy", help="roll out a BC-Token or BC-CNN policy in a real env")
     p.add_argument("--checkpoint", required=True, help="BC-Token or BC-CNN checkpoint")
     p.add_argument("--env", required=True, help="gymnasium id, e.g. embscale/Breakout-v0")
-    p.add_argument("--episodes", type=int, default=10, help="episodes to evaluate")
-    p.add_argument("--num-envs", type=int, default=4, help="envs stepped together")
-    p.add_argument("--max-steps", type=int, default=None, help="cut episodes after this many")
+    p.add_argument("--episodes", type=A.positive_int, default=10, help="episodes to evaluate")
+    p.add_argument("--num-envs", type=A.positive_int, default=4, help="envs stepped together")
+    p.add_argument("--max-steps", type=A.positive_int, default=None,
+                   help="cut episodes after this many")
     p.add_argument("--tokenizer", default=None, help="VQ-VAE checkpoint (BC-Token only)")
     p.add_argument("--tokens", default=None, help="token shards with the action discretizer "
                    "(BC-Token; default: the training data)")
     p.add_argument("--dataset", default=None, help="Minari dataset with the action discretizer "
                    "(BC-CNN; default: the training data)")
     p.add_argument("--deterministic", action="store_true", help="greedy actions (else sampled)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--temperature", type=A.nonnegative_float, default=1.0,
+                   help="sampling temperature")
     p.add_argument("--video", default=None, metavar="MP4", help="write one episode as MP4")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--context-steps", type=int, default=None,
+    p.add_argument("--context-steps", type=A.positive_int, default=None,
                    help="timesteps of history the policy sees (default: the model's context; "
                         "fewer is cheaper per step)")
     p.add_argument("--device", default="auto",
                    help="torch device of the policy: cpu, cuda, cuda:N or auto (CUDA when "
                         "available)")
+    _add_mismatch_flag(p)
     p.set_defaults(func=_eval_policy)
 
     p = ev_sub.add_parser(
@@ -296,43 +312,54 @@ def register(subparsers) -> None:
                    help="run directories (their checkpoints/last.pt) or checkpoint files")
     p.add_argument("--split", default="test", choices=("train", "val", "test"),
                    help="split of the training data to score")
-    p.add_argument("--stride", type=int, default=None,
+    p.add_argument("--stride", type=A.positive_int, default=None,
                    help="score every STRIDE-th window (default: the window length)")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    p.add_argument("--batch-size", type=A.positive_int, default=32, help="windows per forward pass")
     p.add_argument("--data", default=None, help="token shard directory or Minari dataset id "
                    "(default: the data each run recorded)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or auto")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
+    _add_mismatch_flag(p)
     p.set_defaults(func=_eval_loss)
 
     p = subparsers.add_parser("dyna", help="train PPO inside a world model, evaluate it for real")
     _add_wm_args(p)
     p.add_argument("--env", required=True, help="the real env, e.g. embscale/Breakout-v0")
     p.add_argument("--run-dir", required=True, help="where ppo.zip, results.json and tb/ go")
-    p.add_argument("--num-envs", type=int, default=16, help="imagined envs stepped together")
-    p.add_argument("--rounds", type=int, default=1, help="rounds of imagination (+ real steps)")
-    p.add_argument("--timesteps", type=int, default=4096, help="imagined steps per round")
-    p.add_argument("--horizon", type=int, default=50, help="imagined episode length cap")
-    p.add_argument("--n-steps", type=int, default=64, help="PPO rollout length per env")
-    p.add_argument("--real-steps", type=int, default=0, help="real steps per round (0: none)")
-    p.add_argument("--wm-updates", type=int, default=0,
+    p.add_argument("--num-envs", type=A.positive_int, default=16,
+                   help="imagined envs stepped together")
+    p.add_argument("--rounds", type=A.positive_int, default=1,
+                   help="rounds of imagination (+ real steps)")
+    p.add_argument("--timesteps", type=A.positive_int, default=4096,
+                   help="imagined steps per round")
+    p.add_argument("--horizon", type=A.positive_int, default=50, help="imagined episode length cap")
+    p.add_argument("--n-steps", type=A.positive_int, default=64, help="PPO rollout length per env")
+    p.add_argument("--real-steps", type=A.nonnegative_int, default=0,
+                   help="real steps per round (0: none)")
+    p.add_argument("--wm-updates", type=A.nonnegative_int, default=0,
                    help="world-model gradient steps on the real steps per round")
-    p.add_argument("--eval-episodes", type=int, default=10, help="real evaluation episodes")
-    p.add_argument("--eval-max-steps", type=int, default=1000, help="cut real episodes here")
+    p.add_argument("--eval-episodes", type=A.positive_int, default=10,
+                   help="real evaluation episodes")
+    p.add_argument("--eval-max-steps", type=A.positive_int, default=1000,
+                   help="cut real episodes here")
     p.set_defaults(func=_dyna)
 
     p = subparsers.add_parser("play", help="play inside a world model at the keyboard (pygame)")
     _add_wm_args(p)
-    p.add_argument("--horizon", type=int, default=1000, help="imagined episode length cap")
-    p.add_argument("--fps", type=int, default=15, help="frames per second")
-    p.add_argument("--scale", type=int, default=6, help="window pixels per frame pixel")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    p.add_argument("--horizon", type=A.positive_int, default=1000,
+                   help="imagined episode length cap")
+    p.add_argument("--fps", type=A.positive_int, default=15, help="frames per second")
+    p.add_argument("--scale", type=A.positive_int, default=6, help="window pixels per frame pixel")
+    p.add_argument("--max-steps", type=A.positive_int, default=None,
+                   help="stop after this many steps")
     p.set_defaults(func=_play)
 
     p = subparsers.add_parser("dream", help="MP4 of real vs imagined frames, same actions")
     _add_wm_args(p)
-    p.add_argument("--episode", type=int, default=0, help="index of the held-out episode")
-    p.add_argument("--steps", type=int, default=60, help="imagined steps after the burn-in")
+    p.add_argument("--episode", type=A.nonnegative_int, default=0,
+                   help="index of the held-out episode")
+    p.add_argument("--steps", type=A.positive_int, default=60,
+                   help="imagined steps after the burn-in")
     p.add_argument("--out", default="dream.mp4", help="MP4 to write")
-    p.add_argument("--fps", type=int, default=10, help="frames per second of the video")
+    p.add_argument("--fps", type=A.positive_int, default=10, help="frames per second of the video")
     p.set_defaults(func=_dream)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from agents.bc_cnn import BCCNN, BCCNNConfig, FrameDataSource
+from worldmodels.run_state import check_tokenizer_match, recorded_tokenizer
 from worldmodels.simulator import load_model_checkpoint
 from worldmodels.token_data import TokenDataSource
 from worldmodels.token_model import TokenModel, TokenModelConfig
@@ -32,7 +33,7 @@ from worldmodels.train_utils import resolve_device, to_device
 SPLITS = ("train", "val", "test")
 
 
-def _model_and_loader(ckpt: dict, split: str, data: str | None):
+def _model_and_loader(ckpt: dict, split: str, data: str | None, allow_mismatch: bool = False):
     """The checkpoint's model and a window loader over ``split`` of its data."""
     kind, recorded = ckpt.get("model_kind"), ckpt.get("run_config", {}).get("data", {})
     seq_len = int(recorded.get("seq_len") or 10)
@@ -46,6 +47,8 @@ def _model_and_loader(ckpt: dict, split: str, data: str | None):
     elif kind == "token_model":
         model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))
         source = TokenDataSource(data, seq_len=seq_len)
+        check_tokenizer_match(recorded_tokenizer(ckpt), source.shards.header.tokenizer_sha256,
+                              "the checkpoint", f"token shard {data}", allow_mismatch)
     else:
         raise ValueError(f"the checkpoint holds a {kind!r} model; pass one written by `embscale "
                          "train` (WM-Token, BC-Token or BC-CNN)")
@@ -58,7 +61,8 @@ def _model_and_loader(ckpt: dict, split: str, data: str | None):
 @torch.no_grad()
 def held_out_loss(checkpoint: str | os.PathLike, split: str = "test", *, stride: int | None = None,
                   batch_size: int = 32, data: str | None = None,
-                  device: str = "cpu") -> dict[str, Any]:
+                  device: str = "cpu", allow_tokenizer_mismatch: bool = False
+                  ) -> dict[str, Any]:
     """Mean pre-training loss (the curves' ``scaling_loss``) of a checkpoint over a split.
 
     Args:
@@ -70,6 +74,7 @@ def held_out_loss(checkpoint: str | os.PathLike, split: str = "test", *, stride:
             standard error is taken over batches.
         data: token shard directory or Minari dataset id (default: the one the run recorded).
         device: torch device.
+        allow_tokenizer_mismatch: score shards of another tokenizer than the model's (warns).
 
     Returns:
         ``{"loss", "stderr", "windows", "split", "step", "tokens", "params", "task",
@@ -80,7 +85,7 @@ def held_out_loss(checkpoint: str | os.PathLike, split: str = "test", *, stride:
     if batch_size < 1 or (stride is not None and stride < 1):
         raise ValueError(f"batch_size and stride must be >= 1, got {batch_size} and {stride}")
     ckpt = load_model_checkpoint(checkpoint, expect="any")
-    model, loader = _model_and_loader(ckpt, split, data)
+    model, loader = _model_and_loader(ckpt, split, data, allow_tokenizer_mismatch)
     device = resolve_device(device)
     model.to(device)
     ids = np.arange(0, loader.num_windows, stride or loader.seq_len)

@@ -220,7 +220,8 @@ class CNNPolicy(_BasePolicy):
 def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
                 tokens: str | os.PathLike | None = None, dataset: str | None = None,
                 temperature: float = 1.0, seed: int | None = None,
-                device: str = "cpu", context_steps: int | None = None) -> TokenPolicy | CNNPolicy:
+                device: str = "cpu", context_steps: int | None = None,
+                allow_tokenizer_mismatch: bool = False) -> TokenPolicy | CNNPolicy:
     """Load a BC-Token or BC-CNN checkpoint as a policy.
 
     Args:
@@ -234,6 +235,8 @@ def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | No
         seed: seed of action sampling.
         device: torch device (``auto``: CUDA when available).
         context_steps: timesteps of history the policy sees (default and maximum: the model's).
+        allow_tokenizer_mismatch: warn instead of refusing a tokenizer other than the one the
+            model was trained on (experts only).
     """
     device = resolve_device(device)
     ckpt = load_model_checkpoint(checkpoint, expect="policy")
@@ -256,15 +259,19 @@ def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | No
     if tokenizer is None:
         raise ValueError("a BC-Token policy needs the tokenizer its tokens came from; pass "
                          "--tokenizer PATH")
+    from worldmodels.run_state import check_tokenizer_match
     from worldmodels.tokenizer import load_tokenizer
 
     model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     vq = load_tokenizer(tokenizer, map_location=device)
+    check_tokenizer_match(data.get("tokenizer_sha256"), vq.sha256(), str(checkpoint),
+                          f"tokenizer {tokenizer}", allow_tokenizer_mismatch)
     tokens = tokens or data.get("path")
     if tokens is None:
         raise ValueError(f"{checkpoint} does not record its token shards; pass --tokens DIR")
-    spec = TokenShards.open(tokens, tokenizer_sha256=vq.sha256()).header.action_discretizer
+    spec = TokenShards.open(tokens, tokenizer_sha256=None if allow_tokenizer_mismatch
+                            else vq.sha256()).header.action_discretizer
     if spec is None:
         raise ValueError(f"token shard {tokens} records no action discretizer; re-encode it")
     return TokenPolicy(model.to(device), vq, discretizer_from_spec(spec),

@@ -54,4 +54,8 @@ def make(env_id: str, **kwargs) -> gymnasium.Env:
     if env_id.startswith("embscale/") and env_id not in gymnasium.registry:
         known = sorted(k for k in gymnasium.registry if k.startswith("embscale/"))
         raise ValueError(f"unknown env id {env_id!r}; the suite registers {known}")
-    return gymnasium.make(env_id, **kwargs)
+    try:
+        return gymnasium.make(env_id, **kwargs)
+    except gymnasium.error.UnregisteredEnv as e:  # NameNotFound, VersionNotFound, ...
+        raise ValueError(f"unknown env id {env_id!r} ({e}); use a registered gymnasium id such "
+                         f"as {BREAKOUT_ID!r}") from e

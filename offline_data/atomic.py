@@ -3,11 +3,54 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+
+def check_parent(path: str | os.PathLike) -> None:
+    """Raise ``NotADirectoryError`` when an existing ancestor of ``path`` is a file.
+
+    Called before long work, so an output path under a file fails at once, naming the file.
+    """
+    for ancestor in Path(path).parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise NotADirectoryError(f"cannot write {path}: {ancestor} is a file, not a "
+                                         "directory; pick an output path outside it")
+            return
+
+
+def make_parent(path: str | os.PathLike) -> None:
+    """Create ``path``'s parent directories, with a clear error when one of them is a file."""
+    check_parent(path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's or a directory's contents (a rename's entry, for a directory) to disk.
+
+    A rename is atomic but not durable: after a power cut the new name may point at a file whose
+    data never reached the disk. Committing = fsync the file, rename, fsync the directory.
+    """
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0))
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync directories; the data is still flushed
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str | os.PathLike) -> None:
+    """``fsync_path`` every file and directory under ``root`` (before it is renamed into place)."""
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            fsync_path(os.path.join(dirpath, name))
+        fsync_path(dirpath)
 
 
 @contextlib.contextmanager
@@ -19,34 +62,77 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     ``path`` is left untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        fsync_path(tmp_path)
         os.replace(tmp_path, path)
+        fsync_path(path.parent)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
+def check_replaceable(path: str | os.PathLike, marker: str, allowed: Iterable[str],
+                      what: str = "directory") -> None:
+    """Raise unless ``path`` is a directory this suite wrote and holds nothing else.
+
+    ``--overwrite`` may only ever replace the suite's own output: a directory whose ``marker``
+    file is present and whose every entry is one of ``allowed`` (glob patterns). Anything
+    else -- a file, a directory of the user's own files, one with extra files added -- is
+    refused, so a mistyped ``--out`` never deletes someone's work.
+
+    Raises:
+        FileExistsError: naming the path, why it is refused and the fix.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileExistsError(f"--out {path} exists and is not a directory; refusing to replace "
+                              "it: pick another --out")
+    if not (path / marker).is_file():
+        raise FileExistsError(f"refusing to replace {path}: it is not a {what} written by "
+                              f"embscale (it has no {marker}); pick another --out, or remove it "
+                              "yourself if you mean to")
+    patterns = tuple(allowed) + (marker,)
+    foreign = sorted(p.name for p in path.iterdir()
+                     if not any(fnmatch.fnmatchcase(p.name, pat) for pat in patterns))
+    if foreign:
+        raise FileExistsError(f"refusing to replace {path}: besides the {what} it holds other "
+                              f"files ({', '.join(foreign[:5])}); move them away or pick "
+                              "another --out")
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False, marker: str | None = None,
+               allowed: Iterable[str] = (), what: str = "directory") -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; on success move it to ``path``.
 
     Args:
         path: final directory.
         overwrite: replace an existing ``path``; otherwise an existing one raises
             ``FileExistsError`` before any work is done.
+        marker: with ``overwrite``, an existing ``path`` is replaced only when it holds this
+            file and no entries other than ``allowed`` (see :func:`check_replaceable`); without
+            a marker an existing ``path`` is never replaced.
+        allowed: glob patterns of the entries the suite itself writes in ``path``.
+        what: how messages name the directory.
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+    if path.exists():
+        if marker is None:
+            raise FileExistsError(f"{path} already exists and cannot be replaced safely; "
+                                  "remove it yourself or pick another output path")
+        check_replaceable(path, marker, allowed, what)
+    make_parent(path)
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp_path
+        fsync_tree(tmp_path)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -55,6 +141,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp_path, path)
+        fsync_path(path.parent)
     except BaseException:
         shutil.rmtree(tmp_path, ignore_errors=True)
         raise

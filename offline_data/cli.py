@@ -11,6 +11,8 @@ import argparse
 import json
 from typing import Any
 
+from offline_data import argtypes as A
+
 
 def register(subparsers: Any) -> None:
     """Add ``embscale data ...`` to the ``embscale`` parser."""
@@ -24,16 +26,21 @@ def register(subparsers: Any) -> None:
                                    "module:factory) and write a Minari dataset atomically.")
     p.add_argument("--env", help="gymnasium id, e.g. embscale/Breakout-v0")
     p.add_argument("--policy", default="random",
-                   help="'random', 'scripted' (the env's demonstrator), 'sb3:[ALGO:]PATH' or "
-                        "'module:factory' (default: random)")
-    p.add_argument("--episodes", type=int, default=10, help="episodes to collect (default 10)")
+                   help="'random', 'scripted' (the env's demonstrator), 'sb3:ALGO:PATH' (a "
+                        "stable-baselines3 zip; loading it unpickles and so RUNS code stored in "
+                        "it: only zips you trust), 'sb3-weights:ALGO:PATH' (reads only its "
+                        "weights: safe for any zip) or 'module:factory' (imports and runs that "
+                        "Python module: only code you trust) (default: random)")
+    p.add_argument("--episodes", type=A.positive_int, default=10,
+                   help="episodes to collect (default 10)")
     p.add_argument("--dataset-id", help="Minari id, e.g. embscale/breakout/scripted-v1")
     p.add_argument("--skill", default=None,
                    help="demonstrator skill in [0, 1]: one value or LOW,HIGH drawn per episode")
-    p.add_argument("--max-steps", type=int, default=None, help="cap per episode (truncation)")
-    p.add_argument("--max-total-steps", type=int, default=None,
+    p.add_argument("--max-steps", type=A.positive_int, default=None,
+                   help="cap per episode (truncation)")
+    p.add_argument("--max-total-steps", type=A.positive_int, default=None,
                    help="stop after the episode that reaches this many steps in total")
-    p.add_argument("--buckets", type=int, default=None,
+    p.add_argument("--buckets", type=A.positive_int, default=None,
                    help="buckets per continuous action dimension (11 joystick, 500 RT-1 arm); "
                         "required for continuous actions")
     p.add_argument("--size", default=None,
@@ -62,6 +69,8 @@ def register(subparsers: Any) -> None:
                        description="Summarise a local Minari dataset.")
     p.add_argument("dataset_id", help="e.g. embscale/breakout/scripted-v1")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--no-verify", action="store_true",
+                   help="summarise the metadata only, without reading every episode")
     p.set_defaults(func=_info)
 
     p = sub.add_parser("list", help="list local datasets", description="List local datasets.")
@@ -95,6 +104,9 @@ def parse_skill(text: str | None) -> float | tuple[float, float] | None:
         parts = [float(x) for x in text.split(",")]
     except ValueError as e:
         raise ValueError(f"--skill {text!r} must be a number or LOW,HIGH such as 0,1") from e
+    if not all(0.0 <= p <= 1.0 for p in parts) or (len(parts) == 2 and parts[0] > parts[1]):
+        raise ValueError(f"--skill {text!r} is outside [0, 1] (or LOW > HIGH); skills are "
+                         "fractions such as 0.7 or 0,1")
     if len(parts) == 1:
         return parts[0]
     if len(parts) == 2:
@@ -148,9 +160,11 @@ def _defaults(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from offline_data.info import dataset_info
+    from offline_data.info import dataset_info, verify_episodes
 
     info = dataset_info(args.dataset_id)
+    if not args.no_verify:
+        verify_episodes(args.dataset_id)
     print(json.dumps(info.to_dict(), indent=2) if args.json else info.format())
     return 0
 

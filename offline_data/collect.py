@@ -52,9 +52,13 @@ def resolve_policy(spec: str, env: Any, seed: int = 0, **factory_kwargs: Any) ->
 
     Args:
         spec: ``random``; ``scripted`` (the demonstrator registered for the env id);
-            ``sb3:PATH`` or ``sb3:ALGO:PATH`` (a saved stable-baselines3 model); or
-            ``module:factory`` (a callable or class returning a policy; it gets whichever of
-            ``env``, ``seed`` and ``factory_kwargs`` (e.g. ``skill=(0.0, 1.0)``) it accepts).
+            ``sb3:ALGO:PATH`` or ``sb3:PATH`` (a saved stable-baselines3 model, unpickled: it
+            runs code stored in the zip, so trusted files only); ``sb3-weights:ALGO:PATH`` (its
+            weights only, nothing unpickled: safe for any file; see
+            :mod:`offline_data.sb3_policy`); or ``module:factory`` (imports that module and
+            calls a callable or class returning a policy -- it runs that module's code, so
+            trusted code only; it gets whichever of ``env``, ``seed`` and ``factory_kwargs``
+            (e.g. ``skill=(0.0, 1.0)``) it accepts).
         env: the env the policy will act in.
         seed: seed for random policies.
         **factory_kwargs: passed on to a ``module:factory`` callable.
@@ -67,10 +71,14 @@ def resolve_policy(spec: str, env: Any, seed: int = 0, **factory_kwargs: Any) ->
             raise ValueError(f"no scripted demonstrator registered for env {env_id!r} (known: "
                              f"{sorted(SCRIPTED_POLICIES)}); pass --policy module:factory")
         spec = SCRIPTED_POLICIES[env_id]
-    if spec.startswith("sb3:"):
-        return _load_sb3(spec[4:], env)
+    if spec.startswith(("sb3:", "sb3-weights:")):
+        from offline_data.sb3_policy import load_sb3
+
+        weights_only = spec.startswith("sb3-weights:")
+        return load_sb3(spec.partition(":")[2], env, weights_only=weights_only)
     if ":" not in spec:
-        raise ValueError(f"unknown policy {spec!r}; use 'random', 'scripted', 'sb3:PATH' or "
+        raise ValueError(f"unknown policy {spec!r}; use 'random', 'scripted', 'sb3:ALGO:PATH', "
+                         "'sb3-weights:ALGO:PATH' or "
                          "'module:factory' (e.g. agents.demonstrators:breakout_player)")
     module_name, _, attr = spec.partition(":")
     try:
@@ -100,32 +108,6 @@ def _call_factory(factory: Callable, **kwargs: Any) -> Any:
                         "a policy needs stable-baselines3's predict(observation, state, "
                         "episode_start, deterministic)")
     return policy
-
-
-def _load_sb3(spec: str, env: Any) -> Any:
-    from pathlib import Path
-
-    import stable_baselines3 as sb3
-
-    if ":" in spec and not Path(spec).exists():
-        algo, _, path = spec.partition(":")
-    else:
-        algo, path = "", spec
-    if not Path(path).exists() and not Path(path + ".zip").exists():
-        raise FileNotFoundError(f"no stable-baselines3 model at {path!r}; give the .zip written "
-                                "by model.save()")
-    names = [algo.upper()] if algo else ["PPO", "A2C", "DQN", "SAC", "TD3", "DDPG"]
-    errors = []
-    for name in names:
-        cls = getattr(sb3, name, None)
-        if cls is None:
-            raise ValueError(f"unknown stable-baselines3 algorithm {name!r}; use e.g. sb3:PPO:PATH")
-        try:
-            return cls.load(path, env=None, device="cpu")
-        except Exception as e:  # noqa: BLE001 - try the next algorithm class
-            errors.append(f"{name}: {e}")
-    raise ValueError(f"could not load {path!r} as any of {names} ({'; '.join(errors)}); "
-                     "name the algorithm: sb3:ALGO:PATH")
 
 
 def _to_env_action(action: Any, space: Any) -> Any:

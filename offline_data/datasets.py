@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from offline_data.atomic import fsync_path, fsync_tree
 from offline_data.discretize import ActionDiscretizer, discretizer_for_space, discretizer_from_spec
 
 logger = logging.getLogger(__name__)
@@ -345,6 +346,7 @@ class MinariWriter:
             if namespace is not None and namespace not in list_local_namespaces():
                 create_namespace(namespace)
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
+        fsync_tree(built)  # durable before it is published under its id
         if self.final_path.exists():
             trash = self.root / STAGING_DIR / f"{os.getpid()}-{secrets.token_hex(4)}-old"
             os.replace(self.final_path, trash)
@@ -352,6 +354,7 @@ class MinariWriter:
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(built, self.final_path)
+        fsync_path(self.final_path.parent)
         shutil.rmtree(self.staging, ignore_errors=True)
         self._closed = True
         logger.info("wrote %s: %d episodes, %d steps", self.dataset_id, self.num_episodes,

@@ -94,6 +94,35 @@ def dataset_info(dataset_id: str) -> DatasetInfo:
         description=str(meta.get("description", "")))
 
 
+def verify_episodes(dataset_id: str) -> int:
+    """Read every episode of a dataset and check it against the metadata; returns the steps.
+
+    ``data info`` would otherwise report a dataset with a truncated or missing episode file as
+    healthy (its summary comes from metadata alone), and training would fail hours later.
+
+    Raises:
+        ValueError: an episode is unreadable or its length disagrees with the metadata.
+    """
+    ds = load_dataset(dataset_id)
+    steps = 0
+    for i in range(int(ds.total_episodes)):
+        try:
+            ep = next(iter(ds.iterate_episodes([i])))
+            n = len(ep.actions)
+            if len(ep.rewards) != n or len(ep.observations) != n + 1:
+                raise ValueError(f"{len(ep.observations)} observations for {n} actions")
+        except Exception as e:  # noqa: BLE001 - any failure to read is a damaged episode
+            why = (str(e).splitlines() or [""])[0][:120]
+            raise ValueError(f"dataset {dataset_id!r}: episode {i} is damaged or missing "
+                             f"({type(e).__name__}: {why}); collect or import the dataset "
+                             "again") from e
+        steps += n
+    if steps != int(ds.total_steps):
+        raise ValueError(f"dataset {dataset_id!r}: its episodes hold {steps} steps but its "
+                         f"metadata says {int(ds.total_steps)}; collect or import it again")
+    return steps
+
+
 def summary_table(ids: list[str]) -> str:
     """One line per dataset id: episodes, steps, size."""
     rows = []

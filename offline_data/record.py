@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from offline_data import argtypes as A
 from offline_data.datasets import MinariWriter, check_image_space
 from offline_data.discretize import discretizer_for_space
 
@@ -208,10 +209,10 @@ def register_record(sub: Any) -> None:
                        description="Play with arrows/space (Esc stops); saved atomically.")
     p.add_argument("--env", default=RecordConfig.env_id, help="gymnasium id")
     p.add_argument("--dataset-id", default=RecordConfig.dataset_id, help="Minari id")
-    p.add_argument("--episodes", type=int, default=1, help="episodes to play")
-    p.add_argument("--fps", type=float, default=15.0, help="env steps per second")
-    p.add_argument("--scale", type=int, default=6, help="window pixels per frame pixel")
-    p.add_argument("--max-steps", type=int, default=None, help="cap per episode")
+    p.add_argument("--episodes", type=A.positive_int, default=1, help="episodes to play")
+    p.add_argument("--fps", type=A.positive_float, default=15.0, help="env steps per second")
+    p.add_argument("--scale", type=A.positive_int, default=6, help="window pixels per frame pixel")
+    p.add_argument("--max-steps", type=A.positive_int, default=None, help="cap per episode")
     p.add_argument("--size", default=None,
                    help="frame size: one side of a square (64) or HEIGHTxWIDTH (72x120)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset id")

@@ -80,6 +80,16 @@ def _write_split(directory: Path, header: TokenHeader, episodes: Iterable[Episod
     return {"num_frames": starts[-1], "num_episodes": len(starts) - 1}
 
 
+def replaceable_shards(splits: Iterable[str] = ()) -> dict:
+    """``atomic_dir``'s rule for replacing a shard directory: ``header.json`` and split folders.
+
+    ``--overwrite`` replaces only a directory that holds a header and nothing but split folders
+    (and the encoder's lock): never a directory of other files (see ``check_replaceable``).
+    """
+    return {"marker": HEADER_NAME, "allowed": ("train", "val", "test", ".lock", *splits),
+            "what": "token shard directory"}
+
+
 def write_token_shards(
     path: str | os.PathLike,
     header: TokenHeader,
@@ -96,7 +106,7 @@ def write_token_shards(
         overwrite: replace an existing directory.
     """
     counts = {}
-    with atomic_dir(path, overwrite=overwrite) as tmp:
+    with atomic_dir(path, overwrite=overwrite, **replaceable_shards(splits)) as tmp:
         for name, episodes in splits.items():
             written = _write_split(tmp / name, header, episodes)
             counts[name] = {**header.splits.get(name, {}), **written}

@@ -437,7 +437,9 @@ class TokenWindowLoader:
 
         frames = self.window_starts(window_ids)[:, None] + self._steps  # (B, T)
         a = self.arrays
-        tokens = self.layout.to_global(a.frame_tokens[frames], a.action_tokens[frames])
+        z, act = a.frame_tokens[frames], a.action_tokens[frames]
+        self._check_ids(z, act)
+        tokens = self.layout.to_global(z, act)
         b = len(frames)
         return TokenBatch(
             tokens=torch.from_numpy(tokens),
@@ -446,6 +448,24 @@ class TokenWindowLoader:
             wm_mask=torch.from_numpy(np.broadcast_to(self._wm, (b, len(self._wm))).copy()),
             bc_mask=torch.from_numpy(np.broadcast_to(self._bc, (b, len(self._bc))).copy()),
         )
+
+    def _check_ids(self, frame_tokens: np.ndarray, action_tokens: np.ndarray) -> None:
+        """Refuse ids outside the header's vocabularies (a damaged or hand-edited shard).
+
+        One ``max`` per batch: cheap next to the forward pass, and an embedding lookup of an
+        id past the vocabulary would fail deep in torch (or read another kind's row).
+        """
+        layout = self.layout
+        bad = frame_tokens.size and int(frame_tokens.max()) >= layout.image_vocab
+        if not bad and action_tokens.size:
+            bad = bool(np.any(action_tokens.max(axis=tuple(range(action_tokens.ndim - 1)))
+                              >= np.asarray(layout.action_vocab_sizes)))
+        if bad:
+            raise ValueError(
+                f"token shard {self.shards.path / self.split_name} holds token ids at or above "
+                f"its header's vocabularies (image {layout.image_vocab}, actions "
+                f"{layout.action_vocab_sizes}): the shard is damaged or was edited; re-encode it "
+                "with `embscale tokenizer encode`")
 
     def batch_at(self, index: int) -> TokenBatch:
         """The ``index``-th batch of this rank's endless stream (epoch = index // len(self))."""

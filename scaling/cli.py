@@ -16,6 +16,8 @@ import importlib
 import logging
 import sys
 
+from scaling.cli_errors import OneLineParser, run_command
+
 # (module, purpose) in the order shown by --help. A module that is not installed is skipped,
 # so optional parts can be left out of a distribution.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -31,7 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``embscale`` parser from every available command module."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="embscale",
         description=(
             "Pre-train agents and world models on offline trajectories and measure how they "
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of one line")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -67,15 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    try:
-        result = args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        # User errors carry a message that names the problem and the fix; no traceback.
-        if args.verbose:
-            raise
-        print(f"embscale: error: {e}", file=sys.stderr)
-        return 2
-    return int(result or 0)
+    # Every error prints as one line naming the culprit and the fix (scaling.cli_errors).
+    return run_command(args.func, args, debug=args.debug or args.verbose)
 
 
 if __name__ == "__main__":

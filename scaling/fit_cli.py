@@ -13,6 +13,8 @@ import logging
 import math
 from pathlib import Path
 
+from offline_data import argtypes as A
+
 logger = logging.getLogger(__name__)
 
 
@@ -116,6 +118,12 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
     return "\n".join(lines) + "\n"
 
 
+FIT_DIR = {"marker": "fit.json", "allowed": ("table.md", "*.png", "advice.json", ".*.tmp"),
+           "what": "fit directory"}
+"""What ``--overwrite`` may replace: a directory holding fit.json and only the fit's own files
+(and the planner's advice.json that a study writes beside them)."""
+
+
 def _methods(choice: str) -> tuple[str, ...]:
     from scaling.laws.analysis import METHODS
 
@@ -124,13 +132,16 @@ def _methods(choice: str) -> tuple[str, ...]:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit the requested laws to the inputs and write ``fit.json``, ``table.md`` and figures."""
-    from offline_data.atomic import atomic_dir
+    from offline_data.atomic import atomic_dir, check_parent, check_replaceable
     from scaling.inputs import load_curves
     from scaling.laws.analysis import FitOptions, analyze
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite or another --out")
+    if out.exists():  # --overwrite replaces only a fit directory, checked before the work
+        check_replaceable(out, **FIT_DIR)
+    check_parent(out)
     curves = load_curves(args.inputs, loss_key=args.loss_key, drop_nonfinite=args.drop_nonfinite,
                          min_tokens=args.min_tokens)
     logger.info("%d points on %d curves", curves.num_points, curves.num_curves)
@@ -155,7 +166,7 @@ def run_fit(args: argparse.Namespace) -> int:
             bar.close()
     fit = analysis.to_json()
     fit["data"].update(loss_key=args.loss_key, inputs=[Path(p).name for p in args.inputs])
-    with atomic_dir(out, overwrite=args.overwrite) as tmp:
+    with atomic_dir(out, overwrite=args.overwrite, **FIT_DIR) as tmp:
         (tmp / "fit.json").write_text(json.dumps(fit, indent=2, allow_nan=False) + "\n")
         (tmp / "table.md").write_text(table_markdown(fit))
         if not args.no_figures:
@@ -187,8 +198,14 @@ def run_plan(args: argparse.Namespace) -> int:
         fit = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not a valid fit.json ({e}); rerun 'embscale fit'") from e
-    p = plan(fit, flops=args.flops, loss=args.loss, dataset_tokens=args.dataset_tokens,
-             source=args.source)
+    if not isinstance(fit, dict):
+        raise ValueError(f"{path} is not a fit.json (it holds a {type(fit).__name__}); pass the "
+                         "fit.json written by 'embscale fit'")
+    try:
+        p = plan(fit, flops=args.flops, loss=args.loss, dataset_tokens=args.dataset_tokens,
+                 source=args.source)
+    except (ValueError, KeyError, TypeError) as e:  # name the file the fit came from
+        raise ValueError(f"{path}: {e}") from e
     result = p.to_dict()
     if args.json:
         print(json.dumps(result, indent=2))
@@ -237,14 +254,15 @@ def register(subparsers) -> None:
                         "least squares with curve_fit (the paper)")
     p.add_argument("--loss-key", default="train/loss",
                    help="metrics.jsonl loss key (default train/loss; e.g. val/loss)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap refits (0: no intervals)")
+    p.add_argument("--bootstrap", type=A.nonnegative_int, default=1000,
+                   help="bootstrap refits (0: no intervals)")
     p.add_argument("--bootstrap-scheme", choices=("runs", "within-run", "points"),
                    default="runs",
                    help="bootstrap resampling: whole runs (default; single-point runs are "
                         "points), points within each run, or all points")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--level", type=float, default=0.95, help="confidence level")
-    p.add_argument("--smooth", type=int, default=0,
+    p.add_argument("--smooth", type=A.nonnegative_int, default=0,
                    help="smooth each curve's log loss over this many points before the frontier "
                         "(e.g. 5 for noisy curves)")
     p.add_argument("--frontier-points", choices=("vertex", "grid", "midpoint"),
@@ -254,7 +272,7 @@ def register(subparsers) -> None:
                         "(Hoffmann), or one point per optimal size")
     p.add_argument("--no-extrapolation", action="store_true",
                    help="skip the held-out largest-run check")
-    p.add_argument("--min-tokens", type=float, default=0.0,
+    p.add_argument("--min-tokens", type=A.nonnegative_float, default=0.0,
                    help="drop points with fewer training inputs D (e.g. the warmup)")
     p.add_argument("--drop-nonfinite", action="store_true",
                    help="drop points with NaN or infinite loss instead of failing")

@@ -77,7 +77,8 @@ def _read_metrics(path: Path, run: str, loss_key: str, rows: _Rows) -> None:
             raise ValueError(f"{where} has neither 'tokens' (D) nor 'flops' (C); one is needed")
         if d == 0:
             continue  # the log line before the first update: no data seen yet
-        rows.add(n, d, _number(rec[loss_key], loss_key, where), run, where)
+        loss = math.nan if rec[loss_key] is None else rec[loss_key]  # strict JSON: null = NaN
+        rows.add(n, d, _number(loss, loss_key, where), run, where)
         added += 1
     if not added:
         raise ValueError(f"{path} has no rows with the loss key {loss_key!r} (keys seen: "
@@ -105,6 +106,30 @@ def _read_csv(path: Path, prefix: str, rows: _Rows) -> None:
             loss = _number(rec["L"], "L", where) if rec["L"] not in (None, "") else math.nan
             run = rec["run"] if "run" in cols and rec["run"] else f"N={n:.4g}"
             rows.add(n, d, loss, f"{prefix}{run}", where)
+
+
+def _once(path: Path, given: Path, read: dict[Path, Path]) -> None:
+    """Refuse a file read twice (the same run passed twice, or a run and its study directory)."""
+    key = path.resolve()
+    if key in read:
+        raise ValueError(f"{path} is given twice (through {read[key]} and {given}); its points "
+                         "would count twice in the fit: pass each run once")
+    read[key] = given
+
+
+def _first_of_duplicates(rows: _Rows) -> np.ndarray:
+    """Mask keeping the first of identical (N, D, L, run) rows, with a warning for the rest."""
+    seen: set = set()
+    keep = np.ones(len(rows.L), dtype=bool)
+    for i, key in enumerate(zip(rows.N, rows.D, rows.L, rows.run, strict=True)):
+        if key in seen:
+            keep[i] = False
+        seen.add(key)
+    if not keep.all():
+        first = rows.where[int(np.flatnonzero(~keep)[0])]
+        logger.warning("dropping %d duplicate rows (the same N, D, L and run; first at %s): "
+                       "each point counts once", int((~keep).sum()), first)
+    return keep
 
 
 def find_runs(path: Path) -> list[Path]:
@@ -136,6 +161,7 @@ def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool
     rows = _Rows()
     many = len(paths) > 1
     used: dict[str, Path] = {}
+    read: dict[Path, Path] = {}
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(f"input {p} does not exist; pass a run directory, a study "
@@ -146,14 +172,17 @@ def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool
                 raise FileNotFoundError(f"no metrics.jsonl under {p}; pass run directories "
                                         f"written by 'embscale train' or a CSV of N, D, L")
             for m in found:
+                _once(m, p, read)
                 rel = m.parent.relative_to(p).as_posix()
                 name = p.name if rel == "." else (f"{p.name}/{rel}" if many else rel)
                 if used.setdefault(name, m) != m:  # two runs of the same name: use paths
                     name = m.parent.as_posix()
                 _read_metrics(m, name, loss_key, rows)
         elif p.suffix.lower() == ".csv":
+            _once(p, p, read)
             _read_csv(p, f"{p.stem}:" if many else "", rows)
         elif p.name.endswith(".jsonl"):
+            _once(p, p, read)
             _read_metrics(p, p.parent.name, loss_key, rows)
         else:
             raise ValueError(f"cannot read {p}: expected a run directory, a metrics.jsonl or a "
@@ -168,6 +197,7 @@ def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool
     if min_tokens > 0:
         keep &= ~(D < min_tokens)
         logger.info("kept %d of %d points with D >= %g", int(keep.sum()), keep.size, min_tokens)
+    keep &= _first_of_duplicates(rows)
     idx = np.flatnonzero(keep)
     return make_curves(np.array(rows.N)[idx], D[idx], L[idx],
                        np.array(rows.run, dtype=object)[idx],

@@ -238,6 +238,7 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
     from tqdm.auto import tqdm
 
     from offline_data.datasets import dataset_discretizer, load_dataset
+    from worldmodels.run_state import check_tokenizer_match
     from worldmodels.token_model import load_token_model
     from worldmodels.tokenizer import load_tokenizer
     from worldmodels.train_utils import resolve_device
@@ -263,6 +264,11 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
     discretizer = dataset_discretizer(load_dataset(dataset_id))
     device = resolve_device(device)
     tokenizer = load_tokenizer(tokenizer_path, map_location=device)
+    for d in run_dirs:  # every world model must meet the tokenizer it was trained with
+        config = Path(d) / "config.json"
+        recorded = (json.loads(config.read_text()).get("data") or {}).get("tokenizer_sha256") \
+            if config.is_file() else None
+        check_tokenizer_match(recorded, tokenizer.sha256(), str(d), f"tokenizer {tokenizer_path}")
     rows_path = out / ROWS_FILE
     rows = load_scored_rows(rows_path)
     todo = [c for c in ckpts if c.path not in rows]

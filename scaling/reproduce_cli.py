@@ -11,6 +11,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from offline_data import argtypes as A
+
 
 def register(subparsers) -> None:
     """Add ``reproduce section-5.1|section-5.2|section-5.3``."""
@@ -26,9 +28,11 @@ def register(subparsers) -> None:
     s51.add_argument("--out", default="runs/section-5.1", help="output directory")
     s51.add_argument("--sizes", nargs="+", default=None,
                      help="character-model sizes (c4k c15k c40k c110k c300k c1M c6M c17M)")
-    s51.add_argument("--tokens", type=float, default=None, help="characters D per run")
-    s51.add_argument("--bootstrap", type=int, default=None, help="bootstrap refits per fit")
-    s51.add_argument("--workers", type=int, default=0, help="parallel runs (0: one per core)")
+    s51.add_argument("--tokens", type=A.positive_float, default=None, help="characters D per run")
+    s51.add_argument("--bootstrap", type=A.nonnegative_int, default=None,
+                     help="bootstrap refits per fit")
+    s51.add_argument("--workers", type=A.nonnegative_int, default=0,
+                     help="parallel runs (0: one per core)")
     s51.add_argument("--device", default="auto", help="auto, cpu or cuda")
     s51.add_argument("--seed", type=int, default=0, help="seed")
     s51.add_argument("--quick", action="store_true", help="a CI-sized version (3 tiny sizes)")
@@ -42,7 +46,8 @@ def register(subparsers) -> None:
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         sp.add_argument("--out", default=f"runs/{name}", help="output directory")
         sp.add_argument("--quick", action="store_true", help="a CI-sized version")
-        sp.add_argument("--workers", type=int, default=0, help="parallel runs (0: one per core)")
+        sp.add_argument("--workers", type=A.nonnegative_int, default=0,
+                        help="parallel runs (0: one per core)")
         sp.add_argument("--seed", type=int, default=0, help="seed")
         sp.set_defaults(func=fn)
         if name == "section-5.2":
@@ -57,9 +62,9 @@ def register(subparsers) -> None:
             sp.add_argument("--sizes", nargs="+", default=None,
                             help="WM-Token sizes (default: s10k s30k s100k s300k; on a GPU the "
                                  "paper's rt1-0.08M rt1-0.2M rt1-0.28M rt1-0.54M rt1-0.99M)")
-            sp.add_argument("--flops", type=float, default=None,
+            sp.add_argument("--flops", type=A.positive_float, default=None,
                             help="compute C per run, the same for every size (default 5e11)")
-            sp.add_argument("--tokens-per-update", type=int, default=None,
+            sp.add_argument("--tokens-per-update", type=A.positive_int, default=None,
                             help="tokens per optimizer step (default 2048; the paper's Table 7 "
                                  "used 34000)")
             sp.add_argument("--device", default="cpu", help="cpu, cuda or auto")

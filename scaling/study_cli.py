@@ -18,6 +18,8 @@ import argparse
 import dataclasses
 import json
 
+from offline_data import argtypes as A
+
 
 def _spec_from_args(args: argparse.Namespace):
     from scaling.study_presets import get_preset
@@ -108,7 +110,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "study", help="run a whole scaling study (default: the embedded Breakout study)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--spec", help="study spec file (.json or .toml), see docs/studies.md")
+    p.add_argument("--spec", help="study spec file (.json or .toml), see docs/studies.md; a spec "
+                                  "is trusted input: its dataset.policy may name an SB3 zip "
+                                  "(sb3:ALGO:PATH unpickles it, running code stored in it) or a "
+                                  "module:factory (imported and run); sb3-weights:ALGO:PATH "
+                                  "reads only weights")
     from scaling.study_presets import PRESETS
 
     p.add_argument("--preset", help=f"named study: {', '.join(PRESETS)} (--list-presets)")
@@ -117,7 +123,8 @@ def register(subparsers) -> None:
     p.add_argument("--name", help="study name (results in RUNS_DIR/NAME)")
     p.add_argument("--runs-dir", help="parent directory of studies (default: runs)")
     p.add_argument("--dataset", help="train on this Minari dataset id instead of the spec's")
-    p.add_argument("--parallel", type=int, help="training runs at a time on this machine")
+    p.add_argument("--parallel", type=A.positive_int,
+                   help="training runs at a time on this machine")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), help="training device")
     p.add_argument("--stages", help="comma-separated subset of: dataset, tokenizer, sweep, fit, "
                    "loss_vs_return, loss_vs_quality, report")
@@ -126,7 +133,7 @@ def register(subparsers) -> None:
     p.add_argument("--emit-jobs", choices=("jsonl", "torchrun", "slurm"),
                    help="write the training runs as a job list for a cluster instead of running")
     p.add_argument("--jobs-out", help="file for --emit-jobs (default: in the study directory)")
-    p.add_argument("--gpus", type=int, default=8, help="GPUs per run in emitted jobs")
+    p.add_argument("--gpus", type=A.positive_int, default=8, help="GPUs per run in emitted jobs")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p.add_argument("--print-spec", action="store_true", help="print the resolved spec and exit")

@@ -38,7 +38,9 @@ class DatasetSpec:
     id: str = "embscale/breakout/scripted-v1"  # Minari dataset id
     collect: bool = False  # collect the dataset from ``env`` when ``id`` is missing locally
     env: str = "embscale/Breakout-v0"  # env to collect from
-    policy: str = "scripted"  # collecting policy: scripted | random | sb3:PATH | module:factory
+    # collecting policy: scripted | random | sb3:ALGO:PATH | sb3-weights:ALGO:PATH | module:factory
+    # (sb3: unpickles the zip and module: imports the module: both run their code; trusted only)
+    policy: str = "scripted"
     frame_size: int | list[int] = 64  # side of the square frames collected, or [height, width]
     episodes: int = 40  # episodes to collect (at most)
     max_total_steps: int = 0  # stop collecting after this many steps in total (0 = no cap)
@@ -312,7 +314,11 @@ def load_spec(path: str | os.PathLike) -> StudySpec:
     if not path.is_file():
         raise FileNotFoundError(f"study spec {path} does not exist; write one (see docs/studies.md)"
                                 " or run `embscale study --preset default`")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"study spec {path} is not a text file ({e.reason} at byte {e.start}); "
+                         "pass a .toml or .json spec") from e
     if path.suffix == ".toml":
         try:
             import tomllib

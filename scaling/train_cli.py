@@ -172,6 +172,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``embscale train``."""
+    from offline_data import argtypes as A
+
     p = subparsers.add_parser(
         "train", help="pre-train one WM-Token, BC-Token or BC-CNN model",
         description="Pre-train one model on one trainer: AdamW, constant learning rate after "
@@ -199,38 +201,42 @@ def register(subparsers) -> None:
                         "sizes, else the paper's preset holding the size)")
     p.add_argument("--seed", type=int, default=0, help="seed of init, data order and dropout")
     budget = p.add_argument_group("budget (at least one; the first reached stops the run)")
-    budget.add_argument("--tokens", type=float, default=None,
+    budget.add_argument("--tokens", type=A.positive_float, default=None,
                         help="tokens D (transformer inputs: d_z + d_a per step, 1 for bc-cnn)")
-    budget.add_argument("--flops", type=float, default=None, help="compute C = 6ND in FLOPs")
-    budget.add_argument("--steps", type=int, default=None, help="optimizer steps")
+    budget.add_argument("--flops", type=A.positive_float, default=None,
+                    help="compute C = 6ND in FLOPs")
+    budget.add_argument("--steps", type=A.positive_int, default=None, help="optimizer steps")
     opt = p.add_argument_group("optimisation (default: from the preset)")
-    opt.add_argument("--lr", type=float, default=None, help="constant learning rate")
-    opt.add_argument("--warmup-steps", type=int, default=None, help="linear warmup steps")
-    opt.add_argument("--tokens-per-update", type=int, default=None,
+    opt.add_argument("--lr", type=A.learning_rate, default=None, help="constant learning rate")
+    opt.add_argument("--warmup-steps", type=A.nonnegative_int, default=None,
+                 help="linear warmup steps")
+    opt.add_argument("--tokens-per-update", type=A.nonnegative_int, default=None,
                      help="D per optimizer step, reached by gradient accumulation")
-    opt.add_argument("--micro-batch-size", type=int, default=None,
+    opt.add_argument("--micro-batch-size", type=A.positive_int, default=None,
                      help="windows per forward pass per process")
-    opt.add_argument("--seq-len", type=int, default=None, help="timesteps per window")
-    opt.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay")
-    opt.add_argument("--grad-clip", type=float, default=None, help="gradient norm clip (0: off)")
-    opt.add_argument("--dropout", type=float, default=0.0, help="transformer dropout")
+    opt.add_argument("--seq-len", type=A.positive_int, default=None, help="timesteps per window")
+    opt.add_argument("--weight-decay", type=A.nonnegative_float, default=None,
+                 help="AdamW weight decay")
+    opt.add_argument("--grad-clip", type=A.nonnegative_float, default=None,
+                 help="gradient norm clip (0: off)")
+    opt.add_argument("--dropout", type=A.fraction, default=0.0, help="transformer dropout")
     model = p.add_argument_group("model")
     model.add_argument("--no-aux-heads", action="store_true",
                        help="wm-token: skip the reward and termination heads (they are needed "
                             "to use the world model as an environment; not counted in N)")
-    model.add_argument("--image-size", type=int, default=None,
+    model.add_argument("--image-size", type=A.positive_int, default=None,
                        help="bc-cnn: resize frames to this size (default: the dataset's)")
     model.add_argument("--cnn-block", choices=("impala", "convnext"), default=None,
                        help="bc-cnn: blocks of the CNN's stages, impala (residual 3x3 convs, "
                             "VPT's; default) or convnext (the paper's Appendix A.1)")
     log = p.add_argument_group("logging and checkpoints")
-    log.add_argument("--log-points-per-decade", type=int, default=None,
+    log.add_argument("--log-points-per-decade", type=A.positive_int, default=None,
                      help="metrics points per decade of steps (default 20)")
-    log.add_argument("--val-points-per-decade", type=int, default=None,
+    log.add_argument("--val-points-per-decade", type=A.nonnegative_int, default=None,
                      help="validation points per decade of steps (default 5)")
-    log.add_argument("--val-batches", type=int, default=None,
+    log.add_argument("--val-batches", type=A.nonnegative_int, default=None,
                      help="held-out micro-batches per validation (default 8)")
-    log.add_argument("--checkpoint-every", type=int, default=None,
+    log.add_argument("--checkpoint-every", type=A.nonnegative_int, default=None,
                      help="also checkpoint every this many steps")
     log.add_argument("--keep-checkpoints", action="store_true",
                      help="keep every checkpoint as checkpoints/step_<step>.pt")
@@ -241,5 +247,5 @@ def register(subparsers) -> None:
     run.add_argument("--device", default="auto", help="auto, cpu or cuda")
     run.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                      help="torch.compile the model (default: on CUDA, off on CPU)")
-    run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    run.add_argument("--threads", type=A.positive_int, default=None, help="torch CPU threads")
     p.set_defaults(func=_run)

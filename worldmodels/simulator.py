@@ -29,6 +29,7 @@ from offline_data.tokens import EpisodeTokens, TokenLayout, TokenShards
 from worldmodels.action_space import check_action_space, space_for_discretizer  # noqa: F401
 from worldmodels.decode_step import DECODE_MODES, DecodeStep
 from worldmodels.row_cache import RowKVCache, place_rows, row_forward, slide
+from worldmodels.run_state import check_tokenizer_match, load_torch_file, recorded_tokenizer
 from worldmodels.token_model import TokenModel, TokenModelConfig
 from worldmodels.train_utils import resolve_device
 
@@ -315,7 +316,8 @@ class TokenWorldModelSimulator:
 def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
                    tokens: str | os.PathLike | None = None, split: str = "test",
                    num_envs: int = 1, config: SimulatorConfig | None = None,
-                   seed: int | None = None, device: str = "cpu") -> TokenWorldModelSimulator:
+                   seed: int | None = None, device: str = "cpu",
+                   allow_tokenizer_mismatch: bool = False) -> TokenWorldModelSimulator:
     """Build a simulator from a WM-Token checkpoint, its tokenizer and its token shards.
 
     Args:
@@ -328,6 +330,8 @@ def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
         config: sampling, burn-in and context settings.
         seed: seed of the start choice and token sampling.
         device: torch device of the model and tokenizer (``auto``: CUDA when available).
+        allow_tokenizer_mismatch: warn instead of refusing a tokenizer (or shards) other than
+            the one the model was trained on (experts only).
     """
     device = resolve_device(device)
     ckpt = load_model_checkpoint(checkpoint, expect="world model")
@@ -342,7 +346,10 @@ def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
     from worldmodels.tokenizer import load_tokenizer
 
     vq = load_tokenizer(tokenizer, map_location=device)
-    shards = TokenShards.open(tokens, tokenizer_sha256=vq.sha256())
+    check_tokenizer_match(recorded_tokenizer(ckpt), vq.sha256(), str(checkpoint),
+                          f"tokenizer {tokenizer}", allow_tokenizer_mismatch)
+    shards = TokenShards.open(tokens, tokenizer_sha256=None if allow_tokenizer_mismatch
+                              else vq.sha256())
     if shards.header.action_discretizer is None:
         raise ValueError(f"token shard {tokens} records no action discretizer; re-encode it from "
                          "a dataset made by `embscale data collect`")
@@ -368,7 +375,7 @@ def load_model_checkpoint(path: str | os.PathLike, expect: str) -> dict:
         path = os.path.join(path, "checkpoints", "last.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `embscale train`")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_torch_file(path, "model checkpoint")
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
         raise ValueError(f"{path} is not a model checkpoint (no weights and model config); pass "
                          "a file written by `embscale train` (<run>/checkpoints/last.pt)")

@@ -76,6 +76,12 @@ class TokenDataSource:
                 f"{cfg.gpt.block_size}; lower seq_len to at most "
                 f"{cfg.gpt.block_size // layout.tokens_per_step} or build a bigger block")
 
+    def fingerprint(self) -> str:
+        """Fingerprint of the shard files (a resumed run refuses data that changed)."""
+        from offline_data.fingerprint import directory_fingerprint
+
+        return directory_fingerprint(self.path)
+
     def describe(self) -> dict:
         """JSON-able description for config.json."""
         h = self.shards.header

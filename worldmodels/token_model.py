@@ -304,9 +304,12 @@ def load_token_model(path: str | os.PathLike, map_location: str | torch.device =
     """Load a ``TokenModel`` from a trainer checkpoint or ``save_token_model`` file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `embscale train`")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if ckpt.get("model_kind") != "token_model":
-        raise ValueError(f"{path} holds a {ckpt.get('model_kind')!r} model, not a token model "
+    from worldmodels.run_state import load_torch_file
+
+    ckpt = load_torch_file(path, "model checkpoint", map_location)
+    if not isinstance(ckpt, dict) or ckpt.get("model_kind") != "token_model":
+        kind = ckpt.get("model_kind") if isinstance(ckpt, dict) else None
+        raise ValueError(f"{path} holds a {kind!r} model, not a token model "
                          "(WM-Token / BC-Token)")
     model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -24,8 +25,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from offline_data.token_writer import merge_token_shards, write_token_shards
+from offline_data.atomic import check_parent, check_replaceable
+from offline_data.run_lock import DirLock
+from offline_data.token_writer import (
+    merge_token_shards,
+    replaceable_shards,
+    write_token_shards,
+)
 from offline_data.tokens import EpisodeTokens, TokenHeader, TokenShards
+from worldmodels import encode_parts as parts
 from worldmodels.tokenizer import VQVAE, load_tokenizer
 from worldmodels.tokenizer_data import frame_shape, open_split
 from worldmodels.train_utils import resolve_device
@@ -139,35 +147,65 @@ def encode_dataset(tokenizer: str | os.PathLike, dataset_id: str, out: str | os.
         raise ValueError(f"unknown splits {bad}; choose among {list(SPLITS)}")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    if out.exists():  # refuse a directory that is not ours before encoding anything
+        check_replaceable(out, **replaceable_shards(splits))
+    check_parent(out)
     args = dict(tokenizer=str(tokenizer), dataset_id=dataset_id, splits=tuple(splits),
                 batch_size=batch_size, device=device, split_seed=split_seed)
-    if world_size == 1 and num_workers == 1:
-        _encode_rank(out=str(out), rank=0, world_size=1, progress=progress, dataset=dataset,
-                     **args)
-        return TokenShards.open(out)
+    lock = (DirLock(out, "token shard directory", lock_path=out.with_name(f".{out.name}.lock"))
+            if rank == 0 else contextlib.nullcontext())
+    with lock:
+        if rank == 0:
+            parts.remove_stale_temps(out)  # ours to remove: we hold the lock
+        if world_size == 1 and num_workers == 1:
+            _encode_rank(out=str(out), rank=0, world_size=1, progress=progress, dataset=dataset,
+                         **args)
+            return TokenShards.open(out)
+        return _encode_parts(out, rank, world_size, num_workers, progress, dataset,
+                             wait_timeout_s, overwrite, args)
+
+
+def _encode_part(nonce: str, **kwargs: Any) -> str:
+    """One rank's part, tagged with the dataset and this run's nonce once it is complete."""
+    parts.clear_part(kwargs["out"])
+    out = _encode_rank(**kwargs)
+    parts.write_tag(out, kwargs["dataset_id"], nonce)
+    return out
+
+
+def _encode_parts(out: Path, rank: int, world_size: int, num_workers: int, progress: bool,
+                  dataset: Any, wait_timeout_s: float, overwrite: bool, args: dict
+                  ) -> TokenShards | None:
+    """Encode with several ranks (local workers or torchrun) and merge on rank 0."""
     parts_dir = out.with_name(f".{out.name}.parts")
-    if world_size == 1:
+    local = world_size == 1
+    nonce = parts.run_nonce(local_workers=local)
+    if local:
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
 
-        with ProcessPoolExecutor(num_workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_encode_rank, out=str(parts_dir / f"rank-{r}"), rank=r,
+        shutil.rmtree(parts_dir, ignore_errors=True)  # a killed run's parts; we hold the lock
+        with ProcessPoolExecutor(num_workers, mp_context=get_context("spawn"),
+                                 initializer=parts.die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
+            futures = [pool.submit(_encode_part, nonce, out=str(parts_dir / f"rank-{r}"), rank=r,
                                    world_size=num_workers, progress=False, **args)
                        for r in range(num_workers)]
-            parts = [f.result() for f in futures]
+            names = [f.result() for f in futures]
     else:
-        _encode_rank(out=str(parts_dir / f"rank-{rank}"), rank=rank, world_size=world_size,
-                     progress=progress and rank == 0, dataset=dataset, **args)
+        _encode_part(nonce, out=str(parts_dir / f"rank-{rank}"), rank=rank,
+                     world_size=world_size, progress=progress and rank == 0, dataset=dataset,
+                     **args)
         if rank != 0:
             return None
-        parts = [str(parts_dir / f"rank-{r}") for r in range(world_size)]
+        names = [str(parts_dir / f"rank-{r}") for r in range(world_size)]
         deadline = time.time() + wait_timeout_s
-        while not all((Path(p) / "header.json").exists() for p in parts):
+        while not all(parts.part_ready(p, args["dataset_id"], nonce) for p in names):
             if time.time() > deadline:
                 raise TimeoutError(f"ranks did not finish their parts under {parts_dir} within "
                                    f"{wait_timeout_s:.0f} s")
             time.sleep(1.0)
-    shards = merge_token_shards(parts, out, overwrite=overwrite, remove_parts=True)
+    shards = merge_token_shards(names, out, overwrite=overwrite, remove_parts=True)
     shutil.rmtree(parts_dir, ignore_errors=True)
     return shards
 

@@ -32,6 +32,7 @@ from torch import nn
 
 from offline_data.atomic import atomic_file
 from worldmodels.quantizer import EMAQuantizer
+from worldmodels.run_state import load_torch_file
 from worldmodels.tokenizer_config import (  # noqa: F401  (re-exported)
     VQConfig,
     possible_tokens_per_frame,
@@ -377,7 +378,12 @@ def load_tokenizer(path: str | os.PathLike, map_location: str | torch.device = "
     if not path.is_file():
         raise FileNotFoundError(f"no tokenizer at {path}; train one with `embscale tokenizer "
                                 "train` (it writes <run>/tokenizer.pt)")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    payload = load_torch_file(path, "tokenizer", map_location)
+    if not isinstance(payload, dict) or not {"config", "state_dict"} <= set(payload):
+        kind = payload.get("model_kind") if isinstance(payload, dict) else None
+        held = f"a {kind} model checkpoint" if kind else "no tokenizer config and weights"
+        raise ValueError(f"{path} is not a tokenizer: it holds {held}; pass the tokenizer.pt "
+                         "written by `embscale tokenizer train` (or its run directory)")
     model = VQVAE(VQConfig.from_dict(json.loads(payload["config"])))
     load_weights(model, payload["state_dict"], path)
     model.eval()

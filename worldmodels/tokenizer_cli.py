@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from offline_data import argtypes as A
+
 
 def register(subparsers) -> None:
     """Add ``tokenizer train`` and ``tokenizer encode`` to the ``embscale`` parser."""
@@ -21,40 +23,45 @@ def register(subparsers) -> None:
     t = sub.add_parser("train", help="train a tokenizer on a dataset's train split",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--dataset", required=True, help="Minari dataset id")
-    t.add_argument("--tokens-per-frame", type=int, default=64,
+    t.add_argument("--tokens-per-frame", type=A.positive_int, default=64,
                    help="d_z: tokens per frame (a grid with the frame's aspect ratio, e.g. 16, 36, "
                         "64, 100, 256 at 64x64)")
-    t.add_argument("--codebook-size", type=int, default=512, help="V_o: codebook entries")
-    t.add_argument("--code-dim", type=int, default=8, help="code vector dimension")
+    t.add_argument("--codebook-size", type=A.positive_int, default=512,
+                   help="V_o: codebook entries")
+    t.add_argument("--code-dim", type=A.positive_int, default=8, help="code vector dimension")
     t.add_argument("--no-normalize-codes", action="store_true",
                    help="compare raw (not l2-normalised) encoder outputs and codes")
     t.add_argument("--patch-local", action="store_true",
                    help="encode each token from its own patch only, so unchanged patches keep "
                         "their tokens from frame to frame (grid must divide the frame)")
-    t.add_argument("--channels", type=int, default=16, help="conv width at half resolution")
-    t.add_argument("--max-channels", type=int, default=64, help="cap on conv width")
-    t.add_argument("--res-blocks", type=int, default=1, help="residual blocks per level")
-    t.add_argument("--num-down", type=int, default=2,
+    t.add_argument("--channels", type=A.positive_int, default=16,
+                   help="conv width at half resolution")
+    t.add_argument("--max-channels", type=A.positive_int, default=64, help="cap on conv width")
+    t.add_argument("--res-blocks", type=A.nonnegative_int, default=1,
+                   help="residual blocks per level")
+    t.add_argument("--num-down", type=A.nonnegative_int, default=2,
                    help="stride-2 levels of the trunk, the same for every --tokens-per-frame")
     t.add_argument("--out", default=None,
                    help="run directory (default runs/tokenizer/<env>-<source>-k<K>)")
-    t.add_argument("--steps", type=int, default=3000, help="optimiser steps")
-    t.add_argument("--batch-size", type=int, default=8, help="frames per step")
-    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    t.add_argument("--steps", type=A.positive_int, default=3000, help="optimiser steps")
+    t.add_argument("--batch-size", type=A.positive_int, default=8, help="frames per step")
+    t.add_argument("--lr", type=A.learning_rate, default=2e-3, help="peak learning rate")
     t.add_argument("--recon-loss", choices=("mse", "l1"), default="mse")
-    t.add_argument("--gradient-loss-weight", type=float, default=0.5,
+    t.add_argument("--gradient-loss-weight", type=A.nonnegative_float, default=0.5,
                    help="weight of the L1 image-gradient loss")
-    t.add_argument("--foreground-weight", type=float, default=0.0,
+    t.add_argument("--foreground-weight", type=A.nonnegative_float, default=0.0,
                    help="extra weight of moving pixels (those differing from the batch's median "
                         "frame: ball, paddle) in the reconstruction loss; 0 = every pixel alike")
-    t.add_argument("--eval-every", type=int, default=500, help="steps between evaluations")
-    t.add_argument("--eval-frames", type=int, default=512, help="held-out frames evaluated")
-    t.add_argument("--max-cached-frames", type=int, default=100_000,
+    t.add_argument("--eval-every", type=A.positive_int, default=500,
+                   help="steps between evaluations")
+    t.add_argument("--eval-frames", type=A.positive_int, default=512,
+                   help="held-out frames evaluated")
+    t.add_argument("--max-cached-frames", type=A.nonnegative_int, default=100_000,
                    help="train frames cached in RAM (uint8); more stream from disk")
-    t.add_argument("--time-limit", type=float, default=0.0,
+    t.add_argument("--time-limit", type=A.nonnegative_float, default=0.0,
                    help="stop after this many seconds (resumable); 0 = none")
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    t.add_argument("--threads", type=int, default=1,
+    t.add_argument("--threads", type=A.nonnegative_int, default=1,
                    help="torch CPU threads (1 is fastest on a shared CPU; 0 = torch default)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--split-seed", type=int, default=0, help="seed of the episode split")
@@ -69,9 +76,9 @@ def register(subparsers) -> None:
     e.add_argument("--dataset", required=True, help="Minari dataset id")
     e.add_argument("--out", required=True, help="token shard directory to create")
     e.add_argument("--splits", default="train,val,test", help="comma-separated splits")
-    e.add_argument("--batch-size", type=int, default=256, help="frames per encoder call")
+    e.add_argument("--batch-size", type=A.positive_int, default=256, help="frames per encoder call")
     e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    e.add_argument("--workers", type=int, default=1,
+    e.add_argument("--workers", type=A.positive_int, default=1,
                    help="local processes (under torchrun, RANK/WORLD_SIZE split the work)")
     e.add_argument("--split-seed", type=int, default=0, help="seed of the episode split")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -27,6 +27,7 @@ import torch
 
 from offline_data.atomic import atomic_file, write_text_atomic
 from offline_data.datasets import BREAKOUT_DATASET_ID, FETCH_DATASET_ID
+from worldmodels.run_state import load_torch_file
 from worldmodels.tokenizer import VQVAE, VQConfig, foreground_mask, load_weights, save_tokenizer
 from worldmodels.tokenizer_data import FrameCache, frame_shape, held_out_frames, open_split
 from worldmodels.train_utils import resolve_device
@@ -210,7 +211,7 @@ class TokenizerTrainer:
         saved = None
         if ckpt_path.exists():
             if resume:
-                saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+                saved = load_torch_file(ckpt_path, "tokenizer checkpoint")
             elif not overwrite:
                 raise FileExistsError(f"{self.out} already holds a tokenizer run; pass "
                                       "--resume to continue it or --overwrite to start over")

@@ -140,4 +140,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Read a trainer checkpoint safely (``weights_only``), with a clear error when missing."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `embscale train`")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    from worldmodels.run_state import load_torch_file
+
+    return load_torch_file(path, "checkpoint", map_location)

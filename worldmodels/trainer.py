@@ -37,6 +37,8 @@ import torch
 from torch import nn
 
 from offline_data.atomic import atomic_file, write_text_atomic
+from offline_data.run_lock import DirLock
+from worldmodels import run_state
 from worldmodels.gpt import configure_optimizer
 from worldmodels.train_utils import (
     DataSource,
@@ -117,12 +119,14 @@ class TrainConfig:
     """continue from checkpoints/last.pt when the run directory holds one"""
 
     def __post_init__(self) -> None:
-        checks = {"learning_rate": self.learning_rate > 0, "warmup_steps": self.warmup_steps >= 0,
+        run_state.check_learning_rate(self.learning_rate, "TrainConfig.learning_rate")
+        checks = {"warmup_steps": self.warmup_steps >= 0,
                   "weight_decay": self.weight_decay >= 0, "beta1": 0 <= self.beta1 < 1,
                   "beta2": 0 <= self.beta2 < 1, "grad_clip": self.grad_clip >= 0,
                   "micro_batch_size": self.micro_batch_size >= 1,
                   "tokens_per_update": self.tokens_per_update >= 0,
-                  "max_tokens": self.max_tokens >= 0, "max_flops": self.max_flops >= 0,
+                  "max_tokens": 0 <= self.max_tokens < math.inf,
+                  "max_flops": 0 <= self.max_flops < math.inf,
                   "max_steps": self.max_steps >= 0,
                   "log_points_per_decade": self.log_points_per_decade >= 1,
                   "val_points_per_decade": self.val_points_per_decade >= 0,
@@ -201,7 +205,7 @@ class Trainer:
         self.num_params = int(model.num_params())
         self.run_config = {
             "train": asdict(config), "data": data.describe(), **(run_config or {}),
-            "params": self.num_params,
+            "params": self.num_params, "data_fingerprint": run_state.data_fingerprint(data),
         }
         per_micro = config.micro_batch_size * self.world_size * data.items_per_window
         self.accum_steps = max(1, math.ceil(config.tokens_per_update / per_micro))
@@ -244,6 +248,8 @@ class Trainer:
 
     def total_steps(self) -> int:
         """Optimizer steps the budget allows (the smallest of the step, token and FLOPs limits)."""
+        run_state.check_budget(self.config.max_tokens, self.config.max_flops, self.tokens_per_step,
+                               6.0 * self.num_params * self.tokens_per_step)
         limits = []
         if self.config.max_steps:
             limits.append(self.config.max_steps)
@@ -277,9 +283,13 @@ class Trainer:
         rc = json.loads(json.dumps(run_config))
         for name in RESUMABLE_FIELDS:
             rc.get("train", {}).pop(name, None)
+        rc.pop("data_fingerprint", None)  # compared on its own, with its own message
         return rc
 
-    def _save_checkpoint(self) -> None:
+    def _save_checkpoint(self, values: dict[str, float]) -> None:
+        bad = run_state.check_finite(values, self.model)  # never checkpoint a bad step
+        if bad:
+            raise self._non_finite(bad, self.step)
         if self.rank != 0:
             return
         state = {
@@ -301,7 +311,8 @@ class Trainer:
         """Resume from the last checkpoint, or start a fresh run directory."""
         metrics = self.run_dir / "metrics.jsonl"
         if self.config.resume and self.checkpoint_path.is_file():
-            ckpt = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+            ckpt = run_state.load_resume_checkpoint(self.checkpoint_path, self.device)
+            run_state.check_same_data(ckpt["run_config"], self.run_config, self.run_dir)
             old, new = self._comparable(ckpt["run_config"]), self._comparable(self.run_config)
             if old != new:
                 diff = dict_diff(old, new)
@@ -317,9 +328,8 @@ class Trainer:
             self._interval = (float(interval[0]), int(interval[1]))
             if self.rank == 0 and metrics.is_file():
                 # Drop points logged after the checkpoint: the resumed run logs them again.
-                kept = [line for line in metrics.read_text().splitlines()
-                        if line.strip() and json.loads(line)["step"] <= self.step]
-                write_text_atomic(metrics, "".join(line + "\n" for line in kept))
+                kept = [r for r in run_state.read_metrics(metrics) if r["step"] <= self.step]
+                write_text_atomic(metrics, "".join(run_state.strict_json(r) + "\n" for r in kept))
             logger.info("resumed %s at step %d (%d tokens)", self.run_dir, self.step, self.tokens)
         elif self.rank == 0:
             if metrics.is_file() and metrics.stat().st_size and not self.config.resume:
@@ -381,17 +391,20 @@ class Trainer:
                                .double())
         out = {f"train/{k}": float(v) for k, v in zip(keys, means, strict=True)}
         if not all(math.isfinite(v) for v in out.values()) or not math.isfinite(float(grad_norm)):
-            last = (f"the last good checkpoint is {self.checkpoint_path}"
-                    if self.checkpoint_path.is_file() else "no checkpoint was written before it")
-            raise NonFiniteLossError(
-                f"training loss became {out['train/loss']} (grad norm {float(grad_norm)}) at step "
-                f"{self.step + 1} ({self.tokens} tokens); {last}. Lower the learning rate "
-                f"(now {lr:g}) or lengthen the warmup, and start a new run directory")
+            raise self._non_finite(f"training loss {out['train/loss']} (grad norm "
+                                   f"{float(grad_norm)})", self.step + 1)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         out["lr"] = lr
         out["grad_norm"] = float(grad_norm)
         return out
+
+    def _non_finite(self, what: str, step: int) -> NonFiniteLossError:
+        last = (f"the last good checkpoint is {self.checkpoint_path}"
+                if self.checkpoint_path.is_file() else "no checkpoint was written before it")
+        return NonFiniteLossError(
+            f"{what} at step {step} ({self.tokens} tokens); {last}. Lower the learning rate "
+            f"(now {self.lr_at(step):g}) or lengthen the warmup, and start a new run directory")
 
     def _check_passes(self) -> float:
         passes = self.tokens / max(1, self.data.num_train_items)
@@ -406,7 +419,11 @@ class Trainer:
         return passes
 
     def train(self) -> TrainResult:
-        """Run until the budget is spent (or resume and finish a killed run)."""
+        """Run until the budget is spent (or resume and finish a killed run), holding the lock."""
+        with DirLock(self.run_dir, "run directory") if self.rank == 0 else contextlib.nullcontext():
+            return self._train()
+
+    def _train(self) -> TrainResult:
         cfg = self.config
         self._start_run_dir()
         total = self.total_steps()
@@ -457,7 +474,7 @@ class Trainer:
                     self._log(record, writer)
                 if final or do_val or (cfg.checkpoint_every
                                        and self.step % cfg.checkpoint_every == 0):
-                    self._save_checkpoint()
+                    self._save_checkpoint(record or out)
                 for callback in self.callbacks:
                     callback(self.step, record)
             if self.world_size > 1:
@@ -475,17 +492,17 @@ class Trainer:
         """Last logged train and val losses (a finished run resumed reports them)."""
         train, val = float("nan"), None
         path = self.run_dir / "metrics.jsonl"
-        if self.step and path.is_file():
-            for line in path.read_text().splitlines():
-                record = json.loads(line)
-                train, val = record.get("train/loss", train), record.get("val/loss", val)
+        if self.step:
+            for record in run_state.read_metrics(path):
+                train = record["train/loss"] if record.get("train/loss") is not None else train
+                val = record["val/loss"] if record.get("val/loss") is not None else val
         return train, val
 
     def _log(self, record: dict, writer) -> None:
         if self.rank != 0:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(run_state.strict_json(record) + "\n")
         if writer is not None:
             for key, value in record.items():
                 if key not in ("step",) and isinstance(value, (int, float)):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from offline_data import argtypes as A
+
 
 def register_import(sub: Any) -> None:
     """Add ``import`` under ``embscale data``."""
@@ -25,10 +27,12 @@ def register_import(sub: Any) -> None:
                                    "buttons, [-1, 1] axes), resampled by timestamp.")
     g.add_argument("--source", required=True, help="directory with the video/csv pairs")
     g.add_argument("--dataset-id", required=True, help="e.g. embscale/mygame/human-v0")
-    g.add_argument("--rate", type=float, default=10.0, help="target rate in Hz (default 10)")
+    g.add_argument("--rate", type=A.positive_float, default=10.0,
+                   help="target rate in Hz (default 10)")
     _size(g)
-    g.add_argument("--axis-buckets", type=int, default=11, help="buckets per axis (default 11)")
-    g.add_argument("--time-offset", type=float, default=0.0,
+    g.add_argument("--axis-buckets", type=A.positive_int, default=11,
+                   help="buckets per axis (default 11)")
+    g.add_argument("--time-offset", type=A.finite_float, default=0.0,
                    help="seconds added to CSV timestamps to align them with the video")
     _common(g)
     g.set_defaults(func=_import_gameplay)
@@ -42,7 +46,7 @@ def register_import(sub: Any) -> None:
                    help="field mapping: preset name (rt1, bridge) or a JSON file of "
                         "RLDSMapping fields (default rt1)")
     _size(r)
-    r.add_argument("--max-episodes", type=int, default=None, help="stop after this many")
+    r.add_argument("--max-episodes", type=A.positive_int, default=None, help="stop after this many")
     r.add_argument("--no-verify-crc", action="store_true", help="skip TFRecord CRC checks")
     _common(r)
     r.set_defaults(func=_import_rlds)

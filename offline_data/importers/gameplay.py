@@ -94,6 +94,12 @@ def read_action_log(path: str | Path, config: GameplayImportConfig) -> ActionLog
     order = np.argsort(table[:, 0], kind="stable")
     table = table[order]
     values = table[:, 1:].astype(np.float32)
+    bad = ~np.isfinite(table)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        name = [config.timestamp_column, *columns][col]
+        raise ValueError(f"action log {path} has a non-finite value ({table[row, col]}) in column "
+                         f"{name!r} (sorted row {row + 1}); every value must be a finite number")
     buttons = [j for j in range(values.shape[1]) if np.isin(values[:, j], (0.0, 1.0)).all()]
     axes = [j for j in range(values.shape[1]) if j not in buttons]
     if axes and np.abs(values[:, axes]).max() > 1.0 + 1e-6:
@@ -127,6 +133,25 @@ def _video_meta(path: Path) -> tuple[float, int, tuple[int, int]]:
     return fps, max(int(round(float(meta["duration"]) * fps)), 1), tuple(meta["size"])
 
 
+MIN_OVERLAP = 0.5
+"""Refuse a (video, log) pair whose overlap is below this fraction of the longer of the two."""
+WARN_OVERLAP = 0.95
+"""Warn when the overlap is below this fraction: the rest of the longer one is dropped."""
+
+
+def _check_overlap(video: str, log: str, overlap: float, video_s: float, log_s: float) -> None:
+    """Warn (or refuse, below ``MIN_OVERLAP``) when a video and its log cover different spans."""
+    longer = max(video_s, log_s, 1e-9)
+    if overlap / longer >= WARN_OVERLAP:
+        return
+    msg = (f"{video} ({video_s:.1f} s) and {log} ({log_s:.1f} s) overlap for only "
+           f"{overlap:.1f} s ({overlap / longer:.0%} of the longer); the rest is dropped")
+    if overlap / longer < MIN_OVERLAP:
+        raise ValueError(f"{msg}: below {MIN_OVERLAP:.0%}, so they are probably not a pair; pair "
+                         "the right files, or align them with --time-offset")
+    logger.warning("%s", msg)
+
+
 def import_episode(video: str | Path, log_path: str | Path,
                    config: GameplayImportConfig = GameplayImportConfig()) -> Episode:
     """Resample one (video, action log) pair to an ``Episode`` at ``config.rate`` Hz.
@@ -146,6 +171,8 @@ def import_episode(video: str | Path, log_path: str | Path,
             f"{fps:g} fps) and {log_path.name} (actions cover {log.times[0]:.2f}-"
             f"{log.times[-1]:.2f} s) do not overlap by one {period:.2f} s sample; pair the right "
             "files, or shift the log onto the video's clock with time_offset (--time-offset)")
+    _check_overlap(video.name, log_path.name, end - start, v_end - v_start,
+                   float(log.times[-1] - log.times[0]))
     sample_times = start + period * np.arange(int(np.floor((end - start) / period)) + 1)
     frame_idx = np.minimum(np.floor(sample_times * fps + 1e-6).astype(np.int64), nframes - 1)
 

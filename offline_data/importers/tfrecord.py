@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import os
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -121,6 +122,10 @@ def read_tfrecord(path: str | Path, verify_crc: bool = True) -> Iterator[bytes]:
                 raise ValueError(f"{path}: record {index} has a corrupt length (CRC mismatch); "
                                  "the file is not an uncompressed TFRecord (GZIP files must be "
                                  "decompressed first)")
+            remaining = os.fstat(f.fileno()).st_size - f.tell()
+            if length > remaining:  # random bytes read as a length (checked even without CRCs)
+                raise ValueError(f"{path}: record {index} claims {length} bytes but only "
+                                 f"{remaining} remain; the file is truncated or not a TFRecord")
             data = f.read(length)
             footer = f.read(4)
             if len(data) < length or len(footer) < 4:

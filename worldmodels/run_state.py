@@ -1,0 +1,222 @@
+"""A run directory's state, read and written so that a crash or bad numbers lose nothing.
+
+The trainer calls these functions; they hold the rules, so the loop stays short:
+
+- ``metrics.jsonl`` is strict JSON (non-finite numbers become ``null``); a truncated last line
+  (the process died mid-write) is dropped with a warning instead of blocking the resume;
+- a resume reads ``checkpoints/last.pt``, or, when that is truncated or corrupt, the newest intact
+  ``checkpoints/step_<step>.pt``, with a warning;
+- a checkpoint is written only from a step whose losses and parameters are all finite, so the
+  "last good checkpoint" a NaN error names is good;
+- unreadable checkpoint files give a one-line error naming the file, never PyTorch's advice to
+  load untrusted files with ``weights_only=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pickle
+import re
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from offline_data.argtypes import MAX_LEARNING_RATE
+
+logger = logging.getLogger(__name__)
+
+
+def check_learning_rate(lr: float, name: str = "learning_rate") -> float:
+    """Return ``lr`` when it is finite and in (0, ``MAX_LEARNING_RATE``]; else ValueError.
+
+    >>> check_learning_rate(3e-4)
+    0.0003
+    """
+    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= MAX_LEARNING_RATE:
+        raise ValueError(f"{name} {lr!r} is not a usable learning rate: it must be finite, > 0 "
+                         f"and at most {MAX_LEARNING_RATE:g} (typical AdamW values are 1e-4 to "
+                         "1e-2)")
+    return float(lr)
+
+
+def check_budget(max_tokens: float, max_flops: float, tokens_per_step: int,
+                 flops_per_step: float) -> None:
+    """Refuse a token or FLOPs budget smaller than one optimizer step (it would train a whole one).
+
+    Raises:
+        ValueError: naming the budget, one step's size and the fix.
+    """
+    for name, budget, step in (("--tokens", max_tokens, tokens_per_step),
+                               ("--flops", max_flops, flops_per_step)):
+        if budget and budget < step:
+            raise ValueError(f"{name} {budget:g} is less than one optimizer step ({step:g}); "
+                             f"raise {name} to at least {step:g}, or lower --tokens-per-update "
+                             "and --micro-batch-size")
+
+
+def finite_or_none(value: Any) -> Any:
+    """Map NaN and infinities (also nested in dicts and lists) to None.
+
+    >>> finite_or_none({"a": float("nan"), "b": [1.0, float("inf")]})
+    {'a': None, 'b': [1.0, None]}
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def strict_json(record: dict) -> str:
+    """One line of strict JSON (``null`` for NaN/Infinity, which JSON does not allow)."""
+    return json.dumps(finite_or_none(record), allow_nan=False)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """Records of a ``metrics.jsonl``; a truncated *last* line is dropped with a warning.
+
+    Raises:
+        ValueError: a line other than the last is not JSON (the file was edited or damaged).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError as e:
+            if i == len(lines) - 1:
+                msg = (f"{path}: dropped a truncated last line ({line[:40]!r}...), written by a "
+                       "process that was killed mid-write")
+                warnings.warn(msg, stacklevel=2)
+                logger.warning(msg)
+                continue
+            raise ValueError(f"{path} line {i + 1} is not JSON ({e}); fix or remove that line"
+                             ) from e
+    return records
+
+
+_LOAD_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError,
+                KeyError, AttributeError, IndexError, UnicodeDecodeError, OSError)
+
+
+def load_torch_file(path: str | os.PathLike, what: str = "checkpoint",
+                    map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` with a one-line error for a damaged file.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is truncated, not a PyTorch file, or holds objects other than
+            tensors and plain containers (which ``weights_only`` refuses to run).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except _LOAD_ERRORS as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in first or "Weights only" in first:
+            first = "it holds objects other than tensors (refused: loading them could run code)"
+        raise ValueError(f"{path} is not a readable {what}: {first[:160]}; it is truncated, "
+                         "damaged or not written by embscale; pass the right file or write it "
+                         "again") from e
+
+
+def _step_checkpoints(directory: Path) -> list[Path]:
+    found = [(int(m.group(1)), p) for p in directory.glob("step_*.pt")
+             if (m := re.fullmatch(r"step_(\d+)\.pt", p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def load_resume_checkpoint(last: Path, map_location: str | torch.device) -> dict:
+    """``last`` (checkpoints/last.pt), or the newest intact step checkpoint when it is damaged.
+
+    Raises:
+        ValueError: ``last`` is damaged and no intact step checkpoint remains.
+    """
+    try:
+        return load_torch_file(last, "checkpoint", map_location)
+    except ValueError as e:
+        reason = str(e)
+    for candidate in _step_checkpoints(last.parent):
+        try:
+            ckpt = load_torch_file(candidate, "checkpoint", map_location)
+        except ValueError:
+            continue
+        msg = f"{reason}; resuming from the newest intact checkpoint {candidate.name} instead"
+        warnings.warn(msg, stacklevel=2)
+        logger.warning(msg)
+        return ckpt
+    raise ValueError(f"{reason}; no intact checkpoints/step_*.pt to fall back on: start a new "
+                     f"--run-dir (or remove {last} to start this run over)")
+
+
+def check_finite(values: dict[str, float], model: nn.Module) -> str | None:
+    """None when every value and parameter is finite, else what is not (for the error)."""
+    bad = [f"{k} = {v}" for k, v in values.items()
+           if isinstance(v, float) and not math.isfinite(v)]
+    if not bad and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        bad.append("non-finite parameters after the update")
+    return ", ".join(bad) or None
+
+
+def check_same_data(old: dict, new: dict, run_dir: str | os.PathLike) -> None:
+    """Refuse to resume when the run's data changed (``data_fingerprint`` of two run configs)."""
+    from offline_data.fingerprint import check_fingerprint
+
+    if new.get("data_fingerprint") is not None:
+        data = new.get("data", {})
+        check_fingerprint(old.get("data_fingerprint"), new["data_fingerprint"], str(run_dir),
+                          str(data.get("path") or data.get("dataset_id")))
+
+
+def data_fingerprint(data: Any) -> str | None:
+    """The fingerprint of a data source's files (None for sources that offer none)."""
+    fingerprint = getattr(data, "fingerprint", None)
+    return fingerprint() if callable(fingerprint) else None
+
+
+def check_tokenizer_match(recorded: str | None, actual: str | None, model: str, other: str,
+                          allow_mismatch: bool = False) -> None:
+    """Refuse a model meeting tokens or a tokenizer other than the ones it was trained on.
+
+    Args:
+        recorded: the tokenizer sha256 in the model's run config (None: not recorded, so
+            nothing to compare).
+        actual: the sha256 of the tokenizer (or of the shards' tokenizer) it meets now.
+        model: the model's checkpoint path (for the message).
+        other: what it meets, e.g. ``"tokenizer tok.pt"`` or ``"token shard tokens/"``.
+        allow_mismatch: the expert override (``--allow-tokenizer-mismatch``): warn instead.
+
+    Raises:
+        ValueError: the two differ and ``allow_mismatch`` is off.
+    """
+    if not recorded or not actual or recorded == actual:
+        return
+    msg = (f"{model} was trained on tokens of tokenizer sha256 {recorded[:12]}..., but "
+           f"{other} is of tokenizer sha256 {actual[:12]}...: its losses and frames would be "
+           "meaningless; pass the tokenizer and shards the model was trained with (or "
+           "--allow-tokenizer-mismatch if you know they are equivalent)")
+    if not allow_mismatch:
+        raise ValueError(msg)
+    warnings.warn(msg, stacklevel=2)
+    logger.warning(msg)
+
+
+def recorded_tokenizer(ckpt: dict) -> str | None:
+    """The tokenizer sha256 a model checkpoint's run config records (None if none)."""
+    run_config = ckpt.get("run_config") if isinstance(ckpt, dict) else None
+    return ((run_config or {}).get("data") or {}).get("tokenizer_sha256")
