@@ -9,7 +9,7 @@ from __future__ import annotations
 import gymnasium
 
 # The suite's Breakout: v1 crops the screen to the playfield, takes the maximum of the last two
-# emulator frames of a step and of a 5x7 window of screen pixels before the resize, so that the
+# emulator frames of a step and of a 7x9 window of screen pixels before the resize, so that the
 # ball survives a 16-token tokenizer at 64x64 (docs/tokenizer.md); v0 (the whole screen, the last
 # frame, the "auto" window) stays for datasets recorded with it.
 BREAKOUT_ID = "embscale/Breakout-v1"
@@ -25,7 +25,7 @@ def register_envs() -> None:
     """Register ``embscale/Breakout-v1``, ``-v0`` and ``embscale/FetchPickAndPlace-v0``.
 
     Idempotent. The two Breakout versions differ only in their frames: ``-v1`` passes
-    ``crop`` (the playfield), ``frame_max=True`` and ``dilate=(5, 7)`` to
+    ``crop`` (the playfield), ``frame_max=True`` and ``dilate=(7, 9)`` to
     ``envs.atari.AtariImageEnv``.
     """
     breakout = {"game": "breakout", "size": 64, "frameskip": 4, "repeat_action_probability": 0.25}
@@ -35,7 +35,7 @@ def register_envs() -> None:
     if BREAKOUT_ID not in gymnasium.registry:
         gymnasium.register(id=BREAKOUT_ID, entry_point="envs.atari:AtariImageEnv",
                            kwargs={**breakout, "crop": list(BREAKOUT_PLAYFIELD), "frame_max": True,
-                                   "dilate": [5, 7]},
+                                   "dilate": [7, 9]},
                            max_episode_steps=4500)
     if FETCH_PICK_AND_PLACE_ID not in gymnasium.registry:
         gymnasium.register(

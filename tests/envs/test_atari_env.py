@@ -146,7 +146,7 @@ def test_breakout_v1_crops_the_playfield_and_maxes_two_frames_v0_does_not():
     v1, v0 = envs.make(envs.BREAKOUT_ID).unwrapped, envs.make("embscale/Breakout-v0").unwrapped
     assert envs.BREAKOUT_ID == "embscale/Breakout-v1"
     assert v1.crop == BREAKOUT_PLAYFIELD and v1.frame_max is True
-    assert v1.dilate == (5, 7)  # the ball covers about 14 pixels at 64x64 instead of 4
+    assert v1.dilate == (7, 9)  # a ball of about 4x5 pixels at 64x64 instead of 1x2
     assert v0.crop is None and v0.frame_max is False and v0.dilate == (3, 4)
 
 
