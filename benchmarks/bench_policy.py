@@ -107,11 +107,11 @@ def main() -> None:
                         help="BC run directory or checkpoint to evaluate (repeatable); "
                              "default: train one")
     parser.add_argument("--tokenizer", help="VQ-VAE checkpoint (BC-Token checkpoints)")
-    parser.add_argument("--dataset", default="embscale/breakout/scripted-v1")
+    parser.add_argument("--dataset", default="embscale/breakout/scripted-v2")
     parser.add_argument("--size", default="s100k", help="BC-CNN size to train")
     parser.add_argument("--frames", type=float, default=2e5, help="training budget in frames")
     parser.add_argument("--run-dir", default="runs/bench-policy/bc-cnn")
-    parser.add_argument("--env", default="embscale/Breakout-v0")
+    parser.add_argument("--env", default="embscale/Breakout-v1")
     parser.add_argument("--episodes", type=int, default=24)
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--max-steps", type=int, default=1000)

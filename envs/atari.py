@@ -7,7 +7,7 @@ from the dataset's env spec alone.
 Example::
 
     import envs
-    env = envs.make("embscale/Breakout-v0", size=128)
+    env = envs.make("embscale/Breakout-v1", size=128)
 """
 
 from __future__ import annotations
@@ -19,7 +19,16 @@ from ale_py.env import AtariEnv
 from gymnasium import spaces
 from gymnasium.utils import EzPickle
 
-from envs.images import check_dilate, check_frame_size, resize_frame, sprite_dilation
+from envs.images import (
+    check_crop,
+    check_dilate,
+    check_frame_size,
+    resize_frame,
+    sprite_dilation,
+)
+from envs.registration import BREAKOUT_PLAYFIELD
+
+__all__ = ["AtariImageEnv", "BREAKOUT_PLAYFIELD"]
 
 
 class AtariImageEnv(AtariEnv):
@@ -46,7 +55,13 @@ class AtariImageEnv(AtariEnv):
             resize ((3, 4) at 64x64), so that the Breakout ball (2x4 screen pixels) keeps full
             colour in at least one pixel instead of a dim half-pixel smear that a tokenizer
             drops; ``"none"`` is the plain area resize; a ``(width, height)`` pair sets the
-            window in screen pixels.
+            window in screen pixels. ``"auto"`` is computed on the cropped screen.
+        crop: ``None`` (the whole 210x160 screen) or ``(top, bottom, left, right)`` screen
+            pixels kept before the resize, e.g. ``BREAKOUT_PLAYFIELD`` (the playfield without
+            the score band and the walls: 164x144 pixels instead of 210x160).
+        frame_max: observe the pixel-wise maximum of the last two emulator frames of each step
+            (the standard Atari preprocessing against flicker, Mnih et al. 2015); a moving
+            ball then shows at both of its last two positions.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -59,8 +74,12 @@ class AtariImageEnv(AtariEnv):
         repeat_action_probability: float = 0.25,
         render_mode: str | None = None,
         dilate: tuple[int, int] | str = "auto",
+        crop: tuple[int, int, int, int] | None = None,
+        frame_max: bool = False,
     ):
         size = check_frame_size(size)
+        if not isinstance(frame_max, (bool, np.bool_)):
+            raise TypeError(f"frame_max must be True or False, got {frame_max!r}")
         dilate = check_dilate(dilate)
         if isinstance(frameskip, bool) or not isinstance(frameskip, (int, np.integer)):
             raise TypeError(f"frameskip must be a positive int (e.g. 4), got {frameskip!r}")
@@ -83,9 +102,14 @@ class AtariImageEnv(AtariEnv):
         )
         # Re-initialise pickling with our own constructor arguments (AtariEnv stored its own).
         EzPickle.__init__(self, game, size, frameskip, repeat_action_probability, render_mode,
-                          dilate)
+                          dilate, crop, frame_max)
         self.size = size
+        self.frame_max = bool(frame_max)
         screen = self.ale.getScreenDims()  # (height, width), 210x160 for every ALE game
+        self.crop = check_crop(None if crop is None else tuple(crop),
+                               (int(screen[0]), int(screen[1])))
+        if self.crop is not None:
+            screen = (self.crop[1] - self.crop[0], self.crop[3] - self.crop[2])
         if dilate == "auto":
             dilate = sprite_dilation((int(screen[0]), int(screen[1])), size)
         self.dilate: tuple[int, int] = (1, 1) if dilate == "none" else dilate
@@ -96,8 +120,33 @@ class AtariImageEnv(AtariEnv):
         """Return a copy of the console RAM, uint8 array of shape (128,)."""
         return self.ale.getRAM()
 
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Repeat ``action`` for ``frameskip`` emulator frames (ale-py's step, see the class)."""
+        if not self.frame_max or self.continuous:
+            return super().step(action)
+        action_id = self._action_set[action]
+        reward = 0.0
+        for i in range(self._frameskip):
+            if i == self._frameskip - 1:
+                # The frame before the last one; _get_obs takes the maximum with the last.
+                self._previous_screen = self.ale.getScreenRGB()
+            reward += self.ale.act(action_id, 1.0)
+        terminated = self.ale.game_over(with_truncation=False)
+        truncated = self.ale.game_truncated()
+        return self._get_obs(), reward, terminated, truncated, self._get_info()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Reset the game (ale-py's reset); the first observation is a single frame."""
+        self._previous_screen = None
+        return super().reset(seed=seed, options=options)
+
     def _get_obs(self) -> np.ndarray:
-        return resize_frame(self.ale.getScreenRGB(), self.size, self.dilate)
+        screen = self.ale.getScreenRGB()
+        previous = getattr(self, "_previous_screen", None)
+        if self.frame_max and previous is not None:
+            screen = np.maximum(screen, previous)
+            self._previous_screen = None
+        return resize_frame(screen, self.size, self.dilate, self.crop)
 
     def _get_info(self) -> dict[str, Any]:
         info = dict(super()._get_info())

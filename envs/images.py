@@ -1,4 +1,4 @@
-"""Image helpers shared by the suite's envs: frame resizing and size validation."""
+"""Image helpers shared by the suite's envs: frame cropping and resizing, option validation."""
 
 from __future__ import annotations
 
@@ -9,10 +9,15 @@ import numpy as np
 
 
 def resize_frame(frame: np.ndarray, size: int | tuple[int, int],
-                 dilate: tuple[int, int] = (1, 1)) -> np.ndarray:
-    """Resize an HxWx3 uint8 frame to (size, size, 3), or (*size, 3) for a (height, width) pair.
+                 dilate: tuple[int, int] = (1, 1),
+                 crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Crop an HxWx3 uint8 frame, then resize it with area interpolation.
 
-    The resize uses area interpolation.
+    The result is (size, size, 3), or (*size, 3) for a (height, width) pair.
+
+    ``crop=(top, bottom, left, right)`` keeps screen rows ``top:bottom`` and columns
+    ``left:right`` before anything else (``None`` keeps the whole frame), so that the pixels of
+    the result go to the part of the screen that matters.
 
     Area interpolation averages the source pixels under each target pixel, so an object smaller
     than a target pixel survives only as a dim smear (the Breakout ball, 2x4 screen pixels, keeps
@@ -26,6 +31,9 @@ def resize_frame(frame: np.ndarray, size: int | tuple[int, int],
     >>> resize_frame(np.zeros((210, 160, 3), np.uint8), (72, 120)).shape
     (72, 120, 3)
     """
+    if crop is not None:
+        top, bottom, left, right = crop
+        frame = frame[top:bottom, left:right]
     w, h = (int(v) for v in dilate)
     if w > 1 or h > 1:
         frame = cv2.dilate(frame, np.ones((h, w), np.uint8))
@@ -83,6 +91,29 @@ def check_frame_size(size: Any) -> int | tuple[int, int]:
             raise ValueError(f"size must be one int or a (height, width) pair, got {size!r}")
         return check_size(size[0]), check_size(size[1])
     return check_size(size)
+
+
+def check_crop(crop: Any, screen_hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """Validate a ``crop`` option: ``None`` or (top, bottom, left, right) inside the screen.
+
+    >>> check_crop((32, 196, 8, 152), (210, 160))
+    (32, 196, 8, 152)
+    """
+    if crop is None:
+        return None
+    height, width = screen_hw
+    fix = (f"crop must be None or (top, bottom, left, right) screen pixels with "
+           f"0 <= top < bottom <= {height} and 0 <= left < right <= {width}")
+    try:
+        top, bottom, left, right = crop
+    except (TypeError, ValueError):
+        raise TypeError(f"{fix}, got {crop!r}") from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+               for v in (top, bottom, left, right)):
+        raise TypeError(f"{fix}, got {crop!r}")
+    if not (0 <= top < bottom <= height and 0 <= left < right <= width):
+        raise ValueError(f"{fix}, got {crop!r}")
+    return int(top), int(bottom), int(left), int(right)
 
 
 def check_size(size: Any) -> int:

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 # Shortcuts for --policy: a name, or an env id -> "module:factory" resolved with importlib
 # (offline_data may not import agents statically; DESIGN.md's import table).
 SCRIPTED_POLICIES: dict[str, str] = {
+    "embscale/Breakout-v1": "agents.demonstrators:ScriptedBreakoutPolicy",
     "embscale/Breakout-v0": "agents.demonstrators:ScriptedBreakoutPolicy",
     "embscale/FetchPickAndPlace-v0": "agents.demonstrators:ScriptedFetchPickAndPlacePolicy",
 }

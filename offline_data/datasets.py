@@ -31,7 +31,9 @@ from offline_data.discretize import ActionDiscretizer, discretizer_for_space, di
 
 logger = logging.getLogger(__name__)
 
-BREAKOUT_DATASET_ID = "embscale/breakout/scripted-v1"
+# v2: frames of embscale/Breakout-v1 (playfield crop, maximum of the last two emulator frames);
+# v1 held the whole screen of embscale/Breakout-v0, so the two are never mixed.
+BREAKOUT_DATASET_ID = "embscale/breakout/scripted-v2"
 FETCH_DATASET_ID = "embscale/fetch-pick-place/scripted-v0"
 STAGING_DIR = ".embscale-staging"  # hidden: minari's listing skips dot-directories
 # Minari's "arrow" layout (one Arrow IPC file per episode), written with LZ4 frame compression:

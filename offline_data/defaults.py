@@ -52,9 +52,11 @@ class DefaultDataset:
 DEFAULTS: dict[str, DefaultDataset] = {
     # About 40k frames: enough for a toy tokenizer and GPT ladder, collected in about a minute.
     "breakout": DefaultDataset(
-        env_id="embscale/Breakout-v0", dataset_id=BREAKOUT_DATASET_ID, num_episodes=400,
+        env_id="embscale/Breakout-v1", dataset_id=BREAKOUT_DATASET_ID, num_episodes=400,
         max_total_steps=40_000, max_steps_per_episode=2_000, skill=(0.7, 1.0),
-        description="Atari Breakout 64x64 RGB played by a scripted RAM-reading player; skill "
+        description="Atari Breakout 64x64 RGB (the playfield cropped from the screen, the "
+                    "maximum of the last two emulator frames of each step) played by a "
+                    "scripted RAM-reading player; skill "
                     "drawn per episode from [0.7, 1.0] (about 20 to 80 points a game), so the "
                     "dataset mimics a population of practised human players whose actions "
                     "can be learnt from the screen."),

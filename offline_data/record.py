@@ -8,8 +8,8 @@ Escape or closing the window ends the session; the episode in progress is kept (
 The dataset is written atomically: Ctrl-C leaves nothing.
 
 Example:
-    embscale data record --env embscale/Breakout-v0 --episodes 3 \
-        --dataset-id embscale/breakout/human-v0
+    embscale data record --env embscale/Breakout-v1 --episodes 3 \
+        --dataset-id embscale/breakout/human-v1
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ logger = logging.getLogger(__name__)
 class RecordConfig:
     """A keyboard recording session."""
 
-    env_id: str = "embscale/Breakout-v0"
+    env_id: str = "embscale/Breakout-v1"
     """Gymnasium id of the env to play."""
-    dataset_id: str = "embscale/breakout/human-v0"
+    dataset_id: str = "embscale/breakout/human-v1"
     """Minari id written."""
     episodes: int = 1
     """Episodes to play."""

@@ -54,7 +54,7 @@ def register(subparsers) -> None:
             sp.add_argument("--runs", nargs="+", default=None,
                             help="existing BC-Token and BC-CNN run directories (e.g. a study's "
                                  "runs); without it, a small sweep is trained")
-            sp.add_argument("--dataset", default="embscale/breakout/scripted-v1",
+            sp.add_argument("--dataset", default="embscale/breakout/scripted-v2",
                             help="Minari dataset for the sweep")
         else:
             sp.add_argument("--dataset", default="embscale/fetch-pick-place/scripted-v0",

@@ -8,7 +8,7 @@ Example (``study.toml``)::
 
     name = "my-breakout"
     [dataset]
-    id = "embscale/breakout/scripted-v1"
+    id = "embscale/breakout/scripted-v2"
     [[tasks]]
     task = "wm-token"
     sizes = ["s30k", "s100k", "s300k", "s1m"]
@@ -35,9 +35,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 class DatasetSpec:
     """The Minari dataset a study trains on."""
 
-    id: str = "embscale/breakout/scripted-v1"  # Minari dataset id
+    id: str = "embscale/breakout/scripted-v2"  # Minari dataset id
     collect: bool = False  # collect the dataset from ``env`` when ``id`` is missing locally
-    env: str = "embscale/Breakout-v0"  # env to collect from
+    env: str = "embscale/Breakout-v1"  # env to collect from
     # collecting policy: scripted | random | sb3:ALGO:PATH | sb3-weights:ALGO:PATH | module:factory
     # (sb3: unpickles the zip and module: imports the module: both run their code; trusted only)
     policy: str = "scripted"
@@ -53,7 +53,7 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         if not self.id or "/" not in self.id:
             raise ValueError(f"dataset.id={self.id!r} is not a Minari id; use e.g. "
-                             "'embscale/breakout/scripted-v1'")
+                             "'embscale/breakout/scripted-v2'")
         if self.episodes < 1:
             raise ValueError(f"dataset.episodes={self.episodes} must be >= 1")
         from offline_data.frame_size import parse_frame_size
@@ -133,7 +133,7 @@ class ReturnStudySpec:
     """Loss vs online return of BC checkpoints (paper Figure 2)."""
 
     enabled: bool = True  # run the study
-    env_id: str = "embscale/Breakout-v0"  # real env the policies act in
+    env_id: str = "embscale/Breakout-v1"  # real env the policies act in (the dataset's env)
     episodes: int = 8  # evaluation episodes per checkpoint
     num_envs: int = 8  # vector env width
     max_episode_steps: int = 1500  # cap per episode (agent steps)

@@ -51,7 +51,7 @@ MIN_CODEBOOK_USAGE = 0.5
 class TokenizerTrainConfig:
     """How a tokenizer is trained."""
 
-    dataset_id: str = "embscale/breakout/scripted-v1"
+    dataset_id: str = "embscale/breakout/scripted-v2"
     """Minari dataset whose train split is used (val split for evaluation)."""
     out_dir: str = "runs/tokenizer/breakout-k64"
     """Run directory."""

@@ -7,8 +7,8 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
-from envs.atari import AtariImageEnv
-from envs.images import resize_frame, sprite_dilation
+from envs.atari import BREAKOUT_PLAYFIELD, AtariImageEnv
+from envs.images import check_crop, resize_frame, sprite_dilation
 
 
 def test_ids_registered_on_import_and_idempotent():
@@ -89,6 +89,10 @@ def test_breakout_dilates_by_default_and_can_be_told_not_to():
         ({"dilate": "max"}, ValueError),
         ({"dilate": (0, 3)}, ValueError),
         ({"dilate": 3}, TypeError),
+        ({"crop": (0, 300, 0, 160)}, ValueError),
+        ({"crop": (10, 5, 0, 160)}, ValueError),
+        ({"crop": 32}, TypeError),
+        ({"frame_max": "yes"}, TypeError),
     ],
 )
 def test_bad_breakout_kwargs_are_named(kwargs, error):
@@ -102,11 +106,12 @@ def test_unknown_suite_id_lists_the_known_ones():
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_minari_recovers_breakout_from_a_dataset():
+@pytest.mark.parametrize("env_id", ["embscale/Breakout-v0", "embscale/Breakout-v1"])
+def test_minari_recovers_breakout_from_a_dataset(env_id):
     minari = pytest.importorskip("minari")
     from minari.data_collector import EpisodeBuffer
 
-    env = envs.make("embscale/Breakout-v0", size=32)
+    env = envs.make(env_id, size=32)
     obs, _ = env.reset(seed=0)
     frames, rewards, terms, truncs = [obs], [], [], []
     for t in range(4):
@@ -123,11 +128,50 @@ def test_minari_recovers_breakout_from_a_dataset():
         truncations=truncs,
     )
     dataset = minari.create_dataset_from_buffers(
-        "embscale/test/breakout-v0", [episode], env=env, algorithm_name="test", data_format="arrow"
+        f"embscale/test/{env_id[9:].lower()}", [episode], env=env, algorithm_name="test",
+        data_format="arrow"
     )
     env.close()
     recovered = dataset.recover_environment()
-    assert recovered.spec.id == "embscale/Breakout-v0"
+    assert recovered.spec.id == env_id
+    # The frames' preprocessing travels with the dataset's env spec.
+    assert recovered.unwrapped.crop == env.unwrapped.crop
+    assert recovered.unwrapped.frame_max == env.unwrapped.frame_max
     assert recovered.observation_space.shape == (32, 32, 3)
     assert recovered.reset(seed=0)[0].shape == (32, 32, 3)
     recovered.close()
+
+
+def test_breakout_v1_crops_the_playfield_and_maxes_two_frames_v0_does_not():
+    v1, v0 = envs.make(envs.BREAKOUT_ID).unwrapped, envs.make("embscale/Breakout-v0").unwrapped
+    assert envs.BREAKOUT_ID == "embscale/Breakout-v1"
+    assert v1.crop == BREAKOUT_PLAYFIELD and v1.frame_max is True
+    assert v1.dilate == (7, 9)  # a ball of about 4x5 pixels at 64x64 instead of 1x2
+    assert v0.crop is None and v0.frame_max is False and v0.dilate == (3, 4)
+
+
+def test_crop_keeps_only_the_given_screen_box():
+    frame = np.zeros((210, 160, 3), np.uint8)
+    frame[:32] = 142  # score band and top wall, cropped away
+    frame[100:104, 70:72] = (200, 72, 72)
+    out = resize_frame(frame, 64, crop=BREAKOUT_PLAYFIELD)
+    np.testing.assert_array_equal(out, resize_frame(frame[32:196, 8:152], 64))
+    assert 0 < out[..., 1].max() <= 72  # no grey: the wall is gone, the ball is kept
+    assert check_crop(None, (210, 160)) is None
+
+
+def test_frame_max_shows_both_last_frames_and_leaves_the_game_unchanged():
+    # Same seed and actions: the same game (RAM, rewards), frames at least as bright.
+    plain = AtariImageEnv(dilate="none")
+    maxed = AtariImageEnv(dilate="none", frame_max=True)
+    a, _ = plain.reset(seed=1)
+    b, _ = maxed.reset(seed=1)
+    np.testing.assert_array_equal(a, b)  # the first frame of an episode is a single frame
+    brighter = 0
+    for action in [1] * 5 + [2, 2, 3, 3, 0] * 6:
+        a, ra, *_, ia = plain.step(action)
+        b, rb, *_, ib = maxed.step(action)
+        np.testing.assert_array_equal(ia["ram"], ib["ram"])
+        assert ra == rb and (b >= a).all()
+        brighter += int((b > a).any())
+    assert brighter > 10  # the moving ball and paddle leave their previous position in view

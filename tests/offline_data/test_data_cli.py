@@ -98,18 +98,18 @@ def _breakout():
 
 
 def test_defaults_registry_and_errors():
-    assert DEFAULTS["breakout"].dataset_id == "embscale/breakout/scripted-v1"
+    assert DEFAULTS["breakout"].dataset_id == "embscale/breakout/scripted-v2"
     assert DEFAULTS["fetch"].dataset_id == "embscale/fetch-pick-place/scripted-v0"
     assert DEFAULTS["fetch"].buckets == 500
     with pytest.raises(ValueError, match="unknown default datasets"):
         build_default_datasets(["atari"])
     env = gym.make(PIXEL_ID)
-    collect(env, RandomPolicy(env.action_space), 1, "embscale/breakout/scripted-v1",
+    collect(env, RandomPolicy(env.action_space), 1, "embscale/breakout/scripted-v2",
             progress=False)
     # An existing default is reused, not collected again.
     built = build_default_datasets(["breakout"])
     assert built["breakout"].total_episodes == 1
-    assert load_dataset("embscale/breakout/scripted-v1").total_episodes == 1
+    assert load_dataset("embscale/breakout/scripted-v2").total_episodes == 1
 
 
 def test_default_breakout_collection_small(capsys):
@@ -119,11 +119,11 @@ def test_default_breakout_collection_small(capsys):
 
     ds = collect_default("breakout", progress=False, num_episodes=2, max_total_steps=60,
                          max_steps_per_episode=30)
-    assert ds.id == "embscale/breakout/scripted-v1" and ds.total_steps == 60
+    assert ds.id == "embscale/breakout/scripted-v2" and ds.total_steps == 60
     info = dataset_info(ds.id)
-    assert info.skill_min is not None and info.env_id == "embscale/Breakout-v0"
+    assert info.skill_min is not None and info.env_id == "embscale/Breakout-v1"
     assert main(["data", "defaults", "--only", "breakout", "--no-progress"]) == 0  # reused
-    assert "embscale/breakout/scripted-v1" in capsys.readouterr().out
+    assert "embscale/breakout/scripted-v2" in capsys.readouterr().out
 
 
 def test_import_rlds_cli(tmp_path, capsys):

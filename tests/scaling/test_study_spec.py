@@ -82,7 +82,8 @@ def test_load_errors(tmp_path):
 
 def test_defaults_are_valid():
     spec = StudySpec(tasks=[TaskSweep(task="bc-token", sizes=["s10k"], tokens=1e4)])
-    assert spec.loss_vs_return.env_id == "embscale/Breakout-v0"
+    assert spec.loss_vs_return.env_id == "embscale/Breakout-v1"
+    assert spec.dataset.env == "embscale/Breakout-v1"
 
 
 @pytest.mark.parametrize("skill", [[0.9, 0.1], [0.2, 1.5], [0.5]])
