@@ -22,8 +22,10 @@ Noise: a curve's noise is the scatter of its points around a smooth version of i
 against the mean of its two neighbours on each side in compute order, over the part of the curve
 after its first ``1 - late_fraction`` of log-compute; a difference of a point and the mean of four
 independent neighbours has variance 1.25 sigma^2). When a size has several seeds, the spread of the
-seeds' final smoothed losses is used when it is larger. A pair's margin is
-``noise_sigmas * sqrt(sigma_small^2 + sigma_large^2)``.
+seeds' final smoothed losses is used when it is larger. The curves are compared as 5-point moving
+means, so a pair's margin is ``noise_sigmas * sqrt((sigma_small^2 + sigma_large^2) / 5)`` (the
+noise of the gap between two such means), and a plateau is a drop below
+``noise_sigmas * sigma_small * sqrt(2 / 5)`` (the noise of the difference of two means).
 
 Budgets: the study's budget is one number, in FLOPs (C = 6ND summed over every run) or in
 wall-clock seconds of training (extension costs estimated from each run's measured throughput).
@@ -47,6 +49,7 @@ import numpy as np
 
 from worldmodels.train_utils import is_val_step, next_val_step
 
+SMOOTH_POINTS = 5  # points per moving mean of a smoothed curve
 REASONS = ("extended", "crossing", "plateau", "budget", "data limit", "waiting")
 """Why a run got its next budget: ``extended`` (it needs more compute), ``crossing`` (every pair
 it belongs to has crossed), ``plateau`` (its pair stopped on a plateau), ``budget`` (the study's
@@ -226,7 +229,8 @@ class _Size:
 
 def compare_pair(small: _Size, large: _Size, cfg: ProtocolConfig) -> PairResult:
     """Crossing, plateau or the compute to ask for, for two neighbouring sizes."""
-    margin = cfg.noise_sigmas * math.sqrt(small.sigma ** 2 + large.sigma ** 2)
+    # the gap of two 5-point means: its noise is sqrt((s1^2 + s2^2) / 5)
+    margin = cfg.noise_sigmas * math.sqrt((small.sigma ** 2 + large.sigma ** 2) / SMOOTH_POINTS)
     result = PairResult(small.name, large.name, "open", margin)
     lo, hi = max(small.lo, large.lo), min(small.hi, large.hi)
     if hi > lo:
@@ -251,7 +255,7 @@ def compare_pair(small: _Size, large: _Size, cfg: ProtocolConfig) -> PairResult:
                  if tail.sum() >= 2 and grid[-1] > grid[0] else 0.0)
     else:
         result.status, gap, slope = "no overlap", np.array([-math.inf]), 0.0
-    if small.plateaued(cfg.noise_sigmas * small.sigma):
+    if small.plateaued(cfg.noise_sigmas * small.sigma * math.sqrt(2.0 / SMOOTH_POINTS)):
         result.status = "plateau"
         if large.hi < small.hi - 1e-9:  # the larger model's curve must cover the smaller's
             result.target_flops = float(math.exp(small.hi))
