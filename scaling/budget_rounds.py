@@ -173,3 +173,65 @@ def _plan_tasks(runs: list[RunSpec], cfg: ProtocolConfig, loss_key: str,
         plans[task] = plan_round(cs, sub)
         planned += plans[task].planned
     return plans
+
+
+# ----- the study's sweep mode (StudySpec.protocol = "frontier") -----
+
+def planned_tokens_per_step(run: RunSpec, world_size: int = 1) -> int:
+    """D per optimizer step the trainer will use for ``run`` (as ``Trainer`` computes it)."""
+    from worldmodels import presets
+
+    p = presets.get_task_preset(run.preset) if run.preset else presets.preset_for(run.task,
+                                                                                   run.size)
+    o = run.overrides
+    micro = int(o.get("micro_batch_size", p.micro_batch_size))
+    update = int(o.get("tokens_per_update", p.update_tokens(run.size)))
+    per_window = int(o.get("seq_len", p.seq_len))
+    if run.task != "bc-cnn":
+        from offline_data.tokens import TokenShards
+
+        per_window *= TokenShards.open(run.data).layout.tokens_per_step
+    per_micro = micro * world_size * per_window
+    return per_micro * max(1, math.ceil(update / per_micro))
+
+
+def study_data_limits(spec) -> dict[str, tuple[float | None, int]]:
+    """Per task of ``spec``: (distinct training inputs, inputs per frame) of its data."""
+    from scaling.study_steps import tokens_dir
+    from scaling.train_entry import dataset_tokens
+
+    out: dict[str, tuple[float | None, int]] = {}
+    per_frame = 1
+    if (tokens_dir(spec) / "header.json").is_file():
+        from offline_data.tokens import TokenShards
+
+        per_frame = TokenShards.open(tokens_dir(spec)).layout.tokens_per_step
+    for t in spec.tasks:
+        out[t.task] = (dataset_tokens(spec, t.task), 1 if t.task == "bc-cnn" else per_frame)
+    return out
+
+
+def run_study_protocol(spec, sweep: Callable[[list[RunSpec]], Any],
+                       world_size: int = 1) -> dict[str, str]:
+    """Train the study's ladders under the protocol; ``protocol.json`` in the study directory."""
+    from scaling.study_steps import plan_runs
+
+    runs = plan_runs(spec)
+    per_step = {r.name: planned_tokens_per_step(r, world_size) for r in runs}
+    budget = spec.study_budget
+    if not budget:
+        if spec.study_budget_unit != "flops":
+            raise ValueError("study_budget is 0; a seconds budget must be given "
+                             "(study_budget = ...)")
+        budget = 10.0 * sum(6.0 * (r.params or 1) * (r.tokens if r.tokens is not None else
+                                                      r.flops / (6.0 * (r.params or 1)))
+                            for r in runs)
+    ppd = {int(r.overrides.get("val_points_per_decade", 5)) for r in runs}
+    if len(ppd) != 1:
+        raise ValueError(f"tasks[].overrides set different val_points_per_decade {sorted(ppd)}; "
+                         "the budget protocol needs one validation grid")
+    cfg = ProtocolConfig(budget=budget, unit=spec.study_budget_unit, collect=spec.dataset.collect,
+                         val_points_per_decade=ppd.pop())
+    state = run_protocol(runs, cfg, spec.study_dir / PROTOCOL_FILE, sweep, per_step,
+                         loss_key=spec.fit.loss_key, data=study_data_limits(spec))
+    return {r.name: "finished" for r in runs if r.name in state["budgets"]}

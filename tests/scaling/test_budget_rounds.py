@@ -101,3 +101,24 @@ def test_a_budget_too_small_for_one_round_names_the_minimum(tmp_path, shards):
         run_protocol(runs, ProtocolConfig(budget=1.0), tmp_path / "protocol.json", _sweep(),
                      {r.name: PER_STEP for r in runs})
     assert not any(r.run_dir.exists() for r in runs)
+
+
+def test_the_study_spec_chooses_the_protocol_and_the_trainer_step_is_predicted(tmp_path, shards):
+    from scaling.budget_rounds import planned_tokens_per_step
+    from scaling.study_spec import spec_from_dict
+    from scaling.train_cli import build
+    from worldmodels.trainer import TrainConfig, Trainer
+
+    task = {"task": "wm-token", "sizes": ["s10k", "s30k"], "tokens": 1e5}
+    spec = spec_from_dict({"name": "p", "tasks": [task], "protocol": "frontier",
+                           "study_budget": 1e12})
+    assert spec.protocol == "frontier" and spec.study_budget_unit == "flops"
+    with pytest.raises(ValueError, match="choose protocol"):
+        spec_from_dict({"name": "p", "tasks": [task], "protocol": "frontire"})
+    run = RunSpec(name="r", task="wm-token", size="s10k", seed=0, out_dir=str(tmp_path / "r"),
+                  data=str(shards), tokens=1e5, overrides={"seq_len": 3})
+    model, source, preset, _ = build("wm-token", "s10k", str(shards), seq_len=3)
+    trainer = Trainer(model, source, TrainConfig(
+        run_dir=str(tmp_path / "r"), max_tokens=1e5, micro_batch_size=preset.micro_batch_size,
+        tokens_per_update=preset.update_tokens("s10k"), tensorboard=False))
+    assert planned_tokens_per_step(run) == trainer.tokens_per_step
