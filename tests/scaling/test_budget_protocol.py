@@ -6,12 +6,12 @@ import re
 import numpy as np
 import pytest
 
+from scaling.budget_curves import curve_noise
 from scaling.budget_protocol import (
     ProtocolConfig,
     RunCurve,
     check_study_budget,
     crossings,
-    curve_noise,
     next_grid_tokens,
     plan_round,
 )
