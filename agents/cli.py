@@ -17,6 +17,8 @@ import argparse
 import logging
 import os
 
+from worldmodels.threads import add_threads_argument
+
 
 def write_mp4(frames, path: str | os.PathLike, fps: int = 15, scale: int = 4) -> None:
     """Write uint8 frames (T, H, W, 3) as an H.264 MP4, enlarged ``scale`` times, atomically."""
@@ -64,6 +66,17 @@ def _add_wm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto",
                    help="torch device of the world model and tokenizer: cpu, cuda, cuda:N or "
                         "auto (CUDA when available)")
+    add_threads_argument(p)
+
+
+def _threaded(func):
+    """``func`` run after torch's CPU threads are set from ``--threads``."""
+    def run(args) -> int:
+        from worldmodels.threads import apply_threads
+
+        apply_threads(args.threads)
+        return func(args)
+    return run
 
 
 def _simulator(args, num_envs: int):
@@ -284,7 +297,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto",
                    help="torch device of the policy: cpu, cuda, cuda:N or auto (CUDA when "
                         "available)")
-    p.set_defaults(func=_eval_policy)
+    add_threads_argument(p)
+    p.set_defaults(func=_threaded(_eval_policy))
 
     p = ev_sub.add_parser(
         "loss", help="pre-training loss of checkpoints over a whole split of their data",
@@ -303,7 +317,8 @@ def register(subparsers) -> None:
                    "(default: the data each run recorded)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or auto")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
-    p.set_defaults(func=_eval_loss)
+    add_threads_argument(p)
+    p.set_defaults(func=_threaded(_eval_loss))
 
     p = subparsers.add_parser("dyna", help="train PPO inside a world model, evaluate it for real")
     _add_wm_args(p)
@@ -319,7 +334,7 @@ def register(subparsers) -> None:
                    help="world-model gradient steps on the real steps per round")
     p.add_argument("--eval-episodes", type=int, default=10, help="real evaluation episodes")
     p.add_argument("--eval-max-steps", type=int, default=1000, help="cut real episodes here")
-    p.set_defaults(func=_dyna)
+    p.set_defaults(func=_threaded(_dyna))
 
     p = subparsers.add_parser("play", help="play inside a world model at the keyboard (pygame)")
     _add_wm_args(p)
@@ -327,7 +342,7 @@ def register(subparsers) -> None:
     p.add_argument("--fps", type=int, default=15, help="frames per second")
     p.add_argument("--scale", type=int, default=6, help="window pixels per frame pixel")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
-    p.set_defaults(func=_play)
+    p.set_defaults(func=_threaded(_play))
 
     p = subparsers.add_parser("dream", help="MP4 of real vs imagined frames, same actions")
     _add_wm_args(p)
@@ -335,4 +350,4 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=60, help="imagined steps after the burn-in")
     p.add_argument("--out", default="dream.mp4", help="MP4 to write")
     p.add_argument("--fps", type=int, default=10, help="frames per second of the video")
-    p.set_defaults(func=_dream)
+    p.set_defaults(func=_threaded(_dream))

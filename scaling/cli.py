@@ -16,6 +16,10 @@ import importlib
 import logging
 import sys
 
+from worldmodels.threads import quiet_openmp
+
+quiet_openmp()  # before any command imports torch: idle OpenMP threads sleep, never spin
+
 # (module, purpose) in the order shown by --help. A module that is not installed is skipped,
 # so optional parts can be left out of a distribution.
 COMMAND_MODULES: tuple[str, ...] = (
