@@ -217,10 +217,14 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
     nproc = max(1, nproc) if spec.device != "cpu" else 1
     if spec.protocol == "frontier":
         from scaling.budget_rounds import run_study_protocol
+        from scaling.sweep_pool import run_pooled_sweep
 
-        return run_study_protocol(spec, lambda runs: run_sweep(
-            runs, parallel=spec.parallel, allow_mixed=allow_mixed, progress=progress,
-            nproc_per_node=nproc), world_size=nproc)
+        def sweep(runs):  # on CPU several small runs share a worker process
+            if spec.device == "cpu":
+                return run_pooled_sweep(runs, parallel=spec.parallel, allow_mixed=allow_mixed)
+            return run_sweep(runs, parallel=spec.parallel, allow_mixed=allow_mixed,
+                             progress=progress, nproc_per_node=nproc)
+        return run_study_protocol(spec, sweep, world_size=nproc)
     return run_sweep(plan_runs(spec), parallel=spec.parallel, allow_mixed=allow_mixed,
                      progress=progress, nproc_per_node=nproc)
 
