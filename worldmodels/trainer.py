@@ -8,11 +8,11 @@ tokens-per-update target, clipping, bf16 autocast on CUDA (fp32 on CPU), optiona
 
 A run directory ``runs/<study>/<run>/`` holds ``config.json``, ``metrics.jsonl`` (one object per log
 point: step, tokens D, flops C = 6ND, params N, train/loss, train/loss_mean (mean since the previous
-point), lr, tokens_per_s of the training steps alone, epoch, val/loss at step 1, then on the log grid from
-step 10, and at the end), ``checkpoints/last.pt`` (written
-atomically) and ``tb/`` (TensorBoard). Log points are spaced evenly in log(step), so every decade
-of FLOPs gets the same number of points. A killed run started again with the same config resumes
-from its last checkpoint and continues the same curve.
+point), lr, tokens_per_s of the training steps alone, epoch, val/loss at step 1, on the log grid
+from step 10 and at the end), ``checkpoints/last.pt`` (written atomically) and ``tb/``. Log
+points are spaced evenly in log(step), so every decade of FLOPs gets the same number of points. A
+killed run started again with the same config resumes from its last checkpoint and continues the
+same curve.
 
 Example:
     trainer = Trainer(model, data, TrainConfig(run_dir="runs/demo/wm-s100k", max_tokens=2e6),
