@@ -18,6 +18,7 @@ import logging
 import os
 
 from offline_data import argtypes as A
+from worldmodels.threads import add_threads_argument
 
 
 def write_mp4(frames, path: str | os.PathLike, fps: int = 15, scale: int = 4) -> None:
@@ -67,6 +68,7 @@ def _add_wm_args(p: argparse.ArgumentParser) -> None:
                    help="torch device of the world model and tokenizer: cpu, cuda, cuda:N or "
                         "auto (CUDA when available)")
     _add_mismatch_flag(p)
+    add_threads_argument(p)
 
 
 def _add_mismatch_flag(p: argparse.ArgumentParser) -> None:
@@ -74,6 +76,16 @@ def _add_mismatch_flag(p: argparse.ArgumentParser) -> None:
                    help="experts only: go on (with a warning) when the tokenizer or token "
                         "shards are not the ones the model was trained on (their sha256 "
                         "differs); results are then usually meaningless")
+
+
+def _threaded(func):
+    """``func`` run after torch's CPU threads are set from ``--threads``."""
+    def run(args) -> int:
+        from worldmodels.threads import apply_threads
+
+        apply_threads(args.threads)
+        return func(args)
+    return run
 
 
 def _simulator(args, num_envs: int):
@@ -300,7 +312,8 @@ def register(subparsers) -> None:
                    help="torch device of the policy: cpu, cuda, cuda:N or auto (CUDA when "
                         "available)")
     _add_mismatch_flag(p)
-    p.set_defaults(func=_eval_policy)
+    add_threads_argument(p)
+    p.set_defaults(func=_threaded(_eval_policy))
 
     p = ev_sub.add_parser(
         "loss", help="pre-training loss of checkpoints over a whole split of their data",
@@ -320,7 +333,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or auto")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
     _add_mismatch_flag(p)
-    p.set_defaults(func=_eval_loss)
+    add_threads_argument(p)
+    p.set_defaults(func=_threaded(_eval_loss))
 
     p = subparsers.add_parser("dyna", help="train PPO inside a world model, evaluate it for real")
     _add_wm_args(p)
@@ -342,7 +356,7 @@ def register(subparsers) -> None:
                    help="real evaluation episodes")
     p.add_argument("--eval-max-steps", type=A.positive_int, default=1000,
                    help="cut real episodes here")
-    p.set_defaults(func=_dyna)
+    p.set_defaults(func=_threaded(_dyna))
 
     p = subparsers.add_parser("play", help="play inside a world model at the keyboard (pygame)")
     _add_wm_args(p)
@@ -352,7 +366,7 @@ def register(subparsers) -> None:
     p.add_argument("--scale", type=A.positive_int, default=6, help="window pixels per frame pixel")
     p.add_argument("--max-steps", type=A.positive_int, default=None,
                    help="stop after this many steps")
-    p.set_defaults(func=_play)
+    p.set_defaults(func=_threaded(_play))
 
     p = subparsers.add_parser("dream", help="MP4 of real vs imagined frames, same actions")
     _add_wm_args(p)
@@ -362,4 +376,4 @@ def register(subparsers) -> None:
                    help="imagined steps after the burn-in")
     p.add_argument("--out", default="dream.mp4", help="MP4 to write")
     p.add_argument("--fps", type=A.positive_int, default=10, help="frames per second of the video")
-    p.set_defaults(func=_dream)
+    p.set_defaults(func=_threaded(_dream))

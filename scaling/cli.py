@@ -17,6 +17,9 @@ import logging
 import sys
 
 from scaling.cli_errors import OneLineParser, run_command
+from worldmodels.threads import quiet_openmp
+
+quiet_openmp()  # before any command imports torch: idle OpenMP threads sleep, never spin
 
 # (module, purpose) in the order shown by --help. A module that is not installed is skipped,
 # so optional parts can be left out of a distribution.

@@ -224,6 +224,11 @@ class StudySpec:
     gpus_per_run: int = 1  # processes (GPUs) per run under torchrun; 0 = every visible GPU
     optimum_tokens_per_param: float = 20.0  # prior D/N at a token model's compute optimum
     # (Chinchilla's ~20; BC-CNN's prior is this divided by d_z + d_a, one input per timestep)
+    # fixed: every run trains its task's budget once | frontier: scaling.budget_protocol rounds
+    # extend runs until neighbouring sizes cross (the task budgets are the first round's)
+    protocol: str = "fixed"
+    study_budget: float = 0.0  # frontier: the whole study's budget (0: 10x the first round)
+    study_budget_unit: str = "flops"  # flops (sum of 6ND) | seconds (training wall time)
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -241,6 +246,11 @@ class StudySpec:
             raise ValueError(f"gpus_per_run={self.gpus_per_run} must be >= 0 (0 = all visible)")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device={self.device!r}; choose cpu|cuda|auto")
+        if self.protocol not in ("fixed", "frontier") or self.study_budget_unit not in (
+                "flops", "seconds") or not self.study_budget >= 0:
+            raise ValueError(f"protocol={self.protocol!r}, study_budget={self.study_budget!r}, "
+                             f"study_budget_unit={self.study_budget_unit!r}: choose protocol "
+                             "fixed|frontier, a budget >= 0 and a unit flops|seconds")
         if self.optimum_tokens_per_param <= 0:
             raise ValueError(f"optimum_tokens_per_param={self.optimum_tokens_per_param} "
                              "must be > 0")

@@ -105,7 +105,8 @@ def validate_spec(spec: StudySpec) -> None:
     """Check the spec against the world: dataset, size names, budgets."""
     check_dataset(spec)
     check_sizes(spec)
-    check_budgets(spec)
+    if spec.protocol == "fixed":  # the frontier protocol extends runs past their optimum
+        check_budgets(spec)
 
 
 # ----- dataset -----
@@ -213,9 +214,19 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
         import torch
 
         nproc = max(1, torch.cuda.device_count())
+    nproc = max(1, nproc) if spec.device != "cpu" else 1
+    if spec.protocol == "frontier":
+        from scaling.budget_rounds import run_study_protocol
+        from scaling.sweep_pool import run_pooled_sweep
+
+        def sweep(runs):  # on CPU several small runs share a worker process
+            if spec.device == "cpu":
+                return run_pooled_sweep(runs, parallel=spec.parallel, allow_mixed=allow_mixed)
+            return run_sweep(runs, parallel=spec.parallel, allow_mixed=allow_mixed,
+                             progress=progress, nproc_per_node=nproc)
+        return run_study_protocol(spec, sweep, world_size=nproc)
     return run_sweep(plan_runs(spec), parallel=spec.parallel, allow_mixed=allow_mixed,
-                     progress=progress, nproc_per_node=max(1, nproc) if spec.device != "cpu"
-                     else 1)
+                     progress=progress, nproc_per_node=nproc)
 
 
 # ----- fits -----

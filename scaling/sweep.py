@@ -250,6 +250,7 @@ def run_sweep(runs: Sequence[RunSpec], parallel: int = 2, cores: int | None = No
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                EMBSCALE_THREADS=str(threads),
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep, never spin
     active: dict[str, tuple[RunSpec, subprocess.Popen, Any]] = {}
     bar = tqdm(total=len(runs), initial=skipped, desc="sweep", unit="run", disable=not progress,
                dynamic_ncols=True)

@@ -21,6 +21,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from worldmodels.threads import add_threads_argument
+
 logger = logging.getLogger(__name__)
 
 TASKS = ("wm-token", "bc-token", "bc-cnn")
@@ -130,8 +132,9 @@ def train_model(task: str, size: str, data: str, run_dir: str | os.PathLike, *, 
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from worldmodels.threads import apply_threads
+
+    apply_threads(args.threads)
     if int(os.environ.get("RANK", "0")) != 0:
         logging.getLogger().setLevel(logging.WARNING)
     run_dir = args.run_dir or os.path.join(
@@ -247,5 +250,5 @@ def register(subparsers) -> None:
     run.add_argument("--device", default="auto", help="auto, cpu or cuda")
     run.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                      help="torch.compile the model (default: on CUDA, off on CPU)")
-    run.add_argument("--threads", type=A.positive_int, default=None, help="torch CPU threads")
+    add_threads_argument(run)
     p.set_defaults(func=_run)

@@ -12,6 +12,7 @@ import argparse
 import json
 
 from offline_data import argtypes as A
+from worldmodels.threads import add_threads_argument
 
 
 def register(subparsers) -> None:
@@ -81,6 +82,7 @@ def register(subparsers) -> None:
     e.add_argument("--workers", type=A.positive_int, default=1,
                    help="local processes (under torchrun, RANK/WORLD_SIZE split the work)")
     e.add_argument("--split-seed", type=int, default=0, help="seed of the episode split")
+    add_threads_argument(e)
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     e.set_defaults(func=_encode)
@@ -123,7 +125,10 @@ def _train(args) -> int:
 
 
 def _encode(args) -> int:
+    from worldmodels.threads import apply_threads
     from worldmodels.tokenize_dataset import encode_dataset
+
+    apply_threads(args.threads, processes=args.workers)
 
     shards = encode_dataset(args.tokenizer, args.dataset, args.out,
                             splits=[s for s in args.splits.split(",") if s],

@@ -67,6 +67,38 @@ def is_log_step(step: int, points_per_decade: int) -> bool:
             > math.floor(points_per_decade * math.log10(step - 1) + 1e-9))
 
 
+EARLY_VAL_STEPS = 10
+"""Validation skips the log grid's steps 2 to ``EARLY_VAL_STEPS - 1``: at 5 points per decade they
+are 4 of the first 6 points, and a validation costs as much as several training steps."""
+
+
+def is_val_step(step: int, points_per_decade: int) -> bool:
+    """True when the trainer validates after ``step``: step 1, then the log grid from step 10.
+
+    >>> [s for s in range(1, 200) if is_val_step(s, 5)]
+    [1, 10, 16, 26, 40, 64, 100, 159]
+    """
+    if points_per_decade <= 0:
+        return False
+    return step == 1 or (step >= EARLY_VAL_STEPS and is_log_step(step, points_per_decade))
+
+
+def next_val_step(step: int, points_per_decade: int) -> int:
+    """The first step >= ``step`` at which the trainer validates (``is_val_step``)."""
+    if points_per_decade <= 0:
+        raise ValueError(f"points_per_decade={points_per_decade} has no validation steps")
+    step = max(1, int(step))
+    if not is_val_step(step, points_per_decade):
+        step = max(step, EARLY_VAL_STEPS)
+    if not is_val_step(step, points_per_decade):
+        # jump near the next grid level, then walk (float rounding at the boundary)
+        level = math.floor(points_per_decade * math.log10(step) + 1e-9) + 1
+        step = max(step, math.ceil(10 ** (level / points_per_decade)) - 2)
+        while not is_val_step(step, points_per_decade):
+            step += 1
+    return step
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``ValueError`` for a device this machine lacks."""
     if device == "auto":

@@ -8,10 +8,11 @@ tokens-per-update target, clipping, bf16 autocast on CUDA (fp32 on CPU), optiona
 
 A run directory ``runs/<study>/<run>/`` holds ``config.json``, ``metrics.jsonl`` (one object per log
 point: step, tokens D, flops C = 6ND, params N, train/loss, train/loss_mean (mean since the previous
-point), lr, tokens_per_s, epoch, val/loss when computed), ``checkpoints/last.pt`` (written
-atomically) and ``tb/`` (TensorBoard). Log points are spaced evenly in log(step), so every decade
-of FLOPs gets the same number of points. A killed run started again with the same config resumes
-from its last checkpoint and continues the same curve.
+point), lr, tokens_per_s of the training steps alone, epoch, val/loss at step 1, on the log grid
+from step 10 and at the end), ``checkpoints/last.pt`` (written atomically) and ``tb/``. Log
+points are spaced evenly in log(step), so every decade of FLOPs gets the same number of points. A
+killed run started again with the same config resumes from its last checkpoint and continues the
+same curve.
 
 Example:
     trainer = Trainer(model, data, TrainConfig(run_dir="runs/demo/wm-s100k", max_tokens=2e6),
@@ -26,6 +27,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -46,6 +48,7 @@ from worldmodels.train_utils import (
     WindowLoader,
     dict_diff,
     is_log_step,
+    is_val_step,
     load_checkpoint,
     resolve_device,
     seed_everything,
@@ -102,7 +105,7 @@ class TrainConfig:
     log_points_per_decade: int = 20
     """train metrics points per decade of steps (= per decade of FLOPs)"""
     val_points_per_decade: int = 5
-    """validation points per decade of steps; also at the end"""
+    """validation points per decade of steps (step 1, then from step 10; and the end)"""
     val_batches: int = 8
     """micro-batches of held-out windows per validation"""
     checkpoint_every: int = 0
@@ -304,8 +307,17 @@ class Trainer:
         with atomic_file(self.checkpoint_path) as tmp:
             torch.save(state, tmp)
         if self.config.keep_checkpoints:
-            with atomic_file(self.checkpoint_path.with_name(f"step_{self.step:08d}.pt")) as tmp:
-                torch.save(state, tmp)
+            self._keep_checkpoint()
+
+    def _keep_checkpoint(self) -> None:
+        """Hard-link ``last.pt`` (replaced, never rewritten) as ``step_<step>.pt``; else copy."""
+        kept = self.checkpoint_path.with_name(f"step_{self.step:08d}.pt")
+        with atomic_file(kept) as tmp:
+            tmp.unlink()
+            try:
+                os.link(self.checkpoint_path, tmp)
+            except OSError:
+                shutil.copyfile(self.checkpoint_path, tmp)
 
     def _start_run_dir(self) -> None:
         """Resume from the last checkpoint, or start a fresh run directory."""
@@ -443,12 +455,14 @@ class Trainer:
 
             writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1)
         self.model.train()
-        last_time, last_tokens = time.perf_counter(), self.tokens
+        train_seconds, last_tokens = 0.0, self.tokens
         train_loss, val_loss = self._logged_losses()
         progress = Progress(total, self.step, enabled=self.rank == 0)
         try:
             while self.step < total:
+                t0 = time.perf_counter()
                 out = self._train_step()
+                train_seconds += time.perf_counter() - t0
                 self.step += 1
                 self.tokens += self.tokens_per_step
                 progress.update(1)
@@ -457,17 +471,17 @@ class Trainer:
                 final = self.step >= total
                 record = None
                 do_val = self.val_loader is not None and (
-                    final or is_log_step(self.step, cfg.val_points_per_decade))
+                    final or is_val_step(self.step, cfg.val_points_per_decade))
                 if final or do_val or is_log_step(self.step, cfg.log_points_per_decade):
-                    now = time.perf_counter()
+                    # throughput of the training steps alone (not validation or checkpoints)
                     record = {"step": self.step, "tokens": self.tokens, "flops": self.flops,
                               "params": self.num_params, **out,
-                              "tokens_per_s": (self.tokens - last_tokens) / max(now - last_time,
+                              "tokens_per_s": (self.tokens - last_tokens) / max(train_seconds,
                                                                                 1e-9),
                               "epoch": self._check_passes(),
                               "train/loss_mean": self._interval[0] / self._interval[1]}
                     self._interval = (0.0, 0)
-                    last_time, last_tokens = now, self.tokens
+                    train_seconds, last_tokens = 0.0, self.tokens
                     if do_val:
                         record.update(self.evaluate())
                         val_loss = record["val/loss"]

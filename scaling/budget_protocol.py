@@ -1,0 +1,354 @@
+"""Frontier-seeking budgets: train every size of a ladder past its compute-optimal point.
+
+The paper trains "models until they have passed their compute-efficient FLOPs budget". With a
+constant learning rate a finished run is extended at no waste by resuming it with a larger budget,
+so a study proceeds in rounds: train every run, look at the loss-vs-FLOPs curves, extend some
+runs, repeat. :func:`plan_round` makes one round's decisions from the curves so far:
+
+- For every pair of neighbouring sizes (sorted by N) it compares the smoothed curves where both
+  have compute. The pair is *crossed* when the larger model's curve goes below the smaller's and,
+  beyond that crossing, is lower by more than ``noise_sigmas`` (default 2) times the pair's noise.
+- A pair not yet crossed asks for more compute: while the smaller model's curve ends before the
+  larger's, the smaller is extended to the larger's final compute; once it covers it, both are
+  extended to a target compute: the crossing extrapolated from the trend of the gap between the
+  curves, kept within ``growth`` and ``max_growth`` times the pair's largest compute (the larger
+  model is extended only where it has not reached that target).
+- A pair stops when it has crossed, when the smaller model has *plateaued* (its smoothed loss fell
+  by less than the noise margin over the last doubling of its compute; the larger is then extended
+  only until its curve covers the smaller's), when the study's budget is spent, or when a run
+  would pass ``max_passes`` (4) over its training data.
+
+Noise: a curve's noise is the scatter of its points around a smooth version of itself (each point
+against the mean of its two neighbours on each side in compute order, over the part of the curve
+after its first ``1 - late_fraction`` of log-compute; a difference of a point and the mean of four
+independent neighbours has variance 1.25 sigma^2). When a size has several seeds, the spread of the
+seeds' final smoothed losses is used when it is larger. The curves are compared as 5-point moving
+means, so a pair's margin is ``noise_sigmas * sqrt((sigma_small^2 + sigma_large^2) / 5)`` (the
+noise of the gap between two such means), and a plateau is a drop below
+``noise_sigmas * sigma_small * sqrt(2 / 5)`` (the noise of the difference of two means).
+
+Budgets: the study's budget is one number, in FLOPs (C = 6ND summed over every run) or in
+wall-clock seconds of training (extension costs estimated from each run's measured throughput).
+Extensions are granted smallest model first while they fit; one that does not is reported (reason
+``budget``), never silently dropped. Every budget is rounded up to a validation step of the
+trainer's log grid, so an extended run logs exactly the points (losses, validations and
+checkpoints) of a run given the larger budget from the start.
+
+Example:
+    plan = plan_round(curves, ProtocolConfig(budget=2e13))
+    for name, d in plan.decisions.items():
+        print(name, d.tokens, d.reason, d.detail)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from scaling.budget_curves import SMOOTH_POINTS, Size
+from worldmodels.train_utils import is_val_step, next_val_step
+
+REASONS = ("extended", "crossing", "plateau", "budget", "data limit", "waiting")
+"""Why a run got its next budget: ``extended`` (it needs more compute), ``crossing`` (every pair
+it belongs to has crossed), ``plateau`` (its pair stopped on a plateau), ``budget`` (the study's
+budget cannot pay for the extension it needs), ``data limit`` (the extension would pass the
+data-pass limit) and ``waiting`` (not asked to move this round; a neighbour is catching up)."""
+
+
+@dataclass
+class RunCurve:
+    """One run's loss-vs-FLOPs curve so far and the facts the protocol needs about it."""
+
+    name: str  # run name (run directory name)
+    size: str  # size name; runs of one size with different seeds are pooled
+    params: int  # N
+    flops: list[float]  # C = 6ND of each logged point
+    loss: list[float]  # the loss at each point (train/loss_mean: averaged between points)
+    tokens: float  # D trained so far
+    tokens_per_step: int  # D per optimizer step (budgets are rounded to whole log-grid steps)
+    seed: int = 0  # training seed
+    train_items: float | None = None  # distinct training inputs (D units); None: unlimited
+    items_per_frame: int = 1  # inputs per frame (d_z + d_a for token models, 1 for BC-CNN)
+    seconds: float | None = None  # training seconds so far (needed for a seconds budget)
+
+    def __post_init__(self) -> None:
+        if len(self.flops) != len(self.loss):
+            raise ValueError(f"run {self.name}: {len(self.flops)} flops but {len(self.loss)} "
+                             "losses; give one loss per logged point")
+        if self.params <= 0 or self.tokens_per_step <= 0:
+            raise ValueError(f"run {self.name}: params={self.params} and tokens_per_step="
+                             f"{self.tokens_per_step} must be positive")
+
+
+@dataclass
+class ProtocolConfig:
+    """The study's budget and the protocol's rules."""
+
+    budget: float  # the whole study's budget, in ``unit``
+    unit: str = "flops"  # flops (sum of 6ND over every run) | seconds (training wall time)
+    growth: float = 2.0  # smallest extension: the pair's largest compute times this
+    max_growth: float = 4.0  # largest extension in one round
+    noise_sigmas: float = 2.0  # a crossing counts when the gap beyond it exceeds this many sigma
+    max_passes: float = 4.0  # passes over the training data a run may make
+    collect: bool = False  # the study collects its own data (ask for more instead of stopping)
+    val_points_per_decade: int = 5  # the trainer's validation grid, where budgets are placed
+    late_fraction: float = 0.5  # part of a curve (in log compute, from its end) the noise uses
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("flops", "seconds"):
+            raise ValueError(f"budget unit {self.unit!r}; choose flops or seconds")
+        if not (math.isfinite(self.budget) and self.budget > 0):
+            raise ValueError(f"study budget {self.budget!r} must be a positive number of "
+                             f"{self.unit}")
+        if not 1.0 < self.growth <= self.max_growth:
+            raise ValueError(f"growth={self.growth} and max_growth={self.max_growth} must "
+                             "satisfy 1 < growth <= max_growth")
+        if self.noise_sigmas < 0 or self.max_passes <= 0:
+            raise ValueError(f"noise_sigmas={self.noise_sigmas} must be >= 0 and max_passes="
+                             f"{self.max_passes} > 0")
+
+
+@dataclass
+class RunDecision:
+    """The protocol's decision for one run."""
+
+    name: str
+    tokens: float  # the run's budget for the next round (its tokens so far when it stops)
+    extend: bool  # True when the run trains further next round
+    reason: str  # one of REASONS
+    detail: str  # a sentence for the report
+    frames_needed: int | None = None  # training frames the run would need (data limit)
+
+
+@dataclass
+class PairResult:
+    """What the protocol saw for two neighbouring sizes."""
+
+    small: str  # size name of the smaller model
+    large: str  # size name of the larger model
+    status: str  # crossing | plateau | open (not crossed yet) | no overlap
+    margin: float  # noise margin of the pair (loss units)
+    crossing_flops: float | None = None  # compute where the larger model's curve crosses below
+    crossing_loss: float | None = None  # loss there
+    target_flops: float | None = None  # compute asked for this round (open pairs)
+
+
+@dataclass
+class RoundPlan:
+    """One round's decisions: per run, per pair, and the study's account."""
+
+    decisions: dict[str, RunDecision]
+    pairs: list[PairResult]
+    spent: float  # budget used so far (``unit``)
+    planned: float  # cost of this round's granted extensions
+    budget: float
+    unit: str
+    data_request: int | None = None  # training frames to collect (collecting studies)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        """True when no run is extended: the protocol has finished."""
+        return not any(d.extend for d in self.decisions.values())
+
+    def to_dict(self) -> dict:
+        """JSON-able form (``protocol.json``)."""
+        return {"decisions": {k: asdict(v) for k, v in self.decisions.items()},
+                "pairs": [asdict(p) for p in self.pairs], "spent": self.spent,
+                "planned": self.planned, "budget": self.budget, "unit": self.unit,
+                "data_request": self.data_request, "notes": list(self.notes), "done": self.done}
+
+
+# ----- one pair -----
+
+def compare_pair(small: Size, large: Size, cfg: ProtocolConfig) -> PairResult:
+    """Crossing, plateau or the compute to ask for, for two neighbouring sizes."""
+    # the gap of two 5-point means: its noise is sqrt((s1^2 + s2^2) / 5)
+    margin = cfg.noise_sigmas * math.sqrt((small.sigma ** 2 + large.sigma ** 2) / SMOOTH_POINTS)
+    result = PairResult(small.name, large.name, "open", margin)
+    lo, hi = max(small.lo, large.lo), min(small.hi, large.hi)
+    if hi > lo:
+        grid = np.linspace(lo, hi, 64)
+        gap = small.at(grid) - large.at(grid)  # > 0 where the larger model is lower
+        above = np.flatnonzero(gap > max(margin, 1e-12))
+        if above.size:
+            j = above[-1]
+            below = np.flatnonzero(gap[: j + 1] <= 0)
+            if below.size:
+                i = below[-1]
+                t = gap[i] / (gap[i] - gap[i + 1]) if gap[i] != gap[i + 1] else 0.0
+                x = grid[i] + t * (grid[i + 1] - grid[i])
+            else:  # crossed before both curves have compute: at or below the overlap's start
+                x = grid[0]
+            result.status = "crossing"
+            result.crossing_flops = float(math.exp(x))
+            result.crossing_loss = float(large.at(np.array([x]))[0])
+            return result
+        tail = grid >= grid[-1] - (grid[-1] - grid[0]) / 3.0
+        slope = (float(np.polyfit(grid[tail], gap[tail], 1)[0])
+                 if tail.sum() >= 2 and grid[-1] > grid[0] else 0.0)
+    else:
+        result.status, gap, slope = "no overlap", np.array([-math.inf]), 0.0
+    if small.plateaued(cfg.noise_sigmas * small.sigma * math.sqrt(2.0 / SMOOTH_POINTS)):
+        result.status = "plateau"
+        if large.hi < small.hi - 1e-9:  # the larger model's curve must cover the smaller's
+            result.target_flops = float(math.exp(small.hi))
+        return result
+    if small.hi < large.hi - 1e-9:  # the smaller model catches up with the larger's compute
+        result.target_flops = float(math.exp(large.hi))
+        return result
+    top = max(small.hi, large.hi)
+    want = top + math.log(cfg.growth)
+    if slope > 0 and math.isfinite(gap[-1]):  # extrapolate the gap to the margin
+        want = top + (margin - gap[-1]) / slope
+    want = min(max(want, top + math.log(cfg.growth)), top + math.log(cfg.max_growth))
+    result.target_flops = float(math.exp(want))
+    return result
+
+
+# ----- budgets -----
+
+def next_grid_tokens(tokens: float, tokens_per_step: int, val_points_per_decade: int) -> float:
+    """The smallest budget >= ``tokens`` that ends on a validation step of the trainer's grid."""
+    step = next_val_step(math.ceil(tokens / tokens_per_step - 1e-9), val_points_per_decade)
+    return float(step * tokens_per_step)
+
+
+def run_cost(run: RunCurve, tokens: float, unit: str) -> float:
+    """Cost of training ``run`` from its current tokens to ``tokens``, in ``unit``."""
+    extra = max(0.0, tokens - run.tokens)
+    if unit == "flops":
+        return 6.0 * run.params * extra
+    if not run.seconds or not run.tokens:
+        raise ValueError(f"run {run.name} has no measured seconds; a seconds budget needs each "
+                         "run's training time (RunCurve.seconds)")
+    return extra * run.seconds / run.tokens
+
+
+def spent(runs: list[RunCurve], unit: str) -> float:
+    """Budget used so far by ``runs``."""
+    if unit == "flops":
+        return float(sum(6.0 * r.params * r.tokens for r in runs))
+    return float(sum(r.seconds or 0.0 for r in runs))
+
+
+def check_study_budget(first_round: float, cfg: ProtocolConfig) -> None:
+    """Refuse a budget too small for the first round (every run at its initial budget)."""
+    if cfg.budget < first_round:
+        raise ValueError(
+            f"the study budget {cfg.budget:.3g} {cfg.unit} is below the cost of one round, "
+            f"{first_round:.3g} {cfg.unit} (every run of the ladder at its initial budget); set "
+            f"the budget to at least {first_round:.3g} {cfg.unit}, or lower the initial budgets "
+            "or drop sizes")
+
+
+def _data_limit(run: RunCurve, cfg: ProtocolConfig) -> float:
+    return math.inf if not run.train_items else cfg.max_passes * float(run.train_items)
+
+
+def plan_round(curves: list[RunCurve], cfg: ProtocolConfig) -> RoundPlan:
+    """Decide every run's next budget from the curves so far (see the module docstring)."""
+    if not curves:
+        raise ValueError("plan_round needs at least one run curve")
+    by_size: dict[str, list[RunCurve]] = {}
+    for r in curves:
+        by_size.setdefault(r.size, []).append(r)
+    sizes = sorted((Size(rs, cfg.late_fraction) for rs in by_size.values()),
+                   key=lambda s: s.params)
+    pairs: list[PairResult] = []
+    want: dict[str, tuple[float, str]] = {}  # size -> (target compute, why)
+    stop: dict[str, str] = {}  # size -> reason when no pair asks for more
+    for small, large in zip(sizes, sizes[1:], strict=False):
+        if not (small.valid and large.valid):
+            pairs.append(PairResult(small.name, large.name, "no overlap", 0.0))
+            continue
+        p = compare_pair(small, large, cfg)
+        pairs.append(p)
+        if p.status in ("crossing", "plateau"):
+            for s in (small, large):
+                stop.setdefault(s.name, p.status)
+            if p.status == "plateau":
+                stop[small.name] = "plateau"
+            if p.status == "crossing" or p.target_flops is None:
+                continue
+        why = (f"{small.name} plateaued; {large.name} covers its compute"
+               if p.status == "plateau" else f"{small.name}/{large.name} not crossed yet")
+        for s in ((large,) if p.status == "plateau" else (small, large)):
+            if s.hi < math.log(p.target_flops) - 1e-9 and (
+                    want.get(s.name, (0.0, ""))[0] < p.target_flops):
+                want[s.name] = (p.target_flops, why)
+    return _grant(curves, sizes, pairs, want, stop, cfg)
+
+
+def _grant(curves, sizes, pairs, want, stop, cfg) -> RoundPlan:
+    total = spent(curves, cfg.unit)
+    plan = RoundPlan({}, pairs, total, 0.0, cfg.budget, cfg.unit)
+    frames: list[int] = []
+    for s in sizes:  # smallest first: the cheapest extensions are granted first
+        for run in sorted(s.runs, key=lambda r: r.seed):
+            if s.name not in want:
+                reason = stop.get(s.name, "waiting")
+                plan.decisions[run.name] = RunDecision(run.name, run.tokens, False, reason,
+                                                       _stop_detail(reason, s.name, pairs))
+                continue
+            target_c, why = want[s.name]
+            tokens = next_grid_tokens(target_c / (6.0 * run.params), run.tokens_per_step,
+                                      cfg.val_points_per_decade)
+            plan.decisions[run.name] = _decide(run, tokens, why, cfg, plan, frames)
+    if frames:
+        plan.data_request = max(frames)
+    return plan
+
+
+def _decide(run, tokens, why, cfg, plan, frames) -> RunDecision:
+    limit = _data_limit(run, cfg)
+    frames_needed = None
+    if tokens > limit:
+        frames_needed = math.ceil(tokens / cfg.max_passes / run.items_per_frame)
+        frames.append(frames_needed)
+        capped = math.floor(limit / run.tokens_per_step) * run.tokens_per_step
+        while capped > run.tokens and not is_val_step(int(capped // run.tokens_per_step),
+                                                      cfg.val_points_per_decade):
+            capped -= run.tokens_per_step
+        what = ("collect more episodes" if cfg.collect
+                else "not identified: data limit (the dataset is fixed)")
+        msg = (f"{why}: {tokens:.3g} inputs would pass {cfg.max_passes:g} passes over the "
+               f"{run.train_items:.3g} training inputs; {frames_needed:,} training frames "
+               f"needed: {what}")
+        if capped <= run.tokens:
+            return RunDecision(run.name, run.tokens, False, "data limit", msg, frames_needed)
+        plan.notes.append(f"{run.name}: extended only to the data limit ({capped:.3g}); {msg}")
+        tokens = float(capped)
+    cost = run_cost(run, tokens, cfg.unit)
+    left = cfg.budget - plan.spent - plan.planned
+    if cost > left:
+        return RunDecision(run.name, run.tokens, False, "budget",
+                           f"{why}: extending to {tokens:.3g} inputs would cost {cost:.3g} "
+                           f"{cfg.unit}, but only {max(left, 0.0):.3g} of the study's "
+                           f"{cfg.budget:.3g} are left", frames_needed)
+    plan.planned += cost
+    return RunDecision(run.name, tokens, True, "extended",
+                       f"{why}: extended from {run.tokens:.3g} to {tokens:.3g} inputs "
+                       f"(+{cost:.3g} {cfg.unit})", frames_needed)
+
+
+def _stop_detail(reason: str, size: str, pairs: list[PairResult]) -> str:
+    mine = [p for p in pairs if size in (p.small, p.large)]
+    parts = []
+    for p in mine:
+        if p.status == "crossing":
+            parts.append(f"{p.large} crosses below {p.small} at C={p.crossing_flops:.3g} "
+                         f"(margin {p.margin:.3g})")
+        elif p.status == "plateau":
+            parts.append(f"{p.small} plateaued (its loss fell by less than its noise margin "
+                         f"over its last doubling of compute) with {p.large} not below it")
+        else:
+            parts.append(f"{p.small}/{p.large}: {p.status}")
+    return f"{reason}: " + ("; ".join(parts) if parts else "no neighbouring size")
+
+
+def crossings(plan: RoundPlan) -> list[PairResult]:
+    """The pairs whose crossing was seen beyond the noise margin."""
+    return [p for p in plan.pairs if p.status == "crossing"]

@@ -1,0 +1,237 @@
+"""The frontier-seeking protocol as a sweep mode: rounds of ``run_sweep``, extending runs.
+
+Each round trains every unfinished run (a finished run whose budget was raised is resumed from
+its last checkpoint and continues the same curve), reads every run's loss-vs-FLOPs curve, and asks
+:func:`scaling.budget_protocol.plan_round` for the next budgets. The state (every run's budget and
+each round's decisions) is written atomically to ``<study>/protocol.json`` *before* the runs it
+extends are started, so a study killed during an extension and started again resumes those runs
+with the same budgets and continues the same curves.
+
+A run is extended by rewriting its ``run_spec.json`` with the new token budget (nothing else may
+differ) and removing its ``done.json``; the trainer resumes a run with a larger budget because the
+budget is not part of what a checkpoint must match.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from offline_data.atomic import write_text_atomic
+from scaling.budget_protocol import (
+    ProtocolConfig,
+    RunCurve,
+    check_study_budget,
+    next_grid_tokens,
+    plan_round,
+)
+from scaling.sweep import DONE_FILE, RUN_SPEC_FILE, RunSpec, _diff
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_FILE = "protocol.json"
+BUDGET_FIELDS = ("tokens", "flops")
+
+
+def read_curve(run: RunSpec, loss_key: str = "train/loss_mean", train_items: float | None = None,
+               items_per_frame: int = 1) -> RunCurve | None:
+    """The run's curve from its ``metrics.jsonl`` (None before its first point)."""
+    from scaling.study_stats import read_metrics
+
+    recs = read_metrics(run.run_dir) if (run.run_dir / "metrics.jsonl").is_file() else []
+    recs = [r for r in recs if math.isfinite(float(r.get(loss_key, r.get("train/loss", "nan"))))]
+    if not recs:
+        return None
+    last = recs[-1]
+    seconds = sum((b["tokens"] - a["tokens"]) / b["tokens_per_s"]
+                  for a, b in zip([{"tokens": 0}] + recs[:-1], recs, strict=True)
+                  if b.get("tokens_per_s"))
+    return RunCurve(name=run.name, size=run.size, params=int(last["params"]),
+                    flops=[float(r["flops"]) for r in recs],
+                    loss=[float(r.get(loss_key, r.get("train/loss"))) for r in recs],
+                    tokens=float(last["tokens"]),
+                    tokens_per_step=int(round(last["tokens"] / last["step"])), seed=run.seed,
+                    train_items=train_items, items_per_frame=items_per_frame, seconds=seconds)
+
+
+def with_budget(run: RunSpec, tokens: float) -> RunSpec:
+    """A copy of ``run`` with a token budget of ``tokens`` (no FLOPs budget)."""
+    return RunSpec.from_dict({**run.to_dict(), "tokens": float(tokens), "flops": None})
+
+
+def sync_run_dir(run: RunSpec) -> None:
+    """Record a raised budget in the run directory: the run counts as unfinished again.
+
+    ``done.json`` is removed before ``run_spec.json`` is rewritten, so a kill between the two
+    leaves an unfinished run that the next round resumes with the same budget.
+    """
+    path = run.run_dir / RUN_SPEC_FILE
+    if not path.is_file():
+        return
+    old = RunSpec.load(path)
+    if (old.tokens, old.flops) == (run.tokens, run.flops):
+        return
+    diffs = _diff({k: v for k, v in old.config_dict().items() if k not in BUDGET_FIELDS},
+                  {k: v for k, v in run.config_dict().items() if k not in BUDGET_FIELDS})
+    if diffs:
+        raise ValueError(f"{run.run_dir} was trained with another spec ({'; '.join(diffs[:6])}); "
+                         "the protocol only changes budgets. Restore the spec or use a new study")
+    done = run.run_dir / DONE_FILE
+    if done.is_file() and float(json.loads(done.read_text()).get("tokens", 0)) < (run.tokens or 0):
+        done.unlink()
+    write_text_atomic(path, json.dumps(run.to_dict(), indent=2))
+
+
+def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
+                 sweep: Callable[[list[RunSpec]], Any], tokens_per_step: dict[str, int],
+                 loss_key: str = "train/loss_mean",
+                 data: dict[str, tuple[float | None, int]] | None = None,
+                 max_rounds: int = 50) -> dict[str, Any]:
+    """Train ``runs`` in rounds until no pair of neighbouring sizes asks for more compute.
+
+    Args:
+        runs: the sweep at its initial budgets (tokens or FLOPs per run).
+        cfg: the protocol's budget and rules.
+        state_path: ``protocol.json`` (read to resume, written after every round).
+        sweep: trains a list of runs (e.g. ``run_sweep`` with the study's settings).
+        tokens_per_step: D per optimizer step of each run (initial budgets are placed on the
+            validation grid with it).
+        loss_key: the metrics key compared.
+        data: per task ``(training inputs, inputs per frame)`` for the data-pass limit.
+        max_rounds: a safety stop.
+
+    Returns:
+        The state written to ``state_path``: ``budgets``, ``rounds`` (each round's plan per task)
+        and ``final`` (the last plan per task).
+    """
+    data = data or {}
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    budgets: dict[str, float] = state.get("budgets") or {}
+    for r in runs:
+        if r.name not in budgets:
+            start = r.tokens if r.tokens is not None else r.flops / (6.0 * (r.params or 1))
+            budgets[r.name] = next_grid_tokens(start, tokens_per_step[r.name],
+                                               cfg.val_points_per_decade)
+    first = sum(6.0 * (r.params or 1) * budgets[r.name] for r in runs)
+    if cfg.unit == "flops" and not state.get("rounds"):
+        check_study_budget(first, cfg)
+    state.update(budgets=budgets, unit=cfg.unit, budget=cfg.budget)
+    state.setdefault("rounds", [])
+    write_text_atomic(state_path, json.dumps(state, indent=2))
+    for _ in range(max_rounds):
+        current = [with_budget(r, budgets[r.name]) for r in runs]
+        for r in current:
+            sync_run_dir(r)
+        sweep(current)
+        plans = _plan_tasks(current, cfg, loss_key, data)
+        state["rounds"].append({t: p.to_dict() for t, p in plans.items()})
+        state["final"] = state["rounds"][-1]
+        for plan in plans.values():
+            for name, d in plan.decisions.items():
+                if d.extend:
+                    budgets[name] = d.tokens
+            if plan.data_request:
+                logger.warning("budget protocol: a run needs %d training frames to stay within "
+                               "%g passes; collect more episodes (raise dataset.episodes / "
+                               "max_total_steps) and start a new study", plan.data_request,
+                               cfg.max_passes)
+        state["budgets"] = budgets
+        write_text_atomic(state_path, json.dumps(state, indent=2))
+        if all(p.done for p in plans.values()):
+            return state
+        logger.info("budget protocol: round %d extends %s", len(state["rounds"]),
+                    ", ".join(n for p in plans.values() for n, d in p.decisions.items()
+                              if d.extend))
+    raise RuntimeError(f"the budget protocol did not finish in {max_rounds} rounds; see "
+                       f"{state_path}")
+
+
+def _plan_tasks(runs: list[RunSpec], cfg: ProtocolConfig, loss_key: str,
+                data: dict[str, tuple[float | None, int]]) -> dict[str, Any]:
+    """One plan per task; every task draws on the one study budget, in order."""
+    import dataclasses
+
+    curves: dict[str, list[RunCurve]] = {}
+    for r in runs:
+        items, per_frame = data.get(r.task, (None, 1))
+        c = read_curve(r, loss_key, items, per_frame)
+        if c is None:
+            raise RuntimeError(f"run {r.name} finished without a logged point; read "
+                               f"{r.run_dir / 'train.log'}")
+        curves.setdefault(r.task, []).append(c)
+    from scaling.budget_protocol import spent
+
+    total = {t: spent(cs, cfg.unit) for t, cs in curves.items()}
+    plans, planned = {}, 0.0
+    for task, cs in curves.items():
+        others = sum(v for t, v in total.items() if t != task)
+        sub = dataclasses.replace(cfg, budget=max(cfg.budget - others - planned, 1e-300))
+        plans[task] = plan_round(cs, sub)
+        planned += plans[task].planned
+    return plans
+
+
+# ----- the study's sweep mode (StudySpec.protocol = "frontier") -----
+
+def planned_tokens_per_step(run: RunSpec, world_size: int = 1) -> int:
+    """D per optimizer step the trainer will use for ``run`` (as ``Trainer`` computes it)."""
+    from worldmodels import presets
+
+    p = presets.get_task_preset(run.preset) if run.preset else presets.preset_for(run.task,
+                                                                                   run.size)
+    o = run.overrides
+    micro = int(o.get("micro_batch_size", p.micro_batch_size))
+    update = int(o.get("tokens_per_update", p.update_tokens(run.size)))
+    per_window = int(o.get("seq_len", p.seq_len))
+    if run.task != "bc-cnn":
+        from offline_data.tokens import TokenShards
+
+        per_window *= TokenShards.open(run.data).layout.tokens_per_step
+    per_micro = micro * world_size * per_window
+    return per_micro * max(1, math.ceil(update / per_micro))
+
+
+def study_data_limits(spec) -> dict[str, tuple[float | None, int]]:
+    """Per task of ``spec``: (distinct training inputs, inputs per frame) of its data."""
+    from scaling.study_steps import tokens_dir
+    from scaling.train_entry import dataset_tokens
+
+    out: dict[str, tuple[float | None, int]] = {}
+    per_frame = 1
+    if (tokens_dir(spec) / "header.json").is_file():
+        from offline_data.tokens import TokenShards
+
+        per_frame = TokenShards.open(tokens_dir(spec)).layout.tokens_per_step
+    for t in spec.tasks:
+        out[t.task] = (dataset_tokens(spec, t.task), 1 if t.task == "bc-cnn" else per_frame)
+    return out
+
+
+def run_study_protocol(spec, sweep: Callable[[list[RunSpec]], Any],
+                       world_size: int = 1) -> dict[str, str]:
+    """Train the study's ladders under the protocol; ``protocol.json`` in the study directory."""
+    from scaling.study_steps import plan_runs
+
+    runs = plan_runs(spec)
+    per_step = {r.name: planned_tokens_per_step(r, world_size) for r in runs}
+    budget = spec.study_budget
+    if not budget:
+        if spec.study_budget_unit != "flops":
+            raise ValueError("study_budget is 0; a seconds budget must be given "
+                             "(study_budget = ...)")
+        budget = 10.0 * sum(6.0 * (r.params or 1) * (r.tokens if r.tokens is not None else
+                                                      r.flops / (6.0 * (r.params or 1)))
+                            for r in runs)
+    ppd = {int(r.overrides.get("val_points_per_decade", 5)) for r in runs}
+    if len(ppd) != 1:
+        raise ValueError(f"tasks[].overrides set different val_points_per_decade {sorted(ppd)}; "
+                         "the budget protocol needs one validation grid")
+    cfg = ProtocolConfig(budget=budget, unit=spec.study_budget_unit, collect=spec.dataset.collect,
+                         val_points_per_decade=ppd.pop())
+    state = run_protocol(runs, cfg, spec.study_dir / PROTOCOL_FILE, sweep, per_step,
+                         loss_key=spec.fit.loss_key, data=study_data_limits(spec))
+    return {r.name: "finished" for r in runs if r.name in state["budgets"]}

@@ -1,0 +1,138 @@
+"""The frontier-seeking budget protocol on synthetic curves from a known L(N, D) law."""
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from scaling.budget_curves import curve_noise
+from scaling.budget_protocol import (
+    ProtocolConfig,
+    RunCurve,
+    check_study_budget,
+    crossings,
+    next_grid_tokens,
+    plan_round,
+)
+from worldmodels.train_utils import is_log_step
+
+TPS = 1000  # tokens per optimizer step of every synthetic run
+SIGMA = 0.003  # noise of each logged loss
+
+
+def chinchilla(n, d):
+    """L(N, D) = E + A / N^alpha + B / D^beta."""
+    return 1.0 + 40.0 / n ** 0.5 + 60.0 / d ** 0.35
+
+
+def crossing_compute(n1, n2, law=chinchilla):
+    """Compute C at which L(n2, C/6n2) falls below L(n1, C/6n1) (bisection in log C)."""
+    lo, hi = math.log(6 * n2 * TPS), math.log(1e20)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        c = math.exp(mid)
+        if law(n2, c / (6 * n2)) < law(n1, c / (6 * n1)):
+            hi = mid
+        else:
+            lo = mid
+    return math.exp(hi)
+
+
+def curve(name, n, tokens, law=chinchilla, train_items=None):
+    """The run's logged points up to ``tokens``, with the same noise at a step in every round."""
+    steps = int(tokens // TPS)
+    logged = [s for s in range(1, steps + 1) if s == steps or is_log_step(s, 20)]
+    loss = [law(n, s * TPS) + SIGMA * np.random.default_rng([n, s]).standard_normal()
+            for s in logged]
+    return RunCurve(name=name, size=name, params=n, flops=[6.0 * n * s * TPS for s in logged],
+                    loss=loss, tokens=float(steps * TPS), tokens_per_step=TPS,
+                    train_items=train_items, items_per_frame=10)
+
+
+def simulate(sizes, cfg, tokens=1e5, law=chinchilla, train_items=None, rounds=30):
+    """Run the protocol's rounds to the end: every extension resumes the same curve."""
+    budget = {name: next_grid_tokens(tokens, TPS, cfg.val_points_per_decade) for name in sizes}
+    history = []
+    for _ in range(rounds):
+        plan = plan_round([curve(k, n, budget[k], law, train_items) for k, n in sizes.items()],
+                          cfg)
+        history.append(plan)
+        if plan.done:
+            return plan, history
+        budget.update({k: d.tokens for k, d in plan.decisions.items() if d.extend})
+    raise AssertionError(f"the protocol did not finish in {rounds} rounds")
+
+
+SIZES = {"s10k": 10_000, "s30k": 30_000}
+
+
+def test_noise_estimate_recovers_the_scatter_of_a_curve():
+    c = np.logspace(8, 12, 80)
+    smooth = 1.0 + 30.0 / c ** 0.2
+    noisy = smooth + 0.01 * np.random.default_rng(0).standard_normal(c.size)
+    assert curve_noise(c, noisy) == pytest.approx(0.01, rel=0.3)
+    assert curve_noise(c, smooth) < 1e-3
+
+
+def test_a_crossing_is_found_where_the_law_puts_it():
+    truth = crossing_compute(*SIZES.values())
+    plan, history = simulate(SIZES, ProtocolConfig(budget=1e14))
+    assert len(history) > 2  # the first round's curves do not cross: the protocol extended them
+    assert any(d.reason == "extended" for d in history[0].decisions.values())
+    (pair,) = crossings(plan)
+    assert (pair.small, pair.large) == ("s10k", "s30k")
+    assert truth / 1.5 < pair.crossing_flops < truth * 1.5
+    assert pair.margin == pytest.approx(2 * math.sqrt(2 / 5) * SIGMA, rel=0.5)
+    assert {d.reason for d in plan.decisions.values()} == {"crossing"}
+    # the larger model was run past the crossing; neither ran more than 4x past it
+    final = {k: 6 * SIZES[k] * d.tokens for k, d in plan.decisions.items()}
+    assert final["s30k"] > pair.crossing_flops and max(final.values()) < 8 * truth
+
+
+def test_a_plateau_of_the_smaller_model_stops_the_pair():
+    def law(n, d):  # the larger model never gets below the smaller one's floor
+        return (1.0 if n == 10_000 else 1.3) + 5e3 / d
+
+    plan, history = simulate(SIZES, ProtocolConfig(budget=1e14), law=law)
+    (pair,) = plan.pairs
+    assert pair.status == "plateau" and not crossings(plan)
+    assert plan.decisions["s10k"].reason == "plateau"
+    # the larger model was extended until its curve covered the smaller one's compute
+    assert any(h.decisions["s10k"].reason == "plateau" and h.decisions["s30k"].extend
+               for h in history)
+    assert 30_000 * plan.decisions["s30k"].tokens >= 10_000 * plan.decisions["s10k"].tokens
+
+
+def test_the_study_budget_running_out_is_reported():
+    first = sum(6.0 * n * next_grid_tokens(1e5, TPS, 5) for n in SIZES.values())
+    cfg = ProtocolConfig(budget=3 * first)
+    plan, _ = simulate(SIZES, cfg)
+    blocked = [d for d in plan.decisions.values() if d.reason == "budget"]
+    assert blocked and not crossings(plan)
+    assert "would cost" in blocked[0].detail and "left" in blocked[0].detail
+    assert plan.spent + plan.planned <= cfg.budget
+    with pytest.raises(ValueError, match=re.escape(f"at least {first:.3g} flops")):
+        check_study_budget(first, ProtocolConfig(budget=first / 2))
+
+
+def test_a_fixed_dataset_stops_the_run_at_four_passes():
+    items = 2e5  # 4 passes = 8e5 tokens, far below the ~2e6 the crossing needs
+    plan, _ = simulate(SIZES, ProtocolConfig(budget=1e14), train_items=items)
+    small = plan.decisions["s10k"]
+    assert small.reason == "data limit" and "not identified: data limit" in small.detail
+    assert small.tokens <= 4 * items and small.frames_needed > items / 10
+    assert f"{small.frames_needed:,} training frames needed" in small.detail
+    assert not crossings(plan)
+    # a study that collects its own data asks for more frames instead
+    plan, _ = simulate(SIZES, ProtocolConfig(budget=1e14, collect=True), train_items=items)
+    assert plan.data_request and plan.data_request > items / 10
+    assert "collect more episodes" in plan.decisions["s10k"].detail
+
+
+def test_budgets_land_on_validation_steps():
+    assert next_grid_tokens(1, TPS, 5) == TPS
+    assert next_grid_tokens(11 * TPS, TPS, 5) == 16 * TPS
+    assert next_grid_tokens(16 * TPS, TPS, 5) == 16 * TPS
+    with pytest.raises(ValueError, match="budget unit"):
+        ProtocolConfig(budget=1.0, unit="hours")

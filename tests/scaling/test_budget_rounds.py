@@ -1,0 +1,124 @@
+"""The budget protocol end to end: a tiny ladder trained in rounds finds a crossing."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worldmodels"))
+from seqmodel_data import write_shards  # noqa: E402
+
+from scaling.budget_protocol import ProtocolConfig  # noqa: E402
+from scaling.budget_rounds import run_protocol  # noqa: E402
+from scaling.sweep import DONE_FILE, RunSpec, prepare_runs, run_status  # noqa: E402
+
+WIDTHS = {"tiny-a": 4, "tiny-b": 16}  # n_embd of the two sizes (1 layer, 1 head)
+PER_STEP = 4 * 3 * 5  # windows x timesteps x (d_z + d_a)
+
+
+def _train(run, stop_at=None):
+    from worldmodels.token_data import TokenDataSource
+    from worldmodels.token_model import TokenModel
+    from worldmodels.trainer import TrainConfig, Trainer, seed_everything
+
+    seed_everything(run.seed)
+    data = TokenDataSource(run.data, seq_len=3)
+    model = TokenModel(data.model_config(n_layer=1, n_head=1, n_embd=WIDTHS[run.size], task="wm"))
+    cfg = TrainConfig(run_dir=str(run.run_dir), learning_rate=1e-2, warmup_steps=2,
+                      micro_batch_size=4, tensorboard=False, val_batches=1,
+                      max_tokens=run.tokens, seed=run.seed)
+
+    def kill(step, record):
+        if stop_at is not None and step == stop_at:
+            raise KeyboardInterrupt
+
+    result = Trainer(model, data, cfg, run_config={"model_kind": "token_model",
+                                                   "model_config": model.config.to_dict()},
+                     callbacks=[kill]).train()
+    (run.run_dir / DONE_FILE).write_text(json.dumps({"tokens": result.tokens}))
+
+
+def _sweep(kill_at=None):
+    def sweep(runs):
+        prepare_runs(runs)
+        for run in runs:
+            if run_status(run) != "finished":
+                _train(run, (kill_at or {}).get(run.name))
+    return sweep
+
+
+def _runs(tmp_path, shards):
+    from worldmodels.token_data import TokenDataSource
+    from worldmodels.token_model import TokenModel
+
+    data = TokenDataSource(shards, seq_len=3)
+    params = {s: TokenModel(data.model_config(n_layer=1, n_head=1, n_embd=w, task="wm"))
+              .num_params() for s, w in WIDTHS.items()}
+    return [RunSpec(name=f"wm-token-{s}-seed0", task="wm-token", size=s, seed=0,
+                    out_dir=str(tmp_path / f"wm-token-{s}-seed0"), data=str(shards),
+                    tokens=60 * PER_STEP, params=params[s]) for s in WIDTHS]
+
+
+def _curves(runs):
+    return [[{k: v for k, v in json.loads(x).items() if k != "tokens_per_s"}
+             for x in (r.run_dir / "metrics.jsonl").read_text().splitlines()] for r in runs]
+
+
+@pytest.fixture
+def shards(tmp_path):
+    write_shards(tmp_path / "shards")
+    return tmp_path / "shards"
+
+
+@pytest.mark.slow
+def test_a_tiny_ladder_is_extended_until_its_curves_cross(tmp_path, shards):
+    runs = _runs(tmp_path / "a", shards)
+    cfg = ProtocolConfig(budget=1e12, max_growth=2.0)
+    state = run_protocol(runs, cfg, tmp_path / "a" / "protocol.json", _sweep(),
+                         {r.name: PER_STEP for r in runs})
+    (pair,) = state["final"]["wm-token"]["pairs"]
+    assert pair["status"] == "crossing", state["final"]
+    assert len(state["rounds"]) >= 2  # the first round did not show the crossing
+    steps = [r["step"] for r in _curves(runs)[0]]
+    assert steps[-1] * PER_STEP == state["budgets"][runs[0].name]
+    # killed during an extension and run again: the same curves as without the kill
+    again = _runs(tmp_path / "b", shards)
+    first_extension = state["rounds"][0]["wm-token"]["decisions"][again[0].name]["tokens"]
+    kill = {again[0].name: int(first_extension // PER_STEP) - 3}
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(again, cfg, tmp_path / "b" / "protocol.json", _sweep(dict(kill)),
+                     {r.name: PER_STEP for r in again})
+    resumed = run_protocol(again, cfg, tmp_path / "b" / "protocol.json", _sweep(),
+                           {r.name: PER_STEP for r in again})
+    assert resumed["budgets"] == state["budgets"]
+    assert _curves(again) == _curves(runs)
+
+
+def test_a_budget_too_small_for_one_round_names_the_minimum(tmp_path, shards):
+    runs = _runs(tmp_path, shards)
+    with pytest.raises(ValueError, match="set the budget to at least"):
+        run_protocol(runs, ProtocolConfig(budget=1.0), tmp_path / "protocol.json", _sweep(),
+                     {r.name: PER_STEP for r in runs})
+    assert not any(r.run_dir.exists() for r in runs)
+
+
+def test_the_study_spec_chooses_the_protocol_and_the_trainer_step_is_predicted(tmp_path, shards):
+    from scaling.budget_rounds import planned_tokens_per_step
+    from scaling.study_spec import spec_from_dict
+    from scaling.train_cli import build
+    from worldmodels.trainer import TrainConfig, Trainer
+
+    task = {"task": "wm-token", "sizes": ["s10k", "s30k"], "tokens": 1e5}
+    spec = spec_from_dict({"name": "p", "tasks": [task], "protocol": "frontier",
+                           "study_budget": 1e12})
+    assert spec.protocol == "frontier" and spec.study_budget_unit == "flops"
+    with pytest.raises(ValueError, match="choose protocol"):
+        spec_from_dict({"name": "p", "tasks": [task], "protocol": "frontire"})
+    run = RunSpec(name="r", task="wm-token", size="s10k", seed=0, out_dir=str(tmp_path / "r"),
+                  data=str(shards), tokens=1e5, overrides={"seq_len": 3})
+    model, source, preset, _ = build("wm-token", "s10k", str(shards), seq_len=3)
+    trainer = Trainer(model, source, TrainConfig(
+        run_dir=str(tmp_path / "r"), max_tokens=1e5, micro_batch_size=preset.micro_batch_size,
+        tokens_per_update=preset.update_tokens("s10k"), tensorboard=False))
+    assert planned_tokens_per_step(run) == trainer.tokens_per_step

@@ -1,0 +1,57 @@
+"""Several runs per worker process: same results, no per-run process start."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worldmodels"))
+from seqmodel_data import write_shards  # noqa: E402
+
+from scaling import sweep_pool  # noqa: E402
+from scaling.sweep import DONE_FILE, RunSpec, prepare_runs, run_status  # noqa: E402
+
+ENTRY = "sweep_fake_trainer:train"
+
+
+def _runs(root, sizes=("a", "b", "c"), data="tokens", **kw):
+    return [RunSpec(name=f"wm-token-{s}-seed0", task="wm-token", size=s, seed=0,
+                    out_dir=str(root / f"wm-token-{s}-seed0"), data=data, params=1000 * (i + 1),
+                    **kw) for i, s in enumerate(sizes)]
+
+
+def test_partition_balances_cost_longest_first():
+    runs = _runs(Path("x"), sizes=("a", "b", "c", "d"), tokens=1000)
+    groups = sweep_pool.partition(runs, 2)
+    assert [[r.size for r in g] for g in groups] == [["d", "a"], ["c", "b"]]
+    assert len(sweep_pool.partition(runs[:1], 4)) == 1
+
+
+def test_pooled_sweep_trains_every_run_in_two_workers(tmp_path):
+    runs = _runs(tmp_path, tokens=500)
+    status = sweep_pool.run_pooled_sweep(runs, parallel=2, cores=2, entry=ENTRY)
+    assert status == {r.name: "finished" for r in runs}
+    for r in runs:
+        assert len((r.run_dir / "metrics.jsonl").read_text().splitlines()) == 5
+        assert json.loads((r.run_dir / DONE_FILE).read_text())["threads"] == "1"
+        assert (r.run_dir / "train.log").is_file()
+
+
+def test_a_run_trained_after_another_in_one_process_gives_the_same_metrics(tmp_path):
+    write_shards(tmp_path / "shards")
+    over = {"seq_len": 3, "tensorboard": False, "warmup_steps": 2}
+    first, second = _runs(tmp_path / "pool", sizes=("s10k", "s30k"), data=str(tmp_path / "shards"),
+                          tokens=6 * 4096, overrides=over)
+    (alone,) = _runs(tmp_path / "alone", sizes=("s30k",), data=str(tmp_path / "shards"),
+                     tokens=6 * 4096, overrides=over)
+    prepare_runs([first, second, alone])
+    assert sweep_pool.main([str(alone.run_dir / "run_spec.json")]) == 0
+    assert sweep_pool.main([str(r.run_dir / "run_spec.json") for r in (first, second)]) == 0
+    assert all(run_status(r) == "finished" for r in (first, second, alone))
+
+    def metrics(run):
+        return [{k: v for k, v in json.loads(x).items() if k != "tokens_per_s"}
+                for x in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+
+    assert metrics(second) == metrics(alone)
