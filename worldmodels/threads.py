@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from offline_data.argtypes import positive_int
+
 
 def quiet_openmp() -> None:
     """Let idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``)."""
@@ -58,7 +60,7 @@ def apply_threads(threads: int | None, processes: int = 1) -> int:
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     """Add ``--threads`` (default: :func:`default_threads` for the command's processes)."""
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch CPU threads per process (default: EMBSCALE_THREADS, else "
                              "OMP_NUM_THREADS, else the usable cores divided by the processes "
                              "running at once)")
