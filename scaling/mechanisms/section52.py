@@ -255,8 +255,8 @@ def write_report(out: Path, summaries: list[RunSummary], result: dict, command: 
 
 def sweep_spec(out: Path, quick: bool, seed: int):
     """The study spec that trains BC-Token and BC-CNN at equal sizes and equal compute."""
-    from scaling.study_presets import default_study, quick_study
-    from scaling.study_spec import TaskSweep
+    from scaling.study.presets import default_study, quick_study
+    from scaling.study.spec import TaskSweep
 
     base = quick_study() if quick else default_study()
     sizes = ["s10k", "s30k"] if quick else ["s10k", "s30k", "s100k", "s300k"]
@@ -284,7 +284,7 @@ def run_cli(args, command: str) -> dict:
     if args.runs:
         paths = args.runs
     else:
-        from scaling.study import run_study
+        from scaling.study.runner import run_study
 
         spec = sweep_spec(out, args.quick, args.seed)
         spec.parallel = args.workers or spec.parallel

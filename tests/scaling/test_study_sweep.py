@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from scaling.sweep import (
+from scaling.study.sweep import (
     DONE_FILE,
     RunSpec,
     SpecMismatchError,
@@ -101,8 +101,8 @@ def test_emit_jobs_formats(tmp_path):
     out = emit_jobs(runs, tmp_path / "jobs.jsonl", fmt="jsonl", nproc_per_node=4)
     jobs = [json.loads(ln) for ln in out.read_text().splitlines()]
     assert [j["name"] for j in jobs] == [r.name for r in reversed(runs)]  # largest first
-    assert all(j["command"].startswith("torchrun --standalone --nproc_per_node=4 -m scaling.sweep")
-               for j in jobs)
+    prefix = "torchrun --standalone --nproc_per_node=4 -m scaling.study.sweep"
+    assert all(j["command"].startswith(prefix) for j in jobs)
     assert all((r.run_dir / "run_spec.json").is_file() for r in runs)
     sh = emit_jobs(runs, tmp_path / "jobs.sh", fmt="torchrun").read_text()
     assert sh.count("torchrun ") == 3

@@ -18,7 +18,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-# ----- fits and planner (scaling.fit_cli, scaling.planner) -----
+# ----- fits and planner (scaling.cli.fit, scaling.planner) -----
 
 def curve_points(run_dirs: list[Path], loss_key: str, skip_fraction: float) -> list[dict]:
     """(N, D, L, run) points of each run's curve, without its first ``skip_fraction`` of D.
@@ -28,7 +28,7 @@ def curve_points(run_dirs: list[Path], loss_key: str, skip_fraction: float) -> l
     """
     import math
 
-    from scaling.study_stats import read_metrics
+    from scaling.study.stats import read_metrics
 
     rows = []
     for d in run_dirs:
@@ -48,7 +48,7 @@ def fit_runs(run_dirs: list[Path], out_dir: Path, fit_spec, title: str = "") -> 
     import csv
 
     from offline_data.atomic import atomic_file
-    from scaling import fit_cli
+    from scaling.cli import fit as fit_cli
 
     points = Path(out_dir).with_name(Path(out_dir).name + "_points.csv")
     with atomic_file(points) as tmp, open(tmp, "w", newline="") as f:
@@ -82,7 +82,7 @@ def plan_next(fit_path: Path, flops: float, spec, task: str) -> dict[str, Any]:
 
 def dataset_tokens(spec, task: str) -> float | None:
     """Unique training inputs D of the study's data for ``task`` (None when unknown)."""
-    from scaling.study_steps import tokens_dir
+    from scaling.study.steps import tokens_dir
 
     header = tokens_dir(spec) / "header.json"
     if not header.is_file():
@@ -134,7 +134,7 @@ def _skill(skill) -> float | tuple[float, float]:
     return tuple(skill) if isinstance(skill, list) else skill
 
 
-# ----- model sizes (worldmodels.presets, scaling.train_cli) -----
+# ----- model sizes (worldmodels.presets, scaling.cli.train) -----
 
 def known_sizes(task: str) -> list[str]:
     """Size names that ``task`` can train with a preset (ladder or the paper's tables)."""
@@ -173,15 +173,15 @@ def size_params(task: str, size: str, spec) -> int:
     and context (exact for the transformer; auxiliary heads add a little). BC-CNN needs its data
     for an exact count; before that its transformer alone is counted.
     """
-    from scaling.study_steps import dataset_exists, tokens_dir
+    from scaling.study.steps import dataset_exists, tokens_dir
     from worldmodels import presets
 
     if task == "bc-cnn" and dataset_exists(spec.dataset.id):
-        from scaling.train_cli import model_params
+        from scaling.cli.train import model_params
 
         return int(model_params(task, size, spec.dataset.id))
     if task != "bc-cnn" and (tokens_dir(spec) / "header.json").is_file():
-        from scaling.train_cli import model_params
+        from scaling.cli.train import model_params
 
         return int(model_params(task, size, str(tokens_dir(spec))))
     vocab = _action_vocab(spec)
@@ -271,11 +271,11 @@ def encode_dataset(spec, tokenizer: Path, out: Path, progress: bool = True) -> N
             num_workers=workers, progress=progress)
 
 
-# ----- training (scaling.train_cli) -----
+# ----- training (scaling.cli.train) -----
 
 def train_run(run) -> dict[str, Any]:
     """The sweep's training entry: train (or resume) one ``RunSpec`` with kept checkpoints."""
-    from scaling.train_cli import train_model
+    from scaling.cli.train import train_model
 
     overrides = {"keep_checkpoints": True, "device": run.device, **run.overrides}
     result = train_model(run.task, run.size, run.data, run.out_dir, seed=run.seed,

@@ -6,8 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scaling.report import TASK_TITLES, Report, coefficient_table, fmt, read_json, skipped_reason
-from scaling.study_spec import StudySpec
+from scaling.study.report_page import (
+    TASK_TITLES,
+    Report,
+    coefficient_table,
+    fmt,
+    read_json,
+    skipped_reason,
+)
+from scaling.study.spec import StudySpec
 
 
 def _corr_cell(c: dict | None, key: str) -> str:
@@ -61,9 +68,9 @@ def _tokenizer_section(r: Report, study_dir: Path, spec: StudySpec) -> None:
 
 
 def _runs_table(spec: StudySpec) -> list[list[str]]:
-    from scaling.study_stats import read_metrics
-    from scaling.study_steps import plan_runs
-    from scaling.sweep import run_status
+    from scaling.study.stats import read_metrics
+    from scaling.study.steps import plan_runs
+    from scaling.study.sweep import run_status
 
     rows = [["Run", "N", "D (inputs)", "C (FLOPs)", "final train loss", "final val loss",
              "passes", "status"]]
@@ -81,8 +88,8 @@ def _runs_table(spec: StudySpec) -> list[list[str]]:
 
 
 def _lowest_val_loss(spec: StudySpec, task: str) -> float | None:
-    from scaling.study_stats import read_metrics
-    from scaling.study_steps import plan_runs
+    from scaling.study.stats import read_metrics
+    from scaling.study.steps import plan_runs
 
     vals = []
     for run in plan_runs(spec):
@@ -101,7 +108,7 @@ def _action_bars(b: dict) -> dict[str, tuple[str, float]]:
     BC-Token sees the past actions inside its window, so the n-gram limited to that window is its
     bar; BC-CNN sees no past actions, so the marginal is its bar.
     """
-    from scaling.action_baselines import context_bar
+    from scaling.study.action_baselines import context_bar
 
     bars = {}
     if (bar := context_bar(b)) is not None:
@@ -141,7 +148,7 @@ def _baselines_paragraph(r: Report, spec: StudySpec) -> None:
 
 
 def _fits_section(r: Report, spec: StudySpec) -> None:
-    from scaling.study_steps import fit_dir
+    from scaling.study.steps import fit_dir
 
     fits = {t.task: read_json(fit_dir(spec, t.task) / "fit.json") or {} for t in spec.tasks}
     r.add("h2", "Scaling coefficients (paper Table 1)")

@@ -83,7 +83,7 @@ class TokenizerSpec:
         for name in ("tokens_per_frame", "codebook_size", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"tokenizer.{name}={getattr(self, name)} must be >= 1")
-        from scaling.train_entry import split_tokenizer_overrides
+        from scaling.study.adapters.training import split_tokenizer_overrides
 
         split_tokenizer_overrides(self.overrides)  # unknown keys fail when the spec is read
 

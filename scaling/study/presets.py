@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from scaling.study_spec import (
+from scaling.study.spec import (
     DatasetSpec,
     FitSpec,
     QualityStudySpec,

@@ -21,11 +21,11 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "offline_data.cli",  # data collect | import | record | info
     "worldmodels.tokenizer_cli",  # tokenizer train | encode
-    "scaling.train_cli",  # train (scaling: it builds BC-CNN from agents and token models)
-    "scaling.fit_cli",  # fit, plan
+    "scaling.cli.train",  # train (scaling: it builds BC-CNN from agents and token models)
+    "scaling.cli.fit",  # fit, plan
     "agents.cli",  # eval policy, dyna, play, dream
-    "scaling.study_cli",  # study
-    "scaling.reproduce_cli",  # reproduce
+    "scaling.cli.study",  # study
+    "scaling.cli.reproduce",  # reproduce
 )
 
 
@@ -77,6 +77,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     return int(result or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,8 +25,8 @@ import numpy as np
 
 from offline_data.atomic import write_text_atomic
 from scaling.plots import save_figure
-from scaling.study_spec import QualityStudySpec
-from scaling.study_stats import Checkpoint, correlate, load_scored_rows, run_checkpoints
+from scaling.study.spec import QualityStudySpec
+from scaling.study.stats import Checkpoint, correlate, load_scored_rows, run_checkpoints
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,7 @@
-"""The stages of a study (see ``scaling.study``): each is resumable and skips finished work."""
+"""The stages of a study (see ``scaling.study.runner``).
+
+Each stage is resumable and skips finished work.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
-from scaling.study_spec import StudySpec, TaskSweep
-from scaling.sweep import RunSpec, collect_results, run_sweep
+from scaling.study.spec import StudySpec, TaskSweep
+from scaling.study.sweep import RunSpec, collect_results, run_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ def check_dataset(spec: StudySpec) -> None:
 
 def check_sizes(spec: StudySpec) -> None:
     """Every size name must be a preset of its task."""
-    from scaling.train_entry import known_sizes
+    from scaling.study.adapters.training import known_sizes
 
     for t in spec.tasks:
         known = known_sizes(t.task)
@@ -89,7 +92,7 @@ def check_budget(task: TaskSweep, params: dict[str, int], tokens_per_param: floa
 
 def check_budgets(spec: StudySpec) -> dict[str, list[str]]:
     """:func:`check_budget` for every task of the spec; the sizes that pass, per task."""
-    from scaling.train_entry import _action_vocab, size_params
+    from scaling.study.adapters.training import _action_vocab, size_params
 
     per_step = spec.tokenizer.tokens_per_frame + len(_action_vocab(spec))
     passing = {}
@@ -115,7 +118,7 @@ def ensure_dataset(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     out = spec.study_dir / "dataset.json"
     if not dataset_exists(spec.dataset.id):
         check_dataset(spec)
-        from scaling.train_entry import collect_default_dataset
+        from scaling.study.adapters.training import collect_default_dataset
 
         collect_default_dataset(spec.dataset, progress=progress)
     summary = dataset_summary(spec.dataset.id)
@@ -163,10 +166,10 @@ def tokens_dir(spec: StudySpec) -> Path:
 
 def ensure_tokens(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     """Train the tokenizer (unless given) and encode the dataset into token shards."""
-    from scaling.train_entry import encode_dataset, train_tokenizer
+    from scaling.study.adapters.training import encode_dataset, train_tokenizer
 
     needs_tokens = any(t.task != "bc-cnn" for t in spec.tasks) or spec.loss_vs_quality.enabled
-    from scaling.train_entry import tokenizer_finished
+    from scaling.study.adapters.training import tokenizer_finished
 
     path = tokenizer_path(spec)
     if spec.tokenizer.checkpoint:
@@ -188,7 +191,7 @@ def ensure_tokens(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
 
 def plan_runs(spec: StudySpec) -> list[RunSpec]:
     """One ``RunSpec`` per task, size and seed of the spec."""
-    from scaling.train_entry import size_params
+    from scaling.study.adapters.training import size_params
 
     runs = []
     for t in spec.tasks:
@@ -227,7 +230,7 @@ def fit_dir(spec: StudySpec, task: str) -> Path:
 
 def fit_tasks(spec: StudySpec) -> dict[str, Any]:
     """Fit scaling laws to each task's curves and ask the planner about 10x more compute."""
-    from scaling.train_entry import fit_runs, plan_next
+    from scaling.study.adapters.training import fit_runs, plan_next
 
     runs = plan_runs(spec)
     out: dict[str, Any] = {}
@@ -259,11 +262,11 @@ def fit_tasks(spec: StudySpec) -> dict[str, Any]:
 def write_action_baselines(spec: StudySpec) -> dict[str, Any] | None:
     """Held-out losses of action-only predictors beside the BC fits.
 
-    Writes ``fits/action_baselines.json`` (``scaling.action_baselines``); None when the study has
-    no BC task or no token shards.
+    Writes ``fits/action_baselines.json`` (``scaling.study.action_baselines``); None when the
+    study has no BC task or no token shards.
     """
-    from scaling.action_baselines import action_baselines
-    from scaling.report import read_json
+    from scaling.study.action_baselines import action_baselines
+    from scaling.study.report_page import read_json
 
     if not any(t.task in ("bc-token", "bc-cnn") for t in spec.tasks):
         return None
@@ -283,7 +286,7 @@ def write_action_baselines(spec: StudySpec) -> dict[str, Any] | None:
 
 
 def _final_flops(run_dir: Path) -> float:
-    from scaling.study_stats import read_metrics
+    from scaling.study.stats import read_metrics
 
     recs = read_metrics(run_dir)
     return float(recs[-1]["flops"]) if recs else math.nan
@@ -293,7 +296,7 @@ def _final_flops(run_dir: Path) -> float:
 
 def return_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     """Loss vs return over the BC runs' checkpoints."""
-    from scaling.loss_vs_return import run_return_study
+    from scaling.study.loss_vs_return import run_return_study
 
     runs = plan_runs(spec)
     dirs = [d for t in ("bc-token", "bc-cnn") for d in collect_results(runs, t)]
@@ -307,7 +310,7 @@ def return_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
 
 def quality_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     """Loss vs rollout quality over the WM runs' checkpoints."""
-    from scaling.loss_vs_quality import run_quality_study
+    from scaling.study.loss_vs_quality import run_quality_study
 
     runs = plan_runs(spec)
     dirs = collect_results(runs, "wm-token")
