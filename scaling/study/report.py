@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from scaling.study.action_baselines import context_bar
 from scaling.study.report_page import (
     TASK_TITLES,
     Report,
@@ -15,6 +16,9 @@ from scaling.study.report_page import (
     skipped_reason,
 )
 from scaling.study.spec import StudySpec
+from scaling.study.stats import read_metrics
+from scaling.study.steps import fit_dir, plan_runs
+from scaling.study.sweep import run_status
 
 
 def _corr_cell(c: dict | None, key: str) -> str:
@@ -68,10 +72,6 @@ def _tokenizer_section(r: Report, study_dir: Path, spec: StudySpec) -> None:
 
 
 def _runs_table(spec: StudySpec) -> list[list[str]]:
-    from scaling.study.stats import read_metrics
-    from scaling.study.steps import plan_runs
-    from scaling.study.sweep import run_status
-
     rows = [["Run", "N", "D (inputs)", "C (FLOPs)", "final train loss", "final val loss",
              "passes", "status"]]
     for run in plan_runs(spec):
@@ -88,9 +88,6 @@ def _runs_table(spec: StudySpec) -> list[list[str]]:
 
 
 def _lowest_val_loss(spec: StudySpec, task: str) -> float | None:
-    from scaling.study.stats import read_metrics
-    from scaling.study.steps import plan_runs
-
     vals = []
     for run in plan_runs(spec):
         if run.task != task:
@@ -108,8 +105,6 @@ def _action_bars(b: dict) -> dict[str, tuple[str, float]]:
     BC-Token sees the past actions inside its window, so the n-gram limited to that window is its
     bar; BC-CNN sees no past actions, so the marginal is its bar.
     """
-    from scaling.study.action_baselines import context_bar
-
     bars = {}
     if (bar := context_bar(b)) is not None:
         bars["bc-token"] = ("that windowed n-gram", bar)
@@ -148,8 +143,6 @@ def _baselines_paragraph(r: Report, spec: StudySpec) -> None:
 
 
 def _fits_section(r: Report, spec: StudySpec) -> None:
-    from scaling.study.steps import fit_dir
-
     fits = {t.task: read_json(fit_dir(spec, t.task) / "fit.json") or {} for t in spec.tasks}
     r.add("h2", "Scaling coefficients (paper Table 1)")
     r.add("p", "Compute-optimal allocation `N_opt ∝ C^a`, `D_opt ∝ C^b` from the frontier fit "

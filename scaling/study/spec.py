@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaling.study.adapters.tokenizer import split_tokenizer_overrides
+
 TASKS: tuple[str, ...] = ("wm-token", "bc-token", "bc-cnn")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -83,8 +85,6 @@ class TokenizerSpec:
         for name in ("tokens_per_frame", "codebook_size", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"tokenizer.{name}={getattr(self, name)} must be >= 1")
-        from scaling.study.adapters.training import split_tokenizer_overrides
-
         split_tokenizer_overrides(self.overrides)  # unknown keys fail when the spec is read
 
 

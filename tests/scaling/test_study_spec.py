@@ -88,7 +88,7 @@ def test_dataset_skill_must_be_a_range_in_unit_interval(skill):
 
 
 def test_tokenizer_overrides_reach_the_model_and_the_trainer():
-    from scaling.study.adapters.training import split_tokenizer_overrides
+    from scaling.study.adapters.tokenizer import split_tokenizer_overrides
 
     spec = spec_from_dict({**SPEC, "tokenizer": {"overrides": {"code_dim": 16,
                                                                 "foreground_weight": 20.0}}})
@@ -137,7 +137,7 @@ def test_tokenizer_threads_do_not_follow_the_machine_load(monkeypatch):
     # downstream results) differ between an idle and a busy machine.
     import os
 
-    from scaling.study.adapters.training import tokenizer_threads
+    from scaling.study.adapters.tokenizer import tokenizer_threads
 
     monkeypatch.delenv("EMBSCALE_THREADS", raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
