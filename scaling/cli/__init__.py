@@ -16,6 +16,8 @@ import importlib
 import logging
 import sys
 
+import agents.demonstrators  # noqa: F401  (registers `--policy scripted` for the embedded envs)
+
 # (module, purpose) in the order shown by --help. A module that is not installed is skipped,
 # so optional parts can be left out of a distribution.
 COMMAND_MODULES: tuple[str, ...] = (

@@ -13,6 +13,8 @@ if str(HERE) not in sys.path:
 
 import offline_data_envs  # noqa: E402
 
+import agents.demonstrators  # noqa: E402, F401  (registers `--policy scripted`)
+
 
 @pytest.fixture(autouse=True)
 def _test_envs():

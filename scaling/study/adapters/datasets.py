@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import agents.demonstrators  # noqa: F401  (registers the scripted demonstrators)
 import envs
 from offline_data.collect import collect, resolve_policy
 from offline_data.datasets import dataset_discretizer, dataset_path, load_dataset
