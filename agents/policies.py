@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.bc_cnn import BCCNN, BCCNNConfig
+from agents.bc_cnn import BCCNN
+from offline_data.action_spaces import check_action_space, space_for_discretizer
 from offline_data.discretize import ActionDiscretizer, discretizer_from_spec
 from offline_data.tokens import TokenShards
+from worldmodels.checkpoint import model_from_checkpoint, read_model_checkpoint
 from worldmodels.row_cache import RowKVCache, rebuild, row_forward
-from worldmodels.simulator import check_action_space, load_model_checkpoint, space_for_discretizer
-from worldmodels.token_model import TokenModel, TokenModelConfig
+from worldmodels.token_model import TokenModel
 from worldmodels.train_utils import resolve_device
 
 
@@ -236,14 +237,13 @@ def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | No
         context_steps: timesteps of history the policy sees (default and maximum: the model's).
     """
     device = resolve_device(device)
-    ckpt = load_model_checkpoint(checkpoint, expect="policy")
+    ckpt = read_model_checkpoint(checkpoint, expect="policy")
     kind = ckpt.get("model_kind")
     data = ckpt.get("run_config", {}).get("data", {})
     if kind == "bc_cnn":
         from offline_data.datasets import dataset_discretizer, load_dataset
 
-        model = BCCNN(BCCNNConfig.from_dict(ckpt["model_config"]))
-        model.load_state_dict(ckpt["model"])
+        model = model_from_checkpoint(ckpt, str(checkpoint))
         dataset = dataset or data.get("dataset_id")
         if dataset is None:
             raise ValueError(f"{checkpoint} does not record its dataset; pass --dataset ID")
@@ -258,8 +258,7 @@ def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | No
                          "--tokenizer PATH")
     from worldmodels.tokenizer import load_tokenizer
 
-    model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+    model = model_from_checkpoint(ckpt, str(checkpoint))
     vq = load_tokenizer(tokenizer, map_location=device)
     tokens = tokens or data.get("path")
     if tokens is None:

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from agents.held_out import held_out_loss
-from scaling.cli.train import train_model
-from scaling.study.stats import read_metrics
+from scaling.training import train_model
+from worldmodels.run_metrics import read_metrics
 
 
 def main(argv=None) -> int:

@@ -18,17 +18,18 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from gymnasium import spaces
 
 from envs.simulator import SimulatorStep
+from offline_data.action_spaces import space_for_discretizer
 from offline_data.discretize import ActionDiscretizer, discretizer_from_spec
 from offline_data.tokens import EpisodeTokens, TokenLayout, TokenShards
+from worldmodels.checkpoint import model_from_checkpoint, read_model_checkpoint
 from worldmodels.row_cache import RowKVCache, place_rows, row_forward, slide
-from worldmodels.token_model import TokenModel, TokenModelConfig
+from worldmodels.token_model import TokenModel
 from worldmodels.train_utils import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -69,39 +70,6 @@ class SimulatorConfig:
                              f"{self.reward!r}")
         if not 0.0 < self.slide_keep < 1.0:
             raise ValueError(f"SimulatorConfig.slide_keep must be in (0, 1), got {self.slide_keep}")
-
-
-def space_for_discretizer(discretizer: ActionDiscretizer) -> spaces.Space:
-    """The env action space a discretizer decodes into (the real env's, for our datasets)."""
-    spec = discretizer.to_spec()
-    if spec["type"] == "categorical":
-        if spec["kind"] == "discrete":
-            return spaces.Discrete(spec["nvec"][0], start=spec["start"][0])
-        if spec["kind"] == "multi_binary":
-            return spaces.MultiBinary(spec["shape"])
-        nvec = np.asarray(spec["nvec"]).reshape(spec["shape"])
-        return spaces.MultiDiscrete(nvec, start=np.asarray(spec["start"]).reshape(spec["shape"]))
-    shape = tuple(spec["shape"])
-    return spaces.Box(np.asarray(spec["low"]).reshape(shape).astype(spec["dtype"]),
-                      np.asarray(spec["high"]).reshape(shape).astype(spec["dtype"]),
-                      shape, np.dtype(spec["dtype"]))
-
-
-def check_action_space(discretizer: ActionDiscretizer, space: spaces.Space, what: str) -> None:
-    """Raise ``ValueError`` unless ``space`` is the action space ``discretizer`` was made for."""
-    expected = space_for_discretizer(discretizer)
-    same = type(expected) is type(space) and expected.shape == space.shape
-    if same and isinstance(space, spaces.Discrete):
-        same = int(space.n) == int(expected.n) and int(space.start) == int(expected.start)
-    elif same and isinstance(space, spaces.MultiDiscrete):
-        same = np.array_equal(space.nvec, expected.nvec)
-    elif same and isinstance(space, spaces.Box):
-        same = np.allclose(space.low, expected.low) and np.allclose(space.high, expected.high)
-    if not same:
-        raise ValueError(
-            f"the env's action space {space} does not match the {what}'s action space {expected} "
-            f"(from its discretizer); use the env the {what} was trained on"
-        )
 
 
 def episodes_from_shards(shards: TokenShards, split: str = "test", min_length: int = 1
@@ -169,7 +137,9 @@ class TokenWorldModelSimulator:
         if start_episodes and not self.start_episodes:
             raise ValueError(f"no start episode has the {self.config.burn_in} frames burn-in needs;"
                              " lower SimulatorConfig.burn_in or pass longer episodes")
-        self.config.burn_in = min(self.config.burn_in, self.context_steps - 1)
+        # burn-in fits the context; a copy, so the caller's config is left as given
+        self.config = replace(self.config, burn_in=min(self.config.burn_in,
+                                                       self.context_steps - 1))
         self.has_reward = model.reward_head is not None
         self.has_termination = model.termination_head is not None
         if not (self.has_reward and self.has_termination):
@@ -338,10 +308,8 @@ def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
         device: torch device of the model and tokenizer (``auto``: CUDA when available).
     """
     device = resolve_device(device)
-    ckpt = load_model_checkpoint(checkpoint, expect="world model")
-    model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
-    model.to(device).eval()
+    ckpt = read_model_checkpoint(checkpoint, expect="world model")
+    model = model_from_checkpoint(ckpt).to(device).eval()
     if tokens is None:
         tokens = ckpt.get("run_config", {}).get("data", {}).get("path")
         if tokens is None:
@@ -358,37 +326,3 @@ def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
     cfg = config or SimulatorConfig()
     episodes = episodes_from_shards(shards, split, min_length=cfg.burn_in)
     return TokenWorldModelSimulator(model, vq, discretizer, num_envs, episodes, cfg, seed)
-
-
-def load_model_checkpoint(path: str | os.PathLike, expect: str) -> dict:
-    """Read a model checkpoint safely and check its kind.
-
-    Args:
-        path: checkpoint file (a trainer ``checkpoints/last.pt`` or a saved model).
-        expect: ``"world model"`` (a WM-Token model), ``"policy"`` (BC-Token or BC-CNN) or
-            ``"any"`` (any of the three).
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the checkpoint holds another kind of model.
-    """
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "checkpoints", "last.pt")):
-        path = os.path.join(path, "checkpoints", "last.pt")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path}; train one with `embscale train`")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
-        raise ValueError(f"{path} is not a model checkpoint (no weights and model config); pass "
-                         "a file written by `embscale train` (<run>/checkpoints/last.pt)")
-    kind = ckpt.get("model_kind", "")
-    task = ckpt["model_config"].get("task") if kind == "token_model" else None
-    name = {("token_model", "wm"): "WM-Token world model", ("token_model", "bc"): "BC-Token policy"
-            }.get((kind, task), f"{kind or 'unknown'} model")
-    if expect == "world model" and (kind, task) != ("token_model", "wm"):
-        raise ValueError(f"{path} holds a {name}, not a world model; pass a checkpoint trained "
-                         "with `embscale train --task wm-token` (a policy goes to `embscale eval "
-                         "policy`)")
-    if expect == "policy" and (kind, task) == ("token_model", "wm"):
-        raise ValueError(f"{path} holds a {name}, not a policy; pass a BC-Token or BC-CNN "
-                         "checkpoint (a world model goes to `embscale dyna`/`play`/`dream`)")
-    return ckpt

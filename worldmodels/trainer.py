@@ -38,6 +38,7 @@ from torch import nn
 
 from offline_data.atomic import atomic_file, write_text_atomic
 from worldmodels.gpt import configure_optimizer
+from worldmodels.run_metrics import metrics_path, read_metrics
 from worldmodels.train_utils import (
     DataSource,
     Progress,
@@ -205,7 +206,7 @@ class Trainer:
         }
         per_micro = config.micro_batch_size * self.world_size * data.items_per_window
         self.accum_steps = max(1, math.ceil(config.tokens_per_update / per_micro))
-        self.tokens_per_step = per_micro * self.accum_steps
+        self.inputs_per_update = per_micro * self.accum_steps
         self.train_loader = data.loader("train", config.micro_batch_size, config.seed,
                                         self.rank, self.world_size)
         self.val_loader = None
@@ -246,10 +247,10 @@ class Trainer:
         if self.config.max_steps:
             limits.append(self.config.max_steps)
         if self.config.max_tokens:
-            limits.append(math.ceil(self.config.max_tokens / self.tokens_per_step))
+            limits.append(math.ceil(self.config.max_tokens / self.inputs_per_update))
         if self.config.max_flops:
             limits.append(math.ceil(self.config.max_flops / (6.0 * self.num_params
-                                                             * self.tokens_per_step)))
+                                                             * self.inputs_per_update)))
         return max(1, min(limits))
 
     def _autocast(self):
@@ -408,11 +409,11 @@ class Trainer:
         cfg = self.config
         self._start_run_dir()
         total = self.total_steps()
-        planned = total * self.tokens_per_step / max(1, self.data.num_train_items)
+        planned = total * self.inputs_per_update / max(1, self.data.num_train_items)
         if self.rank == 0:
             logger.info("N=%d params, %d tokens/step (%d micro-batches x %d windows x %d "
                         "processes), %d steps planned (%.2f passes)", self.num_params,
-                        self.tokens_per_step, self.accum_steps, cfg.micro_batch_size,
+                        self.inputs_per_update, self.accum_steps, cfg.micro_batch_size,
                         self.world_size, total, planned)
             if planned > INFINITE_DATA_PASSES:
                 logger.warning("the budget is %.1f passes over the training data: the run will "
@@ -431,7 +432,7 @@ class Trainer:
             while self.step < total:
                 out = self._train_step()
                 self.step += 1
-                self.tokens += self.tokens_per_step
+                self.tokens += self.inputs_per_update
                 progress.update(1)
                 train_loss = out["train/loss"]
                 self._interval = (self._interval[0] + train_loss, self._interval[1] + 1)
@@ -472,10 +473,8 @@ class Trainer:
     def _logged_losses(self) -> tuple[float, float | None]:
         """Last logged train and val losses (a finished run resumed reports them)."""
         train, val = float("nan"), None
-        path = self.run_dir / "metrics.jsonl"
-        if self.step and path.is_file():
-            for line in path.read_text().splitlines():
-                record = json.loads(line)
+        if self.step and metrics_path(self.run_dir).is_file():
+            for record in read_metrics(self.run_dir):
                 train, val = record.get("train/loss", train), record.get("val/loss", val)
         return train, val
 

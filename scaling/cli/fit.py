@@ -16,83 +16,11 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.3g}" if abs(x) >= 1e4 or abs(x) < 1e-2 else f"{x:.3f}"
-
-
-def _cell(entry: dict, key: str) -> str:
-    if entry.get("status") != "ok":
-        return "N/A"
-    ci = entry.get("ci", {}).get(key)
-    s = _fmt(entry[key])
-    return f"{s} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else s
-
-
-def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str:
-    """The paper's Table 1 layout (frontier and parametric side by side), then every coefficient."""
-    fr, pa = fit["frontier"], fit["parametric"]
-    level = fit["options"]["level"]
-    lines = [f"# {title}", "",
-             f"Values with {level:.0%} bootstrap intervals "
-             f"({fit['options']['num_bootstrap']} resamples); N/A: skipped (reason below).", "",
-             "| Frontier fit N_opt ∝ C^a | Frontier fit D_opt ∝ C^b | "
-             "Parametric fit N_opt ∝ C^a | Parametric fit D_opt ∝ C^b |",
-             "|---|---|---|---|",
-             f"| {_cell(fr, 'a')} | {_cell(fr, 'b')} | {_cell(pa, 'a')} | {_cell(pa, 'b')} |", ""]
-    rows = [("frontier", ("a", "a0", "b", "b0")),
-            ("parametric", ("E", "A", "B", "alpha", "beta", "a", "b", "a0", "b0")),
-            ("loss_prediction", ("c0", "c", "E")), ("isoflop", ("a", "a0", "b", "b0"))]
-    lines += ["## All coefficients", "", "| fit | coefficient | value | interval |",
-              "|---|---|---|---|"]
-    for name, keys in rows:
-        entry = fit[name]
-        label = name + (f" ({entry['loss']})" if name == "parametric" and "loss" in entry else "")
-        if entry.get("status") != "ok":
-            continue
-        for k in keys:
-            ci = entry.get("ci", {}).get(k)
-            interval = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
-            lines.append(f"| {label} | {k} | {_fmt(entry[k])} | {interval} |")
-    skipped = [(k, fit[k]["reason"]) for k in ("frontier", "parametric", "loss_prediction",
-                                                "isoflop", "extrapolation")
-               if fit[k].get("status") == "skipped"]
-    if skipped:
-        lines += ["", "## Skipped", ""] + [f"- **{k}**: {r}" for k, r in skipped]
-    no_ci = [(k, fit[k]["ci_error"]) for k in ("frontier", "parametric", "loss_prediction",
-                                                 "isoflop") if fit[k].get("ci_error")]
-    if no_ci:
-        lines += ["", "## Without intervals", ""] + [f"- **{k}**: {r}" for k, r in no_ci]
-    ex = fit["extrapolation"]
-    if ex.get("status") == "ok":
-        lines += ["", "## Extrapolation check", "",
-                  f"Refit without `{ex['held_out']}` (N = {_fmt(ex['N'])}, reaching "
-                  f"C = {_fmt(ex['C_max'])}; the rest reach {_fmt(ex['C_max_fitted'])}).", ""]
-        if "loss_prediction_L_rel_error" in ex:
-            lines.append(f"- loss prediction at its last point: "
-                         f"{_fmt(ex['loss_prediction_L_final'])} vs actual {_fmt(ex['L_final'])}"
-                         f" ({ex['loss_prediction_L_rel_error']:+.2%})")
-        if "parametric_L_rel_error" in ex:
-            lines.append(f"- parametric law at its last point: {_fmt(ex['parametric_L_final'])}"
-                         f" vs actual {_fmt(ex['L_final'])} ({ex['parametric_L_rel_error']:+.2%})")
-        cp = ex.get("closest_point", {})
-        if "N_ratio" in cp:
-            lines.append(f"- point closest to the extrapolated L_opt (C = {_fmt(cp['C'])}): "
-                         f"N / N_opt = {cp['N_ratio']:.3g}, D / D_opt = {cp['D_ratio']:.3g} "
-                         f"({cp['source']} law)")
-    return "\n".join(lines) + "\n"
-
-
-def _methods(choice: str) -> tuple[str, ...]:
-    from scaling.laws.analysis import METHODS
-
-    return METHODS if choice == "all" else (choice,)
-
-
 def run_fit(args: argparse.Namespace) -> int:
     """Fit the requested laws to the inputs and write ``fit.json``, ``table.md`` and figures."""
-    from offline_data.atomic import atomic_dir
+    from scaling.fitting import fit_curves, methods, write_fit
     from scaling.inputs import load_curves
-    from scaling.laws.analysis import FitOptions, analyze
+    from scaling.laws.analysis import FitOptions
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -100,7 +28,7 @@ def run_fit(args: argparse.Namespace) -> int:
     curves = load_curves(args.inputs, loss_key=args.loss_key, drop_nonfinite=args.drop_nonfinite,
                          min_tokens=args.min_tokens)
     logger.info("%d points on %d curves", curves.num_points, curves.num_curves)
-    opts = FitOptions(methods=_methods(args.method), parametric_loss=args.parametric_loss,
+    opts = FitOptions(methods=methods(args.method), parametric_loss=args.parametric_loss,
                       num_bootstrap=args.bootstrap, seed=args.seed, level=args.level,
                       smooth=args.smooth, frontier_points=args.frontier_points,
                       extrapolation=not args.no_extrapolation)
@@ -114,19 +42,13 @@ def run_fit(args: argparse.Namespace) -> int:
         return bar.update
 
     try:
-        analysis = analyze(curves, opts, progress=progress)
+        result = fit_curves(curves, opts, progress=progress, loss_key=args.loss_key,
+                            inputs=[Path(p).name for p in args.inputs])
     finally:
         for bar in bars:
             bar.close()
-    fit = analysis.to_json()
-    fit["data"].update(loss_key=args.loss_key, inputs=[Path(p).name for p in args.inputs])
-    with atomic_dir(out, overwrite=args.overwrite) as tmp:
-        (tmp / "fit.json").write_text(json.dumps(fit, indent=2, allow_nan=False) + "\n")
-        (tmp / "table.md").write_text(table_markdown(fit))
-        if not args.no_figures:
-            from scaling.plots import figure5
-
-            figure5(analysis, tmp / "scaling_fit.png", title=args.title)
+    fit = write_fit(result, out, overwrite=args.overwrite, figures=not args.no_figures,
+                    title=args.title)
     for name in ("frontier", "parametric", "isoflop"):
         e = fit[name]
         if e["status"] == "ok":

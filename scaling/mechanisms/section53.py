@@ -150,7 +150,7 @@ def run(cfg: Section53Config, quick: bool = False, command: str = "") -> dict:
 
 def _max_passes(study_dir: Path, sizes, seed: int) -> float | None:
     """Most passes over the training tokens made by any run of a ladder (the smallest model's)."""
-    from scaling.study.stats import read_metrics
+    from worldmodels.run_metrics import read_metrics
 
     dirs = [study_dir / f"wm-token-{size}-seed{seed}" for size in sizes]
     passes = [recs[-1].get("epoch") for d in dirs

@@ -16,9 +16,9 @@ from scaling.study.report_page import (
     skipped_reason,
 )
 from scaling.study.spec import StudySpec
-from scaling.study.stats import read_metrics
 from scaling.study.steps import fit_dir, plan_runs
 from scaling.study.sweep import run_status
+from worldmodels.run_metrics import read_metrics
 
 
 def _corr_cell(c: dict | None, key: str) -> str:

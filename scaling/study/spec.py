@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from scaling.study.adapters.tokenizer import split_tokenizer_overrides
+from scaling.tasks import TRAINABLE
+from scaling.training import check_training_options
 
-TASKS: tuple[str, ...] = ("wm-token", "bc-token", "bc-cnn")
+TASKS: tuple[str, ...] = TRAINABLE
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -118,6 +120,8 @@ class TaskSweep:
             raise ValueError(f"tasks[{self.task}].seeds is empty; use e.g. [0]")
         if self.checkpoints < 1:
             raise ValueError(f"tasks[{self.task}].checkpoints={self.checkpoints} must be >= 1")
+        # a misspelt trainer field fails when the spec is read, not inside a sweep's worker
+        check_training_options(self.overrides, where=f"tasks[{self.task}].overrides keys")
 
     def run_name(self, size: str, seed: int) -> str:
         """Directory name of the run for ``size`` and ``seed``."""

@@ -13,17 +13,18 @@ from typing import Any
 
 from offline_data.atomic import write_text_atomic
 from scaling.study.action_baselines import action_baselines
-from scaling.study.adapters.datasets import action_vocab, collect_default_dataset
+from scaling.study.adapters.datasets import collect_default_dataset
 from scaling.study.adapters.fits import fit_runs, plan_next
-from scaling.study.adapters.sizes import known_sizes, size_params
+from scaling.study.adapters.sizes import known_sizes, size_params, study_layout
 from scaling.study.adapters.tokenizer import encode_dataset, tokenizer_finished, train_tokenizer
 from scaling.study.loss_vs_quality import run_quality_study
 from scaling.study.loss_vs_return import run_return_study
 from scaling.study.paths import dataset_exists, fit_dir, tokenizer_path, tokens_dir
 from scaling.study.report_page import read_json
 from scaling.study.spec import StudySpec, TaskSweep
-from scaling.study.stats import read_metrics
 from scaling.study.sweep import RunSpec, collect_results, run_sweep
+from scaling.tasks import TASKS
+from worldmodels.run_metrics import read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,12 @@ def check_budget(task: TaskSweep, params: dict[str, int], tokens_per_param: floa
 
 def check_budgets(spec: StudySpec) -> dict[str, list[str]]:
     """:func:`check_budget` for every task of the spec; the sizes that pass, per task."""
-    per_step = spec.tokenizer.tokens_per_frame + len(action_vocab(spec))
+    layout = study_layout(spec)
     passing = {}
     for t in spec.tasks:
-        # BC-CNN counts one input per timestep, which a token model sees as d_z + d_a tokens.
-        prior = spec.optimum_tokens_per_param / (per_step if t.task == "bc-cnn" else 1)
+        # The prior is in tokens; a BC-CNN input is one timestep, d_z + d_a tokens to a token model.
+        steps_per_input = layout.tokens_per_step // TASKS[t.task].inputs_per_step(layout)
+        prior = spec.optimum_tokens_per_param / steps_per_input
         passing[t.task] = check_budget(t, {s: size_params(t.task, s, spec) for s in t.sizes},
                                        prior)
     return passing
@@ -151,7 +153,8 @@ def dataset_summary(dataset_id: str) -> dict[str, Any]:
 
 def ensure_tokens(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     """Train the tokenizer (unless given) and encode the dataset into token shards."""
-    needs_tokens = any(t.task != "bc-cnn" for t in spec.tasks) or spec.loss_vs_quality.enabled
+    needs_tokens = (any(TASKS[t.task].reads_tokens for t in spec.tasks)
+                    or spec.loss_vs_quality.enabled)
     path = tokenizer_path(spec)
     if spec.tokenizer.checkpoint:
         if not path.is_file():
@@ -174,7 +177,7 @@ def plan_runs(spec: StudySpec) -> list[RunSpec]:
     """One ``RunSpec`` per task, size and seed of the spec."""
     runs = []
     for t in spec.tasks:
-        data = spec.dataset.id if t.task == "bc-cnn" else str(tokens_dir(spec))
+        data = str(tokens_dir(spec)) if TASKS[t.task].reads_tokens else spec.dataset.id
         for size in t.sizes:
             for seed in t.seeds:
                 name = t.run_name(size, seed)
@@ -237,14 +240,15 @@ def write_action_baselines(spec: StudySpec) -> dict[str, Any] | None:
     Writes ``fits/action_baselines.json`` (``scaling.study.action_baselines``); None when the
     study has no BC task or no token shards.
     """
-    if not any(t.task in ("bc-token", "bc-cnn") for t in spec.tasks):
+    if not any(TASKS[t.task].policy for t in spec.tasks):
         return None
     if not (tokens_dir(spec) / "header.json").is_file():
         return None
     # BC-Token's context (timesteps per window) bounds the action history it can use.
     context = None
     for run in plan_runs(spec):
-        cfg = read_json(Path(run.run_dir) / "config.json") if run.task == "bc-token" else None
+        token_policy = TASKS[run.task].policy and TASKS[run.task].reads_tokens
+        cfg = read_json(Path(run.run_dir) / "config.json") if token_policy else None
         if cfg:
             context = int(cfg["data"]["seq_len"])
             break

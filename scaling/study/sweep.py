@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
+from worldmodels.run_metrics import last_record
 
 logger = logging.getLogger(__name__)
 
@@ -173,13 +174,8 @@ def _threads_per_run(parallel: int, cores: int | None) -> int:
 
 def _progress(run: RunSpec) -> float:
     """Fraction of the run's budget done, from the last line of its metrics.jsonl."""
-    path = run.run_dir / "metrics.jsonl"
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, path.stat().st_size - 4096))
-            lines = [ln for ln in f.read().decode(errors="ignore").splitlines() if ln.strip()]
-        last = json.loads(lines[-1])
-    except (OSError, IndexError, ValueError):
+    last = last_record(run.run_dir)
+    if last is None:
         return 0.0
     if run.tokens:
         return min(1.0, float(last.get("tokens", 0)) / run.tokens)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.bc_cnn import BCCNN, BCCNNConfig, FrameDataSource, load_bc_cnn, save_bc_cnn
+from agents.bc_cnn import BCCNN, BCCNNConfig, FrameDataSource, save_bc_cnn
 from offline_data.datasets import Episode, create_minari_dataset
+from worldmodels.checkpoint import load_model
 from worldmodels.trainer import TrainConfig, Trainer, seed_everything
 
 DATASET = "embscale/bccnn-test/structured-v0"
@@ -65,7 +66,7 @@ def test_bc_cnn_trains_with_the_shared_trainer(data, tmp_path):
     assert rows[-1]["tokens"] == 40 * 8 * 4  # D counts one input per timestep
     assert rows[-1]["params"] == model.num_params()
     assert rows[-1]["val/loss"] < 0.5 * rows[0]["train/loss"]
-    loaded = load_bc_cnn(tmp_path / "run" / "checkpoints" / "last.pt")
+    loaded = load_model(tmp_path / "run" / "checkpoints" / "last.pt", expect="bc_cnn")
     frames = data.loader("val", 2, seed=0).batch_at(0).frames
     torch.testing.assert_close(loaded(frames)[0], model.eval()(frames)[0])
     assert result.steps == 40
@@ -89,6 +90,6 @@ def test_bad_input(data, tmp_path):
     with pytest.raises(ValueError, match="image_size"):
         BCCNNConfig(image_size=4)
     save_bc_cnn(model, tmp_path / "m.pt")
-    assert load_bc_cnn(tmp_path / "m.pt").config == model.config
+    assert load_model(tmp_path / "m.pt", expect="bc_cnn").config == model.config
     with pytest.raises(FileNotFoundError, match="embscale train"):
-        load_bc_cnn(tmp_path / "nope.pt")
+        load_model(tmp_path / "nope.pt")

@@ -1,6 +1,6 @@
 """Sweep machinery: resumable runs, parallelism, spec-change refusal, job lists.
 
-These tests use a stand-in training entry (tests/scaling/sweep_fake_trainer.py) so that they
+These tests use a stand-in training entry (tests/helpers/sweep_fake_trainer.py) so that they
 check the orchestration alone; the miniature study test runs the real trainer.
 """
 
@@ -22,7 +22,7 @@ from scaling.study.sweep import (
     run_sweep,
 )
 
-ENTRY = "sweep_fake_trainer:train"
+ENTRY = "tests.helpers.sweep_fake_trainer:train"
 
 
 def _runs(root, tokens=1000, sizes=("a", "b", "c")):

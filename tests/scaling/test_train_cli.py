@@ -1,13 +1,9 @@
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from scaling import cli
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worldmodels"))
-from seqmodel_data import write_shards  # noqa: E402
+from tests.helpers.token_shards import write_shards
 
 
 def test_train_command_writes_a_run(tmp_path, capsys):

@@ -4,8 +4,8 @@ import re
 import numpy as np
 import pytest
 import torch
-from tokenizer_fixtures import TINY_VQ, make_dataset, one_torch_thread
 
+from tests.helpers.tokenizers import TINY_VQ, make_dataset, one_torch_thread
 from worldmodels.tokenizer import VQVAE, VQConfig, load_tokenizer
 from worldmodels.tokenizer_train import (
     TokenizerTrainConfig,

@@ -2,57 +2,41 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import atomic_file
 from offline_data.tokens import TokenShards
-from scaling.cli import fit as fit_cli
+from scaling.fitting import curve_points, curves_from_points, fit_curves, methods, write_fit
+from scaling.inputs import DEFAULT_LOSS_KEY
+from scaling.laws.analysis import FitOptions
 from scaling.planner import plan
 from scaling.study.paths import tokens_dir
-from scaling.study.stats import read_metrics
-
-
-def curve_points(run_dirs: list[Path], loss_key: str, skip_fraction: float) -> list[dict]:
-    """(N, D, L, run) points of each run's curve, without its first ``skip_fraction`` of D.
-
-    The first steps (warmup and the initial plateau of tiny models) do not follow a power law
-    in D; like Hoffmann et al., the fits use each curve after its start.
-    """
-    rows = []
-    for d in run_dirs:
-        recs = read_metrics(d)
-        key = loss_key if any(loss_key in r for r in recs) else "train/loss"  # older runs
-        recs = [r for r in recs if key in r and math.isfinite(float(r[key]))]
-        if not recs:
-            continue
-        final = max(float(r["tokens"]) for r in recs)
-        rows += [{"N": r["params"], "D": r["tokens"], "L": r[key], "run": Path(d).name}
-                 for r in recs if float(r["tokens"]) >= skip_fraction * final]
-    return rows
+from scaling.tasks import TASKS
 
 
 def fit_runs(run_dirs: list[Path], out_dir: Path, fit_spec, title: str = "") -> dict[str, Any]:
-    """Run ``embscale fit`` on the runs' curves; returns the written ``fit.json`` object."""
-    points = Path(out_dir).with_name(Path(out_dir).name + "_points.csv")
-    with atomic_file(points) as tmp, open(tmp, "w", newline="") as f:
+    """Fit the runs' curves as ``fit_spec`` says; writes ``out_dir`` and returns ``fit.json``.
+
+    The fitted points are also written beside ``out_dir`` as ``<task>_points.csv`` (the input
+    ``embscale fit`` takes), so a fit can be redone or varied from the command line.
+    """
+    points = curve_points(run_dirs, fit_spec.loss_key, fit_spec.skip_fraction)
+    record = Path(out_dir).with_name(Path(out_dir).name + "_points.csv")
+    with atomic_file(record) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["N", "D", "L", "run"])
         writer.writeheader()
-        writer.writerows(curve_points(run_dirs, fit_spec.loss_key, fit_spec.skip_fraction))
-    parser = argparse.ArgumentParser(prog="embscale")
-    fit_cli.register(parser.add_subparsers(dest="command"))
-    argv = ["fit", str(points), "--out", str(out_dir), "--overwrite",
-            "--method", fit_spec.method, "--parametric-loss", fit_spec.parametric_loss,
-            "--bootstrap", str(fit_spec.bootstrap)]
-    if title:
-        argv += ["--title", title]
-    args = parser.parse_args(argv)
-    args.func(args)
-    return json.loads((Path(out_dir) / "fit.json").read_text())
+        writer.writerows(points)
+    options = FitOptions(methods=methods(fit_spec.method),
+                         parametric_loss=fit_spec.parametric_loss,
+                         num_bootstrap=fit_spec.bootstrap)
+    # fit.json names the points file as its input, under the key a CSV is read with
+    # (embscale fit's default); the key the points were taken from is fit_spec.loss_key.
+    result = fit_curves(curves_from_points(points), options, loss_key=DEFAULT_LOSS_KEY,
+                        inputs=[record.name])
+    return write_fit(result, out_dir, overwrite=True, title=title or None)
 
 
 def plan_next(fit_path: Path, flops: float, spec, task: str) -> dict[str, Any]:
@@ -73,4 +57,4 @@ def dataset_tokens(spec, task: str) -> float | None:
         return None
     shards = TokenShards.open(tokens_dir(spec))
     frames = shards.split("train").num_frames
-    return float(frames if task == "bc-cnn" else frames * shards.layout.tokens_per_step)
+    return float(frames * TASKS[task].inputs_per_step(shards.layout))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from scaling.cli.train import model_params
+from offline_data.tokens import TokenLayout
 from scaling.study.adapters.datasets import action_vocab
 from scaling.study.paths import dataset_exists, tokens_dir
+from scaling.tasks import TASKS, model_params
 from worldmodels import presets
 
 
@@ -20,22 +21,29 @@ def known_sizes(task: str) -> list[str]:
     return out
 
 
-def size_params(task: str, size: str, spec) -> int:
-    """N of ``size`` for ``task`` in this study: exact once the data exists, else estimated.
+def study_layout(spec) -> TokenLayout:
+    """The study's token layout from its spec, before the shards exist.
 
-    Token tasks are counted with ``worldmodels.presets.param_count`` over the study's vocabulary
-    and context (exact for the transformer; auxiliary heads add a little). BC-CNN needs its data
-    for an exact count; before that its transformer alone is counted.
+    d_z and V_o come from the tokenizer spec, the action vocabularies from the dataset (or the
+    env it is collected from).
     """
-    if task == "bc-cnn" and dataset_exists(spec.dataset.id):
-        return int(model_params(task, size, spec.dataset.id))
-    if task != "bc-cnn" and (tokens_dir(spec) / "header.json").is_file():
-        return int(model_params(task, size, str(tokens_dir(spec))))
-    vocab = action_vocab(spec)
-    t = spec.task(task)
-    p = presets.get_task_preset(t.preset) if t and t.preset else presets.preset_for(task, size)
-    seq_len = p.seq_len
-    if task == "bc-cnn":
-        return presets.param_count(size, vocab_size=sum(vocab), block_size=seq_len)
-    return presets.param_count(size, vocab_size=spec.tokenizer.codebook_size + sum(vocab),
-                               block_size=seq_len * (spec.tokenizer.tokens_per_frame + len(vocab)))
+    return TokenLayout(d_z=spec.tokenizer.tokens_per_frame,
+                       image_vocab=spec.tokenizer.codebook_size,
+                       action_vocab_sizes=action_vocab(spec))
+
+
+def size_params(task: str, size: str, spec) -> int:
+    """N of ``size`` for ``task`` in this study: exact once the data exists, else on paper.
+
+    With its data (token shards, or BC-CNN's dataset) the model is built and counted
+    (:func:`scaling.tasks.model_params`); before that the transformer alone is counted over the
+    study's vocabulary and context (:meth:`scaling.tasks.Task.paper_params`).
+    """
+    t = TASKS[task]
+    data = str(tokens_dir(spec)) if t.reads_tokens else spec.dataset.id
+    if (t.reads_tokens and (tokens_dir(spec) / "header.json").is_file()) or (
+            not t.reads_tokens and dataset_exists(spec.dataset.id)):
+        return int(model_params(task, size, data))
+    ts = spec.task(task)
+    p = presets.get_task_preset(ts.preset) if ts and ts.preset else presets.preset_for(task, size)
+    return t.paper_params(size, study_layout(spec), p.seq_len)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaling.cli.train import train_model
+from scaling.training import train_model
 
 
 def train_run(run) -> dict[str, Any]:

@@ -1,0 +1,84 @@
+"""The one reader of a training run's ``metrics.jsonl`` (one JSON object per logged step).
+
+The trainer appends a line per log step; a run that is still being written (or was killed
+mid-write) may end in a partial line, which readers skip. Any other line that is not JSON is an
+error naming the file and line.
+
+Example::
+
+    from worldmodels.run_metrics import read_metrics
+    records = read_metrics("runs/default/wm-token-s100k-seed0")
+    losses = [r["val/loss"] for r in records if "val/loss" in r]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def metrics_path(run: str | os.PathLike) -> Path:
+    """``run/metrics.jsonl`` for a run directory; ``run`` itself for a ``.jsonl`` file."""
+    path = Path(run)
+    return path if path.name.endswith(".jsonl") else path / METRICS_FILE
+
+
+def iter_metrics(run: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` for every record of a run's ``metrics.jsonl``.
+
+    Args:
+        run: a run directory or a ``metrics.jsonl`` file.
+
+    Raises:
+        FileNotFoundError: there is no ``metrics.jsonl``.
+        ValueError: a line other than the last is not valid JSON.
+    """
+    path = metrics_path(run)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; is {run} a training run directory?")
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines):  # a run still being written may end in a partial line
+                logger.warning("%s:%d: ignoring unfinished last line", path, i)
+                continue
+            raise ValueError(f"{path}:{i} is not valid JSON ({e}); fix or remove that line") from e
+        yield i, record
+
+
+def read_metrics(run: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (see :func:`iter_metrics`)."""
+    return [record for _, record in iter_metrics(run)]
+
+
+def last_record(run: str | os.PathLike, tail_bytes: int = 4096) -> dict[str, Any] | None:
+    """The last complete record of a run's ``metrics.jsonl``, reading only its tail.
+
+    For polling a run that is being written (progress bars); None when there is no file or no
+    complete record in the last ``tail_bytes`` yet.
+    """
+    path = metrics_path(run)
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - tail_bytes))
+            lines = [ln for ln in f.read().decode(errors="ignore").splitlines() if ln.strip()]
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return None
