@@ -13,12 +13,11 @@ from dataclasses import fields
 from typing import Any
 
 from scaling.tasks import MODEL_OPTIONS, build
+from worldmodels.train_config import TrainConfig
 
 
 def training_options() -> set[str]:
     """Names ``train_model`` accepts as overrides: ``TrainConfig`` fields and model options."""
-    from worldmodels.trainer import TrainConfig  # torch
-
     return {f.name for f in fields(TrainConfig)} | set(MODEL_OPTIONS)
 
 
@@ -48,7 +47,7 @@ def train_model(task: str, size: str, data: str, run_dir: str | os.PathLike, *, 
         overrides: ``TrainConfig`` fields (learning_rate, tokens_per_update, device, ...) and the
             model options of :func:`build` (seq_len, aux_heads, image_size, dropout).
     """
-    from worldmodels.trainer import TrainConfig, Trainer, seed_everything  # torch
+    from worldmodels.trainer import Trainer, seed_everything  # torch
 
     check_training_options(overrides)
     model_opts = {k: overrides.pop(k) for k in MODEL_OPTIONS if k in overrides}

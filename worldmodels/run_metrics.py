@@ -82,3 +82,28 @@ def last_record(run: str | os.PathLike, tail_bytes: int = 4096) -> dict[str, Any
         except json.JSONDecodeError:
             continue
     return None
+
+
+def append_metrics(run: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one record (a log point) to a run's ``metrics.jsonl``."""
+    with open(metrics_path(run), "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_metrics(run: str | os.PathLike, step: int) -> None:
+    """Drop the records logged after ``step`` (a resumed run logs them again), atomically."""
+    from offline_data.atomic import write_text_atomic
+
+    path = metrics_path(run)
+    kept = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= step]
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def last_losses(run: str | os.PathLike) -> tuple[float, float | None]:
+    """The last logged ``train/loss`` and ``val/loss`` (NaN and None when never logged)."""
+    train, val = float("nan"), None
+    if metrics_path(run).is_file():
+        for record in read_metrics(run):
+            train, val = record.get("train/loss", train), record.get("val/loss", val)
+    return train, val

@@ -25,6 +25,24 @@ from scaling.training import train_model
 
 logger = logging.getLogger(__name__)
 
+# Flags that set one trainer field (TrainConfig) or model option (scaling.tasks.MODEL_OPTIONS)
+# when given: flag dest -> field. tests/scaling/test_train_cli.py checks that every field has a
+# flag here or in FIELDS_SET_OTHERWISE, so the two cannot drift apart.
+FLAG_FIELDS = {"lr": "learning_rate", "warmup_steps": "warmup_steps",
+               "tokens_per_update": "tokens_per_update", "micro_batch_size": "micro_batch_size",
+               "weight_decay": "weight_decay", "grad_clip": "grad_clip",
+               "log_points_per_decade": "log_points_per_decade",
+               "val_points_per_decade": "val_points_per_decade", "val_batches": "val_batches",
+               "checkpoint_every": "checkpoint_every", "seq_len": "seq_len",
+               "image_size": "image_size"}
+# Fields set by other flags (or, for the AdamW betas, only by the preset): field -> flag.
+FIELDS_SET_OTHERWISE = {"run_dir": "--run-dir/--study", "seed": "--seed", "max_tokens": "--tokens",
+                        "max_flops": "--flops", "max_steps": "--steps", "device": "--device",
+                        "compile": "--compile", "tensorboard": "--no-tensorboard",
+                        "resume": "--no-resume", "keep_checkpoints": "--keep-checkpoints",
+                        "aux_heads": "--no-aux-heads", "dropout": "--dropout",
+                        "beta1": "(preset)", "beta2": "(preset)"}
+
 
 def _run(args: argparse.Namespace) -> int:
     import torch
@@ -39,15 +57,7 @@ def _run(args: argparse.Namespace) -> int:
                  "tensorboard": not args.no_tensorboard, "resume": not args.no_resume,
                  "keep_checkpoints": args.keep_checkpoints, "aux_heads": not args.no_aux_heads,
                  "dropout": args.dropout}
-    for opt, field_name in [("lr", "learning_rate"), ("warmup_steps", "warmup_steps"),
-                            ("tokens_per_update", "tokens_per_update"),
-                            ("micro_batch_size", "micro_batch_size"),
-                            ("weight_decay", "weight_decay"), ("grad_clip", "grad_clip"),
-                            ("log_points_per_decade", "log_points_per_decade"),
-                            ("val_points_per_decade", "val_points_per_decade"),
-                            ("val_batches", "val_batches"),
-                            ("checkpoint_every", "checkpoint_every"),
-                            ("seq_len", "seq_len"), ("image_size", "image_size")]:
+    for opt, field_name in FLAG_FIELDS.items():
         value = getattr(args, opt)
         if value is not None:
             overrides[field_name] = value
