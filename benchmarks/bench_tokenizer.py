@@ -54,7 +54,7 @@ def synthetic_shards(path: Path, k: int, v: int, frames: int, episode_len: int =
 
 
 def bench_loader_vs_model(shards, size: str, task_preset: str) -> dict:
-    from offline_data.tokens import TokenWindowLoader
+    from offline_data.token_windows import TokenWindowLoader
     from worldmodels.gpt import GPTConfig
     from worldmodels.presets import get_size, get_task_preset
     from worldmodels.token_model import TokenModel, TokenModelConfig

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from offline_data.tokens import TokenWindowLoader
+from offline_data.token_windows import TokenWindowLoader
 from tests.helpers.token_shards import AV, K, V, write_shards
 from worldmodels.checkpoint import load_model
 from worldmodels.gpt import GPTConfig

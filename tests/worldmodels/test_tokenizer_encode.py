@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from offline_data.reader import WindowReader
-from offline_data.tokens import TokenShards, TokenWindowLoader
+from offline_data.token_windows import TokenWindowLoader
+from offline_data.tokens import TokenShards
 from scaling.cli import main as embscale
 from tests.helpers.tokenizers import TINY_VQ, make_dataset, one_torch_thread
 from worldmodels.tokenize_dataset import decode_episode, encode_dataset
