@@ -98,7 +98,7 @@ def report_sweep(run_dirs: list[str], psnr_target: float | None, target_k: int) 
     """
     import json
 
-    from worldmodels.tokenizer_train import MIN_CODEBOOK_USAGE, PSNR_TARGETS_DB, judge_target
+    from worldmodels.tokenizer_targets import MIN_CODEBOOK_USAGE, PSNR_TARGETS_DB, judge_target
 
     rows = sorted((json.loads((Path(d) / "summary.json").read_text()) for d in run_dirs
                    if (Path(d) / "summary.json").is_file()),

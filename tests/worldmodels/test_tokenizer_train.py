@@ -7,10 +7,10 @@ import torch
 
 from tests.helpers.tokenizers import TINY_VQ, make_dataset, one_torch_thread
 from worldmodels.tokenizer import VQVAE, VQConfig, load_tokenizer
+from worldmodels.tokenizer_targets import format_target
 from worldmodels.tokenizer_train import (
     TokenizerTrainConfig,
     TokenizerTrainer,
-    format_target,
     train_tokenizer,
 )
 
