@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from offline_data.datasets import MinariWriter, check_image_space
+from offline_data.datasets import check_image_space
 from offline_data.discretize import ActionDiscretizer, discretizer_for_space
+from offline_data.minari_writer import MinariWriter
 
 logger = logging.getLogger(__name__)
 

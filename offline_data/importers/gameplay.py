@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from offline_data.datasets import Episode, MinariWriter
+from offline_data.datasets import Episode
 from offline_data.discretize import UniformDiscretizer
+from offline_data.minari_writer import MinariWriter
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from offline_data.datasets import Episode, MinariWriter
+from offline_data.datasets import Episode
 from offline_data.discretize import UniformDiscretizer
 from offline_data.importers.tfrecord import (
     is_sequence_example,
@@ -34,6 +34,7 @@ from offline_data.importers.tfrecord import (
     parse_sequence_example,
     read_tfrecord,
 )
+from offline_data.minari_writer import MinariWriter
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from agents.bc_cnn import BCCNN, BCCNNConfig, FrameDataSource, save_bc_cnn
-from offline_data.datasets import Episode, create_minari_dataset
+from offline_data.datasets import Episode
+from offline_data.minari_writer import create_minari_dataset
 from worldmodels.checkpoint import load_model
 from worldmodels.trainer import TrainConfig, Trainer, seed_everything
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from agents.held_out import held_out_loss
-from offline_data.datasets import Episode, create_minari_dataset
+from offline_data.datasets import Episode
+from offline_data.minari_writer import create_minari_dataset
 from scaling import cli
 from tests.helpers.token_shards import write_shards
 from worldmodels.checkpoint import read_model_checkpoint

@@ -6,8 +6,6 @@ from gymnasium import spaces
 
 from offline_data.collect import RandomPolicy, collect
 from offline_data.datasets import (
-    MinariWriter,
-    create_minari_dataset,
     dataset_discretizer,
     episode_metadata,
     list_dataset_ids,
@@ -15,6 +13,7 @@ from offline_data.datasets import (
     split_episodes,
 )
 from offline_data.discretize import discretizer_for_space
+from offline_data.minari_writer import MinariWriter, create_minari_dataset
 from offline_data.reader import WindowReader, read_episode
 from tests.helpers.pixel_envs import PIXEL_ARM_ID, PIXEL_ID, STATE_ID
 
