@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.bc_cnn_nets import CNN_BLOCKS, FrameCNN
+from worldmodels.checkpoint import register_model_kind
 from worldmodels.gpt import GPTConfig, LossOutput, TransformerCore, count_params, init_weights
 
 logger = logging.getLogger(__name__)
@@ -178,19 +179,8 @@ def save_bc_cnn(model: BCCNN, path: str | os.PathLike) -> None:
                     "model_config": model.config.to_dict()}, tmp)
 
 
-def load_bc_cnn(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> BCCNN:
-    """Load a ``BCCNN`` from a trainer checkpoint or ``save_bc_cnn`` file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path}; train one with "
-                                "`embscale train --task bc-cnn`")
-    from worldmodels.run_state import load_torch_file
-
-    ckpt = load_torch_file(path, "model checkpoint", map_location)
-    if ckpt.get("model_kind") != "bc_cnn":
-        raise ValueError(f"{path} holds a {ckpt.get('model_kind')!r} model, not a BC-CNN")
-    model = BCCNN(BCCNNConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
-    return model.eval()
+register_model_kind("bc_cnn", lambda cfg: BCCNN(BCCNNConfig.from_dict(cfg)),
+                    lambda cfg: ("BC-CNN policy", "policy"))
 
 
 # ----- data: frame windows from a Minari dataset -----

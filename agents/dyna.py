@@ -35,9 +35,11 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecMonitor
 
 from envs.worldmodel_env import WorldModelVecEnv
+from offline_data.action_spaces import check_action_space
 from offline_data.atomic import write_text_atomic
-from offline_data.tokens import EpisodeTokens, TokenBatch
-from worldmodels.simulator import TokenWorldModelSimulator, check_action_space
+from offline_data.token_windows import TokenBatch
+from offline_data.tokens import EpisodeTokens
+from worldmodels.simulator import TokenWorldModelSimulator
 
 logger = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.bc_cnn import BCCNN, BCCNNConfig, FrameDataSource
+import worldmodels.token_model  # noqa: F401  (registers token_model checkpoints)
+from agents.bc_cnn import FrameDataSource
+from worldmodels.checkpoint import model_from_checkpoint, read_model_checkpoint
 from worldmodels.run_state import check_tokenizer_match, recorded_tokenizer
-from worldmodels.simulator import load_model_checkpoint
 from worldmodels.token_data import TokenDataSource
-from worldmodels.token_model import TokenModel, TokenModelConfig
 from worldmodels.train_utils import resolve_device, to_device
 
 SPLITS = ("train", "val", "test")
@@ -42,18 +42,16 @@ def _model_and_loader(ckpt: dict, split: str, data: str | None, allow_mismatch: 
         raise ValueError("the checkpoint does not record its training data; pass the token "
                          "shard directory or Minari dataset id (--data)")
     if kind == "bc_cnn":
-        model = BCCNN(BCCNNConfig.from_dict(ckpt["model_config"]))
         source = FrameDataSource(data, seq_len=seq_len)
     elif kind == "token_model":
-        model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))
         source = TokenDataSource(data, seq_len=seq_len)
         check_tokenizer_match(recorded_tokenizer(ckpt), source.shards.header.tokenizer_sha256,
                               "the checkpoint", f"token shard {data}", allow_mismatch)
     else:
         raise ValueError(f"the checkpoint holds a {kind!r} model; pass one written by `embscale "
                          "train` (WM-Token, BC-Token or BC-CNN)")
+    model = model_from_checkpoint(ckpt)
     source.check_model(model)
-    model.load_state_dict(ckpt["model"])
     # only get_batch() of explicit window ids is used: the loader's own batch size is moot
     return model.eval(), source.loader(split, 1, seed=0)
 
@@ -84,7 +82,7 @@ def held_out_loss(checkpoint: str | os.PathLike, split: str = "test", *, stride:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if batch_size < 1 or (stride is not None and stride < 1):
         raise ValueError(f"batch_size and stride must be >= 1, got {batch_size} and {stride}")
-    ckpt = load_model_checkpoint(checkpoint, expect="any")
+    ckpt = read_model_checkpoint(checkpoint, expect="any")
     model, loader = _model_and_loader(ckpt, split, data, allow_tokenizer_mismatch)
     device = resolve_device(device)
     model.to(device)

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.bc_cnn import BCCNN, BCCNNConfig
+from agents.bc_cnn import BCCNN
+from offline_data.action_spaces import check_action_space, space_for_discretizer
 from offline_data.discretize import ActionDiscretizer, discretizer_from_spec
 from offline_data.tokens import TokenShards
+from worldmodels.checkpoint import model_from_checkpoint, read_model_checkpoint
 from worldmodels.row_cache import RowKVCache, rebuild, row_forward
-from worldmodels.simulator import check_action_space, load_model_checkpoint, space_for_discretizer
-from worldmodels.token_model import TokenModel, TokenModelConfig
+from worldmodels.token_model import TokenModel
 from worldmodels.train_utils import resolve_device
 
 
@@ -239,14 +240,13 @@ def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | No
             model was trained on (experts only).
     """
     device = resolve_device(device)
-    ckpt = load_model_checkpoint(checkpoint, expect="policy")
+    ckpt = read_model_checkpoint(checkpoint, expect="policy")
     kind = ckpt.get("model_kind")
     data = ckpt.get("run_config", {}).get("data", {})
     if kind == "bc_cnn":
         from offline_data.datasets import dataset_discretizer, load_dataset
 
-        model = BCCNN(BCCNNConfig.from_dict(ckpt["model_config"]))
-        model.load_state_dict(ckpt["model"])
+        model = model_from_checkpoint(ckpt, str(checkpoint))
         dataset = dataset or data.get("dataset_id")
         if dataset is None:
             raise ValueError(f"{checkpoint} does not record its dataset; pass --dataset ID")
@@ -262,8 +262,7 @@ def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | No
     from worldmodels.run_state import check_tokenizer_match
     from worldmodels.tokenizer import load_tokenizer
 
-    model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+    model = model_from_checkpoint(ckpt, str(checkpoint))
     vq = load_tokenizer(tokenizer, map_location=device)
     check_tokenizer_match(data.get("tokenizer_sha256"), vq.sha256(), str(checkpoint),
                           f"tokenizer {tokenizer}", allow_tokenizer_mismatch)

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from agents.held_out import held_out_loss
-from scaling.study_stats import read_metrics
-from scaling.train_cli import train_model
+from scaling.training import train_model
+from worldmodels.run_metrics import read_metrics
 
 
 def main(argv=None) -> int:
@@ -95,8 +95,11 @@ def main(argv=None) -> int:
 
 
 def _print_action_bar(tokens_dir: str, run: Path, vals: list[float], split: str) -> None:
-    """What the action history alone gives BC-Token (scaling.action_baselines), for context."""
-    from scaling.action_baselines import action_baselines, context_bar
+    """What the action history alone gives BC-Token (``scaling.study.action_baselines``).
+
+    Shown for context.
+    """
+    from scaling.study.action_baselines import action_baselines, context_bar
 
     seq_len = json.loads((run / "config.json").read_text())["data"]["seq_len"]
     b = action_baselines(tokens_dir, split=split, context_steps=seq_len)

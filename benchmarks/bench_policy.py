@@ -87,7 +87,7 @@ def _evaluate_scripted(skill, args) -> np.ndarray:
 def _train(args) -> tuple[Path, float]:
     from offline_data.defaults import BREAKOUT_DATASET_ID, collect_default
     from scaling.cli import main
-    from scaling.study_steps import dataset_exists
+    from scaling.study.steps import dataset_exists
 
     if args.dataset == BREAKOUT_DATASET_ID and not dataset_exists(args.dataset):
         collect_default("breakout", progress=True)

@@ -54,7 +54,7 @@ def synthetic_shards(path: Path, k: int, v: int, frames: int, episode_len: int =
 
 
 def bench_loader_vs_model(shards, size: str, task_preset: str) -> dict:
-    from offline_data.tokens import TokenWindowLoader
+    from offline_data.token_windows import TokenWindowLoader
     from worldmodels.gpt import GPTConfig
     from worldmodels.presets import get_size, get_task_preset
     from worldmodels.token_model import TokenModel, TokenModelConfig
@@ -98,7 +98,7 @@ def report_sweep(run_dirs: list[str], psnr_target: float | None, target_k: int) 
     """
     import json
 
-    from worldmodels.tokenizer_train import MIN_CODEBOOK_USAGE, PSNR_TARGETS_DB, judge_target
+    from worldmodels.tokenizer_targets import MIN_CODEBOOK_USAGE, PSNR_TARGETS_DB, judge_target
 
     rows = sorted((json.loads((Path(d) / "summary.json").read_text()) for d in run_dirs
                    if (Path(d) / "summary.json").is_file()),

@@ -20,18 +20,23 @@ from typing import Any
 
 import numpy as np
 
-from offline_data.datasets import MinariWriter, check_image_space
+from offline_data.datasets import check_image_space
 from offline_data.discretize import ActionDiscretizer, discretizer_for_space
+from offline_data.minari_writer import MinariWriter
 
 logger = logging.getLogger(__name__)
 
-# Shortcuts for --policy: a name, or an env id -> "module:factory" resolved with importlib
-# (offline_data may not import agents statically; DESIGN.md's import table).
-SCRIPTED_POLICIES: dict[str, str] = {
-    "embscale/Breakout-v1": "agents.demonstrators:ScriptedBreakoutPolicy",
-    "embscale/Breakout-v0": "agents.demonstrators:ScriptedBreakoutPolicy",
-    "embscale/FetchPickAndPlace-v0": "agents.demonstrators:ScriptedFetchPickAndPlacePolicy",
-}
+# ``--policy scripted``: env id -> the factory of that env's scripted demonstrator. offline_data
+# may not import agents (DESIGN.md's import table), so ``agents.demonstrators`` fills this table
+# with :func:`register_scripted_policy` when it is imported (the ``embscale`` command does).
+SCRIPTED_POLICIES: dict[str, Callable[..., Any]] = {}
+
+
+def register_scripted_policy(env_id: str, factory: Callable[..., Any]) -> None:
+    """Make ``factory`` the demonstrator that ``--policy scripted`` builds for ``env_id``."""
+    if not callable(factory):
+        raise TypeError(f"factory for {env_id!r} must be callable, got {factory!r}")
+    SCRIPTED_POLICIES[env_id] = factory
 
 
 class RandomPolicy:
@@ -70,8 +75,10 @@ def resolve_policy(spec: str, env: Any, seed: int = 0, **factory_kwargs: Any) ->
         env_id = getattr(env.spec, "id", None)
         if env_id not in SCRIPTED_POLICIES:
             raise ValueError(f"no scripted demonstrator registered for env {env_id!r} (known: "
-                             f"{sorted(SCRIPTED_POLICIES)}); pass --policy module:factory")
-        spec = SCRIPTED_POLICIES[env_id]
+                             f"{sorted(SCRIPTED_POLICIES)}); import agents.demonstrators, "
+                             "which registers the embedded ones, or pass --policy "
+                             "module:factory")
+        return _call_factory(SCRIPTED_POLICIES[env_id], env=env, seed=seed, **factory_kwargs)
     if spec.startswith(("sb3:", "sb3-weights:")):
         from offline_data.sb3_policy import load_sb3
 

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from offline_data import argtypes as A
-from offline_data.datasets import MinariWriter, check_image_space
+from offline_data.datasets import check_image_space
 from offline_data.discretize import discretizer_for_space
+from offline_data.minari_writer import MinariWriter
 
 logger = logging.getLogger(__name__)
 

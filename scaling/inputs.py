@@ -12,7 +12,6 @@ CSV files have columns ``N``, ``D`` (or ``C``, then D = C / 6N), ``L`` and optio
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from scaling.laws.data import Curves, make_curves
+from worldmodels.run_metrics import iter_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -49,19 +49,9 @@ def _number(value, what: str, where: str) -> float:
 
 
 def _read_metrics(path: Path, run: str, loss_key: str, rows: _Rows) -> None:
-    lines = path.read_text().splitlines()
     added, keys = 0, set()
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for i, rec in iter_metrics(path):
         where = f"{path}:{i}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            if i == len(lines):  # a run still being written may end in a partial line
-                logger.warning("%s: ignoring unfinished last line", where)
-                continue
-            raise ValueError(f"{where} is not valid JSON ({e}); fix or remove that line") from e
         keys.update(rec)
         if loss_key not in rec:
             continue  # e.g. val/loss is only logged every few steps

@@ -9,9 +9,9 @@ and the command's own checks, so a check that is removed makes its case fail.
 from __future__ import annotations
 
 import pytest
-from bad_input_fixtures import DAMAGED, DATASET, Fixtures, build, train_argv
 
 from scaling.cli import main
+from tests.helpers.bad_inputs import DAMAGED, DATASET, Fixtures, build, train_argv
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +273,7 @@ def test_debug_shows_the_traceback_instead(fx):
 
 
 def test_a_fault_of_ours_is_one_line_with_status_1(capsys):
-    from scaling.cli_errors import run_command
+    from scaling.cli.errors import run_command
 
     def broken(args):
         raise RuntimeError("internal state\nwent wrong")

@@ -14,7 +14,6 @@ The trainer calls these functions; they hold the rules, so the loop stays short:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -28,22 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from offline_data.argtypes import MAX_LEARNING_RATE
-
 logger = logging.getLogger(__name__)
-
-
-def check_learning_rate(lr: float, name: str = "learning_rate") -> float:
-    """Return ``lr`` when it is finite and in (0, ``MAX_LEARNING_RATE``]; else ValueError.
-
-    >>> check_learning_rate(3e-4)
-    0.0003
-    """
-    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= MAX_LEARNING_RATE:
-        raise ValueError(f"{name} {lr!r} is not a usable learning rate: it must be finite, > 0 "
-                         f"and at most {MAX_LEARNING_RATE:g} (typical AdamW values are 1e-4 to "
-                         "1e-2)")
-    return float(lr)
 
 
 def check_budget(max_tokens: float, max_flops: float, tokens_per_step: int,
@@ -59,54 +43,6 @@ def check_budget(max_tokens: float, max_flops: float, tokens_per_step: int,
             raise ValueError(f"{name} {budget:g} is less than one optimizer step ({step:g}); "
                              f"raise {name} to at least {step:g}, or lower --tokens-per-update "
                              "and --micro-batch-size")
-
-
-def finite_or_none(value: Any) -> Any:
-    """Map NaN and infinities (also nested in dicts and lists) to None.
-
-    >>> finite_or_none({"a": float("nan"), "b": [1.0, float("inf")]})
-    {'a': None, 'b': [1.0, None]}
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_none(v) for v in value]
-    return value
-
-
-def strict_json(record: dict) -> str:
-    """One line of strict JSON (``null`` for NaN/Infinity, which JSON does not allow)."""
-    return json.dumps(finite_or_none(record), allow_nan=False)
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """Records of a ``metrics.jsonl``; a truncated *last* line is dropped with a warning.
-
-    Raises:
-        ValueError: a line other than the last is not JSON (the file was edited or damaged).
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    lines = path.read_text().splitlines()
-    records = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except ValueError as e:
-            if i == len(lines) - 1:
-                msg = (f"{path}: dropped a truncated last line ({line[:40]!r}...), written by a "
-                       "process that was killed mid-write")
-                warnings.warn(msg, stacklevel=2)
-                logger.warning(msg)
-                continue
-            raise ValueError(f"{path} line {i + 1} is not JSON ({e}); fix or remove that line"
-                             ) from e
-    return records
 
 
 _LOAD_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError,

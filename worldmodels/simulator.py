@@ -18,19 +18,20 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from envs.simulator import SimulatorStep
+from offline_data.action_spaces import space_for_discretizer
 from offline_data.discretize import ActionDiscretizer, discretizer_from_spec
 from offline_data.tokens import EpisodeTokens, TokenLayout, TokenShards
-from worldmodels.action_space import check_action_space, space_for_discretizer  # noqa: F401
+from worldmodels.checkpoint import model_from_checkpoint, read_model_checkpoint
 from worldmodels.decode_step import DECODE_MODES, DecodeStep
 from worldmodels.row_cache import RowKVCache, place_rows, row_forward, slide
-from worldmodels.run_state import check_tokenizer_match, load_torch_file, recorded_tokenizer
-from worldmodels.token_model import TokenModel, TokenModelConfig
+from worldmodels.run_state import check_tokenizer_match, recorded_tokenizer
+from worldmodels.token_model import TokenModel
 from worldmodels.train_utils import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -150,7 +151,9 @@ class TokenWorldModelSimulator:
         if start_episodes and not self.start_episodes:
             raise ValueError(f"no start episode has the {self.config.burn_in} frames burn-in needs;"
                              " lower SimulatorConfig.burn_in or pass longer episodes")
-        self.config.burn_in = min(self.config.burn_in, self.context_steps - 1)
+        # burn-in fits the context; a copy, so the caller's config is left as given
+        self.config = replace(self.config, burn_in=min(self.config.burn_in,
+                                                       self.context_steps - 1))
         self.has_reward = model.reward_head is not None
         self.has_termination = model.termination_head is not None
         if not (self.has_reward and self.has_termination):
@@ -334,10 +337,8 @@ def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
             the one the model was trained on (experts only).
     """
     device = resolve_device(device)
-    ckpt = load_model_checkpoint(checkpoint, expect="world model")
-    model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
-    model.to(device).eval()
+    ckpt = read_model_checkpoint(checkpoint, expect="world model")
+    model = model_from_checkpoint(ckpt).to(device).eval()
     if tokens is None:
         tokens = ckpt.get("run_config", {}).get("data", {}).get("path")
         if tokens is None:
@@ -357,37 +358,3 @@ def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
     cfg = config or SimulatorConfig()
     episodes = episodes_from_shards(shards, split, min_length=cfg.burn_in)
     return TokenWorldModelSimulator(model, vq, discretizer, num_envs, episodes, cfg, seed)
-
-
-def load_model_checkpoint(path: str | os.PathLike, expect: str) -> dict:
-    """Read a model checkpoint safely and check its kind.
-
-    Args:
-        path: checkpoint file (a trainer ``checkpoints/last.pt`` or a saved model).
-        expect: ``"world model"`` (a WM-Token model), ``"policy"`` (BC-Token or BC-CNN) or
-            ``"any"`` (any of the three).
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the checkpoint holds another kind of model.
-    """
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "checkpoints", "last.pt")):
-        path = os.path.join(path, "checkpoints", "last.pt")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path}; train one with `embscale train`")
-    ckpt = load_torch_file(path, "model checkpoint")
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
-        raise ValueError(f"{path} is not a model checkpoint (no weights and model config); pass "
-                         "a file written by `embscale train` (<run>/checkpoints/last.pt)")
-    kind = ckpt.get("model_kind", "")
-    task = ckpt["model_config"].get("task") if kind == "token_model" else None
-    name = {("token_model", "wm"): "WM-Token world model", ("token_model", "bc"): "BC-Token policy"
-            }.get((kind, task), f"{kind or 'unknown'} model")
-    if expect == "world model" and (kind, task) != ("token_model", "wm"):
-        raise ValueError(f"{path} holds a {name}, not a world model; pass a checkpoint trained "
-                         "with `embscale train --task wm-token` (a policy goes to `embscale eval "
-                         "policy`)")
-    if expect == "policy" and (kind, task) == ("token_model", "wm"):
-        raise ValueError(f"{path} holds a {name}, not a policy; pass a BC-Token or BC-CNN "
-                         "checkpoint (a world model goes to `embscale dyna`/`play`/`dream`)")
-    return ckpt

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from offline_data.tokens import TokenShards, TokenWindowLoader
+from offline_data.token_windows import TokenWindowLoader
+from offline_data.tokens import TokenShards
 
 
 class TokenDataSource:

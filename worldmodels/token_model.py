@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from offline_data.tokens import TokenLayout
+from worldmodels.checkpoint import register_model_kind
 from worldmodels.gpt import GPT, GPTConfig, KVCache, LossOutput
 
 TASKS = ("wm", "bc")
@@ -79,9 +81,14 @@ class TokenModelConfig:
                              f"{self.aux_loss_weight}")
 
     @property
+    def layout(self) -> TokenLayout:
+        """The token layout the model reads (d_z, V_o, action vocabularies)."""
+        return TokenLayout(self.tokens_per_frame, self.image_vocab, self.action_vocab_sizes)
+
+    @property
     def tokens_per_step(self) -> int:
         """d_z + d_a."""
-        return self.tokens_per_frame + len(self.action_vocab_sizes)
+        return self.layout.tokens_per_step
 
     @property
     def context_steps(self) -> int:
@@ -299,18 +306,11 @@ def save_token_model(model: TokenModel, path: str | os.PathLike) -> None:
                     "model_config": model.config.to_dict()}, tmp)
 
 
-def load_token_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
-                     ) -> TokenModel:
-    """Load a ``TokenModel`` from a trainer checkpoint or ``save_token_model`` file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path}; train one with `embscale train`")
-    from worldmodels.run_state import load_torch_file
+def _role(model_config: dict) -> tuple[str, str]:
+    if model_config.get("task") == "wm":
+        return "WM-Token world model", "world model"
+    return "BC-Token policy", "policy"
 
-    ckpt = load_torch_file(path, "model checkpoint", map_location)
-    if not isinstance(ckpt, dict) or ckpt.get("model_kind") != "token_model":
-        kind = ckpt.get("model_kind") if isinstance(ckpt, dict) else None
-        raise ValueError(f"{path} holds a {kind!r} model, not a token model "
-                         "(WM-Token / BC-Token)")
-    model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
-    return model.eval()
+
+register_model_kind("token_model", lambda cfg: TokenModel(TokenModelConfig.from_dict(cfg)),
+                    _role)

@@ -91,11 +91,10 @@ def register(subparsers) -> None:
 def _train(args) -> int:
     from worldmodels.tokenizer_config import VQConfig
     from worldmodels.tokenizer_data import frame_shape, open_split
+    from worldmodels.tokenizer_targets import format_summary, format_target
     from worldmodels.tokenizer_train import (
         TokenizerTrainConfig,
         default_out_dir,
-        format_summary,
-        format_target,
         train_tokenizer,
     )
 

@@ -15,7 +15,7 @@ from torch import nn
 
 
 class WindowLoader(Protocol):
-    """Random access to one split's batches (``offline_data.tokens.TokenWindowLoader`` fits)."""
+    """Random access to one split's batches (``offline_data.token_windows.TokenWindowLoader``)."""
 
     num_windows: int
 

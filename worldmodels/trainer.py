@@ -31,9 +31,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -42,6 +40,18 @@ from offline_data.atomic import atomic_file, write_text_atomic
 from offline_data.run_lock import DirLock
 from worldmodels import run_state
 from worldmodels.gpt import configure_optimizer
+from worldmodels.run_metrics import append_metrics, last_losses, truncate_metrics
+from worldmodels.train_config import (  # noqa: F401  (TrainConfig is imported from here too)
+    INFINITE_DATA_PASSES,
+    RESUMABLE_FIELDS,
+    VAL_WINDOW_SEED,
+    ModelRecord,
+    NonFiniteLossError,
+    RunConfig,
+    TrainConfig,
+    TrainResult,
+    comparable,
+)
 from worldmodels.train_utils import (
     DataSource,
     Progress,
@@ -56,104 +66,6 @@ from worldmodels.train_utils import (
 )
 
 logger = logging.getLogger(__name__)
-
-# Fields that may differ when a run is resumed: budgets and how it runs, not what it computes.
-RESUMABLE_FIELDS = ("max_tokens", "max_flops", "max_steps", "compile", "device", "tensorboard",
-                    "resume", "run_dir")
-INFINITE_DATA_PASSES = 4.0  # Muennighoff et al. 2024: up to 4 passes ~ infinite-data regime
-
-
-VAL_WINDOW_SEED = 1
-"""Seed of the held-out window order, not ``TrainConfig.seed``: every run on the same data is
-scored on the same windows, so the spread between seeds is the models' and not the sample's."""
-
-
-class NonFiniteLossError(ValueError):
-    """Training stopped because the loss or gradient norm became NaN or infinite."""
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation, budget, logging and checkpointing of one pre-training run."""
-
-    run_dir: str = "runs/default/run"
-    """run directory (config.json, metrics.jsonl, checkpoints/, tb/)"""
-    seed: int = 0
-    """seed of initialisation, data order and dropout"""
-    learning_rate: float = 1e-3
-    """peak AdamW learning rate, held constant after warmup"""
-    warmup_steps: int = 20
-    """optimizer steps of linear warmup from 0"""
-    weight_decay: float = 0.1
-    """AdamW weight decay on matrices"""
-    beta1: float = 0.9
-    """AdamW beta1"""
-    beta2: float = 0.95
-    """AdamW beta2"""
-    grad_clip: float = 1.0
-    """clip the global gradient norm to this (0 = off)"""
-    micro_batch_size: int = 16
-    """windows per forward pass on each process"""
-    tokens_per_update: int = 0
-    """target D per optimizer step; gradients are accumulated to reach it (0 = one micro-batch)"""
-    max_tokens: float = 0
-    """stop after this many tokens D (0 = no limit)"""
-    max_flops: float = 0
-    """stop after this compute C = 6ND in FLOPs (0 = no limit)"""
-    max_steps: int = 0
-    """stop after this many optimizer steps (0 = no limit)"""
-    log_points_per_decade: int = 20
-    """train metrics points per decade of steps (= per decade of FLOPs)"""
-    val_points_per_decade: int = 5
-    """validation points per decade of steps (step 1, then from step 10; and the end)"""
-    val_batches: int = 8
-    """micro-batches of held-out windows per validation"""
-    checkpoint_every: int = 0
-    """also checkpoint every this many steps (0 = at validation points and the end only)"""
-    keep_checkpoints: bool = False
-    """keep every checkpoint as checkpoints/step_<step>.pt (for loss-vs-quality studies)"""
-    compile: bool | None = None
-    """torch.compile the model (None: on CUDA only; the CPU path stays eager)"""
-    device: str = "auto"
-    """'auto' (CUDA if available), 'cpu' or 'cuda[:i]'"""
-    tensorboard: bool = True
-    """also write TensorBoard events to tb/"""
-    resume: bool = True
-    """continue from checkpoints/last.pt when the run directory holds one"""
-
-    def __post_init__(self) -> None:
-        run_state.check_learning_rate(self.learning_rate, "TrainConfig.learning_rate")
-        checks = {"warmup_steps": self.warmup_steps >= 0,
-                  "weight_decay": self.weight_decay >= 0, "beta1": 0 <= self.beta1 < 1,
-                  "beta2": 0 <= self.beta2 < 1, "grad_clip": self.grad_clip >= 0,
-                  "micro_batch_size": self.micro_batch_size >= 1,
-                  "tokens_per_update": self.tokens_per_update >= 0,
-                  "max_tokens": 0 <= self.max_tokens < math.inf,
-                  "max_flops": 0 <= self.max_flops < math.inf,
-                  "max_steps": self.max_steps >= 0,
-                  "log_points_per_decade": self.log_points_per_decade >= 1,
-                  "val_points_per_decade": self.val_points_per_decade >= 0,
-                  "val_batches": self.val_batches >= 0,
-                  "checkpoint_every": self.checkpoint_every >= 0}
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"TrainConfig.{name} has an invalid value {getattr(self, name)!r}")
-        if not (self.max_tokens or self.max_flops or self.max_steps):
-            raise ValueError("TrainConfig needs a budget: set max_tokens, max_flops or max_steps "
-                             "(--tokens, --flops or --steps)")
-
-
-class TrainResult(NamedTuple):
-    """Summary of a finished run."""
-
-    run_dir: Path
-    steps: int
-    tokens: int
-    flops: float
-    params: int
-    train_loss: float
-    val_loss: float | None
-
 
 class _LossModule(nn.Module):
     """Calls ``compute_loss`` through ``forward`` so DDP's hooks see every pass."""
@@ -206,13 +118,14 @@ class Trainer:
             torch.cuda.set_device(self.device)
         self.model = model.to(self.device)
         self.num_params = int(model.num_params())
-        self.run_config = {
-            "train": asdict(config), "data": data.describe(), **(run_config or {}),
-            "params": self.num_params, "data_fingerprint": run_state.data_fingerprint(data),
-        }
+        self.run = RunConfig(train=config, data=data.describe(),
+                             model=ModelRecord.from_dict(run_config or {}),
+                             params=self.num_params,
+                             data_fingerprint=run_state.data_fingerprint(data))
+        self.run_config = self.run.to_dict()  # config.json and the checkpoints' record
         per_micro = config.micro_batch_size * self.world_size * data.items_per_window
         self.accum_steps = max(1, math.ceil(config.tokens_per_update / per_micro))
-        self.tokens_per_step = per_micro * self.accum_steps
+        self.inputs_per_update = per_micro * self.accum_steps
         self.train_loader = data.loader("train", config.micro_batch_size, config.seed,
                                         self.rank, self.world_size)
         self.val_loader = None
@@ -251,16 +164,17 @@ class Trainer:
 
     def total_steps(self) -> int:
         """Optimizer steps the budget allows (the smallest of the step, token and FLOPs limits)."""
-        run_state.check_budget(self.config.max_tokens, self.config.max_flops, self.tokens_per_step,
-                               6.0 * self.num_params * self.tokens_per_step)
+        per_update = self.inputs_per_update
+        run_state.check_budget(self.config.max_tokens, self.config.max_flops, per_update,
+                               6.0 * self.num_params * per_update)
         limits = []
         if self.config.max_steps:
             limits.append(self.config.max_steps)
         if self.config.max_tokens:
-            limits.append(math.ceil(self.config.max_tokens / self.tokens_per_step))
+            limits.append(math.ceil(self.config.max_tokens / self.inputs_per_update))
         if self.config.max_flops:
             limits.append(math.ceil(self.config.max_flops / (6.0 * self.num_params
-                                                             * self.tokens_per_step)))
+                                                             * self.inputs_per_update)))
         return max(1, min(limits))
 
     def _autocast(self):
@@ -283,11 +197,7 @@ class Trainer:
         return self.run_dir / "checkpoints" / "last.pt"
 
     def _comparable(self, run_config: dict) -> dict:
-        rc = json.loads(json.dumps(run_config))
-        for name in RESUMABLE_FIELDS:
-            rc.get("train", {}).pop(name, None)
-        rc.pop("data_fingerprint", None)  # compared on its own, with its own message
-        return rc
+        return comparable(run_config)
 
     def _save_checkpoint(self, values: dict[str, float]) -> None:
         bad = run_state.check_finite(values, self.model)  # never checkpoint a bad step
@@ -339,9 +249,7 @@ class Trainer:
             interval = ckpt.get("interval_loss", torch.tensor([0.0, 0.0]))
             self._interval = (float(interval[0]), int(interval[1]))
             if self.rank == 0 and metrics.is_file():
-                # Drop points logged after the checkpoint: the resumed run logs them again.
-                kept = [r for r in run_state.read_metrics(metrics) if r["step"] <= self.step]
-                write_text_atomic(metrics, "".join(run_state.strict_json(r) + "\n" for r in kept))
+                truncate_metrics(self.run_dir, self.step)
             logger.info("resumed %s at step %d (%d tokens)", self.run_dir, self.step, self.tokens)
         elif self.rank == 0:
             if metrics.is_file() and metrics.stat().st_size and not self.config.resume:
@@ -439,11 +347,11 @@ class Trainer:
         cfg = self.config
         self._start_run_dir()
         total = self.total_steps()
-        planned = total * self.tokens_per_step / max(1, self.data.num_train_items)
+        planned = total * self.inputs_per_update / max(1, self.data.num_train_items)
         if self.rank == 0:
             logger.info("N=%d params, %d tokens/step (%d micro-batches x %d windows x %d "
                         "processes), %d steps planned (%.2f passes)", self.num_params,
-                        self.tokens_per_step, self.accum_steps, cfg.micro_batch_size,
+                        self.inputs_per_update, self.accum_steps, cfg.micro_batch_size,
                         self.world_size, total, planned)
             if planned > INFINITE_DATA_PASSES:
                 logger.warning("the budget is %.1f passes over the training data: the run will "
@@ -464,7 +372,7 @@ class Trainer:
                 out = self._train_step()
                 train_seconds += time.perf_counter() - t0
                 self.step += 1
-                self.tokens += self.tokens_per_step
+                self.tokens += self.inputs_per_update
                 progress.update(1)
                 train_loss = out["train/loss"]
                 self._interval = (self._interval[0] + train_loss, self._interval[1] + 1)
@@ -504,19 +412,12 @@ class Trainer:
 
     def _logged_losses(self) -> tuple[float, float | None]:
         """Last logged train and val losses (a finished run resumed reports them)."""
-        train, val = float("nan"), None
-        path = self.run_dir / "metrics.jsonl"
-        if self.step:
-            for record in run_state.read_metrics(path):
-                train = record["train/loss"] if record.get("train/loss") is not None else train
-                val = record["val/loss"] if record.get("val/loss") is not None else val
-        return train, val
+        return last_losses(self.run_dir) if self.step else (float("nan"), None)
 
     def _log(self, record: dict, writer) -> None:
         if self.rank != 0:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(run_state.strict_json(record) + "\n")
+        append_metrics(self.run_dir, record)
         if writer is not None:
             for key, value in record.items():
                 if key not in ("step",) and isinstance(value, (int, float)):

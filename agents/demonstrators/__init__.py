@@ -30,6 +30,12 @@ Dict observation, arrays with a leading B axis) for Fetch.
 from agents.demonstrators.base import BoundEnvPolicy, SkillSpec
 from agents.demonstrators.breakout import ScriptedBreakoutPolicy
 from agents.demonstrators.fetch import ScriptedFetchPickAndPlacePolicy
+from offline_data.collect import register_scripted_policy
+
+# ``--policy scripted`` (offline_data.collect) builds these for their envs.
+register_scripted_policy("embscale/Breakout-v0", ScriptedBreakoutPolicy)
+register_scripted_policy("embscale/Breakout-v1", ScriptedBreakoutPolicy)
+register_scripted_policy("embscale/FetchPickAndPlace-v0", ScriptedFetchPickAndPlacePolicy)
 
 __all__ = [
     "BoundEnvPolicy",

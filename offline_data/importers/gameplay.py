@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from offline_data.datasets import Episode, MinariWriter
+from offline_data.datasets import Episode
 from offline_data.discretize import UniformDiscretizer
 from offline_data.frame_size import parse_frame_size, resize_rgb
+from offline_data.minari_writer import MinariWriter
 
 logger = logging.getLogger(__name__)
 

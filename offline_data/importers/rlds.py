@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from offline_data.datasets import Episode, MinariWriter
+from offline_data.datasets import Episode
 from offline_data.discretize import UniformDiscretizer
 from offline_data.frame_size import parse_frame_size
 from offline_data.importers.example_proto import parse_sequence_example
 from offline_data.importers.tfrecord import read_tfrecord
+from offline_data.minari_writer import MinariWriter
 
 logger = logging.getLogger(__name__)
 

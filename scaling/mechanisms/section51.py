@@ -23,6 +23,7 @@ from offline_data.atomic import write_text_atomic
 from scaling.mechanisms.char_lm import CHAR_SIZES, LOSSES
 from scaling.mechanisms.common import Estimate, difference, estimate, run_jobs
 from scaling.plots import save_figure
+from worldmodels.run_metrics import read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +135,9 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
         min_tokens: smallest D fitted (default ``cfg.min_fit_tokens``; 0 fits every point).
     """
     min_tokens = cfg.min_fit_tokens if min_tokens is None else min_tokens
+    from scaling.fitting import fit_curves
     from scaling.inputs import load_curves
-    from scaling.laws.analysis import FitOptions, analyze
+    from scaling.laws.analysis import FitOptions
     from scaling.laws.data import FitError
     from scaling.laws.identification import bound_issues
 
@@ -150,7 +152,7 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
         curves = curves.take(np.flatnonzero(curves.D >= min_tokens))
         all_curves[loss] = curves
         try:
-            res = analyze(curves, opts)
+            res = fit_curves(curves, opts, loss_key="val/loss").analysis
         except FitError as e:
             # Recorded and reported; the other losses are still fitted.
             failed[loss] = str(e)
@@ -255,8 +257,7 @@ def _fits_json(fitted: dict) -> dict:
 
 def _loss_drop(out: Path, loss: str, size: str) -> tuple[float, float, float]:
     """First, best and last validation loss of one run."""
-    rows = [json.loads(x) for x in (out / "runs" / loss / size / "metrics.jsonl").read_text()
-            .splitlines() if x]
+    rows = read_metrics(out / "runs" / loss / size)
     vals = [r["val/loss"] for r in rows if "val/loss" in r]
     return (vals[0], min(vals), vals[-1]) if vals else (math.nan, math.nan, math.nan)
 

@@ -25,8 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from offline_data.atomic import write_text_atomic
+from offline_data.tokens import TokenLayout
 from scaling.mechanisms.common import Estimate, estimate
 from scaling.plots import save_figure
+from scaling.tasks import TASKS
+from worldmodels.run_metrics import read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +106,15 @@ def summarize_run(run_dir: str | Path) -> RunSummary | None:
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
     task = cfg.get("task")
-    if task not in ("bc-token", "bc-cnn"):
+    if task not in TASKS or not TASKS[task].policy:
         return None
     data = cfg.get("data", {})
-    if task == "bc-token":
-        inputs = int(data["tokens_per_frame"]) + len(data["action_vocab_sizes"])
-    else:
-        inputs = 1
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x]
+    # inputs per timestep depend on d_z and d_a only (a record without V_o still counts)
+    layout = (TokenLayout(d_z=data["tokens_per_frame"], image_vocab=data.get("image_vocab", 1),
+                          action_vocab_sizes=data["action_vocab_sizes"])
+              if TASKS[task].reads_tokens else None)
+    inputs = TASKS[task].inputs_per_step(layout)
+    rows = read_metrics(run_dir)
     key = next((k for k in LOSS_KEYS if any(k in r for r in rows)), LOSS_KEYS[-1])
     rows = [r for r in rows if key in r and math.isfinite(r[key])]
     if len(rows) < 3:
@@ -255,8 +259,8 @@ def write_report(out: Path, summaries: list[RunSummary], result: dict, command: 
 
 def sweep_spec(out: Path, quick: bool, seed: int):
     """The study spec that trains BC-Token and BC-CNN at equal sizes and equal compute."""
-    from scaling.study_presets import default_study, quick_study
-    from scaling.study_spec import TaskSweep
+    from scaling.study.presets import default_study, quick_study
+    from scaling.study.spec import TaskSweep
 
     base = quick_study() if quick else default_study()
     sizes = ["s10k", "s30k"] if quick else ["s10k", "s30k", "s100k", "s300k"]
@@ -284,7 +288,7 @@ def run_cli(args, command: str) -> dict:
     if args.runs:
         paths = args.runs
     else:
-        from scaling.study import run_study
+        from scaling.study.runner import run_study
 
         spec = sweep_spec(out, args.quick, args.seed)
         spec.parallel = args.workers or spec.parallel

@@ -81,7 +81,7 @@ QUICK = {"tokens_per_frame": (16, 36, 64), "sizes": ("s10k", "s30k", "s100k"), "
 def study_spec(cfg: Section53Config, k: int, seed: int, quick: bool):
     """The study of tokenizer ``k`` and ladder repeat ``seed``."""
     from offline_data.defaults import DEFAULTS
-    from scaling.study_spec import (
+    from scaling.study.spec import (
         DatasetSpec,
         FitSpec,
         QualityStudySpec,
@@ -126,8 +126,8 @@ def _coefficient(fit: dict) -> tuple[str, float, float, float]:
 
 def run(cfg: Section53Config, quick: bool = False, command: str = "") -> dict:
     """Every study, then the coefficient-vs-d_z analysis and report."""
-    from scaling.study import run_study
-    from scaling.study_steps import fit_dir
+    from scaling.study.runner import run_study
+    from scaling.study.steps import fit_dir
 
     rows = []
     for k in cfg.tokens_per_frame:
@@ -150,7 +150,7 @@ def run(cfg: Section53Config, quick: bool = False, command: str = "") -> dict:
 
 def _max_passes(study_dir: Path, sizes, seed: int) -> float | None:
     """Most passes over the training tokens made by any run of a ladder (the smallest model's)."""
-    from scaling.study_stats import read_metrics
+    from worldmodels.run_metrics import read_metrics
 
     dirs = [study_dir / f"wm-token-{size}-seed{seed}" for size in sizes]
     passes = [recs[-1].get("epoch") for d in dirs

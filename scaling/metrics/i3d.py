@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from scaling.metrics.weights import load_state_dict, register_converter
+
 BN_EPS = 1e-3  # TF/Sonnet BatchNorm epsilon (PyTorch's default 1e-5 would be wrong here)
 INPUT_SIZE = 224  # pixels; the 7x7 average pool before the logits assumes it
 MIN_FRAMES = 9  # shortest clip the network accepts
@@ -144,8 +146,6 @@ class I3D(nn.Module):
     @classmethod
     def from_pretrained(cls, device: str | torch.device | None = None, root=None) -> I3D:
         """The network with the verified Kinetics-400 weights, in eval mode, frozen."""
-        from scaling.metrics.weights import load_state_dict
-
         model = cls()
         model.load_state_dict(load_state_dict("i3d", root))
         model.requires_grad_(False)
@@ -255,3 +255,6 @@ def convert_i3d_arrays(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]
         state[key] = t.reshape(-1).clone() if "bn_" in key else t.contiguous().clone()
     I3D().load_state_dict(state)  # strict: every key present, every shape right
     return state
+
+
+register_converter("i3d", convert_i3d_arrays)

@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from scaling.metrics.weights import load_state_dict, register_converter
+
 SHIFT = (-0.030, -0.088, -0.188)  # LPIPS ScalingLayer, per RGB channel, for inputs in [-1, 1]
 SCALE = (0.458, 0.448, 0.450)
 NORM_EPS = 1e-10
@@ -43,8 +45,6 @@ class LPIPS(nn.Module):
     @classmethod
     def from_pretrained(cls, device: str | torch.device | None = None, root=None) -> LPIPS:
         """The network with the verified LPIPS AlexNet weights, in eval mode, frozen."""
-        from scaling.metrics.weights import load_state_dict
-
         model = cls()
         model.load_state_dict(load_state_dict("lpips_alexnet", root))
         model.requires_grad_(False)
@@ -97,3 +97,6 @@ def convert_lpips_arrays(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tenso
         state[f"{module}.{i}.{'weight' if leaf == 'kernel' else 'bias'}"] = t.contiguous().clone()
     LPIPS().load_state_dict(state)  # strict: every key present, every shape right
     return state
+
+
+register_converter("lpips_alexnet", convert_lpips_arrays)

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,15 +232,23 @@ def converted_path(key: str, root: str | os.PathLike | None = None) -> Path:
     return root / "torch" / f"{_spec(key).name}.pt"
 
 
+# key -> function turning the original arrays into the port's state dict. The network modules
+# (``scaling.metrics.i3d``, ``scaling.metrics.lpips_net``) register theirs when imported, which
+# ``scaling.metrics`` does before any of its submodules runs.
+CONVERTERS: dict[str, Callable[[dict[str, np.ndarray]], dict]] = {}
+
+
+def register_converter(key: str, convert: Callable[[dict[str, np.ndarray]], dict]) -> None:
+    """Name the function that converts ``key``'s original arrays to a PyTorch state dict."""
+    _spec(key)
+    CONVERTERS[key] = convert
+
+
 def _convert(key: str, arrays: dict[str, np.ndarray]) -> dict:
-    # Imported here: the converters live next to the modules whose layout they target.
-    if key == "i3d":
-        from scaling.metrics.i3d import convert_i3d_arrays
-
-        return convert_i3d_arrays(arrays)
-    from scaling.metrics.lpips_net import convert_lpips_arrays
-
-    return convert_lpips_arrays(arrays)
+    if key not in CONVERTERS:
+        raise ValueError(f"no converter registered for metric network {key!r}; import "
+                         "scaling.metrics (it registers the I3D and LPIPS converters)")
+    return CONVERTERS[key](arrays)
 
 
 def ensure_metric_weights(

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
-from wm_fixtures import tiny_episodes, tiny_model, tiny_tokenizer  # noqa: E402
-
 from offline_data.discretize import discretizer_for_space  # noqa: E402
 from offline_data.token_writer import write_token_shards  # noqa: E402
 from offline_data.tokens import TokenHeader  # noqa: E402
 from scaling.cli import main  # noqa: E402
+from tests.helpers.world_models import tiny_episodes, tiny_model, tiny_tokenizer
 from worldmodels.token_model import save_token_model  # noqa: E402
 from worldmodels.tokenizer import save_tokenizer  # noqa: E402
 

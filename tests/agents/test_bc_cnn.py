@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.bc_cnn import BCCNN, BCCNNConfig, FrameDataSource, load_bc_cnn, save_bc_cnn
-from offline_data.datasets import Episode, create_minari_dataset
+from agents.bc_cnn import BCCNN, BCCNNConfig, FrameDataSource, save_bc_cnn
+from offline_data.datasets import Episode
+from offline_data.minari_writer import create_minari_dataset
+from worldmodels.checkpoint import load_model
 from worldmodels.trainer import TrainConfig, Trainer, seed_everything
 
 DATASET = "embscale/bccnn-test/structured-v0"
@@ -65,7 +67,7 @@ def test_bc_cnn_trains_with_the_shared_trainer(data, tmp_path):
     assert rows[-1]["tokens"] == 40 * 8 * 4  # D counts one input per timestep
     assert rows[-1]["params"] == model.num_params()
     assert rows[-1]["val/loss"] < 0.5 * rows[0]["train/loss"]
-    loaded = load_bc_cnn(tmp_path / "run" / "checkpoints" / "last.pt")
+    loaded = load_model(tmp_path / "run" / "checkpoints" / "last.pt", expect="bc_cnn")
     frames = data.loader("val", 2, seed=0).batch_at(0).frames
     torch.testing.assert_close(loaded(frames)[0], model.eval()(frames)[0])
     assert result.steps == 40
@@ -89,9 +91,9 @@ def test_bad_input(data, tmp_path):
     with pytest.raises(ValueError, match="image_size"):
         BCCNNConfig(image_size=4)
     save_bc_cnn(model, tmp_path / "m.pt")
-    assert load_bc_cnn(tmp_path / "m.pt").config == model.config
+    assert load_model(tmp_path / "m.pt", expect="bc_cnn").config == model.config
     with pytest.raises(FileNotFoundError, match="embscale train"):
-        load_bc_cnn(tmp_path / "nope.pt")
+        load_model(tmp_path / "nope.pt")
 
 
 def test_convnext_cnn_option_trains_and_round_trips(tmp_path):
@@ -120,7 +122,7 @@ def test_convnext_cnn_option_trains_and_round_trips(tmp_path):
         losses.append(loss.item())
     assert losses[-1] < losses[0]
     save_bc_cnn(model, tmp_path / "m.pt")
-    again = load_bc_cnn(tmp_path / "m.pt")
+    again = load_model(tmp_path / "m.pt", expect="bc_cnn")
     assert again.config.cnn_block == "convnext"
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)

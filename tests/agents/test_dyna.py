@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
-from wm_fixtures import tiny_simulator  # noqa: E402
-
 import envs  # noqa: E402
 from agents.dyna import DynaConfig, confidence_interval, run_dyna  # noqa: E402
+from tests.helpers.world_models import tiny_simulator
 
 
 def breakout(size=64):

@@ -1,7 +1,5 @@
 import json
 import math
-import sys
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -9,14 +7,13 @@ import pytest
 import torch
 
 from agents.held_out import held_out_loss
-from offline_data.datasets import Episode, create_minari_dataset
+from offline_data.datasets import Episode
+from offline_data.minari_writer import create_minari_dataset
 from scaling import cli
-from worldmodels.simulator import load_model_checkpoint
+from tests.helpers.token_shards import write_shards
+from worldmodels.checkpoint import read_model_checkpoint
 from worldmodels.token_data import TokenDataSource
 from worldmodels.token_model import TokenModel, TokenModelConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worldmodels"))
-from seqmodel_data import write_shards  # noqa: E402
 
 
 def _train(tmp_path, task, data, name):
@@ -37,7 +34,7 @@ def token_run(tmp_path):
 def test_token_loss_is_the_mean_over_every_window(token_run, tmp_path):
     whole = held_out_loss(token_run, "val", stride=1, batch_size=10**6)
     # the same number by hand: the checkpoint's model on every val window in one batch
-    ckpt = load_model_checkpoint(token_run, "policy")
+    ckpt = read_model_checkpoint(token_run, "policy")
     model = TokenModel(TokenModelConfig.from_dict(ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     loader = TokenDataSource(tmp_path / "shards", seq_len=3).loader("val", 4, seed=0)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,14 +10,12 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecMonitor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
-from wm_fixtures import FRAME, tiny_model, tiny_simulator, tiny_tokenizer  # noqa: E402
-
 import envs  # noqa: E402
 from agents.bc_cnn import BCCNN, BCCNNConfig  # noqa: E402
 from agents.policies import CNNPolicy, TokenPolicy, load_policy  # noqa: E402
 from envs.worldmodel_env import WorldModelVecEnv  # noqa: E402
 from offline_data.discretize import discretizer_for_space  # noqa: E402
+from tests.helpers.world_models import FRAME, tiny_model, tiny_simulator, tiny_tokenizer
 
 
 def token_policy(seed=0):

@@ -10,6 +10,13 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from envs.simulator import Simulator, SimulatorStep
 from envs.worldmodel_env import WorldModelEnv, WorldModelVecEnv, WorldModelVectorEnv
+from tests.helpers.world_models import (
+    FRAME,
+    tiny_episodes,
+    tiny_model,
+    tiny_simulator,
+    tiny_tokenizer,
+)
 
 
 class CountingSimulator:
@@ -115,7 +122,6 @@ def test_bad_actions_and_start_observations_raise():
 
 # ----- the real simulator: a random-init VQ-VAE and WM-Token transformer -----
 
-from wm_fixtures import FRAME, tiny_episodes, tiny_model, tiny_simulator, tiny_tokenizer  # noqa: E402
 
 
 def test_real_world_model_env_passes_both_env_checkers():
@@ -179,17 +185,21 @@ def test_simulator_refuses_a_policy_model_and_mismatched_actions():
 
 
 def test_checkpoint_kind_is_checked(tmp_path):
-    from worldmodels.simulator import load_model_checkpoint
-    from worldmodels.token_model import save_token_model
+    from worldmodels.checkpoint import load_model, read_model_checkpoint
+    from worldmodels.token_model import TokenModel, save_token_model
 
     save_token_model(tiny_model(task="bc"), tmp_path / "bc.pt")
     save_token_model(tiny_model(task="wm"), tmp_path / "wm.pt")
     with pytest.raises(ValueError, match="BC-Token policy, not a world model"):
-        load_model_checkpoint(tmp_path / "bc.pt", expect="world model")
+        read_model_checkpoint(tmp_path / "bc.pt", expect="world model")
     with pytest.raises(ValueError, match="not a policy"):
-        load_model_checkpoint(tmp_path / "wm.pt", expect="policy")
+        read_model_checkpoint(tmp_path / "wm.pt", expect="policy")
     with pytest.raises(FileNotFoundError):
-        load_model_checkpoint(tmp_path / "missing.pt", expect="policy")
+        read_model_checkpoint(tmp_path / "missing.pt", expect="policy")
+    with pytest.raises(ValueError, match="not a 'bc_cnn' model"):
+        read_model_checkpoint(tmp_path / "wm.pt", expect="bc_cnn")
+    model = load_model(tmp_path / "wm.pt", expect="world model")
+    assert isinstance(model, TokenModel) and model.config.task == "wm" and not model.training
 
 
 def test_reward_modes():
@@ -204,3 +214,17 @@ def test_reward_modes():
             assert set(r.tolist()) <= {-1.0, 0.0, 1.0}
     with pytest.raises(ValueError, match="reward"):
         SimulatorConfig(reward="mean")
+
+
+def test_simulator_leaves_its_config_as_given():
+    from gymnasium import spaces
+
+    from offline_data.discretize import discretizer_for_space
+    from worldmodels.simulator import SimulatorConfig, TokenWorldModelSimulator
+
+    # burn-in is capped at the context (4 steps here) on the simulator's own copy of the config
+    vq = tiny_tokenizer()
+    cfg = SimulatorConfig(burn_in=4)
+    sim = TokenWorldModelSimulator(tiny_model(), vq, discretizer_for_space(spaces.Discrete(4)), 1,
+                                   None, cfg)
+    assert sim.config.burn_in == 3 and cfg.burn_in == 4

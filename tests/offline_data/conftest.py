@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
-
-import offline_data_envs  # noqa: E402
+import agents.demonstrators  # noqa: F401  (registers `--policy scripted`)
+from tests.helpers import pixel_envs
 
 
 @pytest.fixture(autouse=True)
 def _test_envs():
-    offline_data_envs.register()
-    return offline_data_envs
+    pixel_envs.register()
+    return pixel_envs

@@ -12,10 +12,10 @@ from pathlib import Path
 import gymnasium as gym
 import minari
 import pytest
-from offline_data_envs import PIXEL_ID
 
 from offline_data.collect import RandomPolicy, collect
 from offline_data.datasets import list_dataset_ids
+from tests.helpers.pixel_envs import PIXEL_ID
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -25,9 +25,9 @@ SCRIPT = textwrap.dedent(f"""
     # Ctrl-C as in a terminal: a shell's background job (CI, `cmd &`) starts with SIGINT
     # ignored, and Python then installs no KeyboardInterrupt handler.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    sys.path[:0] = [{str(HERE)!r}, {str(ROOT)!r}]
-    import offline_data_envs
-    offline_data_envs.register()
+    sys.path[:0] = [{str(ROOT)!r}]
+    from tests.helpers import pixel_envs
+    pixel_envs.register()
     import gymnasium as gym
     from offline_data.collect import RandomPolicy, collect
 

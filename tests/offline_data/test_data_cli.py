@@ -3,13 +3,13 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
-from offline_data_envs import PIXEL_ARM_ID, PIXEL_ID
 
 from offline_data.collect import RandomPolicy, collect, resolve_policy
 from offline_data.datasets import episode_metadata, load_dataset
 from offline_data.defaults import DEFAULTS, build_default_datasets
 from offline_data.reader import read_episode
 from scaling.cli import main
+from tests.helpers.pixel_envs import PIXEL_ARM_ID, PIXEL_ID
 
 
 def make_random(env, seed=0):

@@ -3,12 +3,9 @@ import minari
 import numpy as np
 import pytest
 from gymnasium import spaces
-from offline_data_envs import PIXEL_ARM_ID, PIXEL_ID, STATE_ID
 
 from offline_data.collect import RandomPolicy, collect
 from offline_data.datasets import (
-    MinariWriter,
-    create_minari_dataset,
     dataset_discretizer,
     episode_metadata,
     list_dataset_ids,
@@ -16,7 +13,9 @@ from offline_data.datasets import (
     split_episodes,
 )
 from offline_data.discretize import discretizer_for_space
+from offline_data.minari_writer import MinariWriter, create_minari_dataset
 from offline_data.reader import WindowReader, read_episode
+from tests.helpers.pixel_envs import PIXEL_ARM_ID, PIXEL_ID, STATE_ID
 
 
 class RecordingPolicy:
@@ -190,9 +189,9 @@ def test_window_reader_never_crosses_episodes():
 
 
 def test_black_frames_are_refused():
-    import offline_data_envs
+    from tests.helpers import pixel_envs
 
-    class Black(offline_data_envs.PixelEnv):
+    class Black(pixel_envs.PixelEnv):
         def _obs(self):
             return np.zeros((self.size, self.size, 3), np.uint8)
 

@@ -2,12 +2,12 @@ import json
 
 import numpy as np
 import pytest
-from lerobot_fixtures import CAMERA, TASKS, episode_table, frame, write_lerobot
 from PIL import Image
 
 from offline_data.datasets import dataset_discretizer, episode_metadata
 from offline_data.importers.lerobot import LeRobotImportConfig, import_lerobot
 from offline_data.reader import read_episode
+from tests.helpers.lerobot import CAMERA, TASKS, episode_table, frame, write_lerobot
 
 LENGTHS = [7, 5, 9]
 

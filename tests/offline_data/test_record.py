@@ -6,11 +6,10 @@ import pytest
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 pygame = pytest.importorskip("pygame")
 
-from offline_data_envs import PIXEL_ARM_ID, PIXEL_ID  # noqa: E402
-
 from offline_data.datasets import episode_metadata  # noqa: E402
 from offline_data.reader import read_episode  # noqa: E402
 from offline_data.record import KeyboardActions, RecordConfig, record  # noqa: E402
+from tests.helpers.pixel_envs import PIXEL_ARM_ID, PIXEL_ID  # noqa: E402
 
 
 def _key(kind, key):

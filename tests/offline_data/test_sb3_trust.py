@@ -10,9 +10,9 @@ import zipfile
 import gymnasium as gym
 import numpy as np
 import pytest
-from offline_data_envs import PIXEL_ID
 
 from offline_data.collect import resolve_policy
+from tests.helpers.pixel_envs import PIXEL_ID
 
 
 class _Payload:

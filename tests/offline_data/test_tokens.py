@@ -5,14 +5,13 @@ import numpy as np
 import pytest
 
 import offline_data.tokens as tokens_mod
+from offline_data.token_windows import TokenWindowLoader, _Permutation
 from offline_data.token_writer import merge_token_shards, write_token_shards
 from offline_data.tokens import (
     EpisodeTokens,
     TokenHeader,
     TokenLayout,
     TokenShards,
-    TokenWindowLoader,
-    _Permutation,
 )
 
 K, V, AV = 4, 32, (3, 5)

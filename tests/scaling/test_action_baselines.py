@@ -10,7 +10,7 @@ import pytest
 
 from offline_data.token_writer import write_token_shards
 from offline_data.tokens import EpisodeTokens, TokenHeader
-from scaling.action_baselines import SMOOTHING, action_baselines, ngram_nll
+from scaling.study.action_baselines import SMOOTHING, action_baselines, ngram_nll
 
 
 def reference_nll(train, train_starts, held, held_starts, vocab, order):

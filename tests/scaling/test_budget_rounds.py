@@ -1,17 +1,13 @@
 """The budget protocol end to end: a tiny ladder trained in rounds finds a crossing."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worldmodels"))
-from seqmodel_data import write_shards  # noqa: E402
+from scaling.sweep import DONE_FILE, RunSpec, prepare_runs, run_status  # noqa: E402
 
 from scaling.budget_protocol import ProtocolConfig  # noqa: E402
 from scaling.budget_rounds import run_protocol  # noqa: E402
-from scaling.sweep import DONE_FILE, RunSpec, prepare_runs, run_status  # noqa: E402
+from tests.helpers.token_shards import write_shards
 
 WIDTHS = {"tiny-a": 4, "tiny-b": 16}  # n_embd of the two sizes (1 layer, 1 head)
 PER_STEP = 4 * 3 * 5  # windows x timesteps x (d_z + d_a)
@@ -104,9 +100,10 @@ def test_a_budget_too_small_for_one_round_names_the_minimum(tmp_path, shards):
 
 
 def test_the_study_spec_chooses_the_protocol_and_the_trainer_step_is_predicted(tmp_path, shards):
-    from scaling.budget_rounds import planned_tokens_per_step
     from scaling.study_spec import spec_from_dict
     from scaling.train_cli import build
+
+    from scaling.budget_rounds import planned_tokens_per_step
     from worldmodels.trainer import TrainConfig, Trainer
 
     task = {"task": "wm-token", "sizes": ["s10k", "s30k"], "tokens": 1e5}

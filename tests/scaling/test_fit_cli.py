@@ -7,12 +7,12 @@ import sys
 
 import numpy as np
 import pytest
-from fit_helpers import write_runs
 from PIL import Image
 
 from scaling.cli import main
 from scaling.laws.synthetic import synthetic_curves
 from scaling.planner import PAPER_TABLE2, load_presets, plan
+from tests.helpers.fits import write_runs
 
 
 @pytest.fixture(scope="module")

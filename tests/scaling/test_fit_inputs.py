@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import pytest
-from fit_helpers import write_runs
 
 from scaling.inputs import load_curves
 from scaling.laws.synthetic import synthetic_curves
+from tests.helpers.fits import write_runs
 
 
 @pytest.fixture

@@ -110,7 +110,7 @@ def test_unstable_bootstrap_keeps_estimate_and_says_why(monkeypatch):
                   FitOptions(methods=("frontier",), num_bootstrap=5, extrapolation=False))
     j = res.to_json()["frontier"]
     assert j["status"] == "ok" and j["ci"] == {} and "40 of 50" in j["ci_error"]
-    from scaling.fit_cli import table_markdown
+    from scaling.fitting import table_markdown
 
     text = table_markdown(res.to_json())
     assert "## Without intervals" in text and "- **frontier**: 40 of 50 bootstrap" in text

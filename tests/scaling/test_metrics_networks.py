@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from metrics_helpers import require_metric_weights
 
 from scaling.metrics import I3D, LPIPS, i3d_features, lpips, preprocess_videos
 from scaling.metrics import reference as ref
 from scaling.metrics.i3d import tf_resize_matrix
 from scaling.metrics.weights import original_checkpoint, read_original_arrays
+from tests.helpers.metric_weights import require_metric_weights
 
 TOL = 1e-4  # the target: agreement with the original networks to 1e-4
 

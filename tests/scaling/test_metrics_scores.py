@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import scipy.signal
-from metrics_helpers import require_metric_weights
 
 from scaling.metrics import frechet_distance, fvd, fvd_from_features, psnr, ssim
 from scaling.metrics.image import gaussian_window
+from tests.helpers.metric_weights import require_metric_weights
 
 
 def eig_frechet(mu1, s1, mu2, s2):

@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 import torch
-from metrics_helpers import require_metric_weights
 
 from scaling.metrics import weights as W
+from tests.helpers.metric_weights import require_metric_weights
 
 
 @pytest.fixture(scope="module")

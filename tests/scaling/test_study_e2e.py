@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from scaling.study import StudyMismatchError, run_study
-from scaling.study_spec import (
+from scaling.study.runner import StudyMismatchError, run_study
+from scaling.study.spec import (
     DatasetSpec,
     FitSpec,
     QualityStudySpec,
@@ -22,7 +22,7 @@ from scaling.study_spec import (
     TokenizerSpec,
     spec_from_dict,
 )
-from scaling.sweep import SpecMismatchError
+from scaling.study.sweep import SpecMismatchError
 
 TRAIN = {"warmup_steps": 2, "micro_batch_size": 4, "tokens_per_update": 680,
          "val_batches": 2, "tensorboard": False}

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from scaling.report import Report, coefficient_table, skipped_reason, with_ci
-from scaling.study_spec import TaskSweep
-from scaling.study_stats import correlate, linear_fit, run_checkpoints
-from scaling.study_steps import check_budget
+from scaling.study.report_page import Report, coefficient_table, skipped_reason, with_ci
+from scaling.study.spec import TaskSweep
+from scaling.study.stats import correlate, linear_fit, run_checkpoints
+from scaling.study.steps import check_budget
 
 
 def test_correlation_known_answers_and_intervals():
@@ -122,7 +122,7 @@ def test_report_writes_markdown_and_html_with_media(tmp_path):
 
 
 def test_return_section_flags_policies_above_their_action_only_bar(tmp_path):
-    from scaling.study_report import _return_section
+    from scaling.study.report import _return_section
 
     study = tmp_path / "study"
     (study / "fits").mkdir(parents=True)

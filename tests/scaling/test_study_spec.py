@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scaling.study_spec import StudySpec, TaskSweep, load_spec, spec_from_dict
+from scaling.study.spec import StudySpec, TaskSweep, load_spec, spec_from_dict
 
 SPEC = {
     "name": "mini",
@@ -48,6 +48,9 @@ def test_fingerprint_ignores_report_settings():
     ({"tasks": [{"task": "wm-token", "sizes": [], "tokens": 1}]}, "sizes is empty"),
     ({"tasks": [{"task": "wm-token", "sizes": ["a"], "tokens": -5}]}, "positive"),
     ({"tasks": [{"task": "wm-token", "sizes": ["a"], "tokens": 5, "lr": 1}]}, r"tasks\[0\].*lr"),
+    ({"tasks": [{"task": "wm-token", "sizes": ["a"], "tokens": 5,
+                 "overrides": {"learning_rte": 1e-3}}]},
+     r"unknown tasks\[wm-token\].overrides keys \['learning_rte'\].*learning_rate"),
     ({"loss_vs_quality": {"clip_frames": 8}}, "9 frames"),
     ({"name": "../x"}, "plain directory name"),
     ({"tasks": []}, "tasks is empty"),
@@ -88,7 +91,7 @@ def test_defaults_are_valid():
 
 @pytest.mark.parametrize("skill", [[0.9, 0.1], [0.2, 1.5], [0.5]])
 def test_dataset_skill_must_be_a_range_in_unit_interval(skill):
-    from scaling.study_spec import DatasetSpec
+    from scaling.study.spec import DatasetSpec
 
     with pytest.raises(ValueError, match="dataset.skill"):
         DatasetSpec(skill=skill)
@@ -97,7 +100,7 @@ def test_dataset_skill_must_be_a_range_in_unit_interval(skill):
 
 
 def test_tokenizer_overrides_reach_the_model_and_the_trainer():
-    from scaling.train_entry import split_tokenizer_overrides
+    from scaling.study.adapters.tokenizer import split_tokenizer_overrides
 
     spec = spec_from_dict({**SPEC, "tokenizer": {"overrides": {"code_dim": 16,
                                                                 "foreground_weight": 20.0}}})
@@ -110,8 +113,8 @@ def test_tokenizer_overrides_reach_the_model_and_the_trainer():
 @pytest.mark.parametrize("name", ["default", "quick", "breakout-256", "paper-wm-token-256",
                                   "paper-wm-token-540", "paper-bc-token-540", "paper-bc-cnn"])
 def test_every_study_preset_round_trips_and_names_known_sizes(name):
-    from scaling.study_presets import PRESETS, get_preset
-    from scaling.study_steps import check_sizes
+    from scaling.study.presets import PRESETS, get_preset
+    from scaling.study.steps import check_sizes
 
     assert name in PRESETS
     spec = get_preset(name)
@@ -123,8 +126,8 @@ def test_every_study_preset_round_trips_and_names_known_sizes(name):
 def test_breakout_256_budgets_pass_every_optimum_in_whole_windows(tmp_path):
     """Every size of the 256-token study runs past its compute optimum, and an update is a
     whole number of 10-step windows of 257 tokens."""
-    from scaling.study_presets import get_preset
-    from scaling.study_steps import check_budgets
+    from scaling.study.presets import get_preset
+    from scaling.study.steps import check_budgets
     from worldmodels.tokenizer import VQConfig
 
     spec = get_preset("breakout-256")
@@ -146,7 +149,7 @@ def test_tokenizer_threads_do_not_follow_the_machine_load(monkeypatch):
     # downstream results) differ between an idle and a busy machine.
     import os
 
-    from scaling.train_entry import tokenizer_threads
+    from scaling.study.adapters.tokenizer import tokenizer_threads
 
     monkeypatch.delenv("EMBSCALE_THREADS", raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))

@@ -1,6 +1,6 @@
 """Sweep machinery: resumable runs, parallelism, spec-change refusal, job lists.
 
-These tests use a stand-in training entry (tests/scaling/sweep_fake_trainer.py) so that they
+These tests use a stand-in training entry (tests/helpers/sweep_fake_trainer.py) so that they
 check the orchestration alone; the miniature study test runs the real trainer.
 """
 
@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from scaling.sweep import (
+from scaling.study.sweep import (
     DONE_FILE,
     RunSpec,
     SpecMismatchError,
@@ -22,7 +22,7 @@ from scaling.sweep import (
     run_sweep,
 )
 
-ENTRY = "sweep_fake_trainer:train"
+ENTRY = "tests.helpers.sweep_fake_trainer:train"
 
 
 def _runs(root, tokens=1000, sizes=("a", "b", "c")):
@@ -101,8 +101,8 @@ def test_emit_jobs_formats(tmp_path):
     out = emit_jobs(runs, tmp_path / "jobs.jsonl", fmt="jsonl", nproc_per_node=4)
     jobs = [json.loads(ln) for ln in out.read_text().splitlines()]
     assert [j["name"] for j in jobs] == [r.name for r in reversed(runs)]  # largest first
-    assert all(j["command"].startswith("torchrun --standalone --nproc_per_node=4 -m scaling.sweep")
-               for j in jobs)
+    prefix = "torchrun --standalone --nproc_per_node=4 -m scaling.study.sweep"
+    assert all(j["command"].startswith(prefix) for j in jobs)
     assert all((r.run_dir / "run_spec.json").is_file() for r in runs)
     sh = emit_jobs(runs, tmp_path / "jobs.sh", fmt="torchrun").read_text()
     assert sh.count("torchrun ") == 3

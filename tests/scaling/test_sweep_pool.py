@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worldmodels"))
-from seqmodel_data import write_shards  # noqa: E402
+from scaling.sweep import DONE_FILE, RunSpec, prepare_runs, run_status  # noqa: E402
 
 from scaling import sweep_pool  # noqa: E402
-from scaling.sweep import DONE_FILE, RunSpec, prepare_runs, run_status  # noqa: E402
+from tests.helpers.token_shards import write_shards
 
 ENTRY = "sweep_fake_trainer:train"
 

@@ -1,13 +1,9 @@
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from scaling import cli
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "worldmodels"))
-from seqmodel_data import write_shards  # noqa: E402
+from tests.helpers.token_shards import write_shards
 
 
 def test_train_command_writes_a_run(tmp_path, capsys):
@@ -45,3 +41,27 @@ def test_help_explains_options(capsys):
     out = capsys.readouterr().out
     for option in ("--task", "--size", "--data", "--tokens", "--flops", "--lr", "--preset"):
         assert option in out
+
+
+def test_every_trainer_field_has_a_flag():
+    # `embscale train` and the typed configs cannot drift: each TrainConfig field and model
+    # option is set by a flag, and each flag of FLAG_FIELDS exists and names a real field.
+    import argparse
+    from dataclasses import fields
+
+    from scaling.cli import train as train_cli
+    from scaling.tasks import MODEL_OPTIONS
+    from worldmodels.trainer import TrainConfig
+
+    known = {f.name for f in fields(TrainConfig)} | set(MODEL_OPTIONS)
+    covered = set(train_cli.FLAG_FIELDS.values()) | set(train_cli.FIELDS_SET_OTHERWISE)
+    assert known == covered, f"fields without a flag: {sorted(known - covered)}; " \
+                             f"flags for no field: {sorted(covered - known)}"
+    parser = argparse.ArgumentParser()
+    train_cli.register(parser.add_subparsers())
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    dests = {a.dest for a in sub.choices["train"]._actions}
+    assert set(train_cli.FLAG_FIELDS) <= dests
+    flags = {s for a in sub.choices["train"]._actions for s in a.option_strings}
+    for flag in train_cli.FIELDS_SET_OTHERWISE.values():
+        assert flag == "(preset)" or set(flag.split("/")) <= flags, flag

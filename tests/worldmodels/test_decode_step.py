@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import copy
 import functools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
-from wm_fixtures import tiny_episodes, tiny_model, tiny_tokenizer  # noqa: E402
-
 from offline_data.discretize import discretizer_for_space  # noqa: E402
+from tests.helpers.world_models import tiny_episodes, tiny_model, tiny_tokenizer
 from worldmodels.decode_step import DecodeStep, decode_one, resolve_decode_mode  # noqa: E402
 from worldmodels.gpt import GPT, GPTConfig  # noqa: E402
 from worldmodels.row_cache import RowKVCache, place_rows, rebuild, row_forward  # noqa: E402

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tokenizer_fixtures import TINY_VQ, make_dataset, one_torch_thread
 
+from tests.helpers.tokenizers import TINY_VQ, make_dataset, one_torch_thread
 from worldmodels import encode_parts
 from worldmodels.tokenize_dataset import encode_dataset
 from worldmodels.tokenizer import VQVAE, VQConfig, save_tokenizer

@@ -4,8 +4,8 @@ move); CUDA compiles by default, fuses AdamW and trains under bf16 autocast (ski
 
 import pytest
 import torch
-from seqmodel_data import write_shards
 
+from tests.helpers.token_shards import write_shards
 from worldmodels.token_data import TokenDataSource
 from worldmodels.token_model import TokenModel
 from worldmodels.trainer import TrainConfig, Trainer, seed_everything

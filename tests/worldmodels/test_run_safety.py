@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from seqmodel_data import write_shards
 
 from offline_data.run_lock import DirectoryInUseError, DirLock
 from scaling.cli import main as embscale
-from worldmodels import run_state
+from tests.helpers.token_shards import write_shards
+from worldmodels.run_metrics import strict_json
 from worldmodels.token_data import TokenDataSource
 from worldmodels.token_model import TokenModel
 from worldmodels.trainer import NonFiniteLossError, TrainConfig, Trainer, seed_everything
@@ -195,7 +195,7 @@ def test_absurd_learning_rates_are_refused(lr):
 
 
 def test_strict_json_maps_non_finite_to_null():
-    line = run_state.strict_json({"a": math.nan, "b": [1.0, -math.inf], "c": 2})
+    line = strict_json({"a": math.nan, "b": [1.0, -math.inf], "c": 2})
     assert json.loads(line) == {"a": None, "b": [1.0, None], "c": 2}
 
 

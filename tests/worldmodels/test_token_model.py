@@ -1,15 +1,15 @@
 import numpy as np
 import pytest
 import torch
-from seqmodel_data import AV, K, V, write_shards
 
-from offline_data.tokens import TokenWindowLoader
+from offline_data.token_windows import TokenWindowLoader
+from tests.helpers.token_shards import AV, K, V, write_shards
+from worldmodels.checkpoint import load_model
 from worldmodels.gpt import GPTConfig
 from worldmodels.token_data import TokenDataSource
 from worldmodels.token_model import (
     TokenModel,
     TokenModelConfig,
-    load_token_model,
     save_token_model,
 )
 
@@ -81,12 +81,12 @@ def test_greedy_sampling_is_argmax_in_range(data):
 def test_save_load_round_trip(data, tmp_path):
     model = _model(data, task="bc")
     save_token_model(model, tmp_path / "m.pt")
-    loaded = load_token_model(tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt", expect="token_model")
     assert loaded.config == model.config
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     with pytest.raises(FileNotFoundError, match="embscale train"):
-        load_token_model(tmp_path / "missing.pt")
+        load_model(tmp_path / "missing.pt")
 
 
 def test_vocab_mismatch_and_long_context_are_rejected(data, tmp_path):

@@ -3,11 +3,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from tokenizer_fixtures import TINY_VQ, make_dataset, one_torch_thread
 
 from offline_data.reader import WindowReader
-from offline_data.tokens import TokenShards, TokenWindowLoader
+from offline_data.token_windows import TokenWindowLoader
+from offline_data.tokens import TokenShards
 from scaling.cli import main as embscale
+from tests.helpers.tokenizers import TINY_VQ, make_dataset, one_torch_thread
 from worldmodels.tokenize_dataset import decode_episode, encode_dataset
 from worldmodels.tokenizer import VQVAE, VQConfig, save_tokenizer
 

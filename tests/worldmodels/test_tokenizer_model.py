@@ -3,9 +3,9 @@ import doctest
 import numpy as np
 import pytest
 import torch
-from tokenizer_fixtures import one_torch_thread
 
 import worldmodels.tokenizer as tok_mod
+from tests.helpers.tokenizers import one_torch_thread
 from worldmodels.tokenizer import (
     VQVAE,
     VQConfig,

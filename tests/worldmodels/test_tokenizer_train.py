@@ -4,13 +4,13 @@ import re
 import numpy as np
 import pytest
 import torch
-from tokenizer_fixtures import TINY_VQ, make_dataset, one_torch_thread
 
+from tests.helpers.tokenizers import TINY_VQ, make_dataset, one_torch_thread
 from worldmodels.tokenizer import VQVAE, VQConfig, load_tokenizer
+from worldmodels.tokenizer_targets import format_target
 from worldmodels.tokenizer_train import (
     TokenizerTrainConfig,
     TokenizerTrainer,
-    format_target,
     train_tokenizer,
 )
 

@@ -6,9 +6,9 @@ import socket
 
 import pytest
 import torch
-from seqmodel_data import write_shards
 
 import worldmodels.trainer as trainer_mod
+from tests.helpers.token_shards import write_shards
 from worldmodels.token_data import TokenDataSource
 from worldmodels.token_model import TokenModel
 from worldmodels.trainer import NonFiniteLossError, TrainConfig, Trainer, seed_everything
@@ -140,18 +140,18 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(data, tmp_path)
 
 
 def test_budget_stops_and_infinite_data_warning(data, tmp_path):
-    tokens_per_step = 4 * 3 * 5
-    t = _trainer(data, tmp_path / "run", max_steps=0, max_tokens=7 * tokens_per_step - 1,
+    per_update = 4 * 3 * 5
+    t = _trainer(data, tmp_path / "run", max_steps=0, max_tokens=7 * per_update - 1,
                  val_batches=0)
     assert t.total_steps() == 7
     # 40 episodes x 24 frames x 5 tokens = 4800 train tokens; > 4 passes warns
     with pytest.warns(UserWarning, match="infinite-data regime"):
         _trainer(data, tmp_path / "long", max_steps=90, micro_batch_size=16, val_batches=0,
                  log_points_per_decade=50).train()
-    t = _trainer(data, tmp_path / "acc", tokens_per_update=3 * tokens_per_step)
-    assert t.accum_steps == 3 and t.tokens_per_step == 3 * tokens_per_step
+    t = _trainer(data, tmp_path / "acc", tokens_per_update=3 * per_update)
+    assert t.accum_steps == 3 and t.inputs_per_update == 3 * per_update
     flops = _trainer(data, tmp_path / "f", max_steps=0, max_flops=1e9)
-    assert flops.total_steps() == math.ceil(1e9 / (6 * flops.num_params * tokens_per_step))
+    assert flops.total_steps() == math.ceil(1e9 / (6 * flops.num_params * per_update))
 
 
 def test_config_errors():

@@ -6,9 +6,9 @@ import types
 
 import pytest
 import torch
-from seqmodel_data import write_shards
 
 import worldmodels.trainer as trainer_mod
+from tests.helpers.token_shards import write_shards
 from worldmodels.token_data import TokenDataSource
 from worldmodels.token_model import TokenModel
 from worldmodels.train_utils import is_val_step, next_val_step

@@ -1,10 +1,7 @@
-"""The gymnasium action space an action discretizer decodes into, and a check against an env's.
+"""The env action space an action discretizer decodes into, and the check that an env matches it.
 
-Example:
-    >>> from gymnasium import spaces
-    >>> from offline_data.discretize import discretizer_for_space
-    >>> space_for_discretizer(discretizer_for_space(spaces.Discrete(4)))
-    Discrete(4)
+Policies and world models trained on a dataset act through its discretizer; these helpers give
+them the env's own action space and refuse an env whose space is another.
 """
 
 from __future__ import annotations

@@ -16,21 +16,23 @@ import importlib
 import logging
 import sys
 
-from scaling.cli_errors import OneLineParser, run_command
+from scaling.cli.errors import OneLineParser, run_command
 from worldmodels.threads import quiet_openmp
 
 quiet_openmp()  # before any command imports torch: idle OpenMP threads sleep, never spin
+
+import agents.demonstrators  # noqa: E402, F401  (registers `--policy scripted` for the embedded envs)
 
 # (module, purpose) in the order shown by --help. A module that is not installed is skipped,
 # so optional parts can be left out of a distribution.
 COMMAND_MODULES: tuple[str, ...] = (
     "offline_data.cli",  # data collect | import | record | info
     "worldmodels.tokenizer_cli",  # tokenizer train | encode
-    "scaling.train_cli",  # train (scaling: it builds BC-CNN from agents and token models)
-    "scaling.fit_cli",  # fit, plan
+    "scaling.cli.train",  # train (scaling: it builds BC-CNN from agents and token models)
+    "scaling.cli.fit",  # fit, plan
     "agents.cli",  # eval policy, dyna, play, dream
-    "scaling.study_cli",  # study
-    "scaling.reproduce_cli",  # reproduce
+    "scaling.cli.study",  # study
+    "scaling.cli.reproduce",  # reproduce
 )
 
 
@@ -74,9 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    # Every error prints as one line naming the culprit and the fix (scaling.cli_errors).
+    # Every error prints as one line naming the culprit and the fix (scaling.cli.errors).
     return run_command(args.func, args, debug=args.debug or args.verbose)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,7 @@
-"""The stages of a study (see ``scaling.study``): each is resumable and skips finished work."""
+"""The stages of a study (see ``scaling.study.runner``).
+
+Each stage is resumable and skips finished work.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +12,24 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
-from scaling.study_spec import StudySpec, TaskSweep
-from scaling.sweep import RunSpec, collect_results, run_sweep
+from scaling.study.action_baselines import action_baselines
+from scaling.study.adapters.datasets import collect_default_dataset
+from scaling.study.adapters.fits import fit_runs, plan_next
+from scaling.study.adapters.sizes import known_sizes, size_params, study_layout
+from scaling.study.adapters.tokenizer import encode_dataset, tokenizer_finished, train_tokenizer
+from scaling.study.loss_vs_quality import run_quality_study
+from scaling.study.loss_vs_return import run_return_study
+from scaling.study.paths import dataset_exists, fit_dir, tokenizer_path, tokens_dir
+from scaling.study.report_page import read_json
+from scaling.study.spec import StudySpec, TaskSweep
+from scaling.study.sweep import RunSpec, collect_results, run_sweep
+from scaling.tasks import TASKS
+from worldmodels.run_metrics import read_metrics
 
 logger = logging.getLogger(__name__)
 
 
 # ----- validation -----
-
-def dataset_exists(dataset_id: str) -> bool:
-    """True when the Minari dataset is stored locally."""
-    from offline_data.datasets import dataset_path
-
-    return (dataset_path(dataset_id) / "data").is_dir()
-
 
 def check_dataset(spec: StudySpec) -> None:
     """A missing dataset is an error unless the spec says to collect it."""
@@ -40,8 +47,6 @@ def check_dataset(spec: StudySpec) -> None:
 
 def check_sizes(spec: StudySpec) -> None:
     """Every size name must be a preset of its task."""
-    from scaling.train_entry import known_sizes
-
     for t in spec.tasks:
         known = known_sizes(t.task)
         bad = [s for s in t.sizes if s not in known]
@@ -89,13 +94,12 @@ def check_budget(task: TaskSweep, params: dict[str, int], tokens_per_param: floa
 
 def check_budgets(spec: StudySpec) -> dict[str, list[str]]:
     """:func:`check_budget` for every task of the spec; the sizes that pass, per task."""
-    from scaling.train_entry import _action_vocab, size_params
-
-    per_step = spec.tokenizer.tokens_per_frame + len(_action_vocab(spec))
+    layout = study_layout(spec)
     passing = {}
     for t in spec.tasks:
-        # BC-CNN counts one input per timestep, which a token model sees as d_z + d_a tokens.
-        prior = spec.optimum_tokens_per_param / (per_step if t.task == "bc-cnn" else 1)
+        # The prior is in tokens; a BC-CNN input is one timestep, d_z + d_a tokens to a token model.
+        steps_per_input = layout.tokens_per_step // TASKS[t.task].inputs_per_step(layout)
+        prior = spec.optimum_tokens_per_param / steps_per_input
         passing[t.task] = check_budget(t, {s: size_params(t.task, s, spec) for s in t.sizes},
                                        prior)
     return passing
@@ -116,8 +120,6 @@ def ensure_dataset(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     out = spec.study_dir / "dataset.json"
     if not dataset_exists(spec.dataset.id):
         check_dataset(spec)
-        from scaling.train_entry import collect_default_dataset
-
         collect_default_dataset(spec.dataset, progress=progress)
     summary = dataset_summary(spec.dataset.id)
     write_text_atomic(out, json.dumps(summary, indent=2))
@@ -150,25 +152,10 @@ def dataset_summary(dataset_id: str) -> dict[str, Any]:
 
 # ----- tokenizer -----
 
-def tokenizer_path(spec: StudySpec) -> Path:
-    """The tokenizer checkpoint the study uses."""
-    if spec.tokenizer.checkpoint:
-        return Path(spec.tokenizer.checkpoint)
-    return spec.study_dir / "tokenizer" / "tokenizer.pt"
-
-
-def tokens_dir(spec: StudySpec) -> Path:
-    """The study's token shards."""
-    return spec.study_dir / "tokens"
-
-
 def ensure_tokens(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     """Train the tokenizer (unless given) and encode the dataset into token shards."""
-    from scaling.train_entry import encode_dataset, train_tokenizer
-
-    needs_tokens = any(t.task != "bc-cnn" for t in spec.tasks) or spec.loss_vs_quality.enabled
-    from scaling.train_entry import tokenizer_finished
-
+    needs_tokens = (any(TASKS[t.task].reads_tokens for t in spec.tasks)
+                    or spec.loss_vs_quality.enabled)
     path = tokenizer_path(spec)
     if spec.tokenizer.checkpoint:
         if not path.is_file():
@@ -189,11 +176,9 @@ def ensure_tokens(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
 
 def plan_runs(spec: StudySpec) -> list[RunSpec]:
     """One ``RunSpec`` per task, size and seed of the spec."""
-    from scaling.train_entry import size_params
-
     runs = []
     for t in spec.tasks:
-        data = spec.dataset.id if t.task == "bc-cnn" else str(tokens_dir(spec))
+        data = str(tokens_dir(spec)) if TASKS[t.task].reads_tokens else spec.dataset.id
         for size in t.sizes:
             for seed in t.seeds:
                 name = t.run_name(size, seed)
@@ -231,15 +216,8 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
 
 # ----- fits -----
 
-def fit_dir(spec: StudySpec, task: str) -> Path:
-    """Where a task's fit outputs go."""
-    return spec.study_dir / "fits" / task
-
-
 def fit_tasks(spec: StudySpec) -> dict[str, Any]:
     """Fit scaling laws to each task's curves and ask the planner about 10x more compute."""
-    from scaling.train_entry import fit_runs, plan_next
-
     runs = plan_runs(spec)
     out: dict[str, Any] = {}
     for t in spec.tasks:
@@ -270,20 +248,18 @@ def fit_tasks(spec: StudySpec) -> dict[str, Any]:
 def write_action_baselines(spec: StudySpec) -> dict[str, Any] | None:
     """Held-out losses of action-only predictors beside the BC fits.
 
-    Writes ``fits/action_baselines.json`` (``scaling.action_baselines``); None when the study has
-    no BC task or no token shards.
+    Writes ``fits/action_baselines.json`` (``scaling.study.action_baselines``); None when the
+    study has no BC task or no token shards.
     """
-    from scaling.action_baselines import action_baselines
-    from scaling.report import read_json
-
-    if not any(t.task in ("bc-token", "bc-cnn") for t in spec.tasks):
+    if not any(TASKS[t.task].policy for t in spec.tasks):
         return None
     if not (tokens_dir(spec) / "header.json").is_file():
         return None
     # BC-Token's context (timesteps per window) bounds the action history it can use.
     context = None
     for run in plan_runs(spec):
-        cfg = read_json(Path(run.run_dir) / "config.json") if run.task == "bc-token" else None
+        token_policy = TASKS[run.task].policy and TASKS[run.task].reads_tokens
+        cfg = read_json(Path(run.run_dir) / "config.json") if token_policy else None
         if cfg:
             context = int(cfg["data"]["seq_len"])
             break
@@ -324,8 +300,6 @@ def _bc_held_out(spec: StudySpec, split: str) -> dict[str, Any]:
 
 
 def _final_flops(run_dir: Path) -> float:
-    from scaling.study_stats import read_metrics
-
     recs = read_metrics(run_dir)
     return float(recs[-1]["flops"]) if recs else math.nan
 
@@ -334,8 +308,6 @@ def _final_flops(run_dir: Path) -> float:
 
 def return_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     """Loss vs return over the BC runs' checkpoints."""
-    from scaling.loss_vs_return import run_return_study
-
     runs = plan_runs(spec)
     dirs = [d for t in ("bc-token", "bc-cnn") for d in collect_results(runs, t)]
     counts = {t.task: t.checkpoints for t in spec.tasks}
@@ -348,8 +320,6 @@ def return_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
 
 def quality_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     """Loss vs rollout quality over the WM runs' checkpoints."""
-    from scaling.loss_vs_quality import run_quality_study
-
     runs = plan_runs(spec)
     dirs = collect_results(runs, "wm-token")
     wm = spec.task("wm-token")

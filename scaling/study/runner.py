@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
-from scaling import study_steps as steps
-from scaling.study_spec import StudySpec
+from scaling.study import steps
+from scaling.study.report import write_study_report
+from scaling.study.spec import StudySpec
+from scaling.study.sweep import _diff
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +52,6 @@ def check_study_dir(spec: StudySpec, allow_mixed: bool = False) -> dict[str, Any
     """Refuse to reuse a study directory made with another dataset or tokenizer."""
     old = _record(spec.study_dir)
     if old and old.get("shared") != spec.shared_config():
-        from scaling.sweep import _diff
-
         diffs = _diff(old.get("shared"), spec.shared_config())
         msg = (f"{spec.study_dir} was made with another dataset/tokenizer spec ("
                + "; ".join(diffs[:6]) + "): every run in it depends on them. Fix: restore the "
@@ -118,7 +118,5 @@ def _run_stage(stage: str, spec: StudySpec, allow_mixed: bool, progress: bool) -
     if stage == "loss_vs_quality":
         return steps.quality_study(spec, progress=progress)
     if stage == "report":
-        from scaling.study_report import write_study_report
-
         return write_study_report(spec)
     raise AssertionError(stage)

@@ -9,7 +9,8 @@ command and the trainer uses DDP::
 
     torchrun --nproc_per_node=8 -m scaling.cli train --task wm-token --size 27M ...
 
-Programs call :func:`train_model` (and :func:`model_params` for N without training).
+Programs call :func:`scaling.training.train_model` (and :func:`scaling.tasks.model_params` for
+N without training).
 """
 
 from __future__ import annotations
@@ -17,116 +18,31 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
+from scaling.tasks import TRAINABLE
+from scaling.training import train_model
 from worldmodels.threads import add_threads_argument
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("wm-token", "bc-token", "bc-cnn")
-_MODEL_OPTIONS = ("seq_len", "aux_heads", "image_size", "dropout", "cnn_block")
-
-
-def build(task: str, size: str, data: str, seq_len: int | None = None, preset: str | None = None,
-          aux_heads: bool = True, image_size: int | None = None, dropout: float = 0.0,
-          cnn_block: str = "impala"):
-    """Build ``(model, data_source, preset, run_config)`` for a task and size name.
-
-    Args:
-        task: 'wm-token', 'bc-token' or 'bc-cnn'.
-        size: a size name of ``worldmodels.presets`` ("s100k", "27M", ...).
-        data: token shard directory (token tasks) or Minari dataset id (bc-cnn).
-        seq_len: timesteps per window (default: the preset's).
-        preset: task preset name (default: the ladder for small sizes, else the paper's).
-        aux_heads: train reward and termination heads with WM-Token (for world-model envs).
-        image_size: BC-CNN frame size (default: the preset's, else the dataset's).
-        dropout: transformer dropout.
-        cnn_block: BC-CNN's CNN blocks, "impala" or "convnext" (see agents.bc_cnn_nets).
-    """
-    from worldmodels import presets
-
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    shape = presets.get_size(size)
-    p = presets.get_task_preset(preset) if preset else presets.preset_for(task, size)
-    if p.task not in ("any", task):
-        raise ValueError(f"preset {p.name!r} is for task {p.task!r}, not {task!r}; pick a "
-                         f"{task} preset")
-    seq_len = int(seq_len or p.seq_len)
-    if task == "bc-cnn":
-        from agents.bc_cnn import BCCNN, FrameDataSource
-
-        if Path(str(data)).is_dir() and (Path(str(data)) / "header.json").is_file():
-            raise ValueError(f"{data} is a token shard; bc-cnn reads frames: pass the Minari "
-                             "dataset id (e.g. embscale/breakout/scripted-v1)")
-        source = FrameDataSource(data, seq_len=seq_len)
-        kwargs: dict = {"cnn_block": cnn_block}
-        if image_size or p.image_size:
-            kwargs["image_size"] = image_size or p.image_size
-        # a CNN of the paper's size (0.6M) for paper sizes; the ladder's CNN scales with the width
-        cfg = source.model_config(shape.n_layer, shape.n_head, shape.n_embd,
-                                  paper_cnn=size not in presets.LADDER, **kwargs)
-        cfg.gpt = type(cfg.gpt)(**{**cfg.gpt.to_dict(), "dropout": dropout})
-        model, kind = BCCNN(cfg), "bc_cnn"
-    else:
-        from worldmodels.token_data import TokenDataSource
-        from worldmodels.token_model import TokenModel
-
-        source = TokenDataSource(data, seq_len=seq_len)
-        heads = aux_heads and task == "wm-token"
-        cfg = source.model_config(shape.n_layer, shape.n_head, shape.n_embd,
-                                  task="wm" if task == "wm-token" else "bc", dropout=dropout,
-                                  reward_head=heads, termination_head=heads)
-        if p.tokens_per_frame and p.tokens_per_frame != source.layout.d_z:
-            logger.warning("preset %s was tuned for d_z=%d; these shards have d_z=%d", p.name,
-                           p.tokens_per_frame, source.layout.d_z)
-        model, kind = TokenModel(cfg), "token_model"
-    run_config = {"task": task, "size": size, "preset": p.name, "model_kind": kind,
-                  "model_config": cfg.to_dict()}
-    return model, source, p, run_config
-
-
-def model_params(task: str, size: str, data: str, **model_options: Any) -> int:
-    """N of ``size`` for ``task`` on ``data`` (embeddings and CNN included), without training."""
-    return build(task, size, data, **model_options)[0].num_params()
-
-
-def train_model(task: str, size: str, data: str, run_dir: str | os.PathLike, *, seed: int = 0,
-                tokens: float | None = None, flops: float | None = None,
-                steps: int | None = None, preset: str | None = None, **overrides: Any):
-    """Train one model; returns the trainer's ``TrainResult``. Resumes a killed run.
-
-    Args:
-        task: 'wm-token', 'bc-token' or 'bc-cnn'.
-        size: a size name of ``worldmodels.presets``.
-        data: token shard directory (token tasks) or Minari dataset id (bc-cnn).
-        run_dir: run directory (``runs/<study>/<run>``).
-        seed: seed of initialisation, data order and dropout.
-        tokens: budget in tokens D.
-        flops: budget in FLOPs C = 6ND.
-        steps: budget in optimizer steps (at least one budget is needed).
-        preset: task preset name (default: by size, see :func:`build`).
-        overrides: ``TrainConfig`` fields (learning_rate, tokens_per_update, device, ...) and the
-            model options of :func:`build` (seq_len, aux_heads, image_size, dropout).
-    """
-    from worldmodels.trainer import TrainConfig, Trainer, seed_everything
-
-    known = {f.name for f in fields(TrainConfig)} | set(_MODEL_OPTIONS)
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown training options {unknown}; known: {sorted(known)}")
-    model_opts = {k: overrides.pop(k) for k in _MODEL_OPTIONS if k in overrides}
-    seed_everything(seed)
-    model, source, p, run_config = build(task, size, data, preset=preset, **model_opts)
-    cfg = {"run_dir": str(run_dir), "seed": seed, "learning_rate": p.learning_rate(size)
-           if "learning_rate" not in overrides else overrides["learning_rate"],
-           "warmup_steps": p.warmup_steps, "micro_batch_size": p.micro_batch_size,
-           "tokens_per_update": p.update_tokens(size), "max_tokens": tokens or 0,
-           "max_flops": flops or 0, "max_steps": steps or 0}
-    cfg.update(overrides)
-    return Trainer(model, source, TrainConfig(**cfg), run_config=run_config).train()
+# Flags that set one trainer field (TrainConfig) or model option (scaling.tasks.MODEL_OPTIONS)
+# when given: flag dest -> field. tests/scaling/test_train_cli.py checks that every field has a
+# flag here or in FIELDS_SET_OTHERWISE, so the two cannot drift apart.
+FLAG_FIELDS = {"lr": "learning_rate", "warmup_steps": "warmup_steps",
+               "tokens_per_update": "tokens_per_update", "micro_batch_size": "micro_batch_size",
+               "weight_decay": "weight_decay", "grad_clip": "grad_clip",
+               "log_points_per_decade": "log_points_per_decade",
+               "val_points_per_decade": "val_points_per_decade", "val_batches": "val_batches",
+               "checkpoint_every": "checkpoint_every", "seq_len": "seq_len",
+               "image_size": "image_size", "cnn_block": "cnn_block"}
+# Fields set by other flags (or, for the AdamW betas, only by the preset): field -> flag.
+FIELDS_SET_OTHERWISE = {"run_dir": "--run-dir/--study", "seed": "--seed", "max_tokens": "--tokens",
+                        "max_flops": "--flops", "max_steps": "--steps", "device": "--device",
+                        "compile": "--compile", "tensorboard": "--no-tensorboard",
+                        "resume": "--no-resume", "keep_checkpoints": "--keep-checkpoints",
+                        "aux_heads": "--no-aux-heads", "dropout": "--dropout",
+                        "beta1": "(preset)", "beta2": "(preset)"}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -143,16 +59,7 @@ def _run(args: argparse.Namespace) -> int:
                  "tensorboard": not args.no_tensorboard, "resume": not args.no_resume,
                  "keep_checkpoints": args.keep_checkpoints, "aux_heads": not args.no_aux_heads,
                  "dropout": args.dropout}
-    for opt, field_name in [("lr", "learning_rate"), ("warmup_steps", "warmup_steps"),
-                            ("tokens_per_update", "tokens_per_update"),
-                            ("micro_batch_size", "micro_batch_size"),
-                            ("weight_decay", "weight_decay"), ("grad_clip", "grad_clip"),
-                            ("log_points_per_decade", "log_points_per_decade"),
-                            ("val_points_per_decade", "val_points_per_decade"),
-                            ("val_batches", "val_batches"),
-                            ("checkpoint_every", "checkpoint_every"),
-                            ("seq_len", "seq_len"), ("image_size", "image_size"),
-                            ("cnn_block", "cnn_block")]:
+    for opt, field_name in FLAG_FIELDS.items():
         value = getattr(args, opt)
         if value is not None:
             overrides[field_name] = value
@@ -184,7 +91,7 @@ def register(subparsers) -> None:
                     "atomic checkpoints; running the same command again resumes a killed run. "
                     "Under torchrun every process runs this command (DDP).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", required=True, choices=TASKS,
+    p.add_argument("--task", required=True, choices=TRAINABLE,
                    help="wm-token: world model (loss on image tokens); bc-token: behaviour "
                         "cloning on the token stream (loss on action tokens); bc-cnn: behaviour "
                         "cloning from frames through a CNN")

@@ -18,123 +18,12 @@ from offline_data import argtypes as A
 logger = logging.getLogger(__name__)
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.3g}" if abs(x) >= 1e4 or abs(x) < 1e-2 else f"{x:.3f}"
-
-
-def _cell(entry: dict, key: str) -> str:
-    if entry.get("status") != "ok":
-        return "N/A"
-    ci = entry.get("ci", {}).get(key)
-    s = _fmt(entry[key])
-    return f"{s} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else s
-
-
-SCHEME_WORDS = {"runs": "whole runs (curves) resampled with replacement",
-                "within-run": "points resampled within each run (the set of runs fixed)",
-                "points": "points resampled with replacement (one point per run)"}
-
-
-def bootstrap_sentence(fit: dict) -> str:
-    """How the intervals of a ``fit.json`` were made: level, refits, scheme, failed refits."""
-    opts = fit.get("options", {})
-    b = fit.get("bootstrap") or {"scheme": "within-run" if opts.get("num_bootstrap") else "none",
-                                 "num": opts.get("num_bootstrap", 0), "num_failed": {}}
-    if not b.get("num"):
-        return "No bootstrap intervals (--bootstrap 0)."
-    failed = ", ".join(f"{k} {v}" for k, v in b.get("num_failed", {}).items()) or "none"
-    text = (f"Values with {opts.get('level', 0.95):.0%} percentile bootstrap intervals "
-            f"({b['num']} refits per fit; {SCHEME_WORDS.get(b['scheme'], b['scheme'])}; "
-            f"failed refits, left out: {failed}")
-    if b.get("no_interval"):
-        text += f"; no interval: {', '.join(b['no_interval'])}"
-    return text + ")."
-
-
-def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str:
-    """The paper's Table 1 layout (frontier and parametric side by side), then every coefficient."""
-    fr, pa = fit["frontier"], fit["parametric"]
-    lines = [f"# {title}", "", bootstrap_sentence(fit) + " N/A: skipped (reason below).", "",
-             "| Frontier fit N_opt ∝ C^a | Frontier fit D_opt ∝ C^b | "
-             "Parametric fit N_opt ∝ C^a | Parametric fit D_opt ∝ C^b |",
-             "|---|---|---|---|",
-             f"| {_cell(fr, 'a')} | {_cell(fr, 'b')} | {_cell(pa, 'a')} | {_cell(pa, 'b')} |", ""]
-    rows = [("frontier", ("a", "a0", "b", "b0")),
-            ("parametric", ("E", "A", "B", "alpha", "beta", "a", "b", "a0", "b0")),
-            ("loss_prediction", ("c0", "c", "E")), ("isoflop", ("a", "a0", "b", "b0"))]
-    lines += ["## All coefficients", "", "| fit | coefficient | value | interval |",
-              "|---|---|---|---|"]
-    for name, keys in rows:
-        entry = fit[name]
-        label = name + (f" ({entry['loss']})" if name == "parametric" and "loss" in entry else "")
-        if entry.get("status") != "ok":
-            continue
-        for k in keys:
-            ci = entry.get("ci", {}).get(k)
-            interval = f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
-            lines.append(f"| {label} | {k} | {_fmt(entry[k])} | {interval} |")
-    details = []
-    if fr.get("status") == "ok" and "rule" in fr:
-        details.append(f"- **frontier**: rule `{fr['rule']}`, {fr['num_models']} sizes optimal "
-                       f"at bracketed compute")
-    iso = fit.get("isoflop", {})
-    if iso.get("status") == "ok" and "budgets_used" in iso:
-        kind = "designed (clustered final FLOPs)" if iso["shared_budgets"] else "log-spaced"
-        used = ", ".join(_fmt(c) for c in iso["budgets_used"])
-        details.append(f"- **isoflop**: {kind} budgets; used {used} "
-                       f"({len(iso['budgets_used'])} of {len(iso['budgets_considered'])} "
-                       f"considered, the rest censored)")
-    if pa.get("status") == "ok" and pa.get("not_identified"):
-        details.append(f"- **parametric**: not identified, coefficients set by the optimiser's "
-                       f"bounds rather than the data: {'; '.join(pa['not_identified'])}")
-    if details:
-        lines += ["", "## Method details", ""] + details
-    skipped = [(k, fit[k]["reason"]) for k in ("frontier", "parametric", "loss_prediction",
-                                                "isoflop", "extrapolation")
-               if fit[k].get("status") == "skipped"]
-    if skipped:
-        lines += ["", "## Skipped", ""] + [f"- **{k}**: {r}" for k, r in skipped]
-    no_ci = [(k, fit[k]["ci_error"]) for k in ("frontier", "parametric", "loss_prediction",
-                                                 "isoflop") if fit[k].get("ci_error")]
-    if no_ci:
-        lines += ["", "## Without intervals", ""] + [f"- **{k}**: {r}" for k, r in no_ci]
-    ex = fit["extrapolation"]
-    if ex.get("status") == "ok":
-        lines += ["", "## Extrapolation check", "",
-                  f"Refit without `{ex['held_out']}` (N = {_fmt(ex['N'])}, reaching "
-                  f"C = {_fmt(ex['C_max'])}; the rest reach {_fmt(ex['C_max_fitted'])}).", ""]
-        if "loss_prediction_L_rel_error" in ex:
-            lines.append(f"- loss prediction at its last point: "
-                         f"{_fmt(ex['loss_prediction_L_final'])} vs actual {_fmt(ex['L_final'])}"
-                         f" ({ex['loss_prediction_L_rel_error']:+.2%})")
-        if "parametric_L_rel_error" in ex:
-            lines.append(f"- parametric law at its last point: {_fmt(ex['parametric_L_final'])}"
-                         f" vs actual {_fmt(ex['L_final'])} ({ex['parametric_L_rel_error']:+.2%})")
-        cp = ex.get("closest_point", {})
-        if "N_ratio" in cp:
-            lines.append(f"- point closest to the extrapolated L_opt (C = {_fmt(cp['C'])}): "
-                         f"N / N_opt = {cp['N_ratio']:.3g}, D / D_opt = {cp['D_ratio']:.3g} "
-                         f"({cp['source']} law)")
-    return "\n".join(lines) + "\n"
-
-
-FIT_DIR = {"marker": "fit.json", "allowed": ("table.md", "*.png", "advice.json", ".*.tmp"),
-           "what": "fit directory"}
-"""What ``--overwrite`` may replace: a directory holding fit.json and only the fit's own files
-(and the planner's advice.json that a study writes beside them)."""
-
-
-def _methods(choice: str) -> tuple[str, ...]:
-    from scaling.laws.analysis import METHODS
-
-    return METHODS if choice == "all" else (choice,)
-
-
 def run_fit(args: argparse.Namespace) -> int:
     """Fit the requested laws to the inputs and write ``fit.json``, ``table.md`` and figures."""
-    from offline_data.atomic import atomic_dir, check_parent, check_replaceable
+    from offline_data.atomic import check_parent, check_replaceable
+    from scaling.fitting import FIT_DIR, bootstrap_sentence, fit_curves, methods, write_fit
     from scaling.inputs import load_curves
-    from scaling.laws.analysis import FitOptions, analyze
+    from scaling.laws.analysis import FitOptions
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -145,7 +34,7 @@ def run_fit(args: argparse.Namespace) -> int:
     curves = load_curves(args.inputs, loss_key=args.loss_key, drop_nonfinite=args.drop_nonfinite,
                          min_tokens=args.min_tokens)
     logger.info("%d points on %d curves", curves.num_points, curves.num_curves)
-    opts = FitOptions(methods=_methods(args.method), parametric_loss=args.parametric_loss,
+    opts = FitOptions(methods=methods(args.method), parametric_loss=args.parametric_loss,
                       num_bootstrap=args.bootstrap, bootstrap_scheme=args.bootstrap_scheme,
                       seed=args.seed, level=args.level,
                       smooth=args.smooth, frontier_points=args.frontier_points,
@@ -160,19 +49,13 @@ def run_fit(args: argparse.Namespace) -> int:
         return bar.update
 
     try:
-        analysis = analyze(curves, opts, progress=progress)
+        result = fit_curves(curves, opts, progress=progress, loss_key=args.loss_key,
+                            inputs=[Path(p).name for p in args.inputs])
     finally:
         for bar in bars:
             bar.close()
-    fit = analysis.to_json()
-    fit["data"].update(loss_key=args.loss_key, inputs=[Path(p).name for p in args.inputs])
-    with atomic_dir(out, overwrite=args.overwrite, **FIT_DIR) as tmp:
-        (tmp / "fit.json").write_text(json.dumps(fit, indent=2, allow_nan=False) + "\n")
-        (tmp / "table.md").write_text(table_markdown(fit))
-        if not args.no_figures:
-            from scaling.plots import figure5
-
-            figure5(analysis, tmp / "scaling_fit.png", title=args.title)
+    fit = write_fit(result, out, overwrite=args.overwrite, figures=not args.no_figures,
+                    title=args.title)
     for name in ("frontier", "parametric", "isoflop"):
         e = fit[name]
         if e["status"] == "ok":

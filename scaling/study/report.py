@@ -6,8 +6,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scaling.report import TASK_TITLES, Report, coefficient_table, fmt, read_json, skipped_reason
-from scaling.study_spec import StudySpec
+from scaling.study.action_baselines import context_bar, context_bar_stderr
+from scaling.study.report_page import (
+    TASK_TITLES,
+    Report,
+    coefficient_table,
+    fmt,
+    read_json,
+    skipped_reason,
+)
+from scaling.study.spec import StudySpec
+from scaling.study.steps import fit_dir, plan_runs
+from scaling.study.sweep import run_status
+from worldmodels.run_metrics import read_metrics
 
 
 def _corr_cell(c: dict | None, key: str) -> str:
@@ -61,10 +72,6 @@ def _tokenizer_section(r: Report, study_dir: Path, spec: StudySpec) -> None:
 
 
 def _runs_table(spec: StudySpec) -> list[list[str]]:
-    from scaling.study_stats import read_metrics
-    from scaling.study_steps import plan_runs
-    from scaling.sweep import run_status
-
     rows = [["Run", "N", "D (inputs)", "C (FLOPs)", "final train loss", "final val loss",
              "passes", "status"]]
     for run in plan_runs(spec):
@@ -81,9 +88,6 @@ def _runs_table(spec: StudySpec) -> list[list[str]]:
 
 
 def _lowest_val_loss(spec: StudySpec, task: str) -> float | None:
-    from scaling.study_stats import read_metrics
-    from scaling.study_steps import plan_runs
-
     vals = []
     for run in plan_runs(spec):
         if run.task != task:
@@ -101,8 +105,6 @@ def _action_bars(b: dict) -> dict[str, tuple[str, float, float | None]]:
     BC-Token sees the past actions inside its window, so the n-gram limited to that window is its
     bar; BC-CNN sees no past actions, so the marginal is its bar.
     """
-    from scaling.action_baselines import context_bar, context_bar_stderr
-
     bars = {}
     if (bar := context_bar(b)) is not None:
         bars["bc-token"] = ("that windowed n-gram", bar, context_bar_stderr(b))
@@ -159,8 +161,6 @@ def _baselines_paragraph(r: Report, spec: StudySpec) -> None:
 
 
 def _fits_section(r: Report, spec: StudySpec) -> None:
-    from scaling.study_steps import fit_dir
-
     fits = {t.task: read_json(fit_dir(spec, t.task) / "fit.json") or {} for t in spec.tasks}
     r.add("h2", "Scaling coefficients (paper Table 1)")
     from scaling.fit_cli import bootstrap_sentence

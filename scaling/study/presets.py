@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from scaling.study_spec import (
+from scaling.study.spec import (
     DatasetSpec,
     FitSpec,
     QualityStudySpec,
@@ -17,6 +17,7 @@ from scaling.study_spec import (
     TaskSweep,
     TokenizerSpec,
 )
+from scaling.tasks import TASKS
 
 # Small-ladder training settings for 2 CPU cores: short warmup, a few checkpoints kept.
 _CPU_TRAIN = {"warmup_steps": 10}
@@ -139,9 +140,9 @@ def _paper(name: str, task: str, tokens_per_frame: int, sizes: list[str], flops:
         tokenizer=TokenizerSpec(tokens_per_frame=tokens_per_frame, codebook_size=4096,
                                 steps=200_000, batch_size=64),
         tasks=[TaskSweep(task=task, sizes=sizes, flops=flops, checkpoints=8, preset=preset)],
-        loss_vs_return=ReturnStudySpec(enabled=task != "wm-token", episodes=64, num_envs=32,
+        loss_vs_return=ReturnStudySpec(enabled=TASKS[task].policy, episodes=64, num_envs=32,
                                        max_episode_steps=4500),
-        loss_vs_quality=QualityStudySpec(enabled=task == "wm-token", clips=256, clip_frames=16,
+        loss_vs_quality=QualityStudySpec(enabled=TASKS[task].world_model, clips=256, clip_frames=16,
                                          videos=4),
         fit=FitSpec(bootstrap=1000),
         parallel=1, device="cuda", gpus_per_run=0, optimum_tokens_per_param=20.0)

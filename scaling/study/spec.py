@@ -27,7 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TASKS: tuple[str, ...] = ("wm-token", "bc-token", "bc-cnn")
+from scaling.study.adapters.tokenizer import split_tokenizer_overrides
+from scaling.tasks import TRAINABLE
+from scaling.training import check_training_options
+
+TASKS: tuple[str, ...] = TRAINABLE
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -87,8 +91,6 @@ class TokenizerSpec:
         for name in ("tokens_per_frame", "codebook_size", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"tokenizer.{name}={getattr(self, name)} must be >= 1")
-        from scaling.train_entry import split_tokenizer_overrides
-
         split_tokenizer_overrides(self.overrides)  # unknown keys fail when the spec is read
 
 
@@ -122,6 +124,8 @@ class TaskSweep:
             raise ValueError(f"tasks[{self.task}].seeds is empty; use e.g. [0]")
         if self.checkpoints < 1:
             raise ValueError(f"tasks[{self.task}].checkpoints={self.checkpoints} must be >= 1")
+        # a misspelt trainer field fails when the spec is read, not inside a sweep's worker
+        check_training_options(self.overrides, where=f"tasks[{self.task}].overrides keys")
 
     def run_name(self, size: str, seed: int) -> str:
         """Directory name of the run for ``size`` and ``seed``."""

@@ -25,8 +25,8 @@ import numpy as np
 
 from offline_data.atomic import write_text_atomic
 from scaling.plots import save_figure
-from scaling.study_spec import QualityStudySpec
-from scaling.study_stats import Checkpoint, correlate, load_scored_rows, run_checkpoints
+from scaling.study.spec import QualityStudySpec
+from scaling.study.stats import Checkpoint, correlate, load_scored_rows, run_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -238,8 +238,8 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
     from tqdm.auto import tqdm
 
     from offline_data.datasets import dataset_discretizer, load_dataset
+    from worldmodels.checkpoint import load_model
     from worldmodels.run_state import check_tokenizer_match
-    from worldmodels.token_model import load_token_model
     from worldmodels.tokenizer import load_tokenizer
     from worldmodels.train_utils import resolve_device
 
@@ -276,7 +276,7 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
     fakes: dict[str, np.ndarray] = {}
     for c in tqdm(todo, desc="loss vs quality", unit="ckpt", disable=not progress):
         torch.manual_seed(spec.seed)
-        model = load_token_model(c.path).to(device)
+        model = load_model(c.path, expect="world model").to(device)
         fake = generate_clips(model, tokenizer, discretizer, real, seed=spec.seed)
         fakes[c.path] = fake
         row = {"checkpoint": c.path, "run": c.run, "step": c.step, "tokens": c.tokens,
@@ -296,8 +296,8 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
     for tag, r in zip(("lowest-loss", "highest-loss"), picks, strict=False):
         fake = fakes.get(r["checkpoint"])
         if fake is None:
-            fake = generate_clips(load_token_model(r["checkpoint"]), tokenizer, discretizer, real,
-                                  seed=spec.seed)
+            model = load_model(r["checkpoint"], expect="world model")
+            fake = generate_clips(model, tokenizer, discretizer, real, seed=spec.seed)
         name = f"{tag}_{r['run']}_step{r['step']}.mp4"
         write_side_by_side(out / name, real.frames, fake)
         videos.append({"file": name, "run": r["run"], "step": r["step"], "loss": r["loss"],

@@ -23,8 +23,8 @@ import numpy as np
 
 from offline_data.atomic import write_text_atomic
 from scaling.plots import save_figure
-from scaling.study_spec import ReturnStudySpec
-from scaling.study_stats import Checkpoint, correlate, linear_fit, load_scored_rows, run_checkpoints
+from scaling.study.spec import ReturnStudySpec
+from scaling.study.stats import Checkpoint, correlate, linear_fit, load_scored_rows, run_checkpoints
 
 logger = logging.getLogger(__name__)
 

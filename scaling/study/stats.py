@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from worldmodels.run_metrics import read_metrics
+
 
 @dataclass
 class Correlation:
@@ -144,24 +146,6 @@ def load_scored_rows(path) -> dict[str, dict]:
                     continue
                 rows[row["checkpoint"]] = row
     return rows
-
-
-def read_metrics(run_dir) -> list[dict]:
-    """The records of a run's ``metrics.jsonl`` (an unreadable trailing line is skipped)."""
-    import json
-    from pathlib import Path
-
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; is {run_dir} a training run directory?")
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-    return out
 
 
 def run_checkpoints(run_dir, count: int | None = None,

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
+from scaling.tasks import TASKS
 
-TASK_TITLES = {"wm-token": "WM-Token", "bc-token": "BC-Token", "bc-cnn": "BC-CNN"}
+TASK_TITLES = {name: task.title for name, task in TASKS.items()}
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".gif": "image/gif", ".svg": "image/svg+xml", ".webp": "image/webp"}
 

@@ -1,13 +1,13 @@
 """Sweeps: every training run of a study, resumably, several at a time or as a cluster job list.
 
 A sweep is a list of ``RunSpec`` (one per task, size and seed). ``run_sweep`` starts each run as a
-subprocess (``python -m scaling.sweep RUN_SPEC.json``), a few at a time with the machine's cores
-split between them; finished runs (``done.json`` present) are skipped and interrupted ones are
+subprocess (``python -m scaling.study.sweep RUN_SPEC.json``), a few at a time with the machine's
+cores split between them; finished runs (``done.json`` present) are skipped and interrupted ones are
 started again, which resumes them from their last checkpoint. ``emit_jobs`` writes the same runs
 as ``torchrun`` commands, a JSON-lines job list or a Slurm array script instead.
 
 Example:
-    python -m scaling.sweep runs/my-study/wm-token-s100k-seed0/run_spec.json
+    python -m scaling.study.sweep runs/my-study/wm-token-s100k-seed0/run_spec.json
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
+from worldmodels.run_metrics import last_record
 
 logger = logging.getLogger(__name__)
 
 RUN_SPEC_FILE = "run_spec.json"
 DONE_FILE = "done.json"
 LOG_FILE = "train.log"
-DEFAULT_ENTRY = "scaling.train_entry:train_run"
+DEFAULT_ENTRY = "scaling.study.adapters.training:train_run"
 
 
 @dataclass
@@ -173,13 +174,8 @@ def _threads_per_run(parallel: int, cores: int | None) -> int:
 
 def _progress(run: RunSpec) -> float:
     """Fraction of the run's budget done, from the last line of its metrics.jsonl."""
-    path = run.run_dir / "metrics.jsonl"
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, path.stat().st_size - 4096))
-            lines = [ln for ln in f.read().decode(errors="ignore").splitlines() if ln.strip()]
-        last = json.loads(lines[-1])
-    except (OSError, IndexError, ValueError):
+    last = last_record(run.run_dir)
+    if last is None:
         return 0.0
     if run.tokens:
         return min(1.0, float(last.get("tokens", 0)) / run.tokens)
@@ -192,9 +188,9 @@ def _worker_command(run: RunSpec, entry: str, nproc_per_node: int = 1) -> list[s
     spec = str(run.run_dir / RUN_SPEC_FILE)
     if nproc_per_node > 1:  # data-parallel over this machine's GPUs
         return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={nproc_per_node}", "-m", "scaling.sweep", spec,
+                f"--nproc_per_node={nproc_per_node}", "-m", "scaling.study.sweep", spec,
                 "--entry", entry]
-    return [sys.executable, "-m", "scaling.sweep", spec, "--entry", entry]
+    return [sys.executable, "-m", "scaling.study.sweep", spec, "--entry", entry]
 
 
 def prepare_runs(runs: Sequence[RunSpec], allow_mixed: bool = False) -> None:
@@ -334,7 +330,7 @@ def emit_jobs(runs: Sequence[RunSpec], out: str | os.PathLike, fmt: str = "jsonl
     for r in todo:
         spec = str(r.run_dir / RUN_SPEC_FILE)
         cmds.append(["torchrun", "--standalone", f"--nproc_per_node={nproc_per_node}", "-m",
-                     "scaling.sweep", spec, "--entry", entry])
+                     "scaling.study.sweep", spec, "--entry", entry])
     out = Path(out)
     if fmt == "jsonl":
         lines = [json.dumps({"name": r.name, "command": shlex.join(c),
@@ -383,8 +379,8 @@ def run_worker(spec_path: str | os.PathLike, entry: str = DEFAULT_ENTRY) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Worker entry: ``python -m scaling.sweep RUN_SPEC.json [--entry module:function]``."""
-    parser = argparse.ArgumentParser(prog="python -m scaling.sweep",
+    """Worker entry: ``python -m scaling.study.sweep RUN_SPEC.json [--entry module:function]``."""
+    parser = argparse.ArgumentParser(prog="python -m scaling.study.sweep",
                                      description="Train one run of a sweep (resumes if started).")
     parser.add_argument("run_spec", help="path of the run's run_spec.json")
     parser.add_argument("--entry", default=DEFAULT_ENTRY,

@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "worldmodels"))
+from tests.helpers.tokenizers import TINY_VQ, make_dataset
 
-from tokenizer_fixtures import TINY_VQ, make_dataset  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 DATASET = "embscale/synthetic/random-v0"
 DAMAGED = "embscale/synthetic/damaged-v0"

@@ -77,4 +77,5 @@ def register() -> None:
     for env_id, cls in ((PIXEL_ID, "PixelEnv"), (PIXEL_ARM_ID, "PixelArmEnv"),
                         (STATE_ID, "StateEnv")):
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=f"offline_data_envs:{cls}", max_episode_steps=40)
+            gym.register(env_id, entry_point=f"tests.helpers.pixel_envs:{cls}",
+                         max_episode_steps=40)

@@ -15,7 +15,7 @@ token (per action dimension), the unit of the training curves.
 
 Example::
 
-    from scaling.action_baselines import action_baselines
+    from scaling.study.action_baselines import action_baselines
     b = action_baselines("runs/breakout-default/tokens")
     b["marginal"], b["ngram"][str(b["best_order"])]
 """

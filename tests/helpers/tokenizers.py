@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from offline_data.datasets import MinariWriter
+from offline_data.minari_writer import MinariWriter
 
 TINY_VQ = dict(codebook_size=16, code_dim=4, channels=8, max_channels=8)
 

@@ -1,0 +1,54 @@
+"""Dataset collection for the study (``offline_data.defaults`` / ``offline_data.collect``)."""
+
+from __future__ import annotations
+
+import agents.demonstrators  # noqa: F401  (registers the scripted demonstrators)
+import envs
+from offline_data.collect import collect, resolve_policy
+from offline_data.datasets import dataset_discretizer, dataset_path, load_dataset
+from offline_data.defaults import DEFAULTS, collect_default
+from offline_data.discretize import discretizer_for_space
+
+
+def collect_default_dataset(ds, progress: bool = True) -> None:
+    """Collect ``ds.id`` from ``ds.env`` with ``ds.policy`` (atomic: all or nothing).
+
+    For an env with an embedded default (Breakout, Fetch) at the default frame size the default's
+    recipe is used (demonstrator skill range, discretizer buckets) with the spec's counts.
+    """
+    for name, default in DEFAULTS.items():
+        if default.env_id == ds.env and ds.frame_size == 64 and ds.policy == default.policy:
+            skill = {} if ds.skill is None else {"skill": _skill(ds.skill)}
+            collect_default(name, progress=progress, dataset_id=ds.id, num_episodes=ds.episodes,
+                            max_total_steps=ds.max_total_steps or None,
+                            max_steps_per_episode=ds.max_episode_steps or None, seed=ds.seed,
+                            **skill)
+            return
+    env = envs.make(ds.env, size=ds.frame_size)
+    try:
+        skill = (0.0, 1.0) if ds.skill is None else _skill(ds.skill)
+        kwargs = {"skill": skill} if ds.policy == "scripted" else {}
+        policy = resolve_policy(ds.policy, env, seed=ds.seed, **kwargs)
+        collect(env, policy, ds.episodes, ds.id, seed=ds.seed,
+                max_total_steps=ds.max_total_steps or None,
+                max_steps_per_episode=ds.max_episode_steps or None,
+                description=f"collected by `embscale study` from {ds.env} with the {ds.policy} "
+                            "policy", progress=progress)
+    finally:
+        env.close()
+
+
+def _skill(skill) -> float | tuple[float, float]:
+    """DatasetSpec.skill (already validated to a float or [low, high]) as the collector takes it."""
+    return tuple(skill) if isinstance(skill, list) else skill
+
+
+def action_vocab(spec) -> tuple[int, ...]:
+    """Action vocabulary per dimension of the study's dataset (or of the env it collects from)."""
+    if (dataset_path(spec.dataset.id) / "data").is_dir():
+        return tuple(dataset_discretizer(load_dataset(spec.dataset.id)).vocab_sizes)
+    env = envs.make(spec.dataset.env)
+    try:
+        return tuple(discretizer_for_space(env.action_space).vocab_sizes)
+    finally:
+        env.close()

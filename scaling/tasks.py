@@ -1,0 +1,200 @@
+"""The tasks the suite pre-trains, one registry entry each: what data, how many inputs, which model.
+
+Paper Section 3 trains three families on the same data: WM-Token (a world model over image and
+action tokens, loss on the image tokens), BC-Token (behaviour cloning over the same tokens, loss
+on the action tokens) and BC-CNN (behaviour cloning from frames through a CNN, one input per
+timestep). Section 5.1's character-level language model is the fourth. Code that used to ask
+``task == "bc-cnn"`` asks the entry instead:
+
+    >>> TASKS["bc-cnn"].data, TASKS["bc-token"].policy, TASKS["wm-token"].title
+    ('frames', True, 'WM-Token')
+    >>> from offline_data.tokens import TokenLayout
+    >>> layout = TokenLayout(d_z=16, image_vocab=512, action_vocab_sizes=(4,))
+    >>> TASKS["wm-token"].inputs_per_step(layout), TASKS["bc-cnn"].inputs_per_step(layout)
+    (17, 1)
+    >>> TASKS["wm-token"].paper_params("s10k", layout, seq_len=10)
+    14288
+
+N on paper (:meth:`Task.paper_params`) is counted from the size's shape and the vocabulary and
+context alone: no model is built and no dataset is opened. It counts the transformer (with its
+embeddings) only; an exact N, with BC-CNN's CNN and WM-Token's reward and termination heads,
+needs the built model (:func:`build`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from offline_data.tokens import TokenLayout
+from worldmodels import presets
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One pre-training task.
+
+    Attributes:
+        name: the task's name on the command line and in specs (``wm-token``).
+        title: its name in reports and figures (``WM-Token``).
+        data: what it reads: ``tokens`` (a token shard directory), ``frames`` (a Minari dataset)
+            or ``text`` (a text file, Section 5.1).
+        supervised: what the loss is computed on.
+        policy: True when the model predicts actions (a policy for loss vs return).
+        world_model: True when the model predicts frames (a simulator for loss vs quality).
+        model_kind: ``model_kind`` recorded in the run's ``config.json``.
+        builder: ``builder(task, size, data, preset, seq_len, **model_options)`` returning
+            ``(model, data_source, model_config)``; None for a task trained by its own script.
+    """
+
+    name: str
+    title: str
+    data: str
+    supervised: str
+    policy: bool
+    world_model: bool
+    model_kind: str
+    builder: Callable[..., tuple[Any, Any, Any]] | None = None
+
+    @property
+    def reads_tokens(self) -> bool:
+        """True when the task trains on token shards (needs a tokenizer)."""
+        return self.data == "tokens"
+
+    def inputs_per_step(self, layout: TokenLayout | None = None) -> int:
+        """Transformer inputs per timestep, the unit of D: d_z + d_a for token tasks, else 1."""
+        if not self.reads_tokens:
+            return 1
+        if layout is None:
+            raise ValueError(f"{self.name} counts d_z + d_a inputs per timestep; pass the token "
+                             "layout of its shards")
+        return layout.tokens_per_step
+
+    def paper_params(self, size: str, layout: TokenLayout, seq_len: int) -> int:
+        """N of the transformer of ``size`` for this task, from shapes alone (see the module doc).
+
+        Args:
+            size: a size name of ``worldmodels.presets``.
+            layout: the token layout (image vocabulary, d_z, action vocabularies); BC-CNN uses
+                only its action vocabularies.
+            seq_len: timesteps per window.
+        """
+        if self.reads_tokens:
+            return presets.param_count(size, vocab_size=layout.vocab_size,
+                                       block_size=seq_len * layout.tokens_per_step)
+        return presets.param_count(size, vocab_size=sum(layout.action_vocab_sizes),
+                                   block_size=seq_len)
+
+
+def _build_token_model(task: Task, size: str, data: str, preset, seq_len: int,
+                       aux_heads: bool = True, image_size: int | None = None,
+                       dropout: float = 0.0, cnn_block: str = "impala"):
+    """WM-Token / BC-Token over the token shards at ``data``."""
+    from worldmodels.token_data import TokenDataSource  # torch
+    from worldmodels.token_model import TokenModel
+
+    shape = presets.get_size(size)
+    source = TokenDataSource(data, seq_len=seq_len)
+    world_model = task.name == "wm-token"
+    heads = aux_heads and world_model
+    cfg = source.model_config(shape.n_layer, shape.n_head, shape.n_embd,
+                              task="wm" if world_model else "bc", dropout=dropout,
+                              reward_head=heads, termination_head=heads)
+    if preset.tokens_per_frame and preset.tokens_per_frame != source.layout.d_z:
+        logger.warning("preset %s was tuned for d_z=%d; these shards have d_z=%d", preset.name,
+                       preset.tokens_per_frame, source.layout.d_z)
+    return TokenModel(cfg), source, cfg
+
+
+def _build_bc_cnn(task: Task, size: str, data: str, preset, seq_len: int,
+                  aux_heads: bool = True, image_size: int | None = None, dropout: float = 0.0,
+                  cnn_block: str = "impala"):
+    """BC-CNN over the frames of the Minari dataset ``data``."""
+    from agents.bc_cnn import BCCNN, FrameDataSource  # torch
+
+    if Path(str(data)).is_dir() and (Path(str(data)) / "header.json").is_file():
+        raise ValueError(f"{data} is a token shard; bc-cnn reads frames: pass the Minari "
+                         "dataset id (e.g. embscale/breakout/scripted-v2)")
+    shape = presets.get_size(size)
+    source = FrameDataSource(data, seq_len=seq_len)
+    kwargs: dict = {"cnn_block": cnn_block}
+    if image_size or preset.image_size:
+        kwargs["image_size"] = image_size or preset.image_size
+    # a CNN of the paper's size (0.6M) for paper sizes; the ladder's CNN scales with the width
+    cfg = source.model_config(shape.n_layer, shape.n_head, shape.n_embd,
+                              paper_cnn=size not in presets.LADDER, **kwargs)
+    cfg.gpt = type(cfg.gpt)(**{**cfg.gpt.to_dict(), "dropout": dropout})
+    return BCCNN(cfg), source, cfg
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("wm-token", "WM-Token", data="tokens", supervised="image tokens", policy=False,
+         world_model=True, model_kind="token_model", builder=_build_token_model),
+    Task("bc-token", "BC-Token", data="tokens", supervised="action tokens", policy=True,
+         world_model=False, model_kind="token_model", builder=_build_token_model),
+    Task("bc-cnn", "BC-CNN", data="frames", supervised="actions", policy=True,
+         world_model=False, model_kind="bc_cnn", builder=_build_bc_cnn),
+    # Section 5.1: trained by scaling.mechanisms.section51 (its sizes are CHAR_SIZES).
+    Task("char-lm", "Char-LM", data="text", supervised="characters", policy=False,
+         world_model=False, model_kind="char-lm"),
+)}
+"""Every task by name."""
+
+# The tasks ``embscale train`` and study specs accept (those with a model builder here).
+TRAINABLE: tuple[str, ...] = tuple(name for name, t in TASKS.items() if t.builder is not None)
+
+MODEL_OPTIONS = ("seq_len", "aux_heads", "image_size", "dropout", "cnn_block")
+"""Options of :func:`build` that ``train_model`` and sweep ``overrides`` accept besides
+``TrainConfig`` fields."""
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``; ``ValueError`` naming the trainable tasks otherwise."""
+    task = TASKS.get(name)
+    if task is None or task.builder is None:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TRAINABLE)}")
+    return task
+
+
+def build(task: str, size: str, data: str, seq_len: int | None = None, preset: str | None = None,
+          aux_heads: bool = True, image_size: int | None = None, dropout: float = 0.0,
+          cnn_block: str = "impala"):
+    """Build ``(model, data_source, preset, run_config)`` for a task and size name.
+
+    Args:
+        task: 'wm-token', 'bc-token' or 'bc-cnn'.
+        size: a size name of ``worldmodels.presets`` ("s100k", "27M", ...).
+        data: token shard directory (token tasks) or Minari dataset id (bc-cnn).
+        seq_len: timesteps per window (default: the preset's).
+        preset: task preset name (default: the ladder for small sizes, else the paper's).
+        aux_heads: train reward and termination heads with WM-Token (for world-model envs).
+        image_size: BC-CNN frame size (default: the preset's, else the dataset's).
+        dropout: transformer dropout.
+        cnn_block: BC-CNN's CNN blocks, "impala" or "convnext" (see agents.bc_cnn_nets).
+    """
+    t = get_task(task)
+    presets.get_size(size)
+    p = presets.get_task_preset(preset) if preset else presets.preset_for(task, size)
+    if p.task not in ("any", task):
+        raise ValueError(f"preset {p.name!r} is for task {p.task!r}, not {task!r}; pick a "
+                         f"{task} preset")
+    seq_len = int(seq_len or p.seq_len)
+    model, source, cfg = t.builder(t, size, data, p, seq_len, aux_heads=aux_heads,
+                                   image_size=image_size, dropout=dropout, cnn_block=cnn_block)
+    run_config = {"task": task, "size": size, "preset": p.name, "model_kind": t.model_kind,
+                  "model_config": cfg.to_dict()}
+    return model, source, p, run_config
+
+
+def model_params(task: str, size: str, data: str, **model_options: Any) -> int:
+    """Exact N of ``size`` for ``task`` on ``data`` (embeddings, CNN and heads included).
+
+    Builds the model (and opens the data for its vocabulary); :meth:`Task.paper_params` counts
+    without either.
+    """
+    return build(task, size, data, **model_options)[0].num_params()
