@@ -58,7 +58,7 @@ def make_shards(path: Path, frames: int = 40_000, episode: int = 1_000) -> Path:
 
 def train_e2e(shards: Path, run_dir: Path, steps: int) -> tuple[float, float]:
     """Tokens per wall second and per CPU second of ``train_model`` from its call to its return."""
-    from scaling.train_cli import train_model
+    from scaling.training import train_model
 
     t0, c0 = time.perf_counter(), time.process_time()
     r = train_model("wm-token", "s10k", str(shards), run_dir, steps=steps, keep_checkpoints=True,
@@ -68,7 +68,7 @@ def train_e2e(shards: Path, run_dir: Path, steps: int) -> tuple[float, float]:
 
 def bare_step(shards: Path, steps: int) -> tuple[float, float]:
     """Tokens per wall and per CPU second of the same model's forward/backward/AdamW loop."""
-    from scaling.train_cli import build
+    from scaling.tasks import build
     from worldmodels.gpt import configure_optimizer
     from worldmodels.trainer import seed_everything
 
@@ -96,8 +96,8 @@ def sweep_fixed_cost(shards: Path, root: Path, runs: int, pooled: bool
     """Wall seconds of a sweep of ``runs`` 2-step s10k runs; per run, the seconds of its training
     call outside its training steps (set-up, validation, checkpoints, logs), and the seconds
     outside its training call (process start and imports, shared by a worker's runs)."""
-    from scaling.sweep import DONE_FILE, RunSpec, run_sweep
-    from scaling.sweep_pool import run_pooled_sweep
+    from scaling.study.sweep import DONE_FILE, RunSpec, run_sweep
+    from scaling.study.sweep_pool import run_pooled_sweep
 
     specs = [RunSpec(name=f"r{i}", task="wm-token", size="s10k", seed=i,
                      out_dir=str(root / f"r{i}"), data=str(shards), tokens=2 * 4096.0,
@@ -108,7 +108,7 @@ def sweep_fixed_cost(shards: Path, root: Path, runs: int, pooled: bool
     else:
         run_sweep(specs, parallel=2, progress=False, poll_s=0.05)
     wall = time.perf_counter() - t0
-    from scaling.budget_rounds import read_curve
+    from scaling.study.budget_rounds import read_curve
 
     # training steps alone (metrics' tokens_per_s): set-up, validation and checkpoints count as
     # fixed costs, like the process start and imports

@@ -228,8 +228,8 @@ class StudySpec:
     gpus_per_run: int = 1  # processes (GPUs) per run under torchrun; 0 = every visible GPU
     optimum_tokens_per_param: float = 20.0  # prior D/N at a token model's compute optimum
     # (Chinchilla's ~20; BC-CNN's prior is this divided by d_z + d_a, one input per timestep)
-    # fixed: every run trains its task's budget once | frontier: scaling.budget_protocol rounds
-    # extend runs until neighbouring sizes cross (the task budgets are the first round's)
+    # fixed: every run trains its task's budget once | frontier: scaling.study.budget_protocol
+    # rounds extend runs until neighbouring sizes cross (the task budgets are the first round's)
     protocol: str = "fixed"
     study_budget: float = 0.0  # frontier: the whole study's budget (0: 10x the first round)
     study_budget_unit: str = "flops"  # flops (sum of 6ND) | seconds (training wall time)

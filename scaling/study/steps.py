@@ -201,8 +201,8 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
         nproc = max(1, torch.cuda.device_count())
     nproc = max(1, nproc) if spec.device != "cpu" else 1
     if spec.protocol == "frontier":
-        from scaling.budget_rounds import run_study_protocol
-        from scaling.sweep_pool import run_pooled_sweep
+        from scaling.study.budget_rounds import run_study_protocol
+        from scaling.study.sweep_pool import run_pooled_sweep
 
         def sweep(runs):  # on CPU several small runs share a worker process
             if spec.device == "cpu":
@@ -277,7 +277,7 @@ def _bc_held_out(spec: StudySpec, split: str) -> dict[str, Any]:
     trainer's sampled ``val/loss``.
     """
     from agents.held_out import held_out_loss
-    from scaling.study_stats import read_metrics
+    from worldmodels.run_metrics import read_metrics
 
     out: dict[str, Any] = {}
     runs = plan_runs(spec)

@@ -75,7 +75,7 @@ def test_an_output_under_a_file_is_named(tmp_path):
 
 
 def test_a_study_fit_directory_may_be_refitted(tmp_path):
-    from scaling.fit_cli import FIT_DIR
+    from scaling.fitting import FIT_DIR
 
     fit = tmp_path / "fits" / "wm-token"
     fit.mkdir(parents=True)

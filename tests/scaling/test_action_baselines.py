@@ -105,7 +105,7 @@ def test_windowed_ngram_averages_the_window_positions(tmp_path):
 
 
 def test_episode_stderr_and_the_bar_test():
-    from scaling.action_baselines import below_bar, episode_stderr
+    from scaling.study.action_baselines import below_bar, episode_stderr
 
     nll = np.array([1.0, 1.0, 3.0, 3.0, 2.0, 2.0])
     starts = np.array([0, 2, 4, 6])

@@ -6,8 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from scaling.budget_curves import curve_noise
-from scaling.budget_protocol import (
+from scaling.study.budget_curves import curve_noise
+from scaling.study.budget_protocol import (
     ProtocolConfig,
     RunCurve,
     check_study_budget,

@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from scaling.sweep import DONE_FILE, RunSpec, prepare_runs, run_status  # noqa: E402
 
-from scaling.budget_protocol import ProtocolConfig  # noqa: E402
-from scaling.budget_rounds import run_protocol  # noqa: E402
+from scaling.study.budget_protocol import ProtocolConfig  # noqa: E402
+from scaling.study.budget_rounds import run_protocol  # noqa: E402
+from scaling.study.sweep import DONE_FILE, RunSpec, prepare_runs, run_status  # noqa: E402
 from tests.helpers.token_shards import write_shards
 
 WIDTHS = {"tiny-a": 4, "tiny-b": 16}  # n_embd of the two sizes (1 layer, 1 head)
@@ -100,10 +100,9 @@ def test_a_budget_too_small_for_one_round_names_the_minimum(tmp_path, shards):
 
 
 def test_the_study_spec_chooses_the_protocol_and_the_trainer_step_is_predicted(tmp_path, shards):
-    from scaling.study_spec import spec_from_dict
-    from scaling.train_cli import build
-
-    from scaling.budget_rounds import planned_tokens_per_step
+    from scaling.study.budget_rounds import planned_tokens_per_step
+    from scaling.study.spec import spec_from_dict
+    from scaling.tasks import build
     from worldmodels.trainer import TrainConfig, Trainer
 
     task = {"task": "wm-token", "sizes": ["s10k", "s30k"], "tokens": 1e5}

@@ -72,7 +72,7 @@ def test_refits_failing_the_r2_check_are_counted_as_failed():
 
 
 def test_fit_json_and_table_state_scheme_and_failed_refits():
-    from scaling.fit_cli import table_markdown
+    from scaling.fitting import table_markdown
 
     c = synthetic_curves(np.geomspace(5e6, 1e9, 7), noise=0.005, seed=1, points_per_curve=10)
     res = analyze(c, FitOptions(num_bootstrap=12, extrapolation=False))

@@ -10,7 +10,7 @@ import pytest
 
 from offline_data.datasets import load_dataset
 from scaling.cli import main as embscale
-from scaling.study_presets import get_preset
+from scaling.study.presets import get_preset
 from worldmodels.tokenizer import VQVAE, VQConfig
 
 
@@ -83,7 +83,7 @@ def test_540_tokens_tile_3_to_5_frames():
 
 @pytest.mark.parametrize("name", ["paper-wm-token-540", "paper-bc-token-540"])
 def test_540_presets_name_an_import_command_that_works(name, tmp_path, monkeypatch, capsys):
-    from scaling.study_steps import validate_spec
+    from scaling.study.steps import validate_spec
 
     spec = get_preset(name)
     text = spec.description

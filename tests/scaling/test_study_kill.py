@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from scaling.cli import main as embscale
-from scaling.study_presets import quick_study
-from scaling.study_spec import DatasetSpec
+from scaling.study.presets import quick_study
+from scaling.study.spec import DatasetSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 

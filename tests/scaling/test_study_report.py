@@ -147,7 +147,7 @@ def test_return_section_flags_policies_above_their_action_only_bar(tmp_path):
 
 
 def test_bar_verdict_needs_both_standard_errors():
-    from scaling.study_report import _bar_verdict
+    from scaling.study.report import _bar_verdict
 
     b = {"split": "val", "bc_held_out": {"bc-token": {"loss": 0.904, "stderr": 0.01}}}
     text = _bar_verdict("bc-token", b, "that windowed n-gram", 0.912, 0.004)
@@ -159,8 +159,8 @@ def test_bar_verdict_needs_both_standard_errors():
 
 
 def test_quality_section_reports_n_and_clusters(tmp_path):
-    from scaling.loss_vs_quality import cluster_note, correlations
-    from scaling.study_report import _quality_section
+    from scaling.study.loss_vs_quality import cluster_note, correlations
+    from scaling.study.report import _quality_section
 
     # two clusters: untrained-like points far away, no order within the trained ones
     rows = [{"loss": 5.5, "fvd": 900.0, "lpips": 0.6, "psnr": 10.0, "ssim": 0.2},

@@ -65,7 +65,7 @@ def test_bad_specs_name_the_problem(bad, match):
 
 
 def test_dataset_frame_size_may_be_height_by_width():
-    from scaling.study_spec import DatasetSpec
+    from scaling.study.spec import DatasetSpec
 
     assert DatasetSpec(frame_size=[72, 120]).frame_size == [72, 120]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scaling.sweep import DONE_FILE, RunSpec, prepare_runs, run_status  # noqa: E402
-
 from scaling import sweep_pool  # noqa: E402
+from scaling.study.sweep import DONE_FILE, RunSpec, prepare_runs, run_status  # noqa: E402
 from tests.helpers.token_shards import write_shards
 
 ENTRY = "sweep_fake_trainer:train"

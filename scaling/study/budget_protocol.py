@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from scaling.budget_curves import SMOOTH_POINTS, Size
+from scaling.study.budget_curves import SMOOTH_POINTS, Size
 from worldmodels.train_utils import is_val_step, next_val_step
 
 REASONS = ("extended", "crossing", "plateau", "budget", "data limit", "waiting")

@@ -2,7 +2,8 @@
 
 Each round trains every unfinished run (a finished run whose budget was raised is resumed from
 its last checkpoint and continues the same curve), reads every run's loss-vs-FLOPs curve, and asks
-:func:`scaling.budget_protocol.plan_round` for the next budgets. The state (every run's budget and
+:func:`scaling.study.budget_protocol.plan_round` for the next budgets. The state (every run's
+budget and
 each round's decisions) is written atomically to ``<study>/protocol.json`` *before* the runs it
 extends are started, so a study killed during an extension and started again resumes those runs
 with the same budgets and continues the same curves.
@@ -22,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
-from scaling.budget_protocol import (
+from scaling.study.budget_protocol import (
     ProtocolConfig,
     RunCurve,
     check_study_budget,
     next_grid_tokens,
     plan_round,
 )
-from scaling.sweep import DONE_FILE, RUN_SPEC_FILE, RunSpec, _diff
+from scaling.study.sweep import DONE_FILE, RUN_SPEC_FILE, RunSpec, _diff
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ BUDGET_FIELDS = ("tokens", "flops")
 def read_curve(run: RunSpec, loss_key: str = "train/loss_mean", train_items: float | None = None,
                items_per_frame: int = 1) -> RunCurve | None:
     """The run's curve from its ``metrics.jsonl`` (None before its first point)."""
-    from scaling.study_stats import read_metrics
+    from worldmodels.run_metrics import read_metrics
 
     recs = read_metrics(run.run_dir) if (run.run_dir / "metrics.jsonl").is_file() else []
     recs = [r for r in recs if math.isfinite(float(r.get(loss_key, r.get("train/loss", "nan"))))]
@@ -163,7 +164,7 @@ def _plan_tasks(runs: list[RunSpec], cfg: ProtocolConfig, loss_key: str,
             raise RuntimeError(f"run {r.name} finished without a logged point; read "
                                f"{r.run_dir / 'train.log'}")
         curves.setdefault(r.task, []).append(c)
-    from scaling.budget_protocol import spent
+    from scaling.study.budget_protocol import spent
 
     total = {t: spent(cs, cfg.unit) for t, cs in curves.items()}
     plans, planned = {}, 0.0
@@ -197,8 +198,8 @@ def planned_tokens_per_step(run: RunSpec, world_size: int = 1) -> int:
 
 def study_data_limits(spec) -> dict[str, tuple[float | None, int]]:
     """Per task of ``spec``: (distinct training inputs, inputs per frame) of its data."""
-    from scaling.study_steps import tokens_dir
-    from scaling.train_entry import dataset_tokens
+    from scaling.study.adapters.fits import dataset_tokens
+    from scaling.study.paths import tokens_dir
 
     out: dict[str, tuple[float | None, int]] = {}
     per_frame = 1
@@ -214,7 +215,7 @@ def study_data_limits(spec) -> dict[str, tuple[float | None, int]]:
 def run_study_protocol(spec, sweep: Callable[[list[RunSpec]], Any],
                        world_size: int = 1) -> dict[str, str]:
     """Train the study's ladders under the protocol; ``protocol.json`` in the study directory."""
-    from scaling.study_steps import plan_runs
+    from scaling.study.steps import plan_runs
 
     runs = plan_runs(spec)
     per_step = {r.name: planned_tokens_per_step(r, world_size) for r in runs}

@@ -8,7 +8,7 @@ imports are paid once per worker. Every run still seeds everything itself and ru
 thread count, so its metrics are those of a run in its own process.
 
 Example:
-    python -m scaling.sweep_pool runs/s/a/run_spec.json runs/s/b/run_spec.json
+    python -m scaling.study.sweep_pool runs/s/a/run_spec.json runs/s/b/run_spec.json
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from scaling.sweep import (
+from scaling.study.sweep import (
     DEFAULT_ENTRY,
     LOG_FILE,
     RUN_SPEC_FILE,
@@ -51,7 +51,8 @@ def run_pooled_sweep(runs: Sequence[RunSpec], parallel: int = 2, cores: int | No
                      entry: str = DEFAULT_ENTRY, allow_mixed: bool = False) -> dict[str, str]:
     """Train every unfinished run, ``parallel`` worker processes each training several runs.
 
-    Args and result as :func:`scaling.sweep.run_sweep` (without its progress bar and torchrun).
+    Args and result as :func:`scaling.study.sweep.run_sweep` (without its progress bar and
+    torchrun).
     """
     prepare_runs(runs, allow_mixed=allow_mixed)
     todo = [r for r in runs if run_status(r) != "finished"]
@@ -63,7 +64,7 @@ def run_pooled_sweep(runs: Sequence[RunSpec], parallel: int = 2, cores: int | No
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     procs = []
     for group in partition(todo, parallel):
-        cmd = [sys.executable, "-m", "scaling.sweep_pool", "--entry", entry,
+        cmd = [sys.executable, "-m", "scaling.study.sweep_pool", "--entry", entry,
                *[str(r.run_dir / RUN_SPEC_FILE) for r in group]]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
@@ -102,9 +103,9 @@ def _train_logged(spec_path: str, entry: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Worker: ``python -m scaling.sweep_pool [--entry E] RUN_SPEC.json ...`` (in order)."""
+    """Worker: ``python -m scaling.study.sweep_pool [--entry E] RUN_SPEC.json ...`` (in order)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = argparse.ArgumentParser(prog="python -m scaling.sweep_pool",
+    parser = argparse.ArgumentParser(prog="python -m scaling.study.sweep_pool",
                                      description="Train several runs of a sweep in this process.")
     parser.add_argument("run_specs", nargs="+", help="run_spec.json of each run, in order")
     parser.add_argument("--entry", default=DEFAULT_ENTRY, help="training function module:function")
