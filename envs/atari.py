@@ -26,9 +26,6 @@ from envs.images import (
     resize_frame,
     sprite_dilation,
 )
-from envs.registration import BREAKOUT_PLAYFIELD
-
-__all__ = ["AtariImageEnv", "BREAKOUT_PLAYFIELD"]
 
 
 class AtariImageEnv(AtariEnv):
@@ -57,8 +54,8 @@ class AtariImageEnv(AtariEnv):
             drops; ``"none"`` is the plain area resize; a ``(width, height)`` pair sets the
             window in screen pixels. ``"auto"`` is computed on the cropped screen.
         crop: ``None`` (the whole 210x160 screen) or ``(top, bottom, left, right)`` screen
-            pixels kept before the resize, e.g. ``BREAKOUT_PLAYFIELD`` (the playfield without
-            the score band and the walls: 164x144 pixels instead of 210x160).
+            pixels kept before the resize, e.g. ``envs.registration.BREAKOUT_PLAYFIELD`` (the
+            playfield without the score band and the walls: 164x144 pixels, not 210x160).
         frame_max: observe the pixel-wise maximum of the last two emulator frames of each step
             (the standard Atari preprocessing against flicker, Mnih et al. 2015); a moving
             ball then shows at both of its last two positions.

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from offline_data.datasets import Episode, MinariWriter
+from offline_data.datasets import Episode
 from offline_data.discretize import UniformDiscretizer
 from offline_data.frame_size import parse_frame_size
 from offline_data.importers.lerobot_layout import (
@@ -41,6 +41,7 @@ from offline_data.importers.lerobot_layout import (
     read_layout,
 )
 from offline_data.importers.video import FrameStream
+from offline_data.minari_writer import MinariWriter
 
 logger = logging.getLogger(__name__)
 

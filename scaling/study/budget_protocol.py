@@ -67,7 +67,7 @@ class RunCurve:
     flops: list[float]  # C = 6ND of each logged point
     loss: list[float]  # the loss at each point (train/loss_mean: averaged between points)
     tokens: float  # D trained so far
-    tokens_per_step: int  # D per optimizer step (budgets are rounded to whole log-grid steps)
+    inputs_per_update: int  # D per optimizer step (budgets are rounded to whole log-grid steps)
     seed: int = 0  # training seed
     train_items: float | None = None  # distinct training inputs (D units); None: unlimited
     items_per_frame: int = 1  # inputs per frame (d_z + d_a for token models, 1 for BC-CNN)
@@ -77,9 +77,9 @@ class RunCurve:
         if len(self.flops) != len(self.loss):
             raise ValueError(f"run {self.name}: {len(self.flops)} flops but {len(self.loss)} "
                              "losses; give one loss per logged point")
-        if self.params <= 0 or self.tokens_per_step <= 0:
-            raise ValueError(f"run {self.name}: params={self.params} and tokens_per_step="
-                             f"{self.tokens_per_step} must be positive")
+        if self.params <= 0 or self.inputs_per_update <= 0:
+            raise ValueError(f"run {self.name}: params={self.params} and inputs_per_update="
+                             f"{self.inputs_per_update} must be positive")
 
 
 @dataclass
@@ -210,10 +210,10 @@ def compare_pair(small: Size, large: Size, cfg: ProtocolConfig) -> PairResult:
 
 # ----- budgets -----
 
-def next_grid_tokens(tokens: float, tokens_per_step: int, val_points_per_decade: int) -> float:
+def next_grid_tokens(tokens: float, inputs_per_update: int, val_points_per_decade: int) -> float:
     """The smallest budget >= ``tokens`` that ends on a validation step of the trainer's grid."""
-    step = next_val_step(math.ceil(tokens / tokens_per_step - 1e-9), val_points_per_decade)
-    return float(step * tokens_per_step)
+    step = next_val_step(math.ceil(tokens / inputs_per_update - 1e-9), val_points_per_decade)
+    return float(step * inputs_per_update)
 
 
 def run_cost(run: RunCurve, tokens: float, unit: str) -> float:
@@ -294,7 +294,7 @@ def _grant(curves, sizes, pairs, want, stop, cfg) -> RoundPlan:
                                                        _stop_detail(reason, s.name, pairs))
                 continue
             target_c, why = want[s.name]
-            tokens = next_grid_tokens(target_c / (6.0 * run.params), run.tokens_per_step,
+            tokens = next_grid_tokens(target_c / (6.0 * run.params), run.inputs_per_update,
                                       cfg.val_points_per_decade)
             plan.decisions[run.name] = _decide(run, tokens, why, cfg, plan, frames)
     if frames:
@@ -308,10 +308,10 @@ def _decide(run, tokens, why, cfg, plan, frames) -> RunDecision:
     if tokens > limit:
         frames_needed = math.ceil(tokens / cfg.max_passes / run.items_per_frame)
         frames.append(frames_needed)
-        capped = math.floor(limit / run.tokens_per_step) * run.tokens_per_step
-        while capped > run.tokens and not is_val_step(int(capped // run.tokens_per_step),
+        capped = math.floor(limit / run.inputs_per_update) * run.inputs_per_update
+        while capped > run.tokens and not is_val_step(int(capped // run.inputs_per_update),
                                                       cfg.val_points_per_decade):
-            capped -= run.tokens_per_step
+            capped -= run.inputs_per_update
         what = ("collect more episodes" if cfg.collect
                 else "not identified: data limit (the dataset is fixed)")
         msg = (f"{why}: {tokens:.3g} inputs would pass {cfg.max_passes:g} passes over the "

@@ -55,7 +55,7 @@ def read_curve(run: RunSpec, loss_key: str = "train/loss_mean", train_items: flo
                     flops=[float(r["flops"]) for r in recs],
                     loss=[float(r.get(loss_key, r.get("train/loss"))) for r in recs],
                     tokens=float(last["tokens"]),
-                    tokens_per_step=int(round(last["tokens"] / last["step"])), seed=run.seed,
+                    inputs_per_update=int(round(last["tokens"] / last["step"])), seed=run.seed,
                     train_items=train_items, items_per_frame=items_per_frame, seconds=seconds)
 
 
@@ -88,7 +88,7 @@ def sync_run_dir(run: RunSpec) -> None:
 
 
 def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
-                 sweep: Callable[[list[RunSpec]], Any], tokens_per_step: dict[str, int],
+                 sweep: Callable[[list[RunSpec]], Any], inputs_per_update: dict[str, int],
                  loss_key: str = "train/loss_mean",
                  data: dict[str, tuple[float | None, int]] | None = None,
                  max_rounds: int = 50) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
         cfg: the protocol's budget and rules.
         state_path: ``protocol.json`` (read to resume, written after every round).
         sweep: trains a list of runs (e.g. ``run_sweep`` with the study's settings).
-        tokens_per_step: D per optimizer step of each run (initial budgets are placed on the
+        inputs_per_update: D per optimizer step of each run (initial budgets are placed on the
             validation grid with it).
         loss_key: the metrics key compared.
         data: per task ``(training inputs, inputs per frame)`` for the data-pass limit.
@@ -115,7 +115,7 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
     for r in runs:
         if r.name not in budgets:
             start = r.tokens if r.tokens is not None else r.flops / (6.0 * (r.params or 1))
-            budgets[r.name] = next_grid_tokens(start, tokens_per_step[r.name],
+            budgets[r.name] = next_grid_tokens(start, inputs_per_update[r.name],
                                                cfg.val_points_per_decade)
     first = sum(6.0 * (r.params or 1) * budgets[r.name] for r in runs)
     if cfg.unit == "flops" and not state.get("rounds"):
@@ -212,12 +212,16 @@ def study_data_limits(spec) -> dict[str, tuple[float | None, int]]:
     return out
 
 
-def run_study_protocol(spec, sweep: Callable[[list[RunSpec]], Any],
+def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]], Any],
                        world_size: int = 1) -> dict[str, str]:
-    """Train the study's ladders under the protocol; ``protocol.json`` in the study directory."""
-    from scaling.study.steps import plan_runs
+    """Train the study's ladders under the protocol; ``protocol.json`` in the study directory.
 
-    runs = plan_runs(spec)
+    Args:
+        spec: the study.
+        runs: its runs (``scaling.study.steps.plan_runs``), at their first-round budgets.
+        sweep: trains a list of runs (resuming started ones).
+        world_size: processes per run (for the tokens of one optimizer step).
+    """
     per_step = {r.name: planned_tokens_per_step(r, world_size) for r in runs}
     budget = spec.study_budget
     if not budget:

@@ -209,7 +209,7 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
                 return run_pooled_sweep(runs, parallel=spec.parallel, allow_mixed=allow_mixed)
             return run_sweep(runs, parallel=spec.parallel, allow_mixed=allow_mixed,
                              progress=progress, nproc_per_node=nproc)
-        return run_study_protocol(spec, sweep, world_size=nproc)
+        return run_study_protocol(spec, plan_runs(spec), sweep, world_size=nproc)
     return run_sweep(plan_runs(spec), parallel=spec.parallel, allow_mixed=allow_mixed,
                      progress=progress, nproc_per_node=nproc)
 

@@ -7,8 +7,9 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
-from envs.atari import BREAKOUT_PLAYFIELD, AtariImageEnv
+from envs.atari import AtariImageEnv
 from envs.images import check_crop, resize_frame, sprite_dilation
+from envs.registration import BREAKOUT_PLAYFIELD
 
 
 def test_ids_registered_on_import_and_idempotent():

@@ -156,7 +156,7 @@ def test_collect_breakout_non_square_size(capsys):
 
 
 def test_import_lerobot_cli(tmp_path, capsys):
-    from lerobot_fixtures import write_lerobot
+    from tests.helpers.lerobot import write_lerobot
 
     root = write_lerobot(tmp_path / "ds", "v3.0", [5, 6], size=(24, 40))
     assert main(["data", "import", "lerobot", str(root), "--dataset-id", "embscale/so100/cli-v0",

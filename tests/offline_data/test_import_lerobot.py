@@ -77,9 +77,8 @@ def test_lerobot_errors(tmp_path):
 
 
 def test_frame_stream_takes_repeats_and_refuses_going_back(tmp_path):
-    from lerobot_fixtures import write_video
-
     from offline_data.importers.video import FrameStream
+    from tests.helpers.lerobot import write_video
 
     write_video(tmp_path / "v.mp4", [frame(0, i, (16, 24)) for i in range(6)], fps=10)
     with FrameStream(tmp_path / "v.mp4", (16, 24)) as video:

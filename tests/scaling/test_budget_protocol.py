@@ -46,7 +46,7 @@ def curve(name, n, tokens, law=chinchilla, train_items=None):
     loss = [law(n, s * TPS) + SIGMA * np.random.default_rng([n, s]).standard_normal()
             for s in logged]
     return RunCurve(name=name, size=name, params=n, flops=[6.0 * n * s * TPS for s in logged],
-                    loss=loss, tokens=float(steps * TPS), tokens_per_step=TPS,
+                    loss=loss, tokens=float(steps * TPS), inputs_per_update=TPS,
                     train_items=train_items, items_per_frame=10)
 
 

@@ -117,4 +117,4 @@ def test_the_study_spec_chooses_the_protocol_and_the_trainer_step_is_predicted(t
     trainer = Trainer(model, source, TrainConfig(
         run_dir=str(tmp_path / "r"), max_tokens=1e5, micro_batch_size=preset.micro_batch_size,
         tokens_per_update=preset.update_tokens("s10k"), tensorboard=False))
-    assert planned_tokens_per_step(run) == trainer.tokens_per_step
+    assert planned_tokens_per_step(run) == trainer.inputs_per_update

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from scaling import sweep_pool  # noqa: E402
-from scaling.study.sweep import DONE_FILE, RunSpec, prepare_runs, run_status  # noqa: E402
+from scaling.study import sweep_pool
+from scaling.study.sweep import DONE_FILE, RunSpec, prepare_runs, run_status
 from tests.helpers.token_shards import write_shards
 
-ENTRY = "sweep_fake_trainer:train"
+ENTRY = "tests.helpers.sweep_fake_trainer:train"
 
 
 def _runs(root, sizes=("a", "b", "c"), data="tokens", **kw):

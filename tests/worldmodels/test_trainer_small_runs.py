@@ -76,7 +76,7 @@ def test_tokens_per_s_times_only_the_training_steps(data, tmp_path, monkeypatch)
                                                      timed(save, 20.0))
     t.train()
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) >= 10 and {r["tokens_per_s"] for r in rows} == {t.tokens_per_step}
+    assert len(rows) >= 10 and {r["tokens_per_s"] for r in rows} == {t.inputs_per_update}
 
 
 @pytest.mark.parametrize("budget", ["max_steps", "max_tokens"])
