@@ -1,0 +1,104 @@
+"""The trainer's run directory: checkpoints written atomically, kept ones, and resume.
+
+:class:`CheckpointedRun` is the part of :class:`worldmodels.trainer.Trainer` that owns
+``checkpoints/`` and ``config.json``: a checkpoint is never written from a step whose losses or
+weights are not finite, ``--keep-checkpoints`` hard-links ``last.pt`` (written once), and a run
+resumes only from a checkpoint of the same config and data (the metrics logged after it are
+dropped, since the resumed run logs them again).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from offline_data.atomic import atomic_file, write_text_atomic
+from worldmodels import run_state
+from worldmodels.run_metrics import truncate_metrics
+from worldmodels.train_config import comparable
+from worldmodels.train_utils import dict_diff
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointedRun:
+    """Checkpoints and resume of a :class:`worldmodels.trainer.Trainer`.
+
+    A mixin: it uses the trainer's model, optimizer, config, run directory, step, tokens, rank
+    and its running loss interval.
+    """
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The latest checkpoint of this run."""
+        return self.run_dir / "checkpoints" / "last.pt"
+
+    def _comparable(self, run_config: dict) -> dict:
+        return comparable(run_config)
+
+    def _save_checkpoint(self, values: dict[str, float]) -> None:
+        bad = run_state.check_finite(values, self.model)  # never checkpoint a bad step
+        if bad:
+            raise self._non_finite(bad, self.step)
+        if self.rank != 0:
+            return
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "tokens": self.tokens, "run_config": self.run_config,
+            "model_kind": self.run_config.get("model_kind", ""),
+            "model_config": self.run_config.get("model_config", {}),
+            "torch_rng": torch.get_rng_state(),
+            "interval_loss": torch.tensor([self._interval[0], self._interval[1]],
+                                          dtype=torch.float64),
+        }
+        with atomic_file(self.checkpoint_path) as tmp:
+            torch.save(state, tmp)
+        if self.config.keep_checkpoints:
+            self._keep_checkpoint()
+
+    def _keep_checkpoint(self) -> None:
+        """Hard-link ``last.pt`` (replaced, never rewritten) as ``step_<step>.pt``; else copy."""
+        kept = self.checkpoint_path.with_name(f"step_{self.step:08d}.pt")
+        with atomic_file(kept) as tmp:
+            tmp.unlink()
+            try:
+                os.link(self.checkpoint_path, tmp)
+            except OSError:
+                shutil.copyfile(self.checkpoint_path, tmp)
+
+    def _start_run_dir(self) -> None:
+        """Resume from the last checkpoint, or start a fresh run directory."""
+        metrics = self.run_dir / "metrics.jsonl"
+        if self.config.resume and self.checkpoint_path.is_file():
+            ckpt = run_state.load_resume_checkpoint(self.checkpoint_path, self.device)
+            run_state.check_same_data(ckpt["run_config"], self.run_config, self.run_dir)
+            old, new = self._comparable(ckpt["run_config"]), self._comparable(self.run_config)
+            if old != new:
+                diff = dict_diff(old, new)
+                raise ValueError(
+                    f"cannot resume {self.run_dir}: its checkpoint is from another config "
+                    f"({'; '.join(diff[:6])}); use a new --run-dir, or the same settings")
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.step, self.tokens = int(ckpt["step"]), int(ckpt["tokens"])
+            torch.set_rng_state(ckpt["torch_rng"].cpu())
+            # Checkpoints written before train/loss_mean existed carry no running interval.
+            interval = ckpt.get("interval_loss", torch.tensor([0.0, 0.0]))
+            self._interval = (float(interval[0]), int(interval[1]))
+            if self.rank == 0 and metrics.is_file():
+                truncate_metrics(self.run_dir, self.step)
+            logger.info("resumed %s at step %d (%d tokens)", self.run_dir, self.step, self.tokens)
+        elif self.rank == 0:
+            if metrics.is_file() and metrics.stat().st_size and not self.config.resume:
+                raise FileExistsError(f"{self.run_dir} already holds a run; pick a new run "
+                                      "directory or resume it (--resume)")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(metrics, "")
+        if self.rank == 0:
+            write_text_atomic(self.run_dir / "config.json",
+                              json.dumps(self.run_config, indent=2, sort_keys=True) + "\n")
