@@ -53,10 +53,19 @@ def _strict_records(run_dir):
 
 
 def _train_argv(shards, run_dir, steps):
+    # one thread everywhere: float sums differ between thread counts, and the killed run (a
+    # subprocess) and the resumed and reference runs (in this process) must compute alike
     return ["-q", "train", "--task", "wm-token", "--size", "s10k", "--data", str(shards),
             "--run-dir", str(run_dir), "--steps", str(steps), "--seq-len", "3",
             "--micro-batch-size", "4", "--tokens-per-update", "0", "--no-tensorboard",
-            "--checkpoint-every", "5", "--val-batches", "1"]
+            "--checkpoint-every", "5", "--val-batches", "1", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def _wait_for(predicate, timeout=120.0, what="condition"):
