@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from offline_data.tokens import TokenShards
+from worldmodels.run_metrics import finite_or_none
 
 SMOOTHING = 0.5
 
@@ -149,7 +150,7 @@ def action_baselines(tokens_path: str | os.PathLike, max_order: int = 8, split: 
     frames = {k: per_action(k) for k in orders}
     nll = {k: float(frames[k].mean()) for k in orders}
     # None (JSON null) where unknown, e.g. a held-out split of one episode
-    se = {k: _finite_or_none(episode_stderr(frames[k], s_ho)) for k in orders}
+    se = {k: finite_or_none(episode_stderr(frames[k], s_ho)) for k in orders}
     ngram = {str(k): nll[k] for k in orders if k}
     out: dict[str, Any] = {"marginal": nll[0], "marginal_stderr": se[0], "ngram": ngram,
                            "ngram_stderr": {str(k): se[k] for k in orders if k},
@@ -158,7 +159,7 @@ def action_baselines(tokens_path: str | os.PathLike, max_order: int = 8, split: 
         in_context = {str(k): float(np.mean([nll[min(k, j)] for j in range(context_steps)]))
                       for k in orders if k}
         # The mean of correlated estimates: its error is at most the mean of their errors.
-        in_context_se = {str(k): _finite_or_none(float(np.mean(
+        in_context_se = {str(k): finite_or_none(float(np.mean(
             [np.nan if se[min(k, j)] is None else se[min(k, j)] for j in range(context_steps)])))
             for k in orders if k}
         out.update(context_steps=int(context_steps), ngram_in_context=in_context,
@@ -194,10 +195,6 @@ def below_bar(loss: float, loss_se: float | None, bar: float, bar_se: float | No
     if loss - bar > z * se:
         return False
     return None
-
-
-def _finite_or_none(x: float) -> float | None:
-    return x if np.isfinite(x) else None
 
 
 def _best(nll: dict[str, float]) -> int | None:
