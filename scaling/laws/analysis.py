@@ -133,14 +133,19 @@ class Analysis:
             entry = {"status": "ok", **fit.coefficients(), "ci": self.ci(name)}
             if name in self.boot:
                 entry["bootstrap"] = self.boot[name].summary()
+                if name in ("frontier", "parametric"):
+                    entry["bootstrap"]["samples"] = self.boot[name].json_samples(("a", "b"))
             if name in self.ci_errors:
                 entry["ci_error"] = self.ci_errors[name]
             if name == "parametric":
                 entry.update(loss=fit.loss, objective=fit.objective, num_points=fit.num_points,
                              r2=fit.r2, not_identified=bound_issues(fit, self.ci(name)))
             elif name == "frontier":
+                env = fit.envelope
                 entry.update(num_models=fit.num_models, rule=self.options.frontier_points,
-                             points={"C": fit.points_C.tolist(), "N": fit.points_N.tolist()})
+                             points={"C": fit.points_C.tolist(), "N": fit.points_N.tolist()},
+                             optimal_N=sorted({float(c.curve_N[i])
+                                               for i in np.unique(env.winner[env.bracketed])}))
             elif name == "loss_prediction":
                 entry.update(num_points=fit.num_points, censored=fit.censored)
             elif name == "isoflop":

@@ -74,6 +74,16 @@ class Bootstrap:
         return {"scheme": self.scheme, "num": self.num_requested, "num_failed": self.num_failed,
                 "level": self.level, "seed": self.seed}
 
+    def json_samples(self, keys: tuple[str, ...] = ("a", "b")) -> dict[str, list[float | None]]:
+        """The refitted values of ``keys`` as JSON lists (6 significant digits; None: not finite).
+
+        ``fit.json`` keeps these for ``a`` and ``b`` so two fits' exponents can be compared
+        (e.g. the interval of a difference of two tasks' ``a``) without refitting.
+        """
+        return {k: [float(f"{v:.6g}") if np.isfinite(v) else None
+                    for v in np.asarray(self.samples[k], dtype=np.float64)]
+                for k in keys if k in self.samples}
+
 
 def effective_scheme(curves: Curves, scheme: str) -> str:
     """The scheme a request amounts to: ``"runs"`` on single-point curves is ``"points"``."""

@@ -3,6 +3,8 @@ what fit.json and table.md say about the bootstrap."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -84,6 +86,14 @@ def test_fit_json_and_table_state_scheme_and_failed_refits():
     for name in res.boot:
         assert j[name]["bootstrap"]["scheme"] == "runs"
     assert j["frontier"]["rule"] == "vertex"
+    # the refits of a and b are kept, so two fits' exponents can be compared later
+    for name in ("frontier", "parametric"):
+        kept = j[name]["bootstrap"]["samples"]
+        assert set(kept) == {"a", "b"} and len(kept["a"]) == res.boot[name].samples["a"].size
+        assert kept["a"] == pytest.approx(res.boot[name].samples["a"], rel=1e-5)
+    assert set(j["frontier"]["optimal_N"]) <= set(c.curve_N.tolist())
+    assert len(j["frontier"]["optimal_N"]) == j["frontier"]["num_models"]
+    json.dumps(j, allow_nan=False)
     text = table_markdown(j)
     assert "whole runs (curves) resampled with replacement" in text
     assert "failed refits, left out:" in text
