@@ -92,10 +92,12 @@ def fit_curves(curves: Curves, options: FitOptions | None = None, *,
 
 
 def write_fit(result: FitResult, out: str | os.PathLike, *, overwrite: bool = False,
-              figures: bool = True, title: str | None = None) -> dict[str, Any]:
+              figures: bool = True, title: str | None = None,
+              crossings: list[tuple[float, float]] | None = None) -> dict[str, Any]:
     """Write ``fit.json``, ``table.md`` and (with ``figures``) ``scaling_fit.png`` into ``out``.
 
     The directory is written whole or not at all. Returns the ``fit.json`` object.
+    ``crossings`` (C, loss) are marked on the training curves (the budget protocol's crossings).
 
     Raises:
         FileExistsError: ``out`` exists and ``overwrite`` is false.
@@ -112,7 +114,7 @@ def write_fit(result: FitResult, out: str | os.PathLike, *, overwrite: bool = Fa
         if figures:
             from scaling.plots import figure5  # matplotlib
 
-            figure5(result.analysis, tmp / "scaling_fit.png", title=title)
+            figure5(result.analysis, tmp / "scaling_fit.png", title=title, crossings=crossings)
     return fit
 
 

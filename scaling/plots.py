@@ -45,8 +45,13 @@ def _band(boot, which: str, C: np.ndarray, level: float):
     return np.exp(np.percentile(logy, lo, axis=0)), np.exp(np.percentile(logy, hi, axis=0))
 
 
-def figure5(analysis: Analysis, path: str | Path, title: str | None = None) -> Path:
-    """Write the three-panel figure to ``path`` (PNG) and return the path."""
+def figure5(analysis: Analysis, path: str | Path, title: str | None = None,
+            crossings: list[tuple[float, float]] | None = None) -> Path:
+    """Write the three-panel figure to ``path`` (PNG) and return the path.
+
+    ``crossings``: (C, loss) points where the budget protocol saw a larger size cross below its
+    smaller neighbour, marked on the training curves.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -79,6 +84,9 @@ def figure5(analysis: Analysis, path: str | Path, title: str | None = None) -> P
         ax.plot(Cx, lp.predict(Cx), color="k", ls=":", lw=1.5,
                 label=f"$L_{{opt}} = {lp.c0:.3g}\\,C^{{-{lp.c:.3f}}} + {lp.E:.3g}$"
                       + (" (censored envelope)" if lp.censored else ""))
+    if crossings:
+        ax.scatter([x for x, _ in crossings], [y for _, y in crossings], marker="x", color="k",
+                   s=40, zorder=4, label="crossing (protocol)")
     if analysis.parametric is not None:
         ax.plot([], [], color="grey", ls="--", label=f"parametric fit ({analysis.parametric.loss})")
     ax.set(xscale="log", yscale="log", xlabel="FLOPs C", ylabel="loss L",

@@ -48,15 +48,31 @@ def read_curve(run: RunSpec, loss_key: str = "train/loss_mean", train_items: flo
     if not recs:
         return None
     last = recs[-1]
-    seconds = sum((b["tokens"] - a["tokens"]) / b["tokens_per_s"]
-                  for a, b in zip([{"tokens": 0}] + recs[:-1], recs, strict=True)
-                  if b.get("tokens_per_s"))
     return RunCurve(name=run.name, size=run.size, params=int(last["params"]),
                     flops=[float(r["flops"]) for r in recs],
                     loss=[float(r.get(loss_key, r.get("train/loss"))) for r in recs],
                     tokens=float(last["tokens"]),
                     inputs_per_update=int(round(last["tokens"] / last["step"])), seed=run.seed,
-                    train_items=train_items, items_per_frame=items_per_frame, seconds=seconds)
+                    train_items=train_items, items_per_frame=items_per_frame,
+                    seconds=training_seconds(recs))
+
+
+def training_seconds(recs: Sequence[dict]) -> float:
+    """Seconds of training steps behind ``metrics.jsonl`` records (tokens / tokens_per_s)."""
+    return float(sum((b["tokens"] - a["tokens"]) / b["tokens_per_s"]
+                     for a, b in zip([{"tokens": 0}, *recs[:-1]], recs, strict=True)
+                     if b.get("tokens_per_s")))
+
+
+def protocol_crossings(state: dict | None) -> dict[str, list[tuple[float, float]]]:
+    """Per task, the (C, loss) crossings of neighbouring sizes in the last round of a protocol."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for task, plan in ((state or {}).get("final") or {}).items():
+        out[task] = [(float(p["crossing_flops"]), float(p["crossing_loss"]))
+                     for p in plan.get("pairs", []) if p.get("status") == "crossing"
+                     and p.get("crossing_flops") is not None
+                     and p.get("crossing_loss") is not None]
+    return out
 
 
 def with_budget(run: RunSpec, tokens: float) -> RunSpec:

@@ -218,8 +218,11 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
 
 def fit_tasks(spec: StudySpec) -> dict[str, Any]:
     """Fit scaling laws to each task's curves and ask the planner about 10x more compute."""
+    from scaling.study.budget_rounds import PROTOCOL_FILE, protocol_crossings
+
     runs = plan_runs(spec)
     out: dict[str, Any] = {}
+    crossings = protocol_crossings(read_json(spec.study_dir / PROTOCOL_FILE))
     for t in spec.tasks:
         dirs = collect_results(runs, t.task)
         d = fit_dir(spec, t.task)
@@ -230,7 +233,7 @@ def fit_tasks(spec: StudySpec) -> dict[str, Any]:
             write_text_atomic(d / "fit.json", json.dumps(out[t.task]))
             continue
         try:
-            fit = fit_runs(dirs, d, spec.fit, title=t.task)
+            fit = fit_runs(dirs, d, spec.fit, title=t.task, crossings=crossings.get(t.task))
         except ValueError as e:  # no law fits these curves: report why, keep the study going
             logger.warning("%s: %s", t.task, e)
             fit = {name: {"status": "skipped", "reason": str(e)}

@@ -17,11 +17,13 @@ from scaling.study.paths import tokens_dir
 from scaling.tasks import TASKS
 
 
-def fit_runs(run_dirs: list[Path], out_dir: Path, fit_spec, title: str = "") -> dict[str, Any]:
+def fit_runs(run_dirs: list[Path], out_dir: Path, fit_spec, title: str = "",
+             crossings: list[tuple[float, float]] | None = None) -> dict[str, Any]:
     """Fit the runs' curves as ``fit_spec`` says; writes ``out_dir`` and returns ``fit.json``.
 
     The fitted points are also written beside ``out_dir`` as ``<task>_points.csv`` (the input
     ``embscale fit`` takes), so a fit can be redone or varied from the command line.
+    ``crossings``: the budget protocol's (C, loss) crossings, marked in the figure.
     """
     points = curve_points(run_dirs, fit_spec.loss_key, fit_spec.skip_fraction)
     record = Path(out_dir).with_name(Path(out_dir).name + "_points.csv")
@@ -36,7 +38,7 @@ def fit_runs(run_dirs: list[Path], out_dir: Path, fit_spec, title: str = "") -> 
     # (embscale fit's default); the key the points were taken from is fit_spec.loss_key.
     result = fit_curves(curves_from_points(points), options, loss_key=DEFAULT_LOSS_KEY,
                         inputs=[record.name])
-    return write_fit(result, out_dir, overwrite=True, title=title or None)
+    return write_fit(result, out_dir, overwrite=True, title=title or None, crossings=crossings)
 
 
 def plan_next(fit_path: Path, flops: float, spec, task: str) -> dict[str, Any]:
