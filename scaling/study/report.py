@@ -15,6 +15,7 @@ from scaling.study.report_page import (
     read_json,
     skipped_reason,
 )
+from scaling.study.report_protocol import protocol_section
 from scaling.study.spec import StudySpec
 from scaling.study.steps import fit_dir, plan_runs
 from scaling.study.sweep import run_status
@@ -164,6 +165,7 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
     fits = {t.task: read_json(fit_dir(spec, t.task) / "fit.json") or {} for t in spec.tasks}
     r.add("h2", "Scaling coefficients (paper Table 1)")
     from scaling.fitting import bootstrap_sentence
+    from scaling.study.report_exponents import agreement_sentence, difference_sentence
 
     r.add("p", "Compute-optimal allocation `N_opt ∝ C^a`, `D_opt ∝ C^b` from the frontier fit "
           "(Hoffmann Method 1) and the parametric fit `L = E + A/N^α + B/D^β` (Method 3), with "
@@ -173,6 +175,10 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
         if fit and fit.get("options"):
             r.add("p", f"{TASK_TITLES.get(task, task)}: {bootstrap_sentence(fit)}")
     r.add("table", "", coefficient_table(fits))
+    for task, fit in fits.items():
+        r.add("p", f"{TASK_TITLES.get(task, task)}: {agreement_sentence(fit)}")
+    if diff := difference_sentence(fits):
+        r.add("p", diff)
     notes = []
     for task, fit in fits.items():
         if fit and fit.get("error"):  # no law could be fitted: one reason for all of them
@@ -193,10 +199,12 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
         r.add("list", rows=notes)
     _baselines_paragraph(r, spec)
     r.add("h2", "Training curves and frontiers (paper Figures 1 and 5)")
+    marks = (", with the budget protocol's crossings (x)"
+             if (spec.study_dir / "protocol.json").is_file() else "")
     for task in fits:
         r.media(fit_dir(spec, task) / "scaling_fit.png", "img",
                 f"{TASK_TITLES.get(task, task)}: loss vs FLOPs coloured by N, efficient frontier "
-                "and parametric fit (left); N_opt and D_opt vs compute (middle, right)",
+                f"and parametric fit{marks} (left); N_opt and D_opt vs compute (middle, right)",
                 name=f"{task}_scaling_fit.png")
     r.add("h2", "Planner: the next 10x of compute")
     rows = [["Task", "C (FLOPs)", "N_opt", "D_opt", "predicted loss", "nearest preset",
@@ -324,6 +332,7 @@ def write_study_report(spec: StudySpec) -> dict[str, Any]:
             f"{k} {v:.0f} s" for k, v in secs.items()) + f"; total {sum(secs.values()):.0f} s.")
     _dataset_section(r, read_json(study_dir / "dataset.json"))
     _tokenizer_section(r, study_dir, spec)
+    protocol_section(r, study_dir, study_dir / "fits")
     _fits_section(r, spec)
     _return_section(r, study_dir)
     _quality_section(r, study_dir)

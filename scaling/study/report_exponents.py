@@ -1,0 +1,160 @@
+"""Sentences on the allocation exponent ``a`` (N_opt ∝ C^a) for the study report.
+
+Two comparisons the paper draws: whether a task's frontier and parametric fits agree on ``a``
+(each value inside the other's bootstrap interval), and how far BC-CNN's ``a`` lies from
+BC-Token's (the paper found 0.66 against 0.32). The interval of that difference comes from the
+bootstrap refits ``fit.json`` keeps (``<fit>.bootstrap.samples.a``): the two tasks were
+bootstrapped independently, so every refit of one task is paired with every refit of the other
+and the percentile interval of those differences is taken.
+
+Example:
+    sentence = difference_sentence({"bc-token": fit_token, "bc-cnn": fit_cnn})
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scaling.study.report_page import TASK_TITLES, fmt, skipped_reason
+
+PAPER_A = {"bc-token": 0.32, "bc-cnn": 0.66}
+"""The paper's frontier ``a`` of the two BC tasks."""
+
+MAX_PAIRS = 4_000_000  # above this many refit pairs, a seeded random subset of pairs is used
+
+
+def _title(task: str) -> str:
+    return TASK_TITLES.get(task, task)
+
+
+def _level(fit: dict) -> float:
+    return float((fit.get("bootstrap") or {}).get("level")
+                 or (fit.get("options") or {}).get("level") or 0.95)
+
+
+def _interval(entry: dict, key: str = "a") -> list[float] | None:
+    ci = (entry.get("ci") or {}).get(key)
+    return ci if ci and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci) else None
+
+
+def _no_interval(entry: dict) -> str:
+    if entry.get("ci_error"):
+        return f"no interval ({entry['ci_error']})"
+    return "no interval (fitted without bootstrap)"
+
+
+def agreement_sentence(fit: dict | None) -> str:
+    """Whether the frontier ``a`` and the parametric ``a`` each lie in the other's interval."""
+    if not fit:
+        return "no fit, so the frontier and parametric a cannot be compared."
+    fr, pa = fit.get("frontier"), fit.get("parametric")
+    missing = [f"the {name} fit was skipped ({skipped_reason(e)})"
+               for name, e in (("frontier", fr), ("parametric", pa)) if skipped_reason(e)]
+    if missing:
+        return "; ".join(missing) + ", so the frontier and parametric a cannot be compared."
+    level = f"{_level(fit):.0%}"
+    fr_ci, pa_ci = _interval(fr), _interval(pa)
+    text = (f"frontier a = {fmt(fr['a'])}" + (f" [{fmt(fr_ci[0])}, {fmt(fr_ci[1])}]" if fr_ci
+                                              else "")
+            + f", parametric a = {fmt(pa['a'])}"
+            + (f" [{fmt(pa_ci[0])}, {fmt(pa_ci[1])}]" if pa_ci else "") + ": ")
+    inside = []
+    for this, value, other, ci, entry in (("parametric", pa["a"], "frontier", fr_ci, fr),
+                                          ("frontier", fr["a"], "parametric", pa_ci, pa)):
+        if ci is None:
+            inside.append(None)
+            text += f"the {other} fit has {_no_interval(entry)}; "
+            continue
+        inside.append(ci[0] <= value <= ci[1])
+        text += (f"the {this} a lies {'inside' if inside[-1] else 'outside'} the {other} fit's "
+                 f"{level} interval; ")
+    if inside == [True, True]:
+        text += "the two methods agree."
+    elif inside == [False, False]:
+        text += "the two methods disagree beyond both intervals."
+    elif None in inside:
+        text += "agreement is judged only where an interval exists."
+    else:
+        text += "the methods agree only in one direction (one interval is much wider)."
+    return text
+
+
+def a_samples(entry: dict | None) -> np.ndarray:
+    """The finite bootstrap refits of ``a`` stored in a fit entry (empty when none are)."""
+    values = (((entry or {}).get("bootstrap") or {}).get("samples") or {}).get("a") or []
+    out = np.array([v for v in values if v is not None], dtype=np.float64)
+    return out[np.isfinite(out)]
+
+
+def difference_interval(x, y, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of ``X - Y`` for two independent bootstraps' refits ``x`` and ``y``.
+
+    Every refit of ``x`` is paired with every refit of ``y`` (the distribution of the difference
+    of independent draws); above :data:`MAX_PAIRS` pairs a seeded random subset is drawn.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.size < 2 or y.size < 2:
+        raise ValueError(f"a difference interval needs at least 2 refits of each side, got "
+                         f"{x.size} and {y.size}")
+    if x.size * y.size <= MAX_PAIRS:
+        diff = np.subtract.outer(x, y).ravel()
+    else:
+        rng = np.random.default_rng(seed)
+        diff = x[rng.integers(0, x.size, MAX_PAIRS)] - y[rng.integers(0, y.size, MAX_PAIRS)]
+    lo, hi = 50 * (1 - level), 50 * (1 + level)
+    return float(np.percentile(diff, lo)), float(np.percentile(diff, hi))
+
+
+def _has_a(fit: dict | None, method: str) -> bool:
+    entry = (fit or {}).get(method)
+    return bool(entry) and skipped_reason(entry) is None and "a" in entry
+
+
+def _why_no_a(task: str, fit: dict | None) -> str:
+    if not fit:
+        return f"{_title(task)} has no fit"
+    reasons = [f"{m}: {skipped_reason(fit.get(m)) or 'no a'}" for m in ("frontier", "parametric")]
+    return f"{_title(task)} has no fitted a ({'; '.join(reasons)})"
+
+
+def difference_sentence(fits: dict[str, dict | None]) -> str | None:
+    """BC-CNN a − BC-Token a with a 95% interval; None when the study has neither BC task."""
+    tok, cnn = "bc-token", "bc-cnn"
+    if tok not in fits and cnn not in fits:
+        return None
+    head = (f"{_title(cnn)} a − {_title(tok)} a (the paper found {PAPER_A[cnn]:.2f} against "
+            f"{PAPER_A[tok]:.2f}, a difference of {PAPER_A[cnn] - PAPER_A[tok]:.2f})")
+    absent = [t for t in (tok, cnn) if t not in fits]
+    if absent:
+        return f"{head}: not available, the study has no {_title(absent[0])} task."
+    method = next((m for m in ("frontier", "parametric")
+                   if _has_a(fits[tok], m) and _has_a(fits[cnn], m)), None)
+    if method is None:
+        why = [_why_no_a(t, fits[t]) for t in (tok, cnn)
+               if not (_has_a(fits[t], "frontier") or _has_a(fits[t], "parametric"))]
+        why = why or ["the two tasks have no fit in common (one has only a frontier a, the "
+                      "other only a parametric a)"]
+        return f"{head}: not available, {'; '.join(why)}."
+    used = (f"the {method} a of both tasks" if method == "frontier" else
+            "the parametric a of both tasks (the frontier fit is missing for "
+            + " and ".join(_title(t) for t in (tok, cnn) if not _has_a(fits[t], "frontier"))
+            + ")")
+    d = float(fits[cnn][method]["a"]) - float(fits[tok][method]["a"])
+    xs, ys = a_samples(fits[cnn][method]), a_samples(fits[tok][method])
+    if xs.size < 2 or ys.size < 2:
+        short = [_title(t) for t, s in ((cnn, xs), (tok, ys)) if s.size < 2]
+        return (f"{head} = {fmt(d)} from {used}; no interval: the fit.json of "
+                f"{' and '.join(short)} holds no bootstrap refits of a (refit with bootstrap to "
+                "get one).")
+    lo, hi = difference_interval(xs, ys)
+    where = ("excludes 0, so the tasks' exponents differ" if lo > 0 or hi < 0 else
+             "includes 0, so the data do not tell the exponents apart")
+    paper = PAPER_A[cnn] - PAPER_A[tok]
+    return (f"{head} = {fmt(d)} [{fmt(lo)}, {fmt(hi)}] from {used}: 95% percentile interval of "
+            f"the differences of the two tasks' independent bootstrap refits ({xs.size} and "
+            f"{ys.size}). The interval {where}, and it "
+            f"{'includes' if lo <= paper <= hi else 'excludes'} the paper's {paper:.2f}.")
+
+
+__all__ = ["MAX_PAIRS", "PAPER_A", "a_samples", "agreement_sentence", "difference_interval",
+           "difference_sentence"]

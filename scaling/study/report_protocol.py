@@ -1,0 +1,262 @@
+"""The report's "Budget protocol" section: what the frontier-seeking protocol did.
+
+Read from ``<study>/protocol.json`` (written by :func:`scaling.study.budget_rounds.run_protocol`)
+and each run's ``metrics.jsonl``: the study's budget and what was spent, per task every run's
+final budget, passes over its data, training seconds and the protocol's last decision about it,
+the pairs of neighbouring sizes (crossing or not), the sizes on the efficient frontier, C = 6ND
+beside measured seconds, and the protocol's notes. ``protocol.json`` is copied into the report
+directory, so the report carries the protocol's log.
+
+Example:
+    r = Report(study_dir / "report", "Scaling study")
+    protocol_section(r, study_dir)  # adds nothing when the study has no protocol.json
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from offline_data.atomic import write_text_atomic
+from scaling.study.budget_rounds import PROTOCOL_FILE, training_seconds
+from scaling.study.report_page import TASK_TITLES, Report, fmt, read_json, skipped_reason
+from worldmodels.run_metrics import read_metrics
+
+
+def _title(task: str) -> str:
+    return TASK_TITLES.get(task, task)
+
+
+def run_facts(study_dir: Path, name: str, task: str) -> dict[str, Any]:
+    """Size, seed, N, passes over the data and training seconds of one run of the study.
+
+    Size and seed come from the run's ``run_spec.json`` (or its name, ``<task>-<size>-seed<k>``),
+    N, passes (``epoch``) and seconds (tokens / tokens_per_s, as the protocol measures them) from
+    its ``metrics.jsonl``; None where the run has not recorded them.
+    """
+    run_dir = Path(study_dir) / name
+    spec = read_json(run_dir / "run_spec.json") or {}
+    size, seed = spec.get("size"), spec.get("seed")
+    if size is None:
+        stem, _, k = name.rpartition("-seed")
+        size = stem.removeprefix(f"{task}-") if stem else name
+        seed = int(k) if k.isdigit() else None
+    recs = read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
+    recs = [r for r in recs if "tokens" in r]
+    last = recs[-1] if recs else {}
+    return {"size": size, "seed": seed, "params": last.get("params", spec.get("params")),
+            "passes": last.get("epoch"),
+            "seconds": training_seconds(recs) if any("tokens_per_s" in r for r in recs) else None}
+
+
+def _extensions(state: dict, task: str, name: str) -> int:
+    return sum(bool(((rnd.get(task) or {}).get("decisions") or {}).get(name, {}).get("extend"))
+               for rnd in state.get("rounds", []))
+
+
+def run_rows(state: dict, study_dir: Path, task: str) -> tuple[list[list[str]], dict[str, Any]]:
+    """The task's table of runs, and its totals (``flops``, ``seconds``, ``params`` per size).
+
+    One row per run (smallest N first): size, seed, N, its final budget D and C = 6ND, passes over
+    its training data, training seconds, rounds that extended it and the protocol's last decision
+    (reason and the sentence that explains it).
+    """
+    plan = state["final"][task]
+    budgets = state.get("budgets", {})
+    rows = [["Run", "size", "seed", "N", "D (inputs)", "C = 6ND (FLOPs)", "passes",
+             "training s", "extensions", "decision", "why"]]
+    facts = {name: run_facts(study_dir, name, task) for name in plan["decisions"]}
+    totals: dict[str, Any] = {"flops": 0.0, "seconds": 0.0, "params": {}, "runs": 0,
+                              "missing_seconds": 0}
+    order = sorted(plan["decisions"], key=lambda n: (facts[n]["params"] or 0,
+                                                    facts[n]["seed"] or 0, n))
+    for name in order:
+        d, f = plan["decisions"][name], facts[name]
+        tokens = budgets.get(name, d["tokens"])
+        flops = 6.0 * f["params"] * tokens if f["params"] else None
+        totals["runs"] += 1
+        totals["flops"] += flops or 0.0
+        if f["seconds"] is None:
+            totals["missing_seconds"] += 1
+        else:
+            totals["seconds"] += f["seconds"]
+        if f["params"]:
+            totals["params"][f["size"]] = float(f["params"])
+        rows.append([name, str(f["size"]), fmt(f["seed"]), fmt(f["params"]), fmt(tokens),
+                     fmt(flops), fmt(f["passes"]), fmt(f["seconds"]),
+                     str(_extensions(state, task, name)), d["reason"], d["detail"]])
+    return rows, totals
+
+
+def pair_rows(plan: dict) -> list[list[str]]:
+    """Neighbouring sizes: status, crossing compute and loss, noise margin, compute asked for."""
+    rows = [["Pair (smaller, larger)", "status", "crossing C (FLOPs)", "crossing loss",
+             "noise margin", "C asked for"]]
+    for p in plan.get("pairs", []):
+        rows.append([f"{p['small']}, {p['large']}", p["status"], fmt(p.get("crossing_flops")),
+                     fmt(p.get("crossing_loss")), fmt(p.get("margin")),
+                     fmt(p.get("target_flops"))])
+    return rows
+
+
+def frontier_from_crossings(plan: dict) -> list[tuple[str, float | None, float | None]]:
+    """Sizes on the efficient frontier as the crossings of neighbouring sizes show it.
+
+    A size is on it from the compute where it crossed below its smaller neighbour (the smallest
+    size: from the start) to where its larger neighbour crossed below it, when every smaller pair
+    has crossed and that range is not empty. Returns ``(size, from C, to C)``, None for open ends.
+    """
+    pairs = plan.get("pairs", [])
+    if not pairs:
+        return []
+    sizes = [pairs[0]["small"]] + [p["large"] for p in pairs]
+    cross = [p["crossing_flops"] if p["status"] == "crossing" else None for p in pairs]
+    out = []
+    for k, size in enumerate(sizes):
+        if any(c is None for c in cross[:k]):
+            break  # a smaller pair never crossed: this size was never seen below it
+        enter = cross[k - 1] if k else None
+        leave = cross[k] if k < len(cross) else None
+        if enter is not None and leave is not None and leave <= enter:
+            continue
+        out.append((size, enter, leave))
+    return out
+
+
+def _size_names(ns: list[float], params: dict[str, float]) -> list[str]:
+    names = []
+    for n in ns:
+        match = [s for s, p in params.items() if abs(p - n) <= 1e-6 * max(p, n)]
+        names.append(match[0] if match else f"N={fmt(n)}")
+    return names
+
+
+def frontier_sentence(task: str, plan: dict, fit: dict | None, params: dict[str, float]) -> str:
+    """Which sizes are on the efficient frontier: from the frontier fit and from the crossings."""
+    parts = []
+    fr = (fit or {}).get("frontier")
+    if fr and skipped_reason(fr) is None and fr.get("optimal_N"):
+        parts.append("the frontier fit finds " + ", ".join(_size_names(fr["optimal_N"], params))
+                     + " optimal where a smaller and a larger size bracket the optimum (so "
+                     "never the smallest or the largest size)")
+    elif fr and skipped_reason(fr) is not None:
+        parts.append(f"the frontier fit was skipped ({skipped_reason(fr)})")
+    elif fr:
+        parts.append("the frontier fit does not list its optimal sizes (fit.json from an "
+                     "older fit)")
+    seen = frontier_from_crossings(plan)
+    if seen:
+        spans = [f"{s} ({'start' if a is None else 'C ' + fmt(a)} to "
+                 f"{'end' if b is None else 'C ' + fmt(b)})" for s, a, b in seen]
+        parts.append("the protocol's crossings of neighbouring sizes (as far as the curves "
+                     "reach) put " + ", ".join(spans) + " on it")
+    else:
+        parts.append("the protocol saw no sizes to compare")
+    return f"{_title(task)} efficient frontier: " + "; ".join(parts) + "."
+
+
+def compute_rows(totals: dict[str, dict]) -> tuple[list[list[str]], str]:
+    """C = 6ND beside measured training seconds per task, and a sentence on their ratio."""
+    all_c = sum(t["flops"] for t in totals.values())
+    all_s = sum(t["seconds"] for t in totals.values())
+    rows = [["Task", "runs", "C = 6ND (FLOPs)", "training s", "C per second", "share of C",
+             "share of seconds"]]
+    rate = {}
+    for task, t in totals.items():
+        known = t["missing_seconds"] == 0 and t["seconds"] > 0
+        if known:
+            rate[task] = t["flops"] / t["seconds"]
+        rows.append([_title(task), str(t["runs"]), fmt(t["flops"]),
+                     fmt(t["seconds"]) if known else "n/a", fmt(rate.get(task)),
+                     f"{t['flops'] / all_c:.0%}" if all_c else "n/a",
+                     f"{t['seconds'] / all_s:.0%}" if known and all_s else "n/a"])
+    text = ("C = 6ND counts six FLOPs per parameter and input; it leaves out what a parameter "
+            "costs beyond that, such as a convolution's weights applied at every position of a "
+            "frame (BC-CNN), so equal C is not equal cost.")
+    if len(rate) >= 2:
+        hi, lo = max(rate, key=rate.get), min(rate, key=rate.get)
+        text += (f" Per second of training, {_title(hi)} reaches {fmt(rate[hi])} FLOPs of C and "
+                 f"{_title(lo)} {fmt(rate[lo])} (a ratio of {rate[hi] / rate[lo]:.3g}): the same "
+                 f"C costs {_title(lo)} that many times the seconds, so compare the tasks' "
+                 "budgets in seconds as well.")
+    elif len(rate) == 1:
+        (task, v), = rate.items()
+        text += f" {_title(task)} reaches {fmt(v)} FLOPs of C per second of training."
+    missing = [_title(k) for k, t in totals.items() if t["missing_seconds"]]
+    if missing:
+        text += (f" Training seconds are unknown for some runs of {', '.join(missing)} (no "
+                 "tokens_per_s in their metrics).")
+    return rows, text
+
+
+def protocol_notes(state: dict) -> list[str]:
+    """The protocol's notes, budget refusals and data limits of every round, verbatim, once each."""
+    out: list[str] = []
+    for k, rnd in enumerate(state.get("rounds", []), 1):
+        for task, plan in rnd.items():
+            lines = list(plan.get("notes", []))
+            lines += [f"{name}: {d['reason']}: {d['detail']}"
+                      for name, d in plan.get("decisions", {}).items()
+                      if d["reason"] in ("budget", "data limit")]
+            if plan.get("data_request"):
+                lines.append(f"the runs need {plan['data_request']:,} training frames to stay "
+                             "within the data-pass limit")
+            for line in lines:
+                text = f"{_title(task)}: {line}"
+                if not any(o.endswith(text) for o in out):
+                    out.append(f"round {k}, {text}")
+    return out
+
+
+def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -> bool:
+    """Add the "Budget protocol" section when ``<study_dir>/protocol.json`` exists.
+
+    Copies ``protocol.json`` into the report directory. Returns True when the section was added.
+    """
+    study_dir = Path(study_dir)
+    src = study_dir / PROTOCOL_FILE
+    state = read_json(src)
+    if not state:
+        return False
+    write_text_atomic(r.out_dir / PROTOCOL_FILE, src.read_text())
+    if not state.get("final"):
+        r.add("h2", "Budget protocol")
+        r.add("p", f"The protocol has started but no round has finished; its budgets so far are "
+              f"in `{PROTOCOL_FILE}` beside this page.")
+        return True
+    fits_dir = Path(fits_dir) if fits_dir is not None else study_dir / "fits"
+    final = state["final"]
+    unit, budget = state.get("unit", "flops"), state.get("budget")
+    spent = sum(p.get("spent", 0.0) for p in final.values())
+    planned = sum(p.get("planned", 0.0) for p in final.values())
+    done = all(p.get("done") for p in final.values())
+    r.add("h2", "Budget protocol")
+    text = (f"The runs were trained under the frontier-seeking protocol: rounds of training, "
+            f"after each of which runs were extended until neighbouring sizes crossed (a larger "
+            f"size's smoothed curve below the smaller's by more than the pair's noise margin), "
+            f"plateaued, or the budget or data ran out. Study budget {fmt(budget)} {unit}; spent "
+            f"{fmt(spent)} {unit}"
+            + (f" ({spent / budget:.0%})" if budget and math.isfinite(spent) else "")
+            + f" in {len(state.get('rounds', []))} round(s). ")
+    text += ("The protocol finished: no run asks for more compute." if done else
+             f"The protocol has not finished: the last round planned {fmt(planned)} {unit} more.")
+    text += f" Its log is `{PROTOCOL_FILE}` beside this page."
+    r.add("p", text)
+    totals = {}
+    for task, plan in final.items():
+        r.add("h3", _title(task))
+        rows, totals[task] = run_rows(state, study_dir, task)
+        r.add("table", "Runs: final budgets and the protocol's last decision", rows)
+        if plan.get("pairs"):
+            r.add("table", "Neighbouring sizes", pair_rows(plan))
+        fit = read_json(fits_dir / task / "fit.json")
+        r.add("p", frontier_sentence(task, plan, fit, totals[task]["params"]))
+    rows, text = compute_rows(totals)
+    r.add("table", "Compute and wall time per task", rows)
+    r.add("p", text)
+    notes = protocol_notes(state)
+    if notes:
+        r.add("p", "Notes of the protocol (data limits, budget refusals):")
+        r.add("list", rows=[[n] for n in notes])
+    return True
