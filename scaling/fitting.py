@@ -72,7 +72,7 @@ def methods(choice: str) -> tuple[str, ...]:
 
 def fit_curves(curves: Curves, options: FitOptions | None = None, *,
                progress: Progress | None = None, loss_key: str = "train/loss",
-               inputs: Sequence[str] = ()) -> FitResult:
+               inputs: Sequence[str] = (), law_curves: Curves | None = None) -> FitResult:
     """Fit the scaling laws ``options`` asks for to ``curves``.
 
     Args:
@@ -83,11 +83,13 @@ def fit_curves(curves: Curves, options: FitOptions | None = None, *,
             for each bootstrap (e.g. a tqdm bar).
         loss_key: the metrics key of the losses, recorded in ``fit.json``.
         inputs: names of the inputs, recorded in ``fit.json``.
+        law_curves: other points for the parametric and IsoFLOP fits (see
+            :func:`scaling.laws.analysis.analyze`).
 
     Raises:
         scaling.laws.data.FitError: no law can be fitted to these curves.
     """
-    analysis = analyze(curves, options or FitOptions(), progress=progress)
+    analysis = analyze(curves, options or FitOptions(), progress=progress, law_curves=law_curves)
     return FitResult(analysis=analysis, loss_key=loss_key, inputs=list(inputs))
 
 
@@ -119,12 +121,17 @@ def write_fit(result: FitResult, out: str | os.PathLike, *, overwrite: bool = Fa
 
 
 def curve_points(run_dirs: Sequence[str | os.PathLike], loss_key: str,
-                 skip_fraction: float) -> list[dict[str, Any]]:
+                 skip_fraction: float,
+                 reference: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """(N, D, L, run) points of each run's curve, without its first ``skip_fraction`` of D.
 
     The first steps (warmup and the initial plateau of tiny models) do not follow a power law
     in D; like Hoffmann et al., the fits use each curve after its start. A run that never logged
     ``loss_key`` is read at ``train/loss`` (older runs).
+
+    ``reference`` (run directory name -> D) measures the skipped start against that D instead of
+    the run's final D: a run extended by the budget protocol keeps the start its first budget
+    gave it, so extending a run never removes points from the low-compute end of its curve.
     """
     rows = []
     for d in run_dirs:
@@ -133,7 +140,7 @@ def curve_points(run_dirs: Sequence[str | os.PathLike], loss_key: str,
         recs = [r for r in recs if key in r and math.isfinite(float(r[key]))]
         if not recs:
             continue
-        final = max(float(r["tokens"]) for r in recs)
+        final = (reference or {}).get(Path(d).name) or max(float(r["tokens"]) for r in recs)
         rows += [{"N": r["params"], "D": r["tokens"], "L": r[key], "run": Path(d).name}
                  for r in recs if float(r["tokens"]) >= skip_fraction * final]
     return rows

@@ -2,7 +2,7 @@
 
 Sizes are GPT shapes keyed by name: the paper's Table 2 ("2M" ... "894M"), shapes of our own for
 its RT-1 models ("rt1-0.08M" ... "rt1-0.99M"; Table 7 gives only their N), and a ladder of small
-models for CPU studies ("s10k" ... "s2M"). Task presets hold the sequence length, tokens per update
+models for CPU studies ("s3k" ... "s2M"). Task presets hold the sequence length, tokens per update
 and learning rate per size of each of the paper's experiments, plus ``ladder`` for the small sizes.
 
 N depends on the vocabulary and context (the embeddings are counted), so a size's N is computed
@@ -48,8 +48,8 @@ def _sizes() -> dict[str, SizePreset]:
            "rt1-0.28M": (2, 4, 40, 0.28e6), "rt1-0.54M": (3, 4, 64, 0.54e6),
            "rt1-0.99M": (4, 4, 96, 0.99e6)}
     # CPU ladder: N near the name at d_z=16, V_o=256, one 4-way action, 10 steps of context.
-    ladder = {"s10k": (1, 2, 16), "s30k": (2, 2, 28), "s100k": (3, 4, 48), "s300k": (4, 4, 72),
-              "s1M": (6, 6, 120), "s2M": (8, 8, 144)}
+    ladder = {"s3k": (1, 1, 8), "s10k": (1, 2, 16), "s30k": (2, 2, 28), "s100k": (3, 4, 48),
+              "s300k": (4, 4, 72), "s1M": (6, 6, 120), "s2M": (8, 8, 144)}
     out = {}
     for name, (layer, head, embd, n) in table2.items():
         out[name] = SizePreset(name, layer, head, embd, n, "paper Table 2")
@@ -63,7 +63,7 @@ def _sizes() -> dict[str, SizePreset]:
 SIZE_PRESETS: dict[str, SizePreset] = _sizes()
 """Every size by name (treat as read-only)."""
 
-LADDER = ("s10k", "s30k", "s100k", "s300k", "s1M", "s2M")
+LADDER = ("s3k", "s10k", "s30k", "s100k", "s300k", "s1M", "s2M")
 """The small CPU ladder, smallest first."""
 
 
@@ -115,7 +115,7 @@ class TaskPreset:
         return self.per_size_tokens_per_update.get(size, self.tokens_per_update)
 
 
-_LADDER_LR = {"s10k": 5e-3, "s30k": 5e-3, "s100k": 4e-3, "s300k": 3e-3, "s1M": 2e-3,
+_LADDER_LR = {"s3k": 5e-3, "s10k": 5e-3, "s30k": 5e-3, "s100k": 4e-3, "s300k": 3e-3, "s1M": 2e-3,
               "s2M": 1.5e-3}
 # BC-CNN's small CNNs (4-9 channels in the first stage) stall at the action marginal at the
 # ladder's rates: on the default Breakout data s30k stayed at the marginal to the end in two of

@@ -97,6 +97,8 @@ class Analysis:
     skipped: dict[str, str] = field(default_factory=dict)
     ci_errors: dict[str, str] = field(default_factory=dict)
     extrapolation: dict | None = None
+    law_curves: Curves | None = None
+    """points of the parametric and IsoFLOP fits when they differ from ``curves`` (see analyze)"""
 
     def ci(self, name: str) -> dict[str, list[float]]:
         """Intervals of method ``name`` (empty without bootstrap)."""
@@ -123,6 +125,8 @@ class Analysis:
                                           "num_curves": c.num_curves, "curves": curves},
                "options": {**asdict(self.options), "methods": list(self.options.methods)},
                "bootstrap": self.bootstrap_summary()}
+        if self.law_curves is not None:
+            out["data"]["law_points"] = self.law_curves.num_points
         fits = {"frontier": self.frontier, "parametric": self.parametric,
                 "loss_prediction": self.loss_prediction, "isoflop": self.isoflop}
         for name, fit in fits.items():
@@ -173,6 +177,7 @@ def _parametric(curves: Curves, opts: FitOptions, init=None) -> ParametricFit:
 
 
 def _fit_all(curves: Curves, opts: FitOptions, res: Analysis) -> None:
+    law = res.law_curves if res.law_curves is not None else curves
     env = envelope(curves, num_grid=opts.num_grid, smooth=opts.smooth)
     if "frontier" in opts.methods:
         try:
@@ -185,19 +190,19 @@ def _fit_all(curves: Curves, opts: FitOptions, res: Analysis) -> None:
         res.skipped["loss_prediction"] = str(e)
     if "parametric" in opts.methods:
         try:
-            res.parametric = _parametric(curves, opts)
+            res.parametric = _parametric(law, opts)
         except FitError as e:
             res.skipped["parametric"] = str(e)
     if "isoflop" in opts.methods:
         try:
-            res.isoflop = fit_isoflop(curves, smooth=opts.smooth)
+            res.isoflop = fit_isoflop(law, smooth=opts.smooth)
         except FitError as e:
             res.skipped["isoflop"] = str(e)
 
 
 def analyze(curves: Curves, options: FitOptions | None = None,
-            progress: Callable[[str, int], Callable[[int], None] | None] | None = None
-            ) -> Analysis:
+            progress: Callable[[str, int], Callable[[int], None] | None] | None = None,
+            law_curves: Curves | None = None) -> Analysis:
     """Run the requested fits, their bootstrap intervals and the extrapolation check.
 
     A method the data cannot support is recorded in ``Analysis.skipped`` with the reason and
@@ -207,16 +212,19 @@ def analyze(curves: Curves, options: FitOptions | None = None,
         curves: the points.
         options: what to fit; default :class:`FitOptions`.
         progress: ``progress(description, total)`` returns a per-refit callback (or None).
+        law_curves: other points for the parametric and IsoFLOP fits (default ``curves``): the
+            envelope (frontier, loss prediction) wants each curve's whole trained range, a law
+            ``L(N, D)`` only the part past the start of training.
 
     Raises:
         FitError: when every requested fit was skipped (the message gives each reason).
     """
     with single_threaded_blas():
-        return _analyze(curves, options or FitOptions(), progress)
+        return _analyze(curves, options or FitOptions(), progress, law_curves)
 
 
-def _analyze(curves, opts, progress) -> Analysis:
-    res = Analysis(curves=curves, options=opts)
+def _analyze(curves, opts, progress, law_curves=None) -> Analysis:
+    res = Analysis(curves=curves, options=opts, law_curves=law_curves)
     _fit_all(curves, opts, res)
     if all(getattr(res, m) is None for m in opts.methods):
         reasons = "; ".join(f"{m}: {res.skipped[m]}" for m in opts.methods)
@@ -232,6 +240,7 @@ def _analyze(curves, opts, progress) -> Analysis:
 
 
 def _bootstrap_all(curves, opts, res, progress) -> None:
+    law = res.law_curves if res.law_curves is not None else curves
     kw = {"num": opts.num_bootstrap, "seed": opts.seed, "level": opts.level,
           "scheme": opts.bootstrap_scheme}
 
@@ -250,18 +259,18 @@ def _bootstrap_all(curves, opts, res, progress) -> None:
             c, num_grid=opts.num_grid, smooth=opts.smooth, init=init).coefficients(),
             progress=cb("loss_prediction"), **kw)
     if res.parametric is not None and opts.parametric_loss == "huber":
-        runs["parametric"] = lambda: bootstrap_huber(curves, res.parametric,
+        runs["parametric"] = lambda: bootstrap_huber(law, res.parametric,
                                                      num_starts=opts.num_starts,
                                                      progress=cb("parametric"), **kw)
     elif res.parametric is not None:
         # Warm starts: the full-data optimum and the other distinct optima its starts reached.
         theta = np.vstack([lsq_theta(res.parametric), *res.parametric.optima[1:3]])
         runs["parametric"] = lambda: bootstrap(
-            curves, lambda c: _parametric(c, opts, init=theta).coefficients(),
+            law, lambda c: _parametric(c, opts, init=theta).coefficients(),
             progress=cb("parametric"), **kw)
     if res.isoflop is not None:
         runs["isoflop"] = lambda: bootstrap(
-            curves, lambda c: fit_isoflop(c, smooth=opts.smooth).coefficients(),
+            law, lambda c: fit_isoflop(c, smooth=opts.smooth).coefficients(),
             progress=cb("isoflop"), **kw)
     for name, run in runs.items():
         try:

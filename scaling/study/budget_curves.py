@@ -38,6 +38,8 @@ class Size:
     def __init__(self, runs: list, late_fraction: float):
         self.runs = runs
         self.name, self.params = runs[0].size, runs[0].params
+        # optimizer steps trained so far (the fewest of the seeds)
+        self.steps = min(r.tokens / r.inputs_per_update for r in runs)
         per_run = []
         for r in runs:
             c, y = np.asarray(r.flops, float), np.asarray(r.loss, float)
@@ -63,9 +65,14 @@ class Size:
         """Seed-mean smoothed loss at log compute ``logc``."""
         return np.mean([np.interp(logc, p[0], p[1]) for p in self._per_run], axis=0)
 
-    def plateaued(self, margin: float) -> bool:
-        """The smoothed loss fell by less than ``margin`` over the last doubling of compute."""
-        if self.hi - self.lo < math.log(2.0):
+    def plateaued(self, margin: float, min_steps: float = 0.0) -> bool:
+        """The smoothed loss fell by less than ``margin`` over the last doubling of compute.
+
+        A curve younger than ``min_steps`` optimizer steps never counts as plateaued: early in
+        training a model can sit on a flat stretch (a behaviour-cloning model at the action
+        marginal) long before it stops improving.
+        """
+        if self.hi - self.lo < math.log(2.0) or self.steps < min_steps:
             return False
         before, end = self.at(np.array([self.hi - math.log(2.0), self.hi]))
         return float(before - end) < margin

@@ -7,15 +7,17 @@ runs, repeat. :func:`plan_round` makes one round's decisions from the curves so 
 
 - For every pair of neighbouring sizes (sorted by N) it compares the smoothed curves where both
   have compute. The pair is *crossed* when the larger model's curve goes below the smaller's and,
-  beyond that crossing, is lower by more than ``noise_sigmas`` (default 2) times the pair's noise.
+  where their common compute ends, is lower by more than ``noise_sigmas`` (default 2) times the
+  pair's noise (a gap that opens early and closes again is not a crossing).
 - A pair not yet crossed asks for more compute: while the smaller model's curve ends before the
   larger's, the smaller is extended to the larger's final compute; once it covers it, both are
   extended to a target compute: the crossing extrapolated from the trend of the gap between the
   curves, kept within ``growth`` and ``max_growth`` times the pair's largest compute (the larger
   model is extended only where it has not reached that target).
 - A pair stops when it has crossed, when the smaller model has *plateaued* (its smoothed loss fell
-  by less than the noise margin over the last doubling of its compute; the larger is then extended
-  only until its curve covers the smaller's), when the study's budget is spent, or when a run
+  by less than the noise margin over the last doubling of its compute, after at least
+  ``min_plateau_steps`` optimizer steps; the larger is then extended only until its curve covers
+  the smaller's), when the study's budget is spent, or when a run
   would pass ``max_passes`` (4) over its training data.
 
 Noise: a curve's noise is the scatter of its points around a smooth version of itself (each point
@@ -95,6 +97,7 @@ class ProtocolConfig:
     collect: bool = False  # the study collects its own data (ask for more instead of stopping)
     val_points_per_decade: int = 5  # the trainer's validation grid, where budgets are placed
     late_fraction: float = 0.5  # part of a curve (in log compute, from its end) the noise uses
+    min_plateau_steps: int = 1000  # optimizer steps before a flat curve may count as a plateau
 
     def __post_init__(self) -> None:
         if self.unit not in ("flops", "seconds"):
@@ -172,9 +175,10 @@ def compare_pair(small: Size, large: Size, cfg: ProtocolConfig) -> PairResult:
     if hi > lo:
         grid = np.linspace(lo, hi, 64)
         gap = small.at(grid) - large.at(grid)  # > 0 where the larger model is lower
-        above = np.flatnonzero(gap > max(margin, 1e-12))
-        if above.size:
-            j = above[-1]
+        # crossed: the larger model is lower by more than the margin where the overlap ends (a
+        # gap that opened early and closed again was noise or an early transient, not a crossing)
+        if gap[-1] > max(margin, 1e-12):
+            j = gap.size - 1
             below = np.flatnonzero(gap[: j + 1] <= 0)
             if below.size:
                 i = below[-1]
@@ -191,7 +195,8 @@ def compare_pair(small: Size, large: Size, cfg: ProtocolConfig) -> PairResult:
                  if tail.sum() >= 2 and grid[-1] > grid[0] else 0.0)
     else:
         result.status, gap, slope = "no overlap", np.array([-math.inf]), 0.0
-    if small.plateaued(cfg.noise_sigmas * small.sigma * math.sqrt(2.0 / SMOOTH_POINTS)):
+    if small.plateaued(cfg.noise_sigmas * small.sigma * math.sqrt(2.0 / SMOOTH_POINTS),
+                       cfg.min_plateau_steps):
         result.status = "plateau"
         if large.hi < small.hi - 1e-9:  # the larger model's curve must cover the smaller's
             result.target_flops = float(math.exp(small.hi))

@@ -21,40 +21,52 @@ from scaling.tasks import TASKS
 
 # Small-ladder training settings for 2 CPU cores: short warmup, a few checkpoints kept.
 _CPU_TRAIN = {"warmup_steps": 10}
+_LADDER5 = ["s3k", "s10k", "s30k", "s100k", "s300k"]
 
 
 def default_study() -> StudySpec:
-    """The embedded default: Breakout at 64x64, three tasks x 4 sizes, about 30 min on 2 cores."""
+    """The embedded default: Breakout at 64x64, three ladders under the frontier protocol."""
     return StudySpec(
         name="breakout-default",
         description=("Embedded default study: a scripted Breakout player of varying skill (0.7 "
                      "to 1.0) stands in for human gameplay (64x64 frames, 16 tokens per frame); "
-                     "WM-Token, BC-Token and BC-CNN ladders trained on 2 CPU cores."),
-        dataset=DatasetSpec(id="embscale/breakout/scripted-v2", collect=True, episodes=400,
-                            max_total_steps=40_000, max_episode_steps=2000),
+                     "WM-Token, BC-Token and BC-CNN ladders trained on 2 CPU cores under the "
+                     "frontier-seeking budget protocol."),
+        # 300k frames: 4 passes over the ~250k training frames x 17 tokens are 1.7e7 tokens, the
+        # most the protocol may give a run. WM-Token s30k crosses below s10k near 2.4e11 FLOPs
+        # and s100k below s30k near 2e12 (1e7 tokens of s30k); with 240k frames the data limit
+        # stopped s30k at 1.6e12, before that crossing.
+        dataset=DatasetSpec(id="embscale/breakout/scripted-v3", collect=True, episodes=3200,
+                            max_total_steps=300_000, max_episode_steps=2000),
         # Foreground weight 20: the paddle and the brick holes survive tokenization (held-out
         # PSNR 30.4 instead of 28.4 dB at these settings). On the dataset's Breakout-v1 frames
         # the ball shows in 99% of held-out frames that have it (docs/tokenizer.md).
         tokenizer=TokenizerSpec(tokens_per_frame=16, codebook_size=256, steps=1000,
                                 batch_size=32, overrides={"foreground_weight": 20.0}),
-        # Budgets from measured single-thread throughput on these cores (tokens per CPU second:
-        # s10k-s30k ~50k, s100k ~26k, s300k ~13k; BC-CNN frames: ~800, 540, 350): the token
-        # ladders cost ~310 core-s each and the BC-CNN ladder ~1,100, so the sweep takes ~14 min
-        # two at a time. 2e6 tokens are 3.7 passes over the 32k training frames x 17 tokens and
-        # 1.5e5 BC-CNN frames 4.2 passes at most: about the edge of the infinite-data regime.
+        # Every run starts at one compute value (the first round) and the protocol extends runs
+        # until neighbouring sizes cross. Updates of 8 windows (1,360 tokens, 80 BC-CNN frames):
+        # at 16 windows WM-Token s30k and s100k needed 1.6 times the compute for the same loss.
+        # BC-CNN reads 32x32 frames, 2.7 times faster than 64x64 on these cores.
         tasks=[
-            TaskSweep(task="wm-token", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=2.0e6,
-                      checkpoints=3, overrides=dict(_CPU_TRAIN)),
+            TaskSweep(task="wm-token", sizes=_LADDER5, flops=1e11, checkpoints=2,
+                      overrides={**_CPU_TRAIN, "tokens_per_update": 1360,
+                                 "micro_batch_size": 8}),
             # BC-Token's val loss averages 1 action target per 17 tokens: twice the batches.
-            TaskSweep(task="bc-token", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=2.0e6,
-                      checkpoints=3, overrides={**_CPU_TRAIN, "val_batches": 16}),
-            TaskSweep(task="bc-cnn", sizes=["s10k", "s30k", "s100k", "s300k"], tokens=1.5e5,
-                      checkpoints=3, overrides=dict(_CPU_TRAIN)),
+            TaskSweep(task="bc-token", sizes=_LADDER5, flops=1e11, checkpoints=2,
+                      overrides={**_CPU_TRAIN, "val_batches": 16}),
+            TaskSweep(task="bc-cnn", sizes=["s10k", "s30k", "s100k", "s300k"], flops=5e9,
+                      checkpoints=2, overrides={**_CPU_TRAIN, "image_size": 32,
+                                                "tokens_per_update": 80,
+                                                "micro_batch_size": 8}),
         ],
         loss_vs_return=ReturnStudySpec(episodes=8, num_envs=8, max_episode_steps=500),
         loss_vs_quality=QualityStudySpec(clips=12, clip_frames=16, videos=2),
-        fit=FitSpec(bootstrap=200),
+        # one run per size: whole-run resampling would drop sizes from most refits
+        fit=FitSpec(bootstrap=200, bootstrap_scheme="within-run"),
         parallel=2,
+        protocol="frontier",
+        # training seconds summed over every run (about half of it in wall time on 2 cores)
+        study_budget=1300.0, study_budget_unit="seconds",
         optimum_tokens_per_param=20.0,
     )
 

@@ -166,6 +166,7 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
     r.add("h2", "Scaling coefficients (paper Table 1)")
     from scaling.fitting import bootstrap_sentence
     from scaling.study.report_exponents import agreement_sentence, difference_sentence
+    from scaling.study.report_protocol import data_limit_note
 
     r.add("p", "Compute-optimal allocation `N_opt ∝ C^a`, `D_opt ∝ C^b` from the frontier fit "
           "(Hoffmann Method 1) and the parametric fit `L = E + A/N^α + B/D^β` (Method 3), with "
@@ -184,9 +185,11 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
         if fit and fit.get("error"):  # no law could be fitted: one reason for all of them
             notes.append([f"{TASK_TITLES.get(task, task)}: {fit['error']}"])
             continue
+        limit = data_limit_note(spec.study_dir, task)
         for name in ("frontier", "parametric", "loss_prediction"):
             why = skipped_reason(fit.get(name)) if fit else "fit did not run"
             if why:
+                why = f"{limit}. {why}" if limit and name == "frontier" else why
                 notes.append([f"{TASK_TITLES.get(task, task)} {name}: {why}"])
             elif fit.get(name, {}).get("ci_error"):
                 notes.append([f"{TASK_TITLES.get(task, task)} {name}: no interval, "

@@ -209,6 +209,24 @@ def protocol_notes(state: dict) -> list[str]:
     return out
 
 
+def data_limit_note(study_dir: Path, task: str) -> str | None:
+    """"not identified: data limit" with the frames needed, when a run of ``task`` hit the limit.
+
+    The protocol stops a run at 4 passes over its data; a fit of the curves it left uncrossed
+    says so rather than blaming the budget or the model.
+    """
+    state = read_json(Path(study_dir) / PROTOCOL_FILE) or {}
+    final = (state.get("final") or {}).get(task) or {}
+    limited = {n: d for n, d in final.get("decisions", {}).items() if d["reason"] == "data limit"}
+    frames = [d.get("frames_needed") or 0 for d in limited.values()]
+    frames.append(final.get("data_request") or 0)
+    if not limited and not final.get("data_request"):
+        return None
+    runs = ", ".join(sorted(limited)) or "a run"
+    return (f"not identified: data limit ({runs} stopped at the data-pass limit; "
+            f"{max(frames):,} training frames would be needed)")
+
+
 def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -> bool:
     """Add the "Budget protocol" section when ``<study_dir>/protocol.json`` exists.
 

@@ -196,10 +196,14 @@ class FitSpec:
     method: str = "all"  # frontier | parametric | isoflop | all
     parametric_loss: str = "huber"  # huber | lsq
     bootstrap: int = 200  # bootstrap refits per coefficient interval
+    # what a refit resamples: runs (whole curves; needs several runs per size), within-run
+    # (points within each curve, the runs fixed) or points (scaling/laws/uncertainty.py)
+    bootstrap_scheme: str = "runs"
     # metrics.jsonl key fitted: the training loss averaged since the previous log point (in the
     # infinite-data regime train and held-out losses agree); runs without it use train/loss
     loss_key: str = "train/loss_mean"
     skip_fraction: float = 0.1  # drop each curve's points before this fraction of its final D
+    # (of its first-round D under the frontier protocol)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skip_fraction < 1.0:
@@ -208,6 +212,9 @@ class FitSpec:
             raise ValueError(f"fit.method={self.method!r}; choose frontier|parametric|isoflop|all")
         if self.parametric_loss not in ("huber", "lsq"):
             raise ValueError(f"fit.parametric_loss={self.parametric_loss!r}; choose huber|lsq")
+        if self.bootstrap_scheme not in ("runs", "within-run", "points"):
+            raise ValueError(f"fit.bootstrap_scheme={self.bootstrap_scheme!r}; choose "
+                             "runs|within-run|points")
 
 
 @dataclass

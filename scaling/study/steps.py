@@ -232,8 +232,12 @@ def fit_tasks(spec: StudySpec) -> dict[str, Any]:
                            for name in ("frontier", "parametric", "loss_prediction")}
             write_text_atomic(d / "fit.json", json.dumps(out[t.task]))
             continue
+        # protocol runs skip the start of their first-round budget, however far they were extended
+        first = ({r.name: r.tokens if r.tokens is not None else r.flops / (6.0 * (r.params or 1))
+                  for r in runs} if spec.protocol == "frontier" else None)
         try:
-            fit = fit_runs(dirs, d, spec.fit, title=t.task, crossings=crossings.get(t.task))
+            fit = fit_runs(dirs, d, spec.fit, title=t.task, crossings=crossings.get(t.task),
+                           reference=first)
         except ValueError as e:  # no law fits these curves: report why, keep the study going
             logger.warning("%s: %s", t.task, e)
             fit = {name: {"status": "skipped", "reason": str(e)}

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from scaling.study.budget_curves import curve_noise
+from scaling.study.budget_curves import Size, curve_noise
 from scaling.study.budget_protocol import (
     ProtocolConfig,
     RunCurve,
@@ -136,3 +136,35 @@ def test_budgets_land_on_validation_steps():
     assert next_grid_tokens(16 * TPS, TPS, 5) == 16 * TPS
     with pytest.raises(ValueError, match="budget unit"):
         ProtocolConfig(budget=1.0, unit="hours")
+
+
+def test_an_early_flat_stretch_is_not_a_plateau():
+    # a behaviour-cloning curve: stuck at the action marginal for ~5e5 tokens, then learning
+    # (s10k's floor 0.6, s30k's 0.4); the flat stretch looks like a plateau over one doubling
+    def law(n, d):
+        floor = 0.6 if n == 10_000 else 0.4
+        return floor + (1.05 - floor) / (1.0 + (d / 5e5) ** 4) + 50.0 / d
+
+    young = simulate(SIZES, ProtocolConfig(budget=1e14, min_plateau_steps=0), law=law)[0]
+    assert young.pairs[0].status == "plateau"  # without the guard the flat stretch stops it
+    plan, history = simulate(SIZES, ProtocolConfig(budget=1e14, min_plateau_steps=1000),
+                             law=law)
+    assert plan.pairs[0].status == "crossing"
+    assert all(d.tokens >= 1000 * TPS for d in plan.decisions.values())
+
+
+def test_a_gap_that_closes_again_is_not_a_crossing():
+    # the larger model dips below the smaller early (a transient) and is above it at the end
+    def law(n, d):
+        dip = math.exp(-((math.log(d) - math.log(1e5)) ** 2)) if n == 30_000 else 0.0
+        return (1.0 if n == 10_000 else 1.2) + 300.0 / d ** 0.5 - dip
+
+    curves = [curve(k, n, 4e5, law) for k, n in SIZES.items()]
+    # same compute range: the smaller model trains 3x the tokens
+    curves[0] = curve("s10k", 10_000, 1.2e6, law)
+    cfg = ProtocolConfig(budget=1e14, min_plateau_steps=10**6)
+    small, large = (Size([c], cfg.late_fraction) for c in curves)
+    grid = np.linspace(max(small.lo, large.lo), min(small.hi, large.hi), 64)
+    assert (small.at(grid) - large.at(grid)).max() > 0.3  # the larger model dipped below
+    plan = plan_round(curves, cfg)
+    assert plan.pairs[0].status == "open" and not crossings(plan)

@@ -102,3 +102,24 @@ def test_fit_json_and_table_state_scheme_and_failed_refits():
     assert "within each run" in table_markdown(within)
     with pytest.raises(ValueError, match="bootstrap_scheme"):
         FitOptions(bootstrap_scheme="cases")
+
+
+def test_the_laws_can_be_fitted_to_other_points_than_the_envelope(tmp_path):
+    from scaling.fitting import curve_points
+
+    curves = synthetic_curves(np.geomspace(1e7, 1e9, 6), noise=0.002, seed=1)
+    late = synthetic_curves(np.geomspace(1e7, 1e9, 6), span=(1.0, 10.0), points_per_curve=10,
+                            noise=0.002, seed=1)
+    opts = FitOptions(num_bootstrap=0, extrapolation=False)
+    split = analyze(curves, opts, law_curves=late)
+    assert split.parametric.num_points == late.num_points < curves.num_points
+    assert split.frontier.a == analyze(curves, opts).frontier.a  # the envelope's points
+    assert split.to_json()["data"]["law_points"] == late.num_points
+    # a run extended past its first budget keeps the start that budget gave it
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": s, "tokens": 100 * s, "params": 1000, "train/loss": 5.0 / s}) + "\n"
+        for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)))
+    assert min(p["D"] for p in curve_points([run], "train/loss", 0.1)) == 10_000
+    assert min(p["D"] for p in curve_points([run], "train/loss", 0.1, {"r": 1000})) == 100

@@ -289,3 +289,20 @@ def test_study_report_has_the_protocol_and_the_exponent_sentences(study, monkeyp
     assert "BC-CNN a − BC-Token a (the paper found 0.66 against 0.32" in md
     assert (study_dir / "report" / "protocol.json").is_file()
     assert "with the budget protocol's crossings (x)" in md
+
+
+def test_a_run_at_the_data_limit_marks_its_task_not_identified(tmp_path):
+    from scaling.study.budget_protocol import ProtocolConfig as Cfg
+    from scaling.study.report_protocol import data_limit_note
+
+    curves = [curve("wm-token", s, 1e5) for s in SIZES]
+    for c in curves:  # 2e4 distinct training inputs: the first round is already at 5 passes
+        c.train_items, c.items_per_frame = 2e4, 10
+    plan = plan_round(curves, Cfg(budget=1e14))
+    state = {"final": {"wm-token": plan.to_dict()}, "rounds": [{"wm-token": plan.to_dict()}]}
+    (tmp_path / "protocol.json").write_text(json.dumps(state))
+    note = data_limit_note(tmp_path, "wm-token")
+    needed = max(d.frames_needed or 0 for d in plan.decisions.values())
+    assert needed > 2e3 and note.startswith("not identified: data limit")
+    assert f"{needed:,} training frames would be needed" in note
+    assert data_limit_note(tmp_path, "bc-cnn") is None

@@ -18,10 +18,12 @@ def test_param_count_matches_the_model(name):
     assert model.num_params() == presets.param_count(name, 260, 170)
 
 
-def test_ladder_spans_10k_to_2M_in_order():
+def test_ladder_spans_3k_to_2M_in_order():
     counts = [presets.param_count(n, 260, 170) for n in presets.LADDER]
     assert counts == sorted(counts)
-    assert 8e3 < counts[0] < 1.5e4 and 1.5e6 < counts[-1] < 2.5e6
+    assert 3e3 < counts[0] < 6e3 and 1.5e6 < counts[-1] < 2.5e6
+    # neighbouring sizes at least 1.5 times apart: distinct points on a log-N axis
+    assert all(b > 1.5 * a for a, b in zip(counts, counts[1:], strict=False))
 
 
 def test_paper_table2_shapes_reproduce_paper_N_without_positions():

@@ -18,27 +18,43 @@ from scaling.tasks import TASKS
 
 
 def fit_runs(run_dirs: list[Path], out_dir: Path, fit_spec, title: str = "",
-             crossings: list[tuple[float, float]] | None = None) -> dict[str, Any]:
+             crossings: list[tuple[float, float]] | None = None,
+             reference: dict[str, float] | None = None) -> dict[str, Any]:
     """Fit the runs' curves as ``fit_spec`` says; writes ``out_dir`` and returns ``fit.json``.
 
     The fitted points are also written beside ``out_dir`` as ``<task>_points.csv`` (the input
     ``embscale fit`` takes), so a fit can be redone or varied from the command line.
     ``crossings``: the budget protocol's (C, loss) crossings, marked in the figure.
+    ``reference``: per run, the D its skipped start is measured against (see ``curve_points``)
+    for the envelope (frontier, loss prediction); the parametric and IsoFLOP fits then keep each
+    curve after ``skip_fraction`` of its final D, written as ``<task>_law_points.csv``.
     """
-    points = curve_points(run_dirs, fit_spec.loss_key, fit_spec.skip_fraction)
-    record = Path(out_dir).with_name(Path(out_dir).name + "_points.csv")
-    with atomic_file(record) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["N", "D", "L", "run"])
-        writer.writeheader()
-        writer.writerows(points)
+    points = curve_points(run_dirs, fit_spec.loss_key, fit_spec.skip_fraction, reference)
+    record = _write_points(Path(out_dir).with_name(Path(out_dir).name + "_points.csv"), points)
+    law = None
+    if reference:
+        law_points = curve_points(run_dirs, fit_spec.loss_key, fit_spec.skip_fraction)
+        _write_points(Path(out_dir).with_name(Path(out_dir).name + "_law_points.csv"),
+                      law_points)
+        law = curves_from_points(law_points)
     options = FitOptions(methods=methods(fit_spec.method),
                          parametric_loss=fit_spec.parametric_loss,
-                         num_bootstrap=fit_spec.bootstrap)
+                         num_bootstrap=fit_spec.bootstrap,
+                         bootstrap_scheme=fit_spec.bootstrap_scheme)
     # fit.json names the points file as its input, under the key a CSV is read with
     # (embscale fit's default); the key the points were taken from is fit_spec.loss_key.
     result = fit_curves(curves_from_points(points), options, loss_key=DEFAULT_LOSS_KEY,
-                        inputs=[record.name])
+                        inputs=[record.name], law_curves=law)
     return write_fit(result, out_dir, overwrite=True, title=title or None, crossings=crossings)
+
+
+def _write_points(path: Path, points: list[dict[str, Any]]) -> Path:
+    """The (N, D, L, run) points as the CSV ``embscale fit`` reads (atomic)."""
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["N", "D", "L", "run"])
+        writer.writeheader()
+        writer.writerows(points)
+    return path
 
 
 def plan_next(fit_path: Path, flops: float, spec, task: str) -> dict[str, Any]:
