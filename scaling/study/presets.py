@@ -66,7 +66,7 @@ def default_study() -> StudySpec:
         parallel=2,
         protocol="frontier",
         # training seconds summed over every run (about half of it in wall time on 2 cores)
-        study_budget=1300.0, study_budget_unit="seconds",
+        study_budget=1200.0, study_budget_unit="seconds",
         optimum_tokens_per_param=20.0,
     )
 
