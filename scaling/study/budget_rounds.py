@@ -107,7 +107,8 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                  sweep: Callable[[list[RunSpec]], Any], inputs_per_update: dict[str, int],
                  loss_key: str = "train/loss_mean",
                  data: dict[str, tuple[float | None, int]] | None = None,
-                 max_rounds: int = 50) -> dict[str, Any]:
+                 max_rounds: int = 50,
+                 shares: dict[str, float] | None = None) -> dict[str, Any]:
     """Train ``runs`` in rounds until no pair of neighbouring sizes asks for more compute.
 
     Args:
@@ -120,6 +121,8 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
         loss_key: the metrics key compared.
         data: per task ``(training inputs, inputs per frame)`` for the data-pass limit.
         max_rounds: a safety stop.
+        shares: per task, the fraction of the budget kept for it (see :func:`plan_tasks`);
+            None: the tasks draw on the whole budget in order.
 
     Returns:
         The state written to ``state_path``: ``budgets``, ``rounds`` (each round's plan per task)
@@ -144,7 +147,7 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
         for r in current:
             sync_run_dir(r)
         sweep(current)
-        plans = _plan_tasks(current, cfg, loss_key, data)
+        plans = plan_tasks(_read_curves(current, loss_key, data), cfg, shares)
         state["rounds"].append({t: p.to_dict() for t, p in plans.items()})
         state["final"] = state["rounds"][-1]
         for plan in plans.values():
@@ -167,11 +170,8 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                        f"{state_path}")
 
 
-def _plan_tasks(runs: list[RunSpec], cfg: ProtocolConfig, loss_key: str,
-                data: dict[str, tuple[float | None, int]]) -> dict[str, Any]:
-    """One plan per task; every task draws on the one study budget, in order."""
-    import dataclasses
-
+def _read_curves(runs: list[RunSpec], loss_key: str,
+                 data: dict[str, tuple[float | None, int]]) -> dict[str, list[RunCurve]]:
     curves: dict[str, list[RunCurve]] = {}
     for r in runs:
         items, per_frame = data.get(r.task, (None, 1))
@@ -180,15 +180,44 @@ def _plan_tasks(runs: list[RunSpec], cfg: ProtocolConfig, loss_key: str,
             raise RuntimeError(f"run {r.name} finished without a logged point; read "
                                f"{r.run_dir / 'train.log'}")
         curves.setdefault(r.task, []).append(c)
+    return curves
+
+
+def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
+               shares: dict[str, float] | None = None) -> dict[str, Any]:
+    """One plan per task, every task drawing on the one study budget.
+
+    Without ``shares`` the tasks draw on the whole budget in order (the first task's extensions
+    are granted first in every round). With ``shares`` (task -> fraction of the budget; they sum
+    to at most 1) each task first plans within its own share, so a cheap task's extensions in an
+    early round cannot take the budget a costlier task needs later; then whatever of the study's
+    budget no task has spent or planned is offered, in task order, to the tasks whose extensions
+    their share could not pay for.
+    """
+    import dataclasses
+
     from scaling.study.budget_protocol import spent
 
     total = {t: spent(cs, cfg.unit) for t, cs in curves.items()}
     plans, planned = {}, 0.0
+    if not shares:
+        for task, cs in curves.items():
+            others = sum(v for t, v in total.items() if t != task)
+            sub = dataclasses.replace(cfg, budget=max(cfg.budget - others - planned, 1e-300))
+            plans[task] = plan_round(cs, sub)
+            planned += plans[task].planned
+        return plans
+    own = {t: shares.get(t, 0.0) * cfg.budget for t in curves}
     for task, cs in curves.items():
-        others = sum(v for t, v in total.items() if t != task)
-        sub = dataclasses.replace(cfg, budget=max(cfg.budget - others - planned, 1e-300))
-        plans[task] = plan_round(cs, sub)
-        planned += plans[task].planned
+        plans[task] = plan_round(cs, dataclasses.replace(cfg, budget=max(own[task], 1e-300)))
+    for task, plan in plans.items():  # in task order: what no task needs pays for what it can
+        if not any(d.reason == "budget" for d in plan.decisions.values()):
+            continue
+        left = cfg.budget - sum(total.values()) - sum(p.planned for p in plans.values())
+        if left <= 0:
+            break
+        plans[task] = plan_round(curves[task], dataclasses.replace(
+            cfg, budget=total[task] + plan.planned + left))
     return plans
 
 
@@ -253,6 +282,11 @@ def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]
                          "the budget protocol needs one validation grid")
     cfg = ProtocolConfig(budget=budget, unit=spec.study_budget_unit, collect=spec.dataset.collect,
                          val_points_per_decade=ppd.pop())
+    shares = {t.task: t.budget_share for t in spec.tasks if t.budget_share is not None}
+    if shares:  # tasks without a share split what the others leave
+        rest = [t.task for t in spec.tasks if t.budget_share is None]
+        shares.update({t: max(1.0 - sum(shares.values()), 0.0) / len(rest) for t in rest})
     state = run_protocol(runs, cfg, spec.study_dir / PROTOCOL_FILE, sweep, per_step,
-                         loss_key=spec.fit.loss_key, data=study_data_limits(spec))
+                         loss_key=spec.fit.loss_key, data=study_data_limits(spec),
+                         shares=shares or None)
     return {r.name: "finished" for r in runs if r.name in state["budgets"]}

@@ -106,6 +106,9 @@ class TaskSweep:
     checkpoints: int = 4  # checkpoints kept along each run, log-spaced, for the studies
     preset: str | None = None  # training preset of worldmodels.presets (None: by size)
     overrides: dict[str, Any] = field(default_factory=dict)  # extra trainer config fields
+    # frontier protocol: fraction of the study budget kept for this task (None: an equal part of
+    # what the tasks with a share leave; no task with a share: tasks draw on it in order)
+    budget_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -122,6 +125,9 @@ class TaskSweep:
             raise ValueError(f"tasks[{self.task}] budget {budget!r} must be a positive number")
         if not self.seeds:
             raise ValueError(f"tasks[{self.task}].seeds is empty; use e.g. [0]")
+        if self.budget_share is not None and not 0.0 < self.budget_share <= 1.0:
+            raise ValueError(f"tasks[{self.task}].budget_share={self.budget_share} must lie in "
+                             "(0, 1], e.g. 0.5")
         if self.checkpoints < 1:
             raise ValueError(f"tasks[{self.task}].checkpoints={self.checkpoints} must be >= 1")
         # a misspelt trainer field fails when the spec is read, not inside a sweep's worker
@@ -251,6 +257,10 @@ class StudySpec:
         seen = [t.task for t in self.tasks]
         if len(set(seen)) != len(seen):
             raise ValueError(f"tasks lists a task twice: {seen}; merge their sizes")
+        shares = sum(t.budget_share or 0.0 for t in self.tasks)
+        if shares > 1.0 + 1e-9:
+            raise ValueError(f"tasks[].budget_share sum to {shares:g}; they are fractions of one "
+                             "study budget and must sum to at most 1")
         if self.parallel < 1:
             raise ValueError(f"parallel={self.parallel} must be >= 1")
         if self.gpus_per_run < 0:

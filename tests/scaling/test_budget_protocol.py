@@ -168,3 +168,31 @@ def test_a_gap_that_closes_again_is_not_a_crossing():
     assert (small.at(grid) - large.at(grid)).max() > 0.3  # the larger model dipped below
     plan = plan_round(curves, cfg)
     assert plan.pairs[0].status == "open" and not crossings(plan)
+
+
+def test_budget_shares_keep_a_costly_task_its_part_of_the_budget():
+    from scaling.study.budget_rounds import plan_tasks
+
+    # two tasks at their first round; "big" needs extensions 10x dearer than "cheap"
+    def runs(task, scale):
+        out = [curve(k, int(n * scale), 1e5) for k, n in SIZES.items()]
+        for c in out:
+            c.name = f"{task}-{c.name}"
+        return out
+
+    curves = {"cheap": runs("cheap", 1.0), "big": runs("big", 10.0)}
+    asked = {t: plan_round(cs, ProtocolConfig(budget=1e20)).planned for t, cs in curves.items()}
+    spent = {t: sum(6.0 * r.params * r.tokens for r in cs) for t, cs in curves.items()}
+    budget = sum(spent.values()) + asked["big"] + 0.5 * asked["cheap"]
+    cfg = ProtocolConfig(budget=budget)
+    # in order: the cheap task plans first and leaves the big one less than it asks for
+    plain = plan_tasks(curves, cfg)
+    assert plain["cheap"].planned == pytest.approx(asked["cheap"])
+    assert plain["big"].planned < asked["big"]
+    # with a share that covers what "big" asks, it is paid first and the cheap task waits
+    big = (spent["big"] + asked["big"]) / budget
+    shared = plan_tasks(curves, cfg, {"cheap": 1.0 - big, "big": big})
+    assert shared["big"].planned == pytest.approx(asked["big"])
+    assert shared["cheap"].planned < asked["cheap"]
+    assert sum(spent.values()) + sum(p.planned for p in shared.values()) <= budget * (1 + 1e-12)
+    assert any(d.reason == "budget" for d in shared["cheap"].decisions.values())
