@@ -68,7 +68,11 @@ def agreement_sentence(fit: dict | None) -> str:
         inside.append(ci[0] <= value <= ci[1])
         text += (f"the {this} a lies {'inside' if inside[-1] else 'outside'} the {other} fit's "
                  f"{level} interval; ")
-    if inside == [True, True]:
+    issues = pa.get("not_identified") or []
+    if issues:  # a law with a parameter at its bound says nothing about a
+        text += (f"but the parametric fit is not identified ({'; '.join(issues)}), so its a is "
+                 "no check on the frontier's.")
+    elif inside == [True, True]:
         text += "the two methods agree."
     elif inside == [False, False]:
         text += "the two methods disagree beyond both intervals."

@@ -266,6 +266,11 @@ def test_agreement_sentence_checks_each_interval():
     assert "the frontier fit was skipped (the curves never cross)" in agreement_sentence(
         FITS["bc-cnn"])
     assert agreement_sentence(None).startswith("no fit")
+    at_bound = {**FITS["bc-token"], "parametric": {**FITS["bc-token"]["parametric"],
+                                                   "not_identified": ["E = 0 at its bound"]}}
+    text = agreement_sentence(at_bound)
+    assert "parametric fit is not identified (E = 0 at its bound)" in text
+    assert "agree." not in text
 
 
 def test_bootstrap_samples_for_fit_json_are_finite_or_null():
