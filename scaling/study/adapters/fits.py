@@ -10,7 +10,6 @@ from typing import Any
 from offline_data.atomic import atomic_file
 from offline_data.tokens import TokenShards
 from scaling.fitting import curve_points, curves_from_points, fit_curves, methods, write_fit
-from scaling.inputs import DEFAULT_LOSS_KEY
 from scaling.laws.analysis import FitOptions
 from scaling.planner import plan
 from scaling.study.paths import tokens_dir
@@ -41,9 +40,8 @@ def fit_runs(run_dirs: list[Path], out_dir: Path, fit_spec, title: str = "",
                          parametric_loss=fit_spec.parametric_loss,
                          num_bootstrap=fit_spec.bootstrap,
                          bootstrap_scheme=fit_spec.bootstrap_scheme)
-    # fit.json names the points file as its input, under the key a CSV is read with
-    # (embscale fit's default); the key the points were taken from is fit_spec.loss_key.
-    result = fit_curves(curves_from_points(points), options, loss_key=DEFAULT_LOSS_KEY,
+    # fit.json names the points file as its input and the metrics key its losses came from
+    result = fit_curves(curves_from_points(points), options, loss_key=fit_spec.loss_key,
                         inputs=[record.name], law_curves=law)
     return write_fit(result, out_dir, overwrite=True, title=title or None, crossings=crossings)
 
