@@ -148,6 +148,14 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
             sync_run_dir(r)
         sweep(current)
         plans = plan_tasks(_read_curves(current, loss_key, data), cfg, shares)
+        first_cost = sum(p.spent for p in plans.values())
+        if cfg.unit == "seconds" and not state["rounds"] and first_cost > cfg.budget:
+            # a seconds budget is known only once the first round has run (its runs are kept)
+            raise ValueError(
+                f"the study budget {cfg.budget:.3g} seconds is below the cost of one round, "
+                f"{first_cost:.3g} seconds of training (every run of the ladder at its initial "
+                f"budget, now trained and kept); set the budget to at least {first_cost:.3g} "
+                "seconds and run the study again, or lower the initial budgets or drop sizes")
         state["rounds"].append({t: p.to_dict() for t, p in plans.items()})
         state["final"] = state["rounds"][-1]
         for plan in plans.values():

@@ -118,3 +118,12 @@ def test_the_study_spec_chooses_the_protocol_and_the_trainer_step_is_predicted(t
         run_dir=str(tmp_path / "r"), max_tokens=1e5, micro_batch_size=preset.micro_batch_size,
         tokens_per_update=preset.update_tokens("s10k"), tensorboard=False))
     assert planned_tokens_per_step(run) == trainer.inputs_per_update
+
+
+def test_a_seconds_budget_too_small_for_one_round_names_the_minimum(tmp_path, shards):
+    runs = _runs(tmp_path, shards)
+    cfg = ProtocolConfig(budget=1e-6, unit="seconds")
+    with pytest.raises(ValueError, match="set the budget to at least .* seconds"):
+        run_protocol(runs, cfg, tmp_path / "protocol.json", _sweep(),
+                     {r.name: PER_STEP for r in runs})
+    assert all((r.run_dir / DONE_FILE).is_file() for r in runs)  # the first round is kept
