@@ -191,6 +191,10 @@ def _read_curves(runs: list[RunSpec], loss_key: str,
     return curves
 
 
+def _refused(plan) -> bool:
+    return any(d.reason == "budget" for d in plan.decisions.values())
+
+
 def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
                shares: dict[str, float] | None = None) -> dict[str, Any]:
     """One plan per task, every task drawing on the one study budget.
@@ -198,9 +202,10 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
     Without ``shares`` the tasks draw on the whole budget in order (the first task's extensions
     are granted first in every round). With ``shares`` (task -> fraction of the budget; they sum
     to at most 1) each task first plans within its own share, so a cheap task's extensions in an
-    early round cannot take the budget a costlier task needs later; then whatever of the study's
-    budget no task has spent or planned is offered, in task order, to the tasks whose extensions
-    their share could not pay for.
+    early round cannot take the budget a costlier task needs later; then the shares of tasks that
+    ask for nothing more (less what they spent) are offered, in task order, to the tasks whose
+    extensions their own share could not pay for. A task that still asks for more keeps its
+    whole share, whether or not it used it this round.
     """
     import dataclasses
 
@@ -218,12 +223,16 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
     own = {t: shares.get(t, 0.0) * cfg.budget for t in curves}
     for task, cs in curves.items():
         plans[task] = plan_round(cs, dataclasses.replace(cfg, budget=max(own[task], 1e-300)))
+    def held(t):  # a task that still asks for more keeps its whole share
+        done = plans[t].done and not _refused(plans[t])
+        return total[t] + plans[t].planned if done else max(own[t], total[t] + plans[t].planned)
+
     for task, plan in plans.items():  # in task order: what no task needs pays for what it can
-        if not any(d.reason == "budget" for d in plan.decisions.values()):
+        if not _refused(plan):
             continue
-        left = cfg.budget - sum(total.values()) - sum(p.planned for p in plans.values())
+        left = cfg.budget - sum(held(t) for t in plans if t != task) - total[task] - plan.planned
         if left <= 0:
-            break
+            continue
         plans[task] = plan_round(curves[task], dataclasses.replace(
             cfg, budget=total[task] + plan.planned + left))
     return plans

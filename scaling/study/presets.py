@@ -48,14 +48,14 @@ def default_study() -> StudySpec:
         # at 16 windows WM-Token s30k and s100k needed 1.6 times the compute for the same loss.
         # BC-CNN reads 32x32 frames, 2.7 times faster than 64x64 on these cores.
         tasks=[
-            # Budget shares: the world-model ladder needs ~630 s for its three crossings (s30k at
+            # Budget shares: the world-model ladder needs ~720 s for its three crossings (s30k at
             # 1.36e7 tokens); in task order the BC ladders' early extensions took that budget.
             TaskSweep(task="wm-token", sizes=_LADDER5, flops=1e11, checkpoints=2,
                       overrides={**_CPU_TRAIN, "tokens_per_update": 1360,
-                                 "micro_batch_size": 8}, budget_share=0.7),
+                                 "micro_batch_size": 8}, budget_share=0.75),
             # BC-Token's val loss averages 1 action target per 17 tokens: twice the batches.
             TaskSweep(task="bc-token", sizes=_LADDER5, flops=1e11, checkpoints=2,
-                      overrides={**_CPU_TRAIN, "val_batches": 16}, budget_share=0.12),
+                      overrides={**_CPU_TRAIN, "val_batches": 16}, budget_share=0.1),
             TaskSweep(task="bc-cnn", sizes=["s10k", "s30k", "s100k", "s300k"], flops=5e9,
                       checkpoints=2, overrides={**_CPU_TRAIN, "image_size": 32,
                                                 "tokens_per_update": 80,
@@ -70,7 +70,7 @@ def default_study() -> StudySpec:
         protocol="frontier",
         # training seconds summed over every run; validation, checkpoints, process starts and
         # rounds waiting for their longest run come on top: 950 s took an 817 s sweep
-        study_budget=950.0, study_budget_unit="seconds",
+        study_budget=1000.0, study_budget_unit="seconds",
         optimum_tokens_per_param=20.0,
     )
 

@@ -196,3 +196,11 @@ def test_budget_shares_keep_a_costly_task_its_part_of_the_budget():
     assert shared["cheap"].planned < asked["cheap"]
     assert sum(spent.values()) + sum(p.planned for p in shared.values()) <= budget * (1 + 1e-12)
     assert any(d.reason == "budget" for d in shared["cheap"].decisions.values())
+    # a task that still asks for more keeps its whole share, even where it asks little now
+    roomy = plan_tasks(curves, cfg, {"cheap": 0.1, "big": 0.9})
+    assert spent["cheap"] + roomy["cheap"].planned <= 0.1 * budget * (1 + 1e-12)
+    # a task that asks for nothing more (one size: no pair to cross) leaves its share to others
+    solo = {"solo": [curves["cheap"][0]], "big": curves["big"]}
+    cfg2 = ProtocolConfig(budget=spent["big"] + spent["cheap"] / 2 + asked["big"])
+    freed = plan_tasks(solo, cfg2, {"solo": 0.5, "big": 0.5})
+    assert freed["solo"].done and freed["big"].planned == pytest.approx(asked["big"])
