@@ -233,7 +233,7 @@ def _analyze(curves, opts, progress, law_curves=None) -> Analysis:
         _bootstrap_all(curves, opts, res, progress)
     if opts.extrapolation:
         try:
-            res.extrapolation = extrapolation_check(curves, opts)
+            res.extrapolation = extrapolation_check(curves, opts, law_curves=law_curves)
         except FitError as e:
             res.skipped["extrapolation"] = str(e)
     return res
@@ -280,13 +280,16 @@ def _bootstrap_all(curves, opts, res, progress) -> None:
             logger.warning("no interval for %s: %s", name, e)
 
 
-def extrapolation_check(curves: Curves, options: FitOptions | None = None) -> dict:
+def extrapolation_check(curves: Curves, options: FitOptions | None = None,
+                        law_curves: Curves | None = None) -> dict:
     """Refit without the run that reached the largest compute and predict that run (Section 4.3).
 
     Reports the loss predicted at its last point (loss prediction and parametric law), and, as
     in the paper, the point of the held-out curve whose loss is closest to the extrapolated
     ``L_opt(C)``, with the ``N_opt`` and ``D_opt`` the laws predict at its compute beside its
     actual N and D.
+
+    ``law_curves``: the parametric fit's own points (see :func:`analyze`), without the same run.
 
     Raises:
         FitError: when fewer than two model sizes remain, or no law could be fitted without it.
@@ -297,7 +300,12 @@ def extrapolation_check(curves: Curves, options: FitOptions | None = None) -> di
     rest = curves.without_curve(held)
     if np.unique(np.round(np.log(rest.N), 9)).size < 2:
         raise FitError("extrapolation check needs two model sizes besides the held-out run")
-    sub = Analysis(curves=rest, options=opts)
+    law_rest = None
+    if law_curves is not None:  # the parametric refit leaves out the same run from its points
+        names = list(law_curves.names)
+        name = curves.names[held]
+        law_rest = law_curves.without_curve(names.index(name)) if name in names else law_curves
+    sub = Analysis(curves=rest, options=opts, law_curves=law_rest)
     _fit_all(rest, opts, sub)
     sl = slices[held]
     C, L, N, D = curves.C[sl], curves.L[sl], curves.N[sl], curves.D[sl]

@@ -15,6 +15,7 @@ budget is not part of what a checkpoint must match.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ from scaling.study.budget_protocol import (
     check_study_budget,
     next_grid_tokens,
     plan_round,
+    spent,
 )
 from scaling.study.sweep import DONE_FILE, RUN_SPEC_FILE, RunSpec, _diff
 
@@ -133,8 +135,7 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
     budgets: dict[str, float] = state.get("budgets") or {}
     for r in runs:
         if r.name not in budgets:
-            start = r.tokens if r.tokens is not None else r.flops / (6.0 * (r.params or 1))
-            budgets[r.name] = next_grid_tokens(start, inputs_per_update[r.name],
+            budgets[r.name] = next_grid_tokens(r.budget_tokens, inputs_per_update[r.name],
                                                cfg.val_points_per_decade)
     first = sum(6.0 * (r.params or 1) * budgets[r.name] for r in runs)
     if cfg.unit == "flops" and not state.get("rounds"):
@@ -207,10 +208,6 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
     extensions their own share could not pay for. A task that still asks for more keeps its
     whole share, whether or not it used it this round.
     """
-    import dataclasses
-
-    from scaling.study.budget_protocol import spent
-
     total = {t: spent(cs, cfg.unit) for t, cs in curves.items()}
     plans, planned = {}, 0.0
     if not shares:
@@ -223,6 +220,7 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
     own = {t: shares.get(t, 0.0) * cfg.budget for t in curves}
     for task, cs in curves.items():
         plans[task] = plan_round(cs, dataclasses.replace(cfg, budget=max(own[task], 1e-300)))
+
     def held(t):  # a task that still asks for more keeps its whole share
         done = plans[t].done and not _refused(plans[t])
         return total[t] + plans[t].planned if done else max(own[t], total[t] + plans[t].planned)
@@ -290,9 +288,7 @@ def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]
         if spec.study_budget_unit != "flops":
             raise ValueError("study_budget is 0; a seconds budget must be given "
                              "(study_budget = ...)")
-        budget = 10.0 * sum(6.0 * (r.params or 1) * (r.tokens if r.tokens is not None else
-                                                      r.flops / (6.0 * (r.params or 1)))
-                            for r in runs)
+        budget = 10.0 * sum(r.cost for r in runs)
     ppd = {int(r.overrides.get("val_points_per_decade", 5)) for r in runs}
     if len(ppd) != 1:
         raise ValueError(f"tasks[].overrides set different val_points_per_decade {sorted(ppd)}; "

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.study.action_baselines import context_bar, context_bar_stderr
+from scaling.study.report_exponents import agreement_sentence, difference_sentence
 from scaling.study.report_page import (
     TASK_TITLES,
     Report,
@@ -15,7 +16,7 @@ from scaling.study.report_page import (
     read_json,
     skipped_reason,
 )
-from scaling.study.report_protocol import protocol_section
+from scaling.study.report_protocol import data_limit_note, protocol_section
 from scaling.study.spec import StudySpec
 from scaling.study.steps import fit_dir, plan_runs
 from scaling.study.sweep import run_status
@@ -165,8 +166,6 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
     fits = {t.task: read_json(fit_dir(spec, t.task) / "fit.json") or {} for t in spec.tasks}
     r.add("h2", "Scaling coefficients (paper Table 1)")
     from scaling.fitting import bootstrap_sentence
-    from scaling.study.report_exponents import agreement_sentence, difference_sentence
-    from scaling.study.report_protocol import data_limit_note
 
     r.add("p", "Compute-optimal allocation `N_opt ∝ C^a`, `D_opt ∝ C^b` from the frontier fit "
           "(Hoffmann Method 1) and the parametric fit `L = E + A/N^α + B/D^β` (Method 3), with "

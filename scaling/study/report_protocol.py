@@ -257,8 +257,15 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
             f"{fmt(spent)} {unit}"
             + (f" ({spent / budget:.0%})" if budget and math.isfinite(spent) else "")
             + f" in {len(state.get('rounds', []))} round(s). ")
-    text += ("The protocol finished: no run asks for more compute." if done else
-             f"The protocol has not finished: the last round planned {fmt(planned)} {unit} more.")
+    refused = sum(d.get("reason") == "budget" for p in final.values()
+                  for d in p.get("decisions", {}).values())
+    if not done:
+        text += f"The protocol has not finished: the last round planned {fmt(planned)} {unit} more."
+    elif refused:
+        text += (f"The protocol stopped: the budget could not pay for the extensions {refused} "
+                 "run(s) still asked for (decision `budget` below).")
+    else:
+        text += "The protocol finished: no run asks for more compute."
     text += f" Its log is `{PROTOCOL_FILE}` beside this page."
     r.add("p", text)
     totals = {}

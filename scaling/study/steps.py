@@ -223,6 +223,8 @@ def fit_tasks(spec: StudySpec) -> dict[str, Any]:
     runs = plan_runs(spec)
     out: dict[str, Any] = {}
     crossings = protocol_crossings(read_json(spec.study_dir / PROTOCOL_FILE))
+    # protocol runs skip the start of their first-round budget, however far they were extended
+    first = ({r.name: r.budget_tokens for r in runs} if spec.protocol == "frontier" else None)
     for t in spec.tasks:
         dirs = collect_results(runs, t.task)
         d = fit_dir(spec, t.task)
@@ -232,9 +234,6 @@ def fit_tasks(spec: StudySpec) -> dict[str, Any]:
                            for name in ("frontier", "parametric", "loss_prediction")}
             write_text_atomic(d / "fit.json", json.dumps(out[t.task]))
             continue
-        # protocol runs skip the start of their first-round budget, however far they were extended
-        first = ({r.name: r.tokens if r.tokens is not None else r.flops / (6.0 * (r.params or 1))
-                  for r in runs} if spec.protocol == "frontier" else None)
         try:
             fit = fit_runs(dirs, d, spec.fit, title=t.task, crossings=crossings.get(t.task),
                            reference=first)

@@ -63,6 +63,13 @@ class RunSpec:
         return Path(self.out_dir)
 
     @property
+    def budget_tokens(self) -> float:
+        """D of the run's budget: its tokens, or its FLOPs over 6N."""
+        if self.tokens is not None:
+            return float(self.tokens)
+        return float(self.flops) / (6.0 * float(self.params or 1))
+
+    @property
     def cost(self) -> float:
         """Estimated FLOPs of the run (for scheduling longest first)."""
         if self.flops is not None:
