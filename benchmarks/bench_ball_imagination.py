@@ -109,7 +109,7 @@ def main(argv=None) -> int:
 @torch.no_grad()
 def teacher_forced(sim, z0, a0, z1, a1, seed: int) -> None:
     """Ball placement of per-position argmax and sampled tokens, given every real token before."""
-    lay, d = sim.layout, sim.layout.d_z
+    lay, d = sim.layout, sim.layout.tokens_per_frame
     frames = np.concatenate([z0, z1[:, None]], 1)  # B, b + 1, d_z
     actions = np.concatenate([a0, a1[:, None]], 1)  # B, b, d_a: the last step's action
     actions = np.concatenate([actions, actions[:, -1:]], 1)  # (unused) after the last frame

@@ -70,7 +70,8 @@ def bench_loader_vs_model(shards, size: str, task_preset: str) -> dict:
     gpt = GPTConfig(n_layer=shape.n_layer, n_head=shape.n_head, n_embd=shape.n_embd,
                     block_size=preset.seq_len * layout.tokens_per_step,
                     vocab_size=layout.vocab_size)
-    model = TokenModel(TokenModelConfig(gpt=gpt, task="wm", tokens_per_frame=layout.d_z,
+    model = TokenModel(TokenModelConfig(gpt=gpt, task="wm",
+                                        tokens_per_frame=layout.tokens_per_frame,
                                         image_vocab=layout.image_vocab,
                                         action_vocab_sizes=layout.action_vocab_sizes))
     opt = torch.optim.AdamW(model.parameters(), lr=preset.learning_rate(size))

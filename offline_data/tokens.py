@@ -118,12 +118,14 @@ class TokenLayout:
     [True, True, True, True, False, False]
     """
 
-    def __init__(self, d_z: int, image_vocab: int, action_vocab_sizes: Iterable[int]):
-        self.d_z = int(d_z)
+    def __init__(self, tokens_per_frame: int, image_vocab: int,
+                 action_vocab_sizes: Iterable[int]):
+        self.tokens_per_frame = int(tokens_per_frame)
+        """Image tokens per frame (the paper's d_z)."""
         self.image_vocab = int(image_vocab)
         self.action_vocab_sizes = tuple(int(v) for v in action_vocab_sizes)
-        if self.d_z < 1:
-            raise ValueError(f"d_z must be >= 1, got {d_z}")
+        if self.tokens_per_frame < 1:
+            raise ValueError(f"tokens_per_frame must be >= 1, got {tokens_per_frame}")
         if self.image_vocab < 1 or any(v < 1 for v in self.action_vocab_sizes):
             raise ValueError(f"vocabularies must be >= 1, got image_vocab={image_vocab}, "
                              f"action_vocab_sizes={self.action_vocab_sizes}")
@@ -132,8 +134,8 @@ class TokenLayout:
         self.vocab_size = int(offsets[-1])
 
     def __repr__(self) -> str:
-        return (f"TokenLayout(d_z={self.d_z}, image_vocab={self.image_vocab}, "
-                f"action_vocab_sizes={self.action_vocab_sizes})")
+        return (f"TokenLayout(tokens_per_frame={self.tokens_per_frame}, "
+                f"image_vocab={self.image_vocab}, action_vocab_sizes={self.action_vocab_sizes})")
 
     @property
     def d_a(self) -> int:
@@ -143,12 +145,12 @@ class TokenLayout:
     @property
     def tokens_per_step(self) -> int:
         """d_z + d_a."""
-        return self.d_z + self.d_a
+        return self.tokens_per_frame + self.d_a
 
     @property
     def image_positions(self) -> np.ndarray:
         """Bool (d_z + d_a,): true at the image tokens of one timestep."""
-        return np.arange(self.tokens_per_step) < self.d_z
+        return np.arange(self.tokens_per_step) < self.tokens_per_frame
 
     @property
     def action_positions(self) -> np.ndarray:
@@ -177,8 +179,8 @@ class TokenLayout:
             raise ValueError(f"sequence length {t.shape[-1]} is not a multiple of "
                              f"tokens_per_step={self.tokens_per_step}")
         steps = t.reshape(*t.shape[:-1], -1, self.tokens_per_step)
-        actions = steps[..., self.d_z:] - np.asarray(self.action_offsets, np.int64)
-        return steps[..., : self.d_z], actions
+        actions = steps[..., self.tokens_per_frame:] - np.asarray(self.action_offsets, np.int64)
+        return steps[..., : self.tokens_per_frame], actions
 
     def target_masks(self, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
         """Loss masks over a window of ``seq_len`` timesteps, aligned with next-token targets.

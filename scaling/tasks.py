@@ -9,7 +9,7 @@ timestep). Section 5.1's character-level language model is the fourth. Code that
     >>> TASKS["bc-cnn"].data, TASKS["bc-token"].policy, TASKS["wm-token"].title
     ('frames', True, 'WM-Token')
     >>> from offline_data.tokens import TokenLayout
-    >>> layout = TokenLayout(d_z=16, image_vocab=512, action_vocab_sizes=(4,))
+    >>> layout = TokenLayout(tokens_per_frame=16, image_vocab=512, action_vocab_sizes=(4,))
     >>> TASKS["wm-token"].inputs_per_step(layout), TASKS["bc-cnn"].inputs_per_step(layout)
     (17, 1)
     >>> TASKS["wm-token"].paper_params("s10k", layout, seq_len=10)
@@ -105,9 +105,9 @@ def _build_token_model(task: Task, size: str, data: str, preset, seq_len: int,
     cfg = source.model_config(shape.n_layer, shape.n_head, shape.n_embd,
                               task="wm" if world_model else "bc", dropout=dropout,
                               reward_head=heads, termination_head=heads)
-    if preset.tokens_per_frame and preset.tokens_per_frame != source.layout.d_z:
-        logger.warning("preset %s was tuned for d_z=%d; these shards have d_z=%d", preset.name,
-                       preset.tokens_per_frame, source.layout.d_z)
+    if preset.tokens_per_frame and preset.tokens_per_frame != source.layout.tokens_per_frame:
+        logger.warning("preset %s was tuned for tokens_per_frame=%d; these shards have %d",
+                       preset.name, preset.tokens_per_frame, source.layout.tokens_per_frame)
     return TokenModel(cfg), source, cfg
 
 

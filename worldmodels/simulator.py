@@ -139,7 +139,7 @@ class TokenWorldModelSimulator:
         self.num_envs = int(num_envs)
         self.action_space = space_for_discretizer(discretizer)
         self.device = model.gpt.wte.weight.device
-        probe = self.decode_tokens(torch.zeros(1, self.layout.d_z, dtype=torch.long,
+        probe = self.decode_tokens(torch.zeros(1, self.layout.tokens_per_frame, dtype=torch.long,
                                                device=self.device))
         self.observation_shape = tuple(probe.shape[1:])
         self.context_steps = self.config.context_steps or mc.context_steps
@@ -248,7 +248,7 @@ class TokenWorldModelSimulator:
             frame tokens int64 (B, d_z), rewards float32 (B,) (the reward sign: its expectation
             in [-1, 1] or its most likely value in {-1, 0, 1}) and terminations bool (B,).
         """
-        K, A = self.layout.d_z, self.layout.d_a
+        K, A = self.layout.tokens_per_frame, self.layout.d_a
         if self.cache.length + A + K > self.cache.capacity:
             keep_steps = max(1, min(self.context_steps - 1,
                                     int(self.context_steps * self.config.slide_keep)))
@@ -302,10 +302,10 @@ class TokenWorldModelSimulator:
     def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 frames (B, H, W, 3) -> image token ids int64 (B, d_z) for this model."""
         z = torch.as_tensor(self.tokenizer.encode(frames), device=self.device).long()
-        if z.shape[1] != self.layout.d_z:
+        if z.shape[1] != self.layout.tokens_per_frame:
             raise ValueError(f"the tokenizer gives {z.shape[1]} tokens per frame but the world "
-                             f"model expects {self.layout.d_z}; pass the tokenizer it was trained "
-                             "with")
+                             f"model expects {self.layout.tokens_per_frame}; pass the tokenizer "
+                             "it was trained with")
         return z
 
     def decode_tokens(self, tokens: torch.Tensor) -> np.ndarray:

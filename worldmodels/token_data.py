@@ -62,11 +62,12 @@ class TokenDataSource:
         cfg = model.config
         layout = self.layout
         if (cfg.gpt.vocab_size != layout.vocab_size or cfg.image_vocab != layout.image_vocab
-                or cfg.tokens_per_frame != layout.d_z
+                or cfg.tokens_per_frame != layout.tokens_per_frame
                 or tuple(cfg.action_vocab_sizes) != tuple(layout.action_vocab_sizes)):
             raise ValueError(
                 f"token shard {self.path} has layout {layout} (vocab {layout.vocab_size}) but the "
-                f"model expects d_z={cfg.tokens_per_frame}, image_vocab={cfg.image_vocab}, "
+                f"model expects tokens_per_frame={cfg.tokens_per_frame}, "
+                f"image_vocab={cfg.image_vocab}, "
                 f"action_vocab_sizes={tuple(cfg.action_vocab_sizes)} (vocab "
                 f"{cfg.gpt.vocab_size}); train a model for these shards or use the shards of the "
                 "tokenizer the model was trained with")

@@ -116,7 +116,7 @@ class TokenModelConfig:
         gpt = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd,
                         block_size=seq_len * layout.tokens_per_step, vocab_size=layout.vocab_size,
                         **{k: kwargs.pop(k) for k in ("dropout", "bias") if k in kwargs})
-        return cls(gpt=gpt, task=task, tokens_per_frame=layout.d_z,
+        return cls(gpt=gpt, task=task, tokens_per_frame=layout.tokens_per_frame,
                    image_vocab=layout.image_vocab,
                    action_vocab_sizes=tuple(layout.action_vocab_sizes), **kwargs)
 

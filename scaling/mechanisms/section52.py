@@ -110,7 +110,8 @@ def summarize_run(run_dir: str | Path) -> RunSummary | None:
         return None
     data = cfg.get("data", {})
     # inputs per timestep depend on d_z and d_a only (a record without V_o still counts)
-    layout = (TokenLayout(d_z=data["tokens_per_frame"], image_vocab=data.get("image_vocab", 1),
+    layout = (TokenLayout(tokens_per_frame=data["tokens_per_frame"],
+                          image_vocab=data.get("image_vocab", 1),
                           action_vocab_sizes=data["action_vocab_sizes"])
               if TASKS[task].reads_tokens else None)
     inputs = TASKS[task].inputs_per_step(layout)

@@ -41,7 +41,7 @@ class Section53Config:
     dataset: str = "embscale/fetch-pick-place/scripted-v0"
     """robot Minari dataset (collected if it is the embedded default and missing)"""
     tokens_per_frame: tuple[int, ...] = (16, 36, 64, 100, 256)
-    """d_z of each tokenizer"""
+    """tokens per frame (the paper's d_z) of each tokenizer"""
     sizes: tuple[str, ...] = ("s10k", "s30k", "s100k", "s300k")
     """WM-Token sizes (the CPU ladder; the paper's Table 7 RT-1 sizes rt1-0.08M ... on a GPU)"""
     seeds: tuple[int, ...] = (0, 1)

@@ -14,14 +14,14 @@ from scaling.mechanisms.section52 import compare, find_bc_runs, plateau_point, w
 TEXT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
-def _write_run(root: Path, task: str, size: str, N: int, C, L, d_z=16):
+def _write_run(root: Path, task: str, size: str, N: int, C, L, tokens_per_frame=16):
     run = root / f"{task}-{size}"
     run.mkdir(parents=True)
-    data = ({"tokens_per_frame": d_z, "action_vocab_sizes": [4]} if task == "bc-token"
+    data = ({"tokens_per_frame": tokens_per_frame, "action_vocab_sizes": [4]} if task == "bc-token"
             else {"action_vocab_sizes": [4]})
     (run / "config.json").write_text(json.dumps({"task": task, "size": size, "params": N,
                                                  "data": data}))
-    per = (d_z + 1) if task == "bc-token" else 1
+    per = (tokens_per_frame + 1) if task == "bc-token" else 1
     with open(run / "metrics.jsonl", "w") as f:
         for c, loss in zip(C, L, strict=True):
             f.write(json.dumps({"step": 1, "flops": c, "tokens": c / (6 * N), "params": N,

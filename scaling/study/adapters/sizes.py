@@ -27,7 +27,7 @@ def study_layout(spec) -> TokenLayout:
     d_z and V_o come from the tokenizer spec, the action vocabularies from the dataset (or the
     env it is collected from).
     """
-    return TokenLayout(d_z=spec.tokenizer.tokens_per_frame,
+    return TokenLayout(tokens_per_frame=spec.tokenizer.tokens_per_frame,
                        image_vocab=spec.tokenizer.codebook_size,
                        action_vocab_sizes=action_vocab(spec))
 
