@@ -203,6 +203,22 @@ def param_count(size: str | SizePreset, vocab_size: int, block_size: int) -> int
     10192
     """
     s = get_size(size) if isinstance(size, str) else size
-    E = s.n_embd
-    per_block = 12 * E * E + 13 * E  # attention 4E^2+4E, MLP 8E^2+5E, two layer norms 4E
-    return s.n_layer * per_block + (vocab_size + block_size) * E + 2 * E
+    return transformer_params(s.n_layer, s.n_embd, block_size, vocab_size)
+
+
+def transformer_params(n_layer: int, n_embd: int, block_size: int, vocab_size: int = 0,
+                       bias: bool = True) -> int:
+    """Exact N of ``worldmodels.gpt``'s ``GPT`` (``vocab_size >= 1``) or ``TransformerCore`` (0).
+
+    Counted from the ``GPTConfig`` fields alone, layer by layer: token embedding (tied with the
+    output head, counted once), learned positions, blocks, final layer norm.
+
+    >>> transformer_params(1, 16, block_size=170, vocab_size=260)  # GPT of s10k
+    10192
+    >>> transformer_params(1, 16, block_size=10, bias=False)  # TransformerCore, no biases
+    3280
+    """
+    E, b = n_embd, int(bias)
+    # attention 4E^2 (+4E biases), MLP 8E^2 (+5E), two layer norms 2E (+2E)
+    per_block = 12 * E * E + 2 * E + b * 11 * E
+    return n_layer * per_block + (vocab_size + block_size) * E + (1 + b) * E

@@ -29,6 +29,7 @@ from torch import nn
 from offline_data.tokens import TokenLayout
 from worldmodels.checkpoint import register_model_kind
 from worldmodels.gpt import GPT, GPTConfig, KVCache, LossOutput
+from worldmodels.presets import transformer_params
 
 TASKS = ("wm", "bc")
 
@@ -94,6 +95,15 @@ class TokenModelConfig:
     def context_steps(self) -> int:
         """Whole timesteps that fit in the block size."""
         return self.gpt.block_size // self.tokens_per_step
+
+    def num_params(self) -> int:
+        """N of the ``TokenModel`` this config builds, counted from shapes (no module is built).
+
+        The transformer with its embeddings, as ``TokenModel.num_params``: the reward and
+        termination heads are not part of N.
+        """
+        g = self.gpt
+        return transformer_params(g.n_layer, g.n_embd, g.block_size, g.vocab_size, g.bias)
 
     def to_dict(self) -> dict:
         """JSON-able form."""
