@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.bc_cnn_nets import CNN_BLOCKS, FrameCNN
+from agents.bc_cnn_nets import FrameCNN
+from agents.bc_cnn_shapes import CNN_BLOCKS, PAPER_CNN, CNNShape, bc_cnn_params, ladder_cnn
 from worldmodels.checkpoint import register_model_kind
 from worldmodels.gpt import GPTConfig, LossOutput, TransformerCore, count_params, init_weights
 
@@ -45,11 +46,11 @@ class BCCNNConfig:
     """classes of each action dimension (one head each)"""
     image_size: int = 64
     """frames are resized to image_size x image_size before the CNN (pixels)"""
-    cnn_channels: tuple[int, ...] = (16, 32, 32)
+    cnn_channels: tuple[int, ...] = PAPER_CNN.channels
     """channels of each CNN stage (each halves the resolution)"""
-    cnn_pool: int = 4
+    cnn_pool: int = PAPER_CNN.pool
     """the last stage is average-pooled to cnn_pool x cnn_pool"""
-    cnn_embd: int = 1024
+    cnn_embd: int = PAPER_CNN.embd
     """CNN output embedding, then mapped linearly to the transformer width (paper: 1024)"""
     cnn_block: str = "impala"
     """blocks of each CNN stage: "impala" (residual 3x3 convs, VPT) or "convnext" (the paper's)"""
@@ -74,6 +75,13 @@ class BCCNNConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"BCCNNConfig.{name} must be >= 1, got {getattr(self, name)}")
 
+    def num_params(self) -> int:
+        """N of the ``BCCNN`` this config builds, counted from shapes (no module is built)."""
+        return bc_cnn_params(self.gpt.n_layer, self.gpt.n_embd, self.gpt.block_size,
+                             self.action_vocab_sizes,
+                             CNNShape(self.cnn_channels, self.cnn_pool, self.cnn_embd),
+                             self.cnn_block, bias=self.gpt.bias)
+
     def to_dict(self) -> dict:
         """JSON-able form."""
         d = asdict(self)
@@ -93,8 +101,8 @@ class BCCNNConfig:
     def for_width(cls, n_layer: int, n_head: int, n_embd: int, seq_len: int,
                   action_vocab_sizes, image_size: int = 64, **kwargs) -> BCCNNConfig:
         """A config whose CNN scales with the transformer width (the small CPU ladder's rule)."""
-        c = max(4, n_embd // 8)
-        cnn = {"cnn_channels": (c, 2 * c, 2 * c), "cnn_embd": 2 * n_embd}
+        shape = ladder_cnn(n_embd)
+        cnn = {"cnn_channels": shape.channels, "cnn_embd": shape.embd}
         cnn.update(kwargs)
         return cls(gpt=GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd,
                                  block_size=seq_len, vocab_size=0),

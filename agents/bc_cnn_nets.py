@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CNN_BLOCKS = ("impala", "convnext")
+from agents.bc_cnn_shapes import CNN_BLOCKS, IMAGE_CHANNELS
 
 
 class ImpalaBlock(nn.Module):
@@ -69,7 +69,7 @@ class FrameCNN(nn.Module):
             raise ValueError(f"cnn_block={block!r}; choose one of {', '.join(CNN_BLOCKS)}")
         make = ImpalaBlock if block == "impala" else ConvNeXtBlock
         layers: list[nn.Module] = []
-        c_in = 3
+        c_in = IMAGE_CHANNELS
         for c in channels:
             layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.MaxPool2d(3, stride=2, padding=1),
                        make(c), make(c)]
