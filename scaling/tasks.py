@@ -14,11 +14,15 @@ timestep). Section 5.1's character-level language model is the fourth. Code that
     (17, 1)
     >>> TASKS["wm-token"].paper_params("s10k", layout, seq_len=10)
     14288
+    >>> bc_cnn = TASKS["bc-cnn"]
+    >>> bc_cnn.paper_params("s10k", layout, 10), bc_cnn.exact_params("s10k", layout, 10)
+    (3536, 14452)
 
-N on paper (:meth:`Task.paper_params`) is counted from the size's shape and the vocabulary and
-context alone: no model is built and no dataset is opened. It counts the transformer (with its
-embeddings) only; an exact N, with BC-CNN's CNN and WM-Token's reward and termination heads,
-needs the built model (:func:`build`).
+N is counted from the size's shape, the token layout and the context alone: no model is built and
+no dataset is opened. :meth:`Task.exact_params` is the N of the model :func:`build` makes (BC-CNN's
+CNN, projection and action heads included; WM-Token's reward and termination heads are not part
+of N); :meth:`Task.paper_params` counts the transformer with its embeddings only. The reference,
+:func:`model_params`, builds the model and counts it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.bc_cnn_shapes import PAPER_CNN, CNNShape, bc_cnn_params, ladder_cnn
 from offline_data.tokens import TokenLayout
 from worldmodels import presets
 
@@ -90,6 +95,28 @@ class Task:
         return presets.param_count(size, vocab_size=sum(layout.action_vocab_sizes),
                                    block_size=seq_len)
 
+    def exact_params(self, size: str, layout: TokenLayout, seq_len: int,
+                     cnn_block: str = "impala") -> int:
+        """Exact N of the model :func:`build` makes for ``size``, from shapes alone.
+
+        Equal to ``build(...)[0].num_params()`` with the same layout, ``seq_len`` and
+        ``cnn_block``; the frame size does not enter BC-CNN's N (its CNN ends in a fixed pool).
+
+        Args:
+            size: a size name of ``worldmodels.presets``.
+            layout: the token layout; BC-CNN uses only its action vocabularies.
+            seq_len: timesteps per window.
+            cnn_block: BC-CNN's CNN blocks, "impala" or "convnext".
+        """
+        shape = presets.get_size(size)
+        if self.reads_tokens:
+            return presets.transformer_params(shape.n_layer, shape.n_embd,
+                                              seq_len * layout.tokens_per_step, layout.vocab_size)
+        if self.data == "frames":
+            return bc_cnn_params(shape.n_layer, shape.n_embd, seq_len, layout.action_vocab_sizes,
+                                 cnn=_cnn_shape(size), cnn_block=cnn_block)
+        raise ValueError(f"{self.name} is trained by its own script; count its built model")
+
 
 def _build_token_model(task: Task, size: str, data: str, preset, seq_len: int,
                        aux_heads: bool = True, image_size: int | None = None,
@@ -111,6 +138,11 @@ def _build_token_model(task: Task, size: str, data: str, preset, seq_len: int,
     return TokenModel(cfg), source, cfg
 
 
+def _cnn_shape(size: str) -> CNNShape:
+    """BC-CNN's CNN at ``size``: the paper's (0.6M) for paper sizes, else the ladder's."""
+    return ladder_cnn(presets.get_size(size).n_embd) if size in presets.LADDER else PAPER_CNN
+
+
 def _build_bc_cnn(task: Task, size: str, data: str, preset, seq_len: int,
                   aux_heads: bool = True, image_size: int | None = None, dropout: float = 0.0,
                   cnn_block: str = "impala"):
@@ -125,9 +157,8 @@ def _build_bc_cnn(task: Task, size: str, data: str, preset, seq_len: int,
     kwargs: dict = {"cnn_block": cnn_block}
     if image_size or preset.image_size:
         kwargs["image_size"] = image_size or preset.image_size
-    # a CNN of the paper's size (0.6M) for paper sizes; the ladder's CNN scales with the width
     cfg = source.model_config(shape.n_layer, shape.n_head, shape.n_embd,
-                              paper_cnn=size not in presets.LADDER, **kwargs)
+                              paper_cnn=_cnn_shape(size) == PAPER_CNN, **kwargs)
     cfg.gpt = type(cfg.gpt)(**{**cfg.gpt.to_dict(), "dropout": dropout})
     return BCCNN(cfg), source, cfg
 
@@ -192,9 +223,9 @@ def build(task: str, size: str, data: str, seq_len: int | None = None, preset: s
 
 
 def model_params(task: str, size: str, data: str, **model_options: Any) -> int:
-    """Exact N of ``size`` for ``task`` on ``data`` (embeddings, CNN and heads included).
+    """Exact N of ``size`` for ``task`` on ``data`` (embeddings, CNN and action heads included).
 
-    Builds the model (and opens the data for its vocabulary); :meth:`Task.paper_params` counts
-    without either.
+    Builds the model (and opens the data for its vocabulary): the reference that
+    :meth:`Task.exact_params` equals without either.
     """
     return build(task, size, data, **model_options)[0].num_params()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from offline_data.tokens import TokenLayout
+from offline_data.tokens import HEADER_NAME, TokenLayout, TokenShards
 from scaling.study.adapters.datasets import action_vocab
-from scaling.study.paths import dataset_exists, tokens_dir
-from scaling.tasks import TASKS, model_params
+from scaling.study.paths import tokens_dir
+from scaling.tasks import TASKS
 from worldmodels import presets
 
 
@@ -33,17 +33,18 @@ def study_layout(spec) -> TokenLayout:
 
 
 def size_params(task: str, size: str, spec) -> int:
-    """N of ``size`` for ``task`` in this study: exact once the data exists, else on paper.
+    """Exact N of ``size`` for ``task`` in this study, counted from shapes (no model is built).
 
-    With its data (token shards, or BC-CNN's dataset) the model is built and counted
-    (:func:`scaling.tasks.model_params`); before that the transformer alone is counted over the
-    study's vocabulary and context (:meth:`scaling.tasks.Task.paper_params`).
+    :meth:`scaling.tasks.Task.exact_params` over the layout of the study's token shards when they
+    exist (their header), else the layout the spec implies (:func:`study_layout`; BC-CNN needs
+    only its action vocabularies), and the context of the task's preset: what
+    :func:`scaling.tasks.model_params` gives with that preset on the study's data. The sweep's
+    ``overrides`` are not read (N at the preset's ``seq_len``, with Impala CNN blocks).
     """
     t = TASKS[task]
-    data = str(tokens_dir(spec)) if t.reads_tokens else spec.dataset.id
-    if (t.reads_tokens and (tokens_dir(spec) / "header.json").is_file()) or (
-            not t.reads_tokens and dataset_exists(spec.dataset.id)):
-        return int(model_params(task, size, data))
+    header = tokens_dir(spec) / HEADER_NAME
+    layout = (TokenShards.open(header.parent).layout if t.reads_tokens and header.is_file()
+              else study_layout(spec))
     ts = spec.task(task)
     p = presets.get_task_preset(ts.preset) if ts and ts.preset else presets.preset_for(task, size)
-    return t.paper_params(size, study_layout(spec), p.seq_len)
+    return t.exact_params(size, layout, p.seq_len)
