@@ -12,6 +12,11 @@ import json
 from typing import Any
 
 from offline_data import argtypes as A
+from offline_data.collect import collect, resolve_policy
+from offline_data.datasets import datasets_root, list_dataset_ids
+from offline_data.defaults import build_default_datasets, collect_default
+from offline_data.frame_size import env_size
+from offline_data.info import dataset_info, summary_table, verify_episodes
 
 
 def register(subparsers: Any) -> None:
@@ -82,7 +87,7 @@ def register(subparsers: Any) -> None:
 
 def _register_import(sub: Any) -> None:
     try:
-        from offline_data.importers.cli import register_import
+        from offline_data.importers.cli import register_import  # optional part of a distribution
     except ImportError:  # importers not shipped in this distribution
         return
     register_import(sub)
@@ -90,7 +95,7 @@ def _register_import(sub: Any) -> None:
 
 def _register_record(sub: Any) -> None:
     try:
-        from offline_data.record import register_record
+        from offline_data.record import register_record  # optional part of a distribution
     except ImportError:
         return
     register_record(sub)
@@ -116,17 +121,13 @@ def parse_skill(text: str | None) -> float | tuple[float, float] | None:
 
 def _collect(args: argparse.Namespace) -> int:
     if args.default:
-        from offline_data.defaults import collect_default
-
         ds = collect_default(args.default, overwrite=args.overwrite,
                              progress=not args.no_progress)
         print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps} steps")
         return 0
     if not args.env or not args.dataset_id:
         raise ValueError("data collect needs --env and --dataset-id (or --default breakout|fetch)")
-    import envs
-    from offline_data.collect import collect, resolve_policy
-    from offline_data.frame_size import env_size
+    import envs  # gymnasium
 
     env_kwargs = {"size": env_size(args.size)} if args.size else {}
     env = envs.make(args.env, **env_kwargs)
@@ -148,9 +149,6 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _defaults(args: argparse.Namespace) -> int:
-    from offline_data.defaults import build_default_datasets
-    from offline_data.info import dataset_info
-
     built = build_default_datasets(args.only, overwrite=args.overwrite,
                                    progress=not args.no_progress)
     for ds in built.values():
@@ -160,8 +158,6 @@ def _defaults(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from offline_data.info import dataset_info, verify_episodes
-
     info = dataset_info(args.dataset_id)
     if not args.no_verify:
         verify_episodes(args.dataset_id)
@@ -170,9 +166,6 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from offline_data.datasets import datasets_root, list_dataset_ids
-    from offline_data.info import summary_table
-
     ids = list_dataset_ids()
     print(summary_table(ids) if ids else f"no datasets under {datasets_root()}")
     return 0

@@ -23,6 +23,7 @@ import numpy as np
 from offline_data.datasets import check_image_space
 from offline_data.discretize import ActionDiscretizer, discretizer_for_space
 from offline_data.minari_writer import MinariWriter
+from offline_data.sb3_policy import load_sb3
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,6 @@ def resolve_policy(spec: str, env: Any, seed: int = 0, **factory_kwargs: Any) ->
                              "module:factory")
         return _call_factory(SCRIPTED_POLICIES[env_id], env=env, seed=seed, **factory_kwargs)
     if spec.startswith(("sb3:", "sb3-weights:")):
-        from offline_data.sb3_policy import load_sb3
-
         weights_only = spec.startswith("sb3-weights:")
         return load_sb3(spec.partition(":")[2], env, weights_only=weights_only)
     if ":" not in spec:
@@ -166,7 +165,7 @@ def collect(env_id: str | Any, policy: Any, num_episodes: int, dataset_id: str, 
                         "deterministic)")
     owns_env = isinstance(env_id, str)
     if owns_env:
-        import envs
+        import envs  # gymnasium
 
         env = envs.make(env_id, **(env_kwargs or {}))
     else:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from offline_data.collect import collect, resolve_policy
 from offline_data.datasets import BREAKOUT_DATASET_ID, FETCH_DATASET_ID, dataset_path, load_dataset
 
 logger = logging.getLogger(__name__)
@@ -73,12 +74,10 @@ DEFAULTS: dict[str, DefaultDataset] = {
 def collect_default(name: str, overwrite: bool = False, progress: bool = True,
                     **overrides: Any):
     """Collect one default dataset by name (``breakout`` or ``fetch``); returns the dataset."""
-    from offline_data.collect import collect, resolve_policy
-
     if name not in DEFAULTS:
         raise ValueError(f"unknown default dataset {name!r}; choose from {sorted(DEFAULTS)}")
     spec = replace(DEFAULTS[name], **overrides)
-    import envs
+    import envs  # gymnasium
 
     env = envs.make(spec.env_id)
     try:

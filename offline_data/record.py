@@ -25,6 +25,7 @@ import numpy as np
 from offline_data import argtypes as A
 from offline_data.datasets import check_image_space
 from offline_data.discretize import discretizer_for_space
+from offline_data.frame_size import env_size
 from offline_data.minari_writer import MinariWriter
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def record(config: RecordConfig, before_step: Callable[[int], None] | None = Non
     """
     import pygame
 
-    import envs
+    import envs  # gymnasium
 
     env = envs.make(config.env_id, **({"size": config.size} if config.size else {}))
     check_image_space(env.observation_space, what=f"env {config.env_id!r}")
@@ -221,8 +222,6 @@ def register_record(sub: Any) -> None:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from offline_data.frame_size import env_size
-
     cfg = RecordConfig(env_id=args.env, dataset_id=args.dataset_id, episodes=args.episodes,
                        fps=args.fps, scale=args.scale, max_steps=args.max_steps,
                        overwrite=args.overwrite, size=env_size(args.size) if args.size else None)

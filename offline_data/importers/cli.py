@@ -12,6 +12,9 @@ import argparse
 from typing import Any
 
 from offline_data import argtypes as A
+from offline_data.importers.gameplay import GameplayImportConfig, import_gameplay
+from offline_data.importers.lerobot import LeRobotImportConfig, import_lerobot
+from offline_data.importers.rlds import MAPPINGS, RLDSMapping, import_rlds
 
 
 def register_import(sub: Any) -> None:
@@ -80,8 +83,6 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _import_gameplay(args: argparse.Namespace) -> int:
-    from offline_data.importers.gameplay import GameplayImportConfig, import_gameplay
-
     cfg = GameplayImportConfig(rate=args.rate, size=args.size, axis_buckets=args.axis_buckets,
                                time_offset=args.time_offset)
     ds = import_gameplay(args.source, args.dataset_id, cfg, description=args.description,
@@ -91,8 +92,6 @@ def _import_gameplay(args: argparse.Namespace) -> int:
 
 
 def _import_lerobot(args: argparse.Namespace) -> int:
-    from offline_data.importers.lerobot import LeRobotImportConfig, import_lerobot
-
     cfg = LeRobotImportConfig(camera=args.camera, size=args.size, rate=args.rate,
                               buckets=args.buckets)
     ds = import_lerobot(args.path, args.dataset_id, cfg, description=args.description,
@@ -103,8 +102,6 @@ def _import_lerobot(args: argparse.Namespace) -> int:
 
 def _import_rlds(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    from offline_data.importers.rlds import MAPPINGS, RLDSMapping, import_rlds
 
     mapping: Any = args.mapping
     if mapping not in MAPPINGS:

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from offline_data.atomic import atomic_file
+
 _MASK_DELTA = 0xA282EAD8
 
 
@@ -138,8 +140,6 @@ def read_tfrecord(path: str | Path, verify_crc: bool = True) -> Iterator[bytes]:
 
 def write_tfrecord(path: str | Path, records: Any) -> None:
     """Write ``records`` (bytes) as a TFRecord file with correct masked CRCs."""
-    from offline_data.atomic import atomic_file
-
     with atomic_file(path) as tmp, open(tmp, "wb") as f:
         for data in records:
             length = struct.pack("<Q", len(data))
