@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from offline_data.atomic import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
@@ -121,8 +123,6 @@ def truncate_metrics(run: str | os.PathLike, step: int) -> None:
 
     A truncated last line (a process killed mid-write) is dropped with a warning.
     """
-    from offline_data.atomic import write_text_atomic
-
     path = metrics_path(run)
     kept = [r for r in read_metrics(run) if r["step"] <= step]
     write_text_atomic(path, "".join(strict_json(r) + "\n" for r in kept))

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from offline_data.fingerprint import check_fingerprint
+
 logger = logging.getLogger(__name__)
 
 
@@ -111,8 +113,6 @@ def check_finite(values: dict[str, float], model: nn.Module) -> str | None:
 
 def check_same_data(old: dict, new: dict, run_dir: str | os.PathLike) -> None:
     """Refuse to resume when the run's data changed (``data_fingerprint`` of two run configs)."""
-    from offline_data.fingerprint import check_fingerprint
-
     if new.get("data_fingerprint") is not None:
         data = new.get("data", {})
         check_fingerprint(old.get("data_fingerprint"), new["data_fingerprint"], str(run_dir),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from offline_data.fingerprint import directory_fingerprint
 from offline_data.token_windows import TokenWindowLoader
 from offline_data.tokens import TokenShards
 
@@ -52,7 +53,7 @@ class TokenDataSource:
 
     def model_config(self, n_layer: int, n_head: int, n_embd: int, task: str = "wm", **kwargs):
         """A ``TokenModelConfig`` matching these shards' layout and context."""
-        from worldmodels.token_model import TokenModelConfig
+        from worldmodels.token_model import TokenModelConfig  # torch
 
         return TokenModelConfig.for_layout(self.layout, n_layer, n_head, n_embd, self.seq_len,
                                            task=task, **kwargs)
@@ -80,8 +81,6 @@ class TokenDataSource:
 
     def fingerprint(self) -> str:
         """Fingerprint of the shard files (a resumed run refuses data that changed)."""
-        from offline_data.fingerprint import directory_fingerprint
-
         return directory_fingerprint(self.path)
 
     def describe(self) -> dict:

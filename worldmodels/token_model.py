@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from offline_data.atomic import atomic_file
 from offline_data.tokens import TokenLayout
 from worldmodels.checkpoint import register_model_kind
 from worldmodels.gpt import GPT, GPTConfig, KVCache, LossOutput
@@ -309,8 +310,6 @@ class TokenModel(nn.Module):
 
 def save_token_model(model: TokenModel, path: str | os.PathLike) -> None:
     """Write weights + config to ``path`` atomically (a trainer checkpoint loads the same way)."""
-    from offline_data.atomic import atomic_file
-
     with atomic_file(path) as tmp:
         torch.save({"model": model.state_dict(), "model_kind": "token_model",
                     "model_config": model.config.to_dict()}, tmp)

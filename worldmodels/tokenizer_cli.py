@@ -12,7 +12,9 @@ import argparse
 import json
 
 from offline_data import argtypes as A
-from worldmodels.threads import add_threads_argument
+from worldmodels.threads import add_threads_argument, apply_threads
+from worldmodels.tokenizer_config import VQConfig
+from worldmodels.tokenizer_targets import format_summary, format_target
 
 
 def register(subparsers) -> None:
@@ -89,10 +91,8 @@ def register(subparsers) -> None:
 
 
 def _train(args) -> int:
-    from worldmodels.tokenizer_config import VQConfig
-    from worldmodels.tokenizer_data import frame_shape, open_split
-    from worldmodels.tokenizer_targets import format_summary, format_target
-    from worldmodels.tokenizer_train import (
+    from worldmodels.tokenizer_data import frame_shape, open_split  # torch
+    from worldmodels.tokenizer_train import (  # torch
         TokenizerTrainConfig,
         default_out_dir,
         train_tokenizer,
@@ -124,8 +124,7 @@ def _train(args) -> int:
 
 
 def _encode(args) -> int:
-    from worldmodels.threads import apply_threads
-    from worldmodels.tokenize_dataset import encode_dataset
+    from worldmodels.tokenize_dataset import encode_dataset  # torch
 
     apply_threads(args.threads, processes=args.workers)
 

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from worldmodels.run_state import load_torch_file
+
 
 class WindowLoader(Protocol):
     """Random access to one split's batches (``offline_data.token_windows.TokenWindowLoader``)."""
@@ -172,6 +174,5 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Read a trainer checkpoint safely (``weights_only``), with a clear error when missing."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `embscale train`")
-    from worldmodels.run_state import load_torch_file
 
     return load_torch_file(path, "checkpoint", map_location)
