@@ -30,6 +30,10 @@ from torch import nn
 
 from agents.bc_cnn_nets import FrameCNN
 from agents.bc_cnn_shapes import CNN_BLOCKS, PAPER_CNN, CNNShape, bc_cnn_params, ladder_cnn
+from offline_data.atomic import atomic_file
+from offline_data.datasets import dataset_path
+from offline_data.fingerprint import directory_fingerprint
+from offline_data.reader import WindowReader
 from worldmodels.checkpoint import register_model_kind
 from worldmodels.gpt import GPTConfig, LossOutput, TransformerCore, count_params, init_weights
 
@@ -180,8 +184,6 @@ class BCCNN(nn.Module):
 
 def save_bc_cnn(model: BCCNN, path: str | os.PathLike) -> None:
     """Write weights + config atomically (a trainer checkpoint loads the same way)."""
-    from offline_data.atomic import atomic_file
-
     with atomic_file(path) as tmp:
         torch.save({"model": model.state_dict(), "model_kind": "bc_cnn",
                     "model_config": model.config.to_dict()}, tmp)
@@ -294,8 +296,6 @@ class FrameDataSource:
     def _reader(self, split: str, dataset=None):
         """The split's ``WindowReader``, opened on first use (val and test only when read)."""
         if split not in self._readers:
-            from offline_data.reader import WindowReader  # imports minari: only when needed
-
             self._readers[split] = WindowReader(dataset or self._readers["train"].dataset,
                                                 self.seq_len, split=split)
         return self._readers[split]
@@ -353,9 +353,6 @@ class FrameDataSource:
 
     def fingerprint(self) -> str:
         """Fingerprint of the dataset's files (a resumed run refuses data that changed)."""
-        from offline_data.datasets import dataset_path
-        from offline_data.fingerprint import directory_fingerprint
-
         dataset = self._readers["train"].dataset
         path = getattr(getattr(dataset, "spec", None), "data_path", None)
         return directory_fingerprint(path or dataset_path(self.dataset_id) / "data")

@@ -18,7 +18,8 @@ import logging
 import os
 
 from offline_data import argtypes as A
-from worldmodels.threads import add_threads_argument
+from offline_data.atomic import write_text_atomic
+from worldmodels.threads import add_threads_argument, apply_threads
 
 
 def write_mp4(frames, path: str | os.PathLike, fps: int = 15, scale: int = 4) -> None:
@@ -81,15 +82,13 @@ def _add_mismatch_flag(p: argparse.ArgumentParser) -> None:
 def _threaded(func):
     """``func`` run after torch's CPU threads are set from ``--threads``."""
     def run(args) -> int:
-        from worldmodels.threads import apply_threads
-
         apply_threads(args.threads)
         return func(args)
     return run
 
 
 def _simulator(args, num_envs: int):
-    from worldmodels.simulator import SimulatorConfig, load_simulator
+    from worldmodels.simulator import SimulatorConfig, load_simulator  # torch
 
     cfg = SimulatorConfig(burn_in=args.burn_in, temperature=args.temperature,
                           reward=args.reward)
@@ -104,10 +103,10 @@ def _eval_policy(args) -> int:
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    import envs
-    from agents.dyna import confidence_interval
-    from agents.policies import load_policy
-    from worldmodels.train_utils import Progress
+    import envs  # gymnasium
+    from agents.dyna import confidence_interval  # torch, stable-baselines3
+    from agents.policies import load_policy  # torch
+    from worldmodels.train_utils import Progress  # torch
 
     if args.episodes < 1 or args.num_envs < 1:
         raise ValueError("--episodes and --num-envs must be >= 1")
@@ -165,8 +164,7 @@ def _eval_policy(args) -> int:
 def _eval_loss(args) -> int:
     import json
 
-    from agents.held_out import held_out_loss
-    from offline_data.atomic import write_text_atomic
+    from agents.held_out import held_out_loss  # torch
 
     rows = []
     print(f"{'checkpoint':<48} {'task':>8} {'N':>9} {'D':>9} {'windows':>7} "
@@ -186,8 +184,8 @@ def _eval_loss(args) -> int:
 
 
 def _dyna(args) -> int:
-    import envs
-    from agents.dyna import DynaConfig, run_dyna
+    import envs  # gymnasium
+    from agents.dyna import DynaConfig, run_dyna  # torch, stable-baselines3
 
     cfg = DynaConfig(rounds=args.rounds, timesteps_per_round=args.timesteps,
                      horizon=args.horizon, n_steps=args.n_steps,
@@ -211,7 +209,7 @@ def _play(args) -> int:
     import pygame
     from gymnasium import spaces
 
-    from envs.worldmodel_env import WorldModelEnv
+    from envs.worldmodel_env import WorldModelEnv  # torch, stable-baselines3
 
     env = WorldModelEnv(_simulator(args, 1), max_episode_steps=args.horizon)
     if not isinstance(env.action_space, spaces.Discrete):

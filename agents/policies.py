@@ -24,11 +24,14 @@ from gymnasium import spaces
 
 from agents.bc_cnn import BCCNN
 from offline_data.action_spaces import check_action_space, space_for_discretizer
+from offline_data.datasets import dataset_discretizer, load_dataset
 from offline_data.discretize import ActionDiscretizer, discretizer_from_spec
 from offline_data.tokens import TokenShards
 from worldmodels.checkpoint import model_from_checkpoint, read_model_checkpoint
 from worldmodels.row_cache import RowKVCache, rebuild, row_forward
+from worldmodels.run_state import check_tokenizer_match
 from worldmodels.token_model import TokenModel
+from worldmodels.tokenizer import load_tokenizer
 from worldmodels.train_utils import resolve_device
 
 
@@ -244,8 +247,6 @@ def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | No
     kind = ckpt.get("model_kind")
     data = ckpt.get("run_config", {}).get("data", {})
     if kind == "bc_cnn":
-        from offline_data.datasets import dataset_discretizer, load_dataset
-
         model = model_from_checkpoint(ckpt, str(checkpoint))
         dataset = dataset or data.get("dataset_id")
         if dataset is None:
@@ -259,8 +260,6 @@ def load_policy(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | No
     if tokenizer is None:
         raise ValueError("a BC-Token policy needs the tokenizer its tokens came from; pass "
                          "--tokenizer PATH")
-    from worldmodels.run_state import check_tokenizer_match
-    from worldmodels.tokenizer import load_tokenizer
 
     model = model_from_checkpoint(ckpt, str(checkpoint))
     vq = load_tokenizer(tokenizer, map_location=device)
