@@ -29,6 +29,7 @@ from typing import Any
 from offline_data.atomic import atomic_dir, check_replaceable
 from scaling.laws.analysis import METHODS, Analysis, FitOptions, analyze
 from scaling.laws.data import Curves, make_curves
+from scaling.plots import figure5
 from worldmodels.run_metrics import read_metrics
 
 FIT_DIR = {"marker": "fit.json", "allowed": ("table.md", "*.png", "advice.json", ".*.tmp"),
@@ -114,8 +115,6 @@ def write_fit(result: FitResult, out: str | os.PathLike, *, overwrite: bool = Fa
         (tmp / "fit.json").write_text(json.dumps(fit, indent=2, allow_nan=False) + "\n")
         (tmp / "table.md").write_text(table_markdown(fit))
         if figures:
-            from scaling.plots import figure5  # matplotlib
-
             figure5(result.analysis, tmp / "scaling_fit.png", title=title, crossings=crossings)
     return fit
 

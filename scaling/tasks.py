@@ -36,6 +36,7 @@ from typing import Any
 from agents.bc_cnn_shapes import PAPER_CNN, CNNShape, bc_cnn_params, ladder_cnn
 from offline_data.tokens import TokenLayout
 from worldmodels import presets
+from worldmodels.token_data import TokenDataSource
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +123,7 @@ def _build_token_model(task: Task, size: str, data: str, preset, seq_len: int,
                        aux_heads: bool = True, image_size: int | None = None,
                        dropout: float = 0.0, cnn_block: str = "impala"):
     """WM-Token / BC-Token over the token shards at ``data``."""
-    from worldmodels.token_data import TokenDataSource  # torch
-    from worldmodels.token_model import TokenModel
+    from worldmodels.token_model import TokenModel  # torch
 
     shape = presets.get_size(size)
     source = TokenDataSource(data, seq_len=seq_len)

@@ -14,16 +14,17 @@ import math
 from pathlib import Path
 
 from offline_data import argtypes as A
+from offline_data.atomic import check_parent, check_replaceable
+from scaling.planner import MAX_EPOCHS, plan
 
 logger = logging.getLogger(__name__)
 
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit the requested laws to the inputs and write ``fit.json``, ``table.md`` and figures."""
-    from offline_data.atomic import check_parent, check_replaceable
-    from scaling.fitting import FIT_DIR, bootstrap_sentence, fit_curves, methods, write_fit
-    from scaling.inputs import load_curves
-    from scaling.laws.analysis import FitOptions
+    from scaling.fitting import FIT_DIR, bootstrap_sentence, fit_curves, methods, write_fit  # scipy
+    from scaling.inputs import load_curves  # scipy
+    from scaling.laws.analysis import FitOptions  # scipy
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -71,8 +72,6 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     """Print the compute-optimal plan for a budget or a target loss."""
-    from scaling.planner import MAX_EPOCHS, plan
-
     path = Path(args.fit)
     if not path.is_file():
         raise FileNotFoundError(f"fit file {path} not found; create it with 'embscale fit ... "

@@ -75,7 +75,7 @@ def _command() -> str:
 
 
 def _section51(args) -> int:
-    from scaling.mechanisms.section51 import QUICK, Section51Config, run
+    from scaling.mechanisms.section51 import QUICK, Section51Config, run  # torch, scipy
 
     kw = dict(QUICK) if args.quick else {}
     if args.sizes:
@@ -94,7 +94,7 @@ def _section51(args) -> int:
 
 
 def _section52(args) -> int:
-    from scaling.mechanisms.section52 import run_cli
+    from scaling.mechanisms.section52 import run_cli  # scipy
 
     head = run_cli(args, command=_command())
     _print_headline("Section 5.2: compute per action, BC-Token vs BC-CNN", head)
@@ -102,7 +102,7 @@ def _section52(args) -> int:
 
 
 def _section53(args) -> int:
-    from scaling.mechanisms.section53 import run_cli
+    from scaling.mechanisms.section53 import run_cli  # scipy
 
     head = run_cli(args, command=_command())
     _print_headline("Section 5.3: tokens per frame vs optimal model-size coefficient", head)

@@ -19,12 +19,12 @@ import dataclasses
 import json
 
 from offline_data import argtypes as A
+from scaling.study.presets import PRESETS, get_preset
+from scaling.study.spec import load_spec, spec_from_dict
+from scaling.study.sweep import emit_jobs
 
 
 def _spec_from_args(args: argparse.Namespace):
-    from scaling.study.presets import get_preset
-    from scaling.study.spec import load_spec, spec_from_dict
-
     chosen = [x for x in (args.spec, args.preset, "quick" if args.quick else None) if x]
     if len(chosen) > 1:
         raise ValueError(f"give at most one of --spec, --preset, --quick (got {chosen})")
@@ -46,12 +46,9 @@ def _spec_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Run, resume or plan a study."""
-    from scaling.study.presets import PRESETS
-    from scaling.study.runner import STAGES, run_study
+    from scaling.study.runner import STAGES, run_study  # torch, scipy, gymnasium
 
     if args.list_presets:
-        from scaling.study.presets import get_preset
-
         for name in PRESETS:
             print(f"{name:22s} {get_preset(name).description}")
         return 0
@@ -60,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(dataclasses.asdict(spec), indent=2))
         return 0
     if args.emit_jobs:
-        from scaling.study.runner import check_study_dir
-        from scaling.study.steps import plan_runs, validate_spec
-        from scaling.study.sweep import emit_jobs
+        from scaling.study.runner import check_study_dir  # torch, scipy, gymnasium
+        from scaling.study.steps import plan_runs, validate_spec  # scipy, gymnasium
 
         check_study_dir(spec, args.allow_mixed)
         validate_spec(spec)
@@ -115,7 +111,6 @@ def register(subparsers) -> None:
                                   "(sb3:ALGO:PATH unpickles it, running code stored in it) or a "
                                   "module:factory (imported and run); sb3-weights:ALGO:PATH "
                                   "reads only weights")
-    from scaling.study.presets import PRESETS
 
     p.add_argument("--preset", help=f"named study: {', '.join(PRESETS)} (--list-presets)")
     p.add_argument("--quick", action="store_true", help="the miniature study (same as "

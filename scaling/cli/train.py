@@ -20,9 +20,10 @@ import logging
 import os
 from pathlib import Path
 
+from offline_data import argtypes as A
 from scaling.tasks import TRAINABLE
 from scaling.training import train_model
-from worldmodels.threads import add_threads_argument
+from worldmodels.threads import add_threads_argument, apply_threads
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ FIELDS_SET_OTHERWISE = {"run_dir": "--run-dir/--study", "seed": "--seed", "max_t
 
 def _run(args: argparse.Namespace) -> int:
     import torch
-
-    from worldmodels.threads import apply_threads
 
     apply_threads(args.threads)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -82,8 +81,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``embscale train``."""
-    from offline_data import argtypes as A
-
     p = subparsers.add_parser(
         "train", help="pre-train one WM-Token, BC-Token or BC-CNN model",
         description="Pre-train one model on one trainer: AdamW, constant learning rate after "

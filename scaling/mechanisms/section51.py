@@ -20,10 +20,22 @@ from pathlib import Path
 import numpy as np
 
 from offline_data.atomic import write_text_atomic
-from scaling.mechanisms.char_lm import CHAR_SIZES, LOSSES
+from scaling.fitting import fit_curves
+from scaling.inputs import load_curves
+from scaling.laws.analysis import FitOptions
+from scaling.laws.data import FitError
+from scaling.laws.identification import bound_issues
+from scaling.mechanisms.char_lm import (
+    CHAR_SIZES,
+    LOSSES,
+    CharCorpus,
+    CharDataSource,
+    build_char_model,
+)
 from scaling.mechanisms.common import Estimate, difference, estimate, run_jobs
 from scaling.plots import save_figure
 from worldmodels.run_metrics import read_metrics
+from worldmodels.trainer import TrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +102,6 @@ QUICK = {"sizes": ("c4k", "c15k", "c40k"), "tokens": 1.5e5, "batch_size": 32,
 
 def _train_one(job: dict) -> dict:
     """Train one (loss, size) run; resumes or returns at once if already finished."""
-    from scaling.mechanisms.char_lm import CharCorpus, CharDataSource, build_char_model
-    from worldmodels.trainer import TrainConfig, Trainer
-
     corpus = CharCorpus(job["text"])
     data = CharDataSource(corpus, job["context"])
     model = build_char_model(job["size"], corpus.vocab_size, job["loss"], job["context"],
@@ -135,11 +144,6 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
         min_tokens: smallest D fitted (default ``cfg.min_fit_tokens``; 0 fits every point).
     """
     min_tokens = cfg.min_fit_tokens if min_tokens is None else min_tokens
-    from scaling.fitting import fit_curves
-    from scaling.inputs import load_curves
-    from scaling.laws.analysis import FitOptions
-    from scaling.laws.data import FitError
-    from scaling.laws.identification import bound_issues
 
     out = Path(cfg.out)
     opts = FitOptions(methods=("parametric",), num_bootstrap=cfg.num_bootstrap, seed=cfg.seed,

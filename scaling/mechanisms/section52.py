@@ -28,6 +28,8 @@ from offline_data.atomic import write_text_atomic
 from offline_data.tokens import TokenLayout
 from scaling.mechanisms.common import Estimate, estimate
 from scaling.plots import save_figure
+from scaling.study.presets import default_study, quick_study
+from scaling.study.spec import TaskSweep
 from scaling.tasks import TASKS
 from worldmodels.run_metrics import read_metrics
 
@@ -260,9 +262,6 @@ def write_report(out: Path, summaries: list[RunSummary], result: dict, command: 
 
 def sweep_spec(out: Path, quick: bool, seed: int):
     """The study spec that trains BC-Token and BC-CNN at equal sizes and equal compute."""
-    from scaling.study.presets import default_study, quick_study
-    from scaling.study.spec import TaskSweep
-
     base = quick_study() if quick else default_study()
     sizes = ["s10k", "s30k"] if quick else ["s10k", "s30k", "s100k", "s300k"]
     if quick:
@@ -289,7 +288,7 @@ def run_cli(args, command: str) -> dict:
     if args.runs:
         paths = args.runs
     else:
-        from scaling.study.runner import run_study
+        from scaling.study.runner import run_study  # torch, gymnasium
 
         spec = sweep_spec(out, args.quick, args.seed)
         spec.parallel = args.workers or spec.parallel

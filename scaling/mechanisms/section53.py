@@ -24,8 +24,19 @@ from pathlib import Path
 import numpy as np
 
 from offline_data.atomic import write_text_atomic
+from offline_data.defaults import DEFAULTS
 from scaling.mechanisms.common import estimate, pearson
 from scaling.plots import save_figure
+from scaling.study.spec import (
+    DatasetSpec,
+    FitSpec,
+    QualityStudySpec,
+    ReturnStudySpec,
+    StudySpec,
+    TaskSweep,
+    TokenizerSpec,
+)
+from worldmodels.run_metrics import read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -80,17 +91,6 @@ QUICK = {"tokens_per_frame": (16, 36, 64), "sizes": ("s10k", "s30k", "s100k"), "
 
 def study_spec(cfg: Section53Config, k: int, seed: int, quick: bool):
     """The study of tokenizer ``k`` and ladder repeat ``seed``."""
-    from offline_data.defaults import DEFAULTS
-    from scaling.study.spec import (
-        DatasetSpec,
-        FitSpec,
-        QualityStudySpec,
-        ReturnStudySpec,
-        StudySpec,
-        TaskSweep,
-        TokenizerSpec,
-    )
-
     fetch = DEFAULTS["fetch"]
     tok_ckpt = None
     if seed != cfg.seeds[0]:  # one tokenizer per d_z, shared by the repeats
@@ -126,8 +126,8 @@ def _coefficient(fit: dict) -> tuple[str, float, float, float]:
 
 def run(cfg: Section53Config, quick: bool = False, command: str = "") -> dict:
     """Every study, then the coefficient-vs-d_z analysis and report."""
-    from scaling.study.runner import run_study
-    from scaling.study.steps import fit_dir
+    from scaling.study.runner import run_study  # torch, gymnasium
+    from scaling.study.steps import fit_dir  # gymnasium
 
     rows = []
     for k in cfg.tokens_per_frame:
@@ -150,8 +150,6 @@ def run(cfg: Section53Config, quick: bool = False, command: str = "") -> dict:
 
 def _max_passes(study_dir: Path, sizes, seed: int) -> float | None:
     """Most passes over the training tokens made by any run of a ladder (the smallest model's)."""
-    from worldmodels.run_metrics import read_metrics
-
     dirs = [study_dir / f"wm-token-{size}-seed{seed}" for size in sizes]
     passes = [recs[-1].get("epoch") for d in dirs
               if (d / "metrics.jsonl").is_file() and (recs := read_metrics(d))]

@@ -36,7 +36,7 @@ def make_eval_env(env_id: str, num_envs: int, max_episode_steps: int, seed: int)
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    import envs
+    import envs  # gymnasium
 
     def factory(i: int):
         def make():
@@ -61,7 +61,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: ReturnStudySpec,
     """
     from stable_baselines3.common.evaluation import evaluate_policy
 
-    from agents.policies import load_policy
+    from agents.policies import load_policy  # torch
 
     venv = make_eval_env(spec.env_id, spec.num_envs, spec.max_episode_steps, spec.seed)
     try:

@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scaling.study.action_baselines import context_bar, context_bar_stderr
+from offline_data.atomic import write_text_atomic
+from scaling.fitting import bootstrap_sentence
+from scaling.study.action_baselines import below_bar, context_bar, context_bar_stderr
+from scaling.study.loss_vs_quality import cluster_note
 from scaling.study.report_exponents import agreement_sentence, difference_sentence
 from scaling.study.report_page import (
     TASK_TITLES,
@@ -116,8 +119,6 @@ def _action_bars(b: dict) -> dict[str, tuple[str, float, float | None]]:
 
 def _bar_verdict(task: str, b: dict, name: str, bar: float, bar_se: float | None) -> str | None:
     """The bar test of one BC task: its held-out loss and the bar, each with its error."""
-    from scaling.study.action_baselines import below_bar
-
     held = (b.get("bc_held_out") or {}).get(task)
     if not held:
         return None
@@ -165,7 +166,6 @@ def _baselines_paragraph(r: Report, spec: StudySpec) -> None:
 def _fits_section(r: Report, spec: StudySpec) -> None:
     fits = {t.task: read_json(fit_dir(spec, t.task) / "fit.json") or {} for t in spec.tasks}
     r.add("h2", "Scaling coefficients (paper Table 1)")
-    from scaling.fitting import bootstrap_sentence
 
     r.add("p", "Compute-optimal allocation `N_opt ∝ C^a`, `D_opt ∝ C^b` from the frontier fit "
           "(Hoffmann Method 1) and the parametric fit `L = E + A/N^α + B/D^β` (Method 3), with "
@@ -274,8 +274,6 @@ def _return_section(r: Report, study_dir: Path) -> None:
 
 def _cluster_notes(r: Report, corr: dict[str, dict | None]) -> None:
     """Say so where a correlation's points form clusters (Spearman far below Pearson)."""
-    from scaling.study.loss_vs_quality import cluster_note
-
     notes = [[f"{TASK_TITLES.get(k, k)}: {n}"] for k, c in corr.items()
              if (n := cluster_note(c))]
     if notes:
@@ -345,7 +343,6 @@ def write_study_report(spec: StudySpec) -> dict[str, Any]:
           "`embscale study --spec study_spec.json`. Each run's full trainer config is in "
           "`<run>/config.json`.")
     r.add("code", json.dumps(spec.to_dict(), indent=2))
-    from offline_data.atomic import write_text_atomic
 
     write_text_atomic(r.out_dir / "study_spec.json", json.dumps(spec.to_dict(), indent=2))
     md, page = r.write()

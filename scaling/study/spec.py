@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from offline_data.frame_size import parse_frame_size
 from scaling.study.adapters.tokenizer import split_tokenizer_overrides
 from scaling.tasks import TRAINABLE
 from scaling.training import check_training_options
@@ -60,7 +61,6 @@ class DatasetSpec:
                              "'embscale/breakout/scripted-v2'")
         if self.episodes < 1:
             raise ValueError(f"dataset.episodes={self.episodes} must be >= 1")
-        from offline_data.frame_size import parse_frame_size
 
         parse_frame_size(self.frame_size, name="dataset.frame_size")
         for name in ("max_total_steps", "max_episode_steps"):

@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
+from offline_data.datasets import (
+    dataset_discretizer,
+    datasets_root,
+    episode_metadata,
+    list_dataset_ids,
+    load_dataset,
+)
 from scaling.study.action_baselines import action_baselines
 from scaling.study.adapters.datasets import collect_default_dataset
 from scaling.study.adapters.fits import fit_runs, plan_next
@@ -23,6 +30,7 @@ from scaling.study.paths import dataset_exists, fit_dir, tokenizer_path, tokens_
 from scaling.study.report_page import read_json
 from scaling.study.spec import StudySpec, TaskSweep
 from scaling.study.sweep import RunSpec, collect_results, run_sweep
+from scaling.study.sweep_pool import run_pooled_sweep
 from scaling.tasks import TASKS
 from worldmodels.run_metrics import read_metrics
 
@@ -35,7 +43,6 @@ def check_dataset(spec: StudySpec) -> None:
     """A missing dataset is an error unless the spec says to collect it."""
     if dataset_exists(spec.dataset.id) or spec.dataset.collect:
         return
-    from offline_data.datasets import datasets_root, list_dataset_ids
 
     known = ", ".join(list_dataset_ids()) or "none"
     raise FileNotFoundError(
@@ -130,8 +137,6 @@ def dataset_summary(dataset_id: str) -> dict[str, Any]:
     """Episodes, frames, returns and skills of a dataset, from its metadata."""
     import numpy as np
 
-    from offline_data.datasets import dataset_discretizer, episode_metadata, load_dataset
-
     ds = load_dataset(dataset_id)
     meta = episode_metadata(ds)
     steps = np.array([m.get("total_steps", 0) for m in meta], np.int64)
@@ -201,8 +206,7 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
         nproc = max(1, torch.cuda.device_count())
     nproc = max(1, nproc) if spec.device != "cpu" else 1
     if spec.protocol == "frontier":
-        from scaling.study.budget_rounds import run_study_protocol
-        from scaling.study.sweep_pool import run_pooled_sweep
+        from scaling.study.budget_rounds import run_study_protocol  # torch
 
         def sweep(runs):  # on CPU several small runs share a worker process
             if spec.device == "cpu":
@@ -218,7 +222,7 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
 
 def fit_tasks(spec: StudySpec) -> dict[str, Any]:
     """Fit scaling laws to each task's curves and ask the planner about 10x more compute."""
-    from scaling.study.budget_rounds import PROTOCOL_FILE, protocol_crossings
+    from scaling.study.budget_rounds import PROTOCOL_FILE, protocol_crossings  # torch
 
     runs = plan_runs(spec)
     out: dict[str, Any] = {}
@@ -282,8 +286,7 @@ def _bc_held_out(spec: StudySpec, split: str) -> dict[str, Any]:
     The bar test of the report needs the BC loss's own error (``agents.held_out``), not the
     trainer's sampled ``val/loss``.
     """
-    from agents.held_out import held_out_loss
-    from worldmodels.run_metrics import read_metrics
+    from agents.held_out import held_out_loss  # torch
 
     out: dict[str, Any] = {}
     runs = plan_runs(spec)

@@ -60,7 +60,7 @@ def split_tokenizer_overrides(overrides: dict[str, Any]) -> tuple[dict, dict]:
 def train_tokenizer(spec, out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the study's tokenizer in ``out_dir``."""
     from worldmodels.tokenizer_train import TokenizerTrainConfig  # torch
-    from worldmodels.tokenizer_train import train_tokenizer as _train
+    from worldmodels.tokenizer_train import train_tokenizer as _train  # torch
 
     t = spec.tokenizer
     h, w = load_dataset(spec.dataset.id).observation_space.shape[:2]
