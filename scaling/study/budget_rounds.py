@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
+from offline_data.tokens import TokenShards
 from scaling.study.budget_protocol import (
     ProtocolConfig,
     RunCurve,
@@ -32,7 +33,11 @@ from scaling.study.budget_protocol import (
     plan_round,
     spent,
 )
+from scaling.study.paths import tokens_dir
 from scaling.study.sweep import DONE_FILE, RUN_SPEC_FILE, RunSpec, _diff
+from scaling.tasks import TASKS
+from worldmodels import presets
+from worldmodels.run_metrics import read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +48,6 @@ BUDGET_FIELDS = ("tokens", "flops")
 def read_curve(run: RunSpec, loss_key: str = "train/loss_mean", train_items: float | None = None,
                items_per_frame: int = 1) -> RunCurve | None:
     """The run's curve from its ``metrics.jsonl`` (None before its first point)."""
-    from worldmodels.run_metrics import read_metrics
-
     recs = read_metrics(run.run_dir) if (run.run_dir / "metrics.jsonl").is_file() else []
     recs = [r for r in recs if math.isfinite(float(r.get(loss_key, r.get("train/loss", "nan"))))]
     if not recs:
@@ -240,17 +243,13 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
 
 def planned_tokens_per_step(run: RunSpec, world_size: int = 1) -> int:
     """D per optimizer step the trainer will use for ``run`` (as ``Trainer`` computes it)."""
-    from worldmodels import presets
-
     p = presets.get_task_preset(run.preset) if run.preset else presets.preset_for(run.task,
                                                                                    run.size)
     o = run.overrides
     micro = int(o.get("micro_batch_size", p.micro_batch_size))
     update = int(o.get("tokens_per_update", p.update_tokens(run.size)))
     per_window = int(o.get("seq_len", p.seq_len))
-    if run.task != "bc-cnn":
-        from offline_data.tokens import TokenShards
-
+    if TASKS[run.task].reads_tokens:
         per_window *= TokenShards.open(run.data).layout.tokens_per_step
     per_micro = micro * world_size * per_window
     return per_micro * max(1, math.ceil(update / per_micro))
@@ -258,17 +257,14 @@ def planned_tokens_per_step(run: RunSpec, world_size: int = 1) -> int:
 
 def study_data_limits(spec) -> dict[str, tuple[float | None, int]]:
     """Per task of ``spec``: (distinct training inputs, inputs per frame) of its data."""
-    from scaling.study.adapters.fits import dataset_tokens
-    from scaling.study.paths import tokens_dir
+    from scaling.study.adapters.fits import dataset_tokens  # scipy
 
     out: dict[str, tuple[float | None, int]] = {}
     per_frame = 1
     if (tokens_dir(spec) / "header.json").is_file():
-        from offline_data.tokens import TokenShards
-
         per_frame = TokenShards.open(tokens_dir(spec)).layout.tokens_per_step
     for t in spec.tasks:
-        out[t.task] = (dataset_tokens(spec, t.task), 1 if t.task == "bc-cnn" else per_frame)
+        out[t.task] = (dataset_tokens(spec, t.task), per_frame if TASKS[t.task].reads_tokens else 1)
     return out
 
 
