@@ -1,4 +1,4 @@
-"""A fixed-shape single-token decode step over a ``RowKVCache`` (compiled, or a CUDA graph).
+"""Fixed-shape decoding over a ``RowKVCache``: a token, or a whole imagined step, per call.
 
 Decoding one token at a time is bound by per-op overhead, not by arithmetic: at the study's sizes
 a token costs a few hundred small tensor ops, each far cheaper to compute than to launch. This
@@ -11,7 +11,12 @@ GPU) or captured once as a CUDA graph and replayed for every token.
 The keys and values it writes, and the hidden state it returns, are those of ``row_forward``
 feeding one token at the shared column; only the reduction over the masked-out columns differs in
 rounding (a masked key adds an exact zero), so greedy and seeded sampling give the same tokens.
-Sampling itself stays outside, on the device, with the caller's random generator.
+Sampling stays on the device: the caller draws the uniforms with its random generator, and
+:func:`~worldmodels.decode_math.sample_image_ids` turns them into ids (the Gumbel-max trick).
+
+``DecodeStep.frame`` decodes a whole imagined step (the action tokens, then the frame's image
+tokens, sampled in between) in one call: compiled on a CPU, where at batch 1 calling a compiled
+token step 17 times cost more than its arithmetic.
 
 Example:
     >>> from worldmodels.gpt import GPT, GPTConfig
@@ -31,11 +36,10 @@ import functools
 import logging
 import time
 import warnings
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
+from worldmodels.decode_math import decode_frame, decode_one, decode_weights, sample_image_ids
 from worldmodels.gpt import GPT
 from worldmodels.row_cache import RowKVCache
 
@@ -44,114 +48,11 @@ logger = logging.getLogger(__name__)
 DECODE_MODES = ("auto", "eager", "compile", "cuda-graph")
 
 
-class LayerWeights(NamedTuple):
-    """One block's tensors, in the order the decode step applies them (biases may be None)."""
+def _cpp_wrapper() -> contextlib.AbstractContextManager:
+    """Inductor settings under which a first call compiles with a C++ wrapper."""
+    import torch._inductor.config as inductor_config  # loads the compiler: only when compiling
 
-    ln_1_w: torch.Tensor
-    ln_1_b: torch.Tensor | None
-    attn_w: torch.Tensor
-    attn_b: torch.Tensor | None
-    attn_proj_w: torch.Tensor
-    attn_proj_b: torch.Tensor | None
-    ln_2_w: torch.Tensor
-    ln_2_b: torch.Tensor | None
-    fc_w: torch.Tensor
-    fc_b: torch.Tensor | None
-    mlp_proj_w: torch.Tensor
-    mlp_proj_b: torch.Tensor | None
-
-
-class DecodeWeights(NamedTuple):
-    """The model's tensors, shared with it (not copied): in-place training updates show here.
-
-    The step takes tensors rather than modules so that a compiled step guards on a few tensors,
-    not on every module attribute (the guard check alone cost about as much as the arithmetic).
-    """
-
-    wte: torch.Tensor
-    wpe: torch.Tensor
-    layers: tuple[LayerWeights, ...]
-    ln_f_w: torch.Tensor
-    ln_f_b: torch.Tensor | None
-    n_head: int
-    eps: float
-
-
-def decode_weights(gpt: GPT) -> DecodeWeights:
-    """The tensors of ``gpt`` a decode step reads."""
-    core = gpt.core
-    layers = tuple(LayerWeights(
-        b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias,
-        b.attn.c_proj.weight, b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias,
-        b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias)
-        for b in core.h)
-    return DecodeWeights(gpt.wte.weight, core.wpe.weight, layers, core.ln_f.weight,
-                         core.ln_f.bias, gpt.config.n_head, core.ln_f.eps)
-
-
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, gemv: bool
-            ) -> torch.Tensor:
-    """``F.linear``, or as a broadcast multiply-and-sum that a compiler fuses into one loop.
-
-    A compiled step at batch 1 spends most of its time calling the BLAS for (1, E) x (E, 4E)
-    products; written as a reduction they become generated code with no call overhead.
-    """
-    if not gemv:
-        return F.linear(x, w, b)
-    y = (x[:, None, :] * w).sum(-1)
-    return y if b is None else y + b
-
-
-def decode_one(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.Tensor],
-               tokens: torch.Tensor, token_ids: torch.Tensor, first: torch.Tensor,
-               col: torch.Tensor, gemv: bool = False, math_attention: bool = False
-               ) -> torch.Tensor:
-    """Feed one token per row at column ``col``; return the final-norm hidden state (B, E).
-
-    The same arithmetic as ``GPT``'s blocks (pre-norm, fused attention, GELU MLP), written with
-    the functional ops the modules call.
-
-    Args:
-        w: the model's tensors (``decode_weights``).
-        keys: per layer, float (B, n_head, S, E / n_head), written at column ``col``.
-        values: per layer, like ``keys``.
-        tokens: int64 (B, S) token ids held by the cache, written at column ``col``.
-        token_ids: int64 (B,) the token fed to each row.
-        first: int64 (B,) each row's first owned column (its position 0).
-        col: int64 (1,) the shared write column, a device tensor so shapes never change.
-        gemv: write the linear layers as fused reductions (for a compiled step at batch 1).
-        math_attention: write attention as products, a masked softmax and a sum, which a
-            compiler fuses (at one query the fused SDPA kernel's own overhead dominates).
-
-    Returns:
-        float (B, E) hidden state after the final layer norm.
-    """
-    B, S = tokens.shape
-    tokens.index_copy_(1, col, token_ids[:, None])
-    pos = (col - first).clamp(min=0)  # B
-    x = F.embedding(token_ids, w.wte) + F.embedding(pos, w.wpe)  # B, E
-    E, nh = x.shape[-1], w.n_head
-    keycols = torch.arange(S, device=tokens.device)
-    # A row sees its own columns up to the write column; the rest of the capacity is masked.
-    mask = ((keycols[None, :] >= first[:, None]) & (keycols[None, :] <= col))[:, None, None, :]
-    for i, lw in enumerate(w.layers):
-        h = F.layer_norm(x, (E,), lw.ln_1_w, lw.ln_1_b, w.eps)
-        q, k, v = _linear(h, lw.attn_w, lw.attn_b, gemv).split(E, dim=1)
-        q = q.view(B, nh, 1, E // nh)
-        keys[i].index_copy_(2, col, k.view(B, nh, 1, E // nh).to(keys[i].dtype))
-        values[i].index_copy_(2, col, v.view(B, nh, 1, E // nh).to(values[i].dtype))
-        if math_attention:
-            att = (q * keys[i]).sum(-1, keepdim=True) * (E // nh) ** -0.5  # B, nh, S, 1
-            # a masked key gets -inf, so exp gives an exact 0 as in SDPA; a row always sees itself
-            att = att.masked_fill(~mask.transpose(-1, -2), float("-inf")).softmax(2)
-            y = (att * values[i]).sum(2, keepdim=True)  # B, nh, 1, hd
-        else:
-            y = F.scaled_dot_product_attention(q, keys[i], values[i], attn_mask=mask)
-        x = x + _linear(y.reshape(B, E), lw.attn_proj_w, lw.attn_proj_b, gemv)
-        h = F.layer_norm(x, (E,), lw.ln_2_w, lw.ln_2_b, w.eps)
-        h = F.gelu(_linear(h, lw.fc_w, lw.fc_b, gemv))
-        x = x + _linear(h, lw.mlp_proj_w, lw.mlp_proj_b, gemv)
-    return F.layer_norm(x, (E,), w.ln_f_w, w.ln_f_b, w.eps)
+    return inductor_config.patch(cpp_wrapper=True)
 
 
 def resolve_decode_mode(mode: str, device: torch.device) -> str:
@@ -202,6 +103,7 @@ class DecodeStep:
             self._compiled = torch.compile(fused, fullgraph=True, dynamic=False)
             if not self.compile_after:
                 self._fn = self._compiled
+        self._frames: dict[tuple, object] = {}  # compiled decode_frame per sampling setting
         self._graph: torch.cuda.CUDAGraph | None = None
         self._out: torch.Tensor | None = None
         self.compile_seconds: float | None = None
@@ -275,3 +177,88 @@ class DecodeStep:
         c.length += 1
         self.tokens_decoded += 1
         return out
+
+    @torch.no_grad()
+    def frame(self, action_ids: torch.Tensor, uniforms: torch.Tensor | None, image_vocab: int,
+              tokens_per_frame: int, temperature: float = 1.0, top_k: int | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One imagined step of every row: :func:`decode_frame` from the cache's next column.
+
+        In ``compile`` mode the whole step (d_a + tokens_per_frame tokens and their sampling) is
+        one compiled call, compiled once per sampling setting: at batch 1 on a CPU the per-call
+        overhead of decoding token by token cost more than the arithmetic. A CUDA graph replays
+        the single-token step per token. Every mode gives the same ids for the same uniforms.
+
+        Args:
+            action_ids: int64 (B, d_a) global action ids.
+            uniforms: float (B, tokens_per_frame, image_vocab) in [0, 1) (None when greedy).
+            image_vocab: V_o, the number of image ids.
+            tokens_per_frame: image tokens per frame.
+            temperature: softmax temperature; 0 samples greedily.
+            top_k: sample among the k most likely ids only (None: all).
+
+        Returns:
+            ``(frame_tokens, hidden)`` as :func:`decode_frame` returns them.
+        """
+        c, steps = self.cache, action_ids.shape[1] + tokens_per_frame
+        if action_ids.shape[0] != c.batch_size:
+            raise ValueError(f"decode frame feeds {c.batch_size} rows, got action ids of shape "
+                             f"{tuple(action_ids.shape)}")
+        if c.length + steps > c.capacity:
+            raise ValueError(f"the cache has {c.capacity - c.length} free columns, a step needs "
+                             f"{steps}; slide it first")
+        setting = dict(image_vocab=image_vocab, tokens_per_frame=tokens_per_frame,
+                       temperature=float(temperature), top_k=top_k)
+        if self.mode == "cuda-graph":
+            hidden = None
+            for j in range(action_ids.shape[1]):
+                hidden = self(action_ids[:, j])
+            at_action, out = hidden, []
+            for k in range(tokens_per_frame):
+                tok = sample_image_ids(self.gpt.lm_head(hidden), None if uniforms is None
+                                       else uniforms[:, k], image_vocab, temperature, top_k)
+                out.append(tok)
+                hidden = self(tok)
+            return torch.stack(out, 1), at_action
+        fn = functools.partial(decode_frame, **setting)
+        first = False
+        if self.mode == "compile" and self.tokens_decoded >= self.compile_after:
+            key = tuple(setting.values())
+            first = key not in self._frames
+            if first:
+                gemv = c.batch_size == 1 and self.device.type == "cpu"
+                # fullgraph: a graph break would bring back the per-call overhead
+                self._frames[key] = torch.compile(
+                    functools.partial(fn, gemv=gemv, math_attention=True), fullgraph=True,
+                    dynamic=False)
+            fn = self._frames[key]
+        self.col.fill_(c.length)
+        start = time.perf_counter()
+        args = (self.weights, c.keys, c.values, c.tokens, c.first, self.col, action_ids, uniforms)
+        # On a CPU the compiled step's wrapper (its buffer allocations and kernel calls) is C++:
+        # 0.3 of the 3.5 ms an s300k step took at batch 1, for about twice the compile time.
+        wrapper = contextlib.nullcontext()
+        if first and self.device.type == "cpu":
+            wrapper = _cpp_wrapper()
+        elif self.mode == "compile":
+            # every call has the first call's shapes, dtypes and devices (the cache is never
+            # reallocated): checking the guards on its ~60 tensors again cost 0.2 ms a call
+            wrapper = torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
+        try:
+            with self.autocast, wrapper:
+                z, hidden = fn(*args)
+        except Exception as e:  # a compiler failure on the first call: nothing has run yet
+            if not first:
+                raise
+            warnings.warn(f"torch.compile of the decode step failed ({type(e).__name__}: {e}); "
+                          "decoding eagerly instead (SimulatorConfig.decode='eager' skips the "
+                          "attempt)", stacklevel=2)
+            self.mode = "eager"
+            with self.autocast:
+                z, hidden = decode_frame(*args, **setting)
+        if first and self.mode == "compile":
+            self.compile_seconds = time.perf_counter() - start
+            logger.info("decode frame (compiled) ready in %.1f s", self.compile_seconds)
+        c.length += steps
+        self.tokens_decoded += steps
+        return z, hidden

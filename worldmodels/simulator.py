@@ -28,10 +28,12 @@ from offline_data.action_spaces import space_for_discretizer
 from offline_data.discretize import ActionDiscretizer, discretizer_from_spec
 from offline_data.tokens import EpisodeTokens, TokenLayout, TokenShards
 from worldmodels.checkpoint import model_from_checkpoint, read_model_checkpoint
+from worldmodels.decode_math import sample_image_ids
 from worldmodels.decode_step import DECODE_MODES, DecodeStep
 from worldmodels.row_cache import RowKVCache, place_rows, row_forward, slide
 from worldmodels.run_state import check_tokenizer_match, recorded_tokenizer
 from worldmodels.token_model import TokenModel
+from worldmodels.tokenizer import load_tokenizer
 from worldmodels.train_utils import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -254,7 +256,17 @@ class TokenWorldModelSimulator:
                                     int(self.context_steps * self.config.slide_keep)))
             with self._amp:
                 slide(self.model.gpt, self.cache, keep_steps * (K + A) - A)
-        hidden = self._feed(action_ids)[:, -1]  # B, E at the step's last action token
+        B, greedy = action_ids.shape[0], self.config.temperature == 0
+        # uniforms for every image token and id, drawn before decoding: every path samples the
+        # same ids from them
+        u = None if greedy else torch.rand(B, K, self.layout.image_vocab, generator=self.generator,
+                                           device=self.device)
+        fused = self.decoder is not None
+        if fused:  # the whole step in one call (compiled on a CPU; a CUDA graph per token)
+            z, hidden = self.decoder.frame(action_ids, u, self.layout.image_vocab, K,
+                                           self.config.temperature, self.config.top_k)
+        else:
+            hidden = self._feed(action_ids)[:, -1]  # B, E at the step's last action token
         rewards = np.zeros(self.num_envs, np.float32)
         terminated = np.zeros(self.num_envs, bool)
         if self.has_reward:
@@ -266,14 +278,15 @@ class TokenWorldModelSimulator:
                 rewards = (p[:, 2] - p[:, 0]).cpu().numpy()
         if self.has_termination:
             terminated = (self.model.termination_head(hidden).argmax(-1) == 1).cpu().numpy()
-        tokens = []
-        for k in range(K):
-            tok = self._sample(self.model.gpt.lm_head(hidden))
-            tokens.append(tok)
-            if k < K - 1:
-                hidden = self._feed(tok[:, None])[:, -1]
-        z = torch.stack(tokens, 1)
-        self._feed(z[:, -1:])  # complete the frame in the cache
+        if not fused:
+            tokens, h = [], hidden
+            for k in range(K):
+                tok = self._sample(self.model.gpt.lm_head(h), None if u is None else u[:, k])
+                tokens.append(tok)
+                if k < K - 1:
+                    h = self._feed(tok[:, None])[:, -1]
+            z = torch.stack(tokens, 1)
+            self._feed(z[:, -1:])  # complete the frame in the cache
         return z, rewards, terminated
 
     def _feed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -288,16 +301,10 @@ class TokenWorldModelSimulator:
             cache.tokens[:, t:t + L] = ids
             return row_forward(gpt, cache, cache.tokens[:, :t + L].clone(), col0=0)[:, -L:]
 
-    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
-        """Sample image ids in [0, V_o) from logits (B, V)."""
-        sub = logits[:, :self.layout.image_vocab].float()
-        if self.config.temperature == 0:
-            return sub.argmax(-1)
-        sub = sub / self.config.temperature
-        if self.config.top_k is not None and self.config.top_k < sub.shape[-1]:
-            kth = torch.topk(sub, self.config.top_k, dim=-1).values[:, -1:]
-            sub = sub.masked_fill(sub < kth, float("-inf"))
-        return torch.multinomial(torch.softmax(sub, -1), 1, generator=self.generator)[:, 0]
+    def _sample(self, logits: torch.Tensor, uniforms: torch.Tensor | None) -> torch.Tensor:
+        """Image ids in [0, V_o) from logits (B, V) and one uniform per row."""
+        return sample_image_ids(logits, uniforms, self.layout.image_vocab,
+                                self.config.temperature, self.config.top_k)
 
     def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 frames (B, H, W, 3) -> image token ids int64 (B, d_z) for this model."""
@@ -344,7 +351,6 @@ def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
         if tokens is None:
             raise ValueError(f"{checkpoint} does not record its token shards; pass them with "
                              "--tokens DIR")
-    from worldmodels.tokenizer import load_tokenizer
 
     vq = load_tokenizer(tokenizer, map_location=device)
     check_tokenizer_match(recorded_tokenizer(ckpt), vq.sha256(), str(checkpoint),

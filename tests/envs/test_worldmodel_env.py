@@ -185,6 +185,7 @@ def test_simulator_refuses_a_policy_model_and_mismatched_actions():
 
 
 def test_checkpoint_kind_is_checked(tmp_path):
+    import agents.bc_cnn  # noqa: F401  (registers the bc_cnn kind, as loading agents does)
     from worldmodels.checkpoint import load_model, read_model_checkpoint
     from worldmodels.token_model import TokenModel, save_token_model
 

@@ -13,7 +13,8 @@ from gymnasium import spaces
 
 from offline_data.discretize import discretizer_for_space  # noqa: E402
 from tests.helpers.world_models import tiny_episodes, tiny_model, tiny_tokenizer
-from worldmodels.decode_step import DecodeStep, decode_one, resolve_decode_mode  # noqa: E402
+from worldmodels.decode_math import decode_one, sample_image_ids  # noqa: E402
+from worldmodels.decode_step import DecodeStep, resolve_decode_mode  # noqa: E402
 from worldmodels.gpt import GPT, GPTConfig  # noqa: E402
 from worldmodels.row_cache import RowKVCache, place_rows, rebuild, row_forward  # noqa: E402
 from worldmodels.simulator import SimulatorConfig, TokenWorldModelSimulator  # noqa: E402
@@ -99,6 +100,44 @@ def test_imagined_frames_identical_to_variable_shape_path_and_recompute(temperat
             np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.parametrize("top_k", [None, 3])
+def test_frame_step_decodes_like_the_token_step(top_k):
+    # decode_frame (what the compiled step runs) against the same step built from single tokens
+    # and the sampler, from the same cache and uniforms: same ids, hidden states and cache
+    gpt = _gpt()
+    a, b = _padded_cache(gpt, 3), _padded_cache(gpt, 3)
+    frames, tokens = DecodeStep(gpt, a, mode="eager"), DecodeStep(gpt, b, mode="eager")
+    actions = torch.tensor([[40, 41], [42, 43], [44, 45]])
+    u = torch.rand(3, 5, 30, generator=torch.Generator().manual_seed(4))
+    z, hidden = frames.frame(actions, u, image_vocab=30, tokens_per_frame=5, top_k=top_k)
+    h = tokens(actions[:, 0])
+    h = tokens(actions[:, 1])
+    torch.testing.assert_close(hidden, h)
+    want = []
+    for k in range(5):
+        want.append(sample_image_ids(gpt.lm_head(h), u[:, k], 30, 1.0, top_k))
+        h = tokens(want[-1])
+    assert torch.equal(z, torch.stack(want, 1)) and int(z.max()) < 30
+    assert a.length == b.length and torch.equal(a.tokens, b.tokens)
+    torch.testing.assert_close(a.keys[1], b.keys[1])
+    with pytest.raises(ValueError, match="slide it first"):
+        a.length = a.capacity - 3
+        frames.frame(actions, u, image_vocab=30, tokens_per_frame=5)
+
+
+def test_sampler_draws_each_id_with_its_probability():
+    logits = torch.tensor([[0.0, 1.0, 2.0, -1e9, 0.5]]).repeat(20000, 1)
+    u = torch.rand(20000, 4, generator=torch.Generator().manual_seed(0))
+    ids = sample_image_ids(logits, u, image_vocab=4)  # id 4 lies outside the image vocabulary
+    p = torch.softmax(torch.tensor([0.0, 1.0, 2.0]), 0)
+    freq = torch.bincount(ids, minlength=4).double() / 20000
+    assert freq[3] == 0 and torch.allclose(freq[:3], p.double(), atol=0.012)
+    assert torch.equal(sample_image_ids(logits[:2], u[:2], 4, temperature=0), torch.tensor([2, 2]))
+    top1 = sample_image_ids(logits[:100], u[:100], 4, top_k=1)
+    assert bool((top1 == 2).all())
+    assert int(sample_image_ids(logits[:1], torch.tensor([[0.0, 0.0, 0.5, 0.0]]), 4)) == 2
+
+
 def test_bfloat16_cache_imagines():
     sim = tiny_simulator(num_envs=2, cache_dtype="bfloat16", decode="eager")
     out = _imagine(sim)
@@ -141,6 +180,16 @@ def test_failed_compilation_falls_back_to_eager():
     torch.testing.assert_close(got, row_forward(gpt, ref, ids[:, None])[:, -1],
                                atol=2e-5, rtol=2e-5)
     assert step.mode == "eager" and cache.length == ref.length
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "seeded"])
+def test_compiled_frame_imagination_equals_eager(temperature):
+    # the whole imagined step compiled (one graph per sampling setting) against eager decoding
+    runs = [_imagine(tiny_simulator(num_envs=1, seed=3, temperature=temperature, decode=decode))
+            for decode in ("eager", "compile")]
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 @pytest.mark.slow

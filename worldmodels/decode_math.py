@@ -1,0 +1,211 @@
+"""The arithmetic of cached decoding, as functions of tensors: one token, or one imagined step.
+
+:func:`decode_one` feeds one token per row into a ``RowKVCache`` with fixed shapes (it attends
+over the cache's full capacity, masking the columns a row does not own), so that it can be
+compiled or captured once; :func:`decode_frame` chains it over a step's action tokens and the
+next frame's image tokens, sampling each image token on the device with
+:func:`sample_image_ids` (the Gumbel-max trick). ``worldmodels.decode_step.DecodeStep`` runs
+them over a cache.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from worldmodels.gpt import GPT
+
+
+class LayerWeights(NamedTuple):
+    """One block's tensors, in the order the decode step applies them (biases may be None)."""
+
+    ln_1_w: torch.Tensor
+    ln_1_b: torch.Tensor | None
+    attn_w: torch.Tensor
+    attn_b: torch.Tensor | None
+    attn_proj_w: torch.Tensor
+    attn_proj_b: torch.Tensor | None
+    ln_2_w: torch.Tensor
+    ln_2_b: torch.Tensor | None
+    fc_w: torch.Tensor
+    fc_b: torch.Tensor | None
+    mlp_proj_w: torch.Tensor
+    mlp_proj_b: torch.Tensor | None
+
+
+class DecodeWeights(NamedTuple):
+    """The model's tensors, shared with it (not copied): in-place training updates show here.
+
+    The step takes tensors rather than modules so that a compiled step guards on a few tensors,
+    not on every module attribute (the guard check alone cost about as much as the arithmetic).
+    """
+
+    wte: torch.Tensor
+    wpe: torch.Tensor
+    layers: tuple[LayerWeights, ...]
+    ln_f_w: torch.Tensor
+    ln_f_b: torch.Tensor | None
+    n_head: int
+    eps: float
+
+
+def decode_weights(gpt: GPT) -> DecodeWeights:
+    """The tensors of ``gpt`` a decode step reads."""
+    core = gpt.core
+    layers = tuple(LayerWeights(
+        b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias,
+        b.attn.c_proj.weight, b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias,
+        b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias)
+        for b in core.h)
+    return DecodeWeights(gpt.wte.weight, core.wpe.weight, layers, core.ln_f.weight,
+                         core.ln_f.bias, gpt.config.n_head, core.ln_f.eps)
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, gemv: bool
+            ) -> torch.Tensor:
+    """``F.linear``, or as a broadcast multiply-and-sum that a compiler fuses into one loop.
+
+    A compiled step at batch 1 spends most of its time calling the BLAS for (1, E) x (E, 4E)
+    products; written as a reduction they become generated code with no call overhead.
+    """
+    if not gemv:
+        return F.linear(x, w, b)
+    y = (x[:, None, :] * w).sum(-1)
+    return y if b is None else y + b
+
+
+def decode_one(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.Tensor],
+               tokens: torch.Tensor, token_ids: torch.Tensor, first: torch.Tensor,
+               col: torch.Tensor, gemv: bool = False, math_attention: bool = False
+               ) -> torch.Tensor:
+    """Feed one token per row at column ``col``; return the final-norm hidden state (B, E).
+
+    The same arithmetic as ``GPT``'s blocks (pre-norm, fused attention, GELU MLP), written with
+    the functional ops the modules call.
+
+    Args:
+        w: the model's tensors (``decode_weights``).
+        keys: per layer, float (B, n_head, S, E / n_head), written at column ``col``.
+        values: per layer, like ``keys``.
+        tokens: int64 (B, S) token ids held by the cache, written at column ``col``.
+        token_ids: int64 (B,) the token fed to each row.
+        first: int64 (B,) each row's first owned column (its position 0).
+        col: int64 (1,) the shared write column, a device tensor so shapes never change.
+        gemv: write the linear layers as fused reductions (for a compiled step at batch 1).
+        math_attention: write attention as products, a masked softmax and a sum, which a
+            compiler fuses (at one query the fused SDPA kernel's own overhead dominates).
+
+    Returns:
+        float (B, E) hidden state after the final layer norm.
+    """
+    B, S = tokens.shape
+    tokens.index_copy_(1, col, token_ids[:, None])
+    pos = (col - first).clamp(min=0)  # B
+    x = F.embedding(token_ids, w.wte) + F.embedding(pos, w.wpe)  # B, E
+    E, nh = x.shape[-1], w.n_head
+    keycols = torch.arange(S, device=tokens.device)
+    # A row sees its own columns up to the write column; the rest of the capacity is masked.
+    mask = ((keycols[None, :] >= first[:, None]) & (keycols[None, :] <= col))[:, None, None, :]
+    for i, lw in enumerate(w.layers):
+        h = F.layer_norm(x, (E,), lw.ln_1_w, lw.ln_1_b, w.eps)
+        q, k, v = _linear(h, lw.attn_w, lw.attn_b, gemv).split(E, dim=1)
+        q = q.view(B, nh, 1, E // nh)
+        keys[i].index_copy_(2, col, k.view(B, nh, 1, E // nh).to(keys[i].dtype))
+        values[i].index_copy_(2, col, v.view(B, nh, 1, E // nh).to(values[i].dtype))
+        if math_attention:
+            att = (q * keys[i]).sum(-1, keepdim=True) * (E // nh) ** -0.5  # B, nh, S, 1
+            # a masked key gets -inf, so exp gives an exact 0 as in SDPA; a row always sees itself
+            att = att.masked_fill(~mask.transpose(-1, -2), float("-inf")).softmax(2)
+            y = (att * values[i]).sum(2, keepdim=True)  # B, nh, 1, hd
+        else:
+            y = F.scaled_dot_product_attention(q, keys[i], values[i], attn_mask=mask)
+        x = x + _linear(y.reshape(B, E), lw.attn_proj_w, lw.attn_proj_b, gemv)
+        h = F.layer_norm(x, (E,), lw.ln_2_w, lw.ln_2_b, w.eps)
+        h = F.gelu(_linear(h, lw.fc_w, lw.fc_b, gemv))
+        x = x + _linear(h, lw.mlp_proj_w, lw.mlp_proj_b, gemv)
+    return F.layer_norm(x, (E,), w.ln_f_w, w.ln_f_b, w.eps)
+
+
+def sample_image_ids(logits: torch.Tensor, uniforms: torch.Tensor | None, image_vocab: int,
+                     temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
+    """Sample an image id in ``[0, image_vocab)`` per row with the Gumbel-max trick.
+
+    ``argmax(logits / T + g)`` with Gumbel noise ``g = -log(-log(u))`` draws each id with its
+    softmax probability, as ``torch.multinomial`` does; but the randomness comes in as
+    ``uniforms`` drawn beforehand, and the draw is a single reduction: a compiled step samples
+    on the device without a cumulative sum or a generator, and every decoding path turns the same
+    uniforms into the same ids.
+
+    Args:
+        logits: float (B, V) next-token logits; the first ``image_vocab`` are image ids.
+        uniforms: float (B, image_vocab) in [0, 1), one per row and id; unused (may be None)
+            when greedy.
+        image_vocab: V_o, the number of image ids.
+        temperature: softmax temperature; 0 takes the most likely id.
+        top_k: sample among the k most likely ids only (None: all).
+
+    Returns:
+        int64 (B,) image ids.
+
+    >>> u = torch.rand(1, 2, generator=torch.Generator().manual_seed(0))
+    >>> sample_image_ids(torch.tensor([[0.0, 2.0, -9.0]]), u, 2, top_k=1)
+    tensor([1])
+    """
+    sub = logits[:, :image_vocab].float()
+    if temperature == 0:
+        return sub.argmax(-1)
+    sub = sub / temperature
+    if top_k is not None and top_k < image_vocab:
+        kth = torch.topk(sub, top_k, dim=-1).values[:, -1:]
+        sub = sub.masked_fill(sub < kth, float("-inf"))
+    return (sub - torch.log(-torch.log(uniforms))).argmax(-1)
+
+
+def decode_frame(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.Tensor],
+                 tokens: torch.Tensor, first: torch.Tensor, col: torch.Tensor,
+                 action_ids: torch.Tensor, uniforms: torch.Tensor | None, image_vocab: int,
+                 tokens_per_frame: int, temperature: float = 1.0, top_k: int | None = None,
+                 gemv: bool = False, math_attention: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feed a step's action tokens, then sample and feed the next frame's image tokens.
+
+    ``d_a + tokens_per_frame`` calls of :func:`decode_one` from column ``col`` on, with sampling
+    (:func:`sample_image_ids`) in between: one imagined step of every row, with nothing asked of
+    the host, so that a compiler turns the whole step into one call.
+
+    Args:
+        w: the model's tensors (``decode_weights``).
+        keys: per layer, float (B, n_head, S, E / n_head), written from column ``col`` on.
+        values: per layer, like ``keys``.
+        tokens: int64 (B, S) token ids held by the cache, written from column ``col`` on.
+        first: int64 (B,) each row's first owned column.
+        col: int64 (1,) the column of the first action token.
+        action_ids: int64 (B, d_a) global action ids.
+        uniforms: float (B, tokens_per_frame, image_vocab) in [0, 1) (None if greedy).
+        image_vocab: V_o, the number of image ids.
+        tokens_per_frame: image tokens per frame (the paper's d_z).
+        temperature: softmax temperature; 0 samples greedily.
+        top_k: sample among the k most likely ids only (None: all).
+        gemv: linear layers as fused reductions (see :func:`decode_one`).
+        math_attention: attention as products and a masked softmax (see :func:`decode_one`).
+
+    Returns:
+        ``(frame_tokens, hidden)``: int64 (B, tokens_per_frame) image ids, and the hidden state
+        (B, E) at the last action token (what the reward and termination heads read).
+    """
+    hidden = None
+    for j in range(action_ids.shape[1]):
+        hidden = decode_one(w, keys, values, tokens, action_ids[:, j], first, col + j,
+                            gemv=gemv, math_attention=math_attention)
+    at_action, h, out = hidden, hidden, []
+    col = col + action_ids.shape[1]
+    for k in range(tokens_per_frame):
+        logits = _linear(h, w.wte, None, gemv)  # the output head is tied to the embedding
+        tok = sample_image_ids(logits, None if uniforms is None else uniforms[:, k],
+                               image_vocab, temperature, top_k)
+        out.append(tok)
+        h = decode_one(w, keys, values, tokens, tok, first, col + k, gemv=gemv,
+                       math_attention=math_attention)
+    return torch.stack(out, 1), at_action
