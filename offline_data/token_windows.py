@@ -123,6 +123,7 @@ class TokenWindowLoader:
         wm, bc = self.layout.target_masks(self.seq_len)
         self._wm, self._bc = wm, bc
         self._steps = np.arange(self.seq_len)
+        self._perm: tuple[int, _Permutation] | None = None
 
     def __len__(self) -> int:
         return self.batches_per_epoch
@@ -138,7 +139,9 @@ class TokenWindowLoader:
         positions = (np.arange(lo, lo + self.batch_size) * self.world_size) + self.rank
         if not self.shuffle:
             return positions
-        return _Permutation(self.num_windows, seed=(self.seed, epoch))(positions)
+        if self._perm is None or self._perm[0] != epoch:  # its keys are drawn once per epoch
+            self._perm = (epoch, _Permutation(self.num_windows, seed=(self.seed, epoch)))
+        return self._perm[1](positions)
 
     def get_batch(self, window_ids: np.ndarray) -> TokenBatch:
         """Assemble the batch of the given window ids."""

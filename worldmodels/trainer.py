@@ -52,6 +52,7 @@ from worldmodels.train_config import (  # noqa: F401  (TrainConfig is imported f
 )
 from worldmodels.train_utils import (
     DataSource,
+    Prefetcher,
     Progress,
     WindowLoader,
     is_log_step,
@@ -125,6 +126,7 @@ class Trainer(CheckpointedRun):
         self.inputs_per_update = per_micro * self.accum_steps
         self.train_loader = data.loader("train", config.micro_batch_size, config.seed,
                                         self.rank, self.world_size)
+        self._batches: WindowLoader | Prefetcher = self.train_loader  # read ahead in train()
         self.val_loader = None
         if config.val_batches and config.val_points_per_decade:
             self.val_loader = data.loader("val", config.micro_batch_size, VAL_WINDOW_SEED,
@@ -220,7 +222,7 @@ class Trainer(CheckpointedRun):
         sums: dict[str, torch.Tensor] = {}
         for micro in range(self.accum_steps):
             index = self.step * self.accum_steps + micro
-            batch = to_device(self.train_loader.batch_at(index), self.device)
+            batch = to_device(self._batches.batch_at(index), self.device)
             sync = (not self.distributed or micro == self.accum_steps - 1)
             ctx = contextlib.nullcontext() if sync else self.loss_module.no_sync()
             with ctx:
@@ -293,6 +295,7 @@ class Trainer(CheckpointedRun):
         train_seconds, last_tokens = 0.0, self.tokens
         train_loss, val_loss = self._logged_losses()
         progress = Progress(total, self.step, enabled=self.rank == 0)
+        self._batches = Prefetcher(self.train_loader)
         try:
             while self.step < total:
                 t0 = time.perf_counter()
@@ -332,6 +335,8 @@ class Trainer(CheckpointedRun):
                 torch.distributed.barrier()
         finally:
             progress.close()
+            self._batches.close()
+            self._batches = self.train_loader
             if writer is not None:
                 writer.close()
         return TrainResult(self.run_dir, self.step, self.tokens, self.flops, self.num_params,

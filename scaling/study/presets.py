@@ -54,7 +54,7 @@ def default_study() -> StudySpec:
             # 1.36e7 tokens); in task order the BC ladders' early extensions took that budget.
             TaskSweep(task="wm-token", sizes=_LADDER5, flops=1e11, checkpoints=2,
                       overrides={**_CPU_TRAIN, "tokens_per_update": 1360,
-                                 "micro_batch_size": 8}, budget_share=0.75),
+                                 "micro_batch_size": 8, "val_batches": 8}, budget_share=0.75),
             # BC-Token's val loss averages 1 action target per 17 tokens: twice the batches.
             TaskSweep(task="bc-token", sizes=_LADDER5, flops=1e11, checkpoints=2,
                       overrides={**_CPU_TRAIN, "val_batches": 16}, budget_share=0.1),
