@@ -61,7 +61,7 @@ def default_study() -> StudySpec:
             TaskSweep(task="bc-cnn", sizes=["s10k", "s30k", "s100k", "s300k"], flops=5e9,
                       checkpoints=2, overrides={**_CPU_TRAIN, "image_size": 32,
                                                 "tokens_per_update": 80,
-                                                "micro_batch_size": 8}),
+                                                "micro_batch_size": 8, "val_batches": 8}),
         ],
         # one batch of 8 envs per checkpoint: the time goes with the episode cap, not the count
         loss_vs_return=ReturnStudySpec(episodes=8, num_envs=8, max_episode_steps=400),
