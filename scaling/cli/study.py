@@ -19,9 +19,9 @@ import dataclasses
 import json
 
 from offline_data import argtypes as A
+from scaling.study.jobs import emit_jobs
 from scaling.study.presets import PRESETS, get_preset
 from scaling.study.spec import load_spec, spec_from_dict
-from scaling.study.sweep import emit_jobs
 
 
 def _spec_from_args(args: argparse.Namespace):

@@ -3,8 +3,9 @@
 A sweep is a list of ``RunSpec`` (one per task, size and seed). ``run_sweep`` starts each run as a
 subprocess (``python -m scaling.study.sweep RUN_SPEC.json``), a few at a time with the machine's
 cores split between them; finished runs (``done.json`` present) are skipped and interrupted ones are
-started again, which resumes them from their last checkpoint. ``emit_jobs`` writes the same runs
-as ``torchrun`` commands, a JSON-lines job list or a Slurm array script instead.
+started again, which resumes them from their last checkpoint. ``scaling.study.jobs.emit_jobs``
+writes the same runs as ``torchrun`` commands, a JSON-lines job list or a Slurm array script
+instead.
 
 Example:
     python -m scaling.study.sweep runs/my-study/wm-token-s100k-seed0/run_spec.json
@@ -18,7 +19,6 @@ import importlib
 import json
 import logging
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -309,54 +309,6 @@ def run_sweep(runs: Sequence[RunSpec], parallel: int = 2, cores: int | None = No
         raise SweepError(f"{len(failed)} run(s) failed: {', '.join(failed)}; read {logs}. "
                          "Fix the cause and run the sweep again: finished runs are kept.")
     return status
-
-
-def emit_jobs(runs: Sequence[RunSpec], out: str | os.PathLike, fmt: str = "jsonl",
-              nproc_per_node: int = 8, entry: str = DEFAULT_ENTRY,
-              allow_mixed: bool = False) -> Path:
-    """Write the unfinished runs as a job list for a cluster scheduler instead of running them.
-
-    Args:
-        runs: the sweep.
-        out: file to write.
-        fmt: ``jsonl`` (one object per run: name, command, run_spec, estimated FLOPs),
-            ``torchrun`` (a shell script, one ``torchrun`` command per run) or ``slurm``
-            (a Slurm array script, one task per run).
-        nproc_per_node: GPUs per run for ``torchrun``/``slurm``.
-        entry: worker entry point.
-        allow_mixed: see ``check_consistent``.
-
-    Returns:
-        The path written.
-    """
-    if fmt not in ("jsonl", "torchrun", "slurm"):
-        raise ValueError(f"job format {fmt!r} is unknown; choose jsonl|torchrun|slurm")
-    prepare_runs(runs, allow_mixed=allow_mixed)
-    todo = sorted((r for r in runs if run_status(r) != "finished"), key=lambda r: -r.cost)
-    cmds = []
-    for r in todo:
-        spec = str(r.run_dir / RUN_SPEC_FILE)
-        cmds.append(["torchrun", "--standalone", f"--nproc_per_node={nproc_per_node}", "-m",
-                     "scaling.study.sweep", spec, "--entry", entry])
-    out = Path(out)
-    if fmt == "jsonl":
-        lines = [json.dumps({"name": r.name, "command": shlex.join(c),
-                             "run_spec": str(r.run_dir / RUN_SPEC_FILE), "flops": r.cost,
-                             "gpus": nproc_per_node}) for r, c in zip(todo, cmds, strict=True)]
-        text = "\n".join(lines) + ("\n" if lines else "")
-    elif fmt == "torchrun":
-        text = "#!/usr/bin/env bash\n# One training run per line; each resumes where it stopped.\n"
-        text += "set -euo pipefail\n" + "".join(shlex.join(c) + "\n" for c in cmds)
-    else:
-        text = ("#!/usr/bin/env bash\n"
-                f"#SBATCH --array=0-{max(0, len(cmds) - 1)}\n"
-                f"#SBATCH --gpus-per-node={nproc_per_node}\n#SBATCH --nodes=1\n"
-                "set -euo pipefail\nCOMMANDS=(\n" +
-                "".join(f"  {shlex.quote(shlex.join(c))}\n" for c in cmds) +
-                ")\neval \"${COMMANDS[$SLURM_ARRAY_TASK_ID]}\"\n")
-    write_text_atomic(out, text)
-    logger.info("wrote %d job(s) to %s", len(cmds), out)
-    return out
 
 
 def collect_results(runs: Sequence[RunSpec], task: str | None = None) -> list[Path]:

@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from scaling.study.jobs import emit_jobs
 from scaling.study.sweep import (
     DONE_FILE,
     RunSpec,
@@ -17,7 +18,6 @@ from scaling.study.sweep import (
     SweepError,
     check_consistent,
     collect_results,
-    emit_jobs,
     run_status,
     run_sweep,
 )
