@@ -17,7 +17,8 @@ all alike:
 
 Frames/s count decoded RGB frames (tokenizer decode included); s/step is the wall time of one
 imagined step of every row. Each timed run starts from a fresh burn-in and runs long enough to
-slide the context window. Targets: cached >= 8x recompute at batch 1 on CPU; on a GPU at most
+slide the context window; the baseline and the cached paths imagine the same number of steps, so
+they decode over the same context lengths. Targets: cached >= 8x recompute at batch 1 on CPU; on a GPU at most
 0.2 s per step with 256 rows at 256 tokens per frame on s2M
 (``--tokens-per-frame 256 --size s2M --batch-sizes 256``).
 """
@@ -98,8 +99,9 @@ def main(argv=None) -> int:
     p.add_argument("--burn-in", type=int, default=4, help="real frames before imagining")
     p.add_argument("--cached-steps", type=int, default=12,
                    help="imagined steps per cached timing (the window slides after 6)")
-    p.add_argument("--recompute-steps", type=int, default=3,
-                   help="imagined steps per recompute timing (0: skip the baseline)")
+    p.add_argument("--recompute-steps", type=int, default=None,
+                   help="imagined steps per recompute timing (default: --cached-steps, so both "
+                        "imagine the same steps over the same context lengths; 0: skip it)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timings of each kind")
     p.add_argument("--decode", default="auto",
                    help="decode mode of 'cached': compile, cuda-graph, eager (auto: cuda-graph "
@@ -110,6 +112,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (0: torch default; 1 is steadiest on a shared CPU)")
     args = p.parse_args(argv)
+    if args.recompute_steps is None:
+        args.recompute_steps = args.cached_steps
     if args.threads:
         torch.set_num_threads(args.threads)
     decode = args.decode
