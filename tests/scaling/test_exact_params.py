@@ -102,3 +102,10 @@ def test_size_params_equals_the_built_model_on_the_study_data(tmp_path):
     assert before != size_params("wm-token", "s30k", spec)  # the shards' 3 actions, not 4
     for size in ("s10k", "s30k"):
         assert size_params("bc-cnn", size, spec) == model_params("bc-cnn", size, dataset)
+    # a task's seq_len and cnn_block overrides shape the model it trains, so they count too
+    spec.tasks[0].overrides = {"seq_len": 2}
+    spec.tasks[1].overrides = {"seq_len": 3, "cnn_block": "convnext"}
+    assert size_params("wm-token", "s30k", spec) == model_params(
+        "wm-token", "s30k", str(tokens_dir(spec)), seq_len=2)
+    assert size_params("bc-cnn", "s10k", spec) == model_params(
+        "bc-cnn", "s10k", dataset, seq_len=3, cnn_block="convnext")

@@ -38,8 +38,8 @@ def size_params(task: str, size: str, spec) -> int:
     :meth:`scaling.tasks.Task.exact_params` over the layout of the study's token shards when they
     exist (their header), else the layout the spec implies (:func:`study_layout`; BC-CNN needs
     only its action vocabularies), and the context of the task's preset: what
-    :func:`scaling.tasks.model_params` gives with that preset on the study's data. The sweep's
-    ``overrides`` are not read (N at the preset's ``seq_len``, with Impala CNN blocks).
+    :func:`scaling.tasks.model_params` gives with that preset on the study's data. The task's
+    ``overrides`` of ``seq_len`` and ``cnn_block`` apply, as they do to the model it trains.
     """
     t = TASKS[task]
     header = tokens_dir(spec) / HEADER_NAME
@@ -47,4 +47,6 @@ def size_params(task: str, size: str, spec) -> int:
               else study_layout(spec))
     ts = spec.task(task)
     p = presets.get_task_preset(ts.preset) if ts and ts.preset else presets.preset_for(task, size)
-    return t.exact_params(size, layout, p.seq_len)
+    overrides = ts.overrides if ts else {}
+    return t.exact_params(size, layout, int(overrides.get("seq_len", p.seq_len)),
+                          cnn_block=overrides.get("cnn_block", "impala"))
