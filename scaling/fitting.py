@@ -231,6 +231,10 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
     if pa.get("status") == "ok" and pa.get("not_identified"):
         details.append(f"- **parametric**: not identified, coefficients set by the optimiser's "
                        f"bounds rather than the data: {'; '.join(pa['not_identified'])}")
+    lp = fit.get("loss_prediction", {})
+    if lp.get("status") == "ok" and lp.get("not_identified"):
+        details.append(f"- **loss_prediction**: not identified, set by the fit's bounds rather "
+                       f"than the data: {'; '.join(lp['not_identified'])}")
     if details:
         lines += ["", "## Method details", ""] + details
     skipped = [(k, fit[k]["reason"]) for k in ("frontier", "parametric", "loss_prediction",

@@ -23,7 +23,7 @@ from scaling.laws.frontier import (
     fit_frontier,
     fit_loss_prediction,
 )
-from scaling.laws.identification import bound_issues
+from scaling.laws.identification import bound_issues, loss_prediction_issues
 from scaling.laws.isoflop import IsoflopFit, fit_isoflop
 from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, lsq_theta
 from scaling.laws.uncertainty import SCHEMES, Bootstrap, bootstrap, effective_scheme
@@ -151,7 +151,8 @@ class Analysis:
                              optimal_N=sorted({float(c.curve_N[i])
                                                for i in np.unique(env.winner[env.bracketed])}))
             elif name == "loss_prediction":
-                entry.update(num_points=fit.num_points, censored=fit.censored)
+                entry.update(num_points=fit.num_points, censored=fit.censored,
+                             not_identified=loss_prediction_issues(fit, self.ci(name)))
             elif name == "isoflop":
                 cand = fit.candidate_budgets
                 entry.update(shared_budgets=fit.shared_budgets,

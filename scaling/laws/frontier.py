@@ -264,6 +264,10 @@ class LossPrediction:
         return {"c0": self.c0, "c": self.c, "E": self.E}
 
 
+LOSS_PREDICTION_BOUNDS = ([0.0, -1.0, 0.1], [np.inf, 1.0, np.inf])
+"""Bounds of ``(k, c, E)`` in :func:`fit_loss_prediction`, as in the paper."""
+
+
 def fit_loss_prediction(curves: Curves, *, env: Envelope | None = None, num_grid: int = 1000,
                         smooth: int = 0, init: tuple[float, float, float] | None = None
                         ) -> LossPrediction:
@@ -304,7 +308,7 @@ def fit_loss_prediction(curves: Curves, *, env: Envelope | None = None, num_grid
     try:
         with single_threaded_blas():
             (k, c, E), _ = optimize.curve_fit(model, lc, L, p0=p0, jac=jac,
-                                              bounds=([0.0, -1.0, 0.1], [np.inf, 1.0, np.inf]),
+                                              bounds=LOSS_PREDICTION_BOUNDS,
                                               maxfev=5000, x_scale="jac")
     except (RuntimeError, optimize.OptimizeWarning, ValueError) as e:
         raise FitError(f"loss prediction fit (curve_fit) did not converge: {e}") from e

@@ -195,8 +195,10 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
                               f"{fit[name]['ci_error']}"])
         lp = fit.get("loss_prediction") if fit else None
         if lp and skipped_reason(lp) is None:
+            bounds = lp.get("not_identified")
             notes.append([f"{TASK_TITLES.get(task, task)} loss prediction: L_opt(C) = "
-                          f"{fmt(lp['c0'])} C^-{fmt(lp['c'])} + {fmt(lp['E'])}"])
+                          f"{fmt(lp['c0'])} C^-{fmt(lp['c'])} + {fmt(lp['E'])}"
+                          + (f"; not identified: {'; '.join(bounds)}" if bounds else "")])
     if notes:
         r.add("list", rows=notes)
     _baselines_paragraph(r, spec)

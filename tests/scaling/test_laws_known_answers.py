@@ -7,6 +7,7 @@ import pytest
 from scipy import optimize
 
 from scaling.laws.frontier import fit_frontier, fit_loss_prediction
+from scaling.laws.identification import loss_prediction_issues
 from scaling.laws.isoflop import fit_isoflop
 from scaling.laws.parametric import fit_huber, fit_lsq
 from scaling.laws.synthetic import EPOCH_LAW, synthetic_curves
@@ -77,6 +78,21 @@ def test_loss_prediction_exponent(clean):
     assert lp.compute_for_loss(float(lp.predict(C))) == pytest.approx(C, rel=1e-6)
     with pytest.raises(ValueError, match="not reachable"):
         lp.compute_for_loss(lp.E - 0.1)
+    assert loss_prediction_issues(lp) == []  # set by the data, not by the bounds
+
+
+def test_loss_prediction_at_its_bounds_is_not_identified():
+    # An envelope that falls off a cliff: no c in [-1, 1] fits it, so c sits at 1 and E at 0.1.
+    C = np.geomspace(1e10, 1e13, 40)
+    L = 0.1 + 1e30 * C ** -3.0
+    from scaling.laws.frontier import Envelope
+
+    env = Envelope(C=C, L=L, winner=np.zeros(C.size, int), N=np.full(C.size, 1e6),
+                   bracketed=np.ones(C.size, bool))
+    lp = fit_loss_prediction(None, env=env)
+    issues = loss_prediction_issues(lp, {"c": [lp.c, lp.c], "E": [0.2, 0.3]})
+    assert any(i.startswith("c = 1 (at the edge") for i in issues), issues
+    assert any("c has a zero-width interval" in i for i in issues), issues
 
 
 def test_optimal_allocation_matches_brute_force(clean):
