@@ -41,7 +41,7 @@ def loss_prediction_issues(fit: LossPrediction, ci: dict[str, list[float]] | Non
     out = []
     if fit.c <= c_lo + 1e-3 or fit.c >= c_hi - 1e-3:
         out.append(f"c = {fit.c:.3g} (at the edge of [{c_lo:g}, {c_hi:g}])")
-    if fit.E <= e_lo + 1e-6:
+    if fit.E <= e_lo * (1 + 1e-3):  # curve_fit stops just inside a bound
         out.append(f"E = {fit.E:.3g} (at its lower bound {e_lo:g})")
     for name in ("c", "E"):
         lo_hi = (ci or {}).get(name)
