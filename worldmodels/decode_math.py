@@ -10,6 +10,7 @@ them over a cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -163,6 +164,39 @@ def sample_image_ids(logits: torch.Tensor, uniforms: torch.Tensor | None, image_
     return (sub - torch.log(-torch.log(uniforms))).argmax(-1)
 
 
+def sample_frame(hidden: torch.Tensor, feed: Callable[[int, torch.Tensor], torch.Tensor],
+                 logits_of: Callable[[torch.Tensor], torch.Tensor],
+                 uniforms: torch.Tensor | None, image_vocab: int, tokens_per_frame: int,
+                 temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
+    """Sample a frame's image tokens one by one, feeding each (the last one too).
+
+    Every decoding path runs this loop with its own way of feeding a token: the compiled step
+    (:func:`decode_frame`), a CUDA graph per token, the variable-shape cached path and full
+    recompute.
+
+    Args:
+        hidden: float (B, E) hidden state after the step's last action token.
+        feed: ``feed(k, ids)`` appends image token ``k`` (int64 (B,)) and returns the hidden
+            state (B, E) after it.
+        logits_of: next-token logits (B, V) of a hidden state.
+        uniforms: float (B, tokens_per_frame, image_vocab) in [0, 1) (None if greedy).
+        image_vocab: V_o, the number of image ids.
+        tokens_per_frame: image tokens per frame.
+        temperature: softmax temperature; 0 samples greedily.
+        top_k: sample among the k most likely ids only (None: all).
+
+    Returns:
+        int64 (B, tokens_per_frame) image ids.
+    """
+    out = []
+    for k in range(tokens_per_frame):
+        tok = sample_image_ids(logits_of(hidden), None if uniforms is None else uniforms[:, k],
+                               image_vocab, temperature, top_k)
+        out.append(tok)
+        hidden = feed(k, tok)
+    return torch.stack(out, 1)
+
+
 def decode_frame(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.Tensor],
                  tokens: torch.Tensor, first: torch.Tensor, col: torch.Tensor,
                  action_ids: torch.Tensor, uniforms: torch.Tensor | None, image_vocab: int,
@@ -195,17 +229,15 @@ def decode_frame(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.
         ``(frame_tokens, hidden)``: int64 (B, tokens_per_frame) image ids, and the hidden state
         (B, E) at the last action token (what the reward and termination heads read).
     """
+    def feed(ids: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        return decode_one(w, keys, values, tokens, ids, first, at, gemv=gemv,
+                          math_attention=math_attention)
+
     hidden = None
     for j in range(action_ids.shape[1]):
-        hidden = decode_one(w, keys, values, tokens, action_ids[:, j], first, col + j,
-                            gemv=gemv, math_attention=math_attention)
-    at_action, h, out = hidden, hidden, []
+        hidden = feed(action_ids[:, j], col + j)
     col = col + action_ids.shape[1]
-    for k in range(tokens_per_frame):
-        logits = _linear(h, w.wte, None, gemv)  # the output head is tied to the embedding
-        tok = sample_image_ids(logits, None if uniforms is None else uniforms[:, k],
-                               image_vocab, temperature, top_k)
-        out.append(tok)
-        h = decode_one(w, keys, values, tokens, tok, first, col + k, gemv=gemv,
-                       math_attention=math_attention)
-    return torch.stack(out, 1), at_action
+    z = sample_frame(hidden, lambda k, ids: feed(ids, col + k),
+                     lambda h: _linear(h, w.wte, None, gemv),  # the head is tied to wte
+                     uniforms, image_vocab, tokens_per_frame, temperature, top_k)
+    return z, hidden

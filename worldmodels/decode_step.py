@@ -39,7 +39,7 @@ import warnings
 
 import torch
 
-from worldmodels.decode_math import decode_frame, decode_one, decode_weights, sample_image_ids
+from worldmodels.decode_math import decode_frame, decode_one, decode_weights, sample_frame
 from worldmodels.gpt import GPT
 from worldmodels.row_cache import RowKVCache
 
@@ -140,11 +140,15 @@ class DecodeStep:
         try:
             return self._run(token_ids)
         except Exception as e:  # any compiler failure: nothing has run yet
-            warnings.warn(f"torch.compile of the decode step failed ({type(e).__name__}: {e}); "
-                          "decoding eagerly instead (SimulatorConfig.decode='eager' skips the "
-                          "attempt)", stacklevel=3)
-            self.mode, self._fn = "eager", decode_one
+            self._compile_failed(e, stacklevel=4)
             return self._run(token_ids)
+
+    def _compile_failed(self, error: Exception, stacklevel: int) -> None:
+        """Warn (at the caller ``stacklevel`` frames up) and decode eagerly from now on."""
+        warnings.warn(f"torch.compile of the decode step failed ({type(error).__name__}: "
+                      f"{error}); decoding eagerly instead (SimulatorConfig.decode='eager' skips "
+                      "the attempt)", stacklevel=stacklevel)
+        self.mode, self._fn = "eager", decode_one
 
     @torch.no_grad()
     def __call__(self, token_ids: torch.Tensor) -> torch.Tensor:
@@ -213,14 +217,10 @@ class DecodeStep:
             hidden = None
             for j in range(action_ids.shape[1]):
                 hidden = self(action_ids[:, j])
-            at_action, out = hidden, []
-            for k in range(tokens_per_frame):
-                tok = sample_image_ids(self.gpt.lm_head(hidden), None if uniforms is None
-                                       else uniforms[:, k], image_vocab, temperature, top_k)
-                out.append(tok)
-                hidden = self(tok)
-            return torch.stack(out, 1), at_action
+            return sample_frame(hidden, lambda k, ids: self(ids), self.gpt.lm_head, uniforms,
+                                **setting), hidden
         fn = functools.partial(decode_frame, **setting)
+        wrapper: contextlib.AbstractContextManager = contextlib.nullcontext()
         first = False
         if self.mode == "compile" and self.tokens_decoded >= self.compile_after:
             key = tuple(setting.values())
@@ -231,29 +231,26 @@ class DecodeStep:
                 self._frames[key] = torch.compile(
                     functools.partial(fn, gemv=gemv, math_attention=True), fullgraph=True,
                     dynamic=False)
+                # On a CPU the compiled step's wrapper (its buffer allocations and kernel calls)
+                # is C++: 0.3 of the 3.5 ms an s300k step took at batch 1, for about twice the
+                # compile time.
+                if self.device.type == "cpu":
+                    wrapper = _cpp_wrapper()
+            else:
+                # every call has the first call's shapes, dtypes and devices (the cache is never
+                # reallocated): checking the guards on its ~60 tensors again cost 0.2 ms a call
+                wrapper = torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
             fn = self._frames[key]
         self.col.fill_(c.length)
         start = time.perf_counter()
         args = (self.weights, c.keys, c.values, c.tokens, c.first, self.col, action_ids, uniforms)
-        # On a CPU the compiled step's wrapper (its buffer allocations and kernel calls) is C++:
-        # 0.3 of the 3.5 ms an s300k step took at batch 1, for about twice the compile time.
-        wrapper = contextlib.nullcontext()
-        if first and self.device.type == "cpu":
-            wrapper = _cpp_wrapper()
-        elif self.mode == "compile":
-            # every call has the first call's shapes, dtypes and devices (the cache is never
-            # reallocated): checking the guards on its ~60 tensors again cost 0.2 ms a call
-            wrapper = torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
         try:
             with self.autocast, wrapper:
                 z, hidden = fn(*args)
         except Exception as e:  # a compiler failure on the first call: nothing has run yet
             if not first:
                 raise
-            warnings.warn(f"torch.compile of the decode step failed ({type(e).__name__}: {e}); "
-                          "decoding eagerly instead (SimulatorConfig.decode='eager' skips the "
-                          "attempt)", stacklevel=2)
-            self.mode = "eager"
+            self._compile_failed(e, stacklevel=3)
             with self.autocast:
                 z, hidden = decode_frame(*args, **setting)
         if first and self.mode == "compile":

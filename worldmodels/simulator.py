@@ -28,7 +28,7 @@ from offline_data.action_spaces import space_for_discretizer
 from offline_data.discretize import ActionDiscretizer, discretizer_from_spec
 from offline_data.tokens import EpisodeTokens, TokenLayout, TokenShards
 from worldmodels.checkpoint import model_from_checkpoint, read_model_checkpoint
-from worldmodels.decode_math import sample_image_ids
+from worldmodels.decode_math import sample_frame
 from worldmodels.decode_step import DECODE_MODES, DecodeStep
 from worldmodels.row_cache import RowKVCache, place_rows, row_forward, slide
 from worldmodels.run_state import check_tokenizer_match, recorded_tokenizer
@@ -261,12 +261,13 @@ class TokenWorldModelSimulator:
         # same ids from them
         u = None if greedy else torch.rand(B, K, self.layout.image_vocab, generator=self.generator,
                                            device=self.device)
-        fused = self.decoder is not None
-        if fused:  # the whole step in one call (compiled on a CPU; a CUDA graph per token)
-            z, hidden = self.decoder.frame(action_ids, u, self.layout.image_vocab, K,
-                                           self.config.temperature, self.config.top_k)
+        sampling = (self.layout.image_vocab, K, self.config.temperature, self.config.top_k)
+        if self.decoder is not None:  # the whole step in one call (compiled on a CPU)
+            z, hidden = self.decoder.frame(action_ids, u, *sampling)
         else:
             hidden = self._feed(action_ids)[:, -1]  # B, E at the step's last action token
+            z = sample_frame(hidden, lambda k, ids: self._feed(ids[:, None])[:, -1],
+                             self.model.gpt.lm_head, u, *sampling)
         rewards = np.zeros(self.num_envs, np.float32)
         terminated = np.zeros(self.num_envs, bool)
         if self.has_reward:
@@ -278,33 +279,20 @@ class TokenWorldModelSimulator:
                 rewards = (p[:, 2] - p[:, 0]).cpu().numpy()
         if self.has_termination:
             terminated = (self.model.termination_head(hidden).argmax(-1) == 1).cpu().numpy()
-        if not fused:
-            tokens, h = [], hidden
-            for k in range(K):
-                tok = self._sample(self.model.gpt.lm_head(h), None if u is None else u[:, k])
-                tokens.append(tok)
-                if k < K - 1:
-                    h = self._feed(tok[:, None])[:, -1]
-            z = torch.stack(tokens, 1)
-            self._feed(z[:, -1:])  # complete the frame in the cache
         return z, rewards, terminated
 
     def _feed(self, ids: torch.Tensor) -> torch.Tensor:
-        """Append ids (B, L); hidden states (B, L, E) (recomputing everything without the cache)."""
+        """Append ids (B, L); hidden states (B, L, E), over the cache or by recomputing the context.
+
+        The variable-shape ``row_forward`` paths; the fixed-shape decoder feeds its own tokens.
+        """
         gpt, cache = self.model.gpt, self.cache
-        if self.decoder is not None:  # one fixed-shape step per token; the last one's output
-            return torch.stack([self.decoder(ids[:, i]) for i in range(ids.shape[1])], 1)
         with self._amp:
             if self.config.use_cache:
                 return row_forward(gpt, cache, ids)
             t, L = cache.length, ids.shape[1]
             cache.tokens[:, t:t + L] = ids
             return row_forward(gpt, cache, cache.tokens[:, :t + L].clone(), col0=0)[:, -L:]
-
-    def _sample(self, logits: torch.Tensor, uniforms: torch.Tensor | None) -> torch.Tensor:
-        """Image ids in [0, V_o) from logits (B, V) and one uniform per row."""
-        return sample_image_ids(logits, uniforms, self.layout.image_vocab,
-                                self.config.temperature, self.config.top_k)
 
     def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 frames (B, H, W, 3) -> image token ids int64 (B, d_z) for this model."""

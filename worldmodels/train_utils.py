@@ -7,6 +7,7 @@ import os
 import random
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -60,8 +61,6 @@ class Prefetcher:
     """
 
     def __init__(self, loader: WindowLoader):
-        from concurrent.futures import ThreadPoolExecutor  # only when training
-
         self.loader = loader
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         self._next: tuple[int, Any] | None = None
@@ -206,5 +205,4 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Read a trainer checkpoint safely (``weights_only``), with a clear error when missing."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `embscale train`")
-
     return load_torch_file(path, "checkpoint", map_location)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
-from offline_data.tokens import TokenShards
+from offline_data.tokens import HEADER_NAME, TokenShards
 from scaling.study.budget_protocol import (
     ProtocolConfig,
     RunCurve,
@@ -261,7 +261,7 @@ def study_data_limits(spec) -> dict[str, tuple[float | None, int]]:
 
     out: dict[str, tuple[float | None, int]] = {}
     per_frame = 1
-    if (tokens_dir(spec) / "header.json").is_file():
+    if (tokens_dir(spec) / HEADER_NAME).is_file():
         per_frame = TokenShards.open(tokens_dir(spec)).layout.tokens_per_step
     for t in spec.tasks:
         out[t.task] = (dataset_tokens(spec, t.task), per_frame if TASKS[t.task].reads_tokens else 1)
