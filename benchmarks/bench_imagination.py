@@ -18,8 +18,8 @@ all alike:
 Frames/s count decoded RGB frames (tokenizer decode included); s/step is the wall time of one
 imagined step of every row. Each timed run starts from a fresh burn-in and runs long enough to
 slide the context window; the baseline and the cached paths imagine the same number of steps, so
-they decode over the same context lengths. Targets: cached >= 8x recompute at batch 1 on CPU; on a GPU at most
-0.2 s per step with 256 rows at 256 tokens per frame on s2M
+they decode over the same context lengths. Targets: cached >= 8x recompute at batch 1 on CPU;
+on a GPU at most 0.2 s per step with 256 rows at 256 tokens per frame on s2M
 (``--tokens-per-frame 256 --size s2M --batch-sizes 256``).
 """
 
