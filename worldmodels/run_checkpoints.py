@@ -5,6 +5,11 @@
 weights are not finite, ``--keep-checkpoints`` hard-links ``last.pt`` (written once), and a run
 resumes only from a checkpoint of the same config and data (the metrics logged after it are
 dropped, since the resumed run logs them again).
+
+A checkpoint is a snapshot taken at its step (CPU copies of the weights, optimizer state and RNG
+state); serialising, ``fsync`` and the rename happen on a writer thread while training goes on,
+one checkpoint at a time. A run killed before a write commits resumes from the previous one,
+which the atomic rename leaves intact; a run that ends or fails waits for the write first.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -48,7 +54,8 @@ class CheckpointedRun:
         if self.rank != 0:
             return
         state = {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": _snapshot(self.model.state_dict()),
+            "optimizer": _snapshot(self.optimizer.state_dict()),
             "step": self.step, "tokens": self.tokens, "run_config": self.run_config,
             "model_kind": self.run_config.get("model_kind", ""),
             "model_config": self.run_config.get("model_config", {}),
@@ -56,14 +63,36 @@ class CheckpointedRun:
             "interval_loss": torch.tensor([self._interval[0], self._interval[1]],
                                           dtype=torch.float64),
         }
+        self.wait_for_checkpoint()  # one write at a time, in step order
+        if getattr(self, "_writer", None) is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        keep = self.step if self.config.keep_checkpoints else None
+        self._pending: Future | None = self._writer.submit(self._write_checkpoint, state, keep)
+
+    def _write_checkpoint(self, state: dict, keep: int | None) -> None:
         with atomic_file(self.checkpoint_path) as tmp:
             torch.save(state, tmp)
-        if self.config.keep_checkpoints:
-            self._keep_checkpoint()
+        if keep is not None:
+            self._keep_checkpoint(keep)
 
-    def _keep_checkpoint(self) -> None:
+    def wait_for_checkpoint(self) -> None:
+        """Block until the checkpoint being written is committed (re-raising its error)."""
+        pending, self._pending = getattr(self, "_pending", None), None
+        if pending is not None:
+            pending.result()
+
+    def close_checkpoints(self) -> None:
+        """Wait for the last write and stop the writer thread."""
+        try:
+            self.wait_for_checkpoint()
+        finally:
+            writer, self._writer = getattr(self, "_writer", None), None
+            if writer is not None:
+                writer.shutdown(wait=True)
+
+    def _keep_checkpoint(self, step: int) -> None:
         """Hard-link ``last.pt`` (replaced, never rewritten) as ``step_<step>.pt``; else copy."""
-        kept = self.checkpoint_path.with_name(f"step_{self.step:08d}.pt")
+        kept = self.checkpoint_path.with_name(f"step_{step:08d}.pt")
         with atomic_file(kept) as tmp:
             tmp.unlink()
             try:
@@ -102,3 +131,14 @@ class CheckpointedRun:
         if self.rank == 0:
             write_text_atomic(self.run_dir / "config.json",
                               json.dumps(self.run_config, indent=2, sort_keys=True) + "\n")
+
+
+def _snapshot(value):
+    """``value`` (a state dict, nested) with every tensor copied to the CPU, detached."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_snapshot(v) for v in value)
+    return value

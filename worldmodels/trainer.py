@@ -249,6 +249,7 @@ class Trainer(CheckpointedRun):
         return out
 
     def _non_finite(self, what: str, step: int) -> NonFiniteLossError:
+        self.wait_for_checkpoint()
         last = (f"the last good checkpoint is {self.checkpoint_path}"
                 if self.checkpoint_path.is_file() else "no checkpoint was written before it")
         return NonFiniteLossError(
@@ -329,11 +330,13 @@ class Trainer(CheckpointedRun):
                     self._save_checkpoint(record or out)
                 for callback in self.callbacks:
                     callback(self.step, record)
+            self.wait_for_checkpoint()
             if self.world_size > 1:
                 # Rank 0 writes the last checkpoint after the final step; no rank may leave (and
                 # tear down the process group under it) before that is done.
                 torch.distributed.barrier()
         finally:
+            self.close_checkpoints()
             progress.close()
             self._batches.close()
             self._batches = self.train_loader
