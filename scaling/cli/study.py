@@ -19,7 +19,6 @@ import dataclasses
 import json
 
 from offline_data import argtypes as A
-from scaling.study.jobs import emit_jobs
 from scaling.study.presets import PRESETS, get_preset
 from scaling.study.spec import load_spec, spec_from_dict
 
@@ -58,17 +57,26 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.emit_jobs:
         from scaling.study.runner import check_study_dir  # torch, scipy, gymnasium
-        from scaling.study.steps import plan_runs, validate_spec  # scipy, gymnasium
+        from scaling.study.steps import emit_study_jobs, validate_spec  # scipy, gymnasium
 
         check_study_dir(spec, args.allow_mixed)
         validate_spec(spec)
         suffix = "sh" if args.emit_jobs == "torchrun" else args.emit_jobs
         out = args.jobs_out or str(spec.study_dir / f"jobs.{suffix}")
-        path = emit_jobs(plan_runs(spec), out, fmt=args.emit_jobs, nproc_per_node=args.gpus,
-                         allow_mixed=args.allow_mixed)
-        print(f"wrote the training runs of {spec.name} to {path}; run the data and tokenizer "
-              f"stages first (`embscale study --stages dataset,tokenizer ...`), then the jobs, "
-              f"then `embscale study --stages fit,loss_vs_return,loss_vs_quality,report ...`")
+        path, rnd = emit_study_jobs(spec, out, args.emit_jobs, args.gpus, args.allow_mixed)
+        fits = "`embscale study --stages fit,loss_vs_return,loss_vs_quality,report ...`"
+        if path is None:
+            print(f"the budget protocol of {spec.name} has finished after {rnd} rounds; now run "
+                  f"{fits}")
+        elif rnd:
+            print(f"wrote round {rnd} of the budget protocol of {spec.name} to {path}; run the "
+                  "data and tokenizer stages first (`embscale study --stages dataset,tokenizer "
+                  "...`), then the jobs, then this command again for the next round, until it "
+                  f"says the protocol has finished; then {fits}")
+        else:
+            print(f"wrote the training runs of {spec.name} to {path}; run the data and "
+                  "tokenizer stages first (`embscale study --stages dataset,tokenizer ...`), "
+                  f"then the jobs, then {fits}")
         return 0
     stages = tuple(args.stages.split(",")) if args.stages else STAGES
     print(f"study {spec.name}: {', '.join(stages)} -> {spec.study_dir}", flush=True)

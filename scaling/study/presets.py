@@ -89,8 +89,11 @@ def breakout_256_study() -> StudySpec:
     (docs/studies.md). With conv tokens, every WM-Token size was still falling at 1e8 tokens and
     the larger models were lower; world models trained on patch-local tokens instead reached
     one floor for every size and did not learn where the ball goes, so the preset uses the conv
-    encoder. WM-Token and BC-Token get 3e8 tokens per run, about 3.9 passes over the training
-    split (84%), and BC-CNN gets 4e5 frames (an estimate).
+    encoder. Under the frontier protocol every run starts at a tenth of what the fixed sweep gave
+    it (3e7 tokens for WM-Token and BC-Token, 4e4 frames for BC-CNN, an estimate) and is extended
+    until its neighbours' curves cross; the study's budget is 10 times that first round (the
+    fixed sweep's total), a third kept for each task, and 4 passes over the training split
+    (about 3.1e8 tokens) cap every run.
     """
     window = 10 * (256 + 1)  # tokens in a window of 10 timesteps
     gpu = {"warmup_steps": 20, "micro_batch_size": 16, "tokens_per_update": 32 * window,
@@ -109,19 +112,20 @@ def breakout_256_study() -> StudySpec:
         tokenizer=TokenizerSpec(tokens_per_frame=256, codebook_size=256, steps=3000,
                                 batch_size=32, overrides={"foreground_weight": 20.0}),
         tasks=[
-            TaskSweep(task="wm-token", sizes=sizes, tokens=3e8, checkpoints=4,
-                      overrides=dict(gpu)),
-            TaskSweep(task="bc-token", sizes=sizes, tokens=3e8, checkpoints=4,
-                      overrides=dict(gpu)),
+            TaskSweep(task="wm-token", sizes=sizes, tokens=3e7, checkpoints=4,
+                      overrides=dict(gpu), budget_share=1 / 3),
+            TaskSweep(task="bc-token", sizes=sizes, tokens=3e7, checkpoints=4,
+                      overrides=dict(gpu), budget_share=1 / 3),
             # BC-CNN counts frames: 256 windows of 10 frames per update.
-            TaskSweep(task="bc-cnn", sizes=sizes, tokens=4e5, checkpoints=4,
+            TaskSweep(task="bc-cnn", sizes=sizes, tokens=4e4, checkpoints=4,
                       overrides={"warmup_steps": 20, "micro_batch_size": 64,
-                                 "tokens_per_update": 2560}),
+                                 "tokens_per_update": 2560}, budget_share=1 / 3),
         ],
         loss_vs_return=ReturnStudySpec(episodes=16, num_envs=16, max_episode_steps=1000),
         loss_vs_quality=QualityStudySpec(clips=12, clip_frames=16, videos=2),
         fit=FitSpec(bootstrap=200),
         parallel=2, device="cuda",
+        protocol="frontier",  # study_budget 0: 10 times the first round, in FLOPs
         optimum_tokens_per_param=20.0,
     )
 
@@ -153,17 +157,24 @@ def quick_study() -> StudySpec:
 
 def _paper(name: str, task: str, tokens_per_frame: int, sizes: list[str], flops: float,
            dataset: DatasetSpec, description: str, preset: str) -> StudySpec:
+    """A paper-scale study under the frontier protocol.
+
+    Every size starts at ``flops / 10`` and is extended until its neighbours' curves cross; the
+    study's budget (10 times that first round) is what a fixed sweep of ``flops`` per run spends.
+    """
     return StudySpec(
         name=name, description=description, dataset=dataset,
         tokenizer=TokenizerSpec(tokens_per_frame=tokens_per_frame, codebook_size=4096,
                                 steps=200_000, batch_size=64),
-        tasks=[TaskSweep(task=task, sizes=sizes, flops=flops, checkpoints=8, preset=preset)],
+        tasks=[TaskSweep(task=task, sizes=sizes, flops=flops / 10, checkpoints=8,
+                         preset=preset)],
         loss_vs_return=ReturnStudySpec(enabled=TASKS[task].policy, episodes=64, num_envs=32,
                                        max_episode_steps=4500),
         loss_vs_quality=QualityStudySpec(enabled=TASKS[task].world_model, clips=256, clip_frames=16,
                                          videos=4),
         fit=FitSpec(bootstrap=1000),
-        parallel=1, device="cuda", gpus_per_run=0, optimum_tokens_per_param=20.0)
+        parallel=1, device="cuda", gpus_per_run=0, optimum_tokens_per_param=20.0,
+        protocol="frontier")
 
 
 # The paper's 128x128 frames with d_z = 256 tile as a 16x16 grid; d_z = 540 needs a frame with

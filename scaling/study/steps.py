@@ -19,6 +19,7 @@ from offline_data.datasets import (
     list_dataset_ids,
     load_dataset,
 )
+from offline_data.tokens import HEADER_NAME
 from scaling.study.action_baselines import action_baselines
 from scaling.study.adapters.datasets import collect_default_dataset
 from scaling.study.adapters.fits import fit_runs, plan_next
@@ -216,6 +217,54 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
         return run_study_protocol(spec, plan_runs(spec), sweep, world_size=nproc)
     return run_sweep(plan_runs(spec), parallel=spec.parallel, allow_mixed=allow_mixed,
                      progress=progress, nproc_per_node=nproc)
+
+
+class _RoundEmitted(Exception):
+    """Raised by the job-emitting sweep to leave the protocol until the jobs have run."""
+
+
+def emit_study_jobs(spec: StudySpec, out: str | Path, fmt: str, gpus: int,
+                    allow_mixed: bool = False) -> tuple[Path | None, int]:
+    """Write the study's unfinished training runs as cluster jobs (``jobs.emit_jobs``).
+
+    A fixed study emits all its runs at once. Under the frontier protocol, only the current
+    round is known: the first call emits the first round; once those jobs have run, the next
+    call reads their curves, plans the next round (``protocol.json``, as ``embscale study``
+    would) and emits the runs it extends. Repeat until it reports that the protocol is done.
+
+    Returns:
+        ``(path, round)``: the job file and the protocol round it holds (0 for a fixed study),
+        or ``(None, rounds)`` when the protocol has finished after ``rounds`` rounds.
+    """
+    from scaling.study.jobs import emit_jobs
+
+    if spec.protocol != "frontier":
+        return emit_jobs(plan_runs(spec), out, fmt=fmt, nproc_per_node=gpus,
+                         allow_mixed=allow_mixed), 0
+    from scaling.study.budget_rounds import PROTOCOL_FILE, run_study_protocol  # torch
+
+    if any(TASKS[t.task].reads_tokens for t in spec.tasks) and not (
+            tokens_dir(spec) / HEADER_NAME).is_file():
+        raise ValueError(f"the frontier protocol plans its rounds from the token shards, but "
+                         f"{tokens_dir(spec)} holds none; run `embscale study --stages "
+                         f"dataset,tokenizer` for this study first")
+    written: list[Path] = []
+
+    def sweep(runs: list[RunSpec]) -> None:
+        from scaling.study.sweep import prepare_runs, run_status
+
+        prepare_runs(runs, allow_mixed=allow_mixed)
+        if any(run_status(r) != "finished" for r in runs):
+            written.append(emit_jobs(runs, out, fmt=fmt, nproc_per_node=gpus,
+                                     allow_mixed=allow_mixed))
+            raise _RoundEmitted
+
+    try:
+        run_study_protocol(spec, plan_runs(spec), sweep, world_size=gpus)
+    except _RoundEmitted:
+        state = read_json(spec.study_dir / PROTOCOL_FILE)
+        return written[0], len(state.get("rounds", [])) + 1
+    return None, len(read_json(spec.study_dir / PROTOCOL_FILE).get("rounds", []))
 
 
 # ----- fits -----

@@ -127,3 +127,38 @@ def test_a_seconds_budget_too_small_for_one_round_names_the_minimum(tmp_path, sh
         run_protocol(runs, cfg, tmp_path / "protocol.json", _sweep(),
                      {r.name: PER_STEP for r in runs})
     assert all((r.run_dir / DONE_FILE).is_file() for r in runs)  # the first round is kept
+
+
+def test_cluster_jobs_follow_the_protocol_round_by_round(tmp_path, monkeypatch):
+    """``embscale study --emit-jobs`` under the protocol: one round of jobs per call, each
+    planned from the curves the previous jobs wrote, until the protocol says it is done."""
+    from scaling.study.spec import spec_from_dict
+    from scaling.study.steps import emit_study_jobs
+    from scaling.study.sweep import run_worker
+
+    task = {"task": "wm-token", "sizes": ["s3k", "s10k", "s30k"], "flops": 1e8,
+            "overrides": {"seq_len": 3, "micro_batch_size": 4, "tokens_per_update": 60}}
+    spec = spec_from_dict({"name": "jobs", "runs_dir": str(tmp_path), "tasks": [task],
+                           "protocol": "frontier", "study_budget": 1e12})
+    with pytest.raises(ValueError, match="--stages dataset,tokenizer"):
+        emit_study_jobs(spec, tmp_path / "jobs.jsonl", "jsonl", 1)
+    write_shards(spec.study_dir / "tokens", episodes=(400, 8))
+    rounds, budgets = [], []
+    for _ in range(12):
+        path, rnd = emit_study_jobs(spec, tmp_path / "jobs.jsonl", "jsonl", 1)
+        if path is None:
+            break
+        jobs = [json.loads(line) for line in path.read_text().splitlines()]
+        assert jobs and all("torchrun" in j["command"] for j in jobs)
+        rounds.append(rnd)
+        state = json.loads((spec.study_dir / "protocol.json").read_text())
+        budgets.append(dict(state["budgets"]))
+        for j in jobs:  # the cluster runs the jobs (a law stands in for the trainer)
+            run_worker(j["run_spec"], "tests.helpers.sweep_fake_trainer:train_law")
+    assert path is None, "the protocol never finished"
+    assert rounds == list(range(1, len(rounds) + 1)) and len(rounds) >= 2
+    assert any(b > a for a, b in zip(budgets[0].values(), budgets[-1].values(), strict=True))
+    final = json.loads((spec.study_dir / "protocol.json").read_text())["final"]["wm-token"]
+    assert [p["status"] for p in final["pairs"]] == ["crossing", "crossing"], final["pairs"]
+    # the same command again, with every job run: nothing left to emit
+    assert emit_study_jobs(spec, tmp_path / "jobs.jsonl", "jsonl", 1)[0] is None

@@ -124,24 +124,38 @@ def test_every_study_preset_round_trips_and_names_known_sizes(name):
 
 
 def test_breakout_256_budgets_pass_every_optimum_in_whole_windows(tmp_path):
-    """Every size of the 256-token study runs past its compute optimum, and an update is a
-    whole number of 10-step windows of 257 tokens."""
+    """The 256-token study runs the frontier protocol: its study budget (10 times the first
+    round) would take every size past its compute optimum, an update is a whole number of
+    10-step windows of 257 tokens, and the first round stays within 4 passes over the data."""
+    import dataclasses
+
     from scaling.study.presets import get_preset
     from scaling.study.steps import check_budgets
     from worldmodels.tokenizer import VQConfig
 
     spec = get_preset("breakout-256")
     spec.runs_dir = str(tmp_path)
+    assert spec.protocol == "frontier" and spec.study_budget == 0  # 10x the first round
+    assert sum(t.budget_share for t in spec.tasks) == pytest.approx(1.0)
     VQConfig(tokens_per_frame=spec.tokenizer.tokens_per_frame,
              codebook_size=spec.tokenizer.codebook_size)  # tiles a 64x64 frame
     per_step = spec.tokenizer.tokens_per_frame + 1
-    passing = check_budgets(spec)
+    tenfold = dataclasses.replace(spec, tasks=[dataclasses.replace(t, tokens=10 * t.tokens)
+                                               for t in spec.tasks])
+    passing = check_budgets(tenfold)
     for t in spec.tasks:
         assert passing[t.task] == t.sizes
         if t.task != "bc-cnn":
             assert t.overrides["tokens_per_update"] % (10 * per_step) == 0
-            # at most 4 passes over the collected frames' tokens
-            assert t.tokens <= 4 * spec.dataset.max_total_steps * per_step
+            assert t.tokens <= 0.4 * spec.dataset.max_total_steps * per_step
+
+
+@pytest.mark.parametrize("name", ["default", "breakout-256", "paper-wm-token-256",
+                                  "paper-wm-token-540", "paper-bc-token-540", "paper-bc-cnn"])
+def test_every_full_study_preset_runs_the_frontier_protocol(name):
+    from scaling.study.presets import get_preset
+
+    assert get_preset(name).protocol == "frontier"
 
 
 def test_tokenizer_threads_do_not_follow_the_machine_load(monkeypatch):
