@@ -63,7 +63,10 @@ def register(subparsers) -> None:
                             help="WM-Token sizes (default: s10k s30k s100k s300k; on a GPU the "
                                  "paper's rt1-0.08M rt1-0.2M rt1-0.28M rt1-0.54M rt1-0.99M)")
             sp.add_argument("--flops", type=A.positive_float, default=None,
-                            help="compute C per run, the same for every size (default 5e11)")
+                            help="first-round compute C per run, the same for every size "
+                                 "(default 1e11); the budget protocol extends runs")
+            sp.add_argument("--study-flops", type=A.positive_float, default=None,
+                            help="the budget protocol's FLOPs per ladder (default 2e12)")
             sp.add_argument("--tokens-per-update", type=A.positive_int, default=None,
                             help="tokens per optimizer step (default 2048; the paper's Table 7 "
                                  "used 34000)")

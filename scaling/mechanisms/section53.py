@@ -1,8 +1,10 @@
 """Section 5.3: the tokenizer's compression rate moves the optimal model-size coefficient.
 
 On the robot dataset, one VQ-VAE per tokens-per-frame value ``d_z`` in {16, 36, 64, 100, 256}, a
-ladder of WM-Token models per tokenizer (the CPU ladder at equal compute per run, with Table 7's
-two steps of context; ``--sizes rt1-0.08M ...`` for the paper's RT-1 sizes), a frontier fit
+ladder of WM-Token models per tokenizer (the CPU ladder, with Table 7's two steps of context;
+``--sizes rt1-0.08M ...`` for the paper's RT-1 sizes) trained under the frontier-seeking budget
+protocol (every size starts at one compute value and runs are extended until neighbouring sizes
+cross, within a FLOPs budget per ladder and 4 passes over the data), a frontier fit
 per (tokenizer, seed), then the coefficient ``a`` of ``N_opt ∝ C^a`` against ``d_z`` with its
 correlation (paper Figure 16: ``a`` rises with ``d_z``, R = 0.61 over three repeats).
 
@@ -57,8 +59,10 @@ class Section53Config:
     """WM-Token sizes (the CPU ladder; the paper's Table 7 RT-1 sizes rt1-0.08M ... on a GPU)"""
     seeds: tuple[int, ...] = (0, 1)
     """repeats of each ladder (the paper used three)"""
-    flops: float = 5e11
-    """compute per run, the same for every size so that curves cross"""
+    flops: float = 1e11
+    """first-round compute per run, the same for every size (the protocol extends runs)"""
+    study_flops: float = 2e12
+    """the protocol's budget per ladder (6ND summed over its runs; 4 sizes x 5e11)"""
     seq_len: int = 2
     """timesteps of context, the same for every d_z (paper Table 7: 2; 2 x 260 tokens at 256)"""
     tokens_per_update: int = 2048
@@ -85,8 +89,8 @@ class Section53Config:
 
 
 QUICK = {"tokens_per_frame": (16, 36, 64), "sizes": ("s10k", "s30k", "s100k"), "seeds": (0,),
-         "flops": 1.5e10, "tokenizer_steps": 30, "codebook_size": 64, "bootstrap": 20,
-         "episodes": 6}
+         "flops": 5e9, "study_flops": 6e10, "tokens_per_update": 512, "tokenizer_steps": 30,
+         "codebook_size": 64, "bootstrap": 20, "episodes": 6}
 
 
 def study_spec(cfg: Section53Config, k: int, seed: int, quick: bool):
@@ -111,6 +115,7 @@ def study_spec(cfg: Section53Config, k: int, seed: int, quick: bool):
         loss_vs_quality=QualityStudySpec(enabled=False),
         fit=FitSpec(bootstrap=cfg.bootstrap),
         parallel=cfg.parallel, device=cfg.device, optimum_tokens_per_param=1.0,
+        protocol="frontier", study_budget=cfg.study_flops, study_budget_unit="flops",
     )
 
 
@@ -126,6 +131,7 @@ def _coefficient(fit: dict) -> tuple[str, float, float, float]:
 
 def run(cfg: Section53Config, quick: bool = False, command: str = "") -> dict:
     """Every study, then the coefficient-vs-d_z analysis and report."""
+    from scaling.study.report_protocol import data_limit_note  # torch
     from scaling.study.runner import run_study  # torch, gymnasium
     from scaling.study.steps import fit_dir  # gymnasium
 
@@ -143,6 +149,7 @@ def run(cfg: Section53Config, quick: bool = False, command: str = "") -> dict:
             rows.append({"tokens_per_frame": k, "seed": seed, "method": method, "a": a,
                          "a_ci": [lo, hi], "tokenizer_psnr": psnr,
                          "passes": _max_passes(spec.study_dir, cfg.sizes, seed),
+                         "data_limit": data_limit_note(spec.study_dir, "wm-token"),
                          "reason": None if method != "none" else
                          fit.get("error") or fit.get("frontier", {}).get("reason")})
     return analyze(cfg, rows, command)
@@ -215,9 +222,12 @@ def _report(cfg: Section53Config, result: dict, out: Path, command: str) -> None
                "opposite direction, interval excludes no effect" if s.high < 0 else
                "not significant: the interval of the slope includes 0")
     lines = ["# Section 5.3: tokens per frame vs the optimal model-size coefficient", "",
-             "One VQ-VAE per tokens-per-frame value, a WM-Token ladder per tokenizer at equal "
-             "compute per run, a frontier fit per (tokenizer, repeat) (parametric where curves "
-             "do not overlap), 95% bootstrap intervals.", "", f"Regenerate: `{command}`", "",
+             "One VQ-VAE per tokens-per-frame value, a WM-Token ladder per tokenizer under the "
+             f"frontier-seeking budget protocol (every size starts at {cfg.flops:.3g} FLOPs; "
+             f"runs are extended until neighbouring sizes cross, within {cfg.study_flops:.3g} "
+             "FLOPs per ladder and 4 passes over the data), a frontier fit per (tokenizer, "
+             "repeat) (parametric where curves do not overlap), 95% bootstrap intervals.", "",
+             f"Regenerate: `{command}`", "",
              "| d_z | repeat | method | a | 95% CI | tokenizer PSNR (dB) | most passes over data |",
              "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -235,6 +245,8 @@ def _report(cfg: Section53Config, result: dict, out: Path, command: str) -> None
         if r["method"] == "none" and r.get("reason"):
             lines += [f"No fit at d_z = {r['tokens_per_frame']}, repeat {r['seed']}: "
                       f"{r['reason']}", ""]
+        if r.get("data_limit"):
+            lines += [f"d_z = {r['tokens_per_frame']}, repeat {r['seed']}: {r['data_limit']}", ""]
     many = sorted({r["tokens_per_frame"] for r in result["rows"] if (r.get("passes") or 0) > 4})
     if many:
         lines += [f"At d_z = {', '.join(map(str, many))} the smallest models make more than 4 "
@@ -260,6 +272,8 @@ def run_cli(args, command: str) -> dict:
         kw["sizes"] = tuple(args.sizes)
     if args.flops:
         kw["flops"] = float(args.flops)
+    if args.study_flops:
+        kw["study_flops"] = float(args.study_flops)
     if args.tokens_per_update:
         kw["tokens_per_update"] = int(args.tokens_per_update)
     cfg = Section53Config(out=args.out, dataset=dataset, parallel=args.workers or 2,

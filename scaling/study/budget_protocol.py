@@ -221,6 +221,16 @@ def next_grid_tokens(tokens: float, inputs_per_update: int, val_points_per_decad
     return float(step * inputs_per_update)
 
 
+def grid_floor_tokens(limit: float, inputs_per_update: int, val_points_per_decade: int,
+                      floor: float = 0.0) -> float:
+    """The largest budget <= ``limit`` on a validation step (``floor`` if none is above it)."""
+    capped = math.floor(limit / inputs_per_update) * inputs_per_update
+    while capped > floor and not is_val_step(int(capped // inputs_per_update),
+                                             val_points_per_decade):
+        capped -= inputs_per_update
+    return float(max(capped, floor))
+
+
 def run_cost(run: RunCurve, tokens: float, unit: str) -> float:
     """Cost of training ``run`` from its current tokens to ``tokens``, in ``unit``."""
     extra = max(0.0, tokens - run.tokens)
@@ -313,10 +323,8 @@ def _decide(run, tokens, why, cfg, plan, frames) -> RunDecision:
     if tokens > limit:
         frames_needed = math.ceil(tokens / cfg.max_passes / run.items_per_frame)
         frames.append(frames_needed)
-        capped = math.floor(limit / run.inputs_per_update) * run.inputs_per_update
-        while capped > run.tokens and not is_val_step(int(capped // run.inputs_per_update),
-                                                      cfg.val_points_per_decade):
-            capped -= run.inputs_per_update
+        capped = grid_floor_tokens(limit, run.inputs_per_update, cfg.val_points_per_decade,
+                                   run.tokens)
         what = ("collect more episodes" if cfg.collect
                 else "not identified: data limit (the dataset is fixed)")
         msg = (f"{why}: {tokens:.3g} inputs would pass {cfg.max_passes:g} passes over the "

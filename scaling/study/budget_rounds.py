@@ -29,6 +29,7 @@ from scaling.study.budget_protocol import (
     ProtocolConfig,
     RunCurve,
     check_study_budget,
+    grid_floor_tokens,
     next_grid_tokens,
     plan_round,
     spent,
@@ -136,10 +137,21 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
     data = data or {}
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     budgets: dict[str, float] = state.get("budgets") or {}
+    notes = state.setdefault("notes", [])
     for r in runs:
         if r.name not in budgets:
-            budgets[r.name] = next_grid_tokens(r.budget_tokens, inputs_per_update[r.name],
-                                               cfg.val_points_per_decade)
+            per = inputs_per_update[r.name]
+            budgets[r.name] = next_grid_tokens(r.budget_tokens, per, cfg.val_points_per_decade)
+            items = data.get(r.task, (None, 1))[0]
+            if items and budgets[r.name] > cfg.max_passes * items:
+                # the first round stays in the infinite-data regime too
+                capped = grid_floor_tokens(cfg.max_passes * items, per,
+                                           cfg.val_points_per_decade, per)
+                notes.append(f"{r.name}: first-round budget {budgets[r.name]:.3g} inputs would "
+                             f"pass {cfg.max_passes:g} passes over the {items:.3g} training "
+                             f"inputs; capped at {capped:.3g}")
+                logger.warning("budget protocol: %s", notes[-1])
+                budgets[r.name] = capped
     first = sum(6.0 * (r.params or 1) * budgets[r.name] for r in runs)
     if cfg.unit == "flops" and not state.get("rounds"):
         check_study_budget(first, cfg)

@@ -192,7 +192,7 @@ def compute_rows(totals: dict[str, dict]) -> tuple[list[list[str]], str]:
 
 def protocol_notes(state: dict) -> list[str]:
     """The protocol's notes, budget refusals and data limits of every round, verbatim, once each."""
-    out: list[str] = []
+    out = [f"before round 1: {line}" for line in state.get("notes", [])]
     for k, rnd in enumerate(state.get("rounds", []), 1):
         for task, plan in rnd.items():
             lines = list(plan.get("notes", []))

@@ -162,3 +162,27 @@ def test_cluster_jobs_follow_the_protocol_round_by_round(tmp_path, monkeypatch):
     assert [p["status"] for p in final["pairs"]] == ["crossing", "crossing"], final["pairs"]
     # the same command again, with every job run: nothing left to emit
     assert emit_study_jobs(spec, tmp_path / "jobs.jsonl", "jsonl", 1)[0] is None
+
+
+def test_first_round_budgets_beyond_the_data_limit_are_capped(tmp_path, shards):
+    """No run feeding a fit passes 4 times over its data, not even in the first round."""
+    from scaling.study.budget_rounds import planned_tokens_per_step
+    from tests.helpers.sweep_fake_trainer import train_law
+
+    runs = [RunSpec(name=f"wm-token-{s}-seed0", task="wm-token", size=s, seed=0,
+                    out_dir=str(tmp_path / s), data=str(shards), tokens=3e5, params=p,
+                    overrides={"seq_len": 3, "micro_batch_size": 4, "tokens_per_update": 60})
+               for s, p in (("s10k", 10_000), ("s30k", 30_000))]
+    per = {r.name: planned_tokens_per_step(r) for r in runs}
+    items = 12_000.0  # training tokens: 4 passes are 48,000, far below the asked 3e5
+    state = run_protocol(runs, ProtocolConfig(budget=1e12), tmp_path / "protocol.json",
+                         lambda rs: [train_law(r) for r in rs], per,
+                         loss_key="train/loss", data={"wm-token": (items, 5)})
+    for r in runs:
+        assert state["budgets"][r.name] <= 4 * items
+        last = json.loads((r.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+        assert last["tokens"] <= 4 * items
+    assert len(state["notes"]) == 2 and "capped at" in state["notes"][0]
+    from scaling.study.report_protocol import protocol_notes
+
+    assert protocol_notes(state)[0].startswith("before round 1: wm-token-s10k-seed0: first-round")
