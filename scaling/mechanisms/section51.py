@@ -1,9 +1,11 @@
 """Section 5.1: sparse and super-classed losses lower the optimal model-size coefficient.
 
 Character-level transformers on a text file (context 16) are trained under the dense, sparse and
-sparse + super-classed losses over a ladder of sizes; a parametric fit of each family gives
-``N_opt ∝ C^a``. The paper finds ``a`` falls from 0.63 (dense) to 0.15 (sparse + super-classed),
-the same direction as WM-Token/BC-CNN vs BC-Token.
+sparse + super-classed losses over a ladder of sizes, under the frontier-seeking budget protocol
+(``scaling.mechanisms.char_protocol``); a parametric fit of each family gives ``N_opt ∝ C^a``, and
+a frontier fit gives it too where neighbouring sizes' curves cross. The paper finds ``a`` falls
+from 0.63 (dense) to 0.15 (sparse + super-classed), the same direction as WM-Token/BC-CNN vs
+BC-Token.
 
 Example:
     embscale reproduce section-5.1 --text tinyshakespeare.txt --out runs/section-5.1
@@ -32,6 +34,7 @@ from scaling.mechanisms.char_lm import (
     CharDataSource,
     build_char_model,
 )
+from scaling.mechanisms.char_protocol import train_ladders
 from scaling.mechanisms.common import Estimate, difference, estimate, run_jobs
 from scaling.plots import save_figure
 from worldmodels.run_metrics import read_metrics
@@ -58,7 +61,11 @@ class Section51Config:
     losses: tuple[str, ...] = LOSSES
     """losses to compare"""
     tokens: float = 2e6
-    """characters D per run (2 passes over tiny-shakespeare's training part)"""
+    """characters D per run in the protocol's first round (2 passes over tiny-shakespeare's
+    training part)"""
+    study_flops: float = 0.0
+    """the protocol's FLOPs budget (0: twice the first round; a third per loss); runs are also
+    capped at 4 passes over the training part"""
     batch_size: int = 128
     """windows per optimizer step"""
     context: int = 16
@@ -119,16 +126,26 @@ def _train_one(job: dict) -> dict:
             "val_loss": result.val_loss, "train_loss": result.train_loss}
 
 
-def train_all(cfg: Section51Config) -> list[dict]:
-    """Train every (loss, size) run of the sweep (resumable)."""
+def train_all(cfg: Section51Config) -> tuple[list[dict], dict]:
+    """Train every (loss, size) run under the budget protocol (resumable).
+
+    Returns:
+        One summary per run, and the protocol's state (``protocol.json``).
+    """
     out = Path(cfg.out)
-    jobs = [{"text": str(cfg.text), "context": cfg.context, "size": s, "loss": loss,
-             "seed": cfg.seed, "batch_size": cfg.batch_size, "tokens": cfg.tokens,
-             "val_batches": cfg.val_batches, "device": cfg.device,
-             "val_points": cfg.val_points_per_decade,
-             "run_dir": str(out / "runs" / loss / s)}
-            for loss in cfg.losses for s in sorted(cfg.sizes, key=lambda k: -_n_guess(k))]
-    return run_jobs(_train_one, jobs, cfg.workers, desc="section 5.1 runs")
+
+    def job(loss: str, size: str, tokens: float) -> dict:
+        return {"text": str(cfg.text), "context": cfg.context, "size": size, "loss": loss,
+                "seed": cfg.seed, "batch_size": cfg.batch_size, "tokens": tokens,
+                "val_batches": cfg.val_batches, "device": cfg.device,
+                "val_points": cfg.val_points_per_decade,
+                "run_dir": str(out / "runs" / loss / size)}
+
+    def run_all(jobs: list[dict]) -> list[dict]:  # the largest models first
+        jobs = sorted(jobs, key=lambda j: -_n_guess(j["size"]))
+        return run_jobs(_train_one, jobs, cfg.workers, desc="section 5.1 runs")
+
+    return train_ladders(cfg, job, run_all)
 
 
 def _n_guess(size: str) -> int:
@@ -148,13 +165,18 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
     out = Path(cfg.out)
     opts = FitOptions(methods=("parametric",), num_bootstrap=cfg.num_bootstrap, seed=cfg.seed,
                       extrapolation=False)
-    fits, analyses, failed, all_curves = {}, {}, {}, {}
+    # one run per size: the frontier's refits resample points within runs (resampling whole
+    # runs would drop sizes from most refits)
+    frontier_opts = FitOptions(methods=("frontier",), num_bootstrap=cfg.num_bootstrap,
+                               seed=cfg.seed, extrapolation=False, bootstrap_scheme="within-run")
+    fits, analyses, failed, all_curves, frontier = {}, {}, {}, {}, {}
     for loss in cfg.losses:
         curves = load_curves([out / "runs" / loss / s for s in cfg.sizes], loss_key="val/loss")
         # Points logged before twice the warmup are dropped: the learning rate is not yet the
         # constant one, so they are not samples of the law being fitted.
         curves = curves.take(np.flatnonzero(curves.D >= min_tokens))
         all_curves[loss] = curves
+        frontier[loss] = _frontier(curves, frontier_opts)
         try:
             res = fit_curves(curves, opts, loss_key="val/loss").analysis
         except FitError as e:
@@ -184,7 +206,18 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
                 unidentified[name] = "; ".join(why)
     return {"fits": fits, "effects": effects, "unidentified": unidentified,
             "analyses": analyses, "failed": failed, "curves": all_curves,
-            "min_tokens": min_tokens}
+            "min_tokens": min_tokens, "frontier": frontier}
+
+
+def _frontier(curves, opts: FitOptions) -> dict:
+    """The frontier fit's ``a`` with its interval and sizes on the frontier, or why it failed."""
+    try:
+        res = fit_curves(curves, opts, loss_key="val/loss").analysis
+    except FitError as e:
+        return {"reason": str(e)}
+    boot = res.boot.get("frontier")
+    return {"a": estimate(res.frontier.a, boot.samples.get("a") if boot else None),
+            "sizes": int(res.frontier.num_models), "no_interval": res.ci_errors.get("frontier")}
 
 
 def figure10(fitted: dict, path: Path) -> Path:
@@ -244,6 +277,14 @@ def _fit_lines(fitted: dict) -> list[str]:
     lines += ["", "| difference in a | estimate | reproduced? |", "|---|---|---|"]
     for name, eff in fitted["effects"].items():
         lines.append(f"| {name} | {eff.fmt()} | {_verdict(eff, fitted, name)} |")
+    lines += ["", "Frontier fits of the same curves (where neighbouring sizes cross):", "",
+              "| loss | a, frontier fit | sizes on the frontier |", "|---|---|---|"]
+    for loss, f in fitted["frontier"].items():
+        if "reason" in f:
+            lines.append(f"| {LOSS_TITLES[loss]} | not identified: {f['reason']} | |")
+        else:
+            note = f" (no interval: {f['no_interval']})" if f.get("no_interval") else ""
+            lines.append(f"| {LOSS_TITLES[loss]} | {f['a'].fmt()}{note} | {f['sizes']} |")
     return lines
 
 
@@ -256,7 +297,11 @@ def _fits_json(fitted: dict) -> dict:
             "not_identified": {loss: f["not_identified"] for loss, f in fitted["fits"].items()
                                if f["not_identified"]},
             "bootstrap": {loss: f["bootstrap"] for loss, f in fitted["fits"].items()},
-            "failed": fitted["failed"]}
+            "failed": fitted["failed"],
+            "frontier": {loss: ({"reason": f["reason"]} if "reason" in f else
+                                {"a": f["a"].to_json(), "sizes": f["sizes"],
+                                 "no_interval": f.get("no_interval")})
+                         for loss, f in fitted["frontier"].items()}}
 
 
 def _loss_drop(out: Path, loss: str, size: str) -> tuple[float, float, float]:
@@ -333,14 +378,16 @@ def _verdict(eff: Estimate, fitted: dict | None = None, name: str = "") -> str:
 
 def run(cfg: Section51Config, command: str = "embscale reproduce section-5.1") -> dict:
     """Train, fit, write the report; return the headline numbers."""
-    results = train_all(cfg)
+    results, _ = train_all(cfg)
     fitted = fit_all(cfg)
     all_points = fit_all(cfg, min_tokens=0)
     report = write_report(cfg, results, fitted, command, all_points)
     head = {loss: f["a"].fmt() for loss, f in fitted["fits"].items()}
     head.update({loss: f"fit failed ({reason})" for loss, reason in fitted["failed"].items()})
     every = {loss: f["a"].fmt() for loss, f in all_points["fits"].items()}
-    return {"report": str(report), "a": head,
+    front = {loss: f["a"].fmt() if "a" in f else "not identified"
+             for loss, f in fitted["frontier"].items()}
+    return {"report": str(report), "a": head, "a (frontier fit)": front,
             "effects": {k: (v.fmt(), _verdict(v, fitted, k))
                         for k, v in fitted["effects"].items()},
             "a (every point)": every,

@@ -110,6 +110,15 @@ def test_section51_quick_end_to_end(tmp_path, capsys):
         assert all(np.isfinite(f["a"]["value"]) for f in fits["fits"].values())
         assert all(reason for reason in fits["failed"].values())
     assert len(results["runs"]) == 9 and all(r["params"] > 0 for r in results["runs"])
+    # the ladders ran under the budget protocol, within 4 passes, and the frontier fit of each
+    # loss is reported (its coefficient, or why the curves give none)
+    state = json.loads((out / "protocol.json").read_text())
+    assert state["rounds"] and set(state["final"]) == {"dense", "sparse", "superclass"}
+    passes = [json.loads(line)["epoch"] for d in (out / "runs").glob("*/*")
+              for line in (d / "metrics.jsonl").read_text().splitlines()[-1:]]
+    assert len(passes) == 9 and max(passes) <= 4.0
+    assert set(results["frontier"]) == {"dense", "sparse", "superclass"}
+    assert all("a" in f or f["reason"] for f in results["frontier"].values())
     assert (out / "report" / "figure10.png").stat().st_size > 10_000
     report = (out / "report" / "report.md").read_text()
     assert "0.63" in report and "Regenerate" in report
