@@ -178,11 +178,15 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
             for name, d in plan.decisions.items():
                 if d.extend:
                     budgets[name] = d.tokens
-            if plan.data_request:
+            if plan.data_request and cfg.collect:
                 logger.warning("budget protocol: a run needs %d training frames to stay within "
                                "%g passes; collect more episodes (raise dataset.episodes / "
                                "max_total_steps) and start a new study", plan.data_request,
                                cfg.max_passes)
+            elif plan.data_request:
+                logger.warning("budget protocol: runs stop at %g passes over the fixed data; "
+                               "%d training frames (inputs, for non-frame data) would be needed",
+                               cfg.max_passes, plan.data_request)
         state["budgets"] = budgets
         write_text_atomic(state_path, json.dumps(state, indent=2))
         if all(p.done for p in plans.values()):
