@@ -37,6 +37,7 @@ from scaling.mechanisms.char_lm import (
 from scaling.mechanisms.char_protocol import train_ladders
 from scaling.mechanisms.common import Estimate, difference, estimate, run_jobs
 from scaling.plots import save_figure
+from scaling.study.report_protocol import data_limit_note
 from worldmodels.run_metrics import read_metrics
 from worldmodels.trainer import TrainConfig, Trainer
 
@@ -177,6 +178,9 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
         curves = curves.take(np.flatnonzero(curves.D >= min_tokens))
         all_curves[loss] = curves
         frontier[loss] = _frontier(curves, frontier_opts)
+        limit = data_limit_note(out, loss, "training characters")
+        if "reason" in frontier[loss] and limit:  # the protocol stopped the ladder at 4 passes
+            frontier[loss] = {"reason": limit, "fit_error": frontier[loss]["reason"]}
         try:
             res = fit_curves(curves, opts, loss_key="val/loss").analysis
         except FitError as e:

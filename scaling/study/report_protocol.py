@@ -209,7 +209,7 @@ def protocol_notes(state: dict) -> list[str]:
     return out
 
 
-def data_limit_note(study_dir: Path, task: str) -> str | None:
+def data_limit_note(study_dir: Path, task: str, unit: str = "training frames") -> str | None:
     """"not identified: data limit" with the frames needed, when a run of ``task`` hit the limit.
 
     The protocol stops a run at 4 passes over its data; a fit of the curves it left uncrossed
@@ -224,7 +224,7 @@ def data_limit_note(study_dir: Path, task: str) -> str | None:
         return None
     runs = ", ".join(sorted(limited)) or "a run"
     return (f"not identified: data limit ({runs} stopped at the data-pass limit; "
-            f"{max(frames):,} training frames would be needed)")
+            f"{max(frames):,} {unit} would be needed)")
 
 
 def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -> bool:
