@@ -1,4 +1,4 @@
-"""The Section 5.1 ladders under the frontier-seeking budget protocol.
+"""The Section 5.1 ladders under the frontier-seeking budget protocol, and their frontier fits.
 
 Every (loss, size) run starts at the experiment's characters per run; after each round the
 protocol (``scaling.study.budget_rounds.run_protocol``, the same one the studies run) extends the
@@ -13,9 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from scaling.fitting import fit_curves
+from scaling.laws.analysis import FitOptions
+from scaling.laws.data import Curves, FitError
 from scaling.mechanisms.char_lm import CharCorpus, CharDataSource, build_char_model
+from scaling.mechanisms.common import estimate
 from scaling.study.budget_protocol import ProtocolConfig
 from scaling.study.budget_rounds import PROTOCOL_FILE, run_protocol
+from scaling.study.report_protocol import data_limit_note
 from scaling.study.sweep import RunSpec
 
 
@@ -56,3 +61,20 @@ def train_ladders(cfg, job: Callable[[str, str, float], dict],
         data={loss: (float(data.num_train_items), 1) for loss in cfg.losses},
         shares={loss: 1.0 / len(cfg.losses) for loss in cfg.losses})
     return [summaries[r.name] for r in runs], state
+
+
+def frontier_estimate(curves: Curves, opts: FitOptions, out: Path, loss: str) -> dict:
+    """The frontier fit of one ladder, or why it is not identified.
+
+    Returns:
+        ``{"a": Estimate, "sizes": sizes on the frontier, "no_interval": reason or None}``, or
+        ``{"reason": ...}`` (the data limit, when the protocol stopped the ladder there).
+    """
+    try:
+        res = fit_curves(curves, opts, loss_key="val/loss").analysis
+    except FitError as e:
+        limit = data_limit_note(Path(out), loss, "training characters")
+        return {"reason": limit, "fit_error": str(e)} if limit else {"reason": str(e)}
+    boot = res.boot.get("frontier")
+    return {"a": estimate(res.frontier.a, boot.samples.get("a") if boot else None),
+            "sizes": int(res.frontier.num_models), "no_interval": res.ci_errors.get("frontier")}

@@ -34,10 +34,9 @@ from scaling.mechanisms.char_lm import (
     CharDataSource,
     build_char_model,
 )
-from scaling.mechanisms.char_protocol import train_ladders
+from scaling.mechanisms.char_protocol import frontier_estimate, train_ladders
 from scaling.mechanisms.common import Estimate, difference, estimate, run_jobs
 from scaling.plots import save_figure
-from scaling.study.report_protocol import data_limit_note
 from worldmodels.run_metrics import read_metrics
 from worldmodels.trainer import TrainConfig, Trainer
 
@@ -177,10 +176,7 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
         # constant one, so they are not samples of the law being fitted.
         curves = curves.take(np.flatnonzero(curves.D >= min_tokens))
         all_curves[loss] = curves
-        frontier[loss] = _frontier(curves, frontier_opts)
-        limit = data_limit_note(out, loss, "training characters")
-        if "reason" in frontier[loss] and limit:  # the protocol stopped the ladder at 4 passes
-            frontier[loss] = {"reason": limit, "fit_error": frontier[loss]["reason"]}
+        frontier[loss] = frontier_estimate(curves, frontier_opts, out, loss)
         try:
             res = fit_curves(curves, opts, loss_key="val/loss").analysis
         except FitError as e:
@@ -211,17 +207,6 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
     return {"fits": fits, "effects": effects, "unidentified": unidentified,
             "analyses": analyses, "failed": failed, "curves": all_curves,
             "min_tokens": min_tokens, "frontier": frontier}
-
-
-def _frontier(curves, opts: FitOptions) -> dict:
-    """The frontier fit's ``a`` with its interval and sizes on the frontier, or why it failed."""
-    try:
-        res = fit_curves(curves, opts, loss_key="val/loss").analysis
-    except FitError as e:
-        return {"reason": str(e)}
-    boot = res.boot.get("frontier")
-    return {"a": estimate(res.frontier.a, boot.samples.get("a") if boot else None),
-            "sizes": int(res.frontier.num_models), "no_interval": res.ci_errors.get("frontier")}
 
 
 def figure10(fitted: dict, path: Path) -> Path:
@@ -285,7 +270,8 @@ def _fit_lines(fitted: dict) -> list[str]:
               "| loss | a, frontier fit | sizes on the frontier |", "|---|---|---|"]
     for loss, f in fitted["frontier"].items():
         if "reason" in f:
-            lines.append(f"| {LOSS_TITLES[loss]} | not identified: {f['reason']} | |")
+            why = f["reason"].removeprefix("not identified: ")
+            lines.append(f"| {LOSS_TITLES[loss]} | not identified: {why} | |")
         else:
             note = f" (no interval: {f['no_interval']})" if f.get("no_interval") else ""
             lines.append(f"| {LOSS_TITLES[loss]} | {f['a'].fmt()}{note} | {f['sizes']} |")
