@@ -172,7 +172,9 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                 f"{first_cost:.3g} seconds of training (every run of the ladder at its initial "
                 f"budget, now trained and kept); set the budget to at least {first_cost:.3g} "
                 "seconds and run the study again, or lower the initial budgets or drop sizes")
-        state["rounds"].append({t: p.to_dict() for t, p in plans.items()})
+        planned = {t: p.to_dict() for t, p in plans.items()}
+        if not (state["rounds"] and planned == state["rounds"][-1]):  # a rerun of a finished
+            state["rounds"].append(planned)  # protocol plans its last round again: kept once
         state["final"] = state["rounds"][-1]
         for plan in plans.values():
             for name, d in plan.decisions.items():

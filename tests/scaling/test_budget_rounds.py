@@ -183,6 +183,11 @@ def test_first_round_budgets_beyond_the_data_limit_are_capped(tmp_path, shards):
         last = json.loads((r.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
         assert last["tokens"] <= 4 * items
     assert len(state["notes"]) == 2 and "capped at" in state["notes"][0]
+    # run again when finished: nothing is trained and no round is added
+    again = run_protocol(runs, ProtocolConfig(budget=1e12), tmp_path / "protocol.json",
+                         lambda rs: [train_law(r) for r in rs], per,
+                         loss_key="train/loss", data={"wm-token": (items, 5)})
+    assert again["rounds"] == state["rounds"] and again["budgets"] == state["budgets"]
     from scaling.study.report_protocol import protocol_notes
 
     assert protocol_notes(state)[0].startswith("before round 1: wm-token-s10k-seed0: first-round")
