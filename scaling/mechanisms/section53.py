@@ -113,7 +113,8 @@ def study_spec(cfg: Section53Config, k: int, seed: int, quick: bool):
                                     "tokens_per_update": cfg.tokens_per_update})],
         loss_vs_return=ReturnStudySpec(enabled=False),
         loss_vs_quality=QualityStudySpec(enabled=False),
-        fit=FitSpec(bootstrap=cfg.bootstrap),
+        # one run per size: whole-run resampling would drop sizes from most refits
+        fit=FitSpec(bootstrap=cfg.bootstrap, bootstrap_scheme="within-run"),
         parallel=cfg.parallel, device=cfg.device, optimum_tokens_per_param=1.0,
         protocol="frontier", study_budget=cfg.study_flops, study_budget_unit="flops",
     )
