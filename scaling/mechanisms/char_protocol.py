@@ -25,7 +25,7 @@ from scaling.study.sweep import RunSpec
 
 
 def train_ladders(cfg, job: Callable[[str, str, float], dict],
-                  run_all: Callable[[list[dict]], list[dict]]) -> tuple[list[dict], dict]:
+                  run_all: Callable[[list[dict]], list[dict]]) -> list[dict]:
     """Train every ladder of ``cfg`` (a ``Section51Config``) in protocol rounds.
 
     Args:
@@ -36,7 +36,7 @@ def train_ladders(cfg, job: Callable[[str, str, float], dict],
         run_all: trains a list of jobs (resuming started runs); returns one summary per job.
 
     Returns:
-        ``(summaries, state)``: the last round's run summaries and ``protocol.json``.
+        The last round's summary of every run (the protocol's log is ``protocol.json``).
     """
     corpus = CharCorpus(cfg.text)
     data = CharDataSource(corpus, cfg.context)
@@ -55,12 +55,12 @@ def train_ladders(cfg, job: Callable[[str, str, float], dict],
 
     per_update = cfg.batch_size * cfg.context
     budget = cfg.study_flops or 2.0 * sum(6.0 * r.params * r.budget_tokens for r in runs)
-    state = run_protocol(
+    run_protocol(
         runs, ProtocolConfig(budget=budget, val_points_per_decade=cfg.val_points_per_decade),
         Path(cfg.out) / PROTOCOL_FILE, sweep, {r.name: per_update for r in runs},
         data={loss: (float(data.num_train_items), 1) for loss in cfg.losses},
         shares={loss: 1.0 / len(cfg.losses) for loss in cfg.losses})
-    return [summaries[r.name] for r in runs], state
+    return [summaries[r.name] for r in runs]
 
 
 def frontier_estimate(curves: Curves, opts: FitOptions, out: Path, loss: str) -> dict:
@@ -73,8 +73,7 @@ def frontier_estimate(curves: Curves, opts: FitOptions, out: Path, loss: str) ->
     try:
         res = fit_curves(curves, opts, loss_key="val/loss").analysis
     except FitError as e:
-        limit = data_limit_note(Path(out), loss, "training characters")
-        return {"reason": limit, "fit_error": str(e)} if limit else {"reason": str(e)}
+        return {"reason": data_limit_note(Path(out), loss, "training characters") or str(e)}
     boot = res.boot.get("frontier")
     return {"a": estimate(res.frontier.a, boot.samples.get("a") if boot else None),
             "sizes": int(res.frontier.num_models), "no_interval": res.ci_errors.get("frontier")}

@@ -126,12 +126,8 @@ def _train_one(job: dict) -> dict:
             "val_loss": result.val_loss, "train_loss": result.train_loss}
 
 
-def train_all(cfg: Section51Config) -> tuple[list[dict], dict]:
-    """Train every (loss, size) run under the budget protocol (resumable).
-
-    Returns:
-        One summary per run, and the protocol's state (``protocol.json``).
-    """
+def train_all(cfg: Section51Config) -> list[dict]:
+    """Train every (loss, size) run under the budget protocol (resumable); a summary per run."""
     out = Path(cfg.out)
 
     def job(loss: str, size: str, tokens: float) -> dict:
@@ -368,7 +364,7 @@ def _verdict(eff: Estimate, fitted: dict | None = None, name: str = "") -> str:
 
 def run(cfg: Section51Config, command: str = "embscale reproduce section-5.1") -> dict:
     """Train, fit, write the report; return the headline numbers."""
-    results, _ = train_all(cfg)
+    results = train_all(cfg)
     fitted = fit_all(cfg)
     all_points = fit_all(cfg, min_tokens=0)
     report = write_report(cfg, results, fitted, command, all_points)

@@ -25,12 +25,13 @@ from scaling.study.adapters.datasets import collect_default_dataset
 from scaling.study.adapters.fits import fit_runs, plan_next
 from scaling.study.adapters.sizes import known_sizes, size_params, study_layout
 from scaling.study.adapters.tokenizer import encode_dataset, tokenizer_finished, train_tokenizer
+from scaling.study.jobs import emit_jobs
 from scaling.study.loss_vs_quality import run_quality_study
 from scaling.study.loss_vs_return import run_return_study
 from scaling.study.paths import dataset_exists, fit_dir, tokenizer_path, tokens_dir
 from scaling.study.report_page import read_json
 from scaling.study.spec import StudySpec, TaskSweep
-from scaling.study.sweep import RunSpec, collect_results, run_sweep
+from scaling.study.sweep import RunSpec, collect_results, prepare_runs, run_status, run_sweep
 from scaling.study.sweep_pool import run_pooled_sweep
 from scaling.tasks import TASKS
 from worldmodels.run_metrics import read_metrics
@@ -236,8 +237,6 @@ def emit_study_jobs(spec: StudySpec, out: str | Path, fmt: str, gpus: int,
         ``(path, round)``: the job file and the protocol round it holds (0 for a fixed study),
         or ``(None, rounds)`` when the protocol has finished after ``rounds`` rounds.
     """
-    from scaling.study.jobs import emit_jobs
-
     if spec.protocol != "frontier":
         return emit_jobs(plan_runs(spec), out, fmt=fmt, nproc_per_node=gpus,
                          allow_mixed=allow_mixed), 0
@@ -251,8 +250,6 @@ def emit_study_jobs(spec: StudySpec, out: str | Path, fmt: str, gpus: int,
     written: list[Path] = []
 
     def sweep(runs: list[RunSpec]) -> None:
-        from scaling.study.sweep import prepare_runs, run_status
-
         prepare_runs(runs, allow_mixed=allow_mixed)
         if any(run_status(r) != "finished" for r in runs):
             written.append(emit_jobs(runs, out, fmt=fmt, nproc_per_node=gpus,

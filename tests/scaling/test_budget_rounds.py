@@ -129,7 +129,7 @@ def test_a_seconds_budget_too_small_for_one_round_names_the_minimum(tmp_path, sh
     assert all((r.run_dir / DONE_FILE).is_file() for r in runs)  # the first round is kept
 
 
-def test_cluster_jobs_follow_the_protocol_round_by_round(tmp_path, monkeypatch):
+def test_cluster_jobs_follow_the_protocol_round_by_round(tmp_path):
     """``embscale study --emit-jobs`` under the protocol: one round of jobs per call, each
     planned from the curves the previous jobs wrote, until the protocol says it is done."""
     from scaling.study.spec import spec_from_dict
@@ -167,6 +167,7 @@ def test_cluster_jobs_follow_the_protocol_round_by_round(tmp_path, monkeypatch):
 def test_first_round_budgets_beyond_the_data_limit_are_capped(tmp_path, shards):
     """No run feeding a fit passes 4 times over its data, not even in the first round."""
     from scaling.study.budget_rounds import planned_tokens_per_step
+    from scaling.study.report_protocol import protocol_notes
     from tests.helpers.sweep_fake_trainer import train_law
 
     runs = [RunSpec(name=f"wm-token-{s}-seed0", task="wm-token", size=s, seed=0,
@@ -188,6 +189,4 @@ def test_first_round_budgets_beyond_the_data_limit_are_capped(tmp_path, shards):
                          lambda rs: [train_law(r) for r in rs], per,
                          loss_key="train/loss", data={"wm-token": (items, 5)})
     assert again["rounds"] == state["rounds"] and again["budgets"] == state["budgets"]
-    from scaling.study.report_protocol import protocol_notes
-
     assert protocol_notes(state)[0].startswith("before round 1: wm-token-s10k-seed0: first-round")
