@@ -52,3 +52,17 @@ def synthetic_curves(sizes=None, *, law: dict | None = None, points_per_curve: i
     if noise:
         L = L * np.exp(noise * rng.standard_normal(L.shape))
     return make_curves(N, D, L)
+
+
+def truncated_ladder(k: int, seed: int, *, noise: float = 0.01, points: int = 100) -> Curves:
+    """``k`` sizes three times apart whose first and last runs are cut short, as in real studies.
+
+    Every run spans 1/30 to 10 times its compute-optimal budget, except the smallest, which
+    starts late (from 1/3 of it, to 3 times), and the largest, which stops at its optimum; so
+    the compute ranges where the first and last optimal sizes win are cut short by the data's
+    ends. ``noise`` is the standard deviation of the multiplicative noise on each point.
+    """
+    spans = [(1 / 30, 10.0)] * k
+    spans[0], spans[-1] = (1 / 3, 3.0), (1 / 30, 1.0)
+    return synthetic_curves(np.geomspace(2e7, 2e7 * 3.0 ** (k - 1), k), spans=spans,
+                            noise=noise, seed=seed, points_per_curve=points)

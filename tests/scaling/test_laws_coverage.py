@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_laws_truncated import A_TRUE, truncated_ladder
 
 from scaling.laws.batched import bootstrap_huber
 from scaling.laws.frontier import fit_frontier
 from scaling.laws.parametric import fit_huber, huber_theta
-from scaling.laws.synthetic import synthetic_curves
+from scaling.laws.synthetic import EPOCH_LAW, synthetic_curves, truncated_ladder
 from scaling.laws.uncertainty import bootstrap, effective_scheme, resample_runs
+
+A_TRUE = EPOCH_LAW["beta"] / (EPOCH_LAW["alpha"] + EPOCH_LAW["beta"])
 
 
 @pytest.mark.slow

@@ -15,19 +15,11 @@ from scaling.laws.data import FitError
 from scaling.laws.frontier import fit_frontier
 from scaling.laws.isoflop import fit_isoflop
 from scaling.laws.parametric import fit_huber, fit_lsq
-from scaling.laws.synthetic import EPOCH_LAW, synthetic_curves
+from scaling.laws.synthetic import EPOCH_LAW, truncated_ladder
 
 A_TRUE = EPOCH_LAW["beta"] / (EPOCH_LAW["alpha"] + EPOCH_LAW["beta"])
 LADDERS = (4, 5, 6)
 SEEDS = (0, 1, 2)
-
-
-def truncated_ladder(k: int, seed: int, noise: float = 0.01, points: int = 100):
-    """``k`` sizes three times apart; the smallest run starts late, the largest stops early."""
-    spans = [(1 / 30, 10.0)] * k
-    spans[0], spans[-1] = (1 / 3, 3.0), (1 / 30, 1.0)
-    return synthetic_curves(np.geomspace(2e7, 2e7 * 3.0 ** (k - 1), k), spans=spans,
-                            noise=noise, seed=seed, points_per_curve=points)
 
 
 def _errors(fit) -> np.ndarray:
