@@ -19,17 +19,24 @@ def smooth(loss: np.ndarray, half_window: int = 2) -> np.ndarray:
 
 
 def curve_noise(flops: np.ndarray, loss: np.ndarray, late_fraction: float = 0.5) -> float:
-    """Scatter (sigma) of a curve's late points around the mean of their 4 nearest neighbours."""
+    """Scatter (sigma) of a curve's late points around the mean of their 4 nearest neighbours.
+
+    The scale is robust (1.4826 times the median absolute deviation of the residuals): where
+    the late part still holds a steep stretch of the curve (a short run, or a behaviour-cloning
+    curve leaving the action marginal), a few points sit far from their neighbours' mean because
+    the curve bends there, not because it is noisy, and a standard deviation would count them.
+    """
     order = np.argsort(flops)
     logc, loss = np.log(flops[order]), loss[order]
     if len(loss) < 5:
         return 0.0
     keep = logc >= logc[-1] - late_fraction * (logc[-1] - logc[0])
-    resid = [loss[i] - (loss[i - 2] + loss[i - 1] + loss[i + 1] + loss[i + 2]) / 4.0
-             for i in range(2, len(loss) - 2) if keep[i]]
+    resid = np.array([loss[i] - (loss[i - 2] + loss[i - 1] + loss[i + 1] + loss[i + 2]) / 4.0
+                      for i in range(2, len(loss) - 2) if keep[i]])
     if len(resid) < 2:
         return 0.0
-    return float(np.std(resid, ddof=1) / math.sqrt(1.25))
+    mad = float(np.median(np.abs(resid - np.median(resid))))
+    return 1.4826 * mad / math.sqrt(1.25)
 
 
 class Size:
@@ -40,16 +47,18 @@ class Size:
         self.name, self.params = runs[0].size, runs[0].params
         # optimizer steps trained so far (the fewest of the seeds)
         self.steps = min(r.tokens / r.inputs_per_update for r in runs)
-        per_run = []
+        per_run, raw = [], []
         for r in runs:
             c, y = np.asarray(r.flops, float), np.asarray(r.loss, float)
             ok = np.isfinite(c) & np.isfinite(y) & (c > 0)
             c, y = c[ok], y[ok]
             order = np.argsort(c)
             per_run.append((np.log(c[order]), smooth(y[order]), curve_noise(c, y, late_fraction)))
+            raw.append(y[order])
         self.lo = max(p[0][0] for p in per_run) if all(len(p[0]) for p in per_run) else math.inf
         self.hi = min(p[0][-1] for p in per_run) if all(len(p[0]) for p in per_run) else -math.inf
         self._per_run = per_run
+        self._raw = raw  # each run's unsmoothed losses, in the order of its log compute
         sigma = float(np.sqrt(np.mean([p[2] ** 2 for p in per_run])))
         if len(per_run) > 1 and self.hi > self.lo:
             finals = [np.interp(self.hi, p[0], p[1]) for p in per_run]
@@ -65,8 +74,15 @@ class Size:
         """Seed-mean smoothed loss at log compute ``logc``."""
         return np.mean([np.interp(logc, p[0], p[1]) for p in self._per_run], axis=0)
 
-    def plateaued(self, margin: float, min_steps: float = 0.0) -> bool:
-        """The smoothed loss fell by less than ``margin`` over the last doubling of compute.
+    def plateaued(self, noise_sigmas: float, min_steps: float = 0.0) -> bool:
+        """The loss does not fall measurably over the last two doublings of compute.
+
+        Over each run's points in its last two doublings (or its whole curve when shorter, but
+        at least one doubling), a least-squares line in log compute gives the fall per doubling,
+        averaged over the seeds; its standard error follows from the curve's noise ``sigma``.
+        The curve has plateaued when the fall is below ``noise_sigmas`` standard errors: a
+        slow but steady fall (a behaviour-cloning model learning what the frames show) is not a
+        plateau, however small each doubling's step, as long as the points resolve it.
 
         A curve younger than ``min_steps`` optimizer steps never counts as plateaued: early in
         training a model can sit on a flat stretch (a behaviour-cloning model at the action
@@ -74,8 +90,19 @@ class Size:
         """
         if self.hi - self.lo < math.log(2.0) or self.steps < min_steps:
             return False
-        before, end = self.at(np.array([self.hi - math.log(2.0), self.hi]))
-        return float(before - end) < margin
+        falls, variances = [], []
+        for (logc, _, _), raw in zip(self._per_run, self._raw, strict=True):
+            window = logc >= self.hi - math.log(4.0)
+            x, y = logc[window], raw[window]
+            sxx = float(np.sum((x - x.mean()) ** 2))
+            if x.size < 4 or sxx <= 0:
+                return False
+            slope = float(np.sum((x - x.mean()) * (y - y.mean())) / sxx)
+            falls.append(-slope * math.log(2.0))
+            variances.append((math.log(2.0) * self.sigma) ** 2 / sxx)
+        fall = float(np.mean(falls))
+        stderr = math.sqrt(float(np.sum(variances))) / len(falls)
+        return fall < noise_sigmas * stderr
 
 
 __all__ = ["SMOOTH_POINTS", "Size", "curve_noise", "smooth"]

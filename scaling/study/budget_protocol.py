@@ -14,20 +14,21 @@ runs, repeat. :func:`plan_round` makes one round's decisions from the curves so 
   extended to a target compute: the crossing extrapolated from the trend of the gap between the
   curves, kept within ``growth`` and ``max_growth`` times the pair's largest compute (the larger
   model is extended only where it has not reached that target).
-- A pair stops when it has crossed, when the smaller model has *plateaued* (its smoothed loss fell
-  by less than the noise margin over the last doubling of its compute, after at least
-  ``min_plateau_steps`` optimizer steps; the larger is then extended only until its curve covers
-  the smaller's), when the study's budget is spent, or when a run
-  would pass ``max_passes`` (4) over its training data.
+- A pair stops when it has crossed, when the smaller model has *plateaued* (a line fitted to its
+  points over the last two doublings of its compute falls by less than ``noise_sigmas`` standard
+  errors per doubling, after at least ``min_plateau_steps`` optimizer steps; the larger is then
+  extended only until its curve covers the smaller's), when the study's budget is spent, or when
+  a run would pass ``max_passes`` (4) over its training data.
 
 Noise: a curve's noise is the scatter of its points around a smooth version of itself (each point
 against the mean of its two neighbours on each side in compute order, over the part of the curve
 after its first ``1 - late_fraction`` of log-compute; a difference of a point and the mean of four
-independent neighbours has variance 1.25 sigma^2). When a size has several seeds, the spread of the
-seeds' final smoothed losses is used when it is larger. The curves are compared as 5-point moving
-means, so a pair's margin is ``noise_sigmas * sqrt((sigma_small^2 + sigma_large^2) / 5)`` (the
-noise of the gap between two such means), and a plateau is a drop below
-``noise_sigmas * sigma_small * sqrt(2 / 5)`` (the noise of the difference of two means).
+independent neighbours has variance 1.25 sigma^2), measured robustly (the median absolute
+deviation), so that a steep stretch the curve still holds is not taken for noise. When a size has
+several seeds, the spread of the seeds' final smoothed losses is used when it is larger. The
+curves are compared as 5-point moving means, so a pair's margin is
+``noise_sigmas * sqrt((sigma_small^2 + sigma_large^2) / 5)`` (the noise of the gap between two
+such means).
 
 Budgets: the study's budget is one number, in FLOPs (C = 6ND summed over every run) or in
 wall-clock seconds of training (extension costs estimated from each run's measured throughput).
@@ -195,8 +196,7 @@ def compare_pair(small: Size, large: Size, cfg: ProtocolConfig) -> PairResult:
                  if tail.sum() >= 2 and grid[-1] > grid[0] else 0.0)
     else:
         result.status, gap, slope = "no overlap", np.array([-math.inf]), 0.0
-    if small.plateaued(cfg.noise_sigmas * small.sigma * math.sqrt(2.0 / SMOOTH_POINTS),
-                       cfg.min_plateau_steps):
+    if small.plateaued(cfg.noise_sigmas, cfg.min_plateau_steps):
         result.status = "plateau"
         if large.hi < small.hi - 1e-9:  # the larger model's curve must cover the smaller's
             result.target_flops = float(math.exp(small.hi))
