@@ -191,7 +191,7 @@ def _dyna(args) -> int:
                      horizon=args.horizon, n_steps=args.n_steps,
                      real_steps_per_round=args.real_steps, wm_updates_per_round=args.wm_updates,
                      eval_episodes=args.eval_episodes, eval_max_steps=args.eval_max_steps,
-                     seed=args.seed)
+                     real_observations=args.real_observations, seed=args.seed)
     sim = _simulator(args, args.num_envs)
     results = run_dyna(sim, lambda: envs.make(args.env, max_episode_steps=cfg.eval_max_steps),
                        cfg, args.run_dir)
@@ -354,6 +354,11 @@ def register(subparsers) -> None:
                    help="real evaluation episodes")
     p.add_argument("--eval-max-steps", type=A.positive_int, default=1000,
                    help="cut real episodes here")
+    p.add_argument("--real-observations", choices=("reconstructed", "raw"),
+                   default="reconstructed",
+                   help="what the agent sees in the real env: each frame through the tokenizer "
+                        "(encode, decode; the kind of frame it trained on, as IRIS) or the raw "
+                        "frame")
     p.set_defaults(func=_threaded(_dyna))
 
     p = subparsers.add_parser("play", help="play inside a world model at the keyboard (pygame)")

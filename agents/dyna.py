@@ -34,6 +34,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecMonitor
 
+from envs.reconstruction import ReconstructedObservation
 from envs.worldmodel_env import WorldModelVecEnv
 from offline_data.action_spaces import check_action_space
 from offline_data.atomic import write_text_atomic
@@ -74,6 +75,9 @@ class DynaConfig:
     """real-env episodes to evaluate the agent (and the random baseline) on"""
     eval_max_steps: int = 1000
     """real-env evaluation episodes are cut after this many steps"""
+    real_observations: str = "reconstructed"
+    """what the agent sees in the real env: ``reconstructed`` (each frame through the
+    tokenizer, encode then decode: the kind of frame it trained on, as IRIS does) or ``raw``"""
     seed: int = 0
     """seed of PPO, the simulator and the real env"""
 
@@ -85,6 +89,9 @@ class DynaConfig:
         for name in ("real_steps_per_round", "wm_updates_per_round"):
             if getattr(self, name) < 0:
                 raise ValueError(f"DynaConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.real_observations not in ("reconstructed", "raw"):
+            raise ValueError(f"DynaConfig.real_observations must be 'reconstructed' or 'raw', "
+                             f"got {self.real_observations!r}")
         if self.wm_updates_per_round and not self.real_steps_per_round:
             raise ValueError("DynaConfig.wm_updates_per_round needs real_steps_per_round > 0 "
                              "(the world model is updated on real steps)")
@@ -162,13 +169,19 @@ def evaluate_real(policy, make_env: Callable[[], gym.Env], episodes: int, seed: 
 
 
 def _collect_real(agent: PPO, make_env, steps: int, simulator: TokenWorldModelSimulator,
-                  seed: int) -> list[EpisodeTokens]:
-    """Play ``steps`` real steps with the agent; episodes as frame/action tokens."""
+                  seed: int, view: Callable[[np.ndarray], np.ndarray] | None = None
+                  ) -> list[EpisodeTokens]:
+    """Play ``steps`` real steps with the agent; episodes as frame/action tokens.
+
+    The agent acts on ``view`` of each frame (a batch of one) when given; the episodes keep the
+    env's own frames, which the world model learns from.
+    """
     env = make_env()
     obs, _ = env.reset(seed=seed)
     episodes, frames, actions, rewards, terms = [], [obs], [], [], []
     for t in range(steps):
-        action, _ = agent.predict(obs, deterministic=False)
+        seen = obs if view is None else view(obs[None])[0]
+        action, _ = agent.predict(seen, deterministic=False)
         obs, r, term, trunc, _ = env.step(action)
         actions.append(action)
         rewards.append(r)
@@ -241,6 +254,12 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
                 n_epochs=config.n_epochs, learning_rate=config.learning_rate,
                 ent_coef=config.ent_coef, seed=config.seed, verbose=0,
                 tensorboard_log=str(run_dir / "tb"), device=simulator.device)
+    view = simulator.reconstruct_frames if config.real_observations == "reconstructed" else None
+
+    def make_agent_env() -> gym.Env:
+        env = make_env()
+        return env if view is None else ReconstructedObservation(env, view)
+
     history = []
     for r in range(config.rounds):
         agent.learn(config.timesteps_per_round, callback=_Progress(config.timesteps_per_round),
@@ -248,7 +267,7 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
         record = {"round": r, "imagined_steps": int(agent.num_timesteps)}
         if config.real_steps_per_round:
             episodes = _collect_real(agent, make_env, config.real_steps_per_round, simulator,
-                                     config.seed + r)
+                                     config.seed + r, view)
             simulator.start_episodes += [e for e in episodes
                                          if len(e.frame_tokens) >= simulator.config.burn_in]
             losses = update_world_model(simulator, episodes, config.wm_updates_per_round,
@@ -261,7 +280,7 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
     results = {
         "config": asdict(config),
         "rounds": history,
-        "ppo": evaluate_real(agent, make_env, config.eval_episodes, config.seed + 1000),
+        "ppo": evaluate_real(agent, make_agent_env, config.eval_episodes, config.seed + 1000),
         "random": evaluate_real(_RandomPolicy(probe.action_space, config.seed), make_env,
                                 config.eval_episodes, config.seed + 1000),
     }

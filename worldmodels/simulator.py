@@ -311,6 +311,11 @@ class TokenWorldModelSimulator:
         return np.asarray(frames, np.uint8)
 
 
+    def reconstruct_frames(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 frames (B, H, W, 3) -> their tokenizer reconstructions (encode, then decode)."""
+        return self.decode_tokens(self.encode_frames(frames))
+
+
 def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
                    tokens: str | os.PathLike | None = None, split: str = "test",
                    num_envs: int = 1, config: SimulatorConfig | None = None,

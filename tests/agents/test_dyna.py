@@ -22,6 +22,9 @@ def breakout(size=64):
 def test_short_ppo_inside_the_world_model_with_real_steps_and_updates(tmp_path, caplog):
     caplog.set_level("INFO", logger="agents.dyna")
     sim = tiny_simulator(num_envs=4)
+    calls = []
+    reconstruct = sim.reconstruct_frames
+    sim.reconstruct_frames = lambda frames: calls.append(len(frames)) or reconstruct(frames)
     before = [p.detach().clone() for p in sim.model.parameters()]
     starts = len(sim.start_episodes)
     cfg = DynaConfig(timesteps_per_round=128, n_steps=32, batch_size=64, n_epochs=1, horizon=10,
@@ -34,6 +37,9 @@ def test_short_ppo_inside_the_world_model_with_real_steps_and_updates(tmp_path, 
     assert np.isfinite(results["rounds"][0]["wm_loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, sim.model.parameters(), strict=True))
     assert len(sim.start_episodes) > starts
+    # the agent saw the tokenizer's reconstructions of the real frames (30 real steps, then
+    # every step of its evaluation episodes), one frame at a time
+    assert len(calls) > 30 and set(calls) == {1}
     for who in ("ppo", "random"):
         assert len(results[who]["returns"]) == 2
         assert results[who]["ci95"][0] <= results[who]["mean"] <= results[who]["ci95"][1]
@@ -55,6 +61,8 @@ def test_env_mismatches_and_bad_config_are_refused(tmp_path):
         run_dyna(sim, six_actions, DynaConfig(), tmp_path)
     with pytest.raises(ValueError, match="real_steps_per_round"):
         DynaConfig(wm_updates_per_round=5)
+    with pytest.raises(ValueError, match="real_observations"):
+        DynaConfig(real_observations="pixels")
 
 
 def test_confidence_interval_known_answer():
