@@ -158,6 +158,18 @@ def random_policy_return(spec: ReturnStudySpec) -> float:
     return float(np.mean(returns))
 
 
+def uniform_action_loss(config: dict[str, Any]) -> float | None:
+    """Loss of a uniform guess over the actions, in the BC loss's unit (nats per action).
+
+    The BC losses average the cross-entropy over action dimensions, so this is the mean of
+    ln(classes) of each dimension (ln 4 = 1.39 for Breakout). None when ``config`` (a run's
+    ``config.json``) does not give the action classes.
+    """
+    sizes = ((config.get("model_config") or {}).get("action_vocab_sizes")
+             or (config.get("data") or {}).get("action_vocab_sizes"))
+    return float(np.mean(np.log(np.asarray(sizes, np.float64)))) if sizes else None
+
+
 def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike,
                      spec: ReturnStudySpec | None = None, checkpoints_per_run: int = 4,
                      tokenizer: str | os.PathLike | None = None,
@@ -186,9 +198,13 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
         cfg_path = Path(d) / "config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
         task = cfg.get("task") or Path(d).name.rsplit("-", 2)[0]
-        found = run_checkpoints(d, checkpoints_per_run, skip_fraction=spec.skip_fraction)
+        ceiling = uniform_action_loss(cfg) if spec.skip_above_uniform else None
+        found = run_checkpoints(d, checkpoints_per_run, skip_fraction=spec.skip_fraction,
+                                max_loss=ceiling)
         if not found:
-            logger.warning("%s kept no checkpoints with a logged loss; skipped", d)
+            logger.warning("%s kept no checkpoints with a logged loss%s; skipped", d,
+                           "" if ceiling is None else
+                           f" at or below a uniform guess over the actions ({ceiling:.3g})")
         ckpts += [(task, c) for c in found]
     if len(ckpts) < 3:
         raise ValueError(f"only {len(ckpts)} BC checkpoint(s) to evaluate; a correlation needs "
@@ -217,7 +233,8 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
     figure = plot_return(table, summary, out / "loss_vs_return.png", random_return=baseline)
     result = {"env_id": spec.env_id, "episodes": spec.episodes,
               "max_episode_steps": spec.max_episode_steps, "deterministic": spec.deterministic,
-              "skip_fraction": spec.skip_fraction, "random_policy_return": baseline,
+              "skip_fraction": spec.skip_fraction,
+              "skip_above_uniform": spec.skip_above_uniform, "random_policy_return": baseline,
               "rows": table, "summary": summary, "figure": figure.name}
     write_text_atomic(out / "return.json", json.dumps(result, indent=2))
     return result

@@ -243,9 +243,13 @@ def _return_section(r: Report, study_dir: Path) -> None:
           f"{'greedy' if res['deterministic'] else 'sampled'} actions); a uniformly random "
           f"policy scores {fmt(res['random_policy_return'])}. Checkpoints before "
           f"{res.get('skip_fraction', 0.0):.0%} of a run's last step are left out (an untrained "
-          "network samples near-uniform actions and plays like the random baseline). The "
-          "paper's meta-analysis found correlations stronger than -0.94 in the infinite-data "
-          "regime.")
+          "network samples near-uniform actions and plays like the random baseline)"
+          + (", and so are checkpoints whose loss is above a uniform guess over the actions "
+             "(the mean over action dimensions of ln of their classes), which have learned "
+             "nothing yet"
+             if res.get("skip_above_uniform") else "")
+          + ". The paper's meta-analysis found correlations stronger than -0.94 in the "
+          "infinite-data regime.")
     rows = [["Group", "checkpoints", "Pearson r [95% CI]", "Spearman ρ [95% CI]",
              "fit: return = slope × loss + c"]]
     for name, s in res["summary"].items():

@@ -150,7 +150,8 @@ def load_scored_rows(path) -> dict[str, dict]:
 
 def run_checkpoints(run_dir, count: int | None = None,
                     loss_keys: tuple[str, ...] = ("val/loss", "train/loss"),
-                    skip_fraction: float = 0.0) -> list[Checkpoint]:
+                    skip_fraction: float = 0.0,
+                    max_loss: float | None = None) -> list[Checkpoint]:
     """Checkpoints kept along a run (``checkpoints/step_*.pt``), log-spaced, each with its loss.
 
     Args:
@@ -159,6 +160,8 @@ def run_checkpoints(run_dir, count: int | None = None,
             (None: all).
         loss_keys: metric keys tried in order for the loss logged at a checkpoint's step.
         skip_fraction: leave out checkpoints before this fraction of the last one's step.
+        max_loss: leave out checkpoints whose loss is above this (None: keep every loss); the
+            log-spaced choice is made among the rest.
     """
     import re
     from pathlib import Path
@@ -185,6 +188,8 @@ def run_checkpoints(run_dir, count: int | None = None,
     if found and skip_fraction > 0:
         last = found[-1].step
         found = [c for c in found if c.step >= skip_fraction * last]
+    if max_loss is not None:
+        found = [c for c in found if c.loss <= max_loss]
     if count is None or len(found) <= count:
         return found
     steps = np.log([c.step for c in found])

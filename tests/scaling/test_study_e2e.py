@@ -7,10 +7,14 @@ policies in the real env, real FVD/LPIPS networks: only the sizes are miniature.
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
+from dataclasses import replace
 
 import pytest
 
+from scaling.study.loss_vs_return import run_return_study
 from scaling.study.runner import StudyMismatchError, run_study
 from scaling.study.spec import (
     DatasetSpec,
@@ -42,8 +46,10 @@ def mini_spec(runs_dir, **changes) -> StudySpec:
             TaskSweep(task="bc-cnn", sizes=["s10k", "s30k"], tokens=400, checkpoints=3,
                       overrides={**TRAIN, "tokens_per_update": 40}),
         ],
+        # miniature BC-Token runs end above a uniform guess over the actions: keep them, so
+        # that both tasks' policies are evaluated online (the rule is checked below)
         loss_vs_return=ReturnStudySpec(episodes=2, num_envs=2, max_episode_steps=25,
-                                       bootstrap=20),
+                                       bootstrap=20, skip_above_uniform=False),
         loss_vs_quality=QualityStudySpec(clips=2, clip_frames=9, videos=1, bootstrap=20),
         fit=FitSpec(bootstrap=4),
         parallel=2, optimum_tokens_per_param=0.1)
@@ -85,6 +91,20 @@ def test_miniature_study_end_to_end(tmp_path):
     assert all(len(r["returns"]) == 2 for r in ret["rows"])
     assert {"all", "bc-token", "bc-cnn"} <= set(ret["summary"])
     assert (study / "loss_vs_return" / "loss_vs_return.png").stat().st_size > 1000
+    # With the rule on, no checkpoint whose loss is above a uniform guess over the four
+    # actions is kept (scored rows are reused; newly chosen checkpoints are evaluated).
+    strict_dir = tmp_path / "strict"
+    strict_dir.mkdir()
+    shutil.copy(study / "loss_vs_return" / "rows.jsonl", strict_dir / "rows.jsonl")
+    strict = run_return_study(
+        [study / f"{t}-{s}-seed0" for t in ("bc-token", "bc-cnn") for s in ("s10k", "s30k")],
+        strict_dir, replace(spec.loss_vs_return, skip_above_uniform=True),
+        checkpoints_per_run=3, tokenizer=study / "tokenizer", progress=False)
+    assert strict["skip_above_uniform"] and strict["rows"]
+    assert all(r["loss"] <= math.log(4) for r in strict["rows"])
+    assert {r["checkpoint"] for r in ret["rows"] if r["loss"] <= math.log(4)
+            and r["step"] == max(q["step"] for q in ret["rows"] if q["run"] == r["run"])
+            } <= {r["checkpoint"] for r in strict["rows"]}  # a run's last checkpoint stays
 
     q = out["loss_vs_quality"]
     assert len(q["rows"]) >= 3

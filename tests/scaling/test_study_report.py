@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 
 import numpy as np
 import pytest
 
+from scaling.study.loss_vs_return import uniform_action_loss
 from scaling.study.report_page import Report, coefficient_table, skipped_reason, with_ci
 from scaling.study.spec import TaskSweep
 from scaling.study.stats import correlate, linear_fit, run_checkpoints
@@ -72,6 +74,18 @@ def test_run_checkpoints_pairs_each_kept_checkpoint_with_its_loss(tmp_path):
     # skip_fraction drops checkpoints before 10% of the last step (128 -> below 12.8)
     assert [c.step for c in run_checkpoints(run, skip_fraction=0.1)] == [16, 32, 64, 128]
     assert [c.step for c in run_checkpoints(run, count=2, skip_fraction=0.1)] == [16, 128]
+    # max_loss drops checkpoints whose loss is above it (4/4 = 1.0 and 4/8 = 0.5 stay at 0.5),
+    # before the log-spaced choice, so the count is still met
+    assert [c.step for c in run_checkpoints(run, max_loss=0.5)] == [8, 16, 32, 64, 128]
+    assert [c.step for c in run_checkpoints(run, count=2, max_loss=0.5)] == [8, 128]
+
+
+def test_uniform_action_loss_is_the_mean_log_of_the_action_classes():
+    assert uniform_action_loss({"model_config": {"action_vocab_sizes": [4]}}) == pytest.approx(
+        math.log(4))
+    assert uniform_action_loss({"data": {"action_vocab_sizes": [3, 9]}}) == pytest.approx(
+        (math.log(3) + math.log(9)) / 2)
+    assert uniform_action_loss({}) is None
 
 
 FIT = {
