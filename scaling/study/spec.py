@@ -153,8 +153,8 @@ class ReturnStudySpec:
     # checkpoints before this fraction of a run's last step are left out: an untrained network
     # samples near-uniform actions, so it plays like the random baseline whatever its loss
     skip_fraction: float = 0.05
-    # checkpoints whose loss is above a uniform guess over the actions (the sum of ln of each
-    # action dimension's classes) are left out too: such a network has learned nothing yet (a
+    # checkpoints whose loss is above a uniform guess over the actions (the mean over action
+    # dimensions of ln of their classes) are left out too: such a network has learned nothing yet (a
     # few steps into a large run it can be confidently wrong, at 3 nats against ln 4 = 1.39)
     skip_above_uniform: bool = True
 

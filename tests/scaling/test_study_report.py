@@ -74,7 +74,7 @@ def test_run_checkpoints_pairs_each_kept_checkpoint_with_its_loss(tmp_path):
     # skip_fraction drops checkpoints before 10% of the last step (128 -> below 12.8)
     assert [c.step for c in run_checkpoints(run, skip_fraction=0.1)] == [16, 32, 64, 128]
     assert [c.step for c in run_checkpoints(run, count=2, skip_fraction=0.1)] == [16, 128]
-    # max_loss drops checkpoints whose loss is above it (4/4 = 1.0 and 4/8 = 0.5 stay at 0.5),
+    # max_loss drops checkpoints whose loss is above it (step 4's 1.0 goes, step 8's 0.5 stays),
     # before the log-spaced choice, so the count is still met
     assert [c.step for c in run_checkpoints(run, max_loss=0.5)] == [8, 16, 32, 64, 128]
     assert [c.step for c in run_checkpoints(run, count=2, max_loss=0.5)] == [8, 128]
