@@ -103,6 +103,25 @@ def collect_speed(
     return written / elapsed
 
 
+def streams_speed(env_id: str, steps: int, size: int, episode_cap: int, streams: int) -> float:
+    """Steps/s of ``collect_streams`` (``streams`` env processes, the scripted demonstrator).
+
+    The whole call is timed, starting the processes included: unlike the rows above, the
+    streams' imports are part of what a collection with streams costs.
+    """
+    from offline_data.collect_streams import collect_streams
+
+    with tempfile.TemporaryDirectory() as root:
+        os.environ["MINARI_DATASETS_PATH"] = root
+        start = time.perf_counter()
+        dataset = collect_streams(env_id, "scripted", 10_000, "embscale/bench/streams-v0",
+                                  streams=streams, policy_kwargs={"skill": (0.0, 1.0)},
+                                  env_kwargs={"size": size}, max_steps_per_episode=episode_cap,
+                                  max_total_steps=steps, progress=False)
+        elapsed = time.perf_counter() - start
+        return int(dataset.total_steps) / elapsed
+
+
 def bench(
     name: str,
     env_id: str,
@@ -111,6 +130,7 @@ def bench(
     size: int,
     episode_cap: int,
     buckets: int | None = None,
+    streams: int = 0,
 ) -> dict:
     """Measure and print the three speeds of one env."""
     # The raw speed is measured before and after the other rows and averaged, so that a change
@@ -118,6 +138,7 @@ def bench(
     raw_before = raw_env_speed(env_id, steps, size)
     loop = policy_loop_speed(env_id, make_policy(), steps, size)
     coll = collect_speed(env_id, make_policy(), steps, size, episode_cap, buckets)
+    par = streams_speed(env_id, steps, size, episode_cap, streams) if streams > 1 else None
     raw_after = raw_env_speed(env_id, steps, size)
     raw = (raw_before + raw_after) / 2
     print(f"{name} ({env_id}, {size}x{size}, {steps} steps)")
@@ -128,7 +149,10 @@ def bench(
     print(f"  env + scripted policy      {loop:9.1f} steps/s   {loop / raw:.2f}x")
     if coll is not None:
         print(f"  collect -> Minari dataset  {coll:9.1f} steps/s   {coll / raw:.2f}x")
-    return {"raw": raw, "loop": loop, "collect": coll}
+    if par is not None:
+        vs_one = f"   ({par / coll:.2f}x one stream's collect)" if coll else ""
+        print(f"  collect, {streams} streams         {par:9.1f} steps/s   {par / raw:.2f}x{vs_one}")
+    return {"raw": raw, "loop": loop, "collect": coll, "streams": par}
 
 
 def demonstrator_quality(episodes: int, fetch_episodes: int, size: int, skip_fetch: bool) -> None:
@@ -174,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fetch-steps", type=int, default=200, help="env steps per row")
     parser.add_argument("--size", type=int, default=64, help="observation side in pixels")
     parser.add_argument("--skip-fetch", action="store_true", help="only benchmark Breakout")
+    parser.add_argument("--streams", type=int, default=2,
+                        help="also time Breakout's collection in this many env processes "
+                             "(offline_data.collect_streams; 0 or 1 skips the row)")
     parser.add_argument(
         "--quality-episodes",
         type=int,
@@ -200,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         args.breakout_steps,
         args.size,
         episode_cap=1000,
+        streams=args.streams,
     )
     if not args.skip_fetch:
         bench(

@@ -13,6 +13,7 @@ from typing import Any
 
 from offline_data import argtypes as A
 from offline_data.collect import collect, resolve_policy
+from offline_data.collect_streams import collect_streams
 from offline_data.datasets import datasets_root, list_dataset_ids
 from offline_data.defaults import build_default_datasets, collect_default
 from offline_data.frame_size import env_size
@@ -52,6 +53,9 @@ def register(subparsers: Any) -> None:
                    help="frame size: one side of a square (64) or HEIGHTxWIDTH (72x120); the env "
                         "kwarg 'size'")
     p.add_argument("--seed", type=int, default=0, help="seed of the first reset and the policy")
+    p.add_argument("--streams", type=A.positive_int, default=1,
+                   help="env processes playing episodes at once; stream k plays with a seed "
+                        "derived from (seed, k), so the count is part of the dataset (default 1)")
     p.add_argument("--deterministic", action="store_true", help="predict(deterministic=True)")
     p.add_argument("--description", default="", help="stored in the dataset metadata")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset id")
@@ -130,20 +134,25 @@ def _collect(args: argparse.Namespace) -> int:
     import envs  # gymnasium
 
     env_kwargs = {"size": env_size(args.size)} if args.size else {}
-    env = envs.make(args.env, **env_kwargs)
-    try:
-        kwargs = {}
-        skill = parse_skill(args.skill)
-        if skill is not None:
-            kwargs["skill"] = skill
-        policy = resolve_policy(args.policy, env, seed=args.seed, **kwargs)
-        ds = collect(env, policy, args.episodes, args.dataset_id, seed=args.seed,
-                     max_steps_per_episode=args.max_steps, max_total_steps=args.max_total_steps,
-                     buckets=args.buckets, deterministic=args.deterministic,
-                     description=args.description, overwrite=args.overwrite,
-                     progress=not args.no_progress)
-    finally:
-        env.close()
+    kwargs = {}
+    skill = parse_skill(args.skill)
+    if skill is not None:
+        kwargs["skill"] = skill
+    common = dict(seed=args.seed, max_steps_per_episode=args.max_steps,
+                  max_total_steps=args.max_total_steps, buckets=args.buckets,
+                  deterministic=args.deterministic, description=args.description,
+                  overwrite=args.overwrite, progress=not args.no_progress)
+    if args.streams > 1:
+        ds = collect_streams(args.env, args.policy, args.episodes, args.dataset_id,
+                             streams=args.streams, policy_kwargs=kwargs, env_kwargs=env_kwargs,
+                             **common)
+    else:
+        env = envs.make(args.env, **env_kwargs)
+        try:
+            policy = resolve_policy(args.policy, env, seed=args.seed, **kwargs)
+            ds = collect(env, policy, args.episodes, args.dataset_id, **common)
+        finally:
+            env.close()
     print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps} steps")
     return 0
 

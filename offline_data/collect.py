@@ -191,62 +191,80 @@ def _rollouts(env, policy, writer, num_episodes, skills, seed, max_steps_per_epi
               max_total_steps, deterministic, progress) -> None:
     from tqdm.auto import tqdm
 
-    cap = max_steps_per_episode or getattr(env.spec, "max_episode_steps", None) or 1000
-    frames = np.empty((cap + 1,) + env.observation_space.shape, dtype=np.uint8)
+    frames = episode_buffer(env, max_steps_per_episode)
     total = 0
     bar = tqdm(total=num_episodes, unit="ep", disable=not progress, desc=writer.dataset_id)
     try:
         for i in range(num_episodes):
-            if skills is not None and len(skills):
-                skill = float(skills[i % len(skills)])
-                if hasattr(policy, "set_skill"):
-                    policy.set_skill(skill)
-                elif hasattr(policy, "skill"):
-                    policy.skill = skill
-            # Seed the first reset only: later resets continue the seeded RNG streams (reseeding
-            # makes ALE reload the ROM, about 150 ms per episode).
-            obs, info = env.reset(seed=seed if i == 0 else None)
-            frames[0] = obs
-            actions, rewards, terms, truncs = [], [], [], []
-            state, start = None, True
-            t = 0
-            while True:
-                action, state = policy.predict(obs, state=state, episode_start=np.array([start]),
-                                               deterministic=deterministic)
-                action = _to_env_action(action, env.action_space)
-                obs, reward, terminated, truncated, info = env.step(action)
-                start = False
-                t += 1
-                if t >= len(frames):  # unknown episode cap: grow the buffer
-                    frames = np.concatenate([frames, np.empty_like(frames)])
-                frames[t] = obs
-                actions.append(action)
-                rewards.append(reward)
-                terms.append(terminated)
-                if max_steps_per_episode and t >= max_steps_per_episode:
-                    truncated = True
-                truncs.append(truncated)
-                if terminated or truncated:
-                    break
-            meta = {}
-            skill = _episode_skill(policy)
-            if skill is not None:
-                meta["skill"] = skill
-            if "is_success" in info:  # goal envs: success at the end of the episode
-                meta["success"] = bool(info["is_success"])
-            if not frames[:t + 1].any():
-                raise RuntimeError(
-                    f"episode {i} of {getattr(env.spec, 'id', env)} rendered only black frames: "
-                    "with MuJoCo set MUJOCO_GL=egl or osmesa and keep one rendering env per "
-                    "process (close others first); nothing was saved")
-            writer.add_episode(frames[:t + 1], np.asarray(actions), rewards, terms, truncs, meta)
-            total += t
+            episode, frames = play_episode(env, policy, frames, i, skills, seed if i == 0 else None,
+                                           max_steps_per_episode, deterministic)
+            writer.add_episode(*episode)
+            total += len(episode[1])
             bar.update(1)
-            bar.set_postfix(steps=total, ret=f"{sum(rewards):.1f}")
+            bar.set_postfix(steps=total, ret=f"{float(np.sum(episode[2])):.1f}")
             if max_total_steps and total >= max_total_steps:
                 break
     finally:
         bar.close()
+
+
+def episode_buffer(env, max_steps_per_episode: int | None) -> np.ndarray:
+    """A frame buffer for one episode of ``env`` (grown by :func:`play_episode` when short)."""
+    cap = max_steps_per_episode or getattr(env.spec, "max_episode_steps", None) or 1000
+    return np.empty((cap + 1,) + env.observation_space.shape, dtype=np.uint8)
+
+
+def play_episode(env, policy, frames: np.ndarray, index: int, skills, reset_seed: int | None,
+                 max_steps_per_episode: int | None, deterministic: bool):
+    """Play episode ``index`` of a collection; returns ``(episode, frames)``.
+
+    ``episode`` is ``MinariWriter.add_episode``'s arguments (observations, actions, rewards,
+    terminations, truncations, metadata); the observations are a view of ``frames``, the buffer
+    (returned because it grows when an episode outlasts it). ``reset_seed`` seeds this reset: give
+    it for the first episode only, later resets continue the seeded RNG streams (reseeding makes
+    ALE reload the ROM, about 150 ms per episode).
+    """
+    if skills is not None and len(skills):
+        skill = float(skills[index % len(skills)])
+        if hasattr(policy, "set_skill"):
+            policy.set_skill(skill)
+        elif hasattr(policy, "skill"):
+            policy.skill = skill
+    obs, info = env.reset(seed=reset_seed)
+    frames[0] = obs
+    actions, rewards, terms, truncs = [], [], [], []
+    state, start = None, True
+    t = 0
+    while True:
+        action, state = policy.predict(obs, state=state, episode_start=np.array([start]),
+                                       deterministic=deterministic)
+        action = _to_env_action(action, env.action_space)
+        obs, reward, terminated, truncated, info = env.step(action)
+        start = False
+        t += 1
+        if t >= len(frames):  # unknown episode cap: grow the buffer
+            frames = np.concatenate([frames, np.empty_like(frames)])
+        frames[t] = obs
+        actions.append(action)
+        rewards.append(reward)
+        terms.append(terminated)
+        if max_steps_per_episode and t >= max_steps_per_episode:
+            truncated = True
+        truncs.append(truncated)
+        if terminated or truncated:
+            break
+    meta = {}
+    skill = _episode_skill(policy)
+    if skill is not None:
+        meta["skill"] = skill
+    if "is_success" in info:  # goal envs: success at the end of the episode
+        meta["success"] = bool(info["is_success"])
+    if not frames[:t + 1].any():
+        raise RuntimeError(
+            f"episode {index} of {getattr(env.spec, 'id', env)} rendered only black frames: "
+            "with MuJoCo set MUJOCO_GL=egl or osmesa and keep one rendering env per "
+            "process (close others first); nothing was saved")
+    return (frames[:t + 1], np.asarray(actions), rewards, terms, truncs, meta), frames
 
 
 def _episode_skill(policy: Any) -> float | None:

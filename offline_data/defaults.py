@@ -40,12 +40,16 @@ class DefaultDataset:
     """Buckets per continuous action dimension (None for discrete actions)."""
     seed: int = 0
     """Seed of the first env reset and of the demonstrator."""
+    streams: int = 1
+    """Env processes playing episodes (``offline_data.collect_streams``); part of the data."""
     description: str = ""
     """Stored in the dataset metadata."""
 
     def __post_init__(self):
         if self.num_episodes < 1:
             raise ValueError(f"num_episodes={self.num_episodes} must be >= 1")
+        if self.streams < 1:
+            raise ValueError(f"streams={self.streams} must be >= 1")
         if self.max_total_steps is not None and self.max_total_steps < 1:
             raise ValueError(f"max_total_steps={self.max_total_steps} must be >= 1 or None")
 
@@ -77,16 +81,21 @@ def collect_default(name: str, overwrite: bool = False, progress: bool = True,
     if name not in DEFAULTS:
         raise ValueError(f"unknown default dataset {name!r}; choose from {sorted(DEFAULTS)}")
     spec = replace(DEFAULTS[name], **overrides)
+    common = dict(max_steps_per_episode=spec.max_steps_per_episode,
+                  max_total_steps=spec.max_total_steps, buckets=spec.buckets, seed=spec.seed,
+                  description=spec.description, overwrite=overwrite, progress=progress)
+    if spec.streams > 1:
+        from offline_data.collect_streams import collect_streams
+
+        return collect_streams(spec.env_id, spec.policy, spec.num_episodes, spec.dataset_id,
+                               streams=spec.streams, policy_kwargs={"skill": spec.skill},
+                               **common)
     import envs  # gymnasium
 
     env = envs.make(spec.env_id)
     try:
         policy = resolve_policy(spec.policy, env, seed=spec.seed, skill=spec.skill)
-        return collect(env, policy, spec.num_episodes, spec.dataset_id,
-                       max_steps_per_episode=spec.max_steps_per_episode,
-                       max_total_steps=spec.max_total_steps, buckets=spec.buckets,
-                       seed=spec.seed, description=spec.description, overwrite=overwrite,
-                       progress=progress)
+        return collect(env, policy, spec.num_episodes, spec.dataset_id, **common)
     finally:
         env.close()
 

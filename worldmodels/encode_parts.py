@@ -10,23 +10,18 @@ killed runs are removed on the next run, and local worker processes die with the
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import re
 import secrets
 import shutil
-import signal
-import threading
-import time
 from pathlib import Path
 
 from offline_data.atomic import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def run_nonce(local_workers: bool) -> str:
@@ -102,25 +97,3 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
         logger.warning("removed %d temporary directories left by a killed run of %s",
                        len(removed), path)
     return removed
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Worker initializer: exit when the parent process dies (``kill -9`` included).
-
-    On Linux the kernel sends SIGKILL at the parent's death (``PR_SET_PDEATHSIG``); elsewhere,
-    and as a backstop, a daemon thread exits once the worker has been re-parented.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()

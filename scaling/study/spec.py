@@ -51,6 +51,9 @@ class DatasetSpec:
     max_total_steps: int = 0  # stop collecting after this many steps in total (0 = no cap)
     max_episode_steps: int = 0  # cap per collected episode (0 = the env's own)
     seed: int = 0  # collection seed
+    # env processes collecting at once; part of what the dataset is (stream k plays with a seed
+    # derived from (seed, k)), so a dataset collected with another count needs another id
+    streams: int = 1
     # scripted demonstrator's skill: [low, high] drawn per episode, one value, or None for
     # the env's embedded default (Breakout 0.7-1.0, Fetch 0.3-1.0)
     skill: list[float] | float | None = None
@@ -61,6 +64,8 @@ class DatasetSpec:
                              "'embscale/breakout/scripted-v2'")
         if self.episodes < 1:
             raise ValueError(f"dataset.episodes={self.episodes} must be >= 1")
+        if self.streams < 1:
+            raise ValueError(f"dataset.streams={self.streams} must be >= 1 (1: one process)")
 
         parse_frame_size(self.frame_size, name="dataset.frame_size")
         for name in ("max_total_steps", "max_episode_steps"):

@@ -79,3 +79,17 @@ def register() -> None:
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=f"tests.helpers.pixel_envs:{cls}",
                          max_episode_steps=40)
+
+
+class FailingPolicy:
+    """Random actions that raise on the ``fail_at``-th call to ``predict`` (collection errors)."""
+
+    def __init__(self, env, seed: int = 0, fail_at: int = 30):
+        self.action_space, self.calls, self.fail_at = env.action_space, 0, fail_at
+        self.action_space.seed(seed)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=False):
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise RuntimeError(f"policy failure on call {self.calls} (a test's planned error)")
+        return self.action_space.sample(), state

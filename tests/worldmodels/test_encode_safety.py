@@ -148,7 +148,7 @@ PARENT = """
 import os, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from worldmodels.encode_parts import die_with_parent
+from offline_data.processes import die_with_parent
 
 if __name__ == "__main__":
     with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=die_with_parent,

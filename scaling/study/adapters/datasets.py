@@ -5,6 +5,7 @@ from __future__ import annotations
 import agents.demonstrators  # noqa: F401  (registers the scripted demonstrators)
 import envs
 from offline_data.collect import collect, resolve_policy
+from offline_data.collect_streams import collect_streams
 from offline_data.datasets import dataset_discretizer, dataset_path, load_dataset
 from offline_data.defaults import DEFAULTS, collect_default
 from offline_data.discretize import discretizer_for_space
@@ -22,18 +23,22 @@ def collect_default_dataset(ds, progress: bool = True) -> None:
             collect_default(name, progress=progress, dataset_id=ds.id, num_episodes=ds.episodes,
                             max_total_steps=ds.max_total_steps or None,
                             max_steps_per_episode=ds.max_episode_steps or None, seed=ds.seed,
-                            **skill)
+                            streams=ds.streams, **skill)
             return
+    skill = (0.0, 1.0) if ds.skill is None else _skill(ds.skill)
+    kwargs = {"skill": skill} if ds.policy == "scripted" else {}
+    counts = dict(seed=ds.seed, max_total_steps=ds.max_total_steps or None,
+                  max_steps_per_episode=ds.max_episode_steps or None,
+                  description=f"collected by `embscale study` from {ds.env} with the {ds.policy} "
+                              "policy", progress=progress)
+    if ds.streams > 1:
+        collect_streams(ds.env, ds.policy, ds.episodes, ds.id, streams=ds.streams,
+                        policy_kwargs=kwargs, env_kwargs={"size": ds.frame_size}, **counts)
+        return
     env = envs.make(ds.env, size=ds.frame_size)
     try:
-        skill = (0.0, 1.0) if ds.skill is None else _skill(ds.skill)
-        kwargs = {"skill": skill} if ds.policy == "scripted" else {}
-        policy = resolve_policy(ds.policy, env, seed=ds.seed, **kwargs)
-        collect(env, policy, ds.episodes, ds.id, seed=ds.seed,
-                max_total_steps=ds.max_total_steps or None,
-                max_steps_per_episode=ds.max_episode_steps or None,
-                description=f"collected by `embscale study` from {ds.env} with the {ds.policy} "
-                            "policy", progress=progress)
+        collect(env, resolve_policy(ds.policy, env, seed=ds.seed, **kwargs), ds.episodes, ds.id,
+                **counts)
     finally:
         env.close()
 
