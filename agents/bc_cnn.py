@@ -18,9 +18,11 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -30,6 +32,7 @@ from torch import nn
 
 from agents.bc_cnn_nets import FrameCNN
 from agents.bc_cnn_shapes import CNN_BLOCKS, PAPER_CNN, CNNShape, bc_cnn_params, ladder_cnn
+from agents.frame_cache import cached, data_stamp
 from offline_data.atomic import atomic_file
 from offline_data.datasets import dataset_path
 from offline_data.fingerprint import directory_fingerprint
@@ -270,7 +273,8 @@ class FrameDataSource:
     """Frame windows of a Minari dataset as a trainer ``DataSource`` for BC-CNN.
 
     Episodes of each split are read once (``offline_data.reader``) into memory; fine for the
-    embedded datasets (12 KB per 64x64 frame). D counts one input per timestep.
+    embedded datasets (12 KB per 64x64 frame). The arrays are shared with later runs of the same
+    process (``agents.frame_cache``). D counts one input per timestep.
 
     Args:
         dataset: Minari dataset id (or opened dataset).
@@ -302,16 +306,24 @@ class FrameDataSource:
 
     def _split(self, split: str) -> _SplitFrames:
         if split not in self._arrays:
-            parts = list(zip(*(ep for _, ep in self._reader(split).iter_episodes()), strict=True))
-            lengths = [len(r) for r in parts[2]]
-            self._arrays[split] = _SplitFrames(
-                np.concatenate(parts[0]).astype(np.uint8),
-                np.concatenate(parts[1]).astype(np.int64).reshape(sum(lengths), -1),
-                np.concatenate(parts[2]).astype(np.float32),
-                np.concatenate(parts[3]).astype(bool),
-                np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
-            logger.info("loaded %d %s frames of %s", sum(lengths), split, self.dataset_id)
+            reader = self._reader(split)
+            key = ("bc-cnn frames", str(self._data_path()), split, tuple(reader.episode_ids),
+                   json.dumps(reader.discretizer.to_spec(), sort_keys=True),
+                   data_stamp(self._data_path()))
+            self._arrays[split] = cached(key, lambda: self._load(split))
         return self._arrays[split]
+
+    def _load(self, split: str) -> _SplitFrames:
+        parts = list(zip(*(ep for _, ep in self._reader(split).iter_episodes()), strict=True))
+        lengths = [len(r) for r in parts[2]]
+        arrays = _SplitFrames(
+            np.concatenate(parts[0]).astype(np.uint8),
+            np.concatenate(parts[1]).astype(np.int64).reshape(sum(lengths), -1),
+            np.concatenate(parts[2]).astype(np.float32),
+            np.concatenate(parts[3]).astype(bool),
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+        logger.info("loaded %d %s frames of %s", sum(lengths), split, self.dataset_id)
+        return arrays
 
     def loader(self, split: str, batch_size: int, seed: int, rank: int = 0,
                world_size: int = 1) -> FrameWindowLoader:
@@ -351,11 +363,14 @@ class FrameDataSource:
             raise ValueError(f"context of {self.seq_len} timesteps is longer than the model's "
                              f"block_size {cfg.gpt.block_size}; lower seq_len")
 
-    def fingerprint(self) -> str:
-        """Fingerprint of the dataset's files (a resumed run refuses data that changed)."""
+    def _data_path(self):
         dataset = self._readers["train"].dataset
         path = getattr(getattr(dataset, "spec", None), "data_path", None)
-        return directory_fingerprint(path or dataset_path(self.dataset_id) / "data")
+        return Path(path) if path else dataset_path(self.dataset_id) / "data"
+
+    def fingerprint(self) -> str:
+        """Fingerprint of the dataset's files (a resumed run refuses data that changed)."""
+        return directory_fingerprint(self._data_path())
 
     def describe(self) -> dict:
         """JSON-able description for config.json."""

@@ -32,7 +32,7 @@ from scaling.study.paths import dataset_exists, fit_dir, tokenizer_path, tokens_
 from scaling.study.report_page import read_json
 from scaling.study.spec import StudySpec, TaskSweep
 from scaling.study.sweep import RunSpec, collect_results, prepare_runs, run_status, run_sweep
-from scaling.study.sweep_pool import run_pooled_sweep
+from scaling.study.sweep_pool import WorkerPool
 from scaling.tasks import TASKS
 from worldmodels.run_metrics import read_metrics
 
@@ -210,9 +210,13 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
     if spec.protocol == "frontier":
         from scaling.study.budget_rounds import run_study_protocol  # torch
 
-        def sweep(runs):  # on CPU several small runs share a worker process
-            if spec.device == "cpu":
-                return run_pooled_sweep(runs, parallel=spec.parallel, allow_mixed=allow_mixed)
+        if spec.device == "cpu":  # small runs share long-lived worker processes, every round
+            with WorkerPool(spec.parallel) as pool:
+                return run_study_protocol(
+                    spec, plan_runs(spec), lambda runs: pool.run(runs, allow_mixed=allow_mixed),
+                    world_size=nproc)
+
+        def sweep(runs):
             return run_sweep(runs, parallel=spec.parallel, allow_mixed=allow_mixed,
                              progress=progress, nproc_per_node=nproc)
         return run_study_protocol(spec, plan_runs(spec), sweep, world_size=nproc)

@@ -140,3 +140,25 @@ def test_train_cli_cnn_block_option(data, tmp_path):
                      "--run-dir", str(run), "--no-tensorboard"]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["model_config"]["cnn_block"] == "convnext"
+
+
+def test_frames_are_read_once_per_process_and_again_when_the_files_change(data, caplog):
+    import logging
+    import os
+
+    from agents import frame_cache
+
+    frame_cache.clear()
+    with caplog.at_level(logging.INFO, logger="agents.bc_cnn"):
+        first = data.loader("train", 2, seed=0).arrays
+        again = FrameDataSource(DATASET, seq_len=4).loader("train", 2, seed=0).arrays
+        assert again is first  # a later run of this process shares the decoded arrays
+        assert not first.frames.flags.writeable  # and cannot change them for the others
+        assert sum("loaded" in m and "train" in m for m in caplog.messages) == 1
+        files = sorted(p for p in data._data_path().rglob("*") if p.is_file())
+        st = files[0].stat()
+        os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the data changed
+        fresh = FrameDataSource(DATASET, seq_len=4).loader("train", 2, seed=0).arrays
+    assert fresh is not first
+    np.testing.assert_array_equal(fresh.frames, first.frames)
+    assert sum("loaded" in m and "train" in m for m in caplog.messages) == 2

@@ -32,7 +32,8 @@ def train(run):
             time.sleep(float(os.environ.get("FAKE_STEP_S", "0.0")))
             if crash_at and step == crash_at:
                 raise SystemExit(3)
-    return {"start": start, "end": time.time(), "threads": os.environ.get("OMP_NUM_THREADS")}
+    return {"start": start, "end": time.time(), "threads": os.environ.get("OMP_NUM_THREADS"),
+            "pid": os.getpid()}
 
 
 def train_law(run):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
+import pytest
 
 from scaling.study import sweep_pool
-from scaling.study.sweep import DONE_FILE, RunSpec, prepare_runs, run_status
+from scaling.study.sweep import DONE_FILE, RunSpec, SweepError, prepare_runs, run_status
 from tests.helpers.token_shards import write_shards
 
 ENTRY = "tests.helpers.sweep_fake_trainer:train"
@@ -18,11 +19,32 @@ def _runs(root, sizes=("a", "b", "c"), data="tokens", **kw):
                     **kw) for i, s in enumerate(sizes)]
 
 
-def test_partition_balances_cost_longest_first():
-    runs = _runs(Path("x"), sizes=("a", "b", "c", "d"), tokens=1000)
-    groups = sweep_pool.partition(runs, 2)
-    assert [[r.size for r in g] for g in groups] == [["d", "a"], ["c", "b"]]
-    assert len(sweep_pool.partition(runs[:1], 4)) == 1
+def test_a_pool_keeps_its_workers_for_every_round(tmp_path):
+    with sweep_pool.WorkerPool(2, cores=2, entry=ENTRY) as pool:
+        first = _runs(tmp_path, sizes=("a", "b", "c"), tokens=500)
+        assert pool.run(first) == {r.name: "finished" for r in first}
+        workers = {w.pid for w in pool.workers}
+        second = _runs(tmp_path, sizes=("d", "e"), tokens=500)
+        assert pool.run(second) == {r.name: "finished" for r in second}
+        assert {w.pid for w in pool.workers} == workers and len(workers) == 2
+        pids = {json.loads((r.run_dir / DONE_FILE).read_text())["pid"] for r in first + second}
+        assert pids <= workers  # every run was trained by one of the two first workers
+        procs = list(pool.workers)
+    assert all(p.poll() is not None for p in procs)  # closing the pool ends its workers
+
+
+def test_dead_workers_fail_their_runs_and_a_rerun_resumes_them(tmp_path, monkeypatch):
+    runs = _runs(tmp_path, sizes=("a", "b", "c"), tokens=500)
+    monkeypatch.setenv("FAKE_CRASH_AT", "2")  # the fake trainer exits its process at step 2
+    with pytest.raises(SweepError, match="3 run\\(s\\) failed"):
+        sweep_pool.run_pooled_sweep(runs, parallel=2, cores=2, entry=ENTRY)
+    monkeypatch.delenv("FAKE_CRASH_AT")
+    assert sweep_pool.run_pooled_sweep(runs, parallel=2, cores=2, entry=ENTRY) == {
+        r.name: "finished" for r in runs}
+    for r in runs:  # resumed from the step-2 checkpoint: every step logged once
+        lines = (r.run_dir / "metrics.jsonl").read_text().splitlines()
+        steps = [json.loads(x)["step"] for x in lines]
+        assert steps == [1, 2, 3, 4, 5]
 
 
 def test_pooled_sweep_trains_every_run_in_two_workers(tmp_path):
