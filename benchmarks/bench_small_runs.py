@@ -7,13 +7,14 @@ inside a sweep.
    checkpoints kept as a sweep keeps them, TensorBoard) against the *bare step*: the same model,
    optimizer and batches in a loop of forward, backward and AdamW steps and nothing else. The two
    are interleaved in one process so machine load hits both alike. Target: ratio >= 0.9.
-2. Fixed cost per run in a sweep: ``--sweep-runs`` tiny runs (s10k, 2 steps) trained by
-   ``run_sweep`` (a process per run) and by ``run_pooled_sweep`` (two worker processes, several
-   runs each). Fixed cost per run = the time of its training call outside its training steps
-   (set-up, validation, checkpoints) + its share of the time outside training calls (process
-   starts and imports). Target: < 1 s per run.
+2. Fixed cost per run in a sweep: ``--rounds`` rounds of ``--sweep-runs`` tiny runs (s10k, 2
+   steps) trained by ``run_sweep`` (a process per run), by ``run_pooled_sweep`` (two worker
+   processes per round, several runs each) and by one ``WorkerPool`` whose two workers serve
+   every round (what the budget protocol does). Fixed cost per run = the time of its training
+   call outside its training steps (set-up, validation, checkpoints) + its share of the time
+   outside training calls (process starts and imports). Target: < 1 s per run.
 
-Run: python benchmarks/bench_small_runs.py [--steps 100] [--reps 3] [--sweep-runs 8]
+Run: python benchmarks/bench_small_runs.py [--steps 100] [--reps 3] [--sweep-runs 8] [--rounds 4]
 """
 
 from __future__ import annotations
@@ -91,38 +92,54 @@ def bare_step(shards: Path, steps: int) -> tuple[float, float]:
     return tokens / (time.perf_counter() - t0), tokens / (time.process_time() - c0)
 
 
-def sweep_fixed_cost(shards: Path, root: Path, runs: int, pooled: bool
+def sweep_fixed_cost(shards: Path, root: Path, runs: int, mode: str, rounds: int = 1
                      ) -> tuple[float, float, float]:
-    """Wall seconds of a sweep of ``runs`` 2-step s10k runs; per run, the seconds of its training
-    call outside its training steps (set-up, validation, checkpoints, logs), and the seconds
-    outside its training call (process start and imports, shared by a worker's runs)."""
-    from scaling.study.sweep import DONE_FILE, RunSpec, run_sweep
-    from scaling.study.sweep_pool import run_pooled_sweep
+    """Wall seconds of a sweep of ``runs`` 2-step s10k runs per round; per run, the seconds of its
+    training call outside its training steps (set-up, validation, checkpoints, logs), and the
+    seconds outside its training call (process start and imports, shared by a worker's runs).
 
-    specs = [RunSpec(name=f"r{i}", task="wm-token", size="s10k", seed=i,
-                     out_dir=str(root / f"r{i}"), data=str(shards), tokens=2 * 4096.0,
-                     device="cpu", params=10_000) for i in range(runs)]
+    ``mode``: ``process`` (``run_sweep``, a process per run), ``pooled`` (``run_pooled_sweep``,
+    a pool per round) or ``pool`` (one ``WorkerPool`` for every round, as the budget protocol
+    runs its rounds).
+    """
+    from scaling.study.sweep import DONE_FILE, RunSpec, run_sweep
+    from scaling.study.sweep_pool import WorkerPool, run_pooled_sweep
+
+    def specs_of(k):
+        return [RunSpec(name=f"k{k}-r{i}", task="wm-token", size="s10k", seed=i,
+                        out_dir=str(root / f"k{k}-r{i}"), data=str(shards), tokens=2 * 4096.0,
+                        device="cpu", params=10_000) for i in range(runs)]
+
+    rounds_specs = [specs_of(k) for k in range(rounds)]
     t0 = time.perf_counter()
-    if pooled:
-        run_pooled_sweep(specs, parallel=2)
-    else:
-        run_sweep(specs, parallel=2, progress=False, poll_s=0.05)
+    if mode == "pool":
+        with WorkerPool(2) as pool:
+            for specs in rounds_specs:
+                pool.run(specs)
+    for specs in rounds_specs if mode != "pool" else []:
+        if mode == "pooled":
+            run_pooled_sweep(specs, parallel=2)
+        else:
+            run_sweep(specs, parallel=2, progress=False, poll_s=0.05)
     wall = time.perf_counter() - t0
     from scaling.study.budget_rounds import read_curve
 
     # training steps alone (metrics' tokens_per_s): set-up, validation and checkpoints count as
     # fixed costs, like the process start and imports
-    trained = sum(read_curve(s).seconds for s in specs)
-    in_entry = sum(json.loads((s.run_dir / DONE_FILE).read_text())["seconds"] for s in specs)
+    every = [s for specs in rounds_specs for s in specs]
+    trained = sum(read_curve(s).seconds for s in every)
+    in_entry = sum(json.loads((s.run_dir / DONE_FILE).read_text())["seconds"] for s in every)
     # two at a time: the sweep's wall time holds half of the summed per-run work
-    return wall, (in_entry - trained) / runs, (wall - in_entry / 2) * 2 / runs
+    return wall, (in_entry - trained) / len(every), (wall - in_entry / 2) * 2 / len(every)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=100, help="optimizer steps per timed run")
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
-    ap.add_argument("--sweep-runs", type=int, default=8, help="tiny runs per timed sweep")
+    ap.add_argument("--sweep-runs", type=int, default=8, help="tiny runs per round of a sweep")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="rounds of a sweep (the default study's protocol ran 4)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (part 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -143,14 +160,16 @@ def main() -> int:
         print(f"s10k, {args.steps} steps, {args.threads} thread(s): embscale train / bare step = "
               f"{statistics.median(wall):.3f} by wall time, {statistics.median(cpu):.3f} by CPU "
               f"time (medians of {args.reps}; target >= 0.9)")
-        for pooled in (False, True):
-            wall, inside, outside = sweep_fixed_cost(shards, tmp / f"sweep{int(pooled)}",
-                                                     args.sweep_runs, pooled)
-            kind = "run_pooled_sweep (2 workers)" if pooled else "run_sweep (a process per run)"
-            print(f"{kind}: {args.sweep_runs} runs in {wall:.1f} s; fixed cost per run "
-                  f"{inside + outside:.2f} s (target < 1 s): {inside:.2f} s in the run's "
-                  f"training call outside its steps, {outside:.2f} s outside it (process start, "
-                  "imports)", flush=True)
+        modes = {"process": "run_sweep (a process per run)",
+                 "pooled": "run_pooled_sweep (2 workers, a pool per round)",
+                 "pool": "WorkerPool (2 workers kept for every round, as the protocol runs)"}
+        for mode, kind in modes.items():
+            wall, inside, outside = sweep_fixed_cost(shards, tmp / f"sweep-{mode}",
+                                                     args.sweep_runs, mode, args.rounds)
+            print(f"{kind}: {args.rounds} round(s) of {args.sweep_runs} runs in {wall:.1f} s; "
+                  f"fixed cost per run {inside + outside:.2f} s (target < 1 s): {inside:.2f} s "
+                  f"in the run's training call outside its steps, {outside:.2f} s outside it "
+                  "(process start, imports)", flush=True)
     return 0
 
 
