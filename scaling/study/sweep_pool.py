@@ -89,7 +89,9 @@ class WorkerPool:
         """
         prepare_runs(runs, allow_mixed=allow_mixed)
         todo = sorted((r for r in runs if run_status(r) != "finished"), key=lambda r: -r.cost)
-        self.workers = [w for w in self.workers if w.poll() is None]
+        for w in [w for w in self.workers if w.poll() is not None]:  # died in an earlier round
+            self._release(w)
+            self.workers.remove(w)
         self._start(min(self.parallel, len(todo)))
         try:
             self._dispatch(todo)
@@ -148,9 +150,16 @@ class WorkerPool:
                 w.wait(timeout=None if not kill else 30)
             except subprocess.TimeoutExpired:
                 w.kill()
-            if w.stdout:
-                w.stdout.close()
+            self._release(w)
         self.workers = []
+
+    @staticmethod
+    def _release(w: subprocess.Popen) -> None:
+        for pipe in (w.stdin, w.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
 
 def run_pooled_sweep(runs: Sequence[RunSpec], parallel: int = 2, cores: int | None = None,
