@@ -306,10 +306,9 @@ class FrameDataSource:
 
     def _split(self, split: str) -> _SplitFrames:
         if split not in self._arrays:
-            reader = self._reader(split)
-            key = ("bc-cnn frames", str(self._data_path()), split, tuple(reader.episode_ids),
-                   json.dumps(reader.discretizer.to_spec(), sort_keys=True),
-                   data_stamp(self._data_path()))
+            reader, path = self._reader(split), self._data_path()
+            key = ("bc-cnn frames", str(path), split, tuple(reader.episode_ids),
+                   json.dumps(reader.discretizer.to_spec(), sort_keys=True), data_stamp(path))
             self._arrays[split] = cached(key, lambda: self._load(split))
         return self._arrays[split]
 

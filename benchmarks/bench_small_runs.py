@@ -116,10 +116,11 @@ def sweep_fixed_cost(shards: Path, root: Path, runs: int, mode: str, rounds: int
         with WorkerPool(2) as pool:
             for specs in rounds_specs:
                 pool.run(specs)
-    for specs in rounds_specs if mode != "pool" else []:
-        if mode == "pooled":
+    elif mode == "pooled":
+        for specs in rounds_specs:
             run_pooled_sweep(specs, parallel=2)
-        else:
+    else:
+        for specs in rounds_specs:
             run_sweep(specs, parallel=2, progress=False, poll_s=0.05)
     wall = time.perf_counter() - t0
     from scaling.study.budget_rounds import read_curve

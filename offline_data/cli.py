@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from offline_data import argtypes as A
-from offline_data.collect import collect, resolve_policy
 from offline_data.collect_streams import collect_streams
 from offline_data.datasets import datasets_root, list_dataset_ids
 from offline_data.defaults import build_default_datasets, collect_default
@@ -131,8 +130,6 @@ def _collect(args: argparse.Namespace) -> int:
         return 0
     if not args.env or not args.dataset_id:
         raise ValueError("data collect needs --env and --dataset-id (or --default breakout|fetch)")
-    import envs  # gymnasium
-
     env_kwargs = {"size": env_size(args.size)} if args.size else {}
     kwargs = {}
     skill = parse_skill(args.skill)
@@ -142,17 +139,9 @@ def _collect(args: argparse.Namespace) -> int:
                   max_total_steps=args.max_total_steps, buckets=args.buckets,
                   deterministic=args.deterministic, description=args.description,
                   overwrite=args.overwrite, progress=not args.no_progress)
-    if args.streams > 1:
-        ds = collect_streams(args.env, args.policy, args.episodes, args.dataset_id,
-                             streams=args.streams, policy_kwargs=kwargs, env_kwargs=env_kwargs,
-                             **common)
-    else:
-        env = envs.make(args.env, **env_kwargs)
-        try:
-            policy = resolve_policy(args.policy, env, seed=args.seed, **kwargs)
-            ds = collect(env, policy, args.episodes, args.dataset_id, **common)
-        finally:
-            env.close()
+    ds = collect_streams(args.env, args.policy, args.episodes, args.dataset_id,
+                         streams=args.streams, policy_kwargs=kwargs, env_kwargs=env_kwargs,
+                         **common)
     print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps} steps")
     return 0
 

@@ -189,15 +189,29 @@ def collect(env_id: str | Any, policy: Any, num_episodes: int, dataset_id: str, 
 
 def _rollouts(env, policy, writer, num_episodes, skills, seed, max_steps_per_episode,
               max_total_steps, deterministic, progress) -> None:
-    from tqdm.auto import tqdm
-
-    frames = episode_buffer(env, max_steps_per_episode)
-    total = 0
-    bar = tqdm(total=num_episodes, unit="ep", disable=not progress, desc=writer.dataset_id)
-    try:
+    def episodes():
+        frames = episode_buffer(env, max_steps_per_episode)
         for i in range(num_episodes):
             episode, frames = play_episode(env, policy, frames, i, skills, seed if i == 0 else None,
                                            max_steps_per_episode, deterministic)
+            yield episode
+
+    write_episodes(writer, episodes(), num_episodes, max_total_steps, progress, writer.dataset_id)
+
+
+def write_episodes(writer, episodes, num_episodes: int, max_total_steps: int | None,
+                   progress: bool, desc: str) -> None:
+    """Add ``episodes`` (``add_episode`` argument tuples, in dataset order) to ``writer``.
+
+    Stops after the episode that brings the total to ``max_total_steps``; the iterator is not
+    advanced past it. Shows a progress bar of episodes, steps and the last return.
+    """
+    from tqdm.auto import tqdm
+
+    total = 0
+    bar = tqdm(total=num_episodes, unit="ep", disable=not progress, desc=desc)
+    try:
+        for episode in episodes:
             writer.add_episode(*episode)
             total += len(episode[1])
             bar.update(1)

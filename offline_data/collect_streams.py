@@ -9,7 +9,8 @@ one dataset in a fixed order: episode ``i`` is episode ``i // streams`` of strea
 seed :func:`stream_seed` ``(seed, k)`` (its first reset and its policy), so the dataset depends
 on ``seed`` and ``streams`` and never on the machine's cores or timing. The dataset records both
 (metadata ``collection_seed`` and ``collection_streams``); a different ``streams`` is a different
-dataset, so give it a different id.
+dataset, so give it a different id. With ``streams=1`` it collects in the calling process,
+seeded with ``seed`` itself: exactly ``collect`` (the callers need no other path).
 
 The parent writes; the streams play ahead by at most two episodes each. ``max_total_steps`` is
 applied in the dataset's order (the streams' surplus episodes are dropped), so the dataset ends
@@ -35,10 +36,12 @@ import numpy as np
 from offline_data.collect import (
     SCRIPTED_POLICIES,
     _policy_name,
+    collect,
     episode_buffer,
     play_episode,
     register_scripted_policy,
     resolve_policy,
+    write_episodes,
 )
 from offline_data.datasets import check_image_space
 from offline_data.discretize import ActionDiscretizer, discretizer_for_space
@@ -73,7 +76,8 @@ def collect_streams(env_id: str, policy: str, num_episodes: int, dataset_id: str
             stream's seed.
         num_episodes: episodes to collect (fewer if ``max_total_steps`` is reached first).
         dataset_id: ``embscale/<env>/<source>-vN``.
-        streams: processes playing episodes (part of what the dataset is: see the module).
+        streams: processes playing episodes (part of what the dataset is: see the module); 1
+            collects in this process with ``seed`` itself, exactly as ``collect`` does.
         policy_kwargs: passed to the policy factory (e.g. ``skill=(0.7, 1.0)``).
         skills: per-episode skill values as in ``collect``; ``skills[i]`` goes to dataset
             episode ``i`` whichever stream plays it.
@@ -98,9 +102,20 @@ def collect_streams(env_id: str, policy: str, num_episodes: int, dataset_id: str
                         f"gymnasium id and a policy spec string, not {type(env_id).__name__} "
                         f"and {type(policy).__name__} (offline_data.collect.collect takes "
                         "instances)")
-    import multiprocessing as mp
-
     import envs  # gymnasium
+
+    if streams == 1:  # this process, seeded with ``seed`` itself: exactly ``collect``
+        env = envs.make(env_id, **(env_kwargs or {}))
+        try:
+            return collect(env, resolve_policy(policy, env, seed=seed, **(policy_kwargs or {})),
+                           num_episodes, dataset_id, skills=skills, seed=seed,
+                           max_steps_per_episode=max_steps_per_episode,
+                           max_total_steps=max_total_steps, buckets=buckets,
+                           discretizer=discretizer, deterministic=deterministic,
+                           description=description, overwrite=overwrite, progress=progress)
+        finally:
+            env.close()
+    import multiprocessing as mp
 
     probe = envs.make(env_id, **(env_kwargs or {}))
     import gymnasium
@@ -148,22 +163,9 @@ def collect_streams(env_id: str, policy: str, num_episodes: int, dataset_id: str
 
 def _write_in_order(writer, procs, queues, num_episodes, streams, max_total_steps,
                     progress) -> None:
-    from tqdm.auto import tqdm
-
-    total = 0
-    bar = tqdm(total=num_episodes, unit="ep", disable=not progress,
-               desc=f"{writer.dataset_id} ({streams} streams)")
-    try:
-        for i in range(num_episodes):
-            episode = _next(procs[i % streams], queues[i % streams], i)
-            writer.add_episode(*episode)
-            total += len(episode[1])
-            bar.update(1)
-            bar.set_postfix(steps=total, ret=f"{float(np.sum(episode[2])):.1f}")
-            if max_total_steps and total >= max_total_steps:
-                break
-    finally:
-        bar.close()
+    episodes = (_next(procs[i % streams], queues[i % streams], i) for i in range(num_episodes))
+    write_episodes(writer, episodes, num_episodes, max_total_steps, progress,
+                   f"{writer.dataset_id} ({streams} streams)")
 
 
 def _next(proc, q, index: int):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from offline_data.collect import collect, resolve_policy
+from offline_data.collect_streams import collect_streams
 from offline_data.datasets import BREAKOUT_DATASET_ID, FETCH_DATASET_ID, dataset_path, load_dataset
 
 logger = logging.getLogger(__name__)
@@ -84,20 +84,8 @@ def collect_default(name: str, overwrite: bool = False, progress: bool = True,
     common = dict(max_steps_per_episode=spec.max_steps_per_episode,
                   max_total_steps=spec.max_total_steps, buckets=spec.buckets, seed=spec.seed,
                   description=spec.description, overwrite=overwrite, progress=progress)
-    if spec.streams > 1:
-        from offline_data.collect_streams import collect_streams
-
-        return collect_streams(spec.env_id, spec.policy, spec.num_episodes, spec.dataset_id,
-                               streams=spec.streams, policy_kwargs={"skill": spec.skill},
-                               **common)
-    import envs  # gymnasium
-
-    env = envs.make(spec.env_id)
-    try:
-        policy = resolve_policy(spec.policy, env, seed=spec.seed, skill=spec.skill)
-        return collect(env, policy, spec.num_episodes, spec.dataset_id, **common)
-    finally:
-        env.close()
+    return collect_streams(spec.env_id, spec.policy, spec.num_episodes, spec.dataset_id,
+                           streams=spec.streams, policy_kwargs={"skill": spec.skill}, **common)
 
 
 def build_default_datasets(which: Sequence[str] = ("breakout", "fetch"), overwrite: bool = False,

@@ -36,9 +36,10 @@ def default_study() -> StudySpec:
         # most the protocol may give a run, enough for WM-Token s30k's next budget on the
         # validation grid (1.36e7 tokens, 2.6e12 FLOPs), past where s100k meets it (~2e12).
         # With 240k frames the data limit stopped s30k at 1.6e12.
-        # One stream. The same recipe collected in 2 streams (another draw of the data, 117 s
-        # less collection) gave WM-Token its three crossings too, but BC-Token none: its
-        # s10k ended at a val loss of 0.922 against 0.826 here (docs/studies.md).
+        # One stream. The same recipe collected in 2 streams (another draw of the data,
+        # collected in 78 s against 166 s in one run each) gave WM-Token its three crossings
+        # too, but BC-Token none: its s10k ended at a val loss of 0.922 against 0.826 here
+        # (one run each, no standard error; docs/studies.md).
         dataset=DatasetSpec(id="embscale/breakout/scripted-v3", collect=True, episodes=2900,
                             max_total_steps=270_000, max_episode_steps=2000),
         # Foreground weight 20: the paddle and the brick holes survive tokenization (held-out

@@ -60,7 +60,6 @@ class WorkerPool:
     def __init__(self, parallel: int = 2, cores: int | None = None, entry: str = DEFAULT_ENTRY):
         self.parallel, self.entry = max(1, parallel), entry
         threads = _threads_per_run(self.parallel, cores)
-        self.threads = threads
         self.env = dict(os.environ)
         self.env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                         EMBSCALE_THREADS=str(threads),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import agents.demonstrators  # noqa: F401  (registers the scripted demonstrators)
 import envs
-from offline_data.collect import collect, resolve_policy
 from offline_data.collect_streams import collect_streams
 from offline_data.datasets import dataset_discretizer, dataset_path, load_dataset
 from offline_data.defaults import DEFAULTS, collect_default
@@ -31,16 +30,8 @@ def collect_default_dataset(ds, progress: bool = True) -> None:
                   max_steps_per_episode=ds.max_episode_steps or None,
                   description=f"collected by `embscale study` from {ds.env} with the {ds.policy} "
                               "policy", progress=progress)
-    if ds.streams > 1:
-        collect_streams(ds.env, ds.policy, ds.episodes, ds.id, streams=ds.streams,
-                        policy_kwargs=kwargs, env_kwargs={"size": ds.frame_size}, **counts)
-        return
-    env = envs.make(ds.env, size=ds.frame_size)
-    try:
-        collect(env, resolve_policy(ds.policy, env, seed=ds.seed, **kwargs), ds.episodes, ds.id,
-                **counts)
-    finally:
-        env.close()
+    collect_streams(ds.env, ds.policy, ds.episodes, ds.id, streams=ds.streams,
+                    policy_kwargs=kwargs, env_kwargs={"size": ds.frame_size}, **counts)
 
 
 def _skill(skill) -> float | tuple[float, float]:
