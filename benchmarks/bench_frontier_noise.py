@@ -14,6 +14,10 @@ error lies within 0.01:
   form the synthetic runs were drawn from (``L = E_i + B_i C^-beta_i`` in compute): no smoother
   can know the shape better, so its error is what the frontier's own estimator costs.
 
+Before the table it prints, per ladder, the Cramér-Rao bound on the standard deviation of a
+(``scaling.laws.synthetic.a_error_bound``): no unbiased estimator spreads less. From it follows
+the chance that even an estimator at the bound lands within 0.01 on every ladder and seed.
+
 The frontier sees only where neighbouring curves cross. Near a crossing two curves differ by
 fractions of a percent, so noise that is small against the loss moves the crossing, and with 4
 or 5 sizes only 2 or 3 crossings carry the slope. The table shows at which noise the frontier
@@ -27,13 +31,13 @@ import dataclasses
 import time
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, stats
 
 from scaling.laws.data import Curves, FitError
 from scaling.laws.frontier import fit_frontier
 from scaling.laws.isoflop import fit_isoflop
 from scaling.laws.parametric import fit_huber, fit_lsq
-from scaling.laws.synthetic import EPOCH_LAW, truncated_ladder
+from scaling.laws.synthetic import EPOCH_LAW, a_error_bound, truncated_ladder
 
 A_TRUE = EPOCH_LAW["beta"] / (EPOCH_LAW["alpha"] + EPOCH_LAW["beta"])
 
@@ -74,6 +78,13 @@ def main() -> None:
     t0 = time.perf_counter()
     print(f"known a = {A_TRUE:.4f}; ladders of 4, 5 and 6 sizes x {args.seeds} seeds, first and "
           f"last runs truncated, 100 points per run")
+    print("Cramér-Rao bound on sd(a) (any unbiased estimator), by ladder and noise:")
+    for noise in args.noise:
+        sds = {k: a_error_bound(truncated_ladder(k, 0, noise=0.0), noise) for k in (4, 5, 6)}
+        p_all = np.prod([(2 * stats.norm.cdf(0.01 / sd) - 1) ** args.seeds for sd in sds.values()])
+        print(f"  {noise:.1%}: " + ", ".join(f"{k} sizes {sd:.4f}" for k, sd in sds.items())
+              + f"; chance that an estimator at the bound lands within 0.01 on all "
+              f"{3 * args.seeds} ladders: {p_all:.3f}")
     print("| noise | method | max abs error | mean error | failed fits | all within 0.01 |")
     print("|---|---|---|---|---|---|")
     for noise in args.noise:

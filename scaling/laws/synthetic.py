@@ -66,3 +66,38 @@ def truncated_ladder(k: int, seed: int, *, noise: float = 0.01, points: int = 10
     spans[0], spans[-1] = (1 / 3, 3.0), (1 / 30, 1.0)
     return synthetic_curves(np.geomspace(2e7, 2e7 * 3.0 ** (k - 1), k), spans=spans,
                             noise=noise, seed=seed, points_per_curve=points)
+
+
+def a_error_bound(curves: Curves, noise: float, law: dict | None = None) -> float:
+    """Cramér-Rao bound on the standard deviation of any unbiased estimate of a from ``curves``.
+
+    With multiplicative log-normal noise of standard deviation ``noise`` on every point (as
+    :func:`synthetic_curves` draws it), ``log L`` carries Gaussian noise and the Fisher information
+    of the law's five parameters ``(E, A, B, alpha, beta)`` is ``J^T J / noise^2``, with ``J`` the
+    Jacobian of ``log L`` at the true law over the curves' ``(N, D)``. The bound on
+    ``a = beta / (alpha + beta)`` follows by the delta method. It depends only on where the
+    points lie (their noise is ignored), so it says how precisely a ladder *can* pin a down:
+    no unbiased estimator, parametric or frontier, has a smaller standard deviation.
+
+    Args:
+        curves: the points (``N`` and ``D`` are used).
+        noise: standard deviation of the noise on ``log L`` (0.01 is 1%).
+        law: ``E, A, B, alpha, beta``; default :data:`EPOCH_LAW`.
+
+    >>> c = truncated_ladder(6, 0, noise=0.0)
+    >>> round(a_error_bound(c, 0.01) / a_error_bound(c, 0.001), 6)  # linear in the noise
+    10.0
+    """
+    if noise <= 0:
+        raise ValueError(f"noise must be positive, got {noise}")
+    law = dict(EPOCH_LAW if law is None else law)
+    E, A, B, alpha, beta = (law[k] for k in ("E", "A", "B", "alpha", "beta"))
+    N, D = np.asarray(curves.N, np.float64), np.asarray(curves.D, np.float64)
+    n_term, d_term = A * N ** -alpha, B * D ** -beta
+    L = E + n_term + d_term
+    # d log L / d (E, A, B, alpha, beta)
+    J = np.stack([1.0 / L, n_term / A / L, d_term / B / L,
+                  -n_term * np.log(N) / L, -d_term * np.log(D) / L], axis=1)
+    cov = np.linalg.inv(J.T @ J) * noise ** 2
+    grad = np.array([0.0, 0.0, 0.0, -beta, alpha]) / (alpha + beta) ** 2
+    return float(np.sqrt(grad @ cov @ grad))

@@ -15,7 +15,7 @@ from scaling.laws.data import FitError
 from scaling.laws.frontier import fit_frontier
 from scaling.laws.isoflop import fit_isoflop
 from scaling.laws.parametric import fit_huber, fit_lsq
-from scaling.laws.synthetic import EPOCH_LAW, truncated_ladder
+from scaling.laws.synthetic import EPOCH_LAW, a_error_bound, truncated_ladder
 
 A_TRUE = EPOCH_LAW["beta"] / (EPOCH_LAW["alpha"] + EPOCH_LAW["beta"])
 LADDERS = (4, 5, 6)
@@ -73,3 +73,21 @@ def test_frontier_rules_without_noise():
 def test_isoflop_is_a_rough_view_on_few_sizes(errors):
     iso = errors["isoflop"]
     assert np.nanmax(np.abs(iso[3:])) < 0.05, iso  # 5 and 6 sizes
+
+
+@pytest.mark.slow
+def test_cramer_rao_bound_matches_the_spread_of_least_squares():
+    """Least squares spreads as the Cramér-Rao bound says: at 1%, 4 sizes cannot pin a to 0.01.
+
+    Over 24 draws of the 4-size ladder at 1% noise, least squares (unbiased and efficient here)
+    spreads as the bound says; a wrong bound (a missing noise factor, a wrong gradient) lands far
+    outside. At sd(a) = 0.008 a single unbiased estimate falls within 0.01 of the truth only
+    about 79% of the time, whatever the method.
+    """
+    bound = a_error_bound(truncated_ladder(4, 0, noise=0.0), 0.01)
+    assert 0.007 < bound < 0.009
+    a = [fit_lsq(truncated_ladder(4, seed, noise=0.01), num_starts=4).a for seed in range(100, 124)]
+    assert abs(np.mean(a) - A_TRUE) < 3 * bound / np.sqrt(len(a))  # unbiased within its error
+    assert 0.6 * bound < np.std(a, ddof=1) < 1.5 * bound
+    # more sizes pin a down better
+    assert a_error_bound(truncated_ladder(6, 0, noise=0.0), 0.01) < 0.5 * bound
