@@ -185,22 +185,27 @@ def _eval_loss(args) -> int:
 
 def _dyna(args) -> int:
     import envs  # gymnasium
-    from agents.dyna import DynaConfig, run_dyna  # torch, stable-baselines3
+    from agents.dyna import DynaConfig, evaluate_saved_agent, run_dyna  # torch, SB3
 
     cfg = DynaConfig(rounds=args.rounds, timesteps_per_round=args.timesteps,
                      horizon=args.horizon, n_steps=args.n_steps,
                      real_steps_per_round=args.real_steps, wm_updates_per_round=args.wm_updates,
                      eval_episodes=args.eval_episodes, eval_max_steps=args.eval_max_steps,
                      real_observations=args.real_observations, seed=args.seed)
-    sim = _simulator(args, args.num_envs)
-    results = run_dyna(sim, lambda: envs.make(args.env, max_episode_steps=cfg.eval_max_steps),
-                       cfg, args.run_dir)
+    sim = _simulator(args, 1 if args.evaluate_only else args.num_envs)
+    make_env = lambda: envs.make(args.env, max_episode_steps=cfg.eval_max_steps)  # noqa: E731
+    if args.evaluate_only:
+        results = evaluate_saved_agent(sim, make_env, cfg, args.run_dir)
+        out = os.path.join(args.run_dir, f"evaluation-seed{args.seed}.json")
+    else:
+        results = run_dyna(sim, make_env, cfg, args.run_dir)
+        out = os.path.join(args.run_dir, "results.json")
     for who in ("ppo", "random"):
         r = results[who]
         print(f"{who:>6}: return {r['mean']:.2f} (95% CI [{r['ci95'][0]:.2f}, "
               f"{r['ci95'][1]:.2f}]) over {len(r['returns'])} real episodes")
-    print(f"results in {os.path.join(args.run_dir, 'results.json')}, TensorBoard logs in "
-          f"{os.path.join(args.run_dir, 'tb')}")
+    print(f"results in {out}" + ("" if args.evaluate_only else
+                                 f", TensorBoard logs in {os.path.join(args.run_dir, 'tb')}"))
     return 0
 
 
@@ -359,6 +364,11 @@ def register(subparsers) -> None:
                    help="what the agent sees in the real env: each frame through the tokenizer "
                         "(encode, decode; the kind of frame it trained on, as IRIS) or the raw "
                         "frame")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="train nothing: evaluate the agent saved in --run-dir again (and random "
+                        "play), --eval-episodes each from the env seed --seed + 1000; a --seed "
+                        "other than the run's gives independent episodes. Writes "
+                        "evaluation-seed<SEED>.json there")
     p.set_defaults(func=_threaded(_dyna))
 
     p = subparsers.add_parser("play", help="play inside a world model at the keyboard (pygame)")

@@ -41,6 +41,7 @@ from offline_data.atomic import write_text_atomic
 from offline_data.token_windows import TokenBatch
 from offline_data.tokens import EpisodeTokens
 from worldmodels.simulator import TokenWorldModelSimulator
+from worldmodels.train_utils import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -156,12 +157,23 @@ class _RandomPolicy:
 
 
 def evaluate_real(policy, make_env: Callable[[], gym.Env], episodes: int, seed: int,
-                  deterministic: bool = False) -> dict:
-    """Episode returns of ``policy`` in the real env: mean, 95% CI and the raw returns."""
+                  deterministic: bool = False, label: str = "policy") -> dict:
+    """Episode returns of ``policy`` in the real env: mean, 95% CI and the raw returns.
+
+    Progress over episodes (named ``label``) shows as a bar on a terminal, else as log lines.
+    """
     env = Monitor(make_env())
     env.reset(seed=seed)
+    progress = Progress(episodes, desc=f"real episodes ({label})", log=logger)
+
+    def count(locals_: dict, globals_: dict) -> None:  # before this step's episode is counted
+        progress.update(int(np.sum(locals_["episode_counts"])) - progress.done)
+
     returns, lengths = evaluate_policy(policy, env, n_eval_episodes=episodes,
-                                       deterministic=deterministic, return_episode_rewards=True)
+                                       deterministic=deterministic, return_episode_rewards=True,
+                                       callback=count)
+    progress.update(episodes - progress.done)
+    progress.close()
     env.close()
     mean, lo, hi = confidence_interval(returns)
     return {"mean": mean, "ci95": [lo, hi], "returns": [float(r) for r in returns],
@@ -235,10 +247,10 @@ def update_world_model(simulator: TokenWorldModelSimulator, episodes: list[Episo
     return losses
 
 
-def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env],
-             config: DynaConfig, run_dir: str | os.PathLike) -> dict:
-    """Train PPO inside the world model, evaluate it in the real env; returns the results."""
-    run_dir = Path(run_dir)
+def _check_real_env(simulator: TokenWorldModelSimulator,
+                    make_env: Callable[[], gym.Env]) -> gym.Space:
+    """Raise ``ValueError`` unless the real env's frames and actions fit the world model's;
+    returns the env's action space."""
     probe = make_env()
     if tuple(probe.observation_space.shape) != tuple(simulator.observation_shape):
         raise ValueError(f"the env's observations have shape {probe.observation_space.shape} but "
@@ -246,6 +258,14 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
                          "the env with the frame size the world model was trained on")
     check_action_space(simulator.discretizer, probe.action_space, "world model")
     probe.close()
+    return probe.action_space
+
+
+def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env],
+             config: DynaConfig, run_dir: str | os.PathLike) -> dict:
+    """Train PPO inside the world model, evaluate it in the real env; returns the results."""
+    run_dir = Path(run_dir)
+    _check_real_env(simulator, make_env)
     run_dir.mkdir(parents=True, exist_ok=True)
     venv = VecMonitor(WorldModelVecEnv(simulator, max_episode_steps=config.horizon))
     venv.seed(config.seed)
@@ -255,11 +275,6 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
                 ent_coef=config.ent_coef, seed=config.seed, verbose=0,
                 tensorboard_log=str(run_dir / "tb"), device=simulator.device)
     view = simulator.reconstruct_frames if config.real_observations == "reconstructed" else None
-
-    def make_agent_env() -> gym.Env:
-        env = make_env()
-        return env if view is None else ReconstructedObservation(env, view)
-
     history = []
     for r in range(config.rounds):
         agent.learn(config.timesteps_per_round, callback=_Progress(config.timesteps_per_round),
@@ -277,12 +292,54 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
         history.append(record)
         logger.info("round %d: %s", r, record)
     agent.save(run_dir / "ppo.zip")
-    results = {
-        "config": asdict(config),
-        "rounds": history,
-        "ppo": evaluate_real(agent, make_agent_env, config.eval_episodes, config.seed + 1000),
-        "random": evaluate_real(_RandomPolicy(probe.action_space, config.seed), make_env,
-                                config.eval_episodes, config.seed + 1000),
-    }
+    results = {"config": asdict(config), "rounds": history,
+               **evaluate_agent(agent, simulator, make_env, config)}
     write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def evaluate_agent(agent: PPO, simulator: TokenWorldModelSimulator,
+                   make_env: Callable[[], gym.Env], config: DynaConfig) -> dict:
+    """``agent`` and uniform-random play in the real env, ``config.eval_episodes`` each.
+
+    Both play episodes from the env seed ``config.seed + 1000``; the agent sees what
+    ``config.real_observations`` says (the tokenizer's reconstructions, or the raw frames).
+    """
+    view = simulator.reconstruct_frames if config.real_observations == "reconstructed" else None
+
+    def make_agent_env() -> gym.Env:
+        env = make_env()
+        return env if view is None else ReconstructedObservation(env, view)
+
+    space = _check_real_env(simulator, make_env)
+    return {
+        "ppo": evaluate_real(agent, make_agent_env, config.eval_episodes, config.seed + 1000,
+                             label="PPO"),
+        "random": evaluate_real(_RandomPolicy(space, config.seed), make_env,
+                                config.eval_episodes, config.seed + 1000, label="random"),
+    }
+
+
+def evaluate_saved_agent(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env],
+                         config: DynaConfig, run_dir: str | os.PathLike) -> dict:
+    """Evaluate the agent a finished ``run_dyna`` saved in ``run_dir`` again, without training.
+
+    Another ``config.seed`` gives episodes independent of the run's own evaluation (the env,
+    the agent's sampling and the random baseline are all seeded from it). The results go to
+    ``<run_dir>/evaluation-seed<seed>.json``, beside the run's ``results.json``.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "ppo.zip"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: evaluate the run directory of a finished "
+                                "`embscale dyna` (it saves the agent as ppo.zip), or train one "
+                                "first")
+    agent = PPO.load(path, device=simulator.device)
+    agent.set_random_seed(config.seed)
+    results = {"config": {"eval_episodes": config.eval_episodes,
+                          "eval_max_steps": config.eval_max_steps,
+                          "real_observations": config.real_observations, "seed": config.seed},
+               **evaluate_agent(agent, simulator, make_env, config)}
+    write_text_atomic(run_dir / f"evaluation-seed{config.seed}.json",
+                      json.dumps(results, indent=2) + "\n")
     return results

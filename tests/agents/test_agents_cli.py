@@ -104,3 +104,18 @@ def test_dyna_command(world, capsys):
                  "--horizon", "8", "--eval-episodes", "2", "--eval-max-steps", "20"]) == 0
     results = json.loads((run / "results.json").read_text())
     assert np.isfinite(results["ppo"]["mean"]) and "random" in capsys.readouterr().out
+    # the saved agent evaluated again, on other episodes, without training
+    again = ["dyna", *_wm_args(world), "--env", "embscale/Breakout-v0", "--run-dir", str(run),
+             "--eval-episodes", "3", "--eval-max-steps", "20", "--evaluate-only"]
+    zip_stamp = (run / "ppo.zip").stat().st_mtime_ns
+    assert main([*again, "--seed", "5"]) == 0
+    out = json.loads((run / "evaluation-seed5.json").read_text())
+    assert len(out["ppo"]["returns"]) == len(out["random"]["returns"]) == 3
+    assert out["config"]["seed"] == 5 and "evaluation-seed5.json" in capsys.readouterr().out
+    assert (run / "ppo.zip").stat().st_mtime_ns == zip_stamp
+    assert json.loads((run / "results.json").read_text()) == results
+    # the same seed gives the same episodes
+    assert main([*again, "--seed", "5"]) == 0
+    assert json.loads((run / "evaluation-seed5.json").read_text()) == out
+    assert main([a if a != str(run) else str(world / "no-run") for a in again]) == 2
+    assert "ppo.zip does not exist" in capsys.readouterr().err

@@ -34,6 +34,9 @@ def test_short_ppo_inside_the_world_model_with_real_steps_and_updates(tmp_path, 
     # off a terminal, progress comes as log lines, the last at the end of the round
     progress = [r.getMessage() for r in caplog.records if "imagined steps" in r.getMessage()]
     assert len(progress) >= 2 and progress[-1].startswith("imagined steps 128/128")
+    # and so does the evaluation, over episodes
+    messages = [r.getMessage() for r in caplog.records]
+    assert "real episodes (PPO) 2/2" in messages and "real episodes (random) 2/2" in messages
     assert np.isfinite(results["rounds"][0]["wm_loss"])
     assert any(not torch.equal(a, b) for a, b in zip(before, sim.model.parameters(), strict=True))
     assert len(sim.start_episodes) > starts
