@@ -342,7 +342,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("dyna", help="train PPO inside a world model, evaluate it for real")
     _add_wm_args(p)
     p.add_argument("--env", required=True, help="the real env, e.g. embscale/Breakout-v0")
-    p.add_argument("--run-dir", required=True, help="where ppo.zip, results.json and tb/ go")
+    p.add_argument("--run-dir", required=True,
+                   help="where ppo.zip, results.json, tb/ (and world_model.pt, with --wm-updates) "
+                        "go")
     p.add_argument("--num-envs", type=A.positive_int, default=16,
                    help="imagined envs stepped together")
     p.add_argument("--rounds", type=A.positive_int, default=1,

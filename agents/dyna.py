@@ -6,7 +6,8 @@ steps in the real env with the current agent and fine-tunes the world model on t
 ``wm_updates_per_round`` gradient steps (their episodes also become burn-in starts). The agent is
 evaluated in the real env, beside a uniform-random policy, with 95% confidence intervals over
 episodes. TensorBoard logs go to ``<run_dir>/tb``, the agent to ``<run_dir>/ppo.zip``, the results
-to ``<run_dir>/results.json``.
+to ``<run_dir>/results.json``, and a world model updated on real steps to
+``<run_dir>/world_model.pt``.
 
 Example:
     embscale dyna --world-model runs/wm/checkpoints/last.pt --tokenizer runs/tok/tokenizer.pt
@@ -41,6 +42,7 @@ from offline_data.atomic import write_text_atomic
 from offline_data.token_windows import TokenBatch
 from offline_data.tokens import EpisodeTokens
 from worldmodels.simulator import TokenWorldModelSimulator
+from worldmodels.token_model import save_token_model
 from worldmodels.train_utils import Progress
 
 logger = logging.getLogger(__name__)
@@ -160,14 +162,20 @@ def evaluate_real(policy, make_env: Callable[[], gym.Env], episodes: int, seed: 
                   deterministic: bool = False, label: str = "policy") -> dict:
     """Episode returns of ``policy`` in the real env: mean, 95% CI and the raw returns.
 
+    With a discrete action space, ``action_counts`` gives how often each action was taken over
+    all the episodes' steps (what the policy does, e.g. whether it ever fires in Breakout).
     Progress over episodes (named ``label``) shows as a bar on a terminal, else as log lines.
     """
     env = Monitor(make_env())
     env.reset(seed=seed)
     progress = Progress(episodes, desc=f"real episodes ({label})", log=logger)
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    counts = np.zeros(int(env.action_space.n) if discrete else 0, np.int64)
 
     def count(locals_: dict, globals_: dict) -> None:  # before this step's episode is counted
         progress.update(int(np.sum(locals_["episode_counts"])) - progress.done)
+        if discrete:
+            counts[int(np.asarray(locals_["actions"]).reshape(-1)[locals_["i"]])] += 1
 
     returns, lengths = evaluate_policy(policy, env, n_eval_episodes=episodes,
                                        deterministic=deterministic, return_episode_rewards=True,
@@ -176,8 +184,11 @@ def evaluate_real(policy, make_env: Callable[[], gym.Env], episodes: int, seed: 
     progress.close()
     env.close()
     mean, lo, hi = confidence_interval(returns)
-    return {"mean": mean, "ci95": [lo, hi], "returns": [float(r) for r in returns],
-            "lengths": [int(n) for n in lengths]}
+    out = {"mean": mean, "ci95": [lo, hi], "returns": [float(r) for r in returns],
+           "lengths": [int(n) for n in lengths]}
+    if discrete:
+        out["action_counts"] = counts.tolist()
+    return out
 
 
 def _collect_real(agent: PPO, make_env, steps: int, simulator: TokenWorldModelSimulator,
@@ -249,8 +260,7 @@ def update_world_model(simulator: TokenWorldModelSimulator, episodes: list[Episo
 
 def _check_real_env(simulator: TokenWorldModelSimulator,
                     make_env: Callable[[], gym.Env]) -> gym.Space:
-    """Raise ``ValueError`` unless the real env's frames and actions fit the world model's;
-    returns the env's action space."""
+    """The real env's action space, after checking that its frames and actions fit the model."""
     probe = make_env()
     if tuple(probe.observation_space.shape) != tuple(simulator.observation_shape):
         raise ValueError(f"the env's observations have shape {probe.observation_space.shape} but "
@@ -292,6 +302,8 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
         history.append(record)
         logger.info("round %d: %s", r, record)
     agent.save(run_dir / "ppo.zip")
+    if config.wm_updates_per_round:  # the world model as the real steps left it
+        save_token_model(simulator.model, run_dir / "world_model.pt")
     results = {"config": asdict(config), "rounds": history,
                **evaluate_agent(agent, simulator, make_env, config)}
     write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")

@@ -45,9 +45,15 @@ def test_short_ppo_inside_the_world_model_with_real_steps_and_updates(tmp_path, 
     assert len(calls) > 30 and set(calls) == {1}
     for who in ("ppo", "random"):
         assert len(results[who]["returns"]) == 2
+        # every step of the evaluation episodes counted once, by action
+        counts = results[who]["action_counts"]
+        assert len(counts) == 4 and sum(counts) == sum(results[who]["lengths"])
         assert results[who]["ci95"][0] <= results[who]["mean"] <= results[who]["ci95"][1]
     assert json.loads((tmp_path / "results.json").read_text())["ppo"] == results["ppo"]
     assert (tmp_path / "ppo.zip").is_file() and any((tmp_path / "tb").rglob("events.*"))
+    # the updated world model is kept, and loads as it was left
+    saved = torch.load(tmp_path / "world_model.pt", weights_only=True)["model"]
+    assert all(torch.equal(saved[k], v) for k, v in sim.model.state_dict().items())
 
 
 def test_env_mismatches_and_bad_config_are_refused(tmp_path):
