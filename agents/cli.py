@@ -185,7 +185,7 @@ def _eval_loss(args) -> int:
 
 def _dyna(args) -> int:
     import envs  # gymnasium
-    from agents.dyna import DynaConfig, evaluate_saved_agent, run_dyna  # torch, SB3
+    from agents.dyna import DynaConfig, evaluate_saved_agent, evaluation_path, run_dyna  # torch
 
     cfg = DynaConfig(rounds=args.rounds, timesteps_per_round=args.timesteps,
                      horizon=args.horizon, n_steps=args.n_steps,
@@ -196,7 +196,7 @@ def _dyna(args) -> int:
     make_env = lambda: envs.make(args.env, max_episode_steps=cfg.eval_max_steps)  # noqa: E731
     if args.evaluate_only:
         results = evaluate_saved_agent(sim, make_env, cfg, args.run_dir)
-        out = os.path.join(args.run_dir, f"evaluation-seed{args.seed}.json")
+        out = evaluation_path(args.run_dir, args.seed)
     else:
         results = run_dyna(sim, make_env, cfg, args.run_dir)
         out = os.path.join(args.run_dir, "results.json")

@@ -275,7 +275,7 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
              config: DynaConfig, run_dir: str | os.PathLike) -> dict:
     """Train PPO inside the world model, evaluate it in the real env; returns the results."""
     run_dir = Path(run_dir)
-    _check_real_env(simulator, make_env)
+    space = _check_real_env(simulator, make_env)
     run_dir.mkdir(parents=True, exist_ok=True)
     venv = VecMonitor(WorldModelVecEnv(simulator, max_episode_steps=config.horizon))
     venv.seed(config.seed)
@@ -284,7 +284,7 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
                 n_epochs=config.n_epochs, learning_rate=config.learning_rate,
                 ent_coef=config.ent_coef, seed=config.seed, verbose=0,
                 tensorboard_log=str(run_dir / "tb"), device=simulator.device)
-    view = simulator.reconstruct_frames if config.real_observations == "reconstructed" else None
+    view = _agent_view(simulator, config)
     history = []
     for r in range(config.rounds):
         agent.learn(config.timesteps_per_round, callback=_Progress(config.timesteps_per_round),
@@ -305,29 +305,41 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
     if config.wm_updates_per_round:  # the world model as the real steps left it
         save_token_model(simulator.model, run_dir / "world_model.pt")
     results = {"config": asdict(config), "rounds": history,
-               **evaluate_agent(agent, simulator, make_env, config)}
+               **evaluate_agent(agent, simulator, make_env, config, space)}
     write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
 
 
+def _agent_view(simulator: TokenWorldModelSimulator,
+                config: DynaConfig) -> Callable[[np.ndarray], np.ndarray] | None:
+    """What the agent sees of real frames: their reconstructions, or (None) the frames."""
+    return simulator.reconstruct_frames if config.real_observations == "reconstructed" else None
+
+
+def evaluation_path(run_dir: str | os.PathLike, seed: int) -> Path:
+    """Where ``evaluate_saved_agent`` writes an evaluation with ``seed``."""
+    return Path(run_dir) / f"evaluation-seed{seed}.json"
+
+
 def evaluate_agent(agent: PPO, simulator: TokenWorldModelSimulator,
-                   make_env: Callable[[], gym.Env], config: DynaConfig) -> dict:
+                   make_env: Callable[[], gym.Env], config: DynaConfig,
+                   action_space: gym.Space) -> dict:
     """``agent`` and uniform-random play in the real env, ``config.eval_episodes`` each.
 
-    Both play episodes from the env seed ``config.seed + 1000``; the agent sees what
-    ``config.real_observations`` says (the tokenizer's reconstructions, or the raw frames).
+    Random play samples ``action_space``. Both play episodes from the env seed
+    ``config.seed + 1000``; the agent sees what ``config.real_observations`` says (the
+    tokenizer's reconstructions, or the raw frames).
     """
-    view = simulator.reconstruct_frames if config.real_observations == "reconstructed" else None
+    view = _agent_view(simulator, config)
 
     def make_agent_env() -> gym.Env:
         env = make_env()
         return env if view is None else ReconstructedObservation(env, view)
 
-    space = _check_real_env(simulator, make_env)
     return {
         "ppo": evaluate_real(agent, make_agent_env, config.eval_episodes, config.seed + 1000,
                              label="PPO"),
-        "random": evaluate_real(_RandomPolicy(space, config.seed), make_env,
+        "random": evaluate_real(_RandomPolicy(action_space, config.seed), make_env,
                                 config.eval_episodes, config.seed + 1000, label="random"),
     }
 
@@ -340,18 +352,17 @@ def evaluate_saved_agent(simulator: TokenWorldModelSimulator, make_env: Callable
     the agent's sampling and the random baseline are all seeded from it). The results go to
     ``<run_dir>/evaluation-seed<seed>.json``, beside the run's ``results.json``.
     """
-    run_dir = Path(run_dir)
-    path = run_dir / "ppo.zip"
+    path = Path(run_dir) / "ppo.zip"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: evaluate the run directory of a finished "
                                 "`embscale dyna` (it saves the agent as ppo.zip), or train one "
                                 "first")
+    space = _check_real_env(simulator, make_env)
     agent = PPO.load(path, device=simulator.device)
     agent.set_random_seed(config.seed)
     results = {"config": {"eval_episodes": config.eval_episodes,
                           "eval_max_steps": config.eval_max_steps,
                           "real_observations": config.real_observations, "seed": config.seed},
-               **evaluate_agent(agent, simulator, make_env, config)}
-    write_text_atomic(run_dir / f"evaluation-seed{config.seed}.json",
-                      json.dumps(results, indent=2) + "\n")
+               **evaluate_agent(agent, simulator, make_env, config, space)}
+    write_text_atomic(evaluation_path(run_dir, config.seed), json.dumps(results, indent=2) + "\n")
     return results
