@@ -9,6 +9,7 @@ Example::
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -31,7 +32,9 @@ def check_training_options(overrides: dict[str, Any], where: str = "training opt
 
 def train_model(task: str, size: str, data: str, run_dir: str | os.PathLike, *, seed: int = 0,
                 tokens: float | None = None, flops: float | None = None,
-                steps: int | None = None, preset: str | None = None, **overrides: Any):
+                steps: int | None = None, preset: str | None = None,
+                callbacks: list[Callable[[int, dict | None], None]] | None = None,
+                **overrides: Any):
     """Train one model; returns the trainer's ``TrainResult``. Resumes a killed run.
 
     Args:
@@ -44,6 +47,8 @@ def train_model(task: str, size: str, data: str, run_dir: str | os.PathLike, *, 
         flops: budget in FLOPs C = 6ND.
         steps: budget in optimizer steps (at least one budget is needed).
         preset: task preset name (default: by size, see :func:`build`).
+        callbacks: called as ``callback(step, record)`` after every optimizer step (``record``:
+            the logged metrics at a log point, else None); see ``worldmodels.trainer.Trainer``.
         overrides: ``TrainConfig`` fields (learning_rate, tokens_per_update, device, ...) and the
             model options of :func:`build` (seq_len, aux_heads, image_size, dropout).
     """
@@ -59,4 +64,5 @@ def train_model(task: str, size: str, data: str, run_dir: str | os.PathLike, *, 
            "tokens_per_update": p.update_tokens(size), "max_tokens": tokens or 0,
            "max_flops": flops or 0, "max_steps": steps or 0}
     cfg.update(overrides)
-    return Trainer(model, source, TrainConfig(**cfg), run_config=run_config).train()
+    return Trainer(model, source, TrainConfig(**cfg), run_config=run_config,
+                   callbacks=callbacks).train()

@@ -22,6 +22,19 @@ def test_train_command_writes_a_run(tmp_path, capsys):
     assert rows[-1]["step"] == 4 and rows[-1]["lr"] > 0
 
 
+def test_train_model_calls_its_callbacks_after_every_step(tmp_path):
+    from scaling.training import train_model
+
+    write_shards(tmp_path / "shards")
+    seen = []
+    result = train_model("wm-token", "s10k", str(tmp_path / "shards"), tmp_path / "r", steps=5,
+                         seq_len=3, micro_batch_size=4, tokens_per_update=0, tensorboard=False,
+                         callbacks=[lambda step, record: seen.append((step, record is None))])
+    assert result.steps == 5
+    assert [s for s, _ in seen] == [1, 2, 3, 4, 5]
+    assert not seen[0][1] and not seen[-1][1]  # step 1 and the last step are log points
+
+
 def test_bad_size_and_task_data_mismatch_are_user_errors(tmp_path, capsys):
     write_shards(tmp_path / "shards")
     base = ["train", "--data", str(tmp_path / "shards"), "--steps", "1", "--run-dir",
