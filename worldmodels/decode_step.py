@@ -97,8 +97,7 @@ class DecodeStep:
         self._ids = torch.zeros(cache.batch_size, dtype=torch.long, device=self.device)
         self._fn = self._compiled = decode_one
         if self.mode == "compile":
-            fused = functools.partial(decode_one, math_attention=True,
-                                      gemv=cache.batch_size == 1 and self.device.type == "cpu")
+            fused = functools.partial(decode_one, math_attention=True)
             # fullgraph: a graph break would bring back the per-op overhead this step removes
             self._compiled = torch.compile(fused, fullgraph=True, dynamic=False)
             if not self.compile_after:
@@ -226,14 +225,14 @@ class DecodeStep:
             key = tuple(setting.values())
             first = key not in self._frames
             if first:
-                gemv = c.batch_size == 1 and self.device.type == "cpu"
                 # fullgraph: a graph break would bring back the per-call overhead
                 self._frames[key] = torch.compile(
-                    functools.partial(fn, gemv=gemv, math_attention=True), fullgraph=True,
+                    functools.partial(fn, math_attention=True), fullgraph=True,
                     dynamic=False)
                 # On a CPU the compiled step's wrapper (its buffer allocations and kernel calls)
-                # is C++: in one pair of timings an s300k step at batch 1 took 3.15 ms with it and
-                # 3.48 ms without, for about twice the compile time.
+                # is C++: in one pair of timings an s300k step at batch 1 (its linear layers then
+                # written as reductions) took 3.15 ms with it and 3.48 ms without, for about
+                # twice the compile time.
                 if self.device.type == "cpu":
                     wrapper = _cpp_wrapper()
             else:

@@ -63,7 +63,7 @@ def _check_against_row_forward(gpt, batch, mode, steps=8, fused_forms=False, **k
     cache = copy.deepcopy(ref)
     step = DecodeStep(gpt, cache, mode=mode, **kwargs)
     if fused_forms:  # the compiled step's arithmetic, run eagerly
-        step._fn = functools.partial(decode_one, gemv=True, math_attention=True)
+        step._fn = functools.partial(decode_one, math_attention=True)
     g = torch.Generator().manual_seed(2)
     for i in range(steps):
         ids = torch.randint(0, 50, (batch,), generator=g).to(cache.tokens.device)
