@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 import torch
+from _stats import mean_interval
 from gymnasium import spaces
 
 from offline_data.discretize import discretizer_for_space
@@ -173,16 +174,6 @@ def main(argv=None) -> int:
             line += f"; target >= 8x on CPU: {verdict} (met when the interval lies above 8)"
         print(line)
     return 0
-
-
-def mean_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval of the mean of ``values`` (at least two)."""
-    from scipy import stats
-
-    m = statistics.fmean(values)
-    half = float(stats.t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / len(
-        values) ** 0.5
-    return m, m - half, m + half
 
 
 if __name__ == "__main__":

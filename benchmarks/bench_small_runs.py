@@ -36,6 +36,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _stats import mean_interval  # noqa: E402
 
 from offline_data.token_writer import write_token_shards  # noqa: E402
 from offline_data.tokens import EpisodeTokens, TokenHeader  # noqa: E402
@@ -160,15 +161,6 @@ def sweep_fixed_cost(shards: Path, root: Path, runs: int, mode: str, rounds: int
     in_entry = sum(json.loads((s.run_dir / DONE_FILE).read_text())["seconds"] for s in every)
     # two at a time: the sweep's wall time holds half of the summed per-run work
     return wall, (in_entry - trained) / len(every), (wall - in_entry / 2) * 2 / len(every)
-
-
-def mean_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval of the mean of ``values`` (at least two)."""
-    from scipy import stats
-
-    v = np.asarray(values, np.float64)
-    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
 
 
 def main() -> int:

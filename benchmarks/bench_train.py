@@ -29,6 +29,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _stats import mean_interval
 from torch import nn
 
 from worldmodels.gpt import GPT, GPTConfig, configure_optimizer, init_weights
@@ -179,18 +180,6 @@ def bench_shape(n_layer, n_head, n_embd, vocab, block, batch, steps, rounds, dev
     pairs = ([g / o for o, g in zip(times["ours"], times["gpt2"], strict=True)]
              if "gpt2" in steps_fns and "ours" in steps_fns else [])
     return n, tps, pairs
-
-
-def mean_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval of the mean (NaN interval for fewer than two values)."""
-    from scipy import stats
-
-    if len(values) < 2:
-        return (values[0] if values else math.nan), math.nan, math.nan
-    m = statistics.fmean(values)
-    half = float(stats.t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(
-        len(values))
-    return m, m - half, m + half
 
 
 def attention_flops_per_token(n_layer: int, n_embd: int, block: int) -> int:
