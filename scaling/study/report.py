@@ -10,7 +10,11 @@ from offline_data.atomic import write_text_atomic
 from scaling.fitting import bootstrap_sentence
 from scaling.study.action_baselines import below_bar, context_bar, context_bar_stderr
 from scaling.study.loss_vs_quality import cluster_note
-from scaling.study.report_exponents import agreement_sentence, difference_sentence
+from scaling.study.report_exponents import (
+    agreement_sentence,
+    difference_sentence,
+    frontier_identified,
+)
 from scaling.study.report_page import (
     TASK_TITLES,
     Report,
@@ -176,7 +180,8 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
             r.add("p", f"{TASK_TITLES.get(task, task)}: {bootstrap_sentence(fit)}")
     r.add("table", "", coefficient_table(fits))
     for task, fit in fits.items():
-        r.add("p", f"{TASK_TITLES.get(task, task)}: {agreement_sentence(fit)}")
+        r.add("p", f"{TASK_TITLES.get(task, task)}: {agreement_sentence(fit)} Frontier fit "
+                   f"{frontier_identified(fit)[1]}.")
     if diff := difference_sentence(fits):
         r.add("p", diff)
     notes = []

@@ -22,6 +22,13 @@ PAPER_A = {"bc-token": 0.32, "bc-cnn": 0.66}
 
 MAX_PAIRS = 4_000_000  # above this many refit pairs, a seeded random subset of pairs is used
 
+MIN_FRONTIER_SIZES = 3
+"""Sizes the frontier fit must find optimal (bracketed by a smaller and a larger size) for its
+``a`` to count as identified: two sizes give a slope through two points."""
+
+MAX_A_WIDTH = 0.3
+"""Widest 95% interval of the frontier ``a`` that still counts as identified."""
+
 
 def _title(task: str) -> str:
     return TASK_TITLES.get(task, task)
@@ -81,6 +88,27 @@ def agreement_sentence(fit: dict | None) -> str:
     else:
         text += "the methods agree only in one direction (one interval is much wider)."
     return text
+
+
+def frontier_identified(fit: dict | None) -> tuple[bool, str]:
+    """Whether the frontier fit identifies ``a``, and why (a clause for the report).
+
+    Identified: at least :data:`MIN_FRONTIER_SIZES` sizes on the efficient frontier and a
+    bootstrap interval of ``a`` no wider than :data:`MAX_A_WIDTH`.
+    """
+    entry = (fit or {}).get("frontier")
+    if not fit or not entry or skipped_reason(entry):
+        why = skipped_reason(entry) if entry else "no frontier fit"
+        return False, f"not identified: the frontier fit was skipped ({why})"
+    sizes = int(entry.get("num_models") or len(entry.get("optimal_N") or []))
+    ci = _interval(entry)
+    width = None if ci is None else float(ci[1] - ci[0])
+    parts = [f"{sizes} size{'s' if sizes != 1 else ''} on the efficient frontier (at least "
+             f"{MIN_FRONTIER_SIZES} needed)",
+             (f"the 95% interval of a is {fmt(width)} wide (at most {MAX_A_WIDTH:g})"
+              if width is not None else _no_interval(entry))]
+    ok = sizes >= MIN_FRONTIER_SIZES and width is not None and width <= MAX_A_WIDTH
+    return ok, ("identified: " if ok else "not identified: ") + "; ".join(parts)
 
 
 def a_samples(entry: dict | None) -> np.ndarray:
@@ -160,5 +188,6 @@ def difference_sentence(fits: dict[str, dict | None]) -> str | None:
             f"{'includes' if lo <= paper <= hi else 'excludes'} the paper's {paper:.2f}.")
 
 
-__all__ = ["MAX_PAIRS", "PAPER_A", "a_samples", "agreement_sentence", "difference_interval",
-           "difference_sentence"]
+__all__ = ["MAX_A_WIDTH", "MAX_PAIRS", "MIN_FRONTIER_SIZES", "PAPER_A", "a_samples",
+           "agreement_sentence", "difference_interval", "difference_sentence",
+           "frontier_identified"]

@@ -20,6 +20,7 @@ from scaling.study.report_exponents import (
     agreement_sentence,
     difference_interval,
     difference_sentence,
+    frontier_identified,
 )
 from scaling.study.report_page import Report
 from scaling.study.report_protocol import (
@@ -273,6 +274,26 @@ def test_agreement_sentence_checks_each_interval():
     assert "agree." not in text
 
 
+def test_frontier_identified_needs_three_sizes_and_a_narrow_interval():
+    three = {"frontier": {**entry(0.52, [0.45, 0.53], []), "num_models": 3}}
+    ok, text = frontier_identified(three)
+    assert ok and text == ("identified: 3 sizes on the efficient frontier (at least 3 needed); "
+                           "the 95% interval of a is 0.080 wide (at most 0.3)")
+    # the default study's BC-CNN: two sizes and an interval 2.99 wide
+    wide = {"frontier": {**entry(0.34, [-1.39, 1.60], []), "num_models": 2}}
+    ok, text = frontier_identified(wide)
+    assert not ok and "2 sizes on the efficient frontier" in text and "2.99 wide" in text
+    narrow_two = {"frontier": {**entry(0.3, [0.25, 0.36], []), "optimal_N": [1e4, 3e4]}}
+    assert not frontier_identified(narrow_two)[0]  # a narrow interval from two sizes is not enough
+    no_ci = {"frontier": {**entry(0.5, [], []), "num_models": 4, "ci_error": "refits failed"}}
+    ok, text = frontier_identified(no_ci)
+    assert not ok and "no interval (refits failed)" in text
+    ok, text = frontier_identified(FITS["bc-cnn"])
+    assert not ok and text == ("not identified: the frontier fit was skipped (the curves never "
+                               "cross)")
+    assert not frontier_identified(None)[0]
+
+
 def test_bootstrap_samples_for_fit_json_are_finite_or_null():
     b = Bootstrap(samples={"a": np.array([0.31234567, np.nan, np.inf]), "E": np.ones(3)},
                   num_requested=3, num_failed=0, level=0.95, seed=0)
@@ -291,6 +312,7 @@ def test_study_report_has_the_protocol_and_the_exponent_sentences(study, monkeyp
     md = open(report.write_study_report(spec)["markdown"]).read()
     assert md.index("## Budget protocol") < md.index("## Scaling coefficients")
     assert "BC-Token: frontier a = 0.300 [0.250, 0.360], parametric a = 0.340" in md
+    assert "Frontier fit not identified: 1 size on the efficient frontier" in md
     assert "BC-CNN a − BC-Token a (the paper found 0.66 against 0.32" in md
     assert (study_dir / "report" / "protocol.json").is_file()
     assert "with the budget protocol's crossings (x)" in md
