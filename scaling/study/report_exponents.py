@@ -27,7 +27,8 @@ MIN_FRONTIER_SIZES = 3
 ``a`` to count as identified: two sizes give a slope through two points."""
 
 MAX_A_WIDTH = 0.3
-"""Widest 95% interval of the frontier ``a`` that still counts as identified."""
+"""Widest bootstrap interval (95% in a study) of the frontier ``a`` that still counts as
+identified."""
 
 
 def _title(task: str) -> str:
@@ -105,7 +106,8 @@ def frontier_identified(fit: dict | None) -> tuple[bool, str]:
     width = None if ci is None else float(ci[1] - ci[0])
     parts = [f"{sizes} size{'s' if sizes != 1 else ''} on the efficient frontier (at least "
              f"{MIN_FRONTIER_SIZES} needed)",
-             (f"the 95% interval of a is {fmt(width)} wide (at most {MAX_A_WIDTH:g})"
+             (f"the {_level(fit):.0%} interval of a is {fmt(width)} wide (at most "
+              f"{MAX_A_WIDTH:g})"
               if width is not None else _no_interval(entry))]
     ok = sizes >= MIN_FRONTIER_SIZES and width is not None and width <= MAX_A_WIDTH
     return ok, ("identified: " if ok else "not identified: ") + "; ".join(parts)
