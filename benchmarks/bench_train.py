@@ -138,7 +138,8 @@ def _time(step, steps, device) -> float:
 
 
 def bench_shape(n_layer, n_head, n_embd, vocab, block, batch, steps, rounds, device,
-                peers=("ours", "gpt2"), compile_ours=False) -> tuple[int, dict[str, float]]:
+                peers=("ours", "gpt2"), compile_ours=False, compile_peer=False
+                ) -> tuple[int, dict[str, float]]:
     """(N, tokens/s of each model, ours/GPT-2 speed ratio of each pair of adjacent steps).
 
     The models take ``rounds * steps`` single steps in turn (the order alternating); tokens/s is
@@ -160,8 +161,8 @@ def bench_shape(n_layer, n_head, n_embd, vocab, block, batch, steps, rounds, dev
     steps_fns = {}
     for name, m in models.items():
         opt = configure_optimizer(m, 1e-4, 0.1, (0.9, 0.95), fused=fused)
-        steps_fns[name] = _step_fn(torch.compile(m) if name == "ours" and compile_ours else m,
-                                   opt, idx, device)
+        on = compile_ours if name == "ours" else compile_peer and name == "gpt2"
+        steps_fns[name] = _step_fn(torch.compile(m) if on else m, opt, idx, device)
     times = {name: [] for name in models}
     for name in list(steps_fns):  # warm up (and compile); the textbook T x T scores may not fit
         try:
@@ -219,6 +220,8 @@ def main(argv=None) -> int:
     p.add_argument("--gpu-batch", type=int, default=8, help="windows per step, paper sizes")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile our model (default: on CUDA only, as the trainer)")
+    p.add_argument("--compile-peer", action="store_true",
+                   help="torch.compile GPT-2 too (compare both at their best)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -233,7 +236,7 @@ def main(argv=None) -> int:
     print(f"device {device} ({torch.get_num_threads()} threads), V={vocab}, "
           f"{args.seq_len} steps per window, {args.rounds * args.steps} training steps of each "
           f"model, one of each in turn; tokens/s over the median step; ours compiled: "
-          f"{compile_ours}")
+          f"{compile_ours}; GPT-2 compiled: {args.compile_peer}")
     print("baseline: transformers GPT2LMHeadModel, same shape and N, SDPA attention"
           + ("; textbook: attention written out by hand" if args.textbook else ""))
     cols = "".join(f" {p + ' tok/s':>14}" for p in peers)
@@ -244,7 +247,8 @@ def main(argv=None) -> int:
         s = get_size(name)
         block = args.seq_len * (d_z + 1)
         n, tps, pairs = bench_shape(s.n_layer, s.n_head, s.n_embd, vocab, block, batch,
-                                    args.steps, args.rounds, device, peers, compile_ours)
+                                    args.steps, args.rounds, device, peers, compile_ours,
+                                    args.compile_peer)
         mean, lo, hi = mean_interval(pairs) if pairs else (math.inf, math.nan, math.nan)
         ratios[(name, d_z)] = (mean, lo, hi)
         cols = "".join(f" {tps[p]:>14,.0f}" for p in peers)
