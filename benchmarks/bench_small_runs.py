@@ -78,7 +78,7 @@ class BareStep:
         self.accum = max(1, -(-preset.update_tokens("s10k") // per_micro))
         self.tokens_per_step = self.accum * per_micro
         loader = source.loader("train", preset.micro_batch_size, 0, 0, 1)
-        self.opt = configure_optimizer(self.model, 1e-3, 0.1, (0.9, 0.95))
+        self.opt = configure_optimizer(self.model, 1e-3, 0.1, (0.9, 0.95), fused=True)
         self.batches = [loader.batch_at(i) for i in range(steps * self.accum)]
         self.model.train()
         self.steps, self.seconds, self.callback_seconds = 0, 0.0, 0.0

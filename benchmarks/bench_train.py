@@ -11,10 +11,11 @@ FLOP/s and the ratio ours/GPT-2: the mean, over pairs of adjacent steps, of GPT-
 ours, with a 95% t interval (target: >= 1.0 at every ladder size on CPU; shown where the interval
 lies above 1.0).
 
-On CUDA both run as the trainer runs (bf16 autocast, fused AdamW; ours torch.compiled unless
-``--no-compile``) and it adds the paper sizes (``--gpu-sizes``, default 27M and 110M) at 256 and 540
-tokens per frame (``--gpu-tokens-per-frame``), printing model FLOPs utilisation: 6ND FLOP/s over the
-GPU's dense bf16 peak, and separately with causal attention's FLOPs added.
+Both take fused AdamW steps, as the trainer does. On CUDA both also run as the trainer runs (bf16
+autocast; ours torch.compiled unless ``--no-compile``) and it adds the paper sizes
+(``--gpu-sizes``, default 27M and 110M) at 256 and 540 tokens per frame
+(``--gpu-tokens-per-frame``), printing model FLOPs utilisation: 6ND FLOP/s over the GPU's dense
+bf16 peak, and separately with causal attention's FLOPs added.
 
 Run: .venv/bin/python benchmarks/bench_train.py [--sizes s10k s100k] [--steps 5] [--threads 1]
 (needs ``pip install -e .[bench]`` for transformers)
@@ -157,10 +158,9 @@ def bench_shape(n_layer, n_head, n_embd, vocab, block, batch, steps, rounds, dev
     for name, m in models.items():
         assert sum(p.numel() for p in m.parameters()) == n, f"{name} must match N"
     idx = torch.randint(0, vocab, (batch, block + 1), device=device)
-    fused = device.type == "cuda" or None
     steps_fns = {}
     for name, m in models.items():
-        opt = configure_optimizer(m, 1e-4, 0.1, (0.9, 0.95), fused=fused)
+        opt = configure_optimizer(m, 1e-4, 0.1, (0.9, 0.95), fused=True)  # as the trainer
         on = compile_ours if name == "ours" else compile_peer and name == "gpt2"
         steps_fns[name] = _step_fn(torch.compile(m) if on else m, opt, idx, device)
     times = {name: [] for name in models}

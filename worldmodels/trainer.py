@@ -133,12 +133,13 @@ class Trainer(CheckpointedRun):
                                           self.rank, self.world_size)
         self.optimizer = configure_optimizer(
             model, config.learning_rate, config.weight_decay, (config.beta1, config.beta2),
-            fused=True if self.device.type == "cuda" else None)
+            # fused AdamW: one kernel per step (on CPU 3.6-4.8x the per-tensor loop, bench_adamw.py)
+            fused=True if self.device.type in ("cuda", "cpu") else None)
         module: nn.Module = _LossModule(model)
         if self.distributed:
             module = nn.parallel.DistributedDataParallel(
                 module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        # compile=None: on CUDA only (with bf16 autocast, fused AdamW, flash SDPA); CPU stays eager
+        # compile=None: on CUDA only (with bf16 autocast, flash SDPA); CPU stays eager
         on = self.device.type == "cuda" if config.compile is None else config.compile
         self.loss_module = torch.compile(module) if on else module
         self.step = 0

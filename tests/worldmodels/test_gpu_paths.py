@@ -1,11 +1,13 @@
-"""The trainer's device paths: CPU stays eager in fp32 with the plain AdamW (its losses must not
-move); CUDA compiles by default, fuses AdamW and trains under bf16 autocast (skipped without CUDA).
+"""The trainer's device paths: CPU stays eager in fp32 with fused AdamW (its losses move only by
+float rounding); CUDA compiles by default, fuses AdamW and trains under bf16 autocast (skipped
+without CUDA).
 """
 
 import pytest
 import torch
 
 from tests.helpers.token_shards import write_shards
+from worldmodels.gpt import GPT, GPTConfig, configure_optimizer
 from worldmodels.token_data import TokenDataSource
 from worldmodels.token_model import TokenModel
 from worldmodels.trainer import TrainConfig, Trainer, seed_everything
@@ -28,12 +30,31 @@ def _compiled(trainer) -> bool:
     return hasattr(trainer.loss_module, "_orig_mod")  # torch.compile's wrapper
 
 
-def test_cpu_default_is_eager_and_unfused(tmp_path):
+def test_cpu_default_is_eager_fp32_with_fused_adamw(tmp_path):
     t = _trainer(tmp_path, "cpu")
     assert t.config.compile is None and not _compiled(t)
-    assert not t.optimizer.defaults.get("fused")
+    assert t.optimizer.defaults.get("fused")
     with t._autocast():
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_fused_adamw_follows_the_per_tensor_one_to_float_rounding():
+    losses = {}
+    for fused in (None, True):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=40))
+        opt = configure_optimizer(model, 3e-3, 0.1, (0.9, 0.95), fused=fused)
+        g = torch.Generator().manual_seed(1)
+        losses[fused] = []
+        for _ in range(30):
+            idx = (torch.randint(0, 40, (4, 1), generator=g) + torch.arange(17)) % 40  # counting
+            _, loss = model(idx[:, :-1], idx[:, 1:])
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses[fused].append(loss.item())
+    assert losses[None][-1] < losses[None][0] - 0.5  # it learns
+    assert losses[True] == pytest.approx(losses[None], abs=1e-5)
 
 
 def test_compile_can_be_forced_on_cpu(tmp_path):
