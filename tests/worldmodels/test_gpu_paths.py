@@ -68,3 +68,16 @@ def test_cuda_default_compiles_fuses_and_trains_in_bf16(tmp_path):
     result = t.train()
     assert result.steps == 3 and result.train_loss == result.train_loss  # finite, not NaN
     assert not _compiled(_trainer(tmp_path / "off", "cuda", compile=False))
+
+
+def test_a_resumed_optimizer_keeps_the_kind_it_was_saved_with():
+    # Checkpoints written with per-tensor AdamW resume per-tensor: the saved group's settings win.
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=11))
+    old = configure_optimizer(model, 1e-3, 0.1, (0.9, 0.95))
+    _, loss = model(torch.zeros(2, 8, dtype=torch.long), torch.zeros(2, 8, dtype=torch.long))
+    loss.backward()
+    old.step()
+    new = configure_optimizer(model, 1e-3, 0.1, (0.9, 0.95), fused=True)
+    new.load_state_dict(old.state_dict())
+    assert not new.param_groups[0].get("fused")
+    new.step()  # and it steps
