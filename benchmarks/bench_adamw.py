@@ -41,8 +41,11 @@ def bench(kind: str, size: str, rounds: int) -> tuple[int, dict[str, float], lis
     model = _model(kind, size)
     for p in model.parameters():
         p.grad = torch.randn_like(p)
-    opts = {"per-tensor": configure_optimizer(model, 1e-3, 0.1, (0.9, 0.95)),
-            "foreach": torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True),
+    per_tensor = configure_optimizer(model, 1e-3, 0.1, (0.9, 0.95))
+    groups = [{"params": g["params"], "weight_decay": g["weight_decay"]}
+              for g in per_tensor.param_groups]  # the same decay split for all three
+    opts = {"per-tensor": per_tensor,
+            "foreach": torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95), foreach=True),
             "fused": configure_optimizer(model, 1e-3, 0.1, (0.9, 0.95), fused=True)}
     times = {k: [] for k in opts}
     for opt in opts.values():  # warm up: the first steps allocate the moments

@@ -140,7 +140,7 @@ def _time(step, steps, device) -> float:
 
 def bench_shape(n_layer, n_head, n_embd, vocab, block, batch, steps, rounds, device,
                 peers=("ours", "gpt2"), compile_ours=False, compile_peer=False
-                ) -> tuple[int, dict[str, float]]:
+                ) -> tuple[int, dict[str, float], list[float]]:
     """(N, tokens/s of each model, ours/GPT-2 speed ratio of each pair of adjacent steps).
 
     The models take ``rounds * steps`` single steps in turn (the order alternating); tokens/s is

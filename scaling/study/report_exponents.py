@@ -98,8 +98,8 @@ def frontier_identified(fit: dict | None) -> tuple[bool, str]:
     bootstrap interval of ``a`` no wider than :data:`MAX_A_WIDTH`.
     """
     entry = (fit or {}).get("frontier")
-    if not fit or not entry or skipped_reason(entry):
-        why = skipped_reason(entry) if entry else "no frontier fit"
+    why = skipped_reason(entry) if entry else "no frontier fit"
+    if why:
         return False, f"not identified: the frontier fit was skipped ({why})"
     sizes = int(entry.get("num_models") or len(entry.get("optimal_N") or []))
     ci = _interval(entry)
