@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import worldmodels.token_model  # noqa: F401  (registers token_model checkpoints)
-from agents.bc_cnn import FrameDataSource
+from agents.frame_data import FrameDataSource
 from worldmodels.checkpoint import model_from_checkpoint, read_model_checkpoint
 from worldmodels.run_state import check_tokenizer_match, recorded_tokenizer
 from worldmodels.token_data import TokenDataSource

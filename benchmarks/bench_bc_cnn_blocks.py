@@ -62,7 +62,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from agents.bc_cnn import BCCNN, FrameDataSource
+    from agents.bc_cnn import BCCNN
+    from agents.frame_data import FrameDataSource
     from worldmodels import presets
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -116,8 +116,12 @@ def write_token_shards(
 
 
 def merge_token_shards(parts: list[str | os.PathLike], path: str | os.PathLike,
-                       overwrite: bool = False, remove_parts: bool = False) -> TokenShards:
-    """Concatenate shard directories (e.g. one per encoding rank) episode by episode, in order."""
+                       overwrite: bool = False, remove_parts: bool = False,
+                       **header_fields) -> TokenShards:
+    """Concatenate shard directories (e.g. one per encoding rank) episode by episode, in order.
+
+    ``header_fields`` replace fields of the first part's header (e.g. ``supplements``).
+    """
     opened = [TokenShards.open(p) for p in parts]
     if not opened:
         raise ValueError("merge_token_shards needs at least one part")
@@ -144,7 +148,7 @@ def merge_token_shards(parts: list[str | os.PathLike], path: str | os.PathLike,
     info = {n: {"episode_ids": [i for s in opened
                                 for i in s.header.splits.get(n, {}).get("episode_ids", [])]}
             for n in names}
-    header = dataclasses.replace(first, splits=info)
+    header = dataclasses.replace(first, splits=info, **header_fields)
     out = write_token_shards(path, header, {n: episodes(n) for n in names}, overwrite=overwrite)
     if remove_parts:
         for p in parts:

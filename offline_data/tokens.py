@@ -65,6 +65,12 @@ class TokenHeader:
     """Spec of the discretizer that produced the action tokens (offline_data.discretize)."""
     format_version: int = FORMAT_VERSION
     """Version of this on-disk format."""
+    supplements: list = dataclasses.field(default_factory=list)
+    """Train-only supplement datasets whose episodes were appended to the train split
+    (``offline_data.growth``); empty for shards of one dataset."""
+    grown_from: list = dataclasses.field(default_factory=list)
+    """Fingerprints of the shard directories these shards extend, oldest first: a run started
+    on any of them may resume on these (train grew; val and test are the same episodes)."""
 
     def __post_init__(self):
         vocab = tuple(int(v) for v in self.action_vocab_sizes)

@@ -147,7 +147,8 @@ def _build_bc_cnn(task: Task, size: str, data: str, preset, seq_len: int,
                   aux_heads: bool = True, image_size: int | None = None, dropout: float = 0.0,
                   cnn_block: str = "impala"):
     """BC-CNN over the frames of the Minari dataset ``data``."""
-    from agents.bc_cnn import BCCNN, FrameDataSource  # torch
+    from agents.bc_cnn import BCCNN  # torch
+    from agents.frame_data import FrameDataSource
 
     if Path(str(data)).is_dir() and (Path(str(data)) / "header.json").is_file():
         raise ValueError(f"{data} is a token shard; bc-cnn reads frames: pass the Minari "

@@ -111,18 +111,37 @@ def check_finite(values: dict[str, float], model: nn.Module) -> str | None:
     return ", ".join(bad) or None
 
 
-def check_same_data(old: dict, new: dict, run_dir: str | os.PathLike) -> None:
-    """Refuse to resume when the run's data changed (``data_fingerprint`` of two run configs)."""
-    if new.get("data_fingerprint") is not None:
-        data = new.get("data", {})
-        check_fingerprint(old.get("data_fingerprint"), new["data_fingerprint"], str(run_dir),
-                          str(data.get("path") or data.get("dataset_id")))
+def check_same_data(old: dict, new: dict, run_dir: str | os.PathLike) -> bool:
+    """Refuse to resume when the run's data changed (``data_fingerprint`` of two run configs).
+
+    Data that grew from the checkpoint's data (more training episodes, the same validation and
+    test episodes; ``offline_data.growth``) is accepted: the run continues its curve on it.
+    Returns True when the data grew.
+    """
+    if new.get("data_fingerprint") is None:
+        return False
+    before = old.get("data_fingerprint")
+    if before is not None and before != new["data_fingerprint"] and \
+            before in new.get("data_grown_from", ()):
+        logger.info("resuming %s on grown data: more training episodes than at its last "
+                    "checkpoint", run_dir)
+        return True
+    data = new.get("data", {})
+    check_fingerprint(before, new["data_fingerprint"], str(run_dir),
+                      str(data.get("path") or data.get("dataset_id")))
+    return False
 
 
 def data_fingerprint(data: Any) -> str | None:
     """The fingerprint of a data source's files (None for sources that offer none)."""
     fingerprint = getattr(data, "fingerprint", None)
     return fingerprint() if callable(fingerprint) else None
+
+
+def data_grown_from(data: Any) -> list[str]:
+    """Fingerprints of the data a source grew from (empty for sources that did not grow)."""
+    grown = getattr(data, "grown_from", None)
+    return list(grown()) if callable(grown) else []
 
 
 def check_tokenizer_match(recorded: str | None, actual: str | None, model: str, other: str,

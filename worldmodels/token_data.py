@@ -83,10 +83,15 @@ class TokenDataSource:
         """Fingerprint of the shard files (a resumed run refuses data that changed)."""
         return directory_fingerprint(self.path)
 
+    def grown_from(self) -> list[str]:
+        """Fingerprints of the shards these grew from (``TokenHeader.grown_from``)."""
+        return list(self.shards.header.grown_from)
+
     def describe(self) -> dict:
         """JSON-able description for config.json."""
         h = self.shards.header
         return {"kind": "tokens", "path": self.path, "seq_len": self.seq_len,
                 "tokens_per_frame": h.tokens_per_frame, "image_vocab": h.image_vocab,
                 "action_vocab_sizes": list(h.action_vocab_sizes),
-                "tokenizer_sha256": h.tokenizer_sha256, "dataset_id": h.dataset_id}
+                "tokenizer_sha256": h.tokenizer_sha256, "dataset_id": h.dataset_id,
+                **({"supplements": list(h.supplements)} if h.supplements else {})}

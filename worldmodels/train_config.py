@@ -21,6 +21,8 @@ from offline_data.argtypes import MAX_LEARNING_RATE
 # Fields that may differ when a run is resumed: budgets and how it runs, not what it computes.
 RESUMABLE_FIELDS = ("max_tokens", "max_flops", "max_steps", "compile", "device", "tensorboard",
                     "resume", "run_dir")
+DATA_LOCATION_KEYS = ("path", "supplements")
+"""Keys of a data description that say where the data lives, not what it is (see comparable)."""
 INFINITE_DATA_PASSES = 4.0  # Muennighoff et al. 2024: up to 4 passes ~ infinite-data regime
 
 
@@ -173,11 +175,17 @@ class RunConfig:
     """N: trainable parameters of the model, embeddings included"""
     data_fingerprint: str | None = None
     """sha256 of the data's files (``offline_data.fingerprint``); resume refuses a change"""
+    data_grown_from: list[str] = field(default_factory=list)
+    """fingerprints of the data this data grew from (``offline_data.growth``): a checkpoint
+    written on any of them resumes here"""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``config.json`` object."""
-        return {"train": asdict(self.train), "data": self.data, **self.model.to_dict(),
-                "params": self.params, "data_fingerprint": self.data_fingerprint}
+        d = {"train": asdict(self.train), "data": self.data, **self.model.to_dict(),
+             "params": self.params, "data_fingerprint": self.data_fingerprint}
+        if self.data_grown_from:
+            d["data_grown_from"] = list(self.data_grown_from)
+        return d
 
     def comparable(self) -> dict[str, Any]:
         """The parts a resumed run must share with its checkpoint (JSON-normalised)."""
@@ -190,4 +198,9 @@ def comparable(run_config: dict[str, Any]) -> dict[str, Any]:
     for name in RESUMABLE_FIELDS:
         rc.get("train", {}).pop(name, None)
     rc.pop("data_fingerprint", None)  # compared on its own, with its own message
+    rc.pop("data_grown_from", None)
+    # Where the data lives is not what it is: its fingerprint (compared on its own) says that,
+    # and grown data (offline_data.growth) moves to a new path with more training episodes.
+    for key in DATA_LOCATION_KEYS:
+        rc.get("data", {}).pop(key, None)
     return rc

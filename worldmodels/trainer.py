@@ -119,7 +119,8 @@ class Trainer(CheckpointedRun):
         self.run = RunConfig(train=config, data=data.describe(),
                              model=ModelRecord.from_dict(run_config or {}),
                              params=self.num_params,
-                             data_fingerprint=run_state.data_fingerprint(data))
+                             data_fingerprint=run_state.data_fingerprint(data),
+                             data_grown_from=run_state.data_grown_from(data))
         self.run_config = self.run.to_dict()  # config.json and the checkpoints' record
         per_micro = config.micro_batch_size * self.world_size * data.items_per_window
         self.accum_steps = max(1, math.ceil(config.tokens_per_update / per_micro))

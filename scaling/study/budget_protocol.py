@@ -322,7 +322,9 @@ def _decide(run, tokens, why, cfg, plan, frames) -> RunDecision:
     frames_needed = None
     if tokens > limit:
         frames_needed = math.ceil(tokens / cfg.max_passes / run.items_per_frame)
-        frames.append(frames_needed)
+        if not cfg.collect or run_cost(run, tokens, cfg.unit) <= (
+                cfg.budget - plan.spent - plan.planned):
+            frames.append(frames_needed)  # a collecting study asks only for what it can train
         capped = grid_floor_tokens(limit, run.inputs_per_update, cfg.val_points_per_decade,
                                    run.tokens)
         what = ("collect more episodes" if cfg.collect

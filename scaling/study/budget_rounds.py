@@ -34,7 +34,7 @@ from scaling.study.budget_protocol import (
     plan_round,
     spent,
 )
-from scaling.study.paths import tokens_dir
+from scaling.study.paths import PROTOCOL_FILE, tokens_dir
 from scaling.study.sweep import DONE_FILE, RUN_SPEC_FILE, RunSpec, _diff
 from scaling.tasks import TASKS
 from worldmodels import presets
@@ -42,7 +42,6 @@ from worldmodels.run_metrics import read_metrics
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_FILE = "protocol.json"
 BUDGET_FIELDS = ("tokens", "flops")
 
 
@@ -96,10 +95,13 @@ def sync_run_dir(run: RunSpec) -> None:
     if not path.is_file():
         return
     old = RunSpec.load(path)
-    if (old.tokens, old.flops) == (run.tokens, run.flops):
+    if (old.tokens, old.flops, old.data) == (run.tokens, run.flops, run.data):
         return
-    diffs = _diff({k: v for k, v in old.config_dict().items() if k not in BUDGET_FIELDS},
-                  {k: v for k, v in run.config_dict().items() if k not in BUDGET_FIELDS})
+    # The protocol changes budgets, and data when the study grew it (the trainer resumes only
+    # on data that grew from the run's own: offline_data.growth).
+    ours = (*BUDGET_FIELDS, "data")
+    diffs = _diff({k: v for k, v in old.config_dict().items() if k not in ours},
+                  {k: v for k, v in run.config_dict().items() if k not in ours})
     if diffs:
         raise ValueError(f"{run.run_dir} was trained with another spec ({'; '.join(diffs[:6])}); "
                          "the protocol only changes budgets. Restore the spec or use a new study")
@@ -114,7 +116,8 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                  loss_key: str = "train/loss_mean",
                  data: dict[str, tuple[float | None, int]] | None = None,
                  max_rounds: int = 50,
-                 shares: dict[str, float] | None = None) -> dict[str, Any]:
+                 shares: dict[str, float] | None = None,
+                 grow: Callable[[int, int, list[dict]], Any] | None = None) -> dict[str, Any]:
     """Train ``runs`` in rounds until no pair of neighbouring sizes asks for more compute.
 
     Args:
@@ -129,15 +132,22 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
         max_rounds: a safety stop.
         shares: per task, the fraction of the budget kept for it (see :func:`plan_tasks`);
             None: the tasks draw on the whole budget in order.
+        grow: a collecting study's ``grow(frames_needed, k, history)``
+            (``scaling.study.growth``): called when extensions the budget can pay for would
+            pass the data-pass limit; it returns the runs' new data and limits, or None.
 
     Returns:
         The state written to ``state_path``: ``budgets``, ``rounds`` (each round's plan per task)
         and ``final`` (the last plan per task).
     """
-    data = data or {}
+    data = dict(data or {})
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     budgets: dict[str, float] = state.get("budgets") or {}
     notes = state.setdefault("notes", [])
+    growth = state.setdefault("growth", [])
+    if state.get("data"):  # a resumed study continues on the data it grew
+        runs = _with_data(runs, state["data"])
+        data.update({t: (float(v[0]), int(v[1])) for t, v in state["limits"].items()})
     for r in runs:
         if r.name not in budgets:
             per = inputs_per_update[r.name]
@@ -164,6 +174,20 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
             sync_run_dir(r)
         sweep(current)
         plans = plan_tasks(_read_curves(current, loss_key, data), cfg, shares)
+        request = max((p.data_request or 0 for p in plans.values()), default=0)
+        if grow is not None and cfg.collect and request:
+            grown = grow(request, len(growth) + 1, list(growth))
+            if grown is None:
+                refused = state.setdefault("growth_refused", [])
+                if not refused or refused[-1]["round"] != len(state["rounds"]) + 1:
+                    refused.append({"round": len(state["rounds"]) + 1, "asked": int(request)})
+            else:
+                growth.append({"round": len(state["rounds"]) + 1, **grown.record})
+                runs = _with_data(runs, grown.data)
+                current = [with_budget(r, budgets[r.name]) for r in runs]
+                data.update(grown.limits)
+                state.update(data=grown.data, limits={t: list(v) for t, v in data.items()})
+                plans = plan_tasks(_read_curves(current, loss_key, data), cfg, shares)
         first_cost = sum(p.spent for p in plans.values())
         if cfg.unit == "seconds" and not state["rounds"] and first_cost > cfg.budget:
             # a seconds budget is known only once the first round has run (its runs are kept)
@@ -182,8 +206,8 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                     budgets[name] = d.tokens
             if plan.data_request and cfg.collect:
                 logger.warning("budget protocol: a run needs %d training frames to stay within "
-                               "%g passes; collect more episodes (raise dataset.episodes / "
-                               "max_total_steps) and start a new study", plan.data_request,
+                               "%g passes; raise dataset.grow (or dataset.episodes / "
+                               "max_total_steps and start a new study)", plan.data_request,
                                cfg.max_passes)
             elif plan.data_request:
                 logger.warning("budget protocol: runs stop at %g passes over the fixed data; "
@@ -198,6 +222,11 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                               if d.extend))
     raise RuntimeError(f"the budget protocol did not finish in {max_rounds} rounds; see "
                        f"{state_path}")
+
+
+def _with_data(runs: Sequence[RunSpec], data: dict[str, str]) -> list[RunSpec]:
+    """``runs`` reading their task's data in ``data`` (the others unchanged)."""
+    return [RunSpec.from_dict({**r.to_dict(), "data": data.get(r.task, r.data)}) for r in runs]
 
 
 def _read_curves(runs: list[RunSpec], loss_key: str,
@@ -313,7 +342,13 @@ def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]
     if shares:  # tasks without a share split what the others leave
         rest = [t.task for t in spec.tasks if t.budget_share is None]
         shares.update({t: max(1.0 - sum(shares.values()), 0.0) / len(rest) for t in rest})
+    limits = study_data_limits(spec)
+    grow = None
+    if spec.dataset.collect and spec.dataset.grow > 0:
+        from scaling.study.growth import study_grower
+
+        grow = study_grower(spec, limits)
     state = run_protocol(runs, cfg, spec.study_dir / PROTOCOL_FILE, sweep, per_step,
-                         loss_key=spec.fit.loss_key, data=study_data_limits(spec),
-                         shares=shares or None)
+                         loss_key=spec.fit.loss_key, data=limits, shares=shares or None,
+                         grow=grow)
     return {r.name: "finished" for r in runs if r.name in state["budgets"]}

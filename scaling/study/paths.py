@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from offline_data.datasets import dataset_path
 from scaling.study.spec import StudySpec
+
+PROTOCOL_FILE = "protocol.json"
+"""The budget protocol's state in the study directory (``scaling.study.budget_rounds``)."""
 
 
 def dataset_exists(dataset_id: str) -> bool:
@@ -25,6 +29,24 @@ def tokens_dir(spec: StudySpec) -> Path:
     return spec.study_dir / "tokens"
 
 
+def grown_tokens_dir(spec: StudySpec, k: int) -> Path:
+    """The study's token shards after its ``k``-th growth (``scaling.study.growth``)."""
+    return spec.study_dir / f"tokens-grow{k}"
+
+
 def fit_dir(spec: StudySpec, task: str) -> Path:
     """Where a task's fit outputs go."""
     return spec.study_dir / "fits" / task
+
+
+def grown_data(spec: StudySpec) -> dict[str, str]:
+    """Per task, the data its runs read after the study grew it (empty before any growth).
+
+    ``protocol.json`` records it (``scaling.study.growth``); every step that plans the study's
+    runs reads it here, so a resumed study and its report see the runs as they were trained.
+    """
+    path = spec.study_dir / PROTOCOL_FILE
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text()).get("data") or {})
+

@@ -268,6 +268,7 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
         text += "The protocol finished: no run asks for more compute."
     text += f" Its log is `{PROTOCOL_FILE}` beside this page."
     r.add("p", text)
+    growth_part(r, state)
     totals = {}
     for task, plan in final.items():
         r.add("h3", _title(task))
@@ -285,3 +286,29 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
         r.add("p", "Notes of the protocol (data limits, budget refusals):")
         r.add("list", rows=[[n] for n in notes])
     return True
+
+
+def growth_part(r: Report, state: dict) -> None:
+    """The data the study collected when runs reached their data-pass limit (if any)."""
+    grown, refused = state.get("growth") or [], state.get("growth_refused") or []
+    if not grown and not refused:
+        return
+    if grown:
+        rows = [["Round", "supplement", "frames (episodes)", "frames asked for",
+                 "training frames", "collect s", "encode s"]]
+        rows += [[str(g["round"]), f"`{g['supplement']}`", f"{g['frames']:,} ({g['episodes']})",
+                  f"{g['asked']:,}", f"{g['train_frames_before']:,} → {g['train_frames']:,}",
+                  fmt(g["collect_seconds"]), fmt(g["encode_seconds"])] for g in grown]
+        r.add("table", "Training data grown by the study (train-only supplements; the "
+              "validation and test episodes stay the dataset's own)", rows)
+    text = ("When an extension the budget could pay for would have passed the data-pass limit, "
+            "the study collected a train-only supplement by the dataset's recipe with a seed of "
+            "its own, as many frames as the runs needed (total training frames asked for above) "
+            f"up to `dataset.grow` times the dataset's frames ({grown[0]['cap']:,} frames)"
+            if grown else "The study may grow its data (`dataset.grow`)")
+    text += "."
+    for f in refused:
+        text += (f" In round {f['round']} the runs asked for {f['asked']:,} training frames, "
+                 "more than `dataset.grow` allows; they stopped at the data-pass limit.")
+    r.add("p", text)
+

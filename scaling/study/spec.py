@@ -57,6 +57,10 @@ class DatasetSpec:
     # scripted demonstrator's skill: [low, high] drawn per episode, one value, or None for
     # the env's embedded default (Breakout 0.7-1.0, Fetch 0.3-1.0)
     skill: list[float] | float | None = None
+    # With collect: when the budget protocol would extend a run past its data-pass limit, the
+    # study collects train-only supplements (offline_data.growth) of up to this many times the
+    # dataset's frames in all, by the same recipe with another seed (0: never; stop at the limit)
+    grow: float = 3.0
 
     def __post_init__(self) -> None:
         if not self.id or "/" not in self.id:
@@ -66,6 +70,9 @@ class DatasetSpec:
             raise ValueError(f"dataset.episodes={self.episodes} must be >= 1")
         if self.streams < 1:
             raise ValueError(f"dataset.streams={self.streams} must be >= 1 (1: one process)")
+        if not (isinstance(self.grow, (int, float)) and 0 <= self.grow < float("inf")):
+            raise ValueError(f"dataset.grow={self.grow!r} must be a number >= 0 (times the "
+                             "dataset's frames the study may add; 0: never)")
 
         parse_frame_size(self.frame_size, name="dataset.frame_size")
         for name in ("max_total_steps", "max_episode_steps"):

@@ -28,7 +28,13 @@ from scaling.study.adapters.tokenizer import encode_dataset, tokenizer_finished,
 from scaling.study.jobs import emit_jobs
 from scaling.study.loss_vs_quality import run_quality_study
 from scaling.study.loss_vs_return import run_return_study
-from scaling.study.paths import dataset_exists, fit_dir, tokenizer_path, tokens_dir
+from scaling.study.paths import (
+    dataset_exists,
+    fit_dir,
+    grown_data,
+    tokenizer_path,
+    tokens_dir,
+)
 from scaling.study.report_page import read_json
 from scaling.study.spec import StudySpec, TaskSweep
 from scaling.study.sweep import RunSpec, collect_results, prepare_runs, run_status, run_sweep
@@ -183,9 +189,10 @@ def ensure_tokens(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
 
 def plan_runs(spec: StudySpec) -> list[RunSpec]:
     """One ``RunSpec`` per task, size and seed of the spec."""
-    runs = []
+    runs, grown = [], grown_data(spec)
     for t in spec.tasks:
-        data = str(tokens_dir(spec)) if TASKS[t.task].reads_tokens else spec.dataset.id
+        data = grown.get(t.task) or (str(tokens_dir(spec)) if TASKS[t.task].reads_tokens
+                                     else spec.dataset.id)
         for size in t.sizes:
             for seed in t.seeds:
                 name = t.run_name(size, seed)

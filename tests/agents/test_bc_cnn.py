@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.bc_cnn import BCCNN, BCCNNConfig, FrameDataSource, save_bc_cnn
+from agents.bc_cnn import BCCNN, BCCNNConfig, save_bc_cnn
+from agents.frame_data import FrameDataSource
 from offline_data.datasets import Episode
 from offline_data.minari_writer import create_minari_dataset
 from worldmodels.checkpoint import load_model
@@ -149,7 +150,7 @@ def test_frames_are_read_once_per_process_and_again_when_the_files_change(data, 
     from agents import frame_cache
 
     frame_cache.clear()
-    with caplog.at_level(logging.INFO, logger="agents.bc_cnn"):
+    with caplog.at_level(logging.INFO, logger="agents.frame_data"):
         first = data.loader("train", 2, seed=0).arrays
         again = FrameDataSource(DATASET, seq_len=4).loader("train", 2, seed=0).arrays
         assert again is first  # a later run of this process shares the decoded arrays

@@ -1,0 +1,131 @@
+"""A collecting study grows its data when runs reach the data-pass limit, and only then."""
+
+import json
+
+import pytest
+
+from scaling.study.budget_protocol import ProtocolConfig
+from scaling.study.budget_rounds import planned_tokens_per_step, run_protocol
+from scaling.study.growth import Growth
+from scaling.study.sweep import RunSpec, prepare_runs
+from tests.helpers.sweep_fake_trainer import train_law
+from tests.helpers.token_shards import write_shards
+
+ITEMS = 12_000.0  # training tokens of the first shards: 4 passes are 48,000
+
+
+def _runs(tmp_path, shards):
+    return [RunSpec(name=f"wm-token-{s}-seed0", task="wm-token", size=s, seed=0,
+                    out_dir=str(tmp_path / s), data=str(shards), tokens=3e4, params=p,
+                    overrides={"seq_len": 3, "micro_batch_size": 4, "tokens_per_update": 60})
+            for s, p in (("s30k", 30_000), ("s100k", 100_000))]
+
+
+def _sweep(runs):
+    prepare_runs(runs)
+    return [train_law(r) for r in runs]
+
+
+def _protocol(tmp_path, runs, grow, collect=True):
+    per = {r.name: planned_tokens_per_step(r) for r in runs}
+    return run_protocol(runs, ProtocolConfig(budget=1e12, collect=collect),
+                        tmp_path / "protocol.json", _sweep, per,
+                        loss_key="train/loss", data={"wm-token": (ITEMS, 5)}, grow=grow)
+
+
+@pytest.fixture
+def shards(tmp_path):
+    write_shards(tmp_path / "shards")
+    write_shards(tmp_path / "grown", episodes=(400, 8))  # stands in for the grown shards
+    return tmp_path
+
+
+def test_runs_at_the_data_limit_continue_on_grown_data(tmp_path, shards):
+    calls = []
+
+    def grow(frames_needed, k, history):
+        calls.append((frames_needed, k, len(history)))
+        if k > 1:
+            return None  # the cap: no second growth
+        return Growth({"wm-token": str(tmp_path / "grown")}, {"wm-token": (10 * ITEMS, 5)},
+                      {"supplement": "x/y-grow1-v0", "frames": 21_600, "episodes": 900,
+                       "asked": frames_needed, "train_frames_before": 2_400,
+                       "train_frames": 24_000, "cap": 30_000, "collect_seconds": 1.0,
+                       "encode_seconds": 1.0})
+
+    runs = _runs(tmp_path / "a", tmp_path / "shards")
+    state = _protocol(tmp_path / "a", runs, grow)
+    assert calls and calls[0][0] > ITEMS / 5 and calls[0][1] == 1  # frames beyond the data's
+    assert len(state["growth"]) == 1 and state["growth"][0]["round"] >= 1
+    assert state["data"] == {"wm-token": str(tmp_path / "grown")}
+    assert max(state["budgets"].values()) > 4 * ITEMS  # past the first data's limit
+    assert max(state["budgets"].values()) <= 4 * 10 * ITEMS  # never past the grown data's
+    for r in runs:  # the runs now read the grown data
+        spec = json.loads((r.run_dir / "run_spec.json").read_text())
+        assert spec["data"] == str(tmp_path / "grown")
+    if len(calls) > 1:  # asked again beyond the cap: said, not silently dropped
+        assert state["growth_refused"] and state["growth_refused"][0]["asked"] > 0
+    # the study run again resumes on its grown data, training nothing more
+    again = _protocol(tmp_path / "a", _runs(tmp_path / "a", tmp_path / "shards"), grow)
+    assert again["budgets"] == state["budgets"] and len(again["growth"]) == 1
+
+
+def test_a_fixed_dataset_never_grows(tmp_path, shards):
+    def grow(*_):
+        raise AssertionError("a study that does not collect must not grow its data")
+
+    state = _protocol(tmp_path, _runs(tmp_path, tmp_path / "shards"), grow, collect=False)
+    assert max(state["budgets"].values()) <= 4 * ITEMS and not state["growth"]
+
+
+def test_the_report_shows_what_was_collected(tmp_path):
+    from scaling.study.report_page import Report
+    from scaling.study.report_protocol import growth_part
+
+    r = Report(tmp_path, "t")
+    growth_part(r, {"growth": [{"round": 2, "supplement": "a/b-grow1-v0", "frames": 1000,
+                                "episodes": 3, "asked": 3400, "train_frames_before": 2400,
+                                "train_frames": 3400, "cap": 9000, "collect_seconds": 2.5,
+                                "encode_seconds": 1.5}],
+                    "growth_refused": [{"round": 4, "asked": 50_000}]})
+    text = r.markdown() if hasattr(r, "markdown") else str(r.__dict__)
+    assert "a/b-grow1-v0" in text and "2,400 → 3,400" in text
+    assert "In round 4 the runs asked for 50,000 training frames" in text
+
+
+@pytest.mark.slow
+def test_a_real_collecting_study_grows_its_data_and_its_runs_continue(tmp_path):
+    """Real Breakout collection, tokenizer, shards and trainers: runs that reach 4 passes over
+    a tiny dataset continue, past it, on a supplement the study collects for them."""
+    from offline_data.tokens import TokenShards
+    from scaling.study.paths import dataset_exists, grown_tokens_dir, tokens_dir
+    from scaling.study.runner import run_study
+    from scaling.study.spec import DatasetSpec, StudySpec, TaskSweep, TokenizerSpec
+
+    train = {"warmup_steps": 2, "micro_batch_size": 4, "val_batches": 1, "tensorboard": False}
+    spec = StudySpec(
+        name="grow", runs_dir=str(tmp_path), protocol="frontier", study_budget=60,
+        study_budget_unit="seconds", parallel=1, optimum_tokens_per_param=0.1,
+        dataset=DatasetSpec(id="embscale/breakout/growmini-v0", collect=True, episodes=4,
+                            max_total_steps=600, max_episode_steps=200, grow=2.0),
+        tokenizer=TokenizerSpec(tokens_per_frame=16, codebook_size=32, steps=8, batch_size=8),
+        tasks=[TaskSweep(task="wm-token", sizes=["s3k", "s30k"], tokens=13600,
+                         overrides={**train, "tokens_per_update": 680}),
+               TaskSweep(task="bc-cnn", sizes=["s10k", "s30k"], tokens=800,
+                         overrides={**train, "tokens_per_update": 40})])
+    run_study(spec, stages=("dataset", "tokenizer", "sweep"), progress=False)
+    state = json.loads((spec.study_dir / "protocol.json").read_text())
+    assert state["growth"], state.get("growth_refused")
+    sup = state["growth"][0]["supplement"]
+    assert sup == "embscale/breakout/growmini-grow1-v0" and dataset_exists(sup)
+    grown = TokenShards.open(grown_tokens_dir(spec, len(state["growth"])))
+    base = TokenShards.open(tokens_dir(spec))
+    assert grown.split("train").num_frames > base.split("train").num_frames
+    assert grown.split("val").num_frames == base.split("val").num_frames
+    assert state["data"]["bc-cnn"].startswith("embscale/breakout/growmini-v0+")
+    for name, tokens in state["budgets"].items():  # never past 4 passes over what it had
+        task = name.rsplit("-", 2)[0]
+        assert tokens <= 4 * state["limits"][task][0] + 1e-6, (name, tokens, state["limits"])
+    resumed = [name for name in state["budgets"] if "data_grown_from" in json.loads(
+        (spec.study_dir / name / "config.json").read_text())]
+    assert resumed, "no run continued on the grown data"
