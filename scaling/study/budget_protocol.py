@@ -322,11 +322,14 @@ def _decide(run, tokens, why, cfg, plan, frames) -> RunDecision:
     frames_needed = None
     if tokens > limit:
         frames_needed = math.ceil(tokens / cfg.max_passes / run.items_per_frame)
-        if not cfg.collect or run_cost(run, tokens, cfg.unit) <= (
-                cfg.budget - plan.spent - plan.planned):
-            frames.append(frames_needed)  # a collecting study asks only for what it can train
         capped = grid_floor_tokens(limit, run.inputs_per_update, cfg.val_points_per_decade,
                                    run.tokens)
+        # A collecting study asks for data only for a run the limit stops outright and only
+        # for an extension the budget can pay for: a run that can still grow to the limit
+        # does so first, and its pair may cross on the way.
+        if not cfg.collect or (capped <= run.tokens and run_cost(run, tokens, cfg.unit) <= (
+                cfg.budget - plan.spent - plan.planned)):
+            frames.append(frames_needed)
         what = ("collect more episodes" if cfg.collect
                 else "not identified: data limit (the dataset is fixed)")
         msg = (f"{why}: {tokens:.3g} inputs would pass {cfg.max_passes:g} passes over the "
