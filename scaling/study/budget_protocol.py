@@ -95,7 +95,7 @@ class ProtocolConfig:
     max_growth: float = 4.0  # largest extension in one round
     noise_sigmas: float = 2.0  # a crossing counts when the gap beyond it exceeds this many sigma
     max_passes: float = 4.0  # passes over the training data a run may make
-    collect: bool = False  # the study collects its own data (ask for more instead of stopping)
+    collect: bool = False  # the study grows its data (ask for more instead of stopping)
     val_points_per_decade: int = 5  # the trainer's validation grid, where budgets are placed
     late_fraction: float = 0.5  # part of a curve (in log compute, from its end) the noise uses
     min_plateau_steps: int = 1000  # optimizer steps before a flat curve may count as a plateau
@@ -327,11 +327,17 @@ def _decide(run, tokens, why, cfg, plan, frames) -> RunDecision:
         # A collecting study asks for data only for a run the limit stops outright and only
         # for an extension the budget can pay for: a run that can still grow to the limit
         # does so first, and its pair may cross on the way.
-        if not cfg.collect or (capped <= run.tokens and run_cost(run, tokens, cfg.unit) <= (
-                cfg.budget - plan.spent - plan.planned)):
+        affordable = run_cost(run, tokens, cfg.unit) <= cfg.budget - plan.spent - plan.planned
+        if not cfg.collect or (capped <= run.tokens and affordable):
             frames.append(frames_needed)
-        what = ("collect more episodes" if cfg.collect
-                else "not identified: data limit (the dataset is fixed)")
+        if not cfg.collect:
+            what = "not identified: data limit (the dataset is fixed)"
+        elif capped > run.tokens:
+            what = "extended to the limit first"
+        elif affordable:
+            what = "the study collects them"
+        else:
+            what = "none collected, since the budget cannot pay for the extension"
         msg = (f"{why}: {tokens:.3g} inputs would pass {cfg.max_passes:g} passes over the "
                f"{run.train_items:.3g} training inputs; {frames_needed:,} training frames "
                f"needed: {what}")

@@ -336,7 +336,8 @@ def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]
     if len(ppd) != 1:
         raise ValueError(f"tasks[].overrides set different val_points_per_decade {sorted(ppd)}; "
                          "the budget protocol needs one validation grid")
-    cfg = ProtocolConfig(budget=budget, unit=spec.study_budget_unit, collect=spec.dataset.collect,
+    grows = spec.dataset.collect and spec.dataset.grow > 0
+    cfg = ProtocolConfig(budget=budget, unit=spec.study_budget_unit, collect=grows,
                          val_points_per_decade=ppd.pop())
     shares = {t.task: t.budget_share for t in spec.tasks if t.budget_share is not None}
     if shares:  # tasks without a share split what the others leave
@@ -344,7 +345,7 @@ def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]
         shares.update({t: max(1.0 - sum(shares.values()), 0.0) / len(rest) for t in rest})
     limits = study_data_limits(spec)
     grow = None
-    if spec.dataset.collect and spec.dataset.grow > 0:
+    if grows:
         from scaling.study.growth import study_grower
 
         grow = study_grower(spec, limits)

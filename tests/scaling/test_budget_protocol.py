@@ -127,7 +127,26 @@ def test_a_fixed_dataset_stops_the_run_at_four_passes():
     # a study that collects its own data asks for more frames instead
     plan, _ = simulate(SIZES, ProtocolConfig(budget=1e14, collect=True), train_items=items)
     assert plan.data_request and plan.data_request > items / 10
-    assert "collect more episodes" in plan.decisions["s10k"].detail
+    assert "the study collects them" in plan.decisions["s10k"].detail
+
+
+def test_a_collecting_study_asks_for_data_only_for_runs_the_limit_stops():
+    """A run that can still be extended up to the data limit is, without asking for data; once
+    the limit stops it, the study asks for the frames its extension needs, if it can pay."""
+    items = 2e5
+    cfg = ProtocolConfig(budget=1e14, collect=True)
+    _, history = simulate(SIZES, cfg, train_items=items)
+    for plan in history:
+        small = plan.decisions["s10k"]
+        if small.extend:  # extended (to the limit at most): no data asked for
+            assert plan.data_request is None, plan.decisions
+        elif small.reason == "data limit":
+            assert plan.data_request == small.frames_needed
+    assert any(p.decisions["s10k"].reason == "data limit" for p in history)
+    poor = ProtocolConfig(budget=6.0 * 10_000 * 4 * items * 1.01, collect=True)
+    plan = plan_round([curve(k, n, 4 * items, chinchilla, items) for k, n in SIZES.items()],
+                      poor)
+    assert plan.data_request is None  # the budget could not train the data it would ask for
 
 
 def test_budgets_land_on_validation_steps():
