@@ -204,9 +204,11 @@ def _figure(rows: list[dict], result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
     for r in rows:
         lo, hi = r["a_ci"]
-        err = None if not math.isfinite(lo) else [[r["a"] - lo], [hi - r["a"]]]
-        ax.errorbar(r["tokens_per_frame"], r["a"], yerr=err, fmt="o",
-                    color="C0" if r["method"] == "frontier" else "C1", capsize=3)
+        color = "C0" if r["method"] == "frontier" else "C1"
+        ax.plot(r["tokens_per_frame"], r["a"], "o", color=color)
+        if math.isfinite(lo) and math.isfinite(hi):
+            # the interval as it is: a percentile bootstrap interval need not contain the value
+            ax.plot([r["tokens_per_frame"]] * 2, [lo, hi], "_-", color=color, ms=8)
     ax.set(xscale="log", xlabel="tokens per frame $d_z$",
            ylabel="optimal model-size coefficient $a$",
            title=f"$N_{{opt}} \\propto C^a$ vs compression (R on ln $d_z$ = {result['R']:.2f})")
