@@ -220,10 +220,16 @@ def _figure(rows: list[dict], result: dict, path: Path) -> None:
 
 def _report(cfg: Section53Config, result: dict, out: Path, command: str) -> None:
     s = result.get("slope_per_log_dz")
+    values = len({r["tokens_per_frame"] for r in result["rows"] if math.isfinite(r["a"])})
+    direction = ("a rises with d_z" if s is not None and s.low > 0 else
+                 "a falls with d_z" if s is not None and s.high < 0 else None)
     verdict = ("not enough successful fits for an interval" if s is None else
+               "not significant: the interval of the slope includes 0" if direction is None
+               else f"{direction} between the two values of d_z with a fit, interval excludes "
+               "no effect; a trend over d_z is not tested (fits at 3 values at least are needed)"
+               if values < 3 else
                "reproduced: a rises with d_z, interval excludes no effect" if s.low > 0 else
-               "opposite direction, interval excludes no effect" if s.high < 0 else
-               "not significant: the interval of the slope includes 0")
+               "opposite direction, interval excludes no effect")
     lines = ["# Section 5.3: tokens per frame vs the optimal model-size coefficient", "",
              "One VQ-VAE per tokens-per-frame value, a WM-Token ladder per tokenizer under the "
              f"frontier-seeking budget protocol (every size starts at {cfg.flops:.3g} FLOPs; "

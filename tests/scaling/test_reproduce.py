@@ -157,3 +157,21 @@ def test_section53_quick_end_to_end(tmp_path, capsys):
         assert r["method"] != "none" or r["reason"]
     assert "R (ours)" in capsys.readouterr().out
     assert (out / "report" / "figure16.png").is_file()
+
+
+def test_section53_claims_a_trend_only_from_three_values_of_d_z(tmp_path):
+    from scaling.mechanisms.section53 import Section53Config, analyze
+
+    def row(k, seed, a):
+        return {"tokens_per_frame": k, "seed": seed, "method": "parametric", "a": a,
+                "a_ci": [a - 0.05, a + 0.05], "tokenizer_psnr": 24.0, "passes": 2.0,
+                "data_limit": None, "reason": None}
+
+    cfg = Section53Config(out=str(tmp_path / "two"))
+    analyze(cfg, [row(36, 0, 0.32), row(36, 1, 0.28), row(64, 1, 0.54)], "cmd")
+    text = (tmp_path / "two" / "report" / "report.md").read_text()
+    assert "a trend over d_z is not tested" in text and "reproduced" not in text
+    cfg = Section53Config(out=str(tmp_path / "three"))
+    analyze(cfg, [row(16, 0, 0.2), row(16, 1, 0.22), row(36, 0, 0.32), row(64, 1, 0.54)], "cmd")
+    text = (tmp_path / "three" / "report" / "report.md").read_text()
+    assert "reproduced: a rises with d_z" in text
