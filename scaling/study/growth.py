@@ -47,6 +47,22 @@ def _episode_frames(dataset_id: str) -> tuple[int, int]:
     return sum(int(m.get("total_steps", 0)) for m in meta), len(meta)
 
 
+def memory_frames(spec, fraction: float = 0.5) -> int:
+    """Frames BC-CNN's workers may hold in all: ``fraction`` of the machine's memory.
+
+    Every worker of the sweep (``spec.parallel``) keeps a BC-CNN run's decoded training frames
+    in memory (``agents.frame_data``); a grown dataset must still fit, or the workers die.
+    """
+    import os
+
+    from offline_data.datasets import load_dataset
+
+    shape = load_dataset(spec.dataset.id).observation_space.shape
+    frame_bytes = max(int(math.prod(shape)), 1)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(fraction * memory / (max(int(spec.parallel), 1) * frame_bytes))
+
+
 def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bool = True
                  ) -> Callable[[int, int, list[dict]], Growth | None]:
     """``grow(frames_needed, k, history)``: the study's ``k``-th growth, or None when it may not.
@@ -60,6 +76,8 @@ def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bo
 
     base_frames, _ = _episode_frames(spec.dataset.id)
     cap = int(spec.dataset.grow * base_frames)
+    if any(t.task == "bc-cnn" for t in spec.tasks):  # BC-CNN holds its training frames in memory
+        cap = min(cap, max(memory_frames(spec) - base_frames, 0))
     reads_tokens = any(TASKS[t.task].reads_tokens for t in spec.tasks)
     per_frame = {t: max(int(pf), 1) for t, (_, pf) in limits.items()}
     base_train = {t: (items or 0.0) / per_frame[t] for t, (items, _) in limits.items()}

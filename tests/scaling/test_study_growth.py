@@ -129,3 +129,23 @@ def test_a_real_collecting_study_grows_its_data_and_its_runs_continue(tmp_path):
     resumed = [name for name in state["budgets"] if "data_grown_from" in json.loads(
         (spec.study_dir / name / "config.json").read_text())]
     assert resumed, "no run continued on the grown data"
+
+
+def test_bc_cnn_caps_growth_at_what_its_workers_can_hold(tmp_path):
+    """BC-CNN keeps its training frames in memory in every worker: growth stays within half the
+    machine's memory (64x64 RGB frames: 12 KiB each)."""
+    import os
+
+    from scaling.study.growth import memory_frames
+    from scaling.study.spec import DatasetSpec, StudySpec, TaskSweep
+    from tests.helpers.tokenizers import make_dataset
+
+    make_dataset("embscale/synthetic/memcap-v0", num_episodes=3, steps=5, size=64)
+    tasks = [TaskSweep(task="bc-cnn", sizes=["s10k"], tokens=100)]
+    one = StudySpec(name="m", runs_dir=str(tmp_path), parallel=1, tasks=tasks,
+                    dataset=DatasetSpec(id="embscale/synthetic/memcap-v0"))
+    two = StudySpec(name="m", runs_dir=str(tmp_path), parallel=2, tasks=tasks,
+                    dataset=DatasetSpec(id="embscale/synthetic/memcap-v0"))
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert memory_frames(one) == int(0.5 * memory / (64 * 64 * 3))
+    assert abs(memory_frames(two) - memory_frames(one) / 2) <= 1
