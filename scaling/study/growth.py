@@ -47,11 +47,12 @@ def _episode_frames(dataset_id: str) -> tuple[int, int]:
     return sum(int(m.get("total_steps", 0)) for m in meta), len(meta)
 
 
-def memory_frames(spec, fraction: float = 0.5) -> int:
-    """Frames BC-CNN's workers may hold in all: ``fraction`` of the machine's memory.
+def memory_frames(spec, fraction: float = 0.25) -> int:
+    """Training frames BC-CNN may hold per worker: ``fraction`` of the machine's memory in all.
 
     Every worker of the sweep (``spec.parallel``) keeps a BC-CNN run's decoded training frames
-    in memory (``agents.frame_data``); a grown dataset must still fit, or the workers die.
+    in memory (``agents.frame_data``), and holds them twice while it assembles them; a grown
+    dataset must still fit when every worker loads at once, or the workers die.
     """
     import os
 

@@ -310,7 +310,8 @@ def growth_part(r: Report, state: dict) -> None:
     for f in refused:
         text += (f" In round {f['round']} the runs asked for {f['asked']:,} training frames, "
                  "more than the study may collect (`dataset.grow` times the dataset's frames, "
-                 "and with BC-CNN, which holds its training frames in memory, what half the "
-                 "machine's memory holds for its workers); they stopped at the data-pass limit.")
+                 "and with BC-CNN, which holds its training frames in memory, what a quarter "
+                 "of the machine's memory holds for its workers); they stopped at the data-pass "
+                 "limit.")
     r.add("p", text)
 
