@@ -134,6 +134,7 @@ class FrameDataSource:
                     f"{self.dataset_id} (frames {sup.dataset.observation_space.shape} against "
                     f"{self.frame_shape}); a supplement must be collected by the base's recipe")
         self._arrays: dict[str, _SplitFrames] = {}
+        self._fps: list[str] | None = None
 
     items_per_window = property(lambda self: self.seq_len, doc="D per window: T.")
 
@@ -172,9 +173,8 @@ class FrameDataSource:
             np.concatenate(parts[2]).astype(np.float32),
             np.concatenate(parts[3]).astype(bool),
             np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
-        grown = f" (with {len(self.supplements)} supplements)" if split == "train" and \
-            self.supplements else ""
-        logger.info("loaded %d %s frames of %s%s", sum(lengths), split, self.dataset_id, grown)
+        logger.info("loaded %d %s frames of %s (%d readers)", sum(lengths), split,
+                    self.dataset_id, len(self._split_readers(split)))
         return arrays
 
     def loader(self, split: str, batch_size: int, seed: int, rank: int = 0,
@@ -219,8 +219,11 @@ class FrameDataSource:
         return _path(self._readers["train"].dataset)
 
     def _fingerprints(self) -> list[str]:
-        return [directory_fingerprint(_path(r.dataset))
-                for r in (self._readers["train"], *self.supplements)]
+        """Each part's fingerprint, hashed once (``fingerprint`` and ``grown_from`` read it)."""
+        if self._fps is None:
+            self._fps = [directory_fingerprint(_path(r.dataset))
+                         for r in (self._readers["train"], *self.supplements)]
+        return self._fps
 
     def fingerprint(self) -> str:
         """Fingerprint of the dataset's files (a resumed run refuses data that changed)."""

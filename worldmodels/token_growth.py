@@ -22,7 +22,7 @@ from offline_data.atomic import check_parent
 from offline_data.fingerprint import directory_fingerprint
 from offline_data.token_writer import merge_token_shards, write_token_shards
 from offline_data.tokens import HEADER_NAME, TokenHeader, TokenShards
-from worldmodels.tokenize_dataset import _episodes, check_frame_size
+from worldmodels.tokenize_dataset import check_frame_size, encode_episodes
 from worldmodels.tokenizer import load_tokenizer
 from worldmodels.tokenizer_data import open_split
 from worldmodels.train_utils import resolve_device
@@ -71,7 +71,7 @@ def grow_token_shards(base: str | os.PathLike, supplements: Sequence[str],
             bar = tqdm(total=reader.num_steps, disable=not progress, desc=f"encode {sup}",
                        unit="frame")
             part = Path(tmp) / f"part-{i}"
-            write_token_shards(part, header, {"train": _episodes(
+            write_token_shards(part, header, {"train": encode_episodes(
                 reader, reader.episode_ids, model, batch_size, bar)})
             bar.close()
             parts.append(str(part))

@@ -66,8 +66,9 @@ def _rank_block(ids: Sequence[int], rank: int, world_size: int) -> list[int]:
     return list(ids[rank * n // world_size:(rank + 1) * n // world_size])
 
 
-def _episodes(reader, ids: list[int], model: VQVAE, batch_size: int,
-              bar) -> Iterator[EpisodeTokens]:
+def encode_episodes(reader, ids: list[int], model: VQVAE, batch_size: int,
+                    bar) -> Iterator[EpisodeTokens]:
+    """The episodes ``ids`` of ``reader`` with their frames encoded, one at a time (``bar``)."""
     for episode_id in ids:
         frames, actions, rewards, terminations = reader.episode(episode_id)
         yield EpisodeTokens(encode_frames(model, frames, batch_size), actions, rewards,
@@ -97,7 +98,7 @@ def _encode_rank(tokenizer: str, dataset_id: str, out: str, splits: Sequence[str
     total = sum(readers[s].episode_steps[i] for s, ids in blocks.items() for i in ids)
     bar = tqdm(total=total, disable=not progress, desc=f"encode rank {rank}", unit="frame")
     start = time.time()
-    write_token_shards(out, header, {s: _episodes(readers[s], ids, model, batch_size, bar)
+    write_token_shards(out, header, {s: encode_episodes(readers[s], ids, model, batch_size, bar)
                                      for s, ids in blocks.items()}, overwrite=True)
     bar.close()
     logger.info("rank %d/%d: %d frames in %.1f s (%.0f frames/s)", rank, world_size, total,

@@ -218,18 +218,25 @@ def _figure(rows: list[dict], result: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def _verdict(slope, values: int) -> str:
+    """What the slope of a on ln d_z shows, from fits at ``values`` distinct d_z."""
+    if slope is None:
+        return "not enough successful fits for an interval"
+    if slope.low <= 0 <= slope.high:
+        return "not significant: the interval of the slope includes 0"
+    direction = "a rises with d_z" if slope.low > 0 else "a falls with d_z"
+    if values < 3:
+        return (f"{direction} between the two values of d_z with a fit, interval excludes no "
+                "effect; a trend over d_z is not tested (fits at 3 values at least are needed)")
+    if slope.low > 0:
+        return "reproduced: a rises with d_z, interval excludes no effect"
+    return "opposite direction, interval excludes no effect"
+
+
 def _report(cfg: Section53Config, result: dict, out: Path, command: str) -> None:
     s = result.get("slope_per_log_dz")
-    values = len({r["tokens_per_frame"] for r in result["rows"] if math.isfinite(r["a"])})
-    direction = ("a rises with d_z" if s is not None and s.low > 0 else
-                 "a falls with d_z" if s is not None and s.high < 0 else None)
-    verdict = ("not enough successful fits for an interval" if s is None else
-               "not significant: the interval of the slope includes 0" if direction is None
-               else f"{direction} between the two values of d_z with a fit, interval excludes "
-               "no effect; a trend over d_z is not tested (fits at 3 values at least are needed)"
-               if values < 3 else
-               "reproduced: a rises with d_z, interval excludes no effect" if s.low > 0 else
-               "opposite direction, interval excludes no effect")
+    verdict = _verdict(s, len({r["tokens_per_frame"] for r in result["rows"]
+                                if math.isfinite(r["a"])}))
     lines = ["# Section 5.3: tokens per frame vs the optimal model-size coefficient", "",
              "One VQ-VAE per tokens-per-frame value, a WM-Token ladder per tokenizer under the "
              f"frontier-seeking budget protocol (every size starts at {cfg.flops:.3g} FLOPs; "

@@ -39,14 +39,6 @@ class Growth:
     record: dict[str, Any]  # for protocol.json and the report
 
 
-def _episode_frames(dataset_id: str) -> tuple[int, int]:
-    """(frames, episodes) of a stored dataset, from its metadata."""
-    from offline_data.datasets import episode_metadata, load_dataset
-
-    meta = episode_metadata(load_dataset(dataset_id))
-    return sum(int(m.get("total_steps", 0)) for m in meta), len(meta)
-
-
 def memory_frames(spec, fraction: float = 0.25) -> int:
     """Training frames BC-CNN may hold per worker: ``fraction`` of the machine's memory in all.
 
@@ -74,8 +66,9 @@ def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bo
         progress: show collection and encoding progress.
     """
     from scaling.study.adapters.datasets import collect_default_dataset  # envs
+    from scaling.study.steps import dataset_summary
 
-    base_frames, _ = _episode_frames(spec.dataset.id)
+    base_frames = dataset_summary(spec.dataset.id)["frames"]
     cap = int(spec.dataset.grow * base_frames)
     if any(t.task == "bc-cnn" for t in spec.tasks):  # BC-CNN holds its training frames in memory
         cap = min(cap, max(memory_frames(spec) - base_frames, 0))
@@ -101,7 +94,8 @@ def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bo
                                      max_total_steps=min(want, room))
             collect_default_dataset(ds, progress=progress)
         collected = time.time() - start
-        frames, episodes = _episode_frames(sup)
+        summary = dataset_summary(sup)
+        frames, episodes = summary["frames"], summary["episodes"]
         sups = [h["supplement"] for h in history] + [sup]
         data, new_limits = {}, {}
         start = time.time()
