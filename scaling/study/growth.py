@@ -65,8 +65,7 @@ def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bo
         limits: per task, (training inputs, inputs per frame) of the dataset before any growth.
         progress: show collection and encoding progress.
     """
-    from scaling.study.adapters.datasets import collect_default_dataset  # envs
-    from scaling.study.steps import dataset_summary
+    from scaling.study.adapters.datasets import collect_default_dataset, dataset_summary  # envs
 
     base_frames = dataset_summary(spec.dataset.id)["frames"]
     cap = int(spec.dataset.grow * base_frames)

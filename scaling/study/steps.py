@@ -13,15 +13,12 @@ from typing import Any
 
 from offline_data.atomic import write_text_atomic
 from offline_data.datasets import (
-    dataset_discretizer,
     datasets_root,
-    episode_metadata,
     list_dataset_ids,
-    load_dataset,
 )
 from offline_data.tokens import HEADER_NAME
 from scaling.study.action_baselines import action_baselines
-from scaling.study.adapters.datasets import collect_default_dataset
+from scaling.study.adapters.datasets import collect_default_dataset, dataset_summary
 from scaling.study.adapters.fits import fit_runs, plan_next
 from scaling.study.adapters.sizes import known_sizes, size_params, study_layout
 from scaling.study.adapters.tokenizer import encode_dataset, tokenizer_finished, train_tokenizer
@@ -139,28 +136,6 @@ def ensure_dataset(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     summary = dataset_summary(spec.dataset.id)
     write_text_atomic(out, json.dumps(summary, indent=2))
     return summary
-
-
-def dataset_summary(dataset_id: str) -> dict[str, Any]:
-    """Episodes, frames, returns and skills of a dataset, from its metadata."""
-    import numpy as np
-
-    ds = load_dataset(dataset_id)
-    meta = episode_metadata(ds)
-    steps = np.array([m.get("total_steps", 0) for m in meta], np.int64)
-    returns = np.array([m["return"] for m in meta if "return" in m], np.float64)
-    skills = np.array([m["skill"] for m in meta if "skill" in m], np.float64)
-    disc = dataset_discretizer(ds)
-
-    def stats(a):
-        return ({"mean": float(a.mean()), "min": float(a.min()), "max": float(a.max())}
-                if a.size else None)
-
-    return {"id": dataset_id, "episodes": len(meta), "frames": int(steps.sum()),
-            "episode_steps": stats(steps.astype(float)), "returns": stats(returns),
-            "skills": stats(skills), "observation_shape": list(ds.observation_space.shape),
-            "action_space": str(ds.action_space), "action_vocab_sizes": list(disc.vocab_sizes),
-            "env_spec": getattr(ds.spec.env_spec, "id", None) if ds.spec.env_spec else None}
 
 
 # ----- tokenizer -----

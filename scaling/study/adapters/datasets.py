@@ -1,11 +1,18 @@
-"""Dataset collection for the study (``offline_data.defaults`` / ``offline_data.collect``)."""
+"""The study's dataset: collection (``offline_data.defaults``, ``.collect``) and summary."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import agents.demonstrators  # noqa: F401  (registers the scripted demonstrators)
 import envs
 from offline_data.collect_streams import collect_streams
-from offline_data.datasets import dataset_discretizer, dataset_path, load_dataset
+from offline_data.datasets import (
+    dataset_discretizer,
+    dataset_path,
+    episode_metadata,
+    load_dataset,
+)
 from offline_data.defaults import DEFAULTS, collect_default
 from offline_data.discretize import discretizer_for_space
 
@@ -48,3 +55,25 @@ def action_vocab(spec) -> tuple[int, ...]:
         return tuple(discretizer_for_space(env.action_space).vocab_sizes)
     finally:
         env.close()
+
+
+def dataset_summary(dataset_id: str) -> dict[str, Any]:
+    """Episodes, frames, returns and skills of a dataset, from its metadata."""
+    import numpy as np
+
+    ds = load_dataset(dataset_id)
+    meta = episode_metadata(ds)
+    steps = np.array([m.get("total_steps", 0) for m in meta], np.int64)
+    returns = np.array([m["return"] for m in meta if "return" in m], np.float64)
+    skills = np.array([m["skill"] for m in meta if "skill" in m], np.float64)
+    disc = dataset_discretizer(ds)
+
+    def stats(a):
+        return ({"mean": float(a.mean()), "min": float(a.min()), "max": float(a.max())}
+                if a.size else None)
+
+    return {"id": dataset_id, "episodes": len(meta), "frames": int(steps.sum()),
+            "episode_steps": stats(steps.astype(float)), "returns": stats(returns),
+            "skills": stats(skills), "observation_shape": list(ds.observation_space.shape),
+            "action_space": str(ds.action_space), "action_vocab_sizes": list(disc.vocab_sizes),
+            "env_spec": getattr(ds.spec.env_spec, "id", None) if ds.spec.env_spec else None}
