@@ -22,6 +22,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -126,11 +127,19 @@ class BCCNN(nn.Module):
         return count_params(self)
 
     def embed(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames (B, T, H, W, 3) -> transformer inputs (B, T, E)."""
+        """Frames (B, T, H, W, 3) -> transformer inputs (B, T, E).
+
+        ``frames`` are uint8 of any size (resized here to ``image_size``), or floating pixel
+        values (0-255) already at ``image_size``, as :func:`resize_frames` stores them.
+        """
         B, T = frames.shape[:2]
         x = frames.reshape(B * T, *frames.shape[2:]).permute(0, 3, 1, 2).float() / 255.0
         size = self.config.image_size
         if x.shape[-2:] != (size, size):
+            if frames.is_floating_point():
+                raise ValueError(f"float frames of {tuple(x.shape[-2:])} pixels, but the model "
+                                 f"reads {size}x{size}: pass uint8 frames (resized here) or "
+                                 "frames from resize_frames(frames, image_size)")
             x = F.interpolate(x, size=(size, size), mode="area")
         return self.proj(self.cnn(x)).view(B, T, -1)
 
@@ -175,6 +184,23 @@ class BCCNN(nn.Module):
                 out.append(torch.multinomial(torch.softmax(last, -1), 1,
                                              generator=generator).squeeze(-1))
         return torch.stack(out, -1)
+
+
+def resize_frames(frames, size: int, chunk: int = 4096):
+    """uint8 frames (N, H, W, 3) at ``size`` x ``size``, as pixel values (0-255) in float16.
+
+    The same area average as :meth:`BCCNN.embed` applies to uint8 frames, done once: a dataset
+    stored this way holds a 64x64 frame read at 32x32 in half the memory (6 KiB, not 12) and
+    needs no resize per step. A mean of 4 pixels (2x) is exact in float16; of 16 (4x), within
+    1/32 of a pixel level. Returns a numpy array.
+    """
+    frames = np.asarray(frames)
+    out = np.empty((len(frames), size, size, frames.shape[-1]), np.float16)
+    for i in range(0, len(frames), chunk):
+        x = torch.from_numpy(np.array(frames[i:i + chunk])).permute(0, 3, 1, 2)  # a writable copy
+        x = F.interpolate(x.float(), size=(size, size), mode="area")
+        out[i:i + chunk] = x.permute(0, 2, 3, 1).to(torch.float16).numpy()
+    return out
 
 
 def save_bc_cnn(model: BCCNN, path: str | os.PathLike) -> None:

@@ -79,3 +79,18 @@ def bc_cnn_params(n_layer: int, n_embd: int, seq_len: int, action_vocab_sizes: I
             + cnn.embd * n_embd + n_embd  # proj
             + transformer_params(n_layer, n_embd, seq_len, vocab_size=0, bias=bias)
             + n_embd * heads + heads)
+
+
+def stored_frame_bytes(frame_shape: Iterable[int], image_size: int | None = None) -> int:
+    """Bytes per frame that BC-CNN's training data holds in memory (``agents.frame_data``).
+
+    Frames read at their own size stay uint8; frames read at another ``image_size`` are resized
+    once and kept as float16 pixel values (``agents.bc_cnn.resize_frames``).
+
+        >>> stored_frame_bytes((64, 64, 3)), stored_frame_bytes((64, 64, 3), image_size=32)
+        (12288, 6144)
+    """
+    h, w, c = (int(x) for x in frame_shape)
+    if image_size is None or (int(image_size), int(image_size)) == (h, w):
+        return h * w * c
+    return int(image_size) ** 2 * c * 2

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from agents.bc_cnn import BCCNN, BCCNNConfig
+from agents.bc_cnn import BCCNN, BCCNNConfig, resize_frames
 from agents.frame_cache import cached, data_stamp
 from offline_data.datasets import dataset_path
 from offline_data.fingerprint import directory_fingerprint
@@ -37,14 +37,14 @@ logger = logging.getLogger(__name__)
 class FrameBatch(NamedTuple):
     """Windows of T timesteps for BC-CNN."""
 
-    frames: torch.Tensor  # uint8 (B, T, H, W, 3)
+    frames: torch.Tensor  # uint8 (B, T, H, W, 3), or float16 pixel values at the image size
     actions: torch.Tensor  # int64 (B, T, d_a) local action ids per dimension
     rewards: torch.Tensor  # float32 (B, T)
     terminations: torch.Tensor  # bool (B, T)
 
 
 class _SplitFrames(NamedTuple):
-    frames: np.ndarray  # uint8 (F, H, W, 3)
+    frames: np.ndarray  # uint8 (F, H, W, 3), or float16 (F, S, S, 3) resized to image_size S
     actions: np.ndarray  # int64 (F, d_a)
     rewards: np.ndarray  # float32 (F,)
     terminations: np.ndarray  # bool (F,)
@@ -107,17 +107,20 @@ class FrameWindowLoader:
 class FrameDataSource:
     """Frame windows of a Minari dataset as a trainer ``DataSource`` for BC-CNN.
 
-    Episodes of each split are read once (``offline_data.reader``) into memory; fine for the
-    embedded datasets (12 KB per 64x64 frame). The arrays are shared with later runs of the same
-    process (``agents.frame_cache``). D counts one input per timestep.
+    Episodes of each split are read once (``offline_data.reader``) into memory: 12 KiB per
+    64x64 frame, or, with ``image_size``, the frames resized once to the model's size (6 KiB per
+    frame at 32x32, ``agents.bc_cnn_shapes.stored_frame_bytes``). The arrays are shared with
+    later runs of the same process (``agents.frame_cache``). D counts one input per timestep.
 
     Args:
         dataset: Minari dataset id (or opened dataset), or a grown data name
             ``base+supplement1+...`` whose supplements' episodes all join the training split.
         seq_len: timesteps per window (T; the paper uses 10).
+        image_size: the model's frame size, when it reads the frames smaller than stored (the
+            batches then hold float16 pixel values at that size, ``agents.bc_cnn.resize_frames``).
     """
 
-    def __init__(self, dataset, seq_len: int = 10):
+    def __init__(self, dataset, seq_len: int = 10, image_size: int | None = None):
         self.seq_len = int(seq_len)
         self._readers: dict = {}
         base, supplements = split_data_ids(dataset) if isinstance(dataset, str) else (dataset, [])
@@ -135,6 +138,10 @@ class FrameDataSource:
                     f"{self.frame_shape}); a supplement must be collected by the base's recipe")
         self._arrays: dict[str, _SplitFrames] = {}
         self._fps: list[str] | None = None
+        size = None if image_size is None else int(image_size)
+        if size is not None and size <= 0:
+            raise ValueError(f"image_size={image_size}; pass a positive frame size in pixels")
+        self.image_size = None if size is None or (size, size) == self.frame_shape[:2] else size
 
     items_per_window = property(lambda self: self.seq_len, doc="D per window: T.")
 
@@ -156,7 +163,7 @@ class FrameDataSource:
     def _split(self, split: str) -> _SplitFrames:
         if split not in self._arrays:
             readers = self._split_readers(split)
-            key = ("bc-cnn frames", split,
+            key = ("bc-cnn frames", split, self.image_size,
                    json.dumps(readers[0].discretizer.to_spec(), sort_keys=True),
                    *((str(_path(r.dataset)), tuple(r.episode_ids), data_stamp(_path(r.dataset)))
                      for r in readers))
@@ -164,11 +171,13 @@ class FrameDataSource:
         return self._arrays[split]
 
     def _load(self, split: str) -> _SplitFrames:
-        parts = list(zip(*(ep for r in self._split_readers(split)
+        size = self.image_size
+        parts = list(zip(*((ep[0] if size is None else resize_frames(ep[0], size), *ep[1:])
+                           for r in self._split_readers(split)
                            for _, ep in r.iter_episodes()), strict=True))
         lengths = [len(r) for r in parts[2]]
         arrays = _SplitFrames(
-            np.concatenate(parts[0]).astype(np.uint8),
+            np.concatenate(parts[0]).astype(np.uint8 if size is None else np.float16),
             np.concatenate(parts[1]).astype(np.int64).reshape(sum(lengths), -1),
             np.concatenate(parts[2]).astype(np.float32),
             np.concatenate(parts[3]).astype(bool),
@@ -196,7 +205,10 @@ class FrameDataSource:
                 scales with the width; ``cnn_block`` (in kwargs) picks its blocks.
             **kwargs: further ``BCCNNConfig`` fields (image_size defaults to the frames').
         """
-        kwargs.setdefault("image_size", self.frame_shape[0])
+        kwargs.setdefault("image_size", self.image_size or self.frame_shape[0])
+        if self.image_size is not None and kwargs["image_size"] != self.image_size:
+            raise ValueError(f"image_size={kwargs['image_size']}, but this source holds frames "
+                             f"resized to {self.image_size}; build it with that image_size")
         if paper_cnn:
             gpt = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd,
                             block_size=self.seq_len, vocab_size=0)
@@ -211,6 +223,10 @@ class FrameDataSource:
             raise ValueError(f"dataset {self.dataset_id} has action vocabularies "
                              f"{self.action_vocab_sizes} but the model's heads predict "
                              f"{tuple(cfg.action_vocab_sizes)}; build the model for this dataset")
+        if self.image_size is not None and cfg.image_size != self.image_size:
+            raise ValueError(f"the model reads {cfg.image_size}x{cfg.image_size} frames, but this "
+                             f"source holds them resized to {self.image_size}; build the source "
+                             f"with image_size={cfg.image_size}")
         if self.seq_len > cfg.gpt.block_size:
             raise ValueError(f"context of {self.seq_len} timesteps is longer than the model's "
                              f"block_size {cfg.gpt.block_size}; lower seq_len")

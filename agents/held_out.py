@@ -42,7 +42,8 @@ def _model_and_loader(ckpt: dict, split: str, data: str | None, allow_mismatch: 
         raise ValueError("the checkpoint does not record its training data; pass the token "
                          "shard directory or Minari dataset id (--data)")
     if kind == "bc_cnn":
-        source = FrameDataSource(data, seq_len=seq_len)
+        image_size = (ckpt.get("model_config") or {}).get("image_size")
+        source = FrameDataSource(data, seq_len=seq_len, image_size=image_size)
     elif kind == "token_model":
         source = TokenDataSource(data, seq_len=seq_len)
         check_tokenizer_match(recorded_tokenizer(ckpt), source.shards.header.tokenizer_sha256,

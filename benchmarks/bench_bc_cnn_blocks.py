@@ -25,11 +25,12 @@ import torch
 
 
 def collect_data(episodes: int, total_steps: int) -> str:
+    import agents.demonstrators  # noqa: F401  (registers the scripted Breakout player)
     import envs
     from offline_data.collect import collect, resolve_policy
 
     dataset_id = "embscale/breakout/bench-cnn-v0"
-    env = envs.make("embscale/Breakout-v0")
+    env = envs.make("embscale/Breakout-v1")
     try:
         policy = resolve_policy("scripted", env, seed=0)
         collect(env, policy, episodes, dataset_id, seed=0, max_total_steps=total_steps,

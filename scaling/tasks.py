@@ -154,10 +154,10 @@ def _build_bc_cnn(task: Task, size: str, data: str, preset, seq_len: int,
         raise ValueError(f"{data} is a token shard; bc-cnn reads frames: pass the Minari "
                          "dataset id (e.g. embscale/breakout/scripted-v2)")
     shape = presets.get_size(size)
-    source = FrameDataSource(data, seq_len=seq_len)
     kwargs: dict = {"cnn_block": cnn_block}
     if image_size or preset.image_size:
         kwargs["image_size"] = image_size or preset.image_size
+    source = FrameDataSource(data, seq_len=seq_len, image_size=kwargs.get("image_size"))
     cfg = source.model_config(shape.n_layer, shape.n_head, shape.n_embd,
                               paper_cnn=_cnn_shape(size) == PAPER_CNN, **kwargs)
     cfg.gpt = type(cfg.gpt)(**{**cfg.gpt.to_dict(), "dropout": dropout})

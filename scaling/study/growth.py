@@ -42,16 +42,23 @@ class Growth:
 def memory_frames(spec, fraction: float = 0.25) -> int:
     """Training frames BC-CNN may hold per worker: ``fraction`` of the machine's memory in all.
 
-    Every worker of the sweep (``spec.parallel``) keeps a BC-CNN run's decoded training frames
-    in memory (``agents.frame_data``), and holds them twice while it assembles them; a grown
-    dataset must still fit when every worker loads at once, or the workers die.
+    Every worker of the sweep (``spec.parallel``) keeps a BC-CNN run's training frames in memory
+    (``agents.frame_data``: uint8, or float16 at the model's image size when it reads them
+    smaller), and holds them twice while it assembles them; a grown dataset must still fit when
+    every worker loads at once, or the workers die.
     """
     import os
 
+    from agents.bc_cnn_shapes import stored_frame_bytes
     from offline_data.datasets import load_dataset
+    from worldmodels import presets
 
     shape = load_dataset(spec.dataset.id).observation_space.shape
-    frame_bytes = max(int(math.prod(shape)), 1)
+    sizes = [(t.overrides.get("image_size")
+              or (presets.get_task_preset(t.preset) if t.preset
+                  else presets.preset_for(t.task, size)).image_size)
+             for t in spec.tasks if t.task == "bc-cnn" for size in t.sizes]
+    frame_bytes = max([stored_frame_bytes(shape, s) for s in sizes or [None]] + [1])
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return int(fraction * memory / (max(int(spec.parallel), 1) * frame_bytes))
 

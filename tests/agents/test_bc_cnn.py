@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.bc_cnn import BCCNN, BCCNNConfig, save_bc_cnn
+from agents.bc_cnn import BCCNN, BCCNNConfig, resize_frames, save_bc_cnn
+from agents.bc_cnn_shapes import stored_frame_bytes
 from agents.frame_data import FrameDataSource
 from offline_data.datasets import Episode
 from offline_data.minari_writer import create_minari_dataset
@@ -163,3 +164,34 @@ def test_frames_are_read_once_per_process_and_again_when_the_files_change(data, 
     assert fresh is not first
     np.testing.assert_array_equal(fresh.frames, first.frames)
     assert sum("loaded" in m and "train" in m for m in caplog.messages) == 2
+
+
+def test_frames_resized_once_give_the_per_step_resize(data):
+    small = FrameDataSource(DATASET, seq_len=4, image_size=8)
+    assert FrameDataSource(DATASET, seq_len=4, image_size=12).image_size is None  # own size
+    stored = small.loader("train", 2, seed=0).arrays.frames
+    assert stored.dtype == np.float16 and stored.shape[1:] == (8, 8, 3)
+    assert stored.nbytes // len(stored) == stored_frame_bytes((12, 12, 3), 8) == 384
+    model = BCCNN(small.model_config(n_layer=1, n_head=2, n_embd=16)).eval()
+    assert model.config.image_size == 8
+    resized = small.loader("train", 2, seed=0).batch_at(3).frames
+    raw = data.loader("train", 2, seed=0).batch_at(3).frames  # the same windows, uint8 12x12
+    assert resized.dtype == torch.float16 and raw.dtype == torch.uint8
+    torch.testing.assert_close(model(resized)[0], model(raw)[0], atol=2e-3, rtol=1e-3)
+    # a 2x mean is exact in float16
+    pixels = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    exact = pixels.reshape(5, 4, 2, 4, 2, 3).astype(np.float64).mean(axis=(2, 4))
+    np.testing.assert_array_equal(resize_frames(pixels, 4).astype(np.float64), exact)
+
+
+def test_resized_frames_refuse_a_model_of_another_size(data):
+    small = FrameDataSource(DATASET, seq_len=4, image_size=8)
+    with pytest.raises(ValueError, match="resized to 8"):
+        small.model_config(n_layer=1, n_head=2, n_embd=16, image_size=12)
+    with pytest.raises(ValueError, match="image_size=12"):
+        small.check_model(BCCNN(data.model_config(n_layer=1, n_head=2, n_embd=16)))
+    model = BCCNN(data.model_config(n_layer=1, n_head=2, n_embd=16, image_size=8))
+    with pytest.raises(ValueError, match="float frames"):
+        model(torch.zeros(1, 2, 12, 12, 3, dtype=torch.float16))
+    with pytest.raises(ValueError, match="positive frame size"):
+        FrameDataSource(DATASET, seq_len=4, image_size=0)

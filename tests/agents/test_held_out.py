@@ -16,11 +16,11 @@ from worldmodels.token_data import TokenDataSource
 from worldmodels.token_model import TokenModel, TokenModelConfig
 
 
-def _train(tmp_path, task, data, name):
+def _train(tmp_path, task, data, name, *extra):
     run = tmp_path / name
     argv = ["train", "--task", task, "--size", "s10k", "--data", str(data), "--seq-len", "3",
             "--steps", "4", "--run-dir", str(run), "--no-tensorboard", "--micro-batch-size", "4",
-            "--tokens-per-update", "0"]
+            "--tokens-per-update", "0", *extra]
     assert cli.main(argv) == 0
     return run
 
@@ -75,6 +75,11 @@ def test_bc_cnn_test_split_from_the_command_line(tmp_path, capsys):
     # 3 of the 30 episodes are the test split: 16 - 3 + 1 windows each, every 3rd scored
     assert row["task"] == "bc-cnn" and row["split"] == "test" and row["windows"] == 14
     assert 0 < row["loss"] < 5 and row["tokens"] > 0
+    # a model that reads the frames smaller holds them resized, in training and in evaluation
+    small = _train(tmp_path, "bc-cnn", dataset, "bc-cnn-8px", "--image-size", "8")
+    config = json.loads((small / "config.json").read_text())["model_config"]
+    assert config["image_size"] == 8
+    assert 0 < held_out_loss(small, "test")["loss"] < 5
 
 
 def test_bad_input_is_named(token_run, tmp_path, capsys):

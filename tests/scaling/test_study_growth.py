@@ -133,7 +133,8 @@ def test_a_real_collecting_study_grows_its_data_and_its_runs_continue(tmp_path):
 
 def test_bc_cnn_caps_growth_at_what_its_workers_can_hold(tmp_path):
     """BC-CNN keeps its training frames in memory in every worker (twice while it assembles
-    them): growth stays within a quarter of the machine's memory (64x64 RGB frames: 12 KiB)."""
+    them): growth stays within a quarter of the machine's memory (64x64 RGB frames: 12 KiB, or
+    6 KiB when the model reads them at 32x32 and they are held resized)."""
     import os
 
     from scaling.study.growth import memory_frames
@@ -149,3 +150,7 @@ def test_bc_cnn_caps_growth_at_what_its_workers_can_hold(tmp_path):
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert memory_frames(one) == int(0.25 * memory / (64 * 64 * 3))
     assert abs(memory_frames(two) - memory_frames(one) / 2) <= 1
+    small = [TaskSweep(task="bc-cnn", sizes=["s10k"], tokens=100, overrides={"image_size": 32})]
+    resized = StudySpec(name="m", runs_dir=str(tmp_path), parallel=1, tasks=small,
+                        dataset=DatasetSpec(id="embscale/synthetic/memcap-v0"))
+    assert memory_frames(resized) == int(0.25 * memory / (32 * 32 * 3 * 2))
