@@ -8,10 +8,13 @@ ratios.
 
 A curve *plateaus* at the first logged compute C after which the loss falls by less than
 ``slope`` in log-log over the next half decade of compute (``-d ln L / d ln C < slope``). A curve
-that never does within its budget is censored (it plateaus later than its last point).
+that never does within its budget is censored (it plateaus later than its last point), and so is
+a run of fewer optimizer steps than the budget protocol's ``min_plateau_steps``: a young
+behaviour-cloning curve can sit flat at the action marginal long before it learns (in the default
+study the s300k runs ended after 252 updates, flat near that level).
 
 Example:
-    embscale reproduce section-5.2 --runs runs/breakout-default/runs
+    embscale reproduce section-5.2 --runs runs/breakout-default
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from offline_data.atomic import write_text_atomic
 from offline_data.tokens import TokenLayout
 from scaling.mechanisms.common import Estimate, estimate
 from scaling.plots import save_figure
+from scaling.study.budget_protocol import ProtocolConfig
 from scaling.study.presets import default_study, quick_study
 from scaling.study.spec import TaskSweep
 from scaling.tasks import TASKS
@@ -39,6 +43,8 @@ PLATEAU_SLOPE = 0.02
 """A curve has plateaued once the loss falls by less than this in ln L per unit ln C."""
 PLATEAU_SPAN = 0.5
 """Decades of compute over which the local slope is measured."""
+MIN_PLATEAU_STEPS = ProtocolConfig.min_plateau_steps
+"""Optimizer steps before a flat curve may count as plateaued (the budget protocol's rule)."""
 
 
 @dataclass
@@ -55,6 +61,8 @@ class RunSummary:
     L: np.ndarray
     plateau_C: float
     censored: bool
+    steps: int = 0  # optimizer steps of the run's last logged point
+    young: bool = False  # censored because the run is shorter than MIN_PLATEAU_STEPS
 
     @property
     def flops_per_action(self) -> float:
@@ -126,8 +134,12 @@ def summarize_run(run_dir: str | Path) -> RunSummary | None:
     D = np.array([r["tokens"] for r in rows], dtype=np.float64)
     L = np.array([r[key] for r in rows], dtype=np.float64)
     pc, censored = plateau_point(C, L)
+    steps = int(max(r.get("step", 0) for r in rows))
+    young = not censored and steps < MIN_PLATEAU_STEPS
+    if young:  # flat, but too early to tell a plateau from the action marginal's level
+        pc, censored = float(C.max()), True
     return RunSummary(run_dir.name, task, cfg.get("size", "?"), int(cfg["params"]), inputs,
-                      C, D, L, pc, censored)
+                      C, D, L, pc, censored, steps, young)
 
 
 def find_bc_runs(paths) -> list[RunSummary]:
@@ -166,6 +178,8 @@ def compare(summaries: list[RunSummary], seed: int = 0) -> dict:
                       "flops_per_action_ratio": t.flops_per_action / c.flops_per_action,
                       "plateau_C_token": t.plateau_C, "censored_token": t.censored,
                       "plateau_C_cnn": c.plateau_C, "censored_cnn": c.censored,
+                      "steps_token": t.steps, "young_token": t.young,
+                      "steps_cnn": c.steps, "young_cnn": c.young,
                       "plateau_ratio": t.plateau_C / c.plateau_C})
     known = [p for p in pairs if p["bound"] != "none"]
     logr = np.log10([p["plateau_ratio"] for p in known])
@@ -203,6 +217,13 @@ def figure(summaries: list[RunSummary], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def _censor_note(pair: dict, family: str) -> str:
+    """' (not yet)', ' (too young: S steps)' or '' for one family's plateau column."""
+    if pair.get(f"young_{family}"):
+        return f" (too young: {pair[f'steps_{family}']:,} steps)"
+    return " (not yet)" if pair[f"censored_{family}"] else ""
+
+
 RATIO_MARK = {"exact": "", "lower": ">= ", "none": "? "}
 """How the plateau ratio is shown: exact, a lower bound, or open (see :func:`compare`)."""
 
@@ -222,9 +243,12 @@ def write_report(out: Path, summaries: list[RunSummary], result: dict, command: 
         "much larger compute. A curve plateaus at the first compute after which its loss falls "
         f"by less than {PLATEAU_SLOPE} in ln L per unit ln C over the next {PLATEAU_SPAN} "
         "decades and stays flat to the end of the run; 'not yet' means it had not plateaued by "
-        "the end of its budget. A ratio is exact when both curves plateaued, a lower bound (>=) "
-        "when only BC-CNN's did, and open (?) when BC-CNN's had not: such sizes are left out "
-        "of the mean.", "",
+        "the end of its budget, 'too young' that its run ended flat but before "
+        f"{MIN_PLATEAU_STEPS:,} optimizer steps, too early to tell a plateau from the flat "
+        "stretch at the action marginal that precedes learning (the budget protocol's rule); "
+        "both count as not plateaued. A ratio is exact when both curves plateaued, a lower "
+        "bound (>=) when only BC-CNN's did, and open (?) when BC-CNN's had not: such sizes are "
+        "left out of the mean.", "",
         f"Regenerate: `{command}`", "",
         "| size | N BC-Token | N BC-CNN | FLOPs/action BC-Token | FLOPs/action BC-CNN | ratio | "
         "plateau C BC-Token | plateau C BC-CNN | plateau ratio |",
@@ -235,8 +259,7 @@ def write_report(out: Path, summaries: list[RunSummary], result: dict, command: 
             f"| {p['size']} | {p['N_token']:,} | {p['N_cnn']:,} | "
             f"{p['flops_per_action_token']:.3g} | {p['flops_per_action_cnn']:.3g} | "
             f"{p['flops_per_action_ratio']:.1f} | {p['plateau_C_token']:.3g}"
-            f"{' (not yet)' if p['censored_token'] else ''} | {p['plateau_C_cnn']:.3g}"
-            f"{' (not yet)' if p['censored_cnn'] else ''} | "
+            f"{_censor_note(p, 'token')} | {p['plateau_C_cnn']:.3g}{_censor_note(p, 'cnn')} | "
             f"{RATIO_MARK[p['bound']]}{p['plateau_ratio']:.1f} |")
     n, lower = result["determined"], result["lower_bounds"]
     if n == 0:

@@ -14,7 +14,8 @@ from scaling.mechanisms.section52 import compare, find_bc_runs, plateau_point, w
 TEXT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
-def _write_run(root: Path, task: str, size: str, N: int, C, L, tokens_per_frame=16):
+def _write_run(root: Path, task: str, size: str, N: int, C, L, tokens_per_frame=16,
+               steps_per_point=100):
     run = root / f"{task}-{size}"
     run.mkdir(parents=True)
     data = ({"tokens_per_frame": tokens_per_frame, "action_vocab_sizes": [4]} if task == "bc-token"
@@ -23,9 +24,10 @@ def _write_run(root: Path, task: str, size: str, N: int, C, L, tokens_per_frame=
                                                  "data": data}))
     per = (tokens_per_frame + 1) if task == "bc-token" else 1
     with open(run / "metrics.jsonl", "w") as f:
-        for c, loss in zip(C, L, strict=True):
-            f.write(json.dumps({"step": 1, "flops": c, "tokens": c / (6 * N), "params": N,
-                                "train/loss": loss, "val/loss": loss, "per": per}) + "\n")
+        for i, (c, loss) in enumerate(zip(C, L, strict=True)):
+            f.write(json.dumps({"step": (i + 1) * steps_per_point, "flops": c,
+                                "tokens": c / (6 * N), "params": N, "train/loss": loss,
+                                "val/loss": loss, "per": per}) + "\n")
 
 
 def test_section52_doctests():
@@ -127,6 +129,32 @@ def test_section51_quick_end_to_end(tmp_path, capsys):
                  "--tokens", "5e4", "--bootstrap", "8", "--workers", "1"]) == 0
     again = json.loads((out / "report" / "results.json").read_text())
     assert again["fits"] == results["fits"]
+
+
+def test_section52_a_flat_young_run_has_not_plateaued(tmp_path):
+    """A run that ends flat before the protocol's minimum of optimizer steps (a BC model still at
+    the action marginal) counts as not plateaued; the same curve over more steps does plateau."""
+    from scaling.mechanisms.section52 import MIN_PLATEAU_STEPS
+
+    C = np.geomspace(1e8, 1e11, 40)
+    flat = np.full(C.shape, 1.02)  # the action marginal's loss, never left
+    per_point = (MIN_PLATEAU_STEPS - 1) // len(C)  # the last point just short of the minimum
+    _write_run(tmp_path, "bc-cnn", "s300k", 300_000, C, flat, steps_per_point=per_point)
+    _write_run(tmp_path, "bc-token", "s300k", 300_000, C, flat, steps_per_point=per_point)
+    young = compare(find_bc_runs([tmp_path]))
+    pair = young["pairs"][0]
+    assert pair["young_cnn"] and pair["censored_cnn"] and pair["bound"] == "none"
+    assert pair["steps_cnn"] == per_point * len(C) < MIN_PLATEAU_STEPS
+    assert young["determined"] == 0
+    report = write_report(tmp_path / "out", find_bc_runs([tmp_path]), young, "cmd").read_text()
+    assert f"too young: {per_point * len(C):,} steps" in report
+
+    old = tmp_path / "old"
+    _write_run(old, "bc-cnn", "s300k", 300_000, C, flat, steps_per_point=MIN_PLATEAU_STEPS)
+    _write_run(old, "bc-token", "s300k", 300_000, C, flat, steps_per_point=MIN_PLATEAU_STEPS)
+    pair = compare(find_bc_runs([old]))["pairs"][0]
+    assert not pair["young_cnn"] and pair["bound"] == "exact"
+    assert pair["plateau_C_cnn"] == pytest.approx(C[0])
 
 
 @pytest.mark.slow
