@@ -154,3 +154,29 @@ def test_bc_cnn_caps_growth_at_what_its_workers_can_hold(tmp_path):
     resized = StudySpec(name="m", runs_dir=str(tmp_path), parallel=1, tasks=small,
                         dataset=DatasetSpec(id="embscale/synthetic/memcap-v0"))
     assert memory_frames(resized) == int(0.25 * memory / (32 * 32 * 3 * 2))
+
+
+def test_bc_cnn_knows_its_data_limit_without_token_shards(tmp_path):
+    """A study without token shards (BC-CNN alone, or before the tokenizer stage) still limits
+    BC-CNN to 4 passes: its limit is the training timesteps its trainer reads, counted from the
+    dataset; before this, such a study extended BC-CNN runs without a limit."""
+    from agents.frame_data import FrameDataSource
+    from offline_data.reader import WindowReader
+    from scaling.study.budget_rounds import study_data_limits
+    from scaling.study.paths import tokens_dir
+    from scaling.study.spec import DatasetSpec, StudySpec, TaskSweep
+    from tests.helpers.tokenizers import make_dataset
+
+    make_dataset("embscale/synthetic/cnnlimit-v0", num_episodes=10, steps=12, size=16)
+    spec = StudySpec(name="c", runs_dir=str(tmp_path), parallel=1,
+                     tasks=[TaskSweep(task="bc-cnn", sizes=["s10k", "s30k"], tokens=100)],
+                     dataset=DatasetSpec(id="embscale/synthetic/cnnlimit-v0"))
+    assert not tokens_dir(spec).exists()
+    items, per_frame = study_data_limits(spec)["bc-cnn"]
+    trainer_items = FrameDataSource("embscale/synthetic/cnnlimit-v0", seq_len=10).num_train_items
+    every = WindowReader("embscale/synthetic/cnnlimit-v0", 10, split="all").num_steps
+    assert per_frame == 1 and items == trainer_items and 0 < items < every  # train split only
+    # a window longer than the episodes leaves none: the error names the split and seq_len
+    spec.tasks[0].overrides["seq_len"] = 1000
+    with pytest.raises(ValueError, match="seq_len=1000"):
+        study_data_limits(spec)

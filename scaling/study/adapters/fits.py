@@ -67,10 +67,37 @@ def plan_next(fit_path: Path, flops: float, spec, task: str) -> dict[str, Any]:
 
 
 def dataset_tokens(spec, task: str) -> float | None:
-    """Unique training inputs D of the study's data for ``task`` (None when unknown)."""
+    """Unique training inputs D of the study's data for ``task`` (None when unknown).
+
+    Token tasks count the training split of the study's token shards (None before the
+    tokenizer stage wrote them). Frame tasks (BC-CNN) read the dataset itself, one input per
+    timestep, so they count the timesteps of its training split that their windows reach, as
+    ``agents.frame_data.FrameDataSource`` does (episodes shorter than a window are skipped);
+    None when the dataset is not on disk. A study without token shards therefore still knows
+    BC-CNN's data-pass limit.
+    """
+    if not TASKS[task].reads_tokens:
+        return _frame_task_steps(spec, task)
     header = tokens_dir(spec) / "header.json"
     if not header.is_file():
         return None
     shards = TokenShards.open(tokens_dir(spec))
     frames = shards.split("train").num_frames
     return float(frames * TASKS[task].inputs_per_step(shards.layout))
+
+
+def _frame_task_steps(spec, task: str) -> float | None:
+    """Timesteps of the dataset's training split that ``task``'s windows reach."""
+    from offline_data.reader import WindowReader
+    from worldmodels import presets
+
+    sweeps = [t for t in spec.tasks if t.task == task]
+    seq_len = 1
+    if sweeps and sweeps[0].sizes:
+        t = sweeps[0]
+        p = presets.get_task_preset(t.preset) if t.preset else presets.preset_for(task, t.sizes[0])
+        seq_len = int(t.overrides.get("seq_len", p.seq_len))
+    try:
+        return float(WindowReader(spec.dataset.id, seq_len, split="train").num_steps)
+    except FileNotFoundError:
+        return None
