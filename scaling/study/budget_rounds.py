@@ -316,7 +316,7 @@ def study_data_limits(spec) -> dict[str, tuple[float | None, int]]:
 
 
 def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]], Any],
-                       world_size: int = 1) -> dict[str, str]:
+                       world_size: int = 1, progress: bool = True) -> dict[str, str]:
     """Train the study's ladders under the protocol; ``protocol.json`` in the study directory.
 
     Args:
@@ -324,6 +324,7 @@ def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]
         runs: its runs (``scaling.study.steps.plan_runs``), at their first-round budgets.
         sweep: trains a list of runs (resuming started ones).
         world_size: processes per run (for the tokens of one optimizer step).
+        progress: show the progress of collecting and encoding grown data.
     """
     per_step = {r.name: planned_tokens_per_step(r, world_size) for r in runs}
     budget = spec.study_budget
@@ -348,7 +349,7 @@ def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]
     if grows:
         from scaling.study.growth import study_grower
 
-        grow = study_grower(spec, limits)
+        grow = study_grower(spec, limits, progress=progress)
     state = run_protocol(runs, cfg, spec.study_dir / PROTOCOL_FILE, sweep, per_step,
                          loss_key=spec.fit.loss_key, data=limits, shares=shares or None,
                          grow=grow)

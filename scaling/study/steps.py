@@ -196,12 +196,13 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
             with WorkerPool(spec.parallel) as pool:
                 return run_study_protocol(
                     spec, plan_runs(spec), lambda runs: pool.run(runs, allow_mixed=allow_mixed),
-                    world_size=nproc)
+                    world_size=nproc, progress=progress)
 
         def sweep(runs):
             return run_sweep(runs, parallel=spec.parallel, allow_mixed=allow_mixed,
                              progress=progress, nproc_per_node=nproc)
-        return run_study_protocol(spec, plan_runs(spec), sweep, world_size=nproc)
+        return run_study_protocol(spec, plan_runs(spec), sweep, world_size=nproc,
+                                  progress=progress)
     return run_sweep(plan_runs(spec), parallel=spec.parallel, allow_mixed=allow_mixed,
                      progress=progress, nproc_per_node=nproc)
 
