@@ -75,9 +75,10 @@ def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bo
     from scaling.study.adapters.datasets import collect_default_dataset, dataset_summary  # envs
 
     base_frames = dataset_summary(spec.dataset.id)["frames"]
-    cap = int(spec.dataset.grow * base_frames)
+    cap, cap_by = int(spec.dataset.grow * base_frames), "grow"
     if any(t.task == "bc-cnn" for t in spec.tasks):  # BC-CNN holds its training frames in memory
-        cap = min(cap, max(memory_frames(spec) - base_frames, 0))
+        held = max(memory_frames(spec) - base_frames, 0)
+        cap, cap_by = (held, "memory") if held < cap else (cap, cap_by)
     reads_tokens = any(TASKS[t.task].reads_tokens for t in spec.tasks)
     per_frame = {t: max(int(pf), 1) for t, (_, pf) in limits.items()}
     base_train = {t: (items or 0.0) / per_frame[t] for t, (items, _) in limits.items()}
@@ -124,7 +125,7 @@ def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bo
                                       per_frame[t.task])
         record = {"supplement": sup, "frames": frames, "episodes": episodes,
                   "asked": int(frames_needed), "train_frames_before": int(train_now),
-                  "train_frames": int(train_now + frames), "cap": cap,
+                  "train_frames": int(train_now + frames), "cap": cap, "cap_by": cap_by,
                   "collect_seconds": round(collected, 1),
                   "encode_seconds": round(time.time() - start, 1)}
         return Growth(data, new_limits, record)

@@ -288,6 +288,13 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
     return True
 
 
+_CAP_BY = {"grow": "`dataset.grow` times the dataset's frames",
+           "memory": "fewer than `dataset.grow` times the dataset's frames: BC-CNN holds its "
+                     "training frames in memory, and this is what a quarter of the machine's "
+                     "memory holds for its workers"}
+"""What set the cap on collected frames (``cap_by`` of a growth record)."""
+
+
 def growth_part(r: Report, state: dict) -> None:
     """The data the study collected when runs reached their data-pass limit (if any)."""
     grown, refused = state.get("growth") or [], state.get("growth_refused") or []
@@ -301,10 +308,11 @@ def growth_part(r: Report, state: dict) -> None:
                   fmt(g["collect_seconds"]), fmt(g["encode_seconds"])] for g in grown]
         r.add("table", "Training data grown by the study (train-only supplements; the "
               "validation and test episodes stay the dataset's own)", rows)
+    cap_by = grown[0].get("cap_by", "grow") if grown else "grow"
     text = ("When an extension the budget could pay for would have passed the data-pass limit, "
             "the study collected a train-only supplement by the dataset's recipe with a seed of "
             "its own, as many frames as the runs needed (total training frames asked for above) "
-            f"up to `dataset.grow` times the dataset's frames ({grown[0]['cap']:,} frames)"
+            f"up to the {grown[0]['cap']:,} frames the study may collect ({_CAP_BY[cap_by]})"
             if grown else "The study may grow its data (`dataset.grow`)")
     text += "."
     for f in refused:

@@ -91,6 +91,16 @@ def test_the_report_shows_what_was_collected(tmp_path):
     text = r.markdown() if hasattr(r, "markdown") else str(r.__dict__)
     assert "a/b-grow1-v0" in text and "2,400 → 3,400" in text
     assert "In round 4 the runs asked for 50,000 training frames" in text
+    assert "up to the 9,000 frames the study may collect (`dataset.grow` times" in text
+    # a cap lowered by BC-CNN's memory is named as such, not as dataset.grow
+    r = Report(tmp_path, "t")
+    growth_part(r, {"growth": [{"round": 2, "supplement": "a/b-grow1-v0", "frames": 1000,
+                                "episodes": 3, "asked": 3400, "train_frames_before": 2400,
+                                "train_frames": 3400, "cap": 4000, "cap_by": "memory",
+                                "collect_seconds": 2.5, "encode_seconds": 1.5}]})
+    text = r.markdown() if hasattr(r, "markdown") else str(r.__dict__)
+    assert "up to the 4,000 frames the study may collect (fewer than `dataset.grow`" in text
+    assert "quarter of the machine's memory" in text
 
 
 @pytest.mark.slow
