@@ -82,7 +82,7 @@ def bc_cnn_params(n_layer: int, n_embd: int, seq_len: int, action_vocab_sizes: I
 
 
 def stored_frame_bytes(frame_shape: Iterable[int], image_size: int | None = None) -> int:
-    """Bytes per frame that BC-CNN's training data holds in memory (``agents.frame_data``).
+    """Bytes per frame of BC-CNN's decoded training frames (``agents.frame_data``).
 
     Frames read at their own size stay uint8; frames read at another ``image_size`` are resized
     once and kept as float16 pixel values (``agents.bc_cnn.resize_frames``).

@@ -1,7 +1,8 @@
 """Decoded frame arrays kept in memory across the runs of one process.
 
 A pooled sweep (``scaling.study.sweep_pool``) trains many runs in one worker process. BC-CNN reads
-its dataset's frames into memory for every run; decoding the default study's 218k training frames
+a split's arrays for every run (its frames mapped from the file ``agents.frame_store`` decoded
+them into, the per-step arrays in memory); decoding the default study's 218k training frames
 took 7-23 s a run on 2 cores, longer than many of the protocol's extensions train. The arrays of
 the last ``MAX_ENTRIES`` splits read are kept, keyed by everything they are computed from (the
 data files' names, sizes and modification times, the split's episodes, the action encoding), so

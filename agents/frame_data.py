@@ -1,4 +1,4 @@
-"""BC-CNN's data: frame windows of a Minari dataset (and its train-only supplements) in memory.
+"""BC-CNN's data: frame windows of a Minari dataset (and its train-only supplements).
 
 ``FrameDataSource`` is the trainer's ``DataSource`` for BC-CNN; ``FrameWindowLoader`` gives seeded
 random access to its windows, with the same contract as ``TokenWindowLoader``. A grown data name
@@ -22,6 +22,7 @@ import torch
 
 from agents.bc_cnn import BCCNN, BCCNNConfig, resize_frames
 from agents.frame_cache import cached, data_stamp
+from agents.frame_store import stored_split
 from offline_data.datasets import dataset_path
 from offline_data.fingerprint import directory_fingerprint
 from offline_data.growth import combined_fingerprint, grown_from, split_data_ids
@@ -107,10 +108,11 @@ class FrameWindowLoader:
 class FrameDataSource:
     """Frame windows of a Minari dataset as a trainer ``DataSource`` for BC-CNN.
 
-    Episodes of each split are read once (``offline_data.reader``) into memory: 12 KiB per
-    64x64 frame, or, with ``image_size``, the frames resized once to the model's size (6 KiB per
-    frame at 32x32, ``agents.bc_cnn_shapes.stored_frame_bytes``). The arrays are shared with
-    later runs of the same process (``agents.frame_cache``). D counts one input per timestep.
+    Episodes of each split are decoded once (``offline_data.reader``) into a file that every
+    process maps read-only (``agents.frame_store``): 12 KiB per 64x64 frame, or, with
+    ``image_size``, the frames resized once to the model's size (6 KiB per frame at 32x32,
+    ``agents.bc_cnn_shapes.stored_frame_bytes``). The arrays are shared with later runs of the
+    same process (``agents.frame_cache``). D counts one input per timestep.
 
     Args:
         dataset: Minari dataset id (or opened dataset), or a grown data name
@@ -167,23 +169,24 @@ class FrameDataSource:
                    json.dumps(readers[0].discretizer.to_spec(), sort_keys=True),
                    *((str(_path(r.dataset)), tuple(r.episode_ids), data_stamp(_path(r.dataset)))
                      for r in readers))
-            self._arrays[split] = cached(key, lambda: self._load(split))
+            self._arrays[split] = cached(key, lambda: self._load(split, key))
         return self._arrays[split]
 
-    def _load(self, split: str) -> _SplitFrames:
+    def _load(self, split: str, key: tuple) -> _SplitFrames:
         size = self.image_size
-        parts = list(zip(*((ep[0] if size is None else resize_frames(ep[0], size), *ep[1:])
-                           for r in self._split_readers(split)
-                           for _, ep in r.iter_episodes()), strict=True))
-        lengths = [len(r) for r in parts[2]]
+        readers = self._split_readers(split)
+        shape = self.frame_shape if size is None else (size, size, self.frame_shape[2])
+        dtype = np.uint8 if size is None else np.float16
+        episodes = ((ep[0] if size is None else resize_frames(ep[0], size), *ep[1:])
+                    for r in readers for _, ep in r.iter_episodes())
+        frames, actions, rewards, terms, lengths = stored_split(
+            key, sum(r.num_steps for r in readers), shape, dtype, episodes)
         arrays = _SplitFrames(
-            np.concatenate(parts[0]).astype(np.uint8 if size is None else np.float16),
-            np.concatenate(parts[1]).astype(np.int64).reshape(sum(lengths), -1),
-            np.concatenate(parts[2]).astype(np.float32),
-            np.concatenate(parts[3]).astype(bool),
+            frames, actions.astype(np.int64).reshape(len(frames), -1),
+            rewards.astype(np.float32), terms.astype(bool),
             np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
-        logger.info("loaded %d %s frames of %s (%d readers)", sum(lengths), split,
-                    self.dataset_id, len(self._split_readers(split)))
+        logger.info("loaded %d %s frames of %s (%d readers)", len(frames), split,
+                    self.dataset_id, len(readers))
         return arrays
 
     def loader(self, split: str, batch_size: int, seed: int, rank: int = 0,

@@ -39,13 +39,12 @@ class Growth:
     record: dict[str, Any]  # for protocol.json and the report
 
 
-def memory_frames(spec, fraction: float = 0.25) -> int:
-    """Training frames BC-CNN may hold per worker: ``fraction`` of the machine's memory in all.
+def memory_frames(spec, fraction: float = 0.5) -> int:
+    """Training frames BC-CNN may grow to: one copy of them fills ``fraction`` of the memory.
 
-    Every worker of the sweep (``spec.parallel``) keeps a BC-CNN run's training frames in memory
-    (``agents.frame_data``: uint8, or float16 at the model's image size when it reads them
-    smaller), and holds them twice while it assembles them; a grown dataset must still fit when
-    every worker loads at once, or the workers die.
+    BC-CNN's training frames are decoded into one file that every worker of the sweep maps
+    (``agents.frame_store``), so the page cache holds a single copy whatever ``spec.parallel``
+    is; keeping that copy within half the machine's memory keeps training at memory speed.
     """
     import os
 
@@ -60,7 +59,7 @@ def memory_frames(spec, fraction: float = 0.25) -> int:
              for t in spec.tasks if t.task == "bc-cnn" for size in t.sizes]
     frame_bytes = max([stored_frame_bytes(shape, s) for s in sizes or [None]] + [1])
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return int(fraction * memory / (max(int(spec.parallel), 1) * frame_bytes))
+    return int(fraction * memory / frame_bytes)
 
 
 def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bool = True
@@ -76,7 +75,7 @@ def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bo
 
     base_frames = dataset_summary(spec.dataset.id)["frames"]
     cap, cap_by = int(spec.dataset.grow * base_frames), "grow"
-    if any(t.task == "bc-cnn" for t in spec.tasks):  # BC-CNN holds its training frames in memory
+    if any(t.task == "bc-cnn" for t in spec.tasks):  # BC-CNN maps one copy of its frames
         held = max(memory_frames(spec) - base_frames, 0)
         cap, cap_by = (held, "memory") if held < cap else (cap, cap_by)
     reads_tokens = any(TASKS[t.task].reads_tokens for t in spec.tasks)

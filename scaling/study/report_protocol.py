@@ -289,9 +289,9 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
 
 
 _CAP_BY = {"grow": "`dataset.grow` times the dataset's frames",
-           "memory": "fewer than `dataset.grow` times the dataset's frames: BC-CNN holds its "
-                     "training frames in memory, and this is what a quarter of the machine's "
-                     "memory holds for its workers"}
+           "memory": "fewer than `dataset.grow` times the dataset's frames: BC-CNN's workers "
+                     "share one mapped copy of its training frames, and this is what half of "
+                     "the machine's memory holds"}
 """What set the cap on collected frames (``cap_by`` of a growth record)."""
 
 
@@ -318,8 +318,8 @@ def growth_part(r: Report, state: dict) -> None:
     for f in refused:
         text += (f" In round {f['round']} the runs asked for {f['asked']:,} training frames, "
                  "more than the study may collect (`dataset.grow` times the dataset's frames, "
-                 "and with BC-CNN, which holds its training frames in memory, what a quarter "
-                 "of the machine's memory holds for its workers); they stopped at the data-pass "
+                 "and with BC-CNN, whose workers share one mapped copy of its training frames, "
+                 "what half of the machine's memory holds); they stopped at the data-pass "
                  "limit.")
     r.add("p", text)
 
