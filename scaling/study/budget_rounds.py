@@ -173,14 +173,19 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
         for r in current:
             sync_run_dir(r)
         sweep(current)
-        plans = plan_tasks(_read_curves(current, loss_key, data), cfg, shares)
+        curves = _read_curves(current, loss_key, data)
+        plans = plan_tasks(curves, cfg, shares)
         request = max((p.data_request or 0 for p in plans.values()), default=0)
         if grow is not None and cfg.collect and request:
-            grown = grow(request, len(growth) + 1, list(growth))
+            pays = growth_pays(curves, plans, request, cfg, shares)
+            grown = grow(request, len(growth) + 1, list(growth)) if pays else None
             if grown is None:
                 refused = state.setdefault("growth_refused", [])
                 if not refused or refused[-1]["round"] != len(state["rounds"]) + 1:
-                    refused.append({"round": len(state["rounds"]) + 1, "asked": int(request)})
+                    refused.append({"round": len(state["rounds"]) + 1, "asked": int(request),
+                                    "why": "cap" if pays else "budget"})
+                if not pays:
+                    _unpaid(plans)
             else:
                 growth.append({"round": len(state["rounds"]) + 1, **grown.record})
                 runs = _with_data(runs, grown.data)
@@ -240,6 +245,37 @@ def _read_curves(runs: list[RunSpec], loss_key: str,
                                f"{r.run_dir / 'train.log'}")
         curves.setdefault(r.task, []).append(c)
     return curves
+
+
+def growth_pays(curves: dict[str, list[RunCurve]], plans: dict[str, Any], frames: int,
+                cfg: ProtocolConfig, shares: dict[str, float] | None = None) -> bool:
+    """True when the plan on data grown to ``frames`` training frames extends a run that asked.
+
+    A run's request is judged affordable against the budget as the tasks stand, and growth
+    lifts the data limit of every task that reads the data: a task whose runs that limit had
+    stopped then asks for more again and keeps its share (:func:`plan_tasks`), which another
+    task's request may have been counting on. The study collects only when the plan on the
+    grown data still extends one of the runs that asked.
+    """
+    asked = {n for p in plans.values() for n, d in p.decisions.items()
+             if d.reason == "data limit" and d.frames_needed}
+    grown = {t: [dataclasses.replace(c, train_items=max(c.train_items, frames * c.items_per_frame))
+                 if c.train_items else c for c in cs] for t, cs in curves.items()}
+    after = plan_tasks(grown, cfg, shares)
+    return any(d.extend for p in after.values() for n, d in p.decisions.items() if n in asked)
+
+
+UNPAID = ("none collected: on the grown data the runs the data limit stops elsewhere would ask "
+          "again and keep their tasks' shares, and the budget left could not pay for this one")
+"""What a data-limited run's decision says when growth would not have paid for its extension."""
+
+
+def _unpaid(plans: dict[str, Any]) -> None:
+    for p in plans.values():
+        p.data_request = None  # nothing is asked for any more
+        for d in p.decisions.values():
+            if d.reason == "data limit" and d.detail.endswith("the study collects them"):
+                d.detail = d.detail[: -len("the study collects them")] + UNPAID
 
 
 def _refused(plan) -> bool:

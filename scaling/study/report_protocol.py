@@ -316,6 +316,12 @@ def growth_part(r: Report, state: dict) -> None:
             if grown else "The study may grow its data (`dataset.grow`)")
     text += "."
     for f in refused:
+        if f.get("why") == "budget":
+            text += (f" In round {f['round']} the runs asked for {f['asked']:,} training frames, "
+                     "but none were collected: on that data the runs the data limit stopped in "
+                     "other tasks would have asked again and kept their shares, and the budget "
+                     "left could not have paid for the extensions that asked.")
+            continue
         text += (f" In round {f['round']} the runs asked for {f['asked']:,} training frames, "
                  "more than the study may collect (`dataset.grow` times the dataset's frames, "
                  "and with BC-CNN, whose workers share one mapped copy of its training frames, "

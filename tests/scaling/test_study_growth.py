@@ -189,3 +189,48 @@ def test_bc_cnn_knows_its_data_limit_without_token_shards(tmp_path):
     spec.tasks[0].overrides["seq_len"] = 1000
     with pytest.raises(ValueError, match="seq_len=1000"):
         study_data_limits(spec)
+
+
+def _limited_pair(task, params, seconds_per_10k, items=2_500.0):
+    """Two sizes of ``task``: the smaller lower everywhere and at 4 passes over ``items``, the
+    larger with more compute, so the pair asks the smaller to catch up beyond its data."""
+    from scaling.study.budget_protocol import RunCurve
+
+    small_t = [100.0, 200.0, 400.0, 1_000.0, 2_000.0, 4_000.0, 10_000.0]
+    large_t = [t * 2 for t in small_t]
+    out = []
+    for name, n, tokens, offset in ((f"{task}-small", params, small_t, 0.0),
+                                    (f"{task}-large", 3 * params, large_t, 0.5)):
+        flops = [6.0 * n * t for t in tokens]
+        out.append(RunCurve(name, name.rsplit("-", 1)[1], n, flops,
+                            [10.0 * c ** -0.1 + offset for c in flops], tokens[-1], 100,
+                            train_items=items,
+                            seconds=seconds_per_10k * tokens[-1] / 10_000))
+    return out
+
+
+def test_the_study_collects_only_data_that_its_budget_will_use():
+    """Task B's data-limited run is affordable only with the share task A leaves while A's own
+    run sits at the data limit. Growth lifts A's limit too: A asks again and keeps its share, and
+    B's extension is no longer paid for, so collecting would be wasted (in one default study
+    this cost 579k collected frames, 248 s to collect and 162 s to encode, and no run used
+    them). With a budget that pays for both, growth goes ahead."""
+    from scaling.study.budget_protocol import ProtocolConfig, RunCurve
+    from scaling.study.budget_rounds import growth_pays, plan_tasks
+
+    xl = [6.0 * 9_000 * t for t in (100.0, 200.0)]  # B's largest size: refused by the budget
+    curves = {"a": _limited_pair("a", 1_000, 20.0),
+              "b": _limited_pair("b", 1_000, 15.0) + [RunCurve(
+                  "b-xl", "xl", 9_000, xl, [10.0 * c ** -0.1 + 1.0 for c in xl], 200.0, 100,
+                  train_items=2_500.0, seconds=4.0)]}
+    shares = {"a": 0.5, "b": 0.5}
+    tight = ProtocolConfig(budget=200.0, unit="seconds", collect=True)
+    plans = plan_tasks(curves, tight, shares)
+    a, b = plans["a"].decisions["a-small"], plans["b"].decisions["b-small"]
+    assert a.reason == b.reason == "data limit"
+    assert plans["b"].data_request and not plans["a"].data_request  # only B's is affordable
+    assert not growth_pays(curves, plans, plans["b"].data_request, tight, shares)
+    ample = ProtocolConfig(budget=1_000.0, unit="seconds", collect=True)
+    plans = plan_tasks(curves, ample, shares)
+    assert growth_pays(curves, plans, max(p.data_request or 0 for p in plans.values()), ample,
+                       shares)
