@@ -317,6 +317,10 @@ def _grant(curves, sizes, pairs, want, stop, cfg) -> RoundPlan:
     return plan
 
 
+COLLECTS = "the study collects them"
+"""How a data-limited run's decision ends when it asks a collecting study for frames."""
+
+
 def _decide(run, tokens, why, cfg, plan, frames) -> RunDecision:
     limit = _data_limit(run, cfg)
     frames_needed = None
@@ -335,7 +339,7 @@ def _decide(run, tokens, why, cfg, plan, frames) -> RunDecision:
         elif capped > run.tokens:
             what = "extended to the limit first"
         elif affordable:
-            what = "the study collects them"
+            what = COLLECTS
         else:
             what = "none collected, since the budget cannot pay for the extension"
         msg = (f"{why}: {tokens:.3g} inputs would pass {cfg.max_passes:g} passes over the "

@@ -26,6 +26,7 @@ from typing import Any
 from offline_data.atomic import write_text_atomic
 from offline_data.tokens import HEADER_NAME, TokenShards
 from scaling.study.budget_protocol import (
+    COLLECTS,
     ProtocolConfig,
     RunCurve,
     check_study_budget,
@@ -274,8 +275,8 @@ def _unpaid(plans: dict[str, Any]) -> None:
     for p in plans.values():
         p.data_request = None  # nothing is asked for any more
         for d in p.decisions.values():
-            if d.reason == "data limit" and d.detail.endswith("the study collects them"):
-                d.detail = d.detail[: -len("the study collects them")] + UNPAID
+            if d.reason == "data limit" and d.detail.endswith(COLLECTS):
+                d.detail = d.detail[: -len(COLLECTS)] + UNPAID
 
 
 def _refused(plan) -> bool:

@@ -89,14 +89,10 @@ def dataset_tokens(spec, task: str) -> float | None:
 def _frame_task_steps(spec, task: str) -> float | None:
     """Timesteps of the dataset's training split that ``task``'s windows reach."""
     from offline_data.reader import WindowReader
-    from worldmodels import presets
+    from scaling.study.adapters.sizes import study_seq_len
 
-    sweeps = [t for t in spec.tasks if t.task == task]
-    seq_len = 1
-    if sweeps and sweeps[0].sizes:
-        t = sweeps[0]
-        p = presets.get_task_preset(t.preset) if t.preset else presets.preset_for(task, t.sizes[0])
-        seq_len = int(t.overrides.get("seq_len", p.seq_len))
+    ts = spec.task(task)
+    seq_len = study_seq_len(spec, task, ts.sizes[0]) if ts and ts.sizes else 1
     try:
         return float(WindowReader(spec.dataset.id, seq_len, split="train").num_steps)
     except FileNotFoundError:

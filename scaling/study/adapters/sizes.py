@@ -46,7 +46,13 @@ def size_params(task: str, size: str, spec) -> int:
     layout = (TokenShards.open(header.parent).layout if t.reads_tokens and header.is_file()
               else study_layout(spec))
     ts = spec.task(task)
-    p = presets.get_task_preset(ts.preset) if ts and ts.preset else presets.preset_for(task, size)
     overrides = ts.overrides if ts else {}
-    return t.exact_params(size, layout, int(overrides.get("seq_len", p.seq_len)),
+    return t.exact_params(size, layout, study_seq_len(spec, task, size),
                           cnn_block=overrides.get("cnn_block", "impala"))
+
+
+def study_seq_len(spec, task: str, size: str) -> int:
+    """Timesteps per window of ``task`` at ``size``: its ``seq_len`` override, else its preset's."""
+    ts = spec.task(task)
+    p = presets.get_task_preset(ts.preset) if ts and ts.preset else presets.preset_for(task, size)
+    return int((ts.overrides if ts else {}).get("seq_len", p.seq_len))
