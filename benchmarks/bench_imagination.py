@@ -13,7 +13,8 @@ all alike:
 - ``rows``: the KV cache decoded by the variable-shape ``row_forward`` (the previous cached path);
 - ``cached``: the KV cache decoded by the fixed-shape step in ``--decode`` mode (``compile`` on
   CPU, ``cuda-graph`` on GPU by default), compiled or captured before timing (its one-off time
-  is printed separately).
+  is printed separately); on GPU it attends over 4 fixed widths of the cache by default
+  (``--widths``).
 
 Frames/s count decoded RGB frames (tokenizer decode included); s/step is the wall time of one
 imagined step of every row. Each timed run starts from a fresh burn-in and runs long enough to
@@ -109,6 +110,9 @@ def main(argv=None) -> int:
     p.add_argument("--decode", default="auto",
                    help="decode mode of 'cached': compile, cuda-graph, eager (auto: cuda-graph "
                         "on GPU, compile on CPU)")
+    p.add_argument("--widths", type=int, default=None,
+                   help="widths of the cache a cached token attends over (default: 4 for a CUDA "
+                        "graph, else 1: the whole capacity)")
     p.add_argument("--cache-dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--no-rows", action="store_true", help="skip the variable-shape cached path")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -136,7 +140,7 @@ def main(argv=None) -> int:
     print(header + f"{'recompute fr/s':>15} {'cached/recompute':>17} {'first call s':>13}")
     paired: dict[int, list[float]] = {}
     for batch in args.batch_sizes:
-        kinds = {"cached": (dict(decode=decode), args.cached_steps),
+        kinds = {"cached": (dict(decode=decode, decode_widths=args.widths), args.cached_steps),
                  "rows": (dict(decode="rows"), args.cached_steps),
                  "recompute": (dict(use_cache=False), args.recompute_steps)}
         if args.no_rows:
@@ -145,6 +149,8 @@ def main(argv=None) -> int:
             del kinds["recompute"]
         runners = {k: Runner(model, vq, episodes, batch, args, **cfg) for k, (cfg, _) in
                    kinds.items()}
+        if batch == args.batch_sizes[0] and runners["cached"].sim.decoder is not None:
+            print(f"cached step attends over cache widths {runners['cached'].sim.decoder.widths}")
         first = runners["cached"].warm_up()
         for k in runners:
             if k != "cached":

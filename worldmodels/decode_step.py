@@ -80,11 +80,18 @@ class DecodeStep:
             made with ``cache_enabled=False`` for a CUDA graph); None runs in the model's dtype.
         compile_after: in ``auto`` mode on CPU, tokens decoded eagerly before compiling (a
             compilation takes tens of seconds, so short runs and tests never pay for it).
+        widths: how many fixed widths of the cache a token step may attend over (None: 4 for a
+            CUDA graph, else 1). With more than one, a token attends over the first ``w``
+            columns for the smallest width ``w`` that holds its column, instead of over the whole
+            capacity: a few shapes (one CUDA graph each) instead of one, and a cache read that
+            follows the context's length. At large batch the step reads the whole cache once per
+            token per layer, so this is where its time goes. ``frame`` in ``compile`` mode always
+            attends over the whole capacity.
     """
 
     def __init__(self, gpt: GPT, cache: RowKVCache, mode: str = "auto",
                  autocast: contextlib.AbstractContextManager | None = None,
-                 compile_after: int = 4096):
+                 compile_after: int = 4096, widths: int | None = None):
         self.gpt, self.cache = gpt, cache
         self.device = cache.tokens.device
         self.mode = resolve_decode_mode(mode, self.device)
@@ -95,52 +102,78 @@ class DecodeStep:
         self.autocast = autocast or contextlib.nullcontext()
         self.col = torch.zeros(1, dtype=torch.long, device=self.device)
         self._ids = torch.zeros(cache.batch_size, dtype=torch.long, device=self.device)
+        n = widths if widths is not None else (4 if self.mode == "cuda-graph" else 1)
+        if n < 1:
+            raise ValueError(f"widths must be >= 1 (or None), got {widths}")
+        self.widths = sorted({-(-cache.capacity * j // n) for j in range(1, n + 1)})
+        """the attended widths, in columns, ascending; the last is the cache's capacity"""
         self._fn = self._compiled = decode_one
-        if self.mode == "compile":
+        if self.mode in ("compile", "cuda-graph"):
             fused = functools.partial(decode_one, math_attention=True)
-            # fullgraph: a graph break would bring back the per-op overhead this step removes
-            self._compiled = torch.compile(fused, fullgraph=True, dynamic=False)
+            # fullgraph: a graph break would bring back the per-op overhead this step removes.
+            # A CUDA graph captures the compiled step: the compiler fuses each layer's attention
+            # into one pass over the cache, where eager kernels take several (and the fused SDPA
+            # kernels refuse head sizes that are not multiples of 8, as s2M's 18).
+            self._compiled = torch.compile(fused, fullgraph=True, dynamic=len(self.widths) > 1)
             if not self.compile_after:
                 self._fn = self._compiled
         self._frames: dict[tuple, object] = {}  # compiled decode_frame per sampling setting
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._out: torch.Tensor | None = None
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}  # per width
         self.compile_seconds: float | None = None
         """wall time of the first compiled or captured call (compilation or capture included)"""
 
-    def _run(self, token_ids: torch.Tensor) -> torch.Tensor:
-        c = self.cache
-        with self.autocast:
-            return self._fn(self.weights, c.keys, c.values, c.tokens, token_ids, c.first, self.col)
+    def width(self, column: int) -> int:
+        """The width a token written at ``column`` attends over (the smallest that holds it)."""
+        return next(w for w in self.widths if w > column)
 
-    def _capture(self) -> None:
-        """Record the step as a CUDA graph (after warm-up runs on a side stream)."""
+    def _run(self, token_ids: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        c = self.cache
+        w = width or c.capacity
+        keys = c.keys if w == c.capacity else [k[:, :, :w] for k in c.keys]
+        values = c.values if w == c.capacity else [v[:, :, :w] for v in c.values]
+        with self.autocast:
+            return self._fn(self.weights, keys, values, c.tokens[:, :w], token_ids, c.first,
+                            self.col)
+
+    def _capture(self, width: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        """Record the step at ``width`` as a CUDA graph, after warm-up runs on a side stream.
+
+        The warm-up compiles the step; if compilation fails, it warns and captures the eager step.
+        """
         c = self.cache
         saved = ([k.clone() for k in c.keys], [v.clone() for v in c.values], c.tokens.clone())
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
-            for _ in range(2):
-                self._run(self._ids)
+            try:
+                self._run(self._ids, width)
+            except Exception as e:  # a compiler failure: the cache is restored below
+                if self._fn is decode_one:
+                    raise
+                self._compile_failed(e, stacklevel=5)
+                self.mode = "cuda-graph"  # still captured, from the eager step
+            self._run(self._ids, width)
         torch.cuda.current_stream(self.device).wait_stream(stream)
-        self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph):
-            self._out = self._run(self._ids)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self._run(self._ids, width)
         for dst, src in zip(c.keys + c.values + [c.tokens], saved[0] + saved[1] + [saved[2]],
                             strict=True):
             dst.copy_(src)  # the warm-up and capture wrote the current column: undo it
+        self._graphs[width] = graph, out
+        return graph, out
 
-    def _first_compiled_call(self, token_ids: torch.Tensor) -> torch.Tensor:
+    def _first_compiled_call(self, token_ids: torch.Tensor, width: int) -> torch.Tensor:
         """Run the first compiled call, or fall back to eager decoding if compilation fails.
 
         torch.compile needs a C++ compiler on CPU; without one the step warns and goes on eagerly,
         with the same outputs, only slower.
         """
         try:
-            return self._run(token_ids)
+            return self._run(token_ids, width)
         except Exception as e:  # any compiler failure: nothing has run yet
             self._compile_failed(e, stacklevel=4)
-            return self._run(token_ids)
+            return self._run(token_ids, width)
 
     def _compile_failed(self, error: Exception, stacklevel: int) -> None:
         """Warn (at the caller ``stacklevel`` frames up) and decode eagerly from now on."""
@@ -164,16 +197,16 @@ class DecodeStep:
         first = (self.mode != "eager" and self.compile_seconds is None
                  and (self.mode == "cuda-graph" or self._fn is self._compiled))
         start = time.perf_counter()
+        width = self.width(c.length)
         if self.mode == "cuda-graph":
             self._ids.copy_(token_ids)
-            if self._graph is None:
-                self._capture()
-            self._graph.replay()
-            out = self._out.clone()
+            graph, out = self._graphs.get(width) or self._capture(width)
+            graph.replay()
+            out = out.clone()
         elif first:
-            out = self._first_compiled_call(token_ids)
+            out = self._first_compiled_call(token_ids, width)
         else:
-            out = self._run(token_ids)
+            out = self._run(token_ids, width)
         if first:
             self.compile_seconds = time.perf_counter() - start
             logger.info("decode step (%s) ready in %.1f s", self.mode, self.compile_seconds)

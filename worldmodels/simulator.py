@@ -59,6 +59,9 @@ class SimulatorConfig:
     """cached decoding of one token: 'compile' or 'cuda-graph' (a fixed-shape step, compiled or
     captured), 'eager' (the same step uncompiled), 'rows' (variable-shape ``row_forward``);
     'auto': a CUDA graph on GPU, on CPU eager then compiled once it has decoded enough tokens"""
+    decode_widths: int | None = None
+    """fixed widths of the cache a decoded token may attend over (``DecodeStep``'s ``widths``;
+    None: 4 for a CUDA graph, else 1, the whole capacity)"""
     cache_dtype: str = "float32"
     """KV cache dtype: 'float32', or 'bfloat16' (model run under bf16 autocast; large batches)"""
     reward: str = "expected"
@@ -81,6 +84,9 @@ class SimulatorConfig:
         if self.decode not in ("rows", *DECODE_MODES):
             raise ValueError(f"SimulatorConfig.decode must be 'rows' or one of {DECODE_MODES}, "
                              f"got {self.decode!r}")
+        if self.decode_widths is not None and self.decode_widths < 1:
+            raise ValueError(f"SimulatorConfig.decode_widths must be >= 1 or None, got "
+                             f"{self.decode_widths}")
         if self.cache_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"SimulatorConfig.cache_dtype must be 'float32' or 'bfloat16', got "
                              f"{self.cache_dtype!r}")
@@ -167,7 +173,8 @@ class TokenWorldModelSimulator:
         # cache_enabled=False: autocast's weight-cast cache must not outlive a CUDA graph capture
         self._amp = torch.autocast(self.device.type, dtype=amp, enabled=amp != torch.float32,
                                    cache_enabled=False)
-        self.decoder = (DecodeStep(model.gpt, self.cache, self.config.decode, self._amp)
+        self.decoder = (DecodeStep(model.gpt, self.cache, self.config.decode, self._amp,
+                                   widths=self.config.decode_widths)
                         if self.config.use_cache and self.config.decode != "rows" else None)
         self.generator = torch.Generator(device=self.device)
         self.rng = np.random.default_rng()

@@ -88,6 +88,18 @@ def test_eager_step_equals_row_forward_with_padded_and_restarted_rows(fused_form
     _check_against_row_forward(_gpt(), batch=3, mode="eager", fused_forms=fused_forms)
 
 
+@pytest.mark.parametrize("fused_forms", [False, True], ids=["sdpa", "reductions"])
+def test_a_step_attending_over_part_of_the_cache_is_the_same_step(fused_forms):
+    # three widths of a 40-column cache: the rows' columns 11..19 cross from the first (14) to
+    # the second (27), and a restarted row's columns lie inside them
+    step = _check_against_row_forward(_gpt(), batch=3, mode="eager", fused_forms=fused_forms,
+                                      widths=3)
+    assert step.widths == [14, 27, 40] and step.width(13) == 14 and step.width(14) == 27
+    assert DecodeStep(_gpt(), _padded_cache(_gpt(), 1), mode="eager").widths == [40]
+    with pytest.raises(ValueError, match="widths must be >= 1"):
+        DecodeStep(_gpt(), _padded_cache(_gpt(), 1), mode="eager", widths=0)
+
+
 @pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "seeded"])
 def test_imagined_frames_identical_to_variable_shape_path_and_recompute(temperature):
     # Same seed and actions, a reset and a window slide in between: the same frames, rewards
@@ -200,10 +212,20 @@ def test_compiled_step_equals_row_forward():
     assert step.mode == "compile" and step.compile_seconds is not None
 
 
+@pytest.mark.slow
+def test_compiled_step_over_several_widths_compiles_once():
+    # the widths differ only in the cache's column count, which the compiled step holds symbolic
+    torch._dynamo.utils.counters.clear()
+    step = _check_against_row_forward(_gpt(), batch=2, mode="compile", widths=3)
+    assert step.mode == "compile" and step.width(10) == 14 and step.width(18) == 27
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
 @cuda
 def test_cuda_graph_step_equals_row_forward():
+    # the compiled step captured once per width (4 of the 40 columns: columns 11..19 use two)
     step = _check_against_row_forward(_gpt("cuda"), batch=3, mode="cuda-graph")
-    assert step._graph is not None
+    assert step.mode == "cuda-graph" and sorted(step._graphs) == [10, 20]
 
 
 @cuda
