@@ -202,7 +202,8 @@ def mfu_line(name, n, s, block, tokens_per_s) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", nargs="+", default=list(LADDER), help="ladder sizes to time")
+    p.add_argument("--sizes", nargs="*", default=list(LADDER),
+                   help="ladder sizes to time (none: only the paper sizes, on CUDA)")
     p.add_argument("--batch", type=int, default=16, help="windows per step")
     p.add_argument("--steps", type=int, default=6,
                    help="with --rounds: rounds x steps single steps of each model, in turn")

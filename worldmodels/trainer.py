@@ -140,7 +140,7 @@ class Trainer(CheckpointedRun):
         if self.distributed:
             module = nn.parallel.DistributedDataParallel(
                 module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        # compile=None: on CUDA only (with bf16 autocast, flash SDPA); CPU stays eager
+        # compile=None: on CUDA only (with bf16 autocast, fused SDPA); CPU stays eager
         on = self.device.type == "cuda" if config.compile is None else config.compile
         self.loss_module = torch.compile(module) if on else module
         self.step = 0
