@@ -110,6 +110,9 @@ def main(argv=None) -> int:
     p.add_argument("--decode", default="auto",
                    help="decode mode of 'cached': compile, cuda-graph, eager (auto: cuda-graph "
                         "on GPU, compile on CPU)")
+    p.add_argument("--attention", default=None, choices=("sdpa", "reductions", "triton"),
+                   help="how a cached token attends (default: reductions when compiled or "
+                        "captured; triton: the split-K kernel, CUDA)")
     p.add_argument("--widths", type=int, default=None,
                    help="widths of the cache a cached token attends over (default: 4 for a CUDA "
                         "graph, else 1: the whole capacity)")
@@ -140,7 +143,8 @@ def main(argv=None) -> int:
     print(header + f"{'recompute fr/s':>15} {'cached/recompute':>17} {'first call s':>13}")
     paired: dict[int, list[float]] = {}
     for batch in args.batch_sizes:
-        kinds = {"cached": (dict(decode=decode, decode_widths=args.widths), args.cached_steps),
+        kinds = {"cached": (dict(decode=decode, decode_attention=args.attention,
+                                 decode_widths=args.widths), args.cached_steps),
                  "rows": (dict(decode="rows"), args.cached_steps),
                  "recompute": (dict(use_cache=False), args.recompute_steps)}
         if args.no_rows:
@@ -150,7 +154,8 @@ def main(argv=None) -> int:
         runners = {k: Runner(model, vq, episodes, batch, args, **cfg) for k, (cfg, _) in
                    kinds.items()}
         if batch == args.batch_sizes[0] and runners["cached"].sim.decoder is not None:
-            print(f"cached step attends over cache widths {runners['cached'].sim.decoder.widths}")
+            d = runners["cached"].sim.decoder
+            print(f"cached step attends ({d.attention}) over cache widths {d.widths}")
         first = runners["cached"].warm_up()
         for k in runners:
             if k != "cached":

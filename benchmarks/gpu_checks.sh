@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every GPU check of the decode step and the training paths, in one run of at most 7.5 minutes on
+# Every GPU check of the decode step and the training paths, in one run of at most 8 minutes on
 # an H100 or H200: imagination at 256 tokens per frame with 256 rows on s2M with a bf16 cache
-# (target <= 0.2 s per step), over 4 cache widths and over the whole cache; training MFU at 27M
+# (target <= 0.2 s per step): the compiled step over 4 cache widths, over the whole cache, and
+# attending with the split-K Triton kernel (worldmodels/decode_attention.py); training MFU at 27M
 # and 110M for 256 and 540 tokens per frame beside transformers' GPT-2 (targets >= 45% MFU,
 # >= 1.0x GPT-2's tokens/s); and the CUDA tests. Each part has its own time limit (a cold
 # compilation of the decode step takes up to about 40 s) and a failing part does not stop the
@@ -30,12 +31,14 @@ imagine() {
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-  part "imagination: s2M, 256 tokens/frame, 256 rows, bf16 cache, CUDA graphs at 4 widths" 90 \
+  part "imagination: s2M, 256 tokens/frame, 256 rows, bf16 cache, CUDA graphs at 4 widths" 75 \
     imagine
-  part "imagination: the same over the whole cache (one width)" 60 imagine --widths 1
-  part "training: MFU at 27M and 110M, ours compiled vs GPT-2 (SDPA), bf16 autocast" 210 \
+  part "imagination: the same over the whole cache (one width)" 50 imagine --widths 1
+  part "imagination: attention by the split-K Triton kernel" 60 imagine --attention triton
+  part "training: MFU at 27M and 110M, ours compiled vs GPT-2 (SDPA), bf16 autocast" 200 \
     "$PY" benchmarks/bench_train.py --sizes --gpu-batch 16 --rounds 3 --steps 5
   part "CUDA tests" 90 \
     "$PY" -m pytest -q -p no:cacheprovider tests/worldmodels/test_decode_step.py \
-      tests/worldmodels/test_gpu_paths.py tests/worldmodels/test_trainer.py -k cuda
+      tests/worldmodels/test_decode_attention.py tests/worldmodels/test_gpu_paths.py \
+      tests/worldmodels/test_trainer.py -k cuda
 } 2>&1 | tee "$LOG"

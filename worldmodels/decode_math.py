@@ -23,6 +23,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from worldmodels.decode_attention import decode_attention
 from worldmodels.gpt import GPT
 
 
@@ -73,7 +74,7 @@ def decode_weights(gpt: GPT) -> DecodeWeights:
 
 def decode_one(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.Tensor],
                tokens: torch.Tensor, token_ids: torch.Tensor, first: torch.Tensor,
-               col: torch.Tensor, math_attention: bool = False
+               col: torch.Tensor, attention: str = "sdpa"
                ) -> torch.Tensor:
     """Feed one token per row at column ``col``; return the final-norm hidden state (B, E).
 
@@ -88,8 +89,11 @@ def decode_one(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.Te
         token_ids: int64 (B,) the token fed to each row.
         first: int64 (B,) each row's first owned column (its position 0).
         col: int64 (1,) the shared write column, a device tensor so shapes never change.
-        math_attention: write attention as products, a masked softmax and a sum, which a
-            compiler fuses (at one query the fused SDPA kernel's own overhead dominates).
+        attention: how the token attends over its row's columns: ``sdpa`` (PyTorch's
+            ``scaled_dot_product_attention`` with a mask); ``reductions`` (products, a masked
+            softmax and a sum, which a compiler fuses: at one query the fused SDPA kernel's own
+            overhead dominates); ``triton`` (the split-K kernel of
+            :mod:`worldmodels.decode_attention`, CUDA, which reads only the owned columns).
 
     Returns:
         float (B, E) hidden state after the final layer norm.
@@ -108,11 +112,13 @@ def decode_one(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.Te
         q = q.view(B, nh, 1, E // nh)
         keys[i].index_copy_(2, col, k.view(B, nh, 1, E // nh).to(keys[i].dtype))
         values[i].index_copy_(2, col, v.view(B, nh, 1, E // nh).to(values[i].dtype))
-        if math_attention:
+        if attention == "reductions":
             att = (q * keys[i]).sum(-1, keepdim=True) * (E // nh) ** -0.5  # B, nh, S, 1
             # a masked key gets -inf, so exp gives an exact 0 as in SDPA; a row always sees itself
             att = att.masked_fill(~mask.transpose(-1, -2), float("-inf")).softmax(2)
             y = (att * values[i]).sum(2, keepdim=True)  # B, nh, 1, hd
+        elif attention == "triton":
+            y = decode_attention(q.to(keys[i].dtype), keys[i], values[i], first, col)
         else:
             y = F.scaled_dot_product_attention(q, keys[i], values[i], attn_mask=mask)
         x = x + F.linear(y.reshape(B, E), lw.attn_proj_w, lw.attn_proj_b)
@@ -194,7 +200,7 @@ def decode_frame(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.
                  tokens: torch.Tensor, first: torch.Tensor, col: torch.Tensor,
                  action_ids: torch.Tensor, uniforms: torch.Tensor | None, image_vocab: int,
                  tokens_per_frame: int, temperature: float = 1.0, top_k: int | None = None,
-                 math_attention: bool = False
+                 attention: str = "sdpa"
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Feed a step's action tokens, then sample and feed the next frame's image tokens.
 
@@ -215,15 +221,14 @@ def decode_frame(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.
         tokens_per_frame: image tokens per frame (the paper's d_z).
         temperature: softmax temperature; 0 samples greedily.
         top_k: sample among the k most likely ids only (None: all).
-        math_attention: attention as products and a masked softmax (see :func:`decode_one`).
+        attention: how each token attends (see :func:`decode_one`).
 
     Returns:
         ``(frame_tokens, hidden)``: int64 (B, tokens_per_frame) image ids, and the hidden state
         (B, E) at the last action token (what the reward and termination heads read).
     """
     def feed(ids: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
-        return decode_one(w, keys, values, tokens, ids, first, at,
-                          math_attention=math_attention)
+        return decode_one(w, keys, values, tokens, ids, first, at, attention=attention)
 
     hidden = None
     for j in range(action_ids.shape[1]):

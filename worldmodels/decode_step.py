@@ -39,6 +39,7 @@ import warnings
 
 import torch
 
+from worldmodels.decode_attention import available as decode_attention_available
 from worldmodels.decode_math import decode_frame, decode_one, decode_weights, sample_frame
 from worldmodels.gpt import GPT
 from worldmodels.row_cache import RowKVCache
@@ -46,6 +47,7 @@ from worldmodels.row_cache import RowKVCache
 logger = logging.getLogger(__name__)
 
 DECODE_MODES = ("auto", "eager", "compile", "cuda-graph")
+ATTENTIONS = ("sdpa", "reductions", "triton")
 
 
 def _cpp_wrapper() -> contextlib.AbstractContextManager:
@@ -53,6 +55,16 @@ def _cpp_wrapper() -> contextlib.AbstractContextManager:
     import torch._inductor.config as inductor_config  # loads the compiler: only when compiling
 
     return inductor_config.patch(cpp_wrapper=True)
+
+
+def check_attention(attention: str, device: torch.device) -> None:
+    """Raise a ``ValueError`` naming the fix if a decode step cannot attend this way here."""
+    if attention not in ATTENTIONS:
+        raise ValueError(f"decode attention must be one of {ATTENTIONS}, got {attention!r}")
+    if attention == "triton" and not decode_attention_available(device):
+        raise ValueError(f"decode attention 'triton' needs a CUDA device and the triton package "
+                         f"(the model is on {device}); use 'reductions' or 'sdpa', or install "
+                         "triton")
 
 
 def resolve_decode_mode(mode: str, device: torch.device) -> str:
@@ -80,18 +92,24 @@ class DecodeStep:
             made with ``cache_enabled=False`` for a CUDA graph); None runs in the model's dtype.
         compile_after: in ``auto`` mode on CPU, tokens decoded eagerly before compiling (a
             compilation takes tens of seconds, so short runs and tests never pay for it).
+        attention: how a token attends (``decode_one``'s ``attention``): ``sdpa``,
+            ``reductions`` or ``triton`` (a split-K kernel reading only the owned columns; CUDA
+            with Triton installed). None: ``reductions`` when compiled or captured, else
+            ``sdpa``.
         widths: how many fixed widths of the cache a token step may attend over (None: 4 for a
-            CUDA graph, else 1). With more than one, a token attends over the first ``w``
-            columns for the smallest width ``w`` that holds its column, instead of over the whole
-            capacity: a few shapes (one CUDA graph each) instead of one, and a cache read that
-            follows the context's length. At large batch the step reads the whole cache once per
-            token per layer, so this is where its time goes. ``frame`` in ``compile`` mode always
+            CUDA graph with ``reductions``, else 1). With more than one, a token attends over
+            the first ``w`` columns for the smallest width ``w`` that holds its column, instead
+            of over the whole capacity: a few shapes (one CUDA graph each) instead of one, and a
+            cache read that follows the context's length. At large batch the step reads the
+            whole cache once per token per layer, so this is where its time goes (``triton``
+            reads only the owned columns at any width). ``frame`` in ``compile`` mode always
             attends over the whole capacity.
     """
 
     def __init__(self, gpt: GPT, cache: RowKVCache, mode: str = "auto",
                  autocast: contextlib.AbstractContextManager | None = None,
-                 compile_after: int = 4096, widths: int | None = None):
+                 compile_after: int = 4096, attention: str | None = None,
+                 widths: int | None = None):
         self.gpt, self.cache = gpt, cache
         self.device = cache.tokens.device
         self.mode = resolve_decode_mode(mode, self.device)
@@ -102,14 +120,22 @@ class DecodeStep:
         self.autocast = autocast or contextlib.nullcontext()
         self.col = torch.zeros(1, dtype=torch.long, device=self.device)
         self._ids = torch.zeros(cache.batch_size, dtype=torch.long, device=self.device)
-        n = widths if widths is not None else (4 if self.mode == "cuda-graph" else 1)
+        self.attention = attention or ("sdpa" if self.mode == "eager" else "reductions")
+        check_attention(self.attention, self.device)
+        n = widths if widths is not None else (
+            4 if self.mode == "cuda-graph" and self.attention == "reductions" else 1)
         if n < 1:
             raise ValueError(f"widths must be >= 1 (or None), got {widths}")
         self.widths = sorted({-(-cache.capacity * j // n) for j in range(1, n + 1)})
         """the attended widths, in columns, ascending; the last is the cache's capacity"""
-        self._fn = self._compiled = decode_one
+        # Uncompiled steps (eager mode, the eager start of 'auto', a failed compilation) attend
+        # with SDPA where the compiled step would use reductions, which only a compiler fuses.
+        self.eager_attention = ("sdpa" if self.mode != "eager" and self.attention == "reductions"
+                                else self.attention)
+        self._eager = functools.partial(decode_one, attention=self.eager_attention)
+        self._fn = self._compiled = self._eager
         if self.mode in ("compile", "cuda-graph"):
-            fused = functools.partial(decode_one, math_attention=True)
+            fused = functools.partial(decode_one, attention=self.attention)
             # fullgraph: a graph break would bring back the per-op overhead this step removes.
             # A CUDA graph captures the compiled step: the compiler fuses each layer's attention
             # into one pass over the cache, where eager kernels take several (and the fused SDPA
@@ -148,7 +174,7 @@ class DecodeStep:
             try:
                 self._run(self._ids, width)
             except Exception as e:  # a compiler failure: the cache is restored below
-                if self._fn is decode_one:
+                if self._fn is self._eager:
                     raise
                 self._compile_failed(e, stacklevel=5)
                 self.mode = "cuda-graph"  # still captured, from the eager step
@@ -180,7 +206,7 @@ class DecodeStep:
         warnings.warn(f"torch.compile of the decode step failed ({type(error).__name__}: "
                       f"{error}); decoding eagerly instead (SimulatorConfig.decode='eager' skips "
                       "the attempt)", stacklevel=stacklevel)
-        self.mode, self._fn = "eager", decode_one
+        self.mode, self._fn = "eager", self._eager
 
     @torch.no_grad()
     def __call__(self, token_ids: torch.Tensor) -> torch.Tensor:
@@ -251,7 +277,7 @@ class DecodeStep:
                 hidden = self(action_ids[:, j])
             return sample_frame(hidden, lambda k, ids: self(ids), self.gpt.lm_head, uniforms,
                                 **setting), hidden
-        fn = functools.partial(decode_frame, **setting)
+        fn = functools.partial(decode_frame, attention=self.eager_attention, **setting)
         wrapper: contextlib.AbstractContextManager = contextlib.nullcontext()
         first = False
         if self.mode == "compile" and self.tokens_decoded >= self.compile_after:
@@ -260,8 +286,8 @@ class DecodeStep:
             if first:
                 # fullgraph: a graph break would bring back the per-call overhead
                 self._frames[key] = torch.compile(
-                    functools.partial(fn, math_attention=True), fullgraph=True,
-                    dynamic=False)
+                    functools.partial(decode_frame, attention=self.attention, **setting),
+                    fullgraph=True, dynamic=False)
                 # On a CPU the compiled step's wrapper (its buffer allocations and kernel calls)
                 # is C++: in one pair of timings an s300k step at batch 1 (its linear layers then
                 # written as reductions) took 3.15 ms with it and 3.48 ms without, for about
@@ -285,7 +311,7 @@ class DecodeStep:
                 raise
             self._compile_failed(e, stacklevel=3)
             with self.autocast:
-                z, hidden = decode_frame(*args, **setting)
+                z, hidden = decode_frame(*args, attention=self.eager_attention, **setting)
         if first and self.mode == "compile":
             self.compile_seconds = time.perf_counter() - start
             logger.info("decode frame (compiled) ready in %.1f s", self.compile_seconds)

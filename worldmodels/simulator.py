@@ -29,7 +29,7 @@ from offline_data.discretize import ActionDiscretizer, discretizer_from_spec
 from offline_data.tokens import EpisodeTokens, TokenLayout, TokenShards
 from worldmodels.checkpoint import model_from_checkpoint, read_model_checkpoint
 from worldmodels.decode_math import sample_frame
-from worldmodels.decode_step import DECODE_MODES, DecodeStep
+from worldmodels.decode_step import ATTENTIONS, DECODE_MODES, DecodeStep
 from worldmodels.row_cache import RowKVCache, place_rows, row_forward, slide
 from worldmodels.run_state import check_tokenizer_match, recorded_tokenizer
 from worldmodels.token_model import TokenModel
@@ -59,6 +59,10 @@ class SimulatorConfig:
     """cached decoding of one token: 'compile' or 'cuda-graph' (a fixed-shape step, compiled or
     captured), 'eager' (the same step uncompiled), 'rows' (variable-shape ``row_forward``);
     'auto': a CUDA graph on GPU, on CPU eager then compiled once it has decoded enough tokens"""
+    decode_attention: str | None = None
+    """how a decoded token attends (``DecodeStep``'s ``attention``): 'sdpa', 'reductions' (fused
+    by the compiler) or 'triton' (a split-K kernel that reads only each row's columns; CUDA,
+    needs the triton package); None: 'reductions' when compiled or captured, else 'sdpa'"""
     decode_widths: int | None = None
     """fixed widths of the cache a decoded token may attend over (``DecodeStep``'s ``widths``;
     None: 4 for a CUDA graph, else 1, the whole capacity)"""
@@ -84,6 +88,9 @@ class SimulatorConfig:
         if self.decode not in ("rows", *DECODE_MODES):
             raise ValueError(f"SimulatorConfig.decode must be 'rows' or one of {DECODE_MODES}, "
                              f"got {self.decode!r}")
+        if self.decode_attention not in (None, *ATTENTIONS):
+            raise ValueError(f"SimulatorConfig.decode_attention must be one of {ATTENTIONS} or "
+                             f"None, got {self.decode_attention!r}")
         if self.decode_widths is not None and self.decode_widths < 1:
             raise ValueError(f"SimulatorConfig.decode_widths must be >= 1 or None, got "
                              f"{self.decode_widths}")
@@ -174,6 +181,7 @@ class TokenWorldModelSimulator:
         self._amp = torch.autocast(self.device.type, dtype=amp, enabled=amp != torch.float32,
                                    cache_enabled=False)
         self.decoder = (DecodeStep(model.gpt, self.cache, self.config.decode, self._amp,
+                                   attention=self.config.decode_attention,
                                    widths=self.config.decode_widths)
                         if self.config.use_cache and self.config.decode != "rows" else None)
         self.generator = torch.Generator(device=self.device)

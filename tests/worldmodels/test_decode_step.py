@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 
 import numpy as np
 import pytest
@@ -63,7 +64,7 @@ def _check_against_row_forward(gpt, batch, mode, steps=8, fused_forms=False, **k
     cache = copy.deepcopy(ref)
     step = DecodeStep(gpt, cache, mode=mode, **kwargs)
     if fused_forms:  # the compiled step's arithmetic, run eagerly
-        step._fn = functools.partial(decode_one, math_attention=True)
+        step._fn = functools.partial(decode_one, attention="reductions")
     g = torch.Generator().manual_seed(2)
     for i in range(steps):
         ids = torch.randint(0, 50, (batch,), generator=g).to(cache.tokens.device)
@@ -171,6 +172,12 @@ def test_bad_modes_and_inputs_raise():
     cache.length = cache.capacity
     with pytest.raises(ValueError, match="cache is full"):
         step(torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="decode attention must be one of"):
+        DecodeStep(gpt, cache, mode="eager", attention="flash")
+    with pytest.raises(ValueError, match="needs a CUDA device and the triton package"):
+        DecodeStep(gpt, cache, mode="eager", attention="triton")
+    with pytest.raises(ValueError, match="SimulatorConfig.decode_attention"):
+        tiny_simulator(decode_attention="flash")
     with pytest.raises(ValueError, match="SimulatorConfig.decode"):
         tiny_simulator(decode="fast")
     with pytest.raises(ValueError, match="SimulatorConfig.cache_dtype"):
@@ -229,10 +236,14 @@ def test_cuda_graph_step_equals_row_forward():
 
 
 @cuda
+@pytest.mark.parametrize("attention", ["reductions", "triton"])
 @pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "seeded"])
-def test_cuda_graph_imagination_matches_eager(temperature):
+def test_cuda_graph_imagination_matches_eager(temperature, attention):
+    if attention == "triton" and importlib.util.find_spec("triton") is None:
+        pytest.skip("needs the triton package")
     runs = [_imagine(tiny_simulator(num_envs=4, seed=3, device="cuda", temperature=temperature,
-                                    decode=decode)) for decode in ("eager", "cuda-graph")]
+                                    decode=decode, decode_attention=att))
+            for decode, att in (("eager", None), ("cuda-graph", attention))]
     for a, b in zip(*runs, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 

@@ -1,0 +1,87 @@
+"""Checks of the split-K decode-attention kernel, run in a process of its own.
+
+Triton decides at a kernel's definition whether it runs compiled or interpreted, so the CPU test
+runs these in a subprocess with ``TRITON_INTERPRET=1`` (``python -m
+tests.helpers.decode_attention_check``); on a CUDA machine the same checks run on the GPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+import torch
+import torch.nn.functional as F
+
+
+def kernel_matches_masked_sdpa(device: str) -> None:
+    """Rows that start late, a width cut short, heads of 18 and 16, fp32 and bf16."""
+    from worldmodels.decode_attention import decode_attention
+
+    g = torch.Generator().manual_seed(0)
+    for head in (18, 16):
+        B, nh, S = 3, 2, 150
+        for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 1e-2)):
+            keys = torch.randn(B, nh, S, head, generator=g).to(device, dtype)
+            values = torch.randn(B, nh, S, head, generator=g).to(device, dtype)
+            qkv = torch.randn(B, 3 * nh * head, generator=g).to(device, dtype)
+            q = qkv[:, :nh * head].view(B, nh, 1, head)  # strided, as the decode step's split
+            first = torch.tensor([0, 37, 120], device=device)
+            col = torch.tensor([120], device=device)  # the last row owns one column
+            for width in (S, 130):
+                k, v = keys[:, :, :width], values[:, :, :width]
+                y = decode_attention(q, k, v, first, col)
+                cols = torch.arange(width, device=device)
+                mask = ((cols[None] >= first[:, None]) & (cols[None] <= col))[:, None, None, :]
+                want = F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
+                                                      attn_mask=mask)
+                assert y.dtype == dtype and y.shape == (B, nh, 1, head)
+                err = (y.float() - want).abs().max().item()
+                assert err < tol, (head, dtype, width, err)
+    try:
+        decode_attention(q, keys.transpose(2, 3), values, first, col)
+    except ValueError as e:
+        assert "head dimension contiguous" in str(e)
+    else:
+        raise AssertionError("a cache without a contiguous head dimension was accepted")
+
+
+def step_matches_row_forward(device: str, mode: str) -> None:
+    """The decode step attending with the kernel gives row_forward's hidden states and cache."""
+    from worldmodels.decode_step import DecodeStep
+    from worldmodels.gpt import GPT, GPTConfig
+    from worldmodels.row_cache import RowKVCache, place_rows, rebuild, row_forward
+
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=36, block_size=40, vocab_size=50))
+    gpt = gpt.to(device).eval()
+    ref = RowKVCache(gpt, 3, 40)
+    g = torch.Generator().manual_seed(1)
+    rebuild(gpt, ref, [torch.randint(0, 50, (5 + 3 * b,), generator=g).to(device)
+                       for b in range(3)])
+    cache = copy.deepcopy(ref)
+    step = DecodeStep(gpt, cache, mode=mode, attention="triton")
+    assert step.widths == [40]  # the kernel reads only owned columns: one width is enough
+    for i in range(8):
+        ids = torch.randint(0, 50, (3,), generator=g).to(device)
+        want = row_forward(gpt, ref, ids[:, None])[:, -1]
+        got = step(ids)
+        torch.testing.assert_close(got, want, atol=2e-5, rtol=2e-5, msg=f"token {i}")
+        if i == 3:  # a row restarts
+            rows = torch.tensor([2], device=device)
+            seq = torch.randint(0, 50, (1, 4), generator=g).to(device)
+            place_rows(gpt, ref, rows, seq)
+            place_rows(gpt, cache, rows, seq)
+    assert torch.equal(cache.tokens, ref.tokens) and cache.length == ref.length
+
+
+def main(argv: list[str]) -> int:
+    device = argv[0] if argv else "cpu"
+    kernel_matches_masked_sdpa(device)
+    step_matches_row_forward(device, "eager" if device == "cpu" else "cuda-graph")
+    print("decode attention checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,50 @@
+"""The split-K decode-attention kernel against masked SDPA and ``row_forward``: through Triton's
+interpreter on CPU (in a subprocess, since Triton picks interpreted or compiled kernels when it
+defines them), and on CUDA (skipped without it)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from worldmodels.decode_attention import available
+
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None,
+                                  reason="needs the triton package (the dev extra installs it "
+                                         "on Linux x86-64)")
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@needs_triton
+def test_interpreted_kernel_matches_masked_attention_and_the_decode_step():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run([sys.executable, "-m", "tests.helpers.decode_attention_check", "cpu"],
+                          env=env, capture_output=True, text=True, timeout=900,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "checks passed" in done.stdout
+
+
+def test_the_kernel_is_offered_only_where_it_runs(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert not available("cpu")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert available("cpu") == (importlib.util.find_spec("triton") is not None)
+
+
+@cuda
+@needs_triton
+def test_cuda_kernel_and_captured_step():
+    from tests.helpers.decode_attention_check import (
+        kernel_matches_masked_sdpa,
+        step_matches_row_forward,
+    )
+
+    kernel_matches_masked_sdpa("cuda")
+    step_matches_row_forward("cuda", "cuda-graph")

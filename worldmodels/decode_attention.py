@@ -1,0 +1,147 @@
+"""Split-K attention of one query per row over a ``RowKVCache``, as a Triton kernel (CUDA).
+
+A decoded token attends over its row's columns ``[first[b], col]`` of a cache whose shape never
+changes. At large batch that attention is a pass over the cache per layer and token, so its speed
+is the speed at which the keys and values are read. Written as tensor reductions for the
+compiler, it read them at 0.6-0.8 TB/s on an H200 (docs/gym.md), a fifth of what a copy moves:
+a head of 18 values (s2M) is a 36-byte row, which SDPA's fused kernels refuse and the generated
+reductions read poorly.
+
+Here the cache's columns are cut into blocks of ``BLOCK`` columns, and one program per (row,
+head, block) reads its block's keys and values as one contiguous span, with a load mask that
+leaves out every column the row does not own, so a block outside ``[first, col]`` reads nothing
+at all and the bytes read follow the rows' lengths, not the cache's capacity. Each program keeps
+a partial softmax (its maximum score, the sum of its exponentials and their weighted sum of
+values, in fp32); a second kernel combines a row's blocks (the flash-decoding scheme). Every
+shape is fixed and nothing asks the host for a value, so the step still compiles and captures as
+one CUDA graph; the op is registered with ``torch.library.triton_op`` so that ``torch.compile``
+keeps it inside its graph.
+
+Triton is imported only when the kernel is first used; :func:`available` says whether it can be.
+Under ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (slowly), which is how the tests
+check them on a machine without a GPU.
+
+Example (on a CUDA machine)::
+
+    y = decode_attention(q, keys, values, first, col)   # (B, n_head, 1, head)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import os
+
+import torch
+
+BLOCK = 64
+"""cache columns per program"""
+
+
+def available(device: torch.device | str) -> bool:
+    """Whether the kernel can run on ``device``.
+
+    It can where Triton is installed and the device is CUDA, or on CPU tensors when Triton's
+    interpreter is on (``TRITON_INTERPRET=1``).
+    """
+    if importlib.util.find_spec("triton") is None:
+        return False
+    kind = torch.device(device).type
+    return kind == "cuda" or (kind == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
+
+
+@functools.cache
+def _op():
+    """Define the kernels and register the op (once, on first use)."""
+    import triton
+    import triton.language as tl
+    from torch.library import triton_op, wrap_triton
+
+    @triton.jit
+    def partial_kernel(q_ptr, k_ptr, v_ptr, first_ptr, col_ptr, m_ptr, l_ptr, acc_ptr,
+                       n_head, head, n_blocks, stride_qb, stride_qh, stride_kb, stride_kh,
+                       stride_ks, scale, BLOCK: tl.constexpr, HEAD_P: tl.constexpr):
+        bh = tl.program_id(0)
+        blk = tl.program_id(1)
+        b = bh // n_head
+        h = bh % n_head
+        first = tl.load(first_ptr + b)
+        col = tl.load(col_ptr)
+        cols = blk * BLOCK + tl.arange(0, BLOCK)
+        dims = tl.arange(0, HEAD_P)
+        owned = (cols >= first) & (cols <= col)
+        in_head = dims < head
+        q = tl.load(q_ptr + b * stride_qb + h * stride_qh + dims, mask=in_head, other=0.0)
+        at = b * stride_kb + h * stride_kh + cols[:, None] * stride_ks + dims[None, :]
+        mask = owned[:, None] & in_head[None, :]  # columns the row does not own are not read
+        k = tl.load(k_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        s = tl.sum(k * q.to(tl.float32)[None, :], axis=1) * scale
+        s = tl.where(owned, s, float("-inf"))
+        m = tl.max(s, axis=0)
+        p = tl.exp(s - tl.where(m == float("-inf"), 0.0, m))  # a block owning nothing: all 0
+        v = tl.load(v_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        out = bh * n_blocks + blk
+        tl.store(m_ptr + out, m)
+        tl.store(l_ptr + out, tl.sum(p, axis=0))
+        tl.store(acc_ptr + out * HEAD_P + dims, tl.sum(p[:, None] * v, axis=0))
+
+    @triton.jit
+    def combine_kernel(m_ptr, l_ptr, acc_ptr, o_ptr, head, n_blocks, HEAD_P: tl.constexpr,
+                       BLOCKS_P: tl.constexpr):
+        bh = tl.program_id(0)
+        blocks = tl.arange(0, BLOCKS_P)
+        dims = tl.arange(0, HEAD_P)
+        real = blocks < n_blocks
+        m = tl.load(m_ptr + bh * n_blocks + blocks, mask=real, other=float("-inf"))
+        total = tl.load(l_ptr + bh * n_blocks + blocks, mask=real, other=0.0)
+        top = tl.max(m, axis=0)  # finite: a row always owns its write column
+        w = tl.where(m == float("-inf"), 0.0, tl.exp(m - top))
+        acc = tl.load(acc_ptr + (bh * n_blocks + blocks)[:, None] * HEAD_P + dims[None, :],
+                      mask=real[:, None], other=0.0)
+        y = tl.sum(w[:, None] * acc, axis=0) / tl.sum(w * total, axis=0)
+        tl.store(o_ptr + bh * head + dims, y.to(o_ptr.dtype.element_ty), mask=dims < head)
+
+    @triton_op("embscale::decode_attention", mutates_args=())
+    def decode_attention_op(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                            first: torch.Tensor, col: torch.Tensor, scale: float) -> torch.Tensor:
+        B, n_head, S, head = keys.shape
+        n_blocks = triton.cdiv(S, BLOCK)
+        head_p = triton.next_power_of_2(head)
+        dev = keys.device
+        m = torch.empty(B * n_head * n_blocks, device=dev, dtype=torch.float32)
+        total = torch.empty_like(m)
+        acc = torch.empty(B * n_head * n_blocks * head_p, device=dev, dtype=torch.float32)
+        out = torch.empty(B, n_head, 1, head, device=dev, dtype=q.dtype)
+        wrap_triton(partial_kernel)[(B * n_head, n_blocks)](
+            q, keys, values, first, col, m, total, acc, n_head, head, n_blocks,
+            q.stride(0), q.stride(1), keys.stride(0), keys.stride(1), keys.stride(2), scale,
+            BLOCK=BLOCK, HEAD_P=head_p)
+        wrap_triton(combine_kernel)[(B * n_head,)](
+            m, total, acc, out, head, n_blocks, HEAD_P=head_p,
+            BLOCKS_P=triton.next_power_of_2(n_blocks))
+        return out
+
+    return decode_attention_op
+
+
+def decode_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                     first: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+    """Softmax attention of each row's one query over its columns ``[first[b], col]``.
+
+    Args:
+        q: (B, n_head, 1, head) queries; the last dimension contiguous.
+        keys: (B, n_head, S, head) cached keys (a view of the first ``S`` columns is fine); the
+            last dimension contiguous, ``values`` with the same strides.
+        values: like ``keys``.
+        first: int64 (B,) each row's first owned column.
+        col: int64 (1,) the column just written, the last each row attends to.
+
+    Returns:
+        (B, n_head, 1, head) in ``q``'s dtype, what ``scaled_dot_product_attention`` gives with
+        the mask of the owned columns (sums in fp32).
+    """
+    if keys.stride(-1) != 1 or q.stride(-1) != 1 or values.stride() != keys.stride():
+        raise ValueError("decode_attention needs the head dimension contiguous and values laid "
+                         "out like keys (a RowKVCache's tensors, or views of their columns)")
+    return _op()(q, keys, values, first, col, 1.0 / math.sqrt(keys.shape[-1]))
