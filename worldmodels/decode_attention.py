@@ -7,12 +7,14 @@ compiler, it read them at 0.6-0.8 TB/s on an H200 (docs/gym.md), a fifth of what
 a head of 18 values (s2M) is a 36-byte row, which SDPA's fused kernels refuse and the generated
 reductions read poorly.
 
-Here the cache's columns are cut into blocks of ``BLOCK`` columns, and one program per (row,
-head, block) reads its block's keys and values as one contiguous span, with a load mask that
-leaves out every column the row does not own, so a block outside ``[first, col]`` reads nothing
-at all and the bytes read follow the rows' lengths, not the cache's capacity. Each program keeps
-a partial softmax (its maximum score, the sum of its exponentials and their weighted sum of
-values, in fp32); a second kernel combines a row's blocks (the flash-decoding scheme). Every
+Here one program per (row, head, split) walks the columns of its split that the row owns, in
+blocks of ``BLOCK`` columns: each block's keys and values are one contiguous span, read with a
+load mask that leaves out the columns the row does not own, and blocks outside ``[first, col]``
+are not visited, so the bytes read follow the rows' lengths, not the cache's capacity. The
+program keeps a running softmax (its maximum score, the sum of its exponentials and their
+weighted sum of values, in fp32); a second kernel combines a row's splits (the flash-decoding
+scheme). At large batch the (row, head) pairs fill the GPU and each takes one split; at small
+batch the columns are split further (:func:`splits`). Every
 shape is fixed and nothing asks the host for a value, so the step still compiles and captures as
 one CUDA graph; the op is registered with ``torch.library.triton_op`` so that ``torch.compile``
 keeps it inside its graph.
@@ -36,7 +38,24 @@ import os
 import torch
 
 BLOCK = 64
-"""cache columns per program"""
+"""cache columns a program reads per pass of its loop"""
+PROGRAMS = 1024
+"""at least this many programs when the cache is long enough: (row, head) pairs times splits"""
+
+
+def splits(pairs: int, columns: int) -> tuple[int, int]:
+    """How many splits of the columns each (row, head) pair gets, and the columns of a split.
+
+    Enough splits for about ``PROGRAMS`` programs in all (one per pair at large batch, where the
+    pairs alone fill the GPU), each split a whole number of blocks.
+
+    >>> splits(2048, 2570), splits(8, 2570)
+    ((1, 2624), (41, 64))
+    """
+    blocks = -(-columns // BLOCK)
+    n = max(1, min(blocks, -(-PROGRAMS // pairs)))
+    per = -(-blocks // n)
+    return -(-blocks // per), per * BLOCK
 
 
 def available(device: torch.device | str) -> bool:
@@ -60,44 +79,54 @@ def _op():
 
     @triton.jit
     def partial_kernel(q_ptr, k_ptr, v_ptr, first_ptr, col_ptr, m_ptr, l_ptr, acc_ptr,
-                       n_head, head, n_blocks, stride_qb, stride_qh, stride_kb, stride_kh,
-                       stride_ks, scale, BLOCK: tl.constexpr, HEAD_P: tl.constexpr):
+                       n_head, head, n_splits, split_cols, stride_qb, stride_qh, stride_kb,
+                       stride_kh, stride_ks, scale, BLOCK: tl.constexpr, HEAD_P: tl.constexpr):
         bh = tl.program_id(0)
-        blk = tl.program_id(1)
+        split = tl.program_id(1)
         b = bh // n_head
         h = bh % n_head
-        first = tl.load(first_ptr + b)
-        col = tl.load(col_ptr)
-        cols = blk * BLOCK + tl.arange(0, BLOCK)
         dims = tl.arange(0, HEAD_P)
-        owned = (cols >= first) & (cols <= col)
         in_head = dims < head
-        q = tl.load(q_ptr + b * stride_qb + h * stride_qh + dims, mask=in_head, other=0.0)
-        at = b * stride_kb + h * stride_kh + cols[:, None] * stride_ks + dims[None, :]
-        mask = owned[:, None] & in_head[None, :]  # columns the row does not own are not read
-        k = tl.load(k_ptr + at, mask=mask, other=0.0).to(tl.float32)
-        s = tl.sum(k * q.to(tl.float32)[None, :], axis=1) * scale
-        s = tl.where(owned, s, float("-inf"))
-        m = tl.max(s, axis=0)
-        p = tl.exp(s - tl.where(m == float("-inf"), 0.0, m))  # a block owning nothing: all 0
-        v = tl.load(v_ptr + at, mask=mask, other=0.0).to(tl.float32)
-        out = bh * n_blocks + blk
-        tl.store(m_ptr + out, m)
-        tl.store(l_ptr + out, tl.sum(p, axis=0))
-        tl.store(acc_ptr + out * HEAD_P + dims, tl.sum(p[:, None] * v, axis=0))
+        q = tl.load(q_ptr + b * stride_qb + h * stride_qh + dims, mask=in_head,
+                    other=0.0).to(tl.float32)
+        # this split's owned columns [lo, hi): the loop visits only blocks that hold some
+        lo = tl.maximum(split * split_cols, tl.load(first_ptr + b))
+        hi = tl.minimum((split + 1) * split_cols, tl.load(col_ptr) + 1)
+        m_run = tl.zeros([], tl.float32) - float("inf")
+        l_run = tl.zeros([], tl.float32)
+        acc = tl.zeros([HEAD_P], tl.float32)
+        base = b * stride_kb + h * stride_kh
+        for start in range(lo - lo % BLOCK, hi, BLOCK):  # a split owning nothing: no pass
+            cols = start + tl.arange(0, BLOCK)
+            owned = (cols >= lo) & (cols < hi)
+            at = base + cols[:, None] * stride_ks + dims[None, :]
+            mask = owned[:, None] & in_head[None, :]  # columns not owned are not read
+            k = tl.load(k_ptr + at, mask=mask, other=0.0).to(tl.float32)
+            s = tl.where(owned, tl.sum(k * q[None, :], axis=1) * scale, float("-inf"))
+            m_new = tl.maximum(m_run, tl.max(s, axis=0))  # finite: every block owns a column
+            alpha = tl.exp(m_run - m_new)
+            p = tl.exp(s - m_new)
+            v = tl.load(v_ptr + at, mask=mask, other=0.0).to(tl.float32)
+            l_run = l_run * alpha + tl.sum(p, axis=0)
+            acc = acc * alpha + tl.sum(p[:, None] * v, axis=0)
+            m_run = m_new
+        out = bh * n_splits + split
+        tl.store(m_ptr + out, m_run)
+        tl.store(l_ptr + out, l_run)
+        tl.store(acc_ptr + out * HEAD_P + dims, acc)
 
     @triton.jit
-    def combine_kernel(m_ptr, l_ptr, acc_ptr, o_ptr, head, n_blocks, HEAD_P: tl.constexpr,
-                       BLOCKS_P: tl.constexpr):
+    def combine_kernel(m_ptr, l_ptr, acc_ptr, o_ptr, head, n_splits, HEAD_P: tl.constexpr,
+                       SPLITS_P: tl.constexpr):
         bh = tl.program_id(0)
-        blocks = tl.arange(0, BLOCKS_P)
+        splits = tl.arange(0, SPLITS_P)
         dims = tl.arange(0, HEAD_P)
-        real = blocks < n_blocks
-        m = tl.load(m_ptr + bh * n_blocks + blocks, mask=real, other=float("-inf"))
-        total = tl.load(l_ptr + bh * n_blocks + blocks, mask=real, other=0.0)
+        real = splits < n_splits
+        m = tl.load(m_ptr + bh * n_splits + splits, mask=real, other=float("-inf"))
+        total = tl.load(l_ptr + bh * n_splits + splits, mask=real, other=0.0)
         top = tl.max(m, axis=0)  # finite: a row always owns its write column
         w = tl.where(m == float("-inf"), 0.0, tl.exp(m - top))
-        acc = tl.load(acc_ptr + (bh * n_blocks + blocks)[:, None] * HEAD_P + dims[None, :],
+        acc = tl.load(acc_ptr + (bh * n_splits + splits)[:, None] * HEAD_P + dims[None, :],
                       mask=real[:, None], other=0.0)
         y = tl.sum(w[:, None] * acc, axis=0) / tl.sum(w * total, axis=0)
         tl.store(o_ptr + bh * head + dims, y.to(o_ptr.dtype.element_ty), mask=dims < head)
@@ -106,20 +135,20 @@ def _op():
     def decode_attention_op(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                             first: torch.Tensor, col: torch.Tensor, scale: float) -> torch.Tensor:
         B, n_head, S, head = keys.shape
-        n_blocks = triton.cdiv(S, BLOCK)
+        n_splits, split_cols = splits(B * n_head, S)
         head_p = triton.next_power_of_2(head)
         dev = keys.device
-        m = torch.empty(B * n_head * n_blocks, device=dev, dtype=torch.float32)
+        m = torch.empty(B * n_head * n_splits, device=dev, dtype=torch.float32)
         total = torch.empty_like(m)
-        acc = torch.empty(B * n_head * n_blocks * head_p, device=dev, dtype=torch.float32)
+        acc = torch.empty(B * n_head * n_splits * head_p, device=dev, dtype=torch.float32)
         out = torch.empty(B, n_head, 1, head, device=dev, dtype=q.dtype)
-        wrap_triton(partial_kernel)[(B * n_head, n_blocks)](
-            q, keys, values, first, col, m, total, acc, n_head, head, n_blocks,
+        wrap_triton(partial_kernel)[(B * n_head, n_splits)](
+            q, keys, values, first, col, m, total, acc, n_head, head, n_splits, split_cols,
             q.stride(0), q.stride(1), keys.stride(0), keys.stride(1), keys.stride(2), scale,
             BLOCK=BLOCK, HEAD_P=head_p)
         wrap_triton(combine_kernel)[(B * n_head,)](
-            m, total, acc, out, head, n_blocks, HEAD_P=head_p,
-            BLOCKS_P=triton.next_power_of_2(n_blocks))
+            m, total, acc, out, head, n_splits, HEAD_P=head_p,
+            SPLITS_P=triton.next_power_of_2(n_splits))
         return out
 
     return decode_attention_op

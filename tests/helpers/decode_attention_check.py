@@ -15,20 +15,25 @@ import torch.nn.functional as F
 
 
 def kernel_matches_masked_sdpa(device: str) -> None:
-    """Rows that start late, a width cut short, heads of 18 and 16, fp32 and bf16."""
-    from worldmodels.decode_attention import decode_attention
+    """Rows that start late, a width cut short, heads of 18 and 16, fp32 and bf16; few rows (the
+    columns split among programs) and many (one program walks a row's columns)."""
+    from worldmodels.decode_attention import decode_attention, splits
 
     g = torch.Generator().manual_seed(0)
-    for head in (18, 16):
-        B, nh, S = 3, 2, 150
-        for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 1e-2)):
+    assert splits(3 * 2, 150)[0] == 3 and splits(33 * 32, 150)[0] == 1
+    fp32, both = ((torch.float32, 1e-5),), ((torch.float32, 1e-5), (torch.bfloat16, 1e-2))
+    for head, B, nh, dtypes, widths in ((18, 3, 2, both, (150, 130)),
+                                        (16, 3, 2, both, (150, 130)),
+                                        (18, 33, 32, fp32, (130,))):
+        S = 150
+        for dtype, tol in dtypes:
             keys = torch.randn(B, nh, S, head, generator=g).to(device, dtype)
             values = torch.randn(B, nh, S, head, generator=g).to(device, dtype)
             qkv = torch.randn(B, 3 * nh * head, generator=g).to(device, dtype)
             q = qkv[:, :nh * head].view(B, nh, 1, head)  # strided, as the decode step's split
-            first = torch.tensor([0, 37, 120], device=device)
+            first = torch.tensor([0, 37, 120] * (B // 3), device=device)
             col = torch.tensor([120], device=device)  # the last row owns one column
-            for width in (S, 130):
+            for width in widths:
                 k, v = keys[:, :, :width], values[:, :, :width]
                 y = decode_attention(q, k, v, first, col)
                 cols = torch.arange(width, device=device)
