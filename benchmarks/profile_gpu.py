@@ -139,18 +139,21 @@ def train_step(size: str, tokens_per_frame: int = 256, batch: int = 16) -> None:
     torch._dynamo.reset()
 
 
-def imagined_step(rows: int = 256, tokens_per_frame: int = 256, size: str = "s2M") -> None:
+def imagined_step(rows: int = 256, tokens_per_frame: int = 256, size: str = "s2M",
+                  attention: str | None = None) -> None:
     from bench_imagination import Runner, build
 
     args = argparse.Namespace(tokens_per_frame=tokens_per_frame, codebook=256, size=size,
                               context_steps=10, device="cuda", burn_in=4,
                               cache_dtype="bfloat16")
     model, vq, episodes = build(args)
-    runner = Runner(model, vq, episodes, rows, args, decode="cuda-graph")
+    runner = Runner(model, vq, episodes, rows, args, decode="cuda-graph",
+                    decode_attention=attention)
     first = runner.warm_up()
     wall = runner.run(3)
-    print(f"imagine {size}, {tokens_per_frame} tokens/frame, {rows} rows, bf16 cache, widths "
-          f"{runner.sim.decoder.widths}: warm-up (compile, capture) {first:.1f} s, "
+    d = runner.sim.decoder
+    print(f"imagine {size}, {tokens_per_frame} tokens/frame, {rows} rows, bf16 cache, attention "
+          f"{d.attention}, widths {d.widths}: warm-up (compile, capture) {first:.1f} s, "
           f"{wall:.3f} s per step over 3 steps")
     runner.sim.reset(np.arange(rows))
     t0 = time.perf_counter()
@@ -165,6 +168,8 @@ def main(argv=None) -> int:
     p.add_argument("--parts", nargs="+", default=["sdpa", "train", "imagine"],
                    choices=["sdpa", "train", "imagine"])
     p.add_argument("--train-sizes", nargs="+", default=["110M", "27M"])
+    p.add_argument("--attention", default=None, choices=("reductions", "triton", "sdpa"),
+                   help="how the imagined step's tokens attend (default: reductions)")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("profile_gpu.py needs a CUDA device")
@@ -175,7 +180,7 @@ def main(argv=None) -> int:
         for size in args.train_sizes:
             train_step(size)
     if "imagine" in args.parts:
-        imagined_step()
+        imagined_step(attention=args.attention)
     return 0
 
 
