@@ -16,8 +16,8 @@ weighted sum of values, in fp32); a second kernel combines a row's splits (the f
 scheme). At large batch the (row, head) pairs fill the GPU and each takes one split; at small
 batch the columns are split further (:func:`splits`). Every
 shape is fixed and nothing asks the host for a value, so the step still compiles and captures as
-one CUDA graph; the op is registered with ``torch.library.triton_op`` so that ``torch.compile``
-keeps it inside its graph.
+one CUDA graph; the op is registered with ``torch.library.custom_op`` (with its output's shape
+for tracing) so that ``torch.compile`` keeps it inside its graph as one opaque call.
 
 Triton is imported only when the kernel is first used; :func:`available` says whether it can be.
 Under ``TRITON_INTERPRET=1`` the kernels run on CPU tensors (slowly), which is how the tests
@@ -75,7 +75,6 @@ def _op():
     """Define the kernels and register the op (once, on first use)."""
     import triton
     import triton.language as tl
-    from torch.library import triton_op, wrap_triton
 
     @triton.jit
     def partial_kernel(q_ptr, k_ptr, v_ptr, first_ptr, col_ptr, m_ptr, l_ptr, acc_ptr,
@@ -131,7 +130,7 @@ def _op():
         y = tl.sum(w[:, None] * acc, axis=0) / tl.sum(w * total, axis=0)
         tl.store(o_ptr + bh * head + dims, y.to(o_ptr.dtype.element_ty), mask=dims < head)
 
-    @triton_op("embscale::decode_attention", mutates_args=())
+    @torch.library.custom_op("embscale::decode_attention", mutates_args=())
     def decode_attention_op(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                             first: torch.Tensor, col: torch.Tensor, scale: float) -> torch.Tensor:
         B, n_head, S, head = keys.shape
@@ -142,14 +141,19 @@ def _op():
         total = torch.empty_like(m)
         acc = torch.empty(B * n_head * n_splits * head_p, device=dev, dtype=torch.float32)
         out = torch.empty(B, n_head, 1, head, device=dev, dtype=q.dtype)
-        wrap_triton(partial_kernel)[(B * n_head, n_splits)](
+        partial_kernel[(B * n_head, n_splits)](
             q, keys, values, first, col, m, total, acc, n_head, head, n_splits, split_cols,
             q.stride(0), q.stride(1), keys.stride(0), keys.stride(1), keys.stride(2), scale,
             BLOCK=BLOCK, HEAD_P=head_p)
-        wrap_triton(combine_kernel)[(B * n_head,)](
+        combine_kernel[(B * n_head,)](
             m, total, acc, out, head, n_splits, HEAD_P=head_p,
             SPLITS_P=triton.next_power_of_2(n_splits))
         return out
+
+    @decode_attention_op.register_fake
+    def _(q, keys, values, first, col, scale):
+        B, n_head, _, head = keys.shape
+        return q.new_empty(B, n_head, 1, head)
 
     return decode_attention_op
 
@@ -173,4 +177,12 @@ def decode_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
     if keys.stride(-1) != 1 or q.stride(-1) != 1 or values.stride() != keys.stride():
         raise ValueError("decode_attention needs the head dimension contiguous and values laid "
                          "out like keys (a RowKVCache's tensors, or views of their columns)")
-    return _op()(q, keys, values, first, col, 1.0 / math.sqrt(keys.shape[-1]))
+    if not torch.compiler.is_compiling():
+        _op()  # defines the kernels and registers the op, once, outside any compiled region
+    return torch.ops.embscale.decode_attention(q, keys, values, first, col,
+                                               1.0 / math.sqrt(keys.shape[-1]))
+
+
+def load() -> None:
+    """Define the kernels and register the op now (a compiled step calls it only by name)."""
+    _op()

@@ -40,6 +40,7 @@ import warnings
 import torch
 
 from worldmodels.decode_attention import available as decode_attention_available
+from worldmodels.decode_attention import load as load_decode_attention
 from worldmodels.decode_math import decode_frame, decode_one, decode_weights, sample_frame
 from worldmodels.gpt import GPT
 from worldmodels.row_cache import RowKVCache
@@ -61,10 +62,12 @@ def check_attention(attention: str, device: torch.device) -> None:
     """Raise a ``ValueError`` naming the fix if a decode step cannot attend this way here."""
     if attention not in ATTENTIONS:
         raise ValueError(f"decode attention must be one of {ATTENTIONS}, got {attention!r}")
-    if attention == "triton" and not decode_attention_available(device):
-        raise ValueError(f"decode attention 'triton' needs a CUDA device and the triton package "
-                         f"(the model is on {device}); use 'reductions' or 'sdpa', or install "
-                         "triton")
+    if attention == "triton":
+        if not decode_attention_available(device):
+            raise ValueError(f"decode attention 'triton' needs a CUDA device and the triton "
+                             f"package (the model is on {device}); use 'reductions' or 'sdpa', "
+                             "or install triton")
+        load_decode_attention()  # before any compilation traces a call to it
 
 
 def resolve_decode_mode(mode: str, device: torch.device) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,9 @@ def kernel_matches_masked_sdpa(device: str) -> None:
                 assert y.dtype == dtype and y.shape == (B, nh, 1, head)
                 err = (y.float() - want).abs().max().item()
                 assert err < tol, (head, dtype, width, err)
+    # traced whole by torch.compile (the op is opaque to it and has its output's shape)
+    traced = torch.compile(decode_attention, backend="eager", fullgraph=True)
+    torch.testing.assert_close(traced(q, k, v, first, col), decode_attention(q, k, v, first, col))
     try:
         decode_attention(q, keys.transpose(2, 3), values, first, col)
     except ValueError as e:
@@ -55,7 +59,7 @@ def step_matches_row_forward(device: str, mode: str) -> None:
     """The decode step attending with the kernel gives row_forward's hidden states and cache."""
     from worldmodels.decode_step import DecodeStep
     from worldmodels.gpt import GPT, GPTConfig
-    from worldmodels.row_cache import RowKVCache, place_rows, rebuild, row_forward
+    from worldmodels.row_cache import RowKVCache, rebuild
 
     torch.manual_seed(0)
     gpt = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=36, block_size=40, vocab_size=50))
@@ -67,6 +71,18 @@ def step_matches_row_forward(device: str, mode: str) -> None:
     cache = copy.deepcopy(ref)
     step = DecodeStep(gpt, cache, mode=mode, attention="triton")
     assert step.widths == [40]  # the kernel reads only owned columns: one width is enough
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _feed_and_compare(gpt, ref, cache, step, device)
+    fallbacks = [str(w.message) for w in caught if "decoding eagerly" in str(w.message)]
+    assert not fallbacks, fallbacks  # the compiled step ran, not the eager fallback
+    assert step.mode == mode
+
+
+def _feed_and_compare(gpt, ref, cache, step, device) -> None:
+    from worldmodels.row_cache import place_rows, row_forward
+
+    g = torch.Generator().manual_seed(3)
     for i in range(8):
         ids = torch.randint(0, 50, (3,), generator=g).to(device)
         want = row_forward(gpt, ref, ids[:, None])[:, -1]
@@ -83,7 +99,8 @@ def step_matches_row_forward(device: str, mode: str) -> None:
 def main(argv: list[str]) -> int:
     device = argv[0] if argv else "cpu"
     kernel_matches_masked_sdpa(device)
-    step_matches_row_forward(device, "eager" if device == "cpu" else "cuda-graph")
+    for mode in ("eager", "compile") if device == "cpu" else ("cuda-graph",):
+        step_matches_row_forward(device, mode)
     print("decode attention checks passed")
     return 0
 

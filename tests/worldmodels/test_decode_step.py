@@ -230,9 +230,9 @@ def test_compiled_step_over_several_widths_compiles_once():
 
 @cuda
 def test_cuda_graph_step_equals_row_forward():
-    # the compiled step captured once per width (4 of the 40 columns: columns 11..19 use two)
-    step = _check_against_row_forward(_gpt("cuda"), batch=3, mode="cuda-graph")
-    assert step.mode == "cuda-graph" and sorted(step._graphs) == [10, 20]
+    # the compiled step captured once per width (4 of the 40 columns: columns 11..22 use two)
+    step = _check_against_row_forward(_gpt("cuda"), batch=3, mode="cuda-graph", steps=12)
+    assert step.mode == "cuda-graph" and sorted(step._graphs) == [20, 30]
 
 
 @cuda
