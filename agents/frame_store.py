@@ -11,8 +11,8 @@ held twice, and when memory runs short the kernel pages frames out instead of ki
 Files are keyed by everything the frames are computed from (the caller's key: the data files'
 names, sizes and modification times, the split's episodes, the image size), written under a
 temporary name and renamed into place, so an interrupted write leaves no partial file; the
-``MAX_FILES`` most recently used files are kept. The cache directory is ``$EMBSCALE_CACHE_DIR``,
-else ``$XDG_CACHE_HOME/embscale``, else ``~/.cache/embscale``.
+``MAX_FILES`` most recently used files are kept. They live in ``$EMBSCALE_FRAMES_DIR``, else in
+the ``frames`` folder of the project's user cache (``offline_data.user_cache``).
 
 Example:
     frames, actions, rewards, terminations, lengths = stored_split(
@@ -30,20 +30,20 @@ from pathlib import Path
 
 import numpy as np
 
+from offline_data.user_cache import user_cache_dir
+
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "EMBSCALE_CACHE_DIR"
-"""Environment variable naming the cache directory."""
+FRAMES_ENV = "EMBSCALE_FRAMES_DIR"
+"""Environment variable naming the folder of frame files (else the user cache's ``frames``)."""
 MAX_FILES = 6
 """Frame files kept (most recently used first); older ones are deleted when a new one is written."""
 
 
 def cache_dir() -> Path:
-    """Where frame files live: ``$EMBSCALE_CACHE_DIR``, else the user's cache directory."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]) / "frames"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "embscale" / "frames"
+    """Where frame files live: ``$EMBSCALE_FRAMES_DIR``, else the user cache's ``frames``."""
+    folder = os.environ.get(FRAMES_ENV)
+    return Path(folder).expanduser() if folder else user_cache_dir() / "frames"
 
 
 def frames_path(key: Hashable) -> Path:
@@ -133,5 +133,5 @@ def stored_split(key: Hashable, total: int, frame_shape: tuple[int, ...], dtype,
     stored = _open(path, shape, dtype)
     if stored is None:
         raise OSError(f"{path} was written but cannot be read back; check the disk, or set "
-                      f"{CACHE_ENV} to a writable directory with room for the frames")
+                      f"{FRAMES_ENV} to a writable directory with room for the frames")
     return stored

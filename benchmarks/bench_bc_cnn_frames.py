@@ -45,7 +45,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MINARI_DATASETS_PATH"] = tmp
-        os.environ["EMBSCALE_CACHE_DIR"] = os.path.join(tmp, "cache")  # the decoded frames
+        os.environ["EMBSCALE_FRAMES_DIR"] = os.path.join(tmp, "frames")  # the decoded frames
         dataset_id = collect_data(args.episodes, args.total_steps)
         sources = {"resize every step": FrameDataSource(dataset_id, seq_len=10),
                    "held resized": FrameDataSource(dataset_id, seq_len=10,

@@ -52,7 +52,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MINARI_DATASETS_PATH"] = os.path.join(tmp, "minari")
-        os.environ["EMBSCALE_CACHE_DIR"] = os.path.join(tmp, "cache")
+        os.environ["EMBSCALE_FRAMES_DIR"] = os.path.join(tmp, "frames")
         dataset_id = collect_data(args.episodes, args.total_steps)
         times = {}
         for name in ("first read (decode, write)", "second read (map)"):

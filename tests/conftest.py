@@ -21,7 +21,7 @@ def minari_datasets_path(tmp_path, monkeypatch):
     root = tmp_path / "minari"
     root.mkdir()
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
-    monkeypatch.setenv("EMBSCALE_CACHE_DIR", str(tmp_path / "cache"))  # BC-CNN's frame files
+    monkeypatch.setenv("EMBSCALE_FRAMES_DIR", str(tmp_path / "frames"))  # BC-CNN's frame files
     return root
 
 

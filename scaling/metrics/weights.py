@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from offline_data.atomic import atomic_file, write_text_atomic
+from offline_data.user_cache import user_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +75,7 @@ METRIC_WEIGHTS: dict[str, MetricWeights] = {
 
 def cache_dir() -> Path:
     """The directory holding downloaded and converted metric weights."""
-    root = os.environ.get("EMBSCALE_CACHE")
-    if not root:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = Path(xdg) if xdg else Path.home() / ".cache"
-        root = str(base / "embodied-scaling")
-    return Path(root).expanduser() / "metrics"
+    return user_cache_dir() / "metrics"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
