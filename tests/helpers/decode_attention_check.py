@@ -7,7 +7,6 @@ tests.helpers.decode_attention_check``); on a CUDA machine the same checks run o
 
 from __future__ import annotations
 
-import copy
 import sys
 import warnings
 
@@ -57,43 +56,16 @@ def kernel_matches_masked_sdpa(device: str) -> None:
 
 def step_matches_row_forward(device: str, mode: str) -> None:
     """The decode step attending with the kernel gives row_forward's hidden states and cache."""
-    from worldmodels.decode_step import DecodeStep
-    from worldmodels.gpt import GPT, GPTConfig
-    from worldmodels.row_cache import RowKVCache, rebuild
+    from tests.helpers.decode_steps import check_against_row_forward, small_gpt
 
-    torch.manual_seed(0)
-    gpt = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=36, block_size=40, vocab_size=50))
-    gpt = gpt.to(device).eval()
-    ref = RowKVCache(gpt, 3, 40)
-    g = torch.Generator().manual_seed(1)
-    rebuild(gpt, ref, [torch.randint(0, 50, (5 + 3 * b,), generator=g).to(device)
-                       for b in range(3)])
-    cache = copy.deepcopy(ref)
-    step = DecodeStep(gpt, cache, mode=mode, attention="triton")
-    assert step.widths == [40]  # the kernel reads only owned columns: one width is enough
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _feed_and_compare(gpt, ref, cache, step, device)
+        step = check_against_row_forward(small_gpt(device, n_embd=36), batch=3, mode=mode,
+                                         attention="triton")
+    assert step.widths == [40]  # the kernel reads only owned columns: one width is enough
     fallbacks = [str(w.message) for w in caught if "decoding eagerly" in str(w.message)]
     assert not fallbacks, fallbacks  # the compiled step ran, not the eager fallback
     assert step.mode == mode
-
-
-def _feed_and_compare(gpt, ref, cache, step, device) -> None:
-    from worldmodels.row_cache import place_rows, row_forward
-
-    g = torch.Generator().manual_seed(3)
-    for i in range(8):
-        ids = torch.randint(0, 50, (3,), generator=g).to(device)
-        want = row_forward(gpt, ref, ids[:, None])[:, -1]
-        got = step(ids)
-        torch.testing.assert_close(got, want, atol=2e-5, rtol=2e-5, msg=f"token {i}")
-        if i == 3:  # a row restarts
-            rows = torch.tensor([2], device=device)
-            seq = torch.randint(0, 50, (1, 4), generator=g).to(device)
-            place_rows(gpt, ref, rows, seq)
-            place_rows(gpt, cache, rows, seq)
-    assert torch.equal(cache.tokens, ref.tokens) and cache.length == ref.length
 
 
 def main(argv: list[str]) -> int:

@@ -3,8 +3,6 @@ variable-shape ``row_forward`` path, in every mode (compiled and CUDA-graph test
 
 from __future__ import annotations
 
-import copy
-import functools
 import importlib.util
 
 import numpy as np
@@ -13,11 +11,11 @@ import torch
 from gymnasium import spaces
 
 from offline_data.discretize import discretizer_for_space  # noqa: E402
+from tests.helpers.decode_steps import check_against_row_forward, padded_cache, small_gpt
 from tests.helpers.world_models import tiny_episodes, tiny_model, tiny_tokenizer
-from worldmodels.decode_math import decode_one, sample_image_ids  # noqa: E402
+from worldmodels.decode_math import sample_image_ids  # noqa: E402
 from worldmodels.decode_step import DecodeStep, resolve_decode_mode  # noqa: E402
-from worldmodels.gpt import GPT, GPTConfig  # noqa: E402
-from worldmodels.row_cache import RowKVCache, place_rows, rebuild, row_forward  # noqa: E402
+from worldmodels.row_cache import row_forward  # noqa: E402
 from worldmodels.simulator import SimulatorConfig, TokenWorldModelSimulator  # noqa: E402
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -43,62 +41,21 @@ def _imagine(sim, steps=5):
     return out
 
 
-def _gpt(device="cpu"):
-    torch.manual_seed(0)
-    cfg = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=40, vocab_size=50)
-    return GPT(cfg).to(device).eval()
-
-
-def _padded_cache(gpt, batch):
-    """Rows of different lengths (right-aligned, so some start after column 0)."""
-    dev = gpt.wte.weight.device
-    cache = RowKVCache(gpt, batch, 40)
-    g = torch.Generator().manual_seed(1)
-    rebuild(gpt, cache, [torch.randint(0, 50, (5 + 3 * b,), generator=g).to(dev)
-                         for b in range(batch)])
-    return cache
-
-
-def _check_against_row_forward(gpt, batch, mode, steps=8, fused_forms=False, **kwargs):
-    ref = _padded_cache(gpt, batch)
-    cache = copy.deepcopy(ref)
-    step = DecodeStep(gpt, cache, mode=mode, **kwargs)
-    if fused_forms:  # the compiled step's arithmetic, run eagerly
-        step._fn = functools.partial(decode_one, attention="reductions")
-    g = torch.Generator().manual_seed(2)
-    for i in range(steps):
-        ids = torch.randint(0, 50, (batch,), generator=g).to(cache.tokens.device)
-        want = row_forward(gpt, ref, ids[:, None])[:, -1]
-        got = step(ids)
-        torch.testing.assert_close(got, want, atol=2e-5, rtol=2e-5, msg=f"token {i}")
-        if i == 3:  # a row restarts mid-way: the step must follow the cache's new first column
-            rows = torch.tensor([batch - 1], device=ids.device)
-            seq = torch.randint(0, 50, (1, 4), generator=g).to(ids.device)
-            place_rows(gpt, ref, rows, seq)
-            place_rows(gpt, cache, rows, seq)
-    assert cache.length == ref.length
-    assert torch.equal(cache.tokens, ref.tokens) and torch.equal(cache.first, ref.first)
-    for k, k_ref in zip(cache.keys, ref.keys, strict=True):
-        torch.testing.assert_close(k[:, :, :ref.length], k_ref[:, :, :ref.length],
-                                   atol=2e-5, rtol=2e-5)
-    return step
-
-
 @pytest.mark.parametrize("fused_forms", [False, True], ids=["sdpa", "reductions"])
 def test_eager_step_equals_row_forward_with_padded_and_restarted_rows(fused_forms):
-    _check_against_row_forward(_gpt(), batch=3, mode="eager", fused_forms=fused_forms)
+    check_against_row_forward(small_gpt(), batch=3, mode="eager", fused_forms=fused_forms)
 
 
 @pytest.mark.parametrize("fused_forms", [False, True], ids=["sdpa", "reductions"])
 def test_a_step_attending_over_part_of_the_cache_is_the_same_step(fused_forms):
     # three widths of a 40-column cache: the rows' columns 11..19 cross from the first (14) to
     # the second (27), and a restarted row's columns lie inside them
-    step = _check_against_row_forward(_gpt(), batch=3, mode="eager", fused_forms=fused_forms,
+    step = check_against_row_forward(small_gpt(), batch=3, mode="eager", fused_forms=fused_forms,
                                       widths=3)
     assert step.widths == [14, 27, 40] and step.width(13) == 14 and step.width(14) == 27
-    assert DecodeStep(_gpt(), _padded_cache(_gpt(), 1), mode="eager").widths == [40]
+    assert DecodeStep(small_gpt(), padded_cache(small_gpt(), 1), mode="eager").widths == [40]
     with pytest.raises(ValueError, match="widths must be >= 1"):
-        DecodeStep(_gpt(), _padded_cache(_gpt(), 1), mode="eager", widths=0)
+        DecodeStep(small_gpt(), padded_cache(small_gpt(), 1), mode="eager", widths=0)
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "seeded"])
@@ -117,8 +74,8 @@ def test_imagined_frames_identical_to_variable_shape_path_and_recompute(temperat
 def test_frame_step_decodes_like_the_token_step(top_k):
     # decode_frame (what the compiled step runs) against the same step built from single tokens
     # and the sampler, from the same cache and uniforms: same ids, hidden states and cache
-    gpt = _gpt()
-    a, b = _padded_cache(gpt, 3), _padded_cache(gpt, 3)
+    gpt = small_gpt()
+    a, b = padded_cache(gpt, 3), padded_cache(gpt, 3)
     frames, tokens = DecodeStep(gpt, a, mode="eager"), DecodeStep(gpt, b, mode="eager")
     actions = torch.tensor([[40, 41], [42, 43], [44, 45]])
     u = torch.rand(3, 5, 30, generator=torch.Generator().manual_seed(4))
@@ -159,8 +116,8 @@ def test_bfloat16_cache_imagines():
 
 
 def test_bad_modes_and_inputs_raise():
-    gpt = _gpt()
-    cache = _padded_cache(gpt, 2)
+    gpt = small_gpt()
+    cache = padded_cache(gpt, 2)
     with pytest.raises(ValueError, match="decode mode must be one of"):
         DecodeStep(gpt, cache, mode="fast")
     with pytest.raises(ValueError, match="needs a CUDA device"):
@@ -185,8 +142,8 @@ def test_bad_modes_and_inputs_raise():
 
 
 def test_failed_compilation_falls_back_to_eager():
-    gpt = _gpt()
-    ref, cache = _padded_cache(gpt, 2), _padded_cache(gpt, 2)
+    gpt = small_gpt()
+    ref, cache = padded_cache(gpt, 2), padded_cache(gpt, 2)
     step = DecodeStep(gpt, cache, mode="compile")
 
     def no_compiler(*args, **kwargs):
@@ -215,7 +172,7 @@ def test_compiled_frame_imagination_equals_eager(temperature):
 def test_compiled_step_equals_row_forward():
     # torch.compile on CPU at batch 1 (matrix-vector products as fused reductions), starting
     # eager in 'auto' mode and switching after 3 tokens (one compilation: tens of seconds).
-    step = _check_against_row_forward(_gpt(), batch=1, mode="auto", compile_after=3)
+    step = check_against_row_forward(small_gpt(), batch=1, mode="auto", compile_after=3)
     assert step.mode == "compile" and step.compile_seconds is not None
 
 
@@ -223,7 +180,7 @@ def test_compiled_step_equals_row_forward():
 def test_compiled_step_over_several_widths_compiles_once():
     # the widths differ only in the cache's column count, which the compiled step holds symbolic
     torch._dynamo.utils.counters.clear()
-    step = _check_against_row_forward(_gpt(), batch=2, mode="compile", widths=3)
+    step = check_against_row_forward(small_gpt(), batch=2, mode="compile", widths=3)
     assert step.mode == "compile" and step.width(10) == 14 and step.width(18) == 27
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
@@ -231,7 +188,7 @@ def test_compiled_step_over_several_widths_compiles_once():
 @cuda
 def test_cuda_graph_step_equals_row_forward():
     # the compiled step captured once per width (4 of the 40 columns: columns 11..22 use two)
-    step = _check_against_row_forward(_gpt("cuda"), batch=3, mode="cuda-graph", steps=12)
+    step = check_against_row_forward(small_gpt("cuda"), batch=3, mode="cuda-graph", steps=12)
     assert step.mode == "cuda-graph" and sorted(step._graphs) == [20, 30]
 
 
