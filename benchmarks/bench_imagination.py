@@ -115,7 +115,7 @@ def main(argv=None) -> int:
                         "captured; triton: the split-K kernel, CUDA)")
     p.add_argument("--widths", type=int, default=None,
                    help="widths of the cache a cached token attends over (default: 4 for a CUDA "
-                        "graph, else 1: the whole capacity)")
+                        "graph attending with reductions, else 1: the whole capacity)")
     p.add_argument("--cache-dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--no-rows", action="store_true", help="skip the variable-shape cached path")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -62,12 +62,10 @@ def check_attention(attention: str, device: torch.device) -> None:
     """Raise a ``ValueError`` naming the fix if a decode step cannot attend this way here."""
     if attention not in ATTENTIONS:
         raise ValueError(f"decode attention must be one of {ATTENTIONS}, got {attention!r}")
-    if attention == "triton":
-        if not decode_attention_available(device):
-            raise ValueError(f"decode attention 'triton' needs a CUDA device and the triton "
-                             f"package (the model is on {device}); use 'reductions' or 'sdpa', "
-                             "or install triton")
-        load_decode_attention()  # before any compilation traces a call to it
+    if attention == "triton" and not decode_attention_available(device):
+        raise ValueError(f"decode attention 'triton' needs a CUDA device and the triton package "
+                         f"(the model is on {device}); use 'reductions' or 'sdpa', or install "
+                         "triton")
 
 
 def resolve_decode_mode(mode: str, device: torch.device) -> str:
@@ -125,6 +123,8 @@ class DecodeStep:
         self._ids = torch.zeros(cache.batch_size, dtype=torch.long, device=self.device)
         self.attention = attention or ("sdpa" if self.mode == "eager" else "reductions")
         check_attention(self.attention, self.device)
+        if self.attention == "triton":
+            load_decode_attention()  # registered before any compilation traces a call to it
         n = widths if widths is not None else (
             4 if self.mode == "cuda-graph" and self.attention == "reductions" else 1)
         if n < 1:

@@ -65,7 +65,7 @@ class SimulatorConfig:
     needs the triton package); None: 'reductions' when compiled or captured, else 'sdpa'"""
     decode_widths: int | None = None
     """fixed widths of the cache a decoded token may attend over (``DecodeStep``'s ``widths``;
-    None: 4 for a CUDA graph, else 1, the whole capacity)"""
+    None: 4 for a CUDA graph attending with reductions, else 1, the whole capacity)"""
     cache_dtype: str = "float32"
     """KV cache dtype: 'float32', or 'bfloat16' (model run under bf16 autocast; large batches)"""
     reward: str = "expected"
