@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU check of the decode step and the training paths, in one run of at most 8 minutes on
 # an H100 or H200: imagination at 256 tokens per frame with 256 rows on s2M with a bf16 cache
-# (target <= 0.2 s per step): the compiled step over 4 cache widths, over the whole cache, and
-# attending with the split-K Triton kernel (worldmodels/decode_attention.py); training MFU at 27M
-# and 110M for 256 and 540 tokens per frame beside transformers' GPT-2 (targets >= 45% MFU,
+# (target <= 0.2 s per step): the compiled step over 4 cache widths and attending with the
+# split-K Triton kernel (worldmodels/decode_attention.py), and that kernel's launches timed alone
+# against the step's reductions, SDPA and a copy (bench_decode_attention.py); training MFU at
+# 27M and 110M for 256 and 540 tokens per frame beside transformers' GPT-2 (targets >= 45% MFU,
 # >= 1.0x GPT-2's tokens/s); and the CUDA tests. Each part has its own time limit (a cold
 # compilation of the decode step takes up to about 40 s) and a failing part does not stop the
 # others. The imagination timings cover 3 steps from a burn-in of 4 frames (the window does not
@@ -33,7 +34,8 @@ imagine() {
   "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
   part "imagination: s2M, 256 tokens/frame, 256 rows, bf16 cache, CUDA graphs at 4 widths" 75 \
     imagine
-  part "imagination: the same over the whole cache (one width)" 50 imagine --widths 1
+  part "decode attention: the Triton kernel's launches vs reductions, SDPA, a copy" 50 \
+    "$PY" benchmarks/bench_decode_attention.py
   part "imagination: attention by the split-K Triton kernel" 60 imagine --attention triton
   part "training: MFU at 27M and 110M, ours compiled vs GPT-2 (SDPA), bf16 autocast" 200 \
     "$PY" benchmarks/bench_train.py --sizes --gpu-batch 16 --rounds 3 --steps 5

@@ -8,11 +8,11 @@ a head of 18 values (s2M) is a 36-byte row, which SDPA's fused kernels refuse an
 reductions read poorly.
 
 Here one program per (row, head, split) walks the columns of its split that the row owns, in
-blocks of ``BLOCK`` columns: each block's keys and values are one contiguous span, read with a
-load mask that leaves out the columns the row does not own, and blocks outside ``[first, col]``
-are not visited, so the bytes read follow the rows' lengths, not the cache's capacity. The
-program keeps a running softmax (its maximum score, the sum of its exponentials and their
-weighted sum of values, in fp32); a second kernel combines a row's splits (the flash-decoding
+blocks of ``KernelConfig.block`` columns: each block's keys and values are one contiguous span,
+read with a load mask that leaves out the columns the row does not own, and blocks outside
+``[first, col]`` are not visited, so the bytes read follow the rows' lengths, not the cache's
+capacity. The program keeps a running softmax (its maximum score, the sum of its exponentials and
+their weighted sum of values, in fp32); a second kernel combines a row's splits (the flash-decoding
 scheme). At large batch the (row, head) pairs fill the GPU and each takes one split; at small
 batch the columns are split further (:func:`splits`). Every
 shape is fixed and nothing asks the host for a value, so the step still compiles and captures as
@@ -34,28 +34,53 @@ import functools
 import importlib.util
 import math
 import os
+from typing import NamedTuple
 
 import torch
 
-BLOCK = 64
-"""cache columns a program reads per pass of its loop"""
+
+class KernelConfig(NamedTuple):
+    """How the partial kernel is launched (``benchmarks/bench_decode_attention.py`` times them)."""
+
+    block: int = 64
+    """cache columns a program reads per pass of its loop (a power of two)"""
+    num_warps: int = 4
+    """warps per program"""
+    num_stages: int = 0
+    """software-pipelining stages of the loop's loads (0: Triton's default)"""
+
+
+DEFAULT_CONFIG = KernelConfig()
+"""The launch the decode step uses."""
 PROGRAMS = 1024
 """at least this many programs when the cache is long enough: (row, head) pairs times splits"""
 
 
-def splits(pairs: int, columns: int) -> tuple[int, int]:
+def splits(pairs: int, columns: int, block: int = DEFAULT_CONFIG.block) -> tuple[int, int]:
     """How many splits of the columns each (row, head) pair gets, and the columns of a split.
 
     Enough splits for about ``PROGRAMS`` programs in all (one per pair at large batch, where the
-    pairs alone fill the GPU), each split a whole number of blocks.
+    pairs alone fill the GPU), each split a whole number of blocks of ``block`` columns.
 
-    >>> splits(2048, 2570), splits(8, 2570)
-    ((1, 2624), (41, 64))
+    >>> splits(2048, 2570), splits(8, 2570), splits(8, 2570, block=128)
+    ((1, 2624), (41, 64), (21, 128))
     """
-    blocks = -(-columns // BLOCK)
+    blocks = -(-columns // block)
     n = max(1, min(blocks, -(-PROGRAMS // pairs)))
     per = -(-blocks // n)
-    return -(-blocks // per), per * BLOCK
+    return -(-blocks // per), per * block
+
+
+def check_config(config: KernelConfig) -> KernelConfig:
+    """``config`` if the kernel can be launched with it, else a ``ValueError`` naming the field."""
+    config = KernelConfig(*config)
+    for name, value, low in (("block", config.block, 16), ("num_warps", config.num_warps, 1)):
+        if value < low or value & (value - 1):
+            raise ValueError(f"KernelConfig.{name} must be a power of two >= {low}, got {value}")
+    if config.num_stages < 0:
+        raise ValueError(f"KernelConfig.num_stages must be >= 0 (0: Triton's default), got "
+                         f"{config.num_stages}")
+    return config
 
 
 def available(device: torch.device | str) -> bool:
@@ -132,26 +157,28 @@ def _op():
 
     @torch.library.custom_op("embscale::decode_attention", mutates_args=())
     def decode_attention_op(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                            first: torch.Tensor, col: torch.Tensor, scale: float) -> torch.Tensor:
+                            first: torch.Tensor, col: torch.Tensor, scale: float, block: int,
+                            num_warps: int, num_stages: int) -> torch.Tensor:
         B, n_head, S, head = keys.shape
-        n_splits, split_cols = splits(B * n_head, S)
+        n_splits, split_cols = splits(B * n_head, S, block)
         head_p = triton.next_power_of_2(head)
         dev = keys.device
         m = torch.empty(B * n_head * n_splits, device=dev, dtype=torch.float32)
         total = torch.empty_like(m)
         acc = torch.empty(B * n_head * n_splits * head_p, device=dev, dtype=torch.float32)
         out = torch.empty(B, n_head, 1, head, device=dev, dtype=q.dtype)
+        launch = {"num_warps": num_warps, **({"num_stages": num_stages} if num_stages else {})}
         partial_kernel[(B * n_head, n_splits)](
             q, keys, values, first, col, m, total, acc, n_head, head, n_splits, split_cols,
             q.stride(0), q.stride(1), keys.stride(0), keys.stride(1), keys.stride(2), scale,
-            BLOCK=BLOCK, HEAD_P=head_p)
+            BLOCK=block, HEAD_P=head_p, **launch)
         combine_kernel[(B * n_head,)](
             m, total, acc, out, head, n_splits, HEAD_P=head_p,
             SPLITS_P=triton.next_power_of_2(n_splits))
         return out
 
     @decode_attention_op.register_fake
-    def _(q, keys, values, first, col, scale):
+    def _(q, keys, values, first, col, scale, block, num_warps, num_stages):
         B, n_head, _, head = keys.shape
         return q.new_empty(B, n_head, 1, head)
 
@@ -159,7 +186,8 @@ def _op():
 
 
 def decode_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                     first: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+                     first: torch.Tensor, col: torch.Tensor,
+                     config: KernelConfig = DEFAULT_CONFIG) -> torch.Tensor:
     """Softmax attention of each row's one query over its columns ``[first[b], col]``.
 
     Args:
@@ -169,6 +197,7 @@ def decode_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
         values: like ``keys``.
         first: int64 (B,) each row's first owned column.
         col: int64 (1,) the column just written, the last each row attends to.
+        config: the kernel's launch (:class:`KernelConfig`).
 
     Returns:
         (B, n_head, 1, head) in ``q``'s dtype, what ``scaled_dot_product_attention`` gives with
@@ -178,9 +207,10 @@ def decode_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
         raise ValueError("decode_attention needs the head dimension contiguous and values laid "
                          "out like keys (a RowKVCache's tensors, or views of their columns)")
     if not torch.compiler.is_compiling():
+        config = check_config(config)
         _op()  # defines the kernels and registers the op, once, outside any compiled region
     return torch.ops.embscale.decode_attention(q, keys, values, first, col,
-                                               1.0 / math.sqrt(keys.shape[-1]))
+                                               1.0 / math.sqrt(keys.shape[-1]), *config)
 
 
 def load() -> None:

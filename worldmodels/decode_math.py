@@ -72,6 +72,35 @@ def decode_weights(gpt: GPT) -> DecodeWeights:
                          core.ln_f.bias, gpt.config.n_head, core.ln_f.eps)
 
 
+def owned_mask(first: torch.Tensor, col: torch.Tensor, width: int) -> torch.Tensor:
+    """Bool (B, 1, 1, width): the columns ``[first[b], col]`` each row attends to."""
+    cols = torch.arange(width, device=first.device)
+    return ((cols[None, :] >= first[:, None]) & (cols[None, :] <= col))[:, None, None, :]
+
+
+def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, first: torch.Tensor,
+           col: torch.Tensor, mask: torch.Tensor, attention: str = "sdpa") -> torch.Tensor:
+    """One query per row over its owned columns of one layer's cache: (B, n_head, 1, head).
+
+    Args:
+        q: (B, n_head, 1, head) queries.
+        keys: (B, n_head, S, head) the layer's cached keys (or a view of its first S columns).
+        values: like ``keys``.
+        first: int64 (B,) each row's first owned column.
+        col: int64 (1,) the column just written, the last each row attends to.
+        mask: :func:`owned_mask` of ``first``, ``col`` and ``S`` (the Triton kernel ignores it).
+        attention: ``sdpa``, ``reductions`` or ``triton``, as :func:`decode_one` describes them.
+    """
+    if attention == "reductions":
+        att = (q * keys).sum(-1, keepdim=True) * q.shape[-1] ** -0.5  # B, nh, S, 1
+        # a masked key gets -inf, so exp gives an exact 0 as in SDPA; a row always sees itself
+        att = att.masked_fill(~mask.transpose(-1, -2), float("-inf")).softmax(2)
+        return (att * values).sum(2, keepdim=True)  # B, nh, 1, hd
+    if attention == "triton":
+        return decode_attention(q.to(keys.dtype), keys, values, first, col)
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+
+
 def decode_one(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.Tensor],
                tokens: torch.Tensor, token_ids: torch.Tensor, first: torch.Tensor,
                col: torch.Tensor, attention: str = "sdpa"
@@ -103,24 +132,15 @@ def decode_one(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.Te
     pos = (col - first).clamp(min=0)  # B
     x = F.embedding(token_ids, w.wte) + F.embedding(pos, w.wpe)  # B, E
     E, nh = x.shape[-1], w.n_head
-    keycols = torch.arange(S, device=tokens.device)
     # A row sees its own columns up to the write column; the rest of the capacity is masked.
-    mask = ((keycols[None, :] >= first[:, None]) & (keycols[None, :] <= col))[:, None, None, :]
+    mask = owned_mask(first, col, S)
     for i, lw in enumerate(w.layers):
         h = F.layer_norm(x, (E,), lw.ln_1_w, lw.ln_1_b, w.eps)
         q, k, v = F.linear(h, lw.attn_w, lw.attn_b).split(E, dim=1)
         q = q.view(B, nh, 1, E // nh)
         keys[i].index_copy_(2, col, k.view(B, nh, 1, E // nh).to(keys[i].dtype))
         values[i].index_copy_(2, col, v.view(B, nh, 1, E // nh).to(values[i].dtype))
-        if attention == "reductions":
-            att = (q * keys[i]).sum(-1, keepdim=True) * (E // nh) ** -0.5  # B, nh, S, 1
-            # a masked key gets -inf, so exp gives an exact 0 as in SDPA; a row always sees itself
-            att = att.masked_fill(~mask.transpose(-1, -2), float("-inf")).softmax(2)
-            y = (att * values[i]).sum(2, keepdim=True)  # B, nh, 1, hd
-        elif attention == "triton":
-            y = decode_attention(q.to(keys[i].dtype), keys[i], values[i], first, col)
-        else:
-            y = F.scaled_dot_product_attention(q, keys[i], values[i], attn_mask=mask)
+        y = attend(q, keys[i], values[i], first, col, mask, attention)
         x = x + F.linear(y.reshape(B, E), lw.attn_proj_w, lw.attn_proj_b)
         h = F.layer_norm(x, (E,), lw.ln_2_w, lw.ln_2_b, w.eps)
         h = F.gelu(F.linear(h, lw.fc_w, lw.fc_b))
