@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.helpers.triton_env import HAS_TRITON, ROOT, env_with_triton
-from worldmodels.decode_attention import available
+from worldmodels.decode_attention import KernelConfig, available, check_config, decode_attention
 
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="needs the triton package")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -30,6 +30,17 @@ def test_the_kernel_is_offered_only_where_it_runs(monkeypatch):
     assert not available("cpu")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert available("cpu") == HAS_TRITON
+
+
+def test_a_launch_the_kernel_cannot_take_is_refused_by_name():
+    assert check_config((128, 8, 2)) == KernelConfig(block=128, num_warps=8, num_stages=2)
+    for bad, field in (((48, 4, 0), "block"), ((8, 4, 0), "block"), ((64, 3, 0), "num_warps"),
+                       ((64, 4, -1), "num_stages")):
+        with pytest.raises(ValueError, match=f"KernelConfig.{field}"):
+            check_config(KernelConfig(*bad))
+    q, kv, col = torch.zeros(1, 1, 1, 4), torch.zeros(1, 1, 8, 4), torch.zeros(1, dtype=torch.long)
+    with pytest.raises(ValueError, match="KernelConfig.block"):  # before any kernel is defined
+        decode_attention(q, kv, kv, col, col, KernelConfig(100, 4, 0))
 
 
 @cuda
