@@ -116,6 +116,9 @@ def main(argv=None) -> int:
     p.add_argument("--widths", type=int, default=None,
                    help="widths of the cache a cached token attends over (default: 4 for a CUDA "
                         "graph attending with reductions, else 1: the whole capacity)")
+    p.add_argument("--kernel", default=None,
+                   help="launch of the triton attention's kernel as block,warps,stages (default: "
+                        "decode_attention.DEFAULT_CONFIG; bench_decode_attention.py times them)")
     p.add_argument("--cache-dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--no-rows", action="store_true", help="skip the variable-shape cached path")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -143,8 +146,10 @@ def main(argv=None) -> int:
     print(header + f"{'recompute fr/s':>15} {'cached/recompute':>17} {'first call s':>13}")
     paired: dict[int, list[float]] = {}
     for batch in args.batch_sizes:
+        kernel = tuple(int(x) for x in args.kernel.split(",")) if args.kernel else None
         kinds = {"cached": (dict(decode=decode, decode_attention=args.attention,
-                                 decode_widths=args.widths), args.cached_steps),
+                                 decode_widths=args.widths, decode_kernel=kernel),
+                            args.cached_steps),
                  "rows": (dict(decode="rows"), args.cached_steps),
                  "recompute": (dict(use_cache=False), args.recompute_steps)}
         if args.no_rows:
@@ -155,7 +160,8 @@ def main(argv=None) -> int:
                    kinds.items()}
         if batch == args.batch_sizes[0] and runners["cached"].sim.decoder is not None:
             d = runners["cached"].sim.decoder
-            print(f"cached step attends ({d.attention}) over cache widths {d.widths}")
+            launch = f", kernel {tuple(d.kernel)}" if d.attention == "triton" else ""
+            print(f"cached step attends ({d.attention}{launch}) over cache widths {d.widths}")
         first = runners["cached"].warm_up()
         for k in runners:
             if k != "cached":

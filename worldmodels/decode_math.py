@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from worldmodels.decode_attention import decode_attention
+from worldmodels.decode_attention import DEFAULT_CONFIG, KernelConfig, decode_attention
 from worldmodels.gpt import GPT
 
 
@@ -79,7 +79,8 @@ def owned_mask(first: torch.Tensor, col: torch.Tensor, width: int) -> torch.Tens
 
 
 def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, first: torch.Tensor,
-           col: torch.Tensor, mask: torch.Tensor, attention: str = "sdpa") -> torch.Tensor:
+           col: torch.Tensor, mask: torch.Tensor, attention: str = "sdpa",
+           kernel: KernelConfig = DEFAULT_CONFIG) -> torch.Tensor:
     """One query per row over its owned columns of one layer's cache: (B, n_head, 1, head).
 
     Args:
@@ -90,6 +91,7 @@ def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, first: tor
         col: int64 (1,) the column just written, the last each row attends to.
         mask: :func:`owned_mask` of ``first``, ``col`` and ``S`` (the Triton kernel ignores it).
         attention: ``sdpa``, ``reductions`` or ``triton``, as :func:`decode_one` describes them.
+        kernel: the Triton kernel's launch (``attention="triton"`` only).
     """
     if attention == "reductions":
         att = (q * keys).sum(-1, keepdim=True) * q.shape[-1] ** -0.5  # B, nh, S, 1
@@ -97,13 +99,13 @@ def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, first: tor
         att = att.masked_fill(~mask.transpose(-1, -2), float("-inf")).softmax(2)
         return (att * values).sum(2, keepdim=True)  # B, nh, 1, hd
     if attention == "triton":
-        return decode_attention(q.to(keys.dtype), keys, values, first, col)
+        return decode_attention(q.to(keys.dtype), keys, values, first, col, kernel)
     return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
 
 
 def decode_one(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.Tensor],
                tokens: torch.Tensor, token_ids: torch.Tensor, first: torch.Tensor,
-               col: torch.Tensor, attention: str = "sdpa"
+               col: torch.Tensor, attention: str = "sdpa", kernel: KernelConfig = DEFAULT_CONFIG
                ) -> torch.Tensor:
     """Feed one token per row at column ``col``; return the final-norm hidden state (B, E).
 
@@ -123,6 +125,7 @@ def decode_one(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.Te
             softmax and a sum, which a compiler fuses: at one query the fused SDPA kernel's own
             overhead dominates); ``triton`` (the split-K kernel of
             :mod:`worldmodels.decode_attention`, CUDA, which reads only the owned columns).
+        kernel: that kernel's launch (``decode_attention.KernelConfig``).
 
     Returns:
         float (B, E) hidden state after the final layer norm.
@@ -140,7 +143,7 @@ def decode_one(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.Te
         q = q.view(B, nh, 1, E // nh)
         keys[i].index_copy_(2, col, k.view(B, nh, 1, E // nh).to(keys[i].dtype))
         values[i].index_copy_(2, col, v.view(B, nh, 1, E // nh).to(values[i].dtype))
-        y = attend(q, keys[i], values[i], first, col, mask, attention)
+        y = attend(q, keys[i], values[i], first, col, mask, attention, kernel)
         x = x + F.linear(y.reshape(B, E), lw.attn_proj_w, lw.attn_proj_b)
         h = F.layer_norm(x, (E,), lw.ln_2_w, lw.ln_2_b, w.eps)
         h = F.gelu(F.linear(h, lw.fc_w, lw.fc_b))
@@ -220,7 +223,7 @@ def decode_frame(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.
                  tokens: torch.Tensor, first: torch.Tensor, col: torch.Tensor,
                  action_ids: torch.Tensor, uniforms: torch.Tensor | None, image_vocab: int,
                  tokens_per_frame: int, temperature: float = 1.0, top_k: int | None = None,
-                 attention: str = "sdpa"
+                 attention: str = "sdpa", kernel: KernelConfig = DEFAULT_CONFIG
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Feed a step's action tokens, then sample and feed the next frame's image tokens.
 
@@ -242,13 +245,15 @@ def decode_frame(w: DecodeWeights, keys: list[torch.Tensor], values: list[torch.
         temperature: softmax temperature; 0 samples greedily.
         top_k: sample among the k most likely ids only (None: all).
         attention: how each token attends (see :func:`decode_one`).
+        kernel: the Triton kernel's launch (see :func:`decode_one`).
 
     Returns:
         ``(frame_tokens, hidden)``: int64 (B, tokens_per_frame) image ids, and the hidden state
         (B, E) at the last action token (what the reward and termination heads read).
     """
     def feed(ids: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
-        return decode_one(w, keys, values, tokens, ids, first, at, attention=attention)
+        return decode_one(w, keys, values, tokens, ids, first, at, attention=attention,
+                          kernel=kernel)
 
     hidden = None
     for j in range(action_ids.shape[1]):

@@ -39,6 +39,7 @@ import warnings
 
 import torch
 
+from worldmodels.decode_attention import DEFAULT_CONFIG, KernelConfig, check_config
 from worldmodels.decode_attention import available as decode_attention_available
 from worldmodels.decode_attention import load as load_decode_attention
 from worldmodels.decode_math import decode_frame, decode_one, decode_weights, sample_frame
@@ -105,12 +106,14 @@ class DecodeStep:
             whole cache once per token per layer, so this is where its time goes (``triton``
             reads only the owned columns at any width). ``frame`` in ``compile`` mode always
             attends over the whole capacity.
+        kernel: the launch of the ``triton`` attention's kernel
+            (``decode_attention.KernelConfig``; None: its ``DEFAULT_CONFIG``).
     """
 
     def __init__(self, gpt: GPT, cache: RowKVCache, mode: str = "auto",
                  autocast: contextlib.AbstractContextManager | None = None,
                  compile_after: int = 4096, attention: str | None = None,
-                 widths: int | None = None):
+                 widths: int | None = None, kernel: KernelConfig | None = None):
         self.gpt, self.cache = gpt, cache
         self.device = cache.tokens.device
         self.mode = resolve_decode_mode(mode, self.device)
@@ -123,6 +126,11 @@ class DecodeStep:
         self._ids = torch.zeros(cache.batch_size, dtype=torch.long, device=self.device)
         self.attention = attention or ("sdpa" if self.mode == "eager" else "reductions")
         check_attention(self.attention, self.device)
+        if kernel is not None and self.attention != "triton":
+            raise ValueError(f"a kernel launch applies to the 'triton' attention only, not "
+                             f"{self.attention!r}: pass attention='triton' or no kernel")
+        self.kernel = check_config(kernel or DEFAULT_CONFIG)
+        """the launch of the ``triton`` attention's kernel"""
         if self.attention == "triton":
             load_decode_attention()  # registered before any compilation traces a call to it
         n = widths if widths is not None else (
@@ -135,10 +143,11 @@ class DecodeStep:
         # with SDPA where the compiled step would use reductions, which only a compiler fuses.
         self.eager_attention = ("sdpa" if self.mode != "eager" and self.attention == "reductions"
                                 else self.attention)
-        self._eager = functools.partial(decode_one, attention=self.eager_attention)
+        self._eager = functools.partial(decode_one, attention=self.eager_attention,
+                                        kernel=self.kernel)
         self._fn = self._compiled = self._eager
         if self.mode in ("compile", "cuda-graph"):
-            fused = functools.partial(decode_one, attention=self.attention)
+            fused = functools.partial(decode_one, attention=self.attention, kernel=self.kernel)
             # fullgraph: a graph break would bring back the per-op overhead this step removes.
             # A CUDA graph captures the compiled step: the compiler fuses each layer's attention
             # into one pass over the cache, where eager kernels take several (and the fused SDPA
@@ -280,7 +289,8 @@ class DecodeStep:
                 hidden = self(action_ids[:, j])
             return sample_frame(hidden, lambda k, ids: self(ids), self.gpt.lm_head, uniforms,
                                 **setting), hidden
-        fn = functools.partial(decode_frame, attention=self.eager_attention, **setting)
+        fn = functools.partial(decode_frame, attention=self.eager_attention, kernel=self.kernel,
+                               **setting)
         wrapper: contextlib.AbstractContextManager = contextlib.nullcontext()
         first = False
         if self.mode == "compile" and self.tokens_decoded >= self.compile_after:
@@ -289,7 +299,8 @@ class DecodeStep:
             if first:
                 # fullgraph: a graph break would bring back the per-call overhead
                 self._frames[key] = torch.compile(
-                    functools.partial(decode_frame, attention=self.attention, **setting),
+                    functools.partial(decode_frame, attention=self.attention,
+                                      kernel=self.kernel, **setting),
                     fullgraph=True, dynamic=False)
                 # On a CPU the compiled step's wrapper (its buffer allocations and kernel calls)
                 # is C++: in one pair of timings an s300k step at batch 1 (its linear layers then
@@ -314,7 +325,8 @@ class DecodeStep:
                 raise
             self._compile_failed(e, stacklevel=3)
             with self.autocast:
-                z, hidden = decode_frame(*args, attention=self.eager_attention, **setting)
+                z, hidden = decode_frame(*args, attention=self.eager_attention,
+                                         kernel=self.kernel, **setting)
         if first and self.mode == "compile":
             self.compile_seconds = time.perf_counter() - start
             logger.info("decode frame (compiled) ready in %.1f s", self.compile_seconds)

@@ -28,6 +28,7 @@ from offline_data.action_spaces import space_for_discretizer
 from offline_data.discretize import ActionDiscretizer, discretizer_from_spec
 from offline_data.tokens import EpisodeTokens, TokenLayout, TokenShards
 from worldmodels.checkpoint import model_from_checkpoint, read_model_checkpoint
+from worldmodels.decode_attention import KernelConfig, check_config
 from worldmodels.decode_math import sample_frame
 from worldmodels.decode_step import ATTENTIONS, DECODE_MODES, DecodeStep
 from worldmodels.row_cache import RowKVCache, place_rows, row_forward, slide
@@ -66,6 +67,9 @@ class SimulatorConfig:
     decode_widths: int | None = None
     """fixed widths of the cache a decoded token may attend over (``DecodeStep``'s ``widths``;
     None: 4 for a CUDA graph attending with reductions, else 1, the whole capacity)"""
+    decode_kernel: tuple[int, int, int] | None = None
+    """launch of the 'triton' attention's kernel: (columns per block, warps, pipelining stages),
+    ``decode_attention.KernelConfig``; None: its ``DEFAULT_CONFIG``"""
     cache_dtype: str = "float32"
     """KV cache dtype: 'float32', or 'bfloat16' (model run under bf16 autocast; large batches)"""
     reward: str = "expected"
@@ -94,6 +98,11 @@ class SimulatorConfig:
         if self.decode_widths is not None and self.decode_widths < 1:
             raise ValueError(f"SimulatorConfig.decode_widths must be >= 1 or None, got "
                              f"{self.decode_widths}")
+        if self.decode_kernel is not None:
+            if self.decode_attention != "triton":
+                raise ValueError("SimulatorConfig.decode_kernel is the launch of the 'triton' "
+                                 "attention; set decode_attention='triton' or drop it")
+            self.decode_kernel = check_config(KernelConfig(*self.decode_kernel))
         if self.cache_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"SimulatorConfig.cache_dtype must be 'float32' or 'bfloat16', got "
                              f"{self.cache_dtype!r}")
@@ -182,7 +191,8 @@ class TokenWorldModelSimulator:
                                    cache_enabled=False)
         self.decoder = (DecodeStep(model.gpt, self.cache, self.config.decode, self._amp,
                                    attention=self.config.decode_attention,
-                                   widths=self.config.decode_widths)
+                                   widths=self.config.decode_widths,
+                                   kernel=self.config.decode_kernel)
                         if self.config.use_cache and self.config.decode != "rows" else None)
         self.generator = torch.Generator(device=self.device)
         self.rng = np.random.default_rng()

@@ -55,13 +55,19 @@ def kernel_matches_masked_sdpa(device: str) -> None:
 
 
 def step_matches_row_forward(device: str, mode: str) -> None:
-    """The decode step attending with the kernel gives row_forward's hidden states and cache."""
+    """The decode step attending with the kernel gives row_forward's hidden states and cache,
+    with the default launch and with another (blocks of 16 columns, 2 warps, 2 stages)."""
     from tests.helpers.decode_steps import check_against_row_forward, small_gpt
+    from worldmodels.decode_attention import DEFAULT_CONFIG, KernelConfig
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         step = check_against_row_forward(small_gpt(device, n_embd=36), batch=3, mode=mode,
                                          attention="triton")
+        other = KernelConfig(16, 2, 2)
+        launched = check_against_row_forward(small_gpt(device, n_embd=36), batch=3, mode=mode,
+                                             attention="triton", kernel=other)
+    assert step.kernel == DEFAULT_CONFIG and launched.kernel == other
     assert step.widths == [40]  # the kernel reads only owned columns: one width is enough
     fallbacks = [str(w.message) for w in caught if "decoding eagerly" in str(w.message)]
     assert not fallbacks, fallbacks  # the compiled step ran, not the eager fallback

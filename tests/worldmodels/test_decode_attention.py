@@ -10,8 +10,11 @@ import sys
 import pytest
 import torch
 
+from tests.helpers.decode_steps import padded_cache, small_gpt
 from tests.helpers.triton_env import HAS_TRITON, ROOT, env_with_triton
 from worldmodels.decode_attention import KernelConfig, available, check_config, decode_attention
+from worldmodels.decode_step import DecodeStep
+from worldmodels.simulator import SimulatorConfig
 
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="needs the triton package")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -41,6 +44,15 @@ def test_a_launch_the_kernel_cannot_take_is_refused_by_name():
     q, kv, col = torch.zeros(1, 1, 1, 4), torch.zeros(1, 1, 8, 4), torch.zeros(1, dtype=torch.long)
     with pytest.raises(ValueError, match="KernelConfig.block"):  # before any kernel is defined
         decode_attention(q, kv, kv, col, col, KernelConfig(100, 4, 0))
+    gpt = small_gpt()
+    with pytest.raises(ValueError, match="'triton' attention only"):
+        DecodeStep(gpt, padded_cache(gpt, 2), mode="eager", kernel=KernelConfig(32, 2, 0))
+    with pytest.raises(ValueError, match="decode_attention='triton'"):
+        SimulatorConfig(decode_kernel=(32, 2, 0))
+    with pytest.raises(ValueError, match="KernelConfig.num_warps"):
+        SimulatorConfig(decode_attention="triton", decode_kernel=(32, 3, 0))
+    assert SimulatorConfig(decode_attention="triton", decode_kernel=[32, 2, 0]).decode_kernel == (
+        KernelConfig(32, 2, 0))
 
 
 @cuda
