@@ -29,6 +29,7 @@ from typing import Any
 from offline_data.atomic import atomic_dir, check_replaceable
 from scaling.laws.analysis import METHODS, Analysis, FitOptions, analyze
 from scaling.laws.data import Curves, make_curves
+from scaling.laws.uncertainty import coarse_runs_note
 from scaling.plots import figure5
 from worldmodels.run_metrics import read_metrics
 
@@ -192,7 +193,8 @@ def bootstrap_sentence(fit: dict) -> str:
             f"failed refits, left out: {failed}")
     if b.get("no_interval"):
         text += f"; no interval: {', '.join(b['no_interval'])}"
-    return text + ")."
+    coarse = coarse_runs_note(b["scheme"], int((fit.get("data") or {}).get("num_curves") or 0))
+    return text + ")." + (f" Note: {coarse}." if coarse else "")
 
 
 def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str:

@@ -20,6 +20,7 @@ counted, never hidden.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,31 @@ from scaling.laws.data import Curves, FitError
 logger = logging.getLogger(__name__)
 
 SCHEMES = ("runs", "within-run", "points")
+
+COARSE_DRAWS = 100
+"""Below this many distinct draws of the runs, a whole-run interval is called coarse."""
+
+
+def distinct_run_draws(num_runs: int) -> int:
+    """Distinct sets of runs (with repeats, order ignored) a whole-run resample can draw.
+
+    ``C(2R - 1, R)`` for ``R`` runs: with 2 runs only 3 (both, or one of them twice), so the
+    refits take at most 3 values and a percentile interval says little; with 5 runs, 126.
+
+    >>> [distinct_run_draws(r) for r in (1, 2, 3, 4, 5)]
+    [1, 3, 10, 35, 126]
+    """
+    return math.comb(2 * num_runs - 1, num_runs) if num_runs > 0 else 0
+
+
+def coarse_runs_note(scheme: str, num_runs: int) -> str | None:
+    """A clause saying why a whole-run interval over few runs is coarse (None when it is not)."""
+    if scheme != "runs" or num_runs < 1 or distinct_run_draws(num_runs) >= COARSE_DRAWS:
+        return None
+    return (f"whole-run resampling of {num_runs} run{'s' if num_runs != 1 else ''} can draw only "
+            f"{distinct_run_draws(num_runs)} distinct sets of runs, so these intervals are "
+            "coarse: train more runs (seeds or sizes), or resample within runs, which keeps the "
+            "runs fixed (--bootstrap-scheme within-run; fit.bootstrap_scheme in a study spec)")
 
 
 @dataclass(frozen=True)
@@ -173,6 +199,8 @@ def bootstrap(curves: Curves, refit: Callable[[Curves], dict[str, float]], *, nu
     """
     check_bootstrap_args(num, level)
     used = effective_scheme(curves, scheme)
+    if note := coarse_runs_note(used, curves.num_curves):
+        logger.warning("%s", note)
     rng = np.random.default_rng(seed)
     rows: list[dict[str, float]] = []
     failed = 0

@@ -179,9 +179,9 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
         if fit and fit.get("options"):
             r.add("p", f"{TASK_TITLES.get(task, task)}: {bootstrap_sentence(fit)}")
     r.add("table", "", coefficient_table(fits))
-    for task, fit in fits.items():
-        r.add("p", f"{TASK_TITLES.get(task, task)}: {agreement_sentence(fit)} Frontier fit "
-                   f"{frontier_identified(fit)[1]}.")
+    for task, fit in fits.items():  # the reasons of skipped fits follow once, in the list below
+        r.add("p", f"{TASK_TITLES.get(task, task)}: {agreement_sentence(fit, reasons=False)} "
+                   f"Frontier fit {frontier_identified(fit, reasons=False)[1]}.")
     if diff := difference_sentence(fits):
         r.add("p", diff)
     notes = []

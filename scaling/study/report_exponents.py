@@ -51,15 +51,24 @@ def _no_interval(entry: dict) -> str:
     return "no interval (fitted without bootstrap)"
 
 
-def agreement_sentence(fit: dict | None) -> str:
-    """Whether the frontier ``a`` and the parametric ``a`` each lie in the other's interval."""
+def agreement_sentence(fit: dict | None, reasons: bool = True) -> str:
+    """Whether the frontier ``a`` and the parametric ``a`` each lie in the other's interval.
+
+    With ``reasons=False`` a skipped fit is named without its reason ("reasons below"), for a
+    page that lists the reasons once, elsewhere.
+    """
     if not fit:
         return "no fit, so the frontier and parametric a cannot be compared."
     fr, pa = fit.get("frontier"), fit.get("parametric")
-    missing = [f"the {name} fit was skipped ({skipped_reason(e)})"
-               for name, e in (("frontier", fr), ("parametric", pa)) if skipped_reason(e)]
-    if missing:
-        return "; ".join(missing) + ", so the frontier and parametric a cannot be compared."
+    skipped = [(name, skipped_reason(e)) for name, e in (("frontier", fr), ("parametric", pa))
+               if skipped_reason(e)]
+    if skipped and not reasons:
+        names = " and ".join(name for name, _ in skipped)
+        return (f"the {names} fit{'s were' if len(skipped) > 1 else ' was'} skipped (reasons "
+                "below), so the frontier and parametric a cannot be compared.")
+    if skipped:
+        return ("; ".join(f"the {name} fit was skipped ({why})" for name, why in skipped)
+                + ", so the frontier and parametric a cannot be compared.")
     level = f"{_level(fit):.0%}"
     fr_ci, pa_ci = _interval(fr), _interval(pa)
     text = (f"frontier a = {fmt(fr['a'])}" + (f" [{fmt(fr_ci[0])}, {fmt(fr_ci[1])}]" if fr_ci
@@ -91,16 +100,18 @@ def agreement_sentence(fit: dict | None) -> str:
     return text
 
 
-def frontier_identified(fit: dict | None) -> tuple[bool, str]:
+def frontier_identified(fit: dict | None, reasons: bool = True) -> tuple[bool, str]:
     """Whether the frontier fit identifies ``a``, and why (a clause for the report).
 
     Identified: at least :data:`MIN_FRONTIER_SIZES` sizes on the efficient frontier and a
-    bootstrap interval of ``a`` no wider than :data:`MAX_A_WIDTH`.
+    bootstrap interval of ``a`` no wider than :data:`MAX_A_WIDTH`. With ``reasons=False`` a
+    skipped fit is said to be skipped without its reason (given elsewhere on the page).
     """
     entry = (fit or {}).get("frontier")
     why = skipped_reason(entry) if entry else "no frontier fit"
     if why:
-        return False, f"not identified: the frontier fit was skipped ({why})"
+        return False, ("not identified: the frontier fit was skipped"
+                       + (f" ({why})" if reasons else ""))
     sizes = int(entry.get("num_models") or len(entry.get("optimal_N") or []))
     ci = _interval(entry)
     width = None if ci is None else float(ci[1] - ci[0])

@@ -123,3 +123,23 @@ def test_the_laws_can_be_fitted_to_other_points_than_the_envelope(tmp_path):
         for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)))
     assert min(p["D"] for p in curve_points([run], "train/loss", 0.1)) == 10_000
     assert min(p["D"] for p in curve_points([run], "train/loss", 0.1, {"r": 1000})) == 100
+
+
+def test_whole_run_intervals_over_few_runs_are_called_coarse(caplog):
+    from scaling.fitting import bootstrap_sentence
+
+    # 7 runs: 1,716 distinct draws of the runs, no note (the test above); 4 runs: only 35
+    assert "coarse" not in bootstrap_sentence(
+        analyze(synthetic_curves(np.geomspace(5e6, 1e9, 7), points_per_curve=10),
+                FitOptions(num_bootstrap=4, methods=("parametric",),
+                           extrapolation=False)).to_json())
+    few = synthetic_curves(np.geomspace(5e6, 1e9, 4), noise=0.005, seed=1, points_per_curve=10)
+    with caplog.at_level("WARNING", logger="scaling.laws.uncertainty"):
+        j = analyze(few, FitOptions(num_bootstrap=4, methods=("parametric",),
+                                    extrapolation=False)).to_json()
+    note = "whole-run resampling of 4 runs can draw only 35 distinct sets of runs"
+    assert note in bootstrap_sentence(j) and note in caplog.text
+    assert "--bootstrap-scheme within-run" in bootstrap_sentence(j)
+    within = analyze(few, FitOptions(num_bootstrap=4, bootstrap_scheme="within-run",
+                                     methods=("parametric",), extrapolation=False)).to_json()
+    assert "coarse" not in bootstrap_sentence(within)

@@ -266,6 +266,13 @@ def test_agreement_sentence_checks_each_interval():
     assert "parametric fit has no interval (refits failed)" in agreement_sentence(no_ci)
     assert "the frontier fit was skipped (the curves never cross)" in agreement_sentence(
         FITS["bc-cnn"])
+    # a page that lists the reasons once names the skipped fit without repeating its reason
+    assert agreement_sentence(FITS["bc-cnn"], reasons=False) == (
+        "the frontier fit was skipped (reasons below), so the frontier and parametric a cannot "
+        "be compared.")
+    both = {"frontier": FITS["bc-cnn"]["frontier"], "parametric": FITS["bc-cnn"]["frontier"]}
+    assert agreement_sentence(both, reasons=False).startswith(
+        "the frontier and parametric fits were skipped (reasons below)")
     assert agreement_sentence(None).startswith("no fit")
     at_bound = {**FITS["bc-token"], "parametric": {**FITS["bc-token"]["parametric"],
                                                    "not_identified": ["E = 0 at its bound"]}}
@@ -291,6 +298,8 @@ def test_frontier_identified_needs_three_sizes_and_a_narrow_interval():
     ok, text = frontier_identified(FITS["bc-cnn"])
     assert not ok and text == ("not identified: the frontier fit was skipped (the curves never "
                                "cross)")
+    assert frontier_identified(FITS["bc-cnn"], reasons=False) == (
+        False, "not identified: the frontier fit was skipped")
     assert not frontier_identified(None)[0]
 
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 
 from scaling.study.loss_vs_return import run_return_study
+from scaling.study.report_page import skipped_reason
 from scaling.study.runner import StudyMismatchError, run_study
 from scaling.study.spec import (
     DatasetSpec,
@@ -118,6 +119,18 @@ def test_miniature_study_end_to_end(tmp_path):
                     "## Pre-training loss vs online return", "## Pre-training loss vs world-model",
                     "## Planner", "## Exact configuration"):
         assert heading in md
+    # Each skipped fit's reason is given once in the coefficients section: in the list below
+    # its per-task sentences, which name the skipped fits without repeating why.
+    section = md.split("## Scaling coefficients")[1].split("\n## ")[0]
+    for task, title in (("wm-token", "WM-Token"), ("bc-token", "BC-Token"), ("bc-cnn", "BC-CNN")):
+        fit = json.loads((study / "fits" / task / "fit.json").read_text())
+        (sentence,) = [ln for ln in section.splitlines() if ln.startswith(f"{title}: ")
+                       and "Frontier fit" in ln]
+        for name in ("frontier", "parametric"):
+            why = skipped_reason(fit[name])
+            if why:
+                assert why not in sentence and "(reasons below)" in sentence
+                assert why in section
     baselines = json.loads((study / "fits" / "action_baselines.json").read_text())
     assert baselines["marginal"] > 0 and baselines["actions"] > 0
     assert baselines["context_steps"] >= 1 and baselines["best_order_in_context"] >= 1
