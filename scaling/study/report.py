@@ -304,10 +304,11 @@ def _quality_section(r: Report, study_dir: Path) -> None:
           "reports correlations of 0.77 (LPIPS) and 0.83 (FVD). Few clips make FVD noisy and "
           "biased upwards; compare values within this study only.")
     if "n" in res:
-        r.add("p", f"{res['n']} trained checkpoints; {res['left_out_early']} kept before "
-              f"{res['skip_fraction']:.0%} of their run's last step are left out, as for loss vs "
-              "return (an untrained world model sits near ln V and would form a cluster of its "
-              "own).")
+        early = res["left_out_early"]
+        r.add("p", f"{res['n']} trained checkpoints are correlated; the {early} saved before "
+              f"{res['skip_fraction']:.0%} of their run's last step {'is' if early == 1 else 'are'}"
+              " left out, as for loss vs return (an untrained world model sits near ln V and "
+              "would form a cluster of its own).")
     else:
         r.add("p", "These correlations include untrained checkpoints (the study ran before the "
               "early-checkpoint rule); rerun the quality stage to correlate trained ones only.")

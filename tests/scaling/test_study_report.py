@@ -193,5 +193,6 @@ def test_quality_section_reports_n_and_clusters(tmp_path):
     r = Report(tmp_path / "report", "t")
     _quality_section(r, study)
     md = r.markdown()
-    assert "8 trained checkpoints; 3 kept before 5% of their run's last step are left out" in md
+    assert ("8 trained checkpoints are correlated; the 3 saved before 5% of their run's last "
+            "step are left out") in md
     assert "FVD: |Spearman|" in md and "form clusters" in md
