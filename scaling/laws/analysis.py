@@ -26,7 +26,13 @@ from scaling.laws.frontier import (
 from scaling.laws.identification import bound_issues, loss_prediction_issues
 from scaling.laws.isoflop import IsoflopFit, fit_isoflop
 from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, lsq_theta
-from scaling.laws.uncertainty import SCHEMES, Bootstrap, bootstrap, effective_scheme
+from scaling.laws.uncertainty import (
+    SCHEMES,
+    Bootstrap,
+    bootstrap,
+    coarse_runs_note,
+    effective_scheme,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -247,6 +253,10 @@ def _bootstrap_all(curves, opts, res, progress) -> None:
 
     def cb(name):
         return progress(f"bootstrap {name}", opts.num_bootstrap) if progress else None
+
+    if note := coarse_runs_note(effective_scheme(curves, opts.bootstrap_scheme),
+                                curves.num_curves):
+        logger.warning("%s", note)  # once for every method's intervals
 
     runs = {}
     if res.frontier is not None:

@@ -199,8 +199,6 @@ def bootstrap(curves: Curves, refit: Callable[[Curves], dict[str, float]], *, nu
     """
     check_bootstrap_args(num, level)
     used = effective_scheme(curves, scheme)
-    if note := coarse_runs_note(used, curves.num_curves):
-        logger.warning("%s", note)
     rng = np.random.default_rng(seed)
     rows: list[dict[str, float]] = []
     failed = 0
