@@ -147,6 +147,9 @@ def caveats(fit: dict, source: str, N: float, D: float) -> tuple[str, ...]:
             if v is not None and not lo <= v <= hi:
                 out.append(f"the parametric exponent {name} = {v:.3g} lies outside [{lo:g}, "
                            f"{hi:g}]: the fit is near its bounds or flat in that direction")
+        if not out and p.get("not_identified"):
+            out.append(f"the parametric fit is not identified ({'; '.join(p['not_identified'])}):"
+                       " its allocation rests on a parameter set by the fit's bounds")
     if N < _MIN_SENSIBLE_N or D < _MIN_SENSIBLE_D:
         out.append(f"N_opt = {N:.3g} parameters and D_opt = {D:.3g} tokens: below any model "
                    "or dataset one would train, so the allocation law is degenerate")
@@ -168,14 +171,41 @@ def _allocation(fit: dict, source: str) -> tuple[str, dict]:
                      f" rerun 'embscale fit' with more data or choose another --source")
 
 
-def _loss_at(fit: dict, C: float, N: float, D: float) -> tuple[float | None, str | None]:
-    lp = _ok(fit, "loss_prediction")
-    if lp is not None:
-        return lp["c0"] * C ** -lp["c"] + lp["E"], "loss_prediction"
-    p = _ok(fit, "parametric")
-    if p is not None:
-        return p["E"] + p["A"] * N ** -p["alpha"] + p["B"] * D ** -p["beta"], "parametric"
+def loss_law(fit: dict) -> tuple[str | None, dict | None]:
+    """The law that predicts the loss: ``(name, entry)``, or ``(None, None)`` without one.
+
+    The loss prediction ``L_opt(C)`` (paper eq. 8), else the parametric law along the allocation;
+    an identified fit before one whose parameters sit at their bounds (``not_identified``), which
+    is used only when no identified one is left.
+
+    >>> fit = {"loss_prediction": {"status": "ok", "not_identified": ["c = 1 (at the edge)"]},
+    ...        "parametric": {"status": "ok", "not_identified": []}}
+    >>> loss_law(fit)[0]
+    'parametric'
+    """
+    laws = [(name, _ok(fit, name)) for name in ("loss_prediction", "parametric")]
+    laws = [(name, e) for name, e in laws if e is not None]
+    for name, e in sorted(laws, key=lambda law: bool(law[1].get("not_identified"))):
+        return name, e
     return None, None
+
+
+def _loss_at(fit: dict, C: float, N: float, D: float) -> tuple[float | None, str | None]:
+    name, e = loss_law(fit)
+    if name == "loss_prediction":
+        return e["c0"] * C ** -e["c"] + e["E"], name
+    if name == "parametric":
+        return e["E"] + e["A"] * N ** -e["alpha"] + e["B"] * D ** -e["beta"], name
+    return None, None
+
+
+def _unidentified_loss_caveat(fit: dict) -> tuple[str, ...]:
+    name, e = loss_law(fit)
+    if not e or not e.get("not_identified"):
+        return ()
+    return (f"the loss comes from the {name.replace('_', ' ')} fit, which is not identified "
+            f"({'; '.join(e['not_identified'])}): a parameter set by the fit's bounds rather than "
+            "the data, so read the loss (and the compute for a target loss) as a rough guess",)
 
 
 def plan(fit: dict, *, flops: float | None = None, loss: float | None = None,
@@ -186,8 +216,9 @@ def plan(fit: dict, *, flops: float | None = None, loss: float | None = None,
     Args:
         fit: the ``fit.json`` object.
         flops: compute budget (FLOPs).
-        loss: target loss; the compute needed comes from the loss prediction (or the
-            parametric law along the optimal allocation when there is none).
+        loss: target loss; the compute needed comes from the law :func:`loss_law` picks (the
+            loss prediction, or the parametric law along the optimal allocation; an identified
+            one first).
         dataset_tokens: unique training inputs in the dataset, to check the infinite-data regime.
         source: allocation law: ``auto`` (frontier, else parametric, else isoflop), or one of them.
         presets: candidate presets; default :func:`load_presets`.
@@ -217,18 +248,18 @@ def plan(fit: dict, *, flops: float | None = None, loss: float | None = None,
     best = min(presets, key=lambda p: abs(math.log(p.num_params / N)))
     return Plan(flops=float(flops), N_opt=float(N), D_opt=float(D), loss=L, loss_source=lsrc,
                 allocation_source=name, preset=best, dataset_tokens=dataset_tokens,
-                caveats=caveats(fit, name, N, D))
+                caveats=caveats(fit, name, N, D) + _unidentified_loss_caveat(fit))
 
 
 def _flops_for_loss(fit: dict, target: float, alloc) -> float:
-    lp = _ok(fit, "loss_prediction")
-    if lp is not None:
-        if target <= lp["E"] or lp["c"] <= 0:
+    name, law = loss_law(fit)
+    if name == "loss_prediction":
+        if target <= law["E"] or law["c"] <= 0:
             raise ValueError(f"target loss {target:g} is not reachable: the predicted "
-                             f"compute-optimal loss only approaches E={lp['E']:.4g}; ask for a "
+                             f"compute-optimal loss only approaches E={law['E']:.4g}; ask for a "
                              f"loss above that")
-        return ((target - lp["E"]) / lp["c0"]) ** (-1.0 / lp["c"])
-    p = _ok(fit, "parametric")
+        return ((target - law["E"]) / law["c0"]) ** (-1.0 / law["c"])
+    p = law
     if p is None:
         raise ValueError("a target loss needs a loss prediction or parametric fit in the fit "
                          "file; rerun 'embscale fit' or pass --flops")

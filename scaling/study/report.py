@@ -226,7 +226,7 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
                          (a or {}).get("skipped", "no fit"), "", "", "", "", ""])
             continue
         rows.append([TASK_TITLES.get(task, task), fmt(a["flops"]), fmt(a["N_opt"]),
-                     fmt(a["D_opt"]), fmt(a["loss"]), f"{a['preset']} ({fmt(a['preset_params'])})",
+                     fmt(a["D_opt"]), _loss_cell(a), f"{a['preset']} ({fmt(a['preset_params'])})",
                      fmt(a["epochs"]), {True: "yes", False: "**no**", None: "unknown"}[
                          a["supported"]]])
         for caveat in a.get("caveats", []):
@@ -235,6 +235,15 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
     if notes_caveats:
         r.add("p", "Caveats (advice to read with care):")
         r.add("list", rows=notes_caveats)
+
+
+def _loss_cell(advice: dict) -> str:
+    """The planner's predicted loss and the law it comes from."""
+    if advice.get("loss") is None:
+        return "n/a"
+    source = {"loss_prediction": "loss prediction", "parametric": "parametric law"}.get(
+        advice.get("loss_source"), advice.get("loss_source"))
+    return fmt(advice["loss"]) + (f" ({source})" if source else "")
 
 
 def _return_section(r: Report, study_dir: Path) -> None:

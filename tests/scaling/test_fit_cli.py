@@ -181,3 +181,29 @@ def test_planner_falls_back_to_table2_without_presets(monkeypatch):
         plan(fit)
     with pytest.raises(ValueError, match="no usable parametric"):
         plan(fit, flops=1e18, source="parametric")
+
+
+def test_plan_predicts_the_loss_with_an_identified_law_first():
+    from scaling.laws.parametric import ParametricFit
+
+    pf = ParametricFit(E=1.82, A=482.0, B=2085.0, alpha=0.348, beta=0.366, loss="huber",
+                       objective=0.0, num_points=1)
+    # A loss prediction whose exponent sits at its bound, with a floor far above the law's E
+    # (a truncated four-size ladder gave E = 2.93 against the parametric fit's 1.73).
+    lp = {"status": "ok", "c0": 7.7e17, "c": 1.0, "E": 2.93,
+          "not_identified": ["c = 1 (at the edge of [-1, 1])"]}
+    fit = {"frontier": {"status": "skipped"}, "loss_prediction": lp,
+           "parametric": {"status": "ok", **pf.coefficients(), "not_identified": []}}
+    p = plan(fit, loss=2.5)  # reachable by the identified law, refused by the unidentified one
+    assert p.loss_source == "parametric" and p.loss == pytest.approx(2.5, rel=1e-6)
+    assert p.caveats == ()
+    assert plan(fit, flops=1e20).loss_source == "parametric"
+    # With no identified law left, the unidentified one still answers, with a caveat.
+    fit["parametric"]["not_identified"] = ["E = 0 (at its bound)"]
+    p = plan(fit, flops=1e20)
+    assert p.loss_source == "loss_prediction" and p.loss == pytest.approx(2.93, abs=0.01)
+    text = " ".join(p.caveats)
+    assert "loss prediction fit, which is not identified (c = 1" in text
+    assert "parametric fit is not identified (E = 0" in text
+    with pytest.raises(ValueError, match="not reachable"):
+        plan(fit, loss=2.5)

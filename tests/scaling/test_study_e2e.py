@@ -131,6 +131,13 @@ def test_miniature_study_end_to_end(tmp_path):
             if why:
                 assert why not in sentence and "(reasons below)" in sentence
                 assert why in section
+    # The planner names the law behind each predicted loss.
+    planner = md.split("## Planner")[1].split("\n## ")[0]
+    for task in ("wm-token", "bc-token", "bc-cnn"):
+        advice = json.loads((study / "fits" / task / "advice.json").read_text())
+        if advice.get("loss") is not None:
+            law = {"loss_prediction": "loss prediction", "parametric": "parametric law"}
+            assert f"({law[advice['loss_source']]})" in planner
     baselines = json.loads((study / "fits" / "action_baselines.json").read_text())
     assert baselines["marginal"] > 0 and baselines["actions"] > 0
     assert baselines["context_steps"] >= 1 and baselines["best_order_in_context"] >= 1
