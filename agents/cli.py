@@ -167,14 +167,15 @@ def _eval_loss(args) -> int:
     from agents.held_out import held_out_loss  # torch
 
     rows = []
-    print(f"{'checkpoint':<48} {'task':>8} {'N':>9} {'D':>9} {'windows':>7} "
+    width = max(len("checkpoint"), *(len(str(p)) for p in args.checkpoints))  # whole paths
+    print(f"{'checkpoint':<{width}} {'task':>8} {'N':>9} {'D':>9} {'windows':>7} "
           f"{args.split + ' loss':>10} {'± s.e.':>7}")
     for path in args.checkpoints:
         r = held_out_loss(path, args.split, stride=args.stride, batch_size=args.batch_size,
                           data=args.data, device=args.device,
                           allow_tokenizer_mismatch=args.allow_tokenizer_mismatch)
         rows.append(r)
-        print(f"{str(path)[-48:]:<48} {r['task'] or '?':>8} {r['params']:>9,} "
+        print(f"{str(path):<{width}} {r['task'] or '?':>8} {r['params']:>9,} "
               f"{r['tokens']:>9.3g} {r['windows']:>7} {r['loss']:>10.4f} {r['stderr']:>7.4f}",
               flush=True)
     if args.json:

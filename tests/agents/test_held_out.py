@@ -70,7 +70,8 @@ def test_bc_cnn_test_split_from_the_command_line(tmp_path, capsys):
     run = _train(tmp_path, "bc-cnn", dataset, "bc-cnn")
     out = tmp_path / "loss.json"
     assert cli.main(["eval", "loss", str(run), "--split", "test", "--json", str(out)]) == 0
-    assert "test loss" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test loss" in printed and f"\n{run} " in printed  # the whole path, however long
     (row,) = json.loads(out.read_text())
     # 3 of the 30 episodes are the test split: 16 - 3 + 1 windows each, every 3rd scored
     assert row["task"] == "bc-cnn" and row["split"] == "test" and row["windows"] == 14
