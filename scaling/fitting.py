@@ -222,7 +222,9 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
     details = []
     if fr.get("status") == "ok" and "rule" in fr:
         details.append(f"- **frontier**: rule `{fr['rule']}`, {fr['num_models']} sizes optimal "
-                       f"at bracketed compute")
+                       f"at bracketed compute"
+                       + (f"; not identified: {'; '.join(fr['not_identified'])}"
+                          if fr.get("not_identified") else ""))
     iso = fit.get("isoflop", {})
     if iso.get("status") == "ok" and "budgets_used" in iso:
         kind = "designed (clustered final FLOPs)" if iso["shared_budgets"] else "log-spaced"

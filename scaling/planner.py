@@ -12,6 +12,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from scaling.laws.identification import frontier_issues
+
 logger = logging.getLogger(__name__)
 
 # Muennighoff et al. (2024): up to 4 passes over the data is close to the infinite-data regime.
@@ -161,14 +163,42 @@ def _ok(fit: dict, name: str) -> dict | None:
     return entry if isinstance(entry, dict) and entry.get("status") == "ok" else None
 
 
+def _issues(name: str, entry: dict) -> list[str]:
+    """Why fit ``name`` is not identified (its ``not_identified``).
+
+    Fit files written before the frontier entry carried the list are judged here.
+    """
+    if "not_identified" in entry:
+        return list(entry["not_identified"] or [])
+    if name == "frontier":
+        return frontier_issues(int(entry.get("num_models") or len(entry.get("optimal_N") or [])),
+                               float(entry["a"]))
+    return []
+
+
 def _allocation(fit: dict, source: str) -> tuple[str, dict]:
+    """The allocation law: ``source``, or with ``auto`` the first identified one.
+
+    ``auto`` takes the first identified of frontier, parametric and IsoFLOP, else the first
+    usable one (its plan then carries a caveat).
+    """
     order = ("frontier", "parametric", "isoflop") if source == "auto" else (source,)
-    for name in order:
-        entry = _ok(fit, name)
-        if entry is not None and all(k in entry for k in ("a", "a0", "b", "b0")):
-            return name, entry
+    usable = [(name, e) for name in order if (e := _ok(fit, name)) is not None
+              and all(k in e for k in ("a", "a0", "b", "b0"))]
+    for name, entry in sorted(usable, key=lambda law: bool(_issues(*law))):
+        return name, entry
     raise ValueError(f"the fit file has no usable {' or '.join(order)} fit (skipped or missing);"
                      f" rerun 'embscale fit' with more data or choose another --source")
+
+
+def _unidentified_allocation_caveat(fit: dict, name: str) -> tuple[str, ...]:
+    if name == "parametric":  # caveats() speaks of the parametric law itself
+        return ()
+    issues = _issues(name, fit[name])
+    if not issues:
+        return ()
+    return (f"the allocation comes from the {name} fit, which is not identified "
+            f"({'; '.join(issues)}): read N_opt and D_opt as a rough guess",)
 
 
 def loss_law(fit: dict) -> tuple[str | None, dict | None]:
@@ -220,7 +250,8 @@ def plan(fit: dict, *, flops: float | None = None, loss: float | None = None,
             loss prediction, or the parametric law along the optimal allocation; an identified
             one first).
         dataset_tokens: unique training inputs in the dataset, to check the infinite-data regime.
-        source: allocation law: ``auto`` (frontier, else parametric, else isoflop), or one of them.
+        source: allocation law: ``auto`` (the first identified of frontier, parametric and
+            isoflop, else the first usable one), or one of them.
         presets: candidate presets; default :func:`load_presets`.
 
     Raises:
@@ -248,7 +279,8 @@ def plan(fit: dict, *, flops: float | None = None, loss: float | None = None,
     best = min(presets, key=lambda p: abs(math.log(p.num_params / N)))
     return Plan(flops=float(flops), N_opt=float(N), D_opt=float(D), loss=L, loss_source=lsrc,
                 allocation_source=name, preset=best, dataset_tokens=dataset_tokens,
-                caveats=caveats(fit, name, N, D) + _unidentified_loss_caveat(fit))
+                caveats=(caveats(fit, name, N, D) + _unidentified_allocation_caveat(fit, name)
+                         + _unidentified_loss_caveat(fit)))
 
 
 def _flops_for_loss(fit: dict, target: float, alloc) -> float:

@@ -23,7 +23,7 @@ from scaling.laws.frontier import (
     fit_frontier,
     fit_loss_prediction,
 )
-from scaling.laws.identification import bound_issues, loss_prediction_issues
+from scaling.laws.identification import bound_issues, frontier_issues, loss_prediction_issues
 from scaling.laws.isoflop import IsoflopFit, fit_isoflop
 from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, lsq_theta
 from scaling.laws.uncertainty import (
@@ -153,6 +153,7 @@ class Analysis:
             elif name == "frontier":
                 env = fit.envelope
                 entry.update(num_models=fit.num_models, rule=self.options.frontier_points,
+                             not_identified=frontier_issues(fit.num_models, fit.a),
                              points={"C": fit.points_C.tolist(), "N": fit.points_N.tolist()},
                              optimal_N=sorted({float(c.curve_N[i])
                                                for i in np.unique(env.winner[env.bracketed])}))

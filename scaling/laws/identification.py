@@ -1,9 +1,53 @@
-"""Whether a fit's coefficients are set by the data or by the optimiser's bounds."""
+"""Whether a fit's coefficients are set by the data.
+
+The alternatives: the optimiser's bounds, too few sizes on the frontier, or the start of
+training.
+"""
 
 from __future__ import annotations
 
 from scaling.laws.frontier import LOSS_PREDICTION_BOUNDS, LossPrediction
 from scaling.laws.parametric import _MAX_EXPONENT, ParametricFit
+
+MIN_FRONTIER_SIZES = 3
+"""Sizes the frontier fit must find optimal (bracketed by a smaller and a larger size) for its
+``a`` to count as identified: two sizes give a slope through two points."""
+
+
+def falling_allocation(a: float) -> str | None:
+    """Why an allocation exponent ``a`` at or below 0 is no finding (None when ``a > 0``).
+
+    It says the optimal size shrinks as compute grows, which no compute-optimal allocation
+    does: the frontier's points then come from compute where the curves have not separated
+    (the first updates of each run, where the winner among sizes is noise) or from curves that
+    never cross.
+    """
+    if a > 0:
+        return None
+    return (f"a = {a:.3g} <= 0 (the optimal size falls as compute grows: the frontier points "
+            "come from where the curves have not separated, such as the first updates of each "
+            "run, not from a compute-optimal allocation)")
+
+
+def frontier_issues(num_models: int, a: float) -> list[str]:
+    """Why a frontier fit's ``a`` (``N_opt ∝ C^a``) is not identified (empty when it is).
+
+    Fewer than :data:`MIN_FRONTIER_SIZES` sizes optimal somewhere bracketed give a slope
+    through one or two points; an ``a`` at or below 0 is no allocation (see
+    :func:`falling_allocation`).
+
+    >>> frontier_issues(3, 0.5)
+    []
+    >>> frontier_issues(2, -0.3)[1][:36]
+    'a = -0.3 <= 0 (the optimal size fall'
+    """
+    out = []
+    if num_models < MIN_FRONTIER_SIZES:
+        out.append(f"{num_models} size{'s' if num_models != 1 else ''} on the efficient "
+                   f"frontier (at least {MIN_FRONTIER_SIZES} needed)")
+    if (falling := falling_allocation(a)) is not None:
+        out.append(falling)
+    return out
 
 
 def bound_issues(fit: ParametricFit, ci: dict[str, list[float]] | None = None) -> list[str]:

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from scaling.laws.identification import MIN_FRONTIER_SIZES, falling_allocation, frontier_issues
 from scaling.study.report_page import TASK_TITLES, fmt, skipped_reason
 
 PAPER_A = {"bc-token": 0.32, "bc-cnn": 0.66}
 """The paper's frontier ``a`` of the two BC tasks."""
 
 MAX_PAIRS = 4_000_000  # above this many refit pairs, a seeded random subset of pairs is used
-
-MIN_FRONTIER_SIZES = 3
-"""Sizes the frontier fit must find optimal (bracketed by a smaller and a larger size) for its
-``a`` to count as identified: two sizes give a slope through two points."""
 
 MAX_A_WIDTH = 0.3
 """Widest bootstrap interval (95% in a study) of the frontier ``a`` that still counts as
@@ -103,9 +100,10 @@ def agreement_sentence(fit: dict | None, reasons: bool = True) -> str:
 def frontier_identified(fit: dict | None, reasons: bool = True) -> tuple[bool, str]:
     """Whether the frontier fit identifies ``a``, and why (a clause for the report).
 
-    Identified: at least :data:`MIN_FRONTIER_SIZES` sizes on the efficient frontier and a
-    bootstrap interval of ``a`` no wider than :data:`MAX_A_WIDTH`. With ``reasons=False`` a
-    skipped fit is said to be skipped without its reason (given elsewhere on the page).
+    Identified: at least :data:`MIN_FRONTIER_SIZES` sizes on the efficient frontier, ``a``
+    above 0 (``scaling.laws.identification.frontier_issues``) and a bootstrap interval of ``a``
+    no wider than :data:`MAX_A_WIDTH`. With ``reasons=False`` a skipped fit is said to be
+    skipped without its reason (given elsewhere on the page).
     """
     entry = (fit or {}).get("frontier")
     why = skipped_reason(entry) if entry else "no frontier fit"
@@ -113,6 +111,7 @@ def frontier_identified(fit: dict | None, reasons: bool = True) -> tuple[bool, s
         return False, ("not identified: the frontier fit was skipped"
                        + (f" ({why})" if reasons else ""))
     sizes = int(entry.get("num_models") or len(entry.get("optimal_N") or []))
+    issues = frontier_issues(sizes, float(entry["a"]))
     ci = _interval(entry)
     width = None if ci is None else float(ci[1] - ci[0])
     parts = [f"{sizes} size{'s' if sizes != 1 else ''} on the efficient frontier (at least "
@@ -120,7 +119,8 @@ def frontier_identified(fit: dict | None, reasons: bool = True) -> tuple[bool, s
              (f"the {_level(fit):.0%} interval of a is {fmt(width)} wide (at most "
               f"{MAX_A_WIDTH:g})"
               if width is not None else _no_interval(entry))]
-    ok = sizes >= MIN_FRONTIER_SIZES and width is not None and width <= MAX_A_WIDTH
+    parts += [falling] if (falling := falling_allocation(float(entry["a"]))) else []
+    ok = not issues and width is not None and width <= MAX_A_WIDTH
     return ok, ("identified: " if ok else "not identified: ") + "; ".join(parts)
 
 

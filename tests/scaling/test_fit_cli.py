@@ -143,6 +143,30 @@ def test_plan_flags_a_degenerate_parametric_fit():
     assert "no loss floor" in text and "alpha = 0.1" in text and "beta = 0.036" in text
     assert "degenerate" in text and min(bad.N_opt, bad.D_opt) < 1e3
 
+def test_plan_allocates_with_an_identified_law_first():
+    law = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
+    from scaling.laws.parametric import ParametricFit
+
+    pf = ParametricFit(**law, loss="huber", objective=0.0, num_points=1)
+    # The default study's BC-Token: a frontier through two sizes with a < 0 (written before the
+    # frontier entry carried not_identified, so the planner judges it itself).
+    falling = {"status": "ok", "a": -0.071, "a0": 5e5, "b": 1.071, "b0": 1e-6, "num_models": 2}
+    fit = {"frontier": falling, "loss_prediction": {"status": "skipped"},
+           "parametric": {"status": "ok", **pf.coefficients(), "not_identified": []}}
+    p = plan(fit, flops=1e18)
+    assert p.allocation_source == "parametric" and p.caveats == ()
+    assert p.N_opt == pytest.approx(pf.optimal(1e18)[0], rel=1e-6)
+    # explicitly asked for, or with no identified law left, the frontier answers with a caveat
+    for chosen in (plan(fit, flops=1e18, source="frontier"),
+                   plan({**fit, "parametric": {"status": "skipped"}}, flops=1e18)):
+        assert chosen.allocation_source == "frontier"
+        text = " ".join(chosen.caveats)
+        assert "allocation comes from the frontier fit, which is not identified" in text
+        assert "2 sizes on the efficient frontier" in text and "a = -0.071 <= 0" in text
+    rising = {**falling, "a": 0.5, "b": 0.5, "num_models": 3, "not_identified": []}
+    assert plan({**fit, "frontier": rising}, flops=1e18).allocation_source == "frontier"
+
+
 def test_plan_flops_loss_and_dataset(fitted, capsys):
     _, out = fitted
     f = str(out / "fit.json")

@@ -10,6 +10,7 @@ import pytest
 
 from scaling.laws.analysis import FitOptions, analyze
 from scaling.laws.data import FitError, make_curves
+from scaling.laws.identification import frontier_issues
 from scaling.laws.isoflop import fit_isoflop
 from scaling.laws.parametric import fit_huber, fit_lsq
 from scaling.laws.synthetic import EPOCH_LAW, synthetic_curves
@@ -93,6 +94,8 @@ def test_fit_json_and_table_state_scheme_and_failed_refits():
         assert kept["a"] == pytest.approx(res.boot[name].samples["a"], rel=1e-5)
     assert set(j["frontier"]["optimal_N"]) <= set(c.curve_N.tolist())
     assert len(j["frontier"]["optimal_N"]) == j["frontier"]["num_models"]
+    assert j["frontier"]["not_identified"] == frontier_issues(j["frontier"]["num_models"],
+                                                              j["frontier"]["a"])
     json.dumps(j, allow_nan=False)
     text = table_markdown(j)
     assert "whole runs (curves) resampled with replacement" in text

@@ -303,6 +303,17 @@ def test_frontier_identified_needs_three_sizes_and_a_narrow_interval():
     assert not frontier_identified(None)[0]
 
 
+def test_a_frontier_whose_optimal_size_falls_with_compute_is_not_identified():
+    # A BC-CNN study at 16x16 frames: three sizes "optimal", a narrow interval, but a < 0 because
+    # the argmin at the lowest compute came from each run's first updates.
+    falling = {"frontier": {**entry(-0.284, [-0.446, -0.151], []), "num_models": 3}}
+    ok, text = frontier_identified(falling)
+    assert not ok and "a = -0.284 <= 0 (the optimal size falls as compute grows" in text
+    assert "3 sizes on the efficient frontier" in text and "0.295 wide (at most 0.3)" in text
+    rising = {"frontier": {**entry(0.284, [0.151, 0.446], []), "num_models": 3}}
+    assert frontier_identified(rising)[0]
+
+
 def test_bootstrap_samples_for_fit_json_are_finite_or_null():
     b = Bootstrap(samples={"a": np.array([0.31234567, np.nan, np.inf]), "E": np.ones(3)},
                   num_requested=3, num_failed=0, level=0.95, seed=0)
