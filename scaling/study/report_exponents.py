@@ -93,8 +93,23 @@ def agreement_sentence(fit: dict | None, reasons: bool = True) -> str:
     elif None in inside:
         text += "agreement is judged only where an interval exists."
     else:
-        text += "the methods agree only in one direction (one interval is much wider)."
+        text += _one_direction(fit, fr_ci, pa_ci, inside)
     return text
+
+
+def _one_direction(fit: dict, fr_ci: list[float], pa_ci: list[float], inside: list) -> str:
+    """Why one value lies inside the other's interval but not the reverse."""
+    miss = "frontier" if inside[0] is False else "parametric"  # the interval that misses
+    hold = "parametric" if miss == "frontier" else "frontier"
+    widths = {"frontier": fr_ci[1] - fr_ci[0], "parametric": pa_ci[1] - pa_ci[0]}
+    text = (f"the methods agree only in one direction: the {miss} interval ({fmt(widths[miss])} "
+            f"wide) misses the {hold} a, while the {hold} interval ({fmt(widths[hold])} wide) "
+            f"holds the {miss} a")
+    if (fit.get("bootstrap") or {}).get("scheme") == "within-run":
+        text += (", and with points resampled within fixed runs an interval holds only the noise "
+                 "along each curve, not the spread between repeated studies (a whole-run "
+                 "bootstrap needs several runs per size)")
+    return text + "."
 
 
 def frontier_identified(fit: dict | None, reasons: bool = True) -> tuple[bool, str]:

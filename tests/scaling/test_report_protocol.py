@@ -281,6 +281,25 @@ def test_agreement_sentence_checks_each_interval():
     assert "agree." not in text
 
 
+def test_agreement_in_one_direction_says_which_interval_misses_and_why():
+    # The default study's WM-Token: a narrow frontier interval from points resampled within its
+    # five runs misses the parametric a; the parametric interval holds the frontier a.
+    fit = {"bootstrap": {"level": 0.95, "scheme": "within-run"},
+           "frontier": entry(0.533, [0.497, 0.538], []),
+           "parametric": {**entry(0.439, [0.392, 0.535], []), "not_identified": []}}
+    text = agreement_sentence(fit)
+    assert ("the methods agree only in one direction: the frontier interval (0.041 wide) misses "
+            "the parametric a, while the parametric interval (0.143 wide) holds the frontier a, "
+            "and with points resampled within fixed runs") in text
+    fit["bootstrap"]["scheme"] = "runs"
+    text = agreement_sentence(fit)
+    assert text.endswith("holds the frontier a.") and "fixed runs" not in text
+    swapped = {**fit, "frontier": entry(0.45, [0.30, 0.65], []),
+               "parametric": {**entry(0.62, [0.58, 0.66], []), "not_identified": []}}
+    assert ("the parametric interval (0.080 wide) misses the frontier a, while the frontier "
+            "interval (0.350 wide) holds the parametric a.") in agreement_sentence(swapped)
+
+
 def test_frontier_identified_needs_three_sizes_and_a_narrow_interval():
     three = {"frontier": {**entry(0.52, [0.45, 0.53], []), "num_models": 3}}
     ok, text = frontier_identified(three)
