@@ -126,8 +126,12 @@ def curve_points(run_dirs: Sequence[str | os.PathLike], loss_key: str,
     """(N, D, L, run) points of each run's curve, without its first ``skip_fraction`` of D.
 
     The first steps (warmup and the initial plateau of tiny models) do not follow a power law
-    in D; like Hoffmann et al., the fits use each curve after its start. A run that never logged
-    ``loss_key`` is read at ``train/loss`` (older runs).
+    in D; like Hoffmann et al., the fits use each curve after its start. Points logged during
+    the learning-rate warmup (``train.warmup_steps`` in the run's ``config.json``) are left out
+    whatever the fraction: there the loss follows the warmup's ramp, not N and D, and at the
+    lowest compute of a study the winner among sizes in those first updates is noise (it once
+    put three sizes "on the frontier" with a falling a). A run that never logged ``loss_key``
+    is read at ``train/loss`` (older runs).
 
     ``reference`` (run directory name -> D) measures the skipped start against that D instead of
     the run's final D: a run extended by the budget protocol keeps the start its first budget
@@ -141,9 +145,19 @@ def curve_points(run_dirs: Sequence[str | os.PathLike], loss_key: str,
         if not recs:
             continue
         final = (reference or {}).get(Path(d).name) or max(float(r["tokens"]) for r in recs)
+        warmup = warmup_steps(d)
         rows += [{"N": r["params"], "D": r["tokens"], "L": r[key], "run": Path(d).name}
-                 for r in recs if float(r["tokens"]) >= skip_fraction * final]
+                 for r in recs if float(r["tokens"]) >= skip_fraction * final
+                 and int(r.get("step", warmup + 1)) > warmup]
     return rows
+
+
+def warmup_steps(run_dir: str | os.PathLike) -> int:
+    """The run's learning-rate warmup in optimizer steps (0 without a ``config.json``)."""
+    config = Path(run_dir) / "config.json"
+    if not config.is_file():
+        return 0
+    return int((json.loads(config.read_text()).get("train") or {}).get("warmup_steps") or 0)
 
 
 def curves_from_runs(run_dirs: Sequence[str | os.PathLike], loss_key: str,

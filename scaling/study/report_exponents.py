@@ -200,12 +200,15 @@ def difference_sentence(fits: dict[str, dict | None]) -> str | None:
             + " and ".join(_title(t) for t in (tok, cnn) if not _has_a(fits[t], "frontier"))
             + ")")
     d = float(fits[cnn][method]["a"]) - float(fits[tok][method]["a"])
+    caveat = _unidentified_a(fits, (tok, cnn), method)
     xs, ys = a_samples(fits[cnn][method]), a_samples(fits[tok][method])
     if xs.size < 2 or ys.size < 2:
-        short = [_title(t) for t, s in ((cnn, xs), (tok, ys)) if s.size < 2]
-        return (f"{head} = {fmt(d)} from {used}; no interval: the fit.json of "
-                f"{' and '.join(short)} holds no bootstrap refits of a (refit with bootstrap to "
-                "get one).")
+        short = [t for t, s in ((cnn, xs), (tok, ys)) if s.size < 2]
+        why = [f"{_title(t)}'s refits failed ({fits[t][method]['ci_error']})"
+               if fits[t][method].get("ci_error") else
+               f"the fit.json of {_title(t)} holds no bootstrap refits of a (refit with "
+               "bootstrap to get one)" for t in short]
+        return f"{head} = {fmt(d)} from {used}; no interval: {'; '.join(why)}{caveat}."
     lo, hi = difference_interval(xs, ys)
     where = ("excludes 0, so the tasks' exponents differ" if lo > 0 or hi < 0 else
              "includes 0, so the data do not tell the exponents apart")
@@ -213,7 +216,22 @@ def difference_sentence(fits: dict[str, dict | None]) -> str | None:
     return (f"{head} = {fmt(d)} [{fmt(lo)}, {fmt(hi)}] from {used}: 95% percentile interval of "
             f"the differences of the two tasks' independent bootstrap refits ({xs.size} and "
             f"{ys.size}). The interval {where}, and it "
-            f"{'includes' if lo <= paper <= hi else 'excludes'} the paper's {paper:.2f}.")
+            f"{'includes' if lo <= paper <= hi else 'excludes'} the paper's {paper:.2f}{caveat}.")
+
+
+def _unidentified_a(fits: dict, tasks: tuple[str, str], method: str) -> str:
+    """A clause naming the tasks whose ``method`` a is not identified (empty when both are)."""
+    issues = []
+    for t in tasks:
+        e = fits[t][method]
+        why = (frontier_issues(int(e.get("num_models") or len(e.get("optimal_N") or [])),
+                               float(e["a"])) if method == "frontier"
+               else list(e.get("not_identified") or []))
+        if why:
+            issues.append(f"{_title(t)}'s {method} fit is not identified ({'; '.join(why)})")
+    if not issues:
+        return ""
+    return "; but " + "; ".join(issues) + ", so the difference is no finding"
 
 
 __all__ = ["MAX_A_WIDTH", "MAX_PAIRS", "MIN_FRONTIER_SIZES", "PAPER_A", "a_samples",

@@ -126,6 +126,11 @@ def test_the_laws_can_be_fitted_to_other_points_than_the_envelope(tmp_path):
         for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)))
     assert min(p["D"] for p in curve_points([run], "train/loss", 0.1)) == 10_000
     assert min(p["D"] for p in curve_points([run], "train/loss", 0.1, {"r": 1000})) == 100
+    # points logged during the learning-rate warmup are never fitted, whatever the fraction
+    (run / "config.json").write_text(json.dumps({"train": {"warmup_steps": 10}}))
+    kept = curve_points([run], "train/loss", 0.1, {"r": 1000})
+    assert min(p["D"] for p in kept) == 2_000 and len(kept) == 6
+    assert min(p["D"] for p in curve_points([run], "train/loss", 0.0)) == 2_000
 
 
 def test_whole_run_intervals_over_few_runs_are_called_coarse(caplog):

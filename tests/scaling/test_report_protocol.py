@@ -243,8 +243,20 @@ def test_difference_sentence_uses_the_fit_both_tasks_have():
         difference_sentence(both) and "includes 0" in difference_sentence(both)
     no_samples = {t: {**f, "parametric": {**f["parametric"], "bootstrap": {}}}
                   for t, f in FITS.items()}
-    assert "no interval: the fit.json of BC-CNN and BC-Token holds no bootstrap refits" in \
+    assert "no interval: the fit.json of BC-CNN holds no bootstrap refits" in \
         difference_sentence(no_samples)
+    assert "; the fit.json of BC-Token holds no bootstrap refits" in difference_sentence(no_samples)
+    # refits that failed are named as such, and an unidentified a is no finding
+    failed = {**FITS, "bc-cnn": {**FITS["bc-cnn"], "parametric": {
+        **FITS["bc-cnn"]["parametric"], "bootstrap": {}, "ci": {},
+        "ci_error": "147 of 200 refits failed", "not_identified": ["E = 0 (at its bound 0)"]}}}
+    text = difference_sentence(failed)
+    assert "no interval: BC-CNN's refits failed (147 of 200 refits failed); but BC-CNN's " \
+        "parametric fit is not identified (E = 0 (at its bound 0)), so the difference is no " \
+        "finding." in text
+    assert "BC-Token's frontier fit is not identified (1 size on the efficient frontier" in \
+        difference_sentence(both)
+    assert "no finding" not in difference_sentence(FITS)
     lacking = {"bc-token": FITS["bc-token"], "bc-cnn": {
         "frontier": {"status": "skipped", "reason": "too few sizes"},
         "parametric": {"status": "skipped", "reason": "did not converge"}}}
