@@ -194,6 +194,19 @@ SCHEME_WORDS = {"runs": "whole runs (curves) resampled with replacement",
                 "points": "points resampled with replacement (one point per run)"}
 
 
+def exponent_line(entry: dict) -> str:
+    """``a = 0.533 [0.492, 0.539], b = 0.467`` of a fitted law, with why it is not identified.
+
+    >>> exponent_line({"a": -0.07, "b": 1.07, "ci": {}, "not_identified": ["a <= 0"]})
+    'a = -0.070, b = 1.070 (not identified: a <= 0)'
+    """
+    ci = (entry.get("ci") or {}).get("a")
+    text = (f"a = {entry['a']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+            + f", b = {entry['b']:.3f}")
+    issues = entry.get("not_identified")
+    return text + (f" (not identified: {'; '.join(issues)})" if issues else "")
+
+
 def bootstrap_sentence(fit: dict) -> str:
     """How the intervals of a ``fit.json`` were made: level, refits, scheme, failed refits."""
     opts = fit.get("options", {})

@@ -22,7 +22,14 @@ logger = logging.getLogger(__name__)
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit the requested laws to the inputs and write ``fit.json``, ``table.md`` and figures."""
-    from scaling.fitting import FIT_DIR, bootstrap_sentence, fit_curves, methods, write_fit  # scipy
+    from scaling.fitting import (  # scipy
+        FIT_DIR,
+        bootstrap_sentence,
+        exponent_line,
+        fit_curves,
+        methods,
+        write_fit,
+    )
     from scaling.inputs import load_curves  # scipy
     from scaling.laws.analysis import FitOptions  # scipy
 
@@ -60,9 +67,7 @@ def run_fit(args: argparse.Namespace) -> int:
     for name in ("frontier", "parametric", "isoflop"):
         e = fit[name]
         if e["status"] == "ok":
-            ci = e["ci"].get("a")
-            ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-            print(f"{name:>10}: a = {e['a']:.3f}{ci_s}, b = {e['b']:.3f}")
+            print(f"{name:>10}: {exponent_line(e)}")
         elif name in opts.methods:
             print(f"{name:>10}: skipped: {e['reason']}")
     print(bootstrap_sentence(fit))

@@ -90,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
         for name in ("frontier", "parametric"):
             e = fit.get(name, {}) if isinstance(fit, dict) else {}
             if e.get("status") == "ok":
-                ci = e.get("ci", {}).get("a")
-                ci_s = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-                print(f"{task:>9} {name:>10}: a = {e['a']:.3f}{ci_s}, b = {e['b']:.3f}")
+                from scaling.fitting import exponent_line  # scipy, only once there is a fit
+
+                print(f"{task:>9} {name:>10}: {exponent_line(e)}")
     ret = out.get("loss_vs_return")
     if ret:
         s = ret["summary"].get("all", {})

@@ -231,3 +231,20 @@ def test_plan_predicts_the_loss_with_an_identified_law_first():
     assert "parametric fit is not identified (E = 0" in text
     with pytest.raises(ValueError, match="not reachable"):
         plan(fit, loss=2.5)
+
+
+def test_identification_and_summary_lines_hold_their_examples():
+    import doctest
+
+    import scaling.fitting
+    import scaling.laws.identification
+    import scaling.planner
+
+    for module in (scaling.laws.identification, scaling.fitting, scaling.planner):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
+    from scaling.fitting import exponent_line
+
+    line = exponent_line({"a": 0.533, "b": 0.467, "ci": {"a": [0.492, 0.539]},
+                          "not_identified": []})
+    assert line == "a = 0.533 [0.492, 0.539], b = 0.467"
