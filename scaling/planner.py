@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from scaling.laws.identification import frontier_issues
+from scaling.laws.identification import entry_issues
 
 logger = logging.getLogger(__name__)
 
@@ -163,19 +163,6 @@ def _ok(fit: dict, name: str) -> dict | None:
     return entry if isinstance(entry, dict) and entry.get("status") == "ok" else None
 
 
-def _issues(name: str, entry: dict) -> list[str]:
-    """Why fit ``name`` is not identified (its ``not_identified``).
-
-    Fit files written before the frontier entry carried the list are judged here.
-    """
-    if "not_identified" in entry:
-        return list(entry["not_identified"] or [])
-    if name == "frontier":
-        return frontier_issues(int(entry.get("num_models") or len(entry.get("optimal_N") or [])),
-                               float(entry["a"]))
-    return []
-
-
 def _allocation(fit: dict, source: str) -> tuple[str, dict]:
     """The allocation law: ``source``, or with ``auto`` the first identified one.
 
@@ -185,7 +172,7 @@ def _allocation(fit: dict, source: str) -> tuple[str, dict]:
     order = ("frontier", "parametric", "isoflop") if source == "auto" else (source,)
     usable = [(name, e) for name in order if (e := _ok(fit, name)) is not None
               and all(k in e for k in ("a", "a0", "b", "b0"))]
-    for name, entry in sorted(usable, key=lambda law: bool(_issues(*law))):
+    for name, entry in sorted(usable, key=lambda law: bool(entry_issues(*law))):
         return name, entry
     raise ValueError(f"the fit file has no usable {' or '.join(order)} fit (skipped or missing);"
                      f" rerun 'embscale fit' with more data or choose another --source")
@@ -194,7 +181,7 @@ def _allocation(fit: dict, source: str) -> tuple[str, dict]:
 def _unidentified_allocation_caveat(fit: dict, name: str) -> tuple[str, ...]:
     if name == "parametric":  # caveats() speaks of the parametric law itself
         return ()
-    issues = _issues(name, fit[name])
+    issues = entry_issues(name, fit[name])
     if not issues:
         return ()
     return (f"the allocation comes from the {name} fit, which is not identified "

@@ -86,12 +86,12 @@ def run(args: argparse.Namespace) -> int:
     report = out.get("report")
     if report:
         print(f"report: {report['markdown']}\n        {report['html']}")
-    for task, fit in (out.get("fit") or {}).items():
+    if fits := out.get("fit") or {}:
+        from scaling.fitting import exponent_line  # scipy, only once there is a fit
+    for task, fit in fits.items():
         for name in ("frontier", "parametric"):
             e = fit.get(name, {}) if isinstance(fit, dict) else {}
             if e.get("status") == "ok":
-                from scaling.fitting import exponent_line  # scipy, only once there is a fit
-
                 print(f"{task:>9} {name:>10}: {exponent_line(e)}")
     ret = out.get("loss_vs_return")
     if ret:

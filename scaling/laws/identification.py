@@ -50,6 +50,27 @@ def frontier_issues(num_models: int, a: float) -> list[str]:
     return out
 
 
+def frontier_sizes(entry: dict) -> int:
+    """Sizes a ``fit.json`` frontier entry found optimal (``num_models``, else ``optimal_N``)."""
+    return int(entry.get("num_models") or len(entry.get("optimal_N") or []))
+
+
+def entry_issues(name: str, entry: dict) -> list[str]:
+    """Why the ``fit.json`` entry of fit ``name`` is not identified (empty when it is).
+
+    Its ``not_identified`` list; a frontier entry written before it carried that list is
+    judged by :func:`frontier_issues`.
+
+    >>> entry_issues("frontier", {"a": -0.07, "num_models": 3})[0][:13]
+    'a = -0.07 <= '
+    """
+    if "not_identified" in entry:
+        return list(entry["not_identified"] or [])
+    if name == "frontier":
+        return frontier_issues(frontier_sizes(entry), float(entry["a"]))
+    return []
+
+
 def bound_issues(fit: ParametricFit, ci: dict[str, list[float]] | None = None) -> list[str]:
     """Why a parametric fit's coefficients are not identified by the data (empty when they are).
 

@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from scaling.laws.identification import MIN_FRONTIER_SIZES, falling_allocation, frontier_issues
+from scaling.laws.identification import (
+    MIN_FRONTIER_SIZES,
+    entry_issues,
+    falling_allocation,
+    frontier_sizes,
+)
 from scaling.study.report_page import TASK_TITLES, fmt, skipped_reason
 
 PAPER_A = {"bc-token": 0.32, "bc-cnn": 0.66}
@@ -125,8 +130,8 @@ def frontier_identified(fit: dict | None, reasons: bool = True) -> tuple[bool, s
     if why:
         return False, ("not identified: the frontier fit was skipped"
                        + (f" ({why})" if reasons else ""))
-    sizes = int(entry.get("num_models") or len(entry.get("optimal_N") or []))
-    issues = frontier_issues(sizes, float(entry["a"]))
+    sizes = frontier_sizes(entry)
+    issues = entry_issues("frontier", entry)
     ci = _interval(entry)
     width = None if ci is None else float(ci[1] - ci[0])
     parts = [f"{sizes} size{'s' if sizes != 1 else ''} on the efficient frontier (at least "
@@ -223,11 +228,7 @@ def _unidentified_a(fits: dict, tasks: tuple[str, str], method: str) -> str:
     """A clause naming the tasks whose ``method`` a is not identified (empty when both are)."""
     issues = []
     for t in tasks:
-        e = fits[t][method]
-        why = (frontier_issues(int(e.get("num_models") or len(e.get("optimal_N") or [])),
-                               float(e["a"])) if method == "frontier"
-               else list(e.get("not_identified") or []))
-        if why:
+        if why := entry_issues(method, fits[t][method]):
             issues.append(f"{_title(t)}'s {method} fit is not identified ({'; '.join(why)})")
     if not issues:
         return ""
