@@ -129,9 +129,9 @@ def curve_points(run_dirs: Sequence[str | os.PathLike], loss_key: str,
     in D; like Hoffmann et al., the fits use each curve after its start. Points logged during
     the learning-rate warmup (``train.warmup_steps`` in the run's ``config.json``) are left out
     whatever the fraction: there the loss follows the warmup's ramp, not N and D, and at the
-    lowest compute of a study the winner among sizes in those first updates is noise (it once
-    put three sizes "on the frontier" with a falling a). A run that never logged ``loss_key``
-    is read at ``train/loss`` (older runs).
+    lowest compute of a study the leader among sizes in those first updates changes from one
+    compute value to the next (it once put three sizes "on the frontier" with a falling a). A
+    run that never logged ``loss_key`` is read at ``train/loss`` (older runs).
 
     ``reference`` (run directory name -> D) measures the skipped start against that D instead of
     the run's final D: a run extended by the budget protocol keeps the start its first budget

@@ -19,8 +19,8 @@ def falling_allocation(a: float) -> str | None:
 
     It says the optimal size shrinks as compute grows, which no compute-optimal allocation
     does: the frontier's points then come from compute where the curves have not separated
-    (the first updates of each run, where the winner among sizes is noise) or from curves that
-    never cross.
+    (the first updates of each run, where the leader changes as the runs leave their warmup)
+    or from curves that never cross.
     """
     if a > 0:
         return None
