@@ -5,8 +5,10 @@ Run: ``.venv/bin/python benchmarks/bench_frontier_noise.py`` (about a minute on 
 On the truncated ladders of ``tests/scaling/test_laws_truncated.py`` (4, 5 and 6 sizes three
 times apart, the smallest run starting late and the largest stopping at its optimum, 100 points
 per run, known a = 0.513) it prints, for multiplicative noise of 0.1%, 0.3% and 1% per point,
-each method's largest and mean error on a over ``--seeds`` seeds per ladder, and whether every
-error lies within 0.01:
+each method's largest and mean error on a over ``--seeds`` draws per ladder, how many errors lie
+within 0.01, and whether all do. ``--runs-per-size 3`` gives every size three runs that draw
+their noise independently (three training seeds, which the fits pool), so each draw holds three
+times the points:
 
 - the parametric fits (Huber, least squares), which pool every point of every run;
 - the frontier fit (vertex rule) and the IsoFLOP fit at several smoothing windows;
@@ -62,6 +64,7 @@ METHODS = {
     "lsq": lambda c: fit_lsq(c, num_starts=4),
     "frontier vertex, no smoothing": lambda c: fit_frontier(c),
     "frontier vertex, smooth 9": lambda c: fit_frontier(c, smooth=9),
+    "frontier vertex, smooth 11": lambda c: fit_frontier(c, smooth=11),
     "frontier vertex, smooth 25": lambda c: fit_frontier(c, smooth=25),
     "frontier vertex, oracle smoother": lambda c: fit_frontier(oracle_smooth(c)),
     "isoflop, no smoothing": lambda c: fit_isoflop(c),
@@ -72,23 +75,27 @@ METHODS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, default=10, help="seeds per ladder size")
+    ap.add_argument("--seeds", type=int, default=10, help="draws (noise seeds) per ladder size")
+    ap.add_argument("--runs-per-size", type=int, default=1,
+                    help="runs of every size in one draw (training seeds, pooled by the fits)")
     ap.add_argument("--noise", type=float, nargs="+", default=[0.001, 0.003, 0.01])
     args = ap.parse_args()
     t0 = time.perf_counter()
-    print(f"known a = {A_TRUE:.4f}; ladders of 4, 5 and 6 sizes x {args.seeds} seeds, first and "
-          f"last runs truncated, 100 points per run")
+    r = args.runs_per_size
+    print(f"known a = {A_TRUE:.4f}; ladders of 4, 5 and 6 sizes x {args.seeds} draws, {r} run(s) "
+          f"per size, first and last runs truncated, 100 points per run")
     print("Cramér-Rao bound on sd(a) (any unbiased estimator), by ladder and noise:")
     for noise in args.noise:
-        sds = {k: a_error_bound(truncated_ladder(k, 0, noise=0.0), noise) for k in (4, 5, 6)}
+        sds = {k: a_error_bound(truncated_ladder(k, 0, noise=0.0, seeds=r), noise)
+               for k in (4, 5, 6)}
         p_all = np.prod([(2 * stats.norm.cdf(0.01 / sd) - 1) ** args.seeds for sd in sds.values()])
         print(f"  {noise:.1%}: " + ", ".join(f"{k} sizes {sd:.4f}" for k, sd in sds.items())
               + f"; chance that an estimator at the bound lands within 0.01 on all "
               f"{3 * args.seeds} ladders: {p_all:.3f}")
-    print("| noise | method | max abs error | mean error | failed fits | all within 0.01 |")
-    print("|---|---|---|---|---|---|")
+    print("| noise | method | max abs error | mean error | failed fits | within 0.01 | all |")
+    print("|---|---|---|---|---|---|---|")
     for noise in args.noise:
-        ladders = [truncated_ladder(k, s, noise=noise) for k in (4, 5, 6)
+        ladders = [truncated_ladder(k, s, noise=noise, seeds=r) for k in (4, 5, 6)
                    for s in range(args.seeds)]
         for name, fit in METHODS.items():
             err = []
@@ -100,9 +107,10 @@ def main() -> None:
             e = np.array(err)
             ok = np.isfinite(e)
             worst = float(np.max(np.abs(e[ok]))) if ok.any() else float("nan")
-            within = "yes" if ok.all() and worst <= 0.01 else "no"
+            within = int(np.sum(np.abs(e[ok]) <= 0.01))
+            every = "yes" if within == e.size else "no"
             print(f"| {noise:.1%} | {name} | {worst:.4f} | {np.nanmean(e):+.4f} | "
-                  f"{int((~ok).sum())} of {e.size} | {within} |")
+                  f"{int((~ok).sum())} of {e.size} | {within} of {e.size} | {every} |")
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 

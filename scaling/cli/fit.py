@@ -45,7 +45,7 @@ def run_fit(args: argparse.Namespace) -> int:
     opts = FitOptions(methods=methods(args.method), parametric_loss=args.parametric_loss,
                       num_bootstrap=args.bootstrap, bootstrap_scheme=args.bootstrap_scheme,
                       seed=args.seed, level=args.level,
-                      smooth=args.smooth, frontier_points=args.frontier_points,
+                      smooth=args.smooth, frontier_points=args.frontier_points, pool=args.pool,
                       extrapolation=not args.no_extrapolation)
     bars = []
 
@@ -157,6 +157,10 @@ def register(subparsers) -> None:
                    help="frontier regression: every grid point with N_opt interpolated between "
                         "neighbouring sizes (default), every grid point with the best size "
                         "(Hoffmann), or one point per optimal size")
+    p.add_argument("--pool", choices=("mean", "min"), default="mean",
+                   help="runs of one model size at a compute value: the mean of their log losses "
+                        "(default; they are seeds) or the lowest (they differ in schedule, as in "
+                        "Hoffmann's cosine sweeps)")
     p.add_argument("--no-extrapolation", action="store_true",
                    help="skip the held-out largest-run check")
     p.add_argument("--min-tokens", type=A.nonnegative_float, default=0.0,

@@ -17,6 +17,7 @@ from scaling.laws.batched import bootstrap_huber
 from scaling.laws.data import Curves, FitError
 from scaling.laws.frontier import (
     FRONTIER_POINTS,
+    POOLS,
     FrontierFit,
     LossPrediction,
     envelope,
@@ -64,6 +65,9 @@ class FitOptions:
     """starts (best of Hoffmann's grid) of the Huber and least-squares fits"""
     frontier_points: str = "vertex"
     """frontier regression points: ``vertex``, ``grid`` (Hoffmann) or ``midpoint``"""
+    pool: str = "mean"
+    """runs of one size pooled by the ``mean`` of their log losses (seeds) or their ``min``
+    (runs of one size with different schedules); envelope, frontier and IsoFLOP fits"""
     extrapolation: bool = True
     """refit without the largest-compute run and report how well it is predicted"""
 
@@ -84,6 +88,9 @@ class FitOptions:
         if self.frontier_points not in FRONTIER_POINTS:
             raise ValueError(f"frontier_points must be one of {FRONTIER_POINTS}, got "
                              f"{self.frontier_points!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}; use 'mean' when "
+                             f"runs of one size are seeds, 'min' when they differ in schedule")
         if self.bootstrap_scheme not in SCHEMES:
             raise ValueError(f"bootstrap_scheme must be one of {SCHEMES}, got "
                              f"{self.bootstrap_scheme!r}; use 'runs' (whole curves)")
@@ -153,6 +160,7 @@ class Analysis:
             elif name == "frontier":
                 env = fit.envelope
                 entry.update(num_models=fit.num_models, rule=self.options.frontier_points,
+                             pool=self.options.pool,
                              not_identified=frontier_issues(fit.num_models, fit.a),
                              points={"C": fit.points_C.tolist(), "N": fit.points_N.tolist()},
                              optimal_N=sorted({float(c.curve_N[i])
@@ -186,10 +194,11 @@ def _parametric(curves: Curves, opts: FitOptions, init=None) -> ParametricFit:
 
 def _fit_all(curves: Curves, opts: FitOptions, res: Analysis) -> None:
     law = res.law_curves if res.law_curves is not None else curves
-    env = envelope(curves, num_grid=opts.num_grid, smooth=opts.smooth)
+    env = envelope(curves, num_grid=opts.num_grid, smooth=opts.smooth, pool=opts.pool)
     if "frontier" in opts.methods:
         try:
-            res.frontier = fit_frontier(curves, env=env, points=opts.frontier_points)
+            res.frontier = fit_frontier(curves, env=env, points=opts.frontier_points,
+                                        pool=opts.pool)
         except FitError as e:
             res.skipped["frontier"] = str(e)
     try:
@@ -203,7 +212,7 @@ def _fit_all(curves: Curves, opts: FitOptions, res: Analysis) -> None:
             res.skipped["parametric"] = str(e)
     if "isoflop" in opts.methods:
         try:
-            res.isoflop = fit_isoflop(law, smooth=opts.smooth)
+            res.isoflop = fit_isoflop(law, smooth=opts.smooth, pool=opts.pool)
         except FitError as e:
             res.skipped["isoflop"] = str(e)
 
@@ -262,13 +271,14 @@ def _bootstrap_all(curves, opts, res, progress) -> None:
     runs = {}
     if res.frontier is not None:
         runs["frontier"] = lambda: bootstrap(curves, lambda c: fit_frontier(
-            c, num_grid=opts.num_grid, smooth=opts.smooth,
-            points=opts.frontier_points).coefficients(), progress=cb("frontier"), **kw)
+            c, num_grid=opts.num_grid, smooth=opts.smooth, points=opts.frontier_points,
+            pool=opts.pool).coefficients(), progress=cb("frontier"), **kw)
     if res.loss_prediction is not None:
         lp = res.loss_prediction
         init = (lp.c0 * math.exp(-lp.c * np.log(curves.C).mean()), lp.c, lp.E)
         runs["loss_prediction"] = lambda: bootstrap(curves, lambda c: fit_loss_prediction(
-            c, num_grid=opts.num_grid, smooth=opts.smooth, init=init).coefficients(),
+            c, num_grid=opts.num_grid, smooth=opts.smooth, init=init,
+            pool=opts.pool).coefficients(),
             progress=cb("loss_prediction"), **kw)
     if res.parametric is not None and opts.parametric_loss == "huber":
         runs["parametric"] = lambda: bootstrap_huber(law, res.parametric,
@@ -282,7 +292,7 @@ def _bootstrap_all(curves, opts, res, progress) -> None:
             progress=cb("parametric"), **kw)
     if res.isoflop is not None:
         runs["isoflop"] = lambda: bootstrap(
-            law, lambda c: fit_isoflop(c, smooth=opts.smooth).coefficients(),
+            law, lambda c: fit_isoflop(c, smooth=opts.smooth, pool=opts.pool).coefficients(),
             progress=cb("isoflop"), **kw)
     for name, run in runs.items():
         try:

@@ -24,6 +24,42 @@ logger = logging.getLogger(__name__)
 FRONTIER_POINTS = ("vertex", "grid", "midpoint")
 """Frontier regression rules of :func:`fit_frontier`, the default first."""
 
+POOLS = ("mean", "min")
+"""How runs of one model size are pooled at a compute value, the default first: ``mean`` of
+their log losses (runs of one size are seeds, as under a constant learning rate; a run drawn
+twice by the bootstrap counts twice) or ``min`` (runs of one size differ in their schedules, as
+in Hoffmann's Method 1 with cosine schedules of several lengths, whose envelope takes the best)."""
+
+
+def pool_sizes(log_loss: np.ndarray, log_n: np.ndarray, pool: str = "mean"
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pool the rows of ``log_loss`` (one per curve, inf where a curve is absent) by model size.
+
+    Args:
+        log_loss: (num_curves, G) log losses.
+        log_n: (num_curves,) log model sizes.
+        pool: ``"mean"`` over the runs of a size that reach a column, or ``"min"`` (see
+            :data:`POOLS`).
+
+    Returns:
+        ``(sizes, which, M)``: the distinct log sizes (ascending), the size index of each curve,
+        and the (num_sizes, G) pooled log losses (inf where no run of a size is present).
+    """
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+    sizes, which = np.unique(np.round(log_n, 9), return_inverse=True)
+    M = np.full((sizes.size, log_loss.shape[1]), np.inf)
+    if pool == "min":
+        np.minimum.at(M, which, log_loss)
+        return sizes, which, M
+    have = np.isfinite(log_loss)
+    total = np.zeros_like(M)
+    count = np.zeros_like(M)
+    np.add.at(total, which, np.where(have, log_loss, 0.0))
+    np.add.at(count, which, have)
+    np.divide(total, count, out=M, where=count > 0)
+    return sizes, which, M
+
 
 @dataclass(frozen=True)
 class Envelope:
@@ -32,7 +68,8 @@ class Envelope:
     Attributes:
         C: compute grid (FLOPs, (G,)).
         L: lowest interpolated loss at each grid point (NaN where no curve reaches it), (G,).
-        winner: index of the curve with that loss (-1 where none), (G,).
+        winner: index of a curve of the size with that loss, the runs of a size pooled (-1
+            where none), (G,).
         N: model size of the winner (NaN where none), (G,).
         bracketed: the winner beat both a smaller and a larger model there, (G,).
     """
@@ -79,8 +116,12 @@ def interpolate_curves(curves: Curves, C, *, smooth: int = 0) -> np.ndarray:
     return np.exp(_loss_matrix(interp, np.log(np.asarray(C, dtype=np.float64))))
 
 
-def envelope(curves: Curves, *, num_grid: int = 1000, smooth: int = 0) -> Envelope:
+def envelope(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
+             pool: str = "mean") -> Envelope:
     """Lower envelope of all curves, interpolated in log-log on ``num_grid`` compute values.
+
+    Runs of one model size are pooled first (``pool``, see :data:`POOLS`), so seeds of one
+    size compete as one curve, not as several draws of the noise.
 
     Args:
         curves: the points.
@@ -88,20 +129,24 @@ def envelope(curves: Curves, *, num_grid: int = 1000, smooth: int = 0) -> Envelo
             (Hoffmann used 1,500).
         smooth: if > 1, average each curve's log loss over this many neighbouring points first
             (use with noisy curves, e.g. 5).
+        pool: how runs of one size are pooled: ``"mean"`` (seeds) or ``"min"`` (schedules).
     """
     interp = [_curve_loglog(curves, i, sl, smooth) for i, sl in enumerate(curves.curve_slices())]
     lo = min(c[0] for c, _ in interp)
     hi = max(c[-1] for c, _ in interp)
     grid = np.linspace(lo, hi, num_grid)
-    loss = _loss_matrix(interp, grid)
-    covered = np.isfinite(loss)
-    any_cov = covered.any(axis=0)
-    winner = np.where(any_cov, np.argmin(loss, axis=0), -1)
     logn = np.log(curves.curve_N)
+    sizes, which, M = pool_sizes(_loss_matrix(interp, grid), logn, pool)
+    covered = np.isfinite(M)
+    any_cov = covered.any(axis=0)
+    k = np.argmin(M, axis=0)
+    first = np.array([np.flatnonzero(which == j)[0] for j in range(sizes.size)])
+    winner = np.where(any_cov, first[k], -1)  # a curve of the winning size stands for it
     wn = np.where(any_cov, logn[np.maximum(winner, 0)], np.nan)
-    smaller = (covered & (logn[:, None] < wn[None, :] - 1e-9)).any(axis=0)
-    larger = (covered & (logn[:, None] > wn[None, :] + 1e-9)).any(axis=0)
-    best = np.where(any_cov, loss.min(axis=0), np.nan)
+    rows = np.arange(sizes.size)[:, None]
+    smaller = (covered & (rows < k)).any(axis=0)
+    larger = (covered & (rows > k)).any(axis=0)
+    best = np.where(any_cov, M.min(axis=0), np.nan)
     return Envelope(C=np.exp(grid), L=np.exp(best), winner=winner, N=np.exp(wn),
                     bracketed=any_cov & smaller & larger)
 
@@ -137,7 +182,8 @@ class FrontierFit:
 
 
 def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
-                 points: str = "vertex", env: Envelope | None = None) -> FrontierFit:
+                 points: str = "vertex", env: Envelope | None = None,
+                 pool: str = "mean") -> FrontierFit:
     """Fit ``N_opt = a0 C^a``, ``D_opt = b0 C^b`` by least squares in log space on the frontier.
 
     Args:
@@ -152,7 +198,8 @@ def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
             Method 1 as described; the staircase of a few sizes biases the slope).
             ``"midpoint"``: one point per optimal size at the log-centre of the compute range
             where it is optimal (biased when the data's ends cut those ranges short).
-        env: a precomputed envelope of ``curves``.
+        env: a precomputed envelope of ``curves`` (made with the same ``pool``).
+        pool: how runs of one size are pooled (see :data:`POOLS`).
 
     Raises:
         FitError: when the curves do not overlap enough for two models to be optimal at
@@ -160,9 +207,9 @@ def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
     """
     if points not in FRONTIER_POINTS:
         raise ValueError(f"points must be one of {FRONTIER_POINTS}, got {points!r}")
-    env = envelope(curves, num_grid=num_grid, smooth=smooth) if env is None else env
+    env = envelope(curves, num_grid=num_grid, smooth=smooth, pool=pool) if env is None else env
     mask = env.bracketed
-    winners = np.unique(env.winner[mask])
+    winners = np.unique(np.round(np.log(env.N[mask]), 9))  # sizes, not runs
     num_sizes = np.unique(np.round(np.log(curves.curve_N), 9)).size
     if winners.size < 2:
         if num_sizes < 4:
@@ -181,9 +228,9 @@ def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
                        f"but {why}. {fix}, or use the parametric fit (--method parametric)")
     logc, logn = np.log(env.C[mask]), np.log(env.N[mask])
     if points == "vertex":
-        logc, logn = _vertex_log_n(curves, env.C[mask], smooth)
+        logc, logn = _vertex_log_n(curves, env.C[mask], smooth, pool)
     elif points == "midpoint":
-        w = env.winner[mask]
+        w = np.round(logn, 9)
         logc = np.array([logc[w == i].mean() for i in winners])
         logn = np.array([logn[w == i][0] for i in winners])
     a, loga0 = np.polyfit(logc, logn, 1)
@@ -201,21 +248,19 @@ def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
                        envelope=env)
 
 
-def _vertex_log_n(curves: Curves, C: np.ndarray, smooth: int) -> tuple[np.ndarray, np.ndarray]:
+def _vertex_log_n(curves: Curves, C: np.ndarray, smooth: int, pool: str = "mean"
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Log N_opt at each compute in ``C`` from a parabola through three neighbouring sizes.
 
     At each compute the log losses of the best size and of the nearest smaller and larger sizes
-    that reach it (runs of one size pooled by their lowest loss) define a parabola in log N; its
+    that reach it (runs of one size pooled, see :data:`POOLS`) define a parabola in log N; its
     vertex, kept between the two neighbours, is log N_opt.
 
     Returns:
         ``(log C, log N_opt)`` at the computes where a smaller and a larger size are reached.
     """
     loss = np.log(interpolate_curves(curves, C, smooth=smooth))  # inf where a curve is absent
-    logn = np.log(curves.curve_N)
-    sizes, which = np.unique(np.round(logn, 9), return_inverse=True)
-    M = np.full((sizes.size, C.size), np.inf)
-    np.minimum.at(M, which, loss)
+    sizes, _, M = pool_sizes(loss, np.log(curves.curve_N), pool)
     rows = np.arange(sizes.size)[:, None]
     have = np.isfinite(M)
     k = np.argmin(M, axis=0)
@@ -269,8 +314,8 @@ LOSS_PREDICTION_BOUNDS = ([0.0, -1.0, 0.1], [np.inf, 1.0, np.inf])
 
 
 def fit_loss_prediction(curves: Curves, *, env: Envelope | None = None, num_grid: int = 1000,
-                        smooth: int = 0, init: tuple[float, float, float] | None = None
-                        ) -> LossPrediction:
+                        smooth: int = 0, init: tuple[float, float, float] | None = None,
+                        pool: str = "mean") -> LossPrediction:
     """Fit ``L_opt(C) = c0 C^-c + E`` with ``curve_fit`` on the envelope's grid points.
 
     Only the uncensored (bracketed) part of the envelope is used when it has at least 4 grid
@@ -285,7 +330,7 @@ def fit_loss_prediction(curves: Curves, *, env: Envelope | None = None, num_grid
     Raises:
         FitError: when ``curve_fit`` does not converge.
     """
-    env = envelope(curves, num_grid=num_grid, smooth=smooth) if env is None else env
+    env = envelope(curves, num_grid=num_grid, smooth=smooth, pool=pool) if env is None else env
     ok = env.bracketed if env.bracketed.sum() >= 4 else np.isfinite(env.L)
     if ok.sum() < 4:
         raise FitError("loss prediction needs at least 4 points on the envelope; log more points "

@@ -6,12 +6,13 @@ Then ``N_opt = a0 C^a`` by least squares in log space and ``D_opt = C / (6 N_opt
 
 Budgets: the designed budgets of a sweep that trains several sizes to the same FLOPs are found
 by clustering each run's *final* compute in log space (values within 10% of their neighbour join
-one cluster, so a budget that runs missed by a few percent is not split in two); each cluster of
-three or more runs is a budget, at the geometric mean of its members. Curves that hold several
+one cluster, so a budget that runs missed by a few percent is not split in two); each cluster
+holding runs of three or more model sizes is a budget (seeds of one size, which end together,
+count once), at the geometric mean of its members. Curves that hold several
 budgets as separate points (a CSV of final losses with one curve per size) contribute every point
 when they have at most ``10`` points. With at least two such budgets they are used, each curve's
 loss taken at its point nearest the budget (within the cluster); otherwise ``num_budgets``
-log-spaced budgets where at least three curves overlap, with losses interpolated along each
+log-spaced budgets where curves of at least three sizes overlap, with losses interpolated along each
 curve. :class:`IsoflopFit` reports the budgets found and the budgets used.
 """
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scaling.laws.data import Curves, FitError
-from scaling.laws.frontier import interpolate_curves
+from scaling.laws.frontier import interpolate_curves, pool_sizes
 
 _CLUSTER_GAP = math.log(1.1)  # neighbouring log final computes closer than this: one budget
 _MAX_POINTS_SHARED = 10
@@ -53,7 +54,8 @@ def _shared_budgets(curves: Curves) -> tuple[np.ndarray, np.ndarray]:
 
     Candidates are every run's final compute, and every point of runs with at most
     ``_MAX_POINTS_SHARED`` points; candidates are clustered in log space by single linkage with
-    gap ``_CLUSTER_GAP``, and clusters holding three or more distinct runs are budgets.
+    gap ``_CLUSTER_GAP``, and clusters holding runs of three or more distinct model sizes are
+    budgets.
     """
     lc_all = np.log(curves.C)
     idx = []
@@ -62,11 +64,11 @@ def _shared_budgets(curves: Curves) -> tuple[np.ndarray, np.ndarray]:
         idx.extend(range(sl.start, sl.stop) if n <= _MAX_POINTS_SHARED else [sl.stop - 1])
     idx = np.array(idx, dtype=np.int64)
     order = np.argsort(lc_all[idx])
-    lc, run = lc_all[idx][order], curves.run[idx][order]
+    lc, size = lc_all[idx][order], np.round(np.log(curves.N[idx][order]), 9)
     breaks = np.flatnonzero(np.diff(lc) > _CLUSTER_GAP) + 1
     budgets, widths = [], []
     for g in np.split(np.arange(lc.size), breaks):
-        if np.unique(run[g]).size >= 3:
+        if np.unique(size[g]).size >= 3:
             centre = lc[g].mean()
             budgets.append(math.exp(centre))
             widths.append(float(np.max(np.abs(lc[g] - centre))) + 1e-9)
@@ -74,10 +76,12 @@ def _shared_budgets(curves: Curves) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_isoflop(curves: Curves, *, num_budgets: int = 8, smooth: int = 0,
-                window: int = 2) -> IsoflopFit:
+                window: int = 2, pool: str = "mean") -> IsoflopFit:
     """Fit Method 2 on shared or interpolated FLOP budgets.
 
-    At each budget the parabola is fitted to the best model and ``window`` sizes on each side.
+    At each budget the parabola is fitted to the best model and ``window`` sizes on each side;
+    runs of one size are pooled first (``pool``: ``"mean"`` of their log losses for seeds, or
+    ``"min"``; see :data:`scaling.laws.frontier.POOLS`).
 
     Raises:
         FitError: when fewer than two budgets have an interior loss minimum over model sizes.
@@ -89,26 +93,28 @@ def fit_isoflop(curves: Curves, *, num_budgets: int = 8, smooth: int = 0,
         lo = np.log([s[0] for s in spans])
         hi = np.log([s[1] for s in spans])
         grid = np.linspace(lo.min(), hi.max(), 400)
-        count = ((lo[:, None] <= grid) & (grid <= hi[:, None])).sum(axis=0)
-        ok = grid[count >= 3]
+        reached = (lo[:, None] <= grid) & (grid <= hi[:, None])  # (curves, grid)
+        _, which = np.unique(np.round(np.log(curves.curve_N), 9), return_inverse=True)
+        by_size = np.zeros((which.max() + 1, grid.size), dtype=bool)
+        np.logical_or.at(by_size, which, reached)
+        ok = grid[by_size.sum(axis=0) >= 3]  # seeds of one size count once
         if ok.size == 0:
             raise FitError("IsoFLOP fit needs compute budgets reached by at least three model "
-                           "sizes, but no three curves overlap in compute; train longer or use "
-                           "the parametric fit (--method parametric)")
+                           "sizes, but no three sizes' curves overlap in compute; train longer "
+                           "or use the parametric fit (--method parametric)")
         budgets = np.exp(np.linspace(ok.min(), ok.max(), num_budgets))
     if shared:  # take each curve's point nearest the budget, within the budget's cluster
         loss = _nearest_losses(curves, budgets, widths)
     else:
         loss = interpolate_curves(curves, budgets, smooth=smooth)
-    logn = np.log(curves.curve_N)
+    # Runs of one size (seeds, or a run drawn twice by the bootstrap) pool to one loss.
+    sizes, _, pooled = pool_sizes(np.log(loss), np.log(curves.curve_N), pool)
     keep_c, keep_n = [], []
     for k, C in enumerate(budgets):
-        have = np.isfinite(loss[:, k])
-        # Runs of one size (seeds, or a run drawn twice by the bootstrap) pool to their mean.
-        x, inv = np.unique(np.round(logn[have], 9), return_inverse=True)
+        have = np.isfinite(pooled[:, k])
+        x, L = sizes[have], np.exp(pooled[have, k])
         if x.size < 3:
             continue
-        L = np.bincount(inv, loss[have, k]) / np.bincount(inv)
         j = int(np.argmin(L))
         if j == 0 or j == x.size - 1:
             continue  # the minimum is at the smallest or largest size reached: censored

@@ -18,7 +18,7 @@ def optimal_compute(N, E: float, A: float, B: float, alpha: float, beta: float) 
 
 def synthetic_curves(sizes=None, *, law: dict | None = None, points_per_curve: int = 25,
                      span: tuple[float, float] = (1 / 30, 10.0), spans=None,
-                     noise: float = 0.0, seed: int = 0) -> Curves:
+                     noise: float = 0.0, seed: int | list[int] = 0) -> Curves:
     """Training curves ``L = E + A/N^alpha + B/D^beta`` for a ladder of model sizes.
 
     Each model is logged at ``points_per_curve`` log-spaced compute values from ``span[0]`` to
@@ -54,18 +54,26 @@ def synthetic_curves(sizes=None, *, law: dict | None = None, points_per_curve: i
     return make_curves(N, D, L)
 
 
-def truncated_ladder(k: int, seed: int, *, noise: float = 0.01, points: int = 100) -> Curves:
+def truncated_ladder(k: int, seed: int, *, noise: float = 0.01, points: int = 100,
+                     seeds: int = 1) -> Curves:
     """``k`` sizes three times apart whose first and last runs are cut short, as in real studies.
 
     Every run spans 1/30 to 10 times its compute-optimal budget, except the smallest, which
     starts late (from 1/3 of it, to 3 times), and the largest, which stops at its optimum; so
     the compute ranges where the first and last optimal sizes win are cut short by the data's
     ends. ``noise`` is the standard deviation of the multiplicative noise on each point.
+    ``seeds`` runs of every size (curves named ``N=<size>/seed<i>``) draw their noise
+    independently, as training seeds do.
     """
     spans = [(1 / 30, 10.0)] * k
     spans[0], spans[-1] = (1 / 3, 3.0), (1 / 30, 1.0)
-    return synthetic_curves(np.geomspace(2e7, 2e7 * 3.0 ** (k - 1), k), spans=spans,
-                            noise=noise, seed=seed, points_per_curve=points)
+    sizes = np.geomspace(2e7, 2e7 * 3.0 ** (k - 1), k)
+    runs = [synthetic_curves(sizes, spans=spans, noise=noise, points_per_curve=points,
+                             seed=seed if seeds == 1 else [seed, i]) for i in range(seeds)]
+    if seeds == 1:
+        return runs[0]
+    names = [f"N={n:.3g}/seed{i}" for i, c in enumerate(runs) for n in c.N]
+    return make_curves(*(np.concatenate([getattr(c, x) for c in runs]) for x in "NDL"), names)
 
 
 def a_error_bound(curves: Curves, noise: float, law: dict | None = None) -> float:
