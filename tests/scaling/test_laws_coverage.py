@@ -15,11 +15,15 @@ A_TRUE = EPOCH_LAW["beta"] / (EPOCH_LAW["alpha"] + EPOCH_LAW["beta"])
 
 
 @pytest.mark.slow
-def test_whole_run_interval_covers_truth_in_90_percent_of_50_draws():
-    """The target: the 95% whole-run interval of a covers the truth in >= 45 of 50 draws."""
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_whole_run_interval_covers_truth_in_90_percent_of_50_draws(seeds):
+    """The target: the 95% whole-run interval of a covers the truth in >= 45 of 50 draws.
+
+    Also with three seeds per size, where drawing whole runs varies the seeds a size keeps.
+    """
     covered, widths = 0, []
     for seed in range(50):
-        c = truncated_ladder(6, seed, points=10)
+        c = truncated_ladder(6, seed, points=10, seeds=seeds)
         fit = fit_huber(c, num_starts=2)
         boot = bootstrap_huber(c, fit, num=100, seed=seed)
         assert boot.scheme == "runs"
