@@ -248,8 +248,10 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
             lines.append(f"| {label} | {k} | {_fmt(entry[k])} | {interval} |")
     details = []
     if fr.get("status") == "ok" and "rule" in fr:
-        details.append(f"- **frontier**: rule `{fr['rule']}`, {fr['num_models']} sizes optimal "
-                       f"at bracketed compute"
+        how = {"mean": "mean log loss", "min": "lowest loss"}.get(fr.get("pool"))
+        pool = f", runs of one size pooled by their {how}" if how else ""
+        details.append(f"- **frontier**: rule `{fr['rule']}`{pool}, {fr['num_models']} sizes "
+                       f"optimal at bracketed compute"
                        + (f"; not identified: {'; '.join(fr['not_identified'])}"
                           if fr.get("not_identified") else ""))
     iso = fit.get("isoflop", {})

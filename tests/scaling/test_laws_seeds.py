@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scaling.fitting import table_markdown
 from scaling.laws.analysis import FitOptions, analyze
 from scaling.laws.frontier import envelope, fit_frontier, pool_sizes
 from scaling.laws.isoflop import _shared_budgets, fit_isoflop
@@ -90,5 +91,6 @@ def test_fit_json_states_the_pooling():
                                 extrapolation=False, pool="min"))
     out = res.to_json()
     assert out["options"]["pool"] == "min" and out["frontier"]["pool"] == "min"
+    assert "runs of one size pooled by their lowest loss" in table_markdown(out)
     with pytest.raises(ValueError, match="pool must be one of"):
         FitOptions(pool="max")
