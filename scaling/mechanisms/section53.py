@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from offline_data.atomic import write_text_atomic
 from offline_data.defaults import DEFAULTS
 from scaling.mechanisms.common import estimate, pearson
-from scaling.plots import save_figure
+from scaling.mechanisms.section53_report import PAPER_R, figure, identified, write_report
 from scaling.study.spec import (
     DatasetSpec,
     FitSpec,
@@ -41,8 +40,6 @@ from scaling.study.spec import (
 from worldmodels.run_metrics import read_metrics
 
 logger = logging.getLogger(__name__)
-
-PAPER_R = 0.61
 
 
 @dataclass
@@ -88,7 +85,7 @@ class Section53Config:
             raise ValueError(f"a frontier fit needs at least 3 sizes, got {list(self.sizes)}")
 
 
-QUICK = {"tokens_per_frame": (16, 36, 64), "sizes": ("s10k", "s30k", "s100k"), "seeds": (0,),
+QUICK = {"tokens_per_frame": (16, 36, 64), "sizes": ("s10k", "s30k", "s100k"), "seeds": (0, 1),
          "flops": 5e9, "study_flops": 6e10, "tokens_per_update": 512, "tokenizer_steps": 30,
          "codebook_size": 64, "bootstrap": 20, "episodes": 6}
 
@@ -120,14 +117,19 @@ def study_spec(cfg: Section53Config, k: int, seed: int, quick: bool):
     )
 
 
-def _coefficient(fit: dict) -> tuple[str, float, float, float]:
-    """(method, a, low, high) from a fit.json: frontier when it succeeded, else parametric."""
+def coefficient(fit: dict) -> dict:
+    """The coefficient a fit.json gives: ``method``, ``a``, ``a_ci`` and ``not_identified``.
+
+    The frontier fit when it succeeded, else the parametric one (``method`` ``"none"`` when
+    neither did).
+    """
     for method in ("frontier", "parametric"):
         f = fit.get(method, {})
         if f.get("status") == "ok":
             lo, hi = f.get("ci", {}).get("a", [math.nan, math.nan])
-            return method, float(f["a"]), float(lo), float(hi)
-    return "none", math.nan, math.nan, math.nan
+            return {"method": method, "a": float(f["a"]), "a_ci": [float(lo), float(hi)],
+                    "not_identified": list(f.get("not_identified") or [])}
+    return {"method": "none", "a": math.nan, "a_ci": [math.nan, math.nan], "not_identified": []}
 
 
 def run(cfg: Section53Config, quick: bool = False, command: str = "") -> dict:
@@ -136,24 +138,60 @@ def run(cfg: Section53Config, quick: bool = False, command: str = "") -> dict:
     from scaling.study.runner import run_study  # torch, gymnasium
     from scaling.study.steps import fit_dir  # gymnasium
 
-    rows = []
+    rows, pooled = [], []
     for k in cfg.tokens_per_frame:
+        specs = []
         for seed in cfg.seeds:
             spec = study_spec(cfg, k, seed, quick)
+            specs.append(spec)
             run_study(spec, stages=("dataset", "tokenizer", "sweep", "fit"))
             fit = json.loads((fit_dir(spec, "wm-token") / "fit.json").read_text())
-            method, a, lo, hi = _coefficient(fit)
+            coef = coefficient(fit)
             # The repeats share the first repeat's tokenizer.
             summary = Path(cfg.out) / f"k{k}-seed{cfg.seeds[0]}" / "tokenizer" / "summary.json"
             psnr = (json.loads(summary.read_text()).get("val/psnr") if summary.is_file()
                     else None)
-            rows.append({"tokens_per_frame": k, "seed": seed, "method": method, "a": a,
-                         "a_ci": [lo, hi], "tokenizer_psnr": psnr,
+            rows.append({"tokens_per_frame": k, "seed": seed, **coef, "tokenizer_psnr": psnr,
                          "passes": _max_passes(spec.study_dir, cfg.sizes, seed),
                          "data_limit": data_limit_note(spec.study_dir, "wm-token"),
-                         "reason": None if method != "none" else
+                         "reason": None if coef["method"] != "none" else
                          fit.get("error") or fit.get("frontier", {}).get("reason")})
-    return analyze(cfg, rows, command)
+        if len(specs) > 1:
+            pooled.append(_pooled_fit(cfg, k, specs))
+    return analyze(cfg, rows, command, pooled)
+
+
+def _pooled_fit(cfg: Section53Config, k: int, specs) -> dict:
+    """One fit of every repeat's runs at ``d_z = k``, with a whole-run interval.
+
+    The repeats' runs of one size are pooled as seeds (the mean of their log losses), and each
+    refit draws whole runs from all of them, so its interval holds the spread between repeats
+    that the per-repeat fits (points resampled within fixed runs) leave out.
+    """
+    from scaling.study.adapters.fits import fit_runs  # scipy
+    from scaling.study.steps import plan_runs  # gymnasium
+    from scaling.study.sweep import collect_results
+
+    dirs, first = [], {}
+    for spec in specs:
+        runs = plan_runs(spec)
+        dirs += collect_results(runs, "wm-token")
+        first.update({r.name: r.budget_tokens for r in runs})
+    out = Path(cfg.out) / "report" / f"k{k}-repeats"
+    fit_spec = FitSpec(bootstrap=cfg.bootstrap, bootstrap_scheme="runs")
+    try:
+        fit = fit_runs(dirs, out, fit_spec, title=f"d_z = {k}, {len(specs)} repeats",
+                       reference=first)
+    except ValueError as e:
+        return {"tokens_per_frame": k, **coefficient({}), "runs": len(dirs), "reason": str(e)}
+    coef = coefficient(fit)
+    boot = fit.get(coef["method"], {}).get("bootstrap", {})
+    reason = None
+    if coef["method"] == "none":
+        reason = "; ".join(f"{m}: {fit[m].get('reason')}" for m in ("frontier", "parametric")
+                           if fit.get(m, {}).get("reason"))
+    return {"tokens_per_frame": k, **coef, "runs": len(dirs), "reason": reason,
+            "failed_refits": boot.get("num_failed"), "refits": boot.get("num")}
 
 
 def _max_passes(study_dir: Path, sizes, seed: int) -> float | None:
@@ -165,14 +203,18 @@ def _max_passes(study_dir: Path, sizes, seed: int) -> float | None:
     return max(passes) if passes else None
 
 
-def analyze(cfg: Section53Config, rows: list[dict], command: str) -> dict:
-    """Correlation and slope of ``a`` against ``log d_z`` with bootstrap intervals; report."""
-    ok = [r for r in rows if math.isfinite(r["a"])]
+def analyze(cfg: Section53Config, rows: list[dict], command: str,
+            pooled: list[dict] | None = None) -> dict:
+    """Correlation and slope of ``a`` against ``log d_z`` over the identified fits; report.
+
+    ``pooled``: one fit per d_z of every repeat's runs (:func:`_pooled_fit`), reported beside.
+    """
+    ok = [r for r in rows if identified(r)]
     k = np.array([r["tokens_per_frame"] for r in ok], dtype=np.float64)
     a = np.array([r["a"] for r in ok], dtype=np.float64)
     # R on ln d_z, the x of the slope below (d_z is spaced geometrically)
-    result = {"rows": rows, "R": pearson(np.log(k), a) if k.size else math.nan,
-              "paper_R": PAPER_R}
+    R = pearson(np.log(k), a) if k.size >= 2 and np.ptp(k) > 0 else math.nan
+    result = {"rows": rows, "R": R, "paper_R": PAPER_R, "pooled": pooled or []}
     if len(ok) >= 3 and np.ptp(k) > 0:
         x = np.log(k)
         slope = float(np.polyfit(x, a, 1)[0])
@@ -185,96 +227,16 @@ def analyze(cfg: Section53Config, rows: list[dict], command: str) -> dict:
         result["slope_per_log_dz"] = estimate(slope, np.array(boot))
     out = Path(cfg.out) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    _figure(ok, result, out / "figure16.png")
-    _report(cfg, result, out, command)
+    figure(rows, result, out / "figure16.png")
+    write_report(cfg, result, out, command)
     s = result.get("slope_per_log_dz")
-    return {"report": str(out / "report.md"), "R (ours)": f"{result['R']:.2f}",
+    return {"report": str(out / "report.md"),
+            "R (ours)": f"{R:.2f}" if math.isfinite(R) else "none (too few identified fits)",
             "R (paper)": f"{PAPER_R:.2f}",
-            "slope of a per ln(d_z)": s.fmt(3) if s is not None else "not enough fits",
-            "fits": ", ".join(f"d_z={r['tokens_per_frame']} seed {r['seed']}: "
-                              f"{r['a']:.2f} ({r['method']})" for r in rows)}
-
-
-def _figure(rows: list[dict], result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
-    for r in rows:
-        lo, hi = r["a_ci"]
-        color = "C0" if r["method"] == "frontier" else "C1"
-        ax.plot(r["tokens_per_frame"], r["a"], "o", color=color)
-        if math.isfinite(lo) and math.isfinite(hi):
-            # the interval as it is: a percentile bootstrap interval need not contain the value
-            ax.plot([r["tokens_per_frame"]] * 2, [lo, hi], "_-", color=color, ms=8)
-    ax.set(xscale="log", xlabel="tokens per frame $d_z$",
-           ylabel="optimal model-size coefficient $a$",
-           title=f"$N_{{opt}} \\propto C^a$ vs compression (R on ln $d_z$ = {result['R']:.2f})")
-    ax.plot([], [], "o", color="C0", label="frontier fit")
-    ax.plot([], [], "o", color="C1", label="parametric fit (no overlap)")
-    ax.legend(fontsize=8)
-    save_figure(fig, path)
-
-
-def _verdict(slope, values: int) -> str:
-    """What the slope of a on ln d_z shows, from fits at ``values`` distinct d_z."""
-    if slope is None:
-        return "not enough successful fits for an interval"
-    if slope.low <= 0 <= slope.high:
-        return "not significant: the interval of the slope includes 0"
-    direction = "a rises with d_z" if slope.low > 0 else "a falls with d_z"
-    if values < 3:
-        return (f"{direction} between the two values of d_z with a fit, interval excludes no "
-                "effect; a trend over d_z is not tested (fits at 3 values at least are needed)")
-    if slope.low > 0:
-        return "reproduced: a rises with d_z, interval excludes no effect"
-    return "opposite direction, interval excludes no effect"
-
-
-def _report(cfg: Section53Config, result: dict, out: Path, command: str) -> None:
-    s = result.get("slope_per_log_dz")
-    verdict = _verdict(s, len({r["tokens_per_frame"] for r in result["rows"]
-                                if math.isfinite(r["a"])}))
-    lines = ["# Section 5.3: tokens per frame vs the optimal model-size coefficient", "",
-             "One VQ-VAE per tokens-per-frame value, a WM-Token ladder per tokenizer under the "
-             f"frontier-seeking budget protocol (every size starts at {cfg.flops:.3g} FLOPs; "
-             f"runs are extended until neighbouring sizes cross, within {cfg.study_flops:.3g} "
-             "FLOPs per ladder and 4 passes over the data), a frontier fit per (tokenizer, "
-             "repeat) (parametric where curves do not overlap), 95% bootstrap intervals.", "",
-             f"Regenerate: `{command}`", "",
-             "| d_z | repeat | method | a | 95% CI | tokenizer PSNR (dB) | most passes over data |",
-             "|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        lo, hi = r["a_ci"]
-        ci = "—" if not math.isfinite(lo) else f"[{lo:.2f}, {hi:.2f}]"
-        a = "—" if not math.isfinite(r["a"]) else f"{r['a']:.2f}"
-        psnr = r["tokenizer_psnr"]
-        passes = r.get("passes")
-        lines.append(f"| {r['tokens_per_frame']} | {r['seed']} | {r['method']} | {a} | {ci} | "
-                     f"{'—' if psnr is None else f'{psnr:.1f}'} | "
-                     f"{'—' if passes is None else f'{passes:.1f}'} |")
-    lines += ["", f"Correlation of a with ln d_z: R = {result['R']:.2f} (paper: {PAPER_R}). "
-              f"Slope of a per ln(d_z): {s.fmt(3) if s else '—'}: {verdict}.", ""]
-    for r in result["rows"]:
-        if r["method"] == "none" and r.get("reason"):
-            lines += [f"No fit at d_z = {r['tokens_per_frame']}, repeat {r['seed']}: "
-                      f"{r['reason']}", ""]
-        if r.get("data_limit"):
-            lines += [f"d_z = {r['tokens_per_frame']}, repeat {r['seed']}: {r['data_limit']}", ""]
-    many = sorted({r["tokens_per_frame"] for r in result["rows"] if (r.get("passes") or 0) > 4})
-    if many:
-        lines += [f"At d_z = {', '.join(map(str, many))} the smallest models make more than 4 "
-                  "passes over the data at this compute, beyond the infinite-data regime the "
-                  "paper's fits assume; more episodes (`--dataset` of a larger collection) "
-                  "remove that caveat.", ""]
-    lines += ["![Figure 16](figure16.png)", ""]
-    write_text_atomic(out / "report.md", "\n".join(lines))
-    payload = {**result, "verdict": verdict}
-    if s is not None:
-        payload["slope_per_log_dz"] = s.to_json()
-    write_text_atomic(out / "results.json", json.dumps(payload, indent=2, default=str))
+            "slope of a per ln(d_z)": s.fmt(3) if s is not None else "not enough identified fits",
+            "fits": ", ".join(f"d_z={r['tokens_per_frame']} seed {r['seed']}: {r['a']:.2f} "
+                              f"({r['method']}{'' if identified(r) else ', not identified'})"
+                              for r in rows)}
 
 
 def run_cli(args, command: str) -> dict:

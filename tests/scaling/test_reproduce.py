@@ -179,10 +179,19 @@ def test_section53_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "section-5.3"
     assert main(["reproduce", "section-5.3", "--quick", "--out", str(out), "--workers", "1"]) == 0
     results = json.loads((out / "report" / "results.json").read_text())
-    assert [r["tokens_per_frame"] for r in results["rows"]] == [16, 36, 64]
+    assert [r["tokens_per_frame"] for r in results["rows"]] == [16, 16, 36, 36, 64, 64]
     for r in results["rows"]:
         assert r["method"] in ("frontier", "parametric", "none")
         assert r["method"] != "none" or r["reason"]
+    # the two repeats fitted together: six runs per d_z, whole runs resampled
+    assert [p["tokens_per_frame"] for p in results["pooled"]] == [16, 36, 64]
+    for p in results["pooled"]:
+        assert p["runs"] == 6 and (p["method"] != "none" or p["reason"])
+        if p["method"] != "none":
+            fit = json.loads((out / "report" / f"k{p['tokens_per_frame']}-repeats" /
+                              "fit.json").read_text())
+            assert fit["bootstrap"]["scheme"] == "runs"
+    assert "fitted together" in (out / "report" / "report.md").read_text()
     assert "R (ours)" in capsys.readouterr().out
     assert (out / "report" / "figure16.png").is_file()
 
@@ -203,3 +212,27 @@ def test_section53_claims_a_trend_only_from_three_values_of_d_z(tmp_path):
     analyze(cfg, [row(16, 0, 0.2), row(16, 1, 0.22), row(36, 0, 0.32), row(64, 1, 0.54)], "cmd")
     text = (tmp_path / "three" / "report" / "report.md").read_text()
     assert "reproduced: a rises with d_z" in text
+
+
+def test_section53_leaves_fits_at_their_bounds_out_of_the_trend(tmp_path):
+    from scaling.mechanisms.section53 import Section53Config, analyze
+
+    def row(k, seed, a, bound=False):
+        return {"tokens_per_frame": k, "seed": seed, "method": "parametric", "a": a,
+                "a_ci": [a - 0.05, a + 0.05], "tokenizer_psnr": 24.0, "passes": 2.0,
+                "data_limit": None, "reason": None,
+                "not_identified": ["E = 0 (the irreducible loss at its bound 0)"] if bound else []}
+
+    # the same rising values as the test above, but every fit has E at its bound
+    rows = [row(16, 0, 0.2, True), row(16, 1, 0.22, True), row(36, 0, 0.32, True),
+            row(64, 1, 0.54, True)]
+    summary = analyze(Section53Config(out=str(tmp_path / "bounds")), rows, "cmd")
+    text = (tmp_path / "bounds" / "report" / "report.md").read_text()
+    assert "reproduced" not in text and "0 of 4 fits are identified" in text
+    assert "d_z = 16, repeat 0: not identified, E = 0" in text
+    assert summary["slope of a per ln(d_z)"] == "not enough identified fits"
+    # one identified fit among them: still no trend from it alone
+    rows[2] = row(36, 0, 0.32)
+    analyze(Section53Config(out=str(tmp_path / "one")), rows, "cmd")
+    text = (tmp_path / "one" / "report" / "report.md").read_text()
+    assert "reproduced" not in text and "not tested" in text
