@@ -13,7 +13,8 @@ runs, repeat. :func:`plan_round` makes one round's decisions from the curves so 
   larger's, the smaller is extended to the larger's final compute; once it covers it, both are
   extended to a target compute: the crossing extrapolated from the trend of the gap between the
   curves, kept within ``growth`` and ``max_growth`` times the pair's largest compute (the larger
-  model is extended only where it has not reached that target).
+  model is extended only where it has not reached that target). A size whose curve is too short
+  to compare (fewer than two points) is extended to its neighbour's compute.
 - A pair stops when it has crossed, when the smaller model has *plateaued* (a line fitted to its
   points over the last two doublings of its compute falls by less than ``noise_sigmas`` standard
   errors per doubling, after at least ``min_plateau_steps`` optimizer steps; the larger is then
@@ -50,39 +51,20 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from scaling.study.budget_costs import (
+    RunCurve,
+    grid_floor_tokens,
+    next_grid_tokens,
+    run_cost,
+    spent,
+)
 from scaling.study.budget_curves import SMOOTH_POINTS, Size
-from worldmodels.train_utils import is_val_step, next_val_step
 
 REASONS = ("extended", "crossing", "plateau", "budget", "data limit", "waiting")
 """Why a run got its next budget: ``extended`` (it needs more compute), ``crossing`` (every pair
 it belongs to has crossed), ``plateau`` (its pair stopped on a plateau), ``budget`` (the study's
 budget cannot pay for the extension it needs), ``data limit`` (the extension would pass the
 data-pass limit) and ``waiting`` (not asked to move this round; a neighbour is catching up)."""
-
-
-@dataclass
-class RunCurve:
-    """One run's loss-vs-FLOPs curve so far and the facts the protocol needs about it."""
-
-    name: str  # run name (run directory name)
-    size: str  # size name; runs of one size with different seeds are pooled
-    params: int  # N
-    flops: list[float]  # C = 6ND of each logged point
-    loss: list[float]  # the loss at each point (train/loss_mean: averaged between points)
-    tokens: float  # D trained so far
-    inputs_per_update: int  # D per optimizer step (budgets are rounded to whole log-grid steps)
-    seed: int = 0  # training seed
-    train_items: float | None = None  # distinct training inputs (D units); None: unlimited
-    items_per_frame: int = 1  # inputs per frame (d_z + d_a for token models, 1 for BC-CNN)
-    seconds: float | None = None  # training seconds so far (needed for a seconds budget)
-
-    def __post_init__(self) -> None:
-        if len(self.flops) != len(self.loss):
-            raise ValueError(f"run {self.name}: {len(self.flops)} flops but {len(self.loss)} "
-                             "losses; give one loss per logged point")
-        if self.params <= 0 or self.inputs_per_update <= 0:
-            raise ValueError(f"run {self.name}: params={self.params} and inputs_per_update="
-                             f"{self.inputs_per_update} must be positive")
 
 
 @dataclass
@@ -215,40 +197,6 @@ def compare_pair(small: Size, large: Size, cfg: ProtocolConfig) -> PairResult:
 
 # ----- budgets -----
 
-def next_grid_tokens(tokens: float, inputs_per_update: int, val_points_per_decade: int) -> float:
-    """The smallest budget >= ``tokens`` that ends on a validation step of the trainer's grid."""
-    step = next_val_step(math.ceil(tokens / inputs_per_update - 1e-9), val_points_per_decade)
-    return float(step * inputs_per_update)
-
-
-def grid_floor_tokens(limit: float, inputs_per_update: int, val_points_per_decade: int,
-                      floor: float = 0.0) -> float:
-    """The largest budget <= ``limit`` on a validation step (``floor`` if none is above it)."""
-    capped = math.floor(limit / inputs_per_update) * inputs_per_update
-    while capped > floor and not is_val_step(int(capped // inputs_per_update),
-                                             val_points_per_decade):
-        capped -= inputs_per_update
-    return float(max(capped, floor))
-
-
-def run_cost(run: RunCurve, tokens: float, unit: str) -> float:
-    """Cost of training ``run`` from its current tokens to ``tokens``, in ``unit``."""
-    extra = max(0.0, tokens - run.tokens)
-    if unit == "flops":
-        return 6.0 * run.params * extra
-    if not run.seconds or not run.tokens:
-        raise ValueError(f"run {run.name} has no measured seconds; a seconds budget needs each "
-                         "run's training time (RunCurve.seconds)")
-    return extra * run.seconds / run.tokens
-
-
-def spent(runs: list[RunCurve], unit: str) -> float:
-    """Budget used so far by ``runs``."""
-    if unit == "flops":
-        return float(sum(6.0 * r.params * r.tokens for r in runs))
-    return float(sum(r.seconds or 0.0 for r in runs))
-
-
 def check_study_budget(first_round: float, cfg: ProtocolConfig) -> None:
     """Refuse a budget too small for the first round (every run at its initial budget)."""
     if cfg.budget < first_round:
@@ -277,7 +225,9 @@ def plan_round(curves: list[RunCurve], cfg: ProtocolConfig) -> RoundPlan:
     stop: dict[str, str] = {}  # size -> reason when no pair asks for more
     for small, large in zip(sizes, sizes[1:], strict=False):
         if not (small.valid and large.valid):
-            pairs.append(PairResult(small.name, large.name, "no overlap", 0.0))
+            p = PairResult(small.name, large.name, "no overlap", 0.0)
+            pairs.append(p)
+            _ask_for_points(small, large, p, want, cfg)
             continue
         p = compare_pair(small, large, cfg)
         pairs.append(p)
@@ -295,6 +245,31 @@ def plan_round(curves: list[RunCurve], cfg: ProtocolConfig) -> RoundPlan:
                     want.get(s.name, (0.0, ""))[0] < p.target_flops):
                 want[s.name] = (p.target_flops, why)
     return _grant(curves, sizes, pairs, want, stop, cfg)
+
+
+def _reached(size: Size) -> float:
+    """The compute every run of a size has reached (its seeds' smallest final C = 6ND)."""
+    return min(6.0 * r.params * r.tokens for r in size.runs)
+
+
+def _ask_for_points(small: Size, large: Size, p: PairResult, want: dict, cfg) -> None:
+    """A pair with a curve too short to compare: extend that size to its neighbour's compute.
+
+    A size whose runs logged fewer than two points (a large model's first budget of a few
+    updates) is never compared, so no pair would ever ask for it; without this its neighbours
+    would wait on it for good. Where both curves are too short, both grow by ``cfg.growth``.
+    """
+    short = [s for s in (small, large) if not s.valid]
+    if len(short) == 2:
+        target = max(_reached(small), _reached(large)) * cfg.growth
+    else:
+        other = large if short[0] is small else small
+        target = max(math.exp(other.hi), _reached(other))
+    p.target_flops = target
+    for s in short:
+        if _reached(s) < target * (1 - 1e-9) and want.get(s.name, (0.0, ""))[0] < target:
+            want[s.name] = (target, f"{s.name} has too few points to compare with "
+                                    f"{(large if s is small else small).name}")
 
 
 def _grant(curves, sizes, pairs, want, stop, cfg) -> RoundPlan:

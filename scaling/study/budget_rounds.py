@@ -25,15 +25,12 @@ from typing import Any
 
 from offline_data.atomic import write_text_atomic
 from offline_data.tokens import HEADER_NAME, TokenShards
+from scaling.study.budget_costs import RunCurve, grid_floor_tokens, next_grid_tokens, spent
 from scaling.study.budget_protocol import (
     COLLECTS,
     ProtocolConfig,
-    RunCurve,
     check_study_budget,
-    grid_floor_tokens,
-    next_grid_tokens,
     plan_round,
-    spent,
 )
 from scaling.study.paths import PROTOCOL_FILE, tokens_dir
 from scaling.study.sweep import DONE_FILE, RUN_SPEC_FILE, RunSpec, _diff

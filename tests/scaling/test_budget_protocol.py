@@ -6,13 +6,12 @@ import re
 import numpy as np
 import pytest
 
+from scaling.study.budget_costs import RunCurve, next_grid_tokens
 from scaling.study.budget_curves import Size, curve_noise
 from scaling.study.budget_protocol import (
     ProtocolConfig,
-    RunCurve,
     check_study_budget,
     crossings,
-    next_grid_tokens,
     plan_round,
 )
 from worldmodels.train_utils import is_log_step
@@ -247,3 +246,20 @@ def test_budget_shares_keep_a_costly_task_its_part_of_the_budget():
     cfg2 = ProtocolConfig(budget=spent["big"] + spent["cheap"] / 2 + asked["big"])
     freed = plan_tasks(solo, cfg2, {"solo": 0.5, "big": 0.5})
     assert freed["solo"].done and freed["big"].planned == pytest.approx(asked["big"])
+
+
+def test_a_size_with_too_few_points_is_extended_to_its_neighbours_compute():
+    # The largest size's first budget holds a single logged point: its pair cannot be compared,
+    # so without a request of its own it would wait for ever and its neighbours with it.
+    runs = [curve("s10k", 10_000, 2e5), curve("s30k", 30_000, 2e5), curve("s100k", 100_000, TPS)]
+    assert len(runs[2].flops) == 1
+    plan = plan_round(runs, ProtocolConfig(budget=1e15))
+    pair = next(p for p in plan.pairs if p.large == "s100k")
+    assert pair.status == "no overlap" and pair.target_flops == pytest.approx(max(runs[1].flops))
+    d = plan.decisions["s100k"]
+    assert d.extend and d.reason == "extended" and "too few points" in d.detail
+    assert 6.0 * 100_000 * d.tokens >= max(runs[1].flops)
+    # both curves too short: both grow from the larger compute reached
+    short = [curve("s10k", 10_000, TPS), curve("s30k", 30_000, TPS)]
+    plan = plan_round(short, ProtocolConfig(budget=1e15))
+    assert all(plan.decisions[k].extend for k in ("s10k", "s30k"))

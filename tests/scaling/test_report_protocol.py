@@ -14,7 +14,8 @@ import pytest
 
 from scaling.laws.uncertainty import Bootstrap
 from scaling.study import report_exponents
-from scaling.study.budget_protocol import ProtocolConfig, RunCurve, next_grid_tokens, plan_round
+from scaling.study.budget_costs import RunCurve, next_grid_tokens
+from scaling.study.budget_protocol import ProtocolConfig, plan_round
 from scaling.study.budget_rounds import protocol_crossings, training_seconds
 from scaling.study.report_exponents import (
     agreement_sentence,

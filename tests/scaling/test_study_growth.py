@@ -194,7 +194,7 @@ def test_bc_cnn_knows_its_data_limit_without_token_shards(tmp_path):
 def _limited_pair(task, params, seconds_per_10k, items=2_500.0):
     """Two sizes of ``task``: the smaller lower everywhere and at 4 passes over ``items``, the
     larger with more compute, so the pair asks the smaller to catch up beyond its data."""
-    from scaling.study.budget_protocol import RunCurve
+    from scaling.study.budget_costs import RunCurve
 
     small_t = [100.0, 200.0, 400.0, 1_000.0, 2_000.0, 4_000.0, 10_000.0]
     large_t = [t * 2 for t in small_t]
@@ -215,7 +215,8 @@ def test_the_study_collects_only_data_that_its_budget_will_use():
     B's extension is no longer paid for, so collecting would be wasted (in one default study
     this cost 579k collected frames, 248 s to collect and 162 s to encode, and no run used
     them). With a budget that pays for both, growth goes ahead."""
-    from scaling.study.budget_protocol import ProtocolConfig, RunCurve
+    from scaling.study.budget_costs import RunCurve
+    from scaling.study.budget_protocol import ProtocolConfig
     from scaling.study.budget_rounds import growth_pays, plan_tasks
 
     xl = [6.0 * 9_000 * t for t in (100.0, 200.0)]  # B's largest size: refused by the budget
