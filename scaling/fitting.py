@@ -281,9 +281,13 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
         lines += ["", "## Without intervals", ""] + [f"- **{k}**: {r}" for k, r in no_ci]
     ex = fit["extrapolation"]
     if ex.get("status") == "ok":
+        others = [n for n in ex.get("held_out_runs", []) if n != ex["held_out"]]
+        seeds = (f", and without the other {len(others)} run(s) of its size"
+                 if others else "")
         lines += ["", "## Extrapolation check", "",
                   f"Refit without `{ex['held_out']}` (N = {_fmt(ex['N'])}, reaching "
-                  f"C = {_fmt(ex['C_max'])}; the rest reach {_fmt(ex['C_max_fitted'])}).", ""]
+                  f"C = {_fmt(ex['C_max'])}; the rest reach {_fmt(ex['C_max_fitted'])}){seeds}.",
+                  ""]
         if "loss_prediction_L_rel_error" in ex:
             lines.append(f"- loss prediction at its last point: "
                          f"{_fmt(ex['loss_prediction_L_final'])} vs actual {_fmt(ex['L_final'])}"

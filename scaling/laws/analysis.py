@@ -306,6 +306,9 @@ def extrapolation_check(curves: Curves, options: FitOptions | None = None,
                         law_curves: Curves | None = None) -> dict:
     """Refit without the run that reached the largest compute and predict that run (Section 4.3).
 
+    Every run of that run's model size (its other seeds) is left out of the refit too, so the
+    refit sees neither that size nor that compute, and the check is an extrapolation.
+
     Reports the loss predicted at its last point (loss prediction and parametric law), and, as
     in the paper, the point of the held-out curve whose loss is closest to the extrapolated
     ``L_opt(C)``, with the ``N_opt`` and ``D_opt`` the laws predict at its compute beside its
@@ -319,19 +322,22 @@ def extrapolation_check(curves: Curves, options: FitOptions | None = None,
     opts = options or FitOptions()
     slices = curves.curve_slices()
     held = int(np.argmax([curves.C[sl].max() for sl in slices]))
-    rest = curves.without_curve(held)
+    size = np.round(np.log(curves.curve_N), 9)
+    drop = np.flatnonzero(size == size[held])  # the held-out run and the other seeds of its size
+    rest = curves.without_curves(drop)
     if np.unique(np.round(np.log(rest.N), 9)).size < 2:
         raise FitError("extrapolation check needs two model sizes besides the held-out run")
+    dropped = [curves.names[i] for i in drop]
     law_rest = None
-    if law_curves is not None:  # the parametric refit leaves out the same run from its points
+    if law_curves is not None:  # the parametric refit leaves out the same runs from its points
         names = list(law_curves.names)
-        name = curves.names[held]
-        law_rest = law_curves.without_curve(names.index(name)) if name in names else law_curves
+        law_rest = law_curves.without_curves([names.index(n) for n in dropped if n in names])
     sub = Analysis(curves=rest, options=opts, law_curves=law_rest)
     _fit_all(rest, opts, sub)
     sl = slices[held]
     C, L, N, D = curves.C[sl], curves.L[sl], curves.N[sl], curves.D[sl]
-    out = {"status": "ok", "held_out": curves.names[held], "N": float(N[-1]),
+    out = {"status": "ok", "held_out": curves.names[held], "held_out_runs": dropped,
+           "N": float(N[-1]),
            "C_max": float(C[-1]), "C_max_fitted": float(rest.C.max()),
            "L_final": float(L[-1])}
     if sub.parametric is not None:

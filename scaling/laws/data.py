@@ -79,9 +79,9 @@ class Curves:
         return make_curves(self.N[index], self.D[index], self.L[index], names,
                            min_model_sizes=1)
 
-    def without_curve(self, i: int) -> Curves:
-        """All points except those of curve ``i``."""
-        keep = self.run != i
+    def without_curves(self, drop) -> Curves:
+        """All points except those of the curves whose indices are in ``drop``."""
+        keep = ~np.isin(self.run, np.asarray(list(drop), dtype=np.int64))
         return make_curves(self.N[keep], self.D[keep], self.L[keep],
                            np.asarray(self.names, dtype=object)[self.run[keep]],
                            min_model_sizes=1)

@@ -94,3 +94,14 @@ def test_fit_json_states_the_pooling():
     assert "runs of one size pooled by their lowest loss" in table_markdown(out)
     with pytest.raises(ValueError, match="pool must be one of"):
         FitOptions(pool="max")
+
+
+def test_the_extrapolation_check_leaves_out_every_seed_of_the_held_out_size():
+    from scaling.laws.analysis import extrapolation_check
+
+    c = truncated_ladder(5, 0, seeds=3, points=30)
+    ex = extrapolation_check(c, FitOptions(num_bootstrap=0, smooth=5, extrapolation=False))
+    top = c.N[np.argmax(c.C)]  # the size of the run reaching the largest compute
+    held = [n for n in c.names if n.startswith(f"N={top:.3g}/")]
+    assert sorted(ex["held_out_runs"]) == sorted(held) and len(held) == 3
+    assert ex["held_out"] in held and ex["C_max_fitted"] < ex["C_max"]
