@@ -1,7 +1,8 @@
 """Frontier fit (Hoffmann et al. 2022, Method 1) and loss prediction (Pearce et al. eq. 8).
 
-Each curve is interpolated linearly in log-log on a common log-spaced compute grid; at each grid
-point the curve with the lowest loss is the compute-optimal model, giving ``N_opt(C)`` and
+Each curve is interpolated linearly in log-log on a common log-spaced compute grid, and the runs
+of one size are pooled (:data:`POOLS`); at each grid point the size with the lowest loss is the
+compute-optimal model, giving ``N_opt(C)`` and
 ``D_opt(C) = C / (6 N_opt)``. A grid point is informative only when the optimal model beat both a
 smaller and a larger model there (it is *bracketed*); elsewhere the true optimum may lie outside
 the sizes trained, so those points are censored.
