@@ -83,7 +83,7 @@ def figure5(analysis: Analysis, path: str | Path, title: str | None = None,
     if lp is not None:
         ax.plot(Cx, lp.predict(Cx), color="k", ls=":", lw=1.5,
                 label=f"$L_{{opt}} = {lp.c0:.3g}\\,C^{{-{lp.c:.3f}}} + {lp.E:.3g}$"
-                      + (" (censored envelope)" if lp.censored else ""))
+                      + ("\n(censored envelope)" if lp.censored else ""))
     if crossings:
         ax.scatter([x for x, _ in crossings], [y for _, y in crossings], marker="x", color="k",
                    s=40, zorder=4, label="crossing (protocol)")
