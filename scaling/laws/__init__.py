@@ -9,6 +9,7 @@ from scaling.laws.analysis import Analysis, FitOptions, analyze, extrapolation_c
 from scaling.laws.data import Curves, FitError, make_curves
 from scaling.laws.frontier import (
                                    FRONTIER_POINTS,
+                                   POOLS,
                                    Envelope,
                                    FrontierFit,
                                    LossPrediction,
@@ -23,8 +24,8 @@ from scaling.laws.synthetic import EPOCH_LAW, synthetic_curves
 from scaling.laws.uncertainty import SCHEMES, Bootstrap, bootstrap
 
 __all__ = [
-    "EPOCH_LAW", "FRONTIER_POINTS", "SCHEMES", "Analysis", "Bootstrap", "Curves", "Envelope",
-    "FitError", "FitOptions", "bound_issues",
+    "EPOCH_LAW", "FRONTIER_POINTS", "POOLS", "SCHEMES", "Analysis", "Bootstrap", "Curves",
+    "Envelope", "FitError", "FitOptions", "bound_issues",
     "FrontierFit", "IsoflopFit", "LossPrediction", "ParametricFit", "analyze", "bootstrap",
     "envelope", "extrapolation_check", "fit_frontier", "fit_huber", "fit_isoflop",
     "fit_loss_prediction", "fit_lsq", "fit_parametric", "make_curves", "synthetic_curves",
