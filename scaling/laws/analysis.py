@@ -14,7 +14,7 @@ import numpy as np
 
 from scaling.laws._threads import single_threaded_blas
 from scaling.laws.batched import bootstrap_huber
-from scaling.laws.data import Curves, FitError
+from scaling.laws.data import Curves, FitError, size_key
 from scaling.laws.frontier import (
     FRONTIER_POINTS,
     POOLS,
@@ -322,10 +322,10 @@ def extrapolation_check(curves: Curves, options: FitOptions | None = None,
     opts = options or FitOptions()
     slices = curves.curve_slices()
     held = int(np.argmax([curves.C[sl].max() for sl in slices]))
-    size = np.round(np.log(curves.curve_N), 9)
+    size = size_key(curves.curve_N)
     drop = np.flatnonzero(size == size[held])  # the held-out run and the other seeds of its size
     rest = curves.without_curves(drop)
-    if np.unique(np.round(np.log(rest.N), 9)).size < 2:
+    if np.unique(size_key(rest.N)).size < 2:
         raise FitError("extrapolation check needs two model sizes besides the held-out run")
     dropped = [curves.names[i] for i in drop]
     law_rest = None

@@ -12,6 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def size_key(N) -> np.ndarray:
+    """The key under which model sizes are equal: log N rounded to 9 decimals.
+
+    Runs of one size (seeds, or a run drawn twice by the bootstrap) share it even when their N
+    went through a CSV or JSON and back; it orders like N.
+    """
+    return np.round(np.log(np.asarray(N, dtype=np.float64)), 9)
+
+
 class FitError(ValueError):
     """A fit did not converge or the data cannot support it; the message says why and what to do."""
 
@@ -148,7 +157,7 @@ def make_curves(N, D, L, run=None, *, min_model_sizes: int = 2, labels=None) -> 
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
     run_idx = rank[inverse].astype(np.int64)
-    num_sizes = np.unique(np.round(np.log(N), 9)).size
+    num_sizes = np.unique(size_key(N)).size
     if num_sizes < min_model_sizes:
         raise ValueError(f"need at least {min_model_sizes} distinct model sizes N to fit a scaling "
                          f"law, got {num_sizes}; add training curves of other model sizes")

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import optimize
 
 from scaling.laws._threads import single_threaded_blas
-from scaling.laws.data import Curves, FitError
+from scaling.laws.data import Curves, FitError, size_key
 
 logger = logging.getLogger(__name__)
 
@@ -32,23 +32,24 @@ twice by the bootstrap counts twice) or ``min`` (runs of one size differ in thei
 in Hoffmann's Method 1 with cosine schedules of several lengths, whose envelope takes the best)."""
 
 
-def pool_sizes(log_loss: np.ndarray, log_n: np.ndarray, pool: str = "mean"
+def pool_sizes(log_loss: np.ndarray, N: np.ndarray, pool: str = "mean"
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pool the rows of ``log_loss`` (one per curve, inf where a curve is absent) by model size.
 
     Args:
         log_loss: (num_curves, G) log losses.
-        log_n: (num_curves,) log model sizes.
+        N: (num_curves,) model sizes (runs of one size share :func:`size_key`).
         pool: ``"mean"`` over the runs of a size that reach a column, or ``"min"`` (see
             :data:`POOLS`).
 
     Returns:
-        ``(sizes, which, M)``: the distinct log sizes (ascending), the size index of each curve,
-        and the (num_sizes, G) pooled log losses (inf where no run of a size is present).
+        ``(sizes, which, M)``: the distinct sizes' keys (log N, ascending), the size index of
+        each curve, and the (num_sizes, G) pooled log losses (inf where no run of a size is
+        present).
     """
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    sizes, which = np.unique(np.round(log_n, 9), return_inverse=True)
+    sizes, which = np.unique(size_key(N), return_inverse=True)
     M = np.full((sizes.size, log_loss.shape[1]), np.inf)
     if pool == "min":
         np.minimum.at(M, which, log_loss)
@@ -137,14 +138,14 @@ def envelope(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
     hi = max(c[-1] for c, _ in interp)
     grid = np.linspace(lo, hi, num_grid)
     logn = np.log(curves.curve_N)
-    sizes, which, M = pool_sizes(_loss_matrix(interp, grid), logn, pool)
+    _, which, M = pool_sizes(_loss_matrix(interp, grid), curves.curve_N, pool)
     covered = np.isfinite(M)
     any_cov = covered.any(axis=0)
     k = np.argmin(M, axis=0)
-    first = np.array([np.flatnonzero(which == j)[0] for j in range(sizes.size)])
-    winner = np.where(any_cov, first[k], -1)  # a curve of the winning size stands for it
+    first = np.unique(which, return_index=True)[1]  # each size's first curve stands for it
+    winner = np.where(any_cov, first[k], -1)
     wn = np.where(any_cov, logn[np.maximum(winner, 0)], np.nan)
-    rows = np.arange(sizes.size)[:, None]
+    rows = np.arange(M.shape[0])[:, None]
     smaller = (covered & (rows < k)).any(axis=0)
     larger = (covered & (rows > k)).any(axis=0)
     best = np.where(any_cov, M.min(axis=0), np.nan)
@@ -210,8 +211,8 @@ def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
         raise ValueError(f"points must be one of {FRONTIER_POINTS}, got {points!r}")
     env = envelope(curves, num_grid=num_grid, smooth=smooth, pool=pool) if env is None else env
     mask = env.bracketed
-    winners = np.unique(np.round(np.log(env.N[mask]), 9))  # sizes, not runs
-    num_sizes = np.unique(np.round(np.log(curves.curve_N), 9)).size
+    winners = np.unique(size_key(env.N[mask]))  # sizes, not runs
+    num_sizes = np.unique(size_key(curves.curve_N)).size
     if winners.size < 2:
         if num_sizes < 4:
             why = (f"with {num_sizes} model sizes at most {max(num_sizes - 2, 0)} can be optimal "
@@ -231,7 +232,7 @@ def fit_frontier(curves: Curves, *, num_grid: int = 1000, smooth: int = 0,
     if points == "vertex":
         logc, logn = _vertex_log_n(curves, env.C[mask], smooth, pool)
     elif points == "midpoint":
-        w = np.round(logn, 9)
+        w = size_key(env.N[mask])
         logc = np.array([logc[w == i].mean() for i in winners])
         logn = np.array([logn[w == i][0] for i in winners])
     a, loga0 = np.polyfit(logc, logn, 1)
@@ -261,7 +262,7 @@ def _vertex_log_n(curves: Curves, C: np.ndarray, smooth: int, pool: str = "mean"
         ``(log C, log N_opt)`` at the computes where a smaller and a larger size are reached.
     """
     loss = np.log(interpolate_curves(curves, C, smooth=smooth))  # inf where a curve is absent
-    sizes, _, M = pool_sizes(loss, np.log(curves.curve_N), pool)
+    sizes, _, M = pool_sizes(loss, curves.curve_N, pool)
     rows = np.arange(sizes.size)[:, None]
     have = np.isfinite(M)
     k = np.argmin(M, axis=0)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scaling.laws.data import Curves, FitError
+from scaling.laws.data import Curves, FitError, size_key
 from scaling.laws.frontier import interpolate_curves, pool_sizes
 
 _CLUSTER_GAP = math.log(1.1)  # neighbouring log final computes closer than this: one budget
@@ -64,7 +64,7 @@ def _shared_budgets(curves: Curves) -> tuple[np.ndarray, np.ndarray]:
         idx.extend(range(sl.start, sl.stop) if n <= _MAX_POINTS_SHARED else [sl.stop - 1])
     idx = np.array(idx, dtype=np.int64)
     order = np.argsort(lc_all[idx])
-    lc, size = lc_all[idx][order], np.round(np.log(curves.N[idx][order]), 9)
+    lc, size = lc_all[idx][order], size_key(curves.N[idx][order])
     breaks = np.flatnonzero(np.diff(lc) > _CLUSTER_GAP) + 1
     budgets, widths = [], []
     for g in np.split(np.arange(lc.size), breaks):
@@ -94,7 +94,7 @@ def fit_isoflop(curves: Curves, *, num_budgets: int = 8, smooth: int = 0,
         hi = np.log([s[1] for s in spans])
         grid = np.linspace(lo.min(), hi.max(), 400)
         reached = (lo[:, None] <= grid) & (grid <= hi[:, None])  # (curves, grid)
-        _, which = np.unique(np.round(np.log(curves.curve_N), 9), return_inverse=True)
+        _, which = np.unique(size_key(curves.curve_N), return_inverse=True)
         by_size = np.zeros((which.max() + 1, grid.size), dtype=bool)
         np.logical_or.at(by_size, which, reached)
         ok = grid[by_size.sum(axis=0) >= 3]  # seeds of one size count once
@@ -108,7 +108,7 @@ def fit_isoflop(curves: Curves, *, num_budgets: int = 8, smooth: int = 0,
     else:
         loss = interpolate_curves(curves, budgets, smooth=smooth)
     # Runs of one size (seeds, or a run drawn twice by the bootstrap) pool to one loss.
-    sizes, _, pooled = pool_sizes(np.log(loss), np.log(curves.curve_N), pool)
+    sizes, _, pooled = pool_sizes(np.log(loss), curves.curve_N, pool)
     keep_c, keep_n = [], []
     for k, C in enumerate(budgets):
         have = np.isfinite(pooled[:, k])

@@ -22,15 +22,15 @@ A_TRUE = EPOCH_LAW["beta"] / (EPOCH_LAW["alpha"] + EPOCH_LAW["beta"])
 def test_pool_sizes_means_log_losses_where_runs_reach_and_min_takes_the_best():
     inf = np.inf
     loss = np.log(np.array([[2.0, 3.0, inf], [4.0, 3.0, 5.0], [1.0, inf, inf]]))
-    log_n = np.log([10.0, 10.0, 20.0])
-    sizes, which, M = pool_sizes(loss, log_n, "mean")
+    n = np.array([10.0, 10.0, 20.0])
+    sizes, which, M = pool_sizes(loss, n, "mean")
     assert which.tolist() == [0, 0, 1]
     np.testing.assert_allclose(np.exp(M[0]), [np.sqrt(8.0), 3.0, 5.0])  # geometric mean
     np.testing.assert_array_equal(M[1, 1:], [inf, inf])
-    _, _, low = pool_sizes(loss, log_n, "min")
+    _, _, low = pool_sizes(loss, n, "min")
     np.testing.assert_allclose(np.exp(low[0]), [2.0, 3.0, 5.0])
     with pytest.raises(ValueError, match="pool must be one of"):
-        pool_sizes(loss, log_n, "median")
+        pool_sizes(loss, n, "median")
 
 
 def test_identical_seeds_give_the_fit_of_one_run():
