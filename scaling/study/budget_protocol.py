@@ -241,10 +241,17 @@ def plan_round(curves: list[RunCurve], cfg: ProtocolConfig) -> RoundPlan:
         why = (f"{small.name} plateaued; {large.name} covers its compute"
                if p.status == "plateau" else f"{small.name}/{large.name} not crossed yet")
         for s in ((large,) if p.status == "plateau" else (small, large)):
-            if s.hi < math.log(p.target_flops) - 1e-9 and (
-                    want.get(s.name, (0.0, ""))[0] < p.target_flops):
-                want[s.name] = (p.target_flops, why)
+            _ask(want, s.name, s.hi, p.target_flops, why)
     return _grant(curves, sizes, pairs, want, stop, cfg)
+
+
+def _ask(want: dict, size: str, reached_log: float, target: float, why: str) -> None:
+    """Ask for ``target`` FLOPs for ``size`` unless it has them or a pair already asks more.
+
+    ``reached_log`` is the log compute the size has reached.
+    """
+    if reached_log < math.log(target) - 1e-9 and want.get(size, (0.0, ""))[0] < target:
+        want[size] = (target, why)
 
 
 def _reached(size: Size) -> float:
@@ -267,9 +274,8 @@ def _ask_for_points(small: Size, large: Size, p: PairResult, want: dict, cfg) ->
         target = max(math.exp(other.hi), _reached(other))
     p.target_flops = target
     for s in short:
-        if _reached(s) < target * (1 - 1e-9) and want.get(s.name, (0.0, ""))[0] < target:
-            want[s.name] = (target, f"{s.name} has too few points to compare with "
-                                    f"{(large if s is small else small).name}")
+        _ask(want, s.name, math.log(_reached(s)), target,
+             f"{s.name} has too few points to compare with {(large if s is small else small).name}")
 
 
 def _grant(curves, sizes, pairs, want, stop, cfg) -> RoundPlan:
