@@ -256,10 +256,13 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
                           if fr.get("not_identified") else ""))
     iso = fit.get("isoflop", {})
     if iso.get("status") == "ok" and "budgets_used" in iso:
-        kind = "designed (clustered final FLOPs)" if iso["shared_budgets"] else "log-spaced"
-        used = ", ".join(_fmt(c) for c in iso["budgets_used"])
+        used_c = iso["budgets_used"]
+        if iso["shared_budgets"]:
+            kind, used = "designed (clustered final FLOPs)", ", ".join(_fmt(c) for c in used_c)
+        else:  # a dense interpolated grid: its range says as much as its list
+            kind, used = "log-spaced interpolated", f"{_fmt(min(used_c))} to {_fmt(max(used_c))}"
         details.append(f"- **isoflop**: {kind} budgets; used {used} "
-                       f"({len(iso['budgets_used'])} of {len(iso['budgets_considered'])} "
+                       f"({len(used_c)} of {len(iso['budgets_considered'])} "
                        f"considered, the rest censored)")
     if pa.get("status") == "ok" and pa.get("not_identified"):
         details.append(f"- **parametric**: not identified, coefficients set by the optimiser's "

@@ -132,8 +132,11 @@ def _allocation_panel(ax, analysis: Analysis, which: str, Cx: np.ndarray, level:
             ax.fill_between(Cx, *band, color="C3", alpha=0.12, lw=0)
     if iso is not None:
         pts = iso.N_opt if which == "N" else iso.budgets / (6 * iso.N_opt)
-        ax.scatter(iso.budgets, pts, marker="x", color="C2", zorder=3,
-                   label=f"IsoFLOP minima (${exp_key}$ = {getattr(iso, exp_key):.3f})")
+        label = f"IsoFLOP minima (${exp_key}$ = {getattr(iso, exp_key):.3f})"
+        if iso.shared_budgets:
+            ax.scatter(iso.budgets, pts, marker="x", color="C2", zorder=3, label=label)
+        else:  # a dense interpolated grid reads as a curve
+            ax.plot(iso.budgets, pts, ".", ms=2, color="C2", zorder=3, label=label)
     ax.set(xscale="log", yscale="log", xlabel="FLOPs C",
            ylabel=f"optimal {'parameters' if which == 'N' else 'tokens'} ${sym}_{{opt}}$",
            title=f"${sym}_{{opt}}$ vs compute")

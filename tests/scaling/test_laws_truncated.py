@@ -73,6 +73,49 @@ def test_frontier_rules_without_noise():
 def test_isoflop_is_a_rough_view_on_few_sizes(errors):
     iso = errors["isoflop"]
     assert np.nanmax(np.abs(iso[3:])) < 0.05, iso  # 5 and 6 sizes
+    assert np.all(np.isfinite(iso[3:])), iso
+
+
+@pytest.mark.parametrize("k", [4, 5, 6])
+def test_isoflop_on_interpolated_budgets_without_noise(k):
+    assert abs(fit_isoflop(truncated_ladder(k, 0, noise=0.0)).a - A_TRUE) < 0.002
+
+
+def test_isoflop_refuses_a_single_optimal_size():
+    # 3 sizes, the last stopping at its optimum: only the middle one is ever bracketed
+    c = truncated_ladder(3, 0, noise=0.0)
+    with pytest.raises(FitError, match=r"one model size \(6e\+07\).*not identified"):
+        fit_isoflop(c)
+    with pytest.raises(FitError):
+        fit_frontier(c)
+
+
+def test_isoflop_vertices_match_a_parabola_fitted_at_each_budget():
+    from scaling.laws.isoflop import _parabola_vertices
+
+    rng = np.random.default_rng(0)
+    sizes = np.log(np.geomspace(1e6, 1e9, 7))
+    log_loss = 0.3 * (sizes[:, None] - rng.uniform(15, 19.5, 200)) ** 2 / 10 + 1.0
+    log_loss += 0.02 * rng.standard_normal(log_loss.shape)
+    log_loss[rng.random(log_loss.shape) < 0.2] = np.inf  # sizes that do not reach a budget
+    for window in (1, 2):
+        keep, log_n, best = _parabola_vertices(sizes, log_loss, window)
+        assert 20 < keep.sum() < 200
+        for b in range(log_loss.shape[1]):
+            have = np.isfinite(log_loss[:, b])
+            x, L = sizes[have], np.exp(log_loss[have, b])
+            j = int(np.argmin(L))
+            assert best[b] == x[j]
+            if x.size < 3 or j in (0, x.size - 1):
+                assert not keep[b]
+                continue
+            sl = slice(max(0, j - window), j + window + 1)
+            c2, c1, _ = np.polyfit(x[sl], L[sl], 2)
+            vertex = -c1 / (2 * c2)
+            expected = bool(c2 > 0 and x[sl].min() < vertex < x[sl].max())
+            assert keep[b] == expected, b
+            if expected:
+                assert log_n[b] == pytest.approx(vertex, abs=1e-9)
 
 
 @pytest.mark.slow
