@@ -121,20 +121,19 @@ def fit_isoflop(curves: Curves, *, num_budgets: int = 1000, smooth: int = 0,
     # Runs of one size (seeds, or a run drawn twice by the bootstrap) pool to one loss.
     sizes, _, pooled = pool_sizes(np.log(loss), curves.curve_N, pool)
     keep, log_n, best = _parabola_vertices(sizes, pooled, window)
-    keep_c, keep_n = budgets[keep], np.exp(log_n[keep])
-    best = set(best[keep].tolist())
-    if len(keep_c) < 2:
+    C, N = budgets[keep], np.exp(log_n[keep])
+    best = np.unique(best[keep])
+    if C.size < 2:
         raise FitError(f"IsoFLOP fit found an interior loss minimum over model sizes at "
-                       f"{len(keep_c)} of {budgets.size} compute budgets, need 2; train sizes "
+                       f"{C.size} of {budgets.size} compute budgets, need 2; train sizes "
                        f"on both sides of the optimum at each budget, or use the frontier or "
                        f"parametric fit")
-    if not shared and len(best) < 2:
+    if not shared and best.size < 2:
         raise FitError(f"IsoFLOP fit found the loss minimum at one model size "
-                       f"({math.exp(best.pop()):.3g}) at all {len(keep_c)} budgets where it is "
+                       f"({math.exp(best[0]):.3g}) at all {C.size} budgets where it is "
                        f"bracketed, so the slope of N_opt against C is not identified; train "
                        f"models past their compute-optimal point so that neighbouring sizes' "
                        f"curves cross, or use the parametric fit")
-    C, N = keep_c, keep_n
     a, loga0 = np.polyfit(np.log(C), np.log(N), 1)
     return IsoflopFit(a=float(a), a0=math.exp(loga0), b=float(1 - a),
                       b0=math.exp(-math.log(6.0) - loga0), budgets=C, N_opt=N,
@@ -161,7 +160,7 @@ def _parabola_vertices(sizes: np.ndarray, log_loss: np.ndarray, window: int
         N of the best size at each budget.
     """
     have = np.isfinite(log_loss)
-    L = np.where(have, np.exp(np.where(have, log_loss, 0.0)), np.inf)
+    L = np.exp(log_loss)  # inf where absent
     rank = np.cumsum(have, axis=0) - 1  # each size's rank among the sizes reached
     j = np.argmin(L, axis=0)
     cols = np.arange(L.shape[1])
@@ -176,7 +175,7 @@ def _parabola_vertices(sizes: np.ndarray, log_loss: np.ndarray, window: int
     G = np.stack([np.stack(m[r:r + 3], axis=-1) for r in range(3)], axis=-2)  # (B, 3, 3)
     rhs = np.stack(v, axis=-1)
     G[~interior] = np.eye(3)  # placeholder systems for budgets left out
-    c0, c1, c2 = np.linalg.solve(G, rhs[..., None])[..., 0].T
+    _, c1, c2 = np.linalg.solve(G, rhs[..., None])[..., 0].T
     with np.errstate(divide="ignore", invalid="ignore"):
         vertex = -c1 / (2 * c2)
     lo = np.where(use, dx, np.inf).min(axis=0)
