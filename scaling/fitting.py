@@ -85,7 +85,7 @@ def fit_curves(curves: Curves, options: FitOptions | None = None, *,
             for each bootstrap (e.g. a tqdm bar).
         loss_key: the metrics key of the losses, recorded in ``fit.json``.
         inputs: names of the inputs, recorded in ``fit.json``.
-        law_curves: other points for the parametric and IsoFLOP fits (see
+        law_curves: other points for the parametric fit (see
             :func:`scaling.laws.analysis.analyze`).
 
     Raises:
@@ -263,7 +263,9 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
             kind, used = "log-spaced interpolated", f"{_fmt(min(used_c))} to {_fmt(max(used_c))}"
         details.append(f"- **isoflop**: {kind} budgets; used {used} "
                        f"({len(used_c)} of {len(iso['budgets_considered'])} "
-                       f"considered, the rest censored)")
+                       f"considered, the rest censored)"
+                       + (f"; not identified: {'; '.join(iso['not_identified'])}"
+                          if iso.get("not_identified") else ""))
     if pa.get("status") == "ok" and pa.get("not_identified"):
         details.append(f"- **parametric**: not identified, coefficients set by the optimiser's "
                        f"bounds rather than the data: {'; '.join(pa['not_identified'])}")

@@ -24,7 +24,12 @@ from scaling.laws.frontier import (
     fit_frontier,
     fit_loss_prediction,
 )
-from scaling.laws.identification import bound_issues, frontier_issues, loss_prediction_issues
+from scaling.laws.identification import (
+    bound_issues,
+    falling_allocation,
+    frontier_issues,
+    loss_prediction_issues,
+)
 from scaling.laws.isoflop import IsoflopFit, fit_isoflop
 from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, lsq_theta
 from scaling.laws.uncertainty import (
@@ -111,7 +116,7 @@ class Analysis:
     ci_errors: dict[str, str] = field(default_factory=dict)
     extrapolation: dict | None = None
     law_curves: Curves | None = None
-    """points of the parametric and IsoFLOP fits when they differ from ``curves`` (see analyze)"""
+    """points of the parametric fit when they differ from ``curves`` (see analyze)"""
 
     def ci(self, name: str) -> dict[str, list[float]]:
         """Intervals of method ``name`` (empty without bootstrap)."""
@@ -173,7 +178,9 @@ class Analysis:
                 entry.update(shared_budgets=fit.shared_budgets,
                              budgets_used=fit.budgets.tolist(),
                              budgets_considered=[] if cand is None else cand.tolist(),
-                             points={"C": fit.budgets.tolist(), "N": fit.N_opt.tolist()})
+                             points={"C": fit.budgets.tolist(), "N": fit.N_opt.tolist()},
+                             not_identified=[x for x in [falling_allocation(
+                                 fit.a, "the IsoFLOP optima")] if x])
             out[name] = entry
         out["extrapolation"] = (self.extrapolation if self.extrapolation is not None else
                                 {"status": "skipped",
@@ -212,7 +219,7 @@ def _fit_all(curves: Curves, opts: FitOptions, res: Analysis) -> None:
             res.skipped["parametric"] = str(e)
     if "isoflop" in opts.methods:
         try:
-            res.isoflop = fit_isoflop(law, smooth=opts.smooth, pool=opts.pool)
+            res.isoflop = fit_isoflop(curves, smooth=opts.smooth, pool=opts.pool)
         except FitError as e:
             res.skipped["isoflop"] = str(e)
 
@@ -229,9 +236,10 @@ def analyze(curves: Curves, options: FitOptions | None = None,
         curves: the points.
         options: what to fit; default :class:`FitOptions`.
         progress: ``progress(description, total)`` returns a per-refit callback (or None).
-        law_curves: other points for the parametric and IsoFLOP fits (default ``curves``): the
-            envelope (frontier, loss prediction) wants each curve's whole trained range, a law
-            ``L(N, D)`` only the part past the start of training.
+        law_curves: other points for the parametric fit (default ``curves``): the methods that
+            compare sizes at equal compute (frontier, loss prediction, IsoFLOP) want each
+            curve's whole trained range, a law ``L(N, D)`` only the part past the start of
+            training.
 
     Raises:
         FitError: when every requested fit was skipped (the message gives each reason).
@@ -292,7 +300,7 @@ def _bootstrap_all(curves, opts, res, progress) -> None:
             progress=cb("parametric"), **kw)
     if res.isoflop is not None:
         runs["isoflop"] = lambda: bootstrap(
-            law, lambda c: fit_isoflop(c, smooth=opts.smooth, pool=opts.pool).coefficients(),
+            curves, lambda c: fit_isoflop(c, smooth=opts.smooth, pool=opts.pool).coefficients(),
             progress=cb("isoflop"), **kw)
     for name, run in runs.items():
         try:

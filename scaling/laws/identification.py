@@ -14,17 +14,20 @@ MIN_FRONTIER_SIZES = 3
 ``a`` to count as identified: two sizes give a slope through two points."""
 
 
-def falling_allocation(a: float) -> str | None:
+def falling_allocation(a: float, points: str = "the frontier points") -> str | None:
     """Why an allocation exponent ``a`` at or below 0 is no finding (None when ``a > 0``).
 
     It says the optimal size shrinks as compute grows, which no compute-optimal allocation
-    does: the frontier's points then come from compute where the curves have not separated
-    (the first updates of each run, where the leader changes as the runs leave their warmup)
-    or from curves that never cross.
+    does: the frontier's points (or the IsoFLOP budgets' optima, named by ``points``) then come
+    from compute where the curves have not separated (the first updates of each run, where the
+    leader changes as the runs leave their warmup) or from curves that never cross.
+
+    >>> falling_allocation(-0.2, "the IsoFLOP optima")[:60]
+    'a = -0.2 <= 0 (the optimal size falls as compute grows: the '
     """
     if a > 0:
         return None
-    return (f"a = {a:.3g} <= 0 (the optimal size falls as compute grows: the frontier points "
+    return (f"a = {a:.3g} <= 0 (the optimal size falls as compute grows: {points} "
             "come from where the curves have not separated, such as the first updates of each "
             "run, not from a compute-optimal allocation)")
 

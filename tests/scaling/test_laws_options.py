@@ -116,7 +116,12 @@ def test_the_laws_can_be_fitted_to_other_points_than_the_envelope(tmp_path):
     opts = FitOptions(num_bootstrap=0, extrapolation=False)
     split = analyze(curves, opts, law_curves=late)
     assert split.parametric.num_points == late.num_points < curves.num_points
-    assert split.frontier.a == analyze(curves, opts).frontier.a  # the envelope's points
+    whole = analyze(curves, opts)
+    assert split.frontier.a == whole.frontier.a  # the envelope's points
+    # IsoFLOP compares sizes at equal compute, as the frontier does: the envelope's points too
+    assert split.isoflop is not None and split.isoflop.a == whole.isoflop.a
+    # past 10% of each final D alone, the sizes' curves share too little compute to bracket N_opt
+    assert "IsoFLOP" in analyze(late, opts).skipped["isoflop"]
     assert split.to_json()["data"]["law_points"] == late.num_points
     # a run extended past its first budget keeps the start that budget gave it
     run = tmp_path / "r"
@@ -151,3 +156,17 @@ def test_whole_run_intervals_over_few_runs_are_called_coarse(caplog):
     within = analyze(few, FitOptions(num_bootstrap=4, bootstrap_scheme="within-run",
                                      methods=("parametric",), extrapolation=False)).to_json()
     assert "coarse" not in bootstrap_sentence(within)
+
+
+def test_an_isoflop_allocation_falling_with_compute_is_not_identified():
+    import dataclasses
+
+    from scaling.fitting import table_markdown
+
+    curves = synthetic_curves(np.geomspace(1e7, 1e9, 6), noise=0.002, seed=1)
+    res = analyze(curves, FitOptions(num_bootstrap=0, extrapolation=False))
+    assert res.to_json()["isoflop"]["not_identified"] == []  # a > 0: identified
+    res.isoflop = dataclasses.replace(res.isoflop, a=-0.2, b=1.2)
+    entry = res.to_json()
+    assert entry["isoflop"]["not_identified"][0].startswith("a = -0.2 <= 0")
+    assert "the IsoFLOP optima" in table_markdown(entry)

@@ -25,7 +25,7 @@ def fit_runs(run_dirs: list[Path], out_dir: Path, fit_spec, title: str = "",
     ``embscale fit`` takes), so a fit can be redone or varied from the command line.
     ``crossings``: the budget protocol's (C, loss) crossings, marked in the figure.
     ``reference``: per run, the D its skipped start is measured against (see ``curve_points``)
-    for the envelope (frontier, loss prediction); the parametric and IsoFLOP fits then keep each
+    for the envelope (frontier, loss prediction, IsoFLOP); the parametric fit then keeps each
     curve after ``skip_fraction`` of its final D, written as ``<task>_law_points.csv``.
     """
     points = curve_points(run_dirs, fit_spec.loss_key, fit_spec.skip_fraction, reference)
