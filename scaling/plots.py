@@ -93,7 +93,8 @@ def figure5(analysis: Analysis, path: str | Path, title: str | None = None,
            title="training curves and parametric fit")
     # the losses set the scale: a law drawn over the early points may run far above them
     ax.set_ylim(float(np.min(c.L)) / 1.1, float(np.max(c.L)) * 1.1)
-    ax.legend(fontsize=8, loc="lower left")
+    # loss falls with compute: the upper right is empty, the lower left holds crossings
+    ax.legend(fontsize=8, loc="upper right")
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="parameters N")
     for ax, which in ((axes[1], "N"), (axes[2], "D")):
         _allocation_panel(ax, analysis, which, Cx, level)
