@@ -14,6 +14,7 @@ from scaling.study.report_exponents import (
     agreement_sentence,
     difference_sentence,
     frontier_identified,
+    isoflop_sentence,
 )
 from scaling.study.report_page import (
     TASK_TITLES,
@@ -174,14 +175,18 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
     r.add("p", "Compute-optimal allocation `N_opt ∝ C^a`, `D_opt ∝ C^b` from the frontier fit "
           "(Hoffmann Method 1) and the parametric fit `L = E + A/N^α + B/D^β` (Method 3), with "
           "bootstrap 95% intervals in brackets. N/A: the fit was skipped (reasons below). The "
-          "paper favours the frontier fit where curves overlap.")
+          "paper favours the frontier fit where curves overlap. Below the table, each task's "
+          "IsoFLOP fit (Method 2: a parabola in log N at each compute budget) is placed "
+          "against both intervals.")
     for task, fit in fits.items():
         if fit and fit.get("options"):
             r.add("p", f"{TASK_TITLES.get(task, task)}: {bootstrap_sentence(fit)}")
     r.add("table", "", coefficient_table(fits))
     for task, fit in fits.items():  # the reasons of skipped fits follow once, in the list below
+        iso = isoflop_sentence(fit, reasons=False)
         r.add("p", f"{TASK_TITLES.get(task, task)}: {agreement_sentence(fit, reasons=False)} "
-                   f"Frontier fit {frontier_identified(fit, reasons=False)[1]}.")
+                   f"Frontier fit {frontier_identified(fit, reasons=False)[1]}."
+                   + (f" {iso}" if iso else ""))
     if diff := difference_sentence(fits):
         r.add("p", diff)
     notes = []
@@ -190,7 +195,8 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
             notes.append([f"{TASK_TITLES.get(task, task)}: {fit['error']}"])
             continue
         limit = data_limit_note(spec.study_dir, task)
-        for name in ("frontier", "parametric", "loss_prediction"):
+        extra = ("isoflop",) if fit and "isoflop" in fit else ()  # older fit.json: none
+        for name in ("frontier", "parametric", "loss_prediction", *extra):
             why = skipped_reason(fit.get(name)) if fit else "fit did not run"
             if why:
                 why = f"{limit}. {why}" if limit and name == "frontier" else why

@@ -117,6 +117,36 @@ def _one_direction(fit: dict, fr_ci: list[float], pa_ci: list[float], inside: li
     return text + "."
 
 
+def isoflop_sentence(fit: dict | None, reasons: bool = True) -> str | None:
+    """Where the IsoFLOP ``a`` (Hoffmann Method 2) lies against the other two fits' intervals.
+
+    None when the fit did not run (an older ``fit.json``, or a method choice without it); a
+    skipped fit gives its reason (with ``reasons=False``, "reasons below", for a page that lists
+    them once), an ``a`` at or below 0 its "not identified".
+    """
+    iso = (fit or {}).get("isoflop")
+    if not iso:
+        return None
+    if why := skipped_reason(iso):
+        return f"IsoFLOP fit (Method 2): skipped ({why if reasons else 'reasons below'})."
+    ci = _interval(iso)
+    text = f"IsoFLOP fit (Method 2): a = {fmt(iso['a'])}" + (
+        f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else f" ({_no_interval(iso)})")
+    where = []
+    for name in ("frontier", "parametric"):
+        other = fit.get(name) or {}
+        other_ci = None if skipped_reason(other) else _interval(other)
+        if other_ci is not None:
+            inside = other_ci[0] <= iso["a"] <= other_ci[1]
+            where.append(f"{'inside' if inside else 'outside'} the {name} fit's")
+    if where:
+        text += ", " + (where[0] + " interval" if len(where) == 1
+                        else f"{where[0]} interval, {where[1]}")
+    if issues := entry_issues("isoflop", iso):
+        text += f"; not identified: {'; '.join(issues)}"
+    return text + "."
+
+
 def frontier_identified(fit: dict | None, reasons: bool = True) -> tuple[bool, str]:
     """Whether the frontier fit identifies ``a``, and why (a clause for the report).
 
@@ -236,5 +266,5 @@ def _unidentified_a(fits: dict, tasks: tuple[str, str], method: str) -> str:
 
 
 __all__ = ["MAX_A_WIDTH", "MAX_PAIRS", "MIN_FRONTIER_SIZES", "PAPER_A", "a_samples",
-           "agreement_sentence", "difference_interval", "difference_sentence",
+           "agreement_sentence", "difference_interval", "difference_sentence", "isoflop_sentence",
            "frontier_identified"]

@@ -385,3 +385,20 @@ def test_a_run_at_the_data_limit_marks_its_task_not_identified(tmp_path):
     assert needed > 2e3 and note.startswith("not identified: data limit")
     assert f"{needed:,} training frames would be needed" in note
     assert data_limit_note(tmp_path, "bc-cnn") is None
+
+
+def test_isoflop_sentence_places_its_a_against_both_intervals():
+    from scaling.study.report_exponents import isoflop_sentence
+
+    fit = {**FITS["bc-token"], "isoflop": {**entry(0.38, [0.35, 0.42], []), "not_identified": []}}
+    assert isoflop_sentence(fit) == ("IsoFLOP fit (Method 2): a = 0.380 [0.350, 0.420], outside "
+                                     "the frontier fit's interval, inside the parametric fit's.")
+    falling = {**fit, "isoflop": {**entry(-0.2, [-0.5, -0.1], []),
+                                  "not_identified": ["a = -0.2 <= 0"]}}
+    assert isoflop_sentence(falling).endswith("; not identified: a = -0.2 <= 0.")
+    skipped = {**fit, "isoflop": {"status": "skipped", "reason": "one size optimal"}}
+    assert isoflop_sentence(skipped) == "IsoFLOP fit (Method 2): skipped (one size optimal)."
+    assert isoflop_sentence(skipped, reasons=False).endswith("skipped (reasons below).")
+    assert isoflop_sentence(FITS["bc-token"]) is None  # a fit.json without IsoFLOP
+    # the frontier skipped: only the parametric interval is a reference
+    assert "frontier" not in isoflop_sentence({**FITS["bc-cnn"], "isoflop": fit["isoflop"]})

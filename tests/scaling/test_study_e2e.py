@@ -126,7 +126,7 @@ def test_miniature_study_end_to_end(tmp_path):
         fit = json.loads((study / "fits" / task / "fit.json").read_text())
         (sentence,) = [ln for ln in section.splitlines() if ln.startswith(f"{title}: ")
                        and "Frontier fit" in ln]
-        for name in ("frontier", "parametric"):
+        for name in ("frontier", "parametric", "isoflop"):
             why = skipped_reason(fit[name])
             if why:
                 assert why not in sentence and "(reasons below)" in sentence
