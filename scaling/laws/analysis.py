@@ -26,8 +26,8 @@ from scaling.laws.frontier import (
 )
 from scaling.laws.identification import (
     bound_issues,
-    falling_allocation,
     frontier_issues,
+    isoflop_issues,
     loss_prediction_issues,
 )
 from scaling.laws.isoflop import IsoflopFit, fit_isoflop
@@ -179,8 +179,7 @@ class Analysis:
                              budgets_used=fit.budgets.tolist(),
                              budgets_considered=[] if cand is None else cand.tolist(),
                              points={"C": fit.budgets.tolist(), "N": fit.N_opt.tolist()},
-                             not_identified=[x for x in [falling_allocation(
-                                 fit.a, "the IsoFLOP optima")] if x])
+                             not_identified=isoflop_issues(fit.a))
             out[name] = entry
         out["extrapolation"] = (self.extrapolation if self.extrapolation is not None else
                                 {"status": "skipped",

@@ -53,6 +53,18 @@ def frontier_issues(num_models: int, a: float) -> list[str]:
     return out
 
 
+def isoflop_issues(a: float) -> list[str]:
+    """Why an IsoFLOP fit's ``a`` is not identified (empty when it is): an ``a`` at or below 0.
+
+    (A minimum at one size at every budget is refused by the fit itself.)
+
+    >>> isoflop_issues(0.5)
+    []
+    """
+    falling = falling_allocation(a, "the IsoFLOP optima")
+    return [falling] if falling else []
+
+
 def frontier_sizes(entry: dict) -> int:
     """Sizes a ``fit.json`` frontier entry found optimal (``num_models``, else ``optimal_N``)."""
     return int(entry.get("num_models") or len(entry.get("optimal_N") or []))

@@ -139,9 +139,8 @@ def isoflop_sentence(fit: dict | None, reasons: bool = True) -> str | None:
         if other_ci is not None:
             inside = other_ci[0] <= iso["a"] <= other_ci[1]
             where.append(f"{'inside' if inside else 'outside'} the {name} fit's")
-    if where:
-        text += ", " + (where[0] + " interval" if len(where) == 1
-                        else f"{where[0]} interval, {where[1]}")
+    if where:  # "outside the frontier fit's interval, inside the parametric fit's"
+        text += f", {where[0]} interval" + "".join(f", {w}" for w in where[1:])
     if issues := entry_issues("isoflop", iso):
         text += f"; not identified: {'; '.join(issues)}"
     return text + "."
