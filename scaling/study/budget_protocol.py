@@ -33,10 +33,13 @@ such means).
 
 Budgets: the study's budget is one number, in FLOPs (C = 6ND summed over every run) or in
 wall-clock seconds of training (extension costs estimated from each run's measured throughput).
-Extensions are granted smallest model first while they fit; one that does not is reported (reason
-``budget``), never silently dropped. Every budget is rounded up to a validation step of the
-trainer's log grid, so an extended run logs exactly the points (losses, validations and
-checkpoints) of a run given the larger budget from the start.
+Extensions are granted while they fit, the size that has reached the least compute first: a pair
+compares its curves only as far as both reach, so when the budget cannot pay for both of its
+extensions, the one that lets the pair compare further (the run that lags behind) is paid, not
+the one that would run ahead alone. An extension that does not fit is reported (reason
+``budget``, with its cost), never silently dropped. Every budget is rounded up to a validation
+step of the trainer's log grid, so an extended run logs exactly the points (losses, validations
+and checkpoints) of a run given the larger budget from the start.
 
 Example:
     plan = plan_round(curves, ProtocolConfig(budget=2e13))
@@ -106,6 +109,7 @@ class RunDecision:
     reason: str  # one of REASONS
     detail: str  # a sentence for the report
     frames_needed: int | None = None  # training frames the run would need (data limit)
+    cost: float | None = None  # what the refused extension would cost (reason ``budget``)
 
 
 @dataclass
@@ -282,7 +286,8 @@ def _grant(curves, sizes, pairs, want, stop, cfg) -> RoundPlan:
     total = spent(curves, cfg.unit)
     plan = RoundPlan({}, pairs, total, 0.0, cfg.budget, cfg.unit)
     frames: list[int] = []
-    for s in sizes:  # smallest first: the cheapest extensions are granted first
+    # the size that lags in compute first (see the module docstring), smaller first on a tie
+    for s in sorted(sizes, key=lambda s: (_reached(s), s.params)):
         for run in sorted(s.runs, key=lambda r: r.seed):
             if s.name not in want:
                 reason = stop.get(s.name, "waiting")
@@ -293,6 +298,8 @@ def _grant(curves, sizes, pairs, want, stop, cfg) -> RoundPlan:
             tokens = next_grid_tokens(target_c / (6.0 * run.params), run.inputs_per_update,
                                       cfg.val_points_per_decade)
             plan.decisions[run.name] = _decide(run, tokens, why, cfg, plan, frames)
+    order = [run.name for s in sizes for run in sorted(s.runs, key=lambda r: r.seed)]
+    plan.decisions = {name: plan.decisions[name] for name in order}  # reported by size
     if frames:
         plan.data_request = max(frames)
     return plan
@@ -336,7 +343,7 @@ def _decide(run, tokens, why, cfg, plan, frames) -> RunDecision:
         return RunDecision(run.name, run.tokens, False, "budget",
                            f"{why}: extending to {tokens:.3g} inputs would cost {cost:.3g} "
                            f"{cfg.unit}, but only {max(left, 0.0):.3g} of the study's "
-                           f"{cfg.budget:.3g} are left", frames_needed)
+                           f"{cfg.budget:.3g} are left", frames_needed, cost)
     plan.planned += cost
     return RunDecision(run.name, tokens, True, "extended",
                        f"{why}: extended from {run.tokens:.3g} to {tokens:.3g} inputs "

@@ -290,7 +290,9 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
     early round cannot take the budget a costlier task needs later; then the shares of tasks that
     ask for nothing more (less what they spent) are offered, in task order, to the tasks whose
     extensions their own share could not pay for. A task that still asks for more keeps its
-    whole share, whether or not it used it this round.
+    whole share, whether or not it used it this round, unless even its cheapest refused extension
+    costs more than the whole study has left: no share could pay for it, so what that task has
+    not spent is offered to the others too.
     """
     total = {t: spent(cs, cfg.unit) for t, cs in curves.items()}
     plans, planned = {}, 0.0
@@ -305,8 +307,12 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
     for task, cs in curves.items():
         plans[task] = plan_round(cs, dataclasses.replace(cfg, budget=max(own[task], 1e-300)))
 
-    def held(t):  # a task that still asks for more keeps its whole share
-        done = plans[t].done and not _refused(plans[t])
+    free = cfg.budget - sum(total[t] + plans[t].planned for t in plans)
+    stuck = {t for t, p in plans.items() if _refused(p) and min(
+        d.cost for d in p.decisions.values() if d.reason == "budget") > free}
+
+    def held(t):  # a task that still asks for more (and could be paid) keeps its whole share
+        done = (plans[t].done and not _refused(plans[t])) or t in stuck
         return total[t] + plans[t].planned if done else max(own[t], total[t] + plans[t].planned)
 
     for task, plan in plans.items():  # in task order: what no task needs pays for what it can

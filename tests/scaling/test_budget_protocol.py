@@ -263,3 +263,49 @@ def test_a_size_with_too_few_points_is_extended_to_its_neighbours_compute():
     short = [curve("s10k", 10_000, TPS), curve("s30k", 30_000, TPS)]
     plan = plan_round(short, ProtocolConfig(budget=1e15))
     assert all(plan.decisions[k].extend for k in ("s10k", "s30k"))
+
+
+def test_the_run_that_lags_behind_its_pair_is_paid_first():
+    # s30k's curve ends at a third of s10k's compute, and the budget pays for one extension: the
+    # pair compares only as far as both curves reach, so s30k's extension is the one that counts
+    runs = [curve("s10k", 10_000, 8e5), curve("s30k", 30_000, 9e4)]
+    assert crossing_compute(10_000, 30_000) > 6.0 * 10_000 * 8e5  # not crossed yet
+    free = ProtocolConfig(budget=1e20)
+    asked = {k: d.tokens for k, d in plan_round(runs, free).decisions.items()}
+    cost = {r.size: 6.0 * r.params * (asked[r.size] - r.tokens) for r in runs}
+    assert cost["s30k"] > cost["s10k"] > 0
+    cfg = ProtocolConfig(budget=sum(6.0 * r.params * r.tokens for r in runs) + cost["s30k"])
+    plan = plan_round(runs, cfg)
+    assert plan.pairs[0].status == "open"
+    assert plan.decisions["s30k"].extend and plan.decisions["s30k"].tokens == asked["s30k"]
+    lagged = plan.decisions["s10k"]
+    assert not lagged.extend and lagged.reason == "budget"
+    assert lagged.cost == pytest.approx(cost["s10k"])
+    assert list(plan.decisions) == ["s10k", "s30k"]  # reported by size, whatever the order paid
+
+
+def test_a_share_no_budget_left_could_pay_for_goes_to_the_others():
+    from scaling.study.budget_rounds import plan_tasks
+
+    def runs(task, scale):
+        out = [curve(k, int(n * scale), 1e5) for k, n in SIZES.items()]
+        for c in out:
+            c.name = f"{task}-{c.name}"
+        return out
+
+    curves = {"big": runs("big", 10.0), "cheap": runs("cheap", 1.0)}
+    asked = {t: plan_round(cs, ProtocolConfig(budget=1e20)).planned for t, cs in curves.items()}
+    spent = {t: sum(6.0 * r.params * r.tokens for r in cs) for t, cs in curves.items()}
+    budget = sum(spent.values()) + 1.01 * asked["cheap"]
+    # "big" holds what it spent and half of what "cheap" asks: too little for any of its own
+    # extensions, and the whole study has less left than its cheapest one costs
+    big = (spent["big"] + 0.5 * asked["cheap"]) / budget
+    plans = plan_tasks(curves, ProtocolConfig(budget=budget), {"big": big, "cheap": 1.0 - big})
+    refused = [d for d in plans["big"].decisions.values() if d.reason == "budget"]
+    assert plans["big"].planned == 0 and refused
+    assert min(d.cost for d in refused) > budget - sum(spent.values())
+    # so its unspent share pays for what "cheap" asks, which its own share could not
+    assert plans["cheap"].planned == pytest.approx(asked["cheap"])
+    alone = plan_round(curves["cheap"], ProtocolConfig(budget=(1.0 - big) * budget))
+    assert alone.planned < asked["cheap"]
+    assert sum(spent.values()) + sum(p.planned for p in plans.values()) <= budget * (1 + 1e-12)

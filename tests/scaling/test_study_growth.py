@@ -214,23 +214,29 @@ def test_the_study_collects_only_data_that_its_budget_will_use():
     run sits at the data limit. Growth lifts A's limit too: A asks again and keeps its share, and
     B's extension is no longer paid for, so collecting would be wasted (in one default study
     this cost 579k collected frames, 248 s to collect and 162 s to encode, and no run used
-    them). With a budget that pays for both, growth goes ahead."""
+    them). Where what A asks again costs more than the whole study has left, no share could pay
+    for it, A's share goes to B, and growth goes ahead; so it does with a budget that pays for
+    both."""
     from scaling.study.budget_costs import RunCurve
     from scaling.study.budget_protocol import ProtocolConfig
     from scaling.study.budget_rounds import growth_pays, plan_tasks
 
-    xl = [6.0 * 9_000 * t for t in (100.0, 200.0)]  # B's largest size: refused by the budget
-    curves = {"a": _limited_pair("a", 1_000, 20.0),
-              "b": _limited_pair("b", 1_000, 15.0) + [RunCurve(
-                  "b-xl", "xl", 9_000, xl, [10.0 * c ** -0.1 + 1.0 for c in xl], 200.0, 100,
-                  train_items=2_500.0, seconds=4.0)]}
+    def tasks(a_seconds_per_10k):
+        xl = [6.0 * 9_000 * t for t in (100.0, 200.0)]  # B's largest size: refused by the budget
+        return {"a": _limited_pair("a", 1_000, a_seconds_per_10k),
+                "b": _limited_pair("b", 1_000, 15.0) + [RunCurve(
+                    "b-xl", "xl", 9_000, xl, [10.0 * c ** -0.1 + 1.0 for c in xl], 200.0, 100,
+                    train_items=2_500.0, seconds=4.0)]}
+
     shares = {"a": 0.5, "b": 0.5}
     tight = ProtocolConfig(budget=200.0, unit="seconds", collect=True)
-    plans = plan_tasks(curves, tight, shares)
-    a, b = plans["a"].decisions["a-small"], plans["b"].decisions["b-small"]
-    assert a.reason == b.reason == "data limit"
-    assert plans["b"].data_request and not plans["a"].data_request  # only B's is affordable
-    assert not growth_pays(curves, plans, plans["b"].data_request, tight, shares)
+    for a_cost, pays in ((14.0, False), (20.0, True)):
+        curves = tasks(a_cost)
+        plans = plan_tasks(curves, tight, shares)
+        a, b = plans["a"].decisions["a-small"], plans["b"].decisions["b-small"]
+        assert a.reason == b.reason == "data limit"
+        assert plans["b"].data_request and not plans["a"].data_request  # only B's is affordable
+        assert growth_pays(curves, plans, plans["b"].data_request, tight, shares) is pays
     ample = ProtocolConfig(budget=1_000.0, unit="seconds", collect=True)
     plans = plan_tasks(curves, ample, shares)
     assert growth_pays(curves, plans, max(p.data_request or 0 for p in plans.values()), ample,
