@@ -15,7 +15,6 @@ budget is not part of what a checkpoint must match.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -25,13 +24,9 @@ from typing import Any
 
 from offline_data.atomic import write_text_atomic
 from offline_data.tokens import HEADER_NAME, TokenShards
-from scaling.study.budget_costs import RunCurve, grid_floor_tokens, next_grid_tokens, spent
-from scaling.study.budget_protocol import (
-    COLLECTS,
-    ProtocolConfig,
-    check_study_budget,
-    plan_round,
-)
+from scaling.study.budget_costs import RunCurve, grid_floor_tokens, next_grid_tokens
+from scaling.study.budget_protocol import COLLECTS, ProtocolConfig, check_study_budget
+from scaling.study.budget_tasks import growth_pays, plan_tasks
 from scaling.study.paths import PROTOCOL_FILE, tokens_dir
 from scaling.study.sweep import DONE_FILE, RUN_SPEC_FILE, RunSpec, _diff
 from scaling.tasks import TASKS
@@ -245,24 +240,6 @@ def _read_curves(runs: list[RunSpec], loss_key: str,
     return curves
 
 
-def growth_pays(curves: dict[str, list[RunCurve]], plans: dict[str, Any], frames: int,
-                cfg: ProtocolConfig, shares: dict[str, float] | None = None) -> bool:
-    """True when the plan on data grown to ``frames`` training frames extends a run that asked.
-
-    A run's request is judged affordable against the budget as the tasks stand, and growth
-    lifts the data limit of every task that reads the data: a task whose runs that limit had
-    stopped then asks for more again and keeps its share (:func:`plan_tasks`), which another
-    task's request may have been counting on. The study collects only when the plan on the
-    grown data still extends one of the runs that asked.
-    """
-    asked = {n for p in plans.values() for n, d in p.decisions.items()
-             if d.reason == "data limit" and d.frames_needed}
-    grown = {t: [dataclasses.replace(c, train_items=max(c.train_items, frames * c.items_per_frame))
-                 if c.train_items else c for c in cs] for t, cs in curves.items()}
-    after = plan_tasks(grown, cfg, shares)
-    return any(d.extend for p in after.values() for n, d in p.decisions.items() if n in asked)
-
-
 UNPAID = ("none collected: on the grown data the runs the data limit stops elsewhere would ask "
           "again and keep their tasks' shares, and the budget left could not pay for this one")
 """What a data-limited run's decision says when growth would not have paid for its extension."""
@@ -274,56 +251,6 @@ def _unpaid(plans: dict[str, Any]) -> None:
         for d in p.decisions.values():
             if d.reason == "data limit" and d.detail.endswith(COLLECTS):
                 d.detail = d.detail[: -len(COLLECTS)] + UNPAID
-
-
-def _refused(plan) -> bool:
-    return any(d.reason == "budget" for d in plan.decisions.values())
-
-
-def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
-               shares: dict[str, float] | None = None) -> dict[str, Any]:
-    """One plan per task, every task drawing on the one study budget.
-
-    Without ``shares`` the tasks draw on the whole budget in order (the first task's extensions
-    are granted first in every round). With ``shares`` (task -> fraction of the budget; they sum
-    to at most 1) each task first plans within its own share, so a cheap task's extensions in an
-    early round cannot take the budget a costlier task needs later; then the shares of tasks that
-    ask for nothing more (less what they spent) are offered, in task order, to the tasks whose
-    extensions their own share could not pay for. A task that still asks for more keeps its
-    whole share, whether or not it used it this round, unless even its cheapest refused extension
-    costs more than the whole study has left: no share could pay for it, so what that task has
-    not spent is offered to the others too.
-    """
-    total = {t: spent(cs, cfg.unit) for t, cs in curves.items()}
-    plans, planned = {}, 0.0
-    if not shares:
-        for task, cs in curves.items():
-            others = sum(v for t, v in total.items() if t != task)
-            sub = dataclasses.replace(cfg, budget=max(cfg.budget - others - planned, 1e-300))
-            plans[task] = plan_round(cs, sub)
-            planned += plans[task].planned
-        return plans
-    own = {t: shares.get(t, 0.0) * cfg.budget for t in curves}
-    for task, cs in curves.items():
-        plans[task] = plan_round(cs, dataclasses.replace(cfg, budget=max(own[task], 1e-300)))
-
-    free = cfg.budget - sum(total[t] + plans[t].planned for t in plans)
-    stuck = {t for t, p in plans.items() if _refused(p) and min(
-        d.cost for d in p.decisions.values() if d.reason == "budget") > free}
-
-    def held(t):  # a task that still asks for more (and could be paid) keeps its whole share
-        done = (plans[t].done and not _refused(plans[t])) or t in stuck
-        return total[t] + plans[t].planned if done else max(own[t], total[t] + plans[t].planned)
-
-    for task, plan in plans.items():  # in task order: what no task needs pays for what it can
-        if not _refused(plan):
-            continue
-        left = cfg.budget - sum(held(t) for t in plans if t != task) - total[task] - plan.planned
-        if left <= 0:
-            continue
-        plans[task] = plan_round(curves[task], dataclasses.replace(
-            cfg, budget=total[task] + plan.planned + left))
-    return plans
 
 
 # ----- the study's sweep mode (StudySpec.protocol = "frontier") -----

@@ -213,7 +213,7 @@ def test_a_gap_that_closes_again_is_not_a_crossing():
 
 
 def test_budget_shares_keep_a_costly_task_its_part_of_the_budget():
-    from scaling.study.budget_rounds import plan_tasks
+    from scaling.study.budget_tasks import plan_tasks
 
     # two tasks at their first round; "big" needs extensions 10x dearer than "cheap"
     def runs(task, scale):
@@ -285,7 +285,7 @@ def test_the_run_that_lags_behind_its_pair_is_paid_first():
 
 
 def test_a_share_no_budget_left_could_pay_for_goes_to_the_others():
-    from scaling.study.budget_rounds import plan_tasks
+    from scaling.study.budget_tasks import plan_tasks
 
     def runs(task, scale):
         out = [curve(k, int(n * scale), 1e5) for k, n in SIZES.items()]
@@ -308,4 +308,31 @@ def test_a_share_no_budget_left_could_pay_for_goes_to_the_others():
     assert plans["cheap"].planned == pytest.approx(asked["cheap"])
     alone = plan_round(curves["cheap"], ProtocolConfig(budget=(1.0 - big) * budget))
     assert alone.planned < asked["cheap"]
+    assert sum(spent.values()) + sum(p.planned for p in plans.values()) <= budget * (1 + 1e-12)
+
+
+def test_shares_that_pay_for_nothing_are_pooled():
+    from scaling.study.budget_tasks import plan_tasks
+
+    def runs(task, scale):
+        out = [curve(k, int(n * scale), 1e5) for k, n in SIZES.items()]
+        for c in out:
+            c.name = f"{task}-{c.name}"
+        return out
+
+    curves = {"one": runs("one", 1.0), "two": runs("two", 1.0)}
+    free = {t: plan_round(cs, ProtocolConfig(budget=1e20)) for t, cs in curves.items()}
+    cheapest = min(6.0 * r.params * (free["one"].decisions[r.name].tokens - r.tokens)
+                   for r in curves["one"] if free["one"].decisions[r.name].extend)
+    spent = {t: sum(6.0 * r.params * r.tokens for r in cs) for t, cs in curves.items()}
+    # each share leaves 60% of the cheapest extension: neither pays for anything alone, but what
+    # the two leave together does, so the study does not end with that budget unspent
+    budget = sum(spent.values()) + 1.2 * cheapest
+    shares = {t: (spent[t] + 0.6 * cheapest) / budget for t in curves}
+    for t, cs in curves.items():
+        assert plan_round(cs, ProtocolConfig(budget=shares[t] * budget)).planned == 0
+    plans = plan_tasks(curves, ProtocolConfig(budget=budget), shares)
+    assert plans["one"].planned == pytest.approx(cheapest) and not plans["one"].done
+    assert plans["two"].planned == 0 and plans["two"].done  # the first task in order is paid
+    assert any(d.reason == "budget" for d in plans["two"].decisions.values())
     assert sum(spent.values()) + sum(p.planned for p in plans.values()) <= budget * (1 + 1e-12)

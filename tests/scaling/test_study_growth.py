@@ -211,15 +211,15 @@ def _limited_pair(task, params, seconds_per_10k, items=2_500.0):
 
 def test_the_study_collects_only_data_that_its_budget_will_use():
     """Task B's data-limited run is affordable only with the share task A leaves while A's own
-    run sits at the data limit. Growth lifts A's limit too: A asks again and keeps its share, and
-    B's extension is no longer paid for, so collecting would be wasted (in one default study
-    this cost 579k collected frames, 248 s to collect and 162 s to encode, and no run used
-    them). Where what A asks again costs more than the whole study has left, no share could pay
-    for it, A's share goes to B, and growth goes ahead; so it does with a budget that pays for
-    both."""
+    run sits at the data limit. Growth lifts A's limit too, and A asks again. When A kept its
+    share, B's extension was no longer paid for and the collected data went unused (in one
+    default study 579k collected frames, 248 s to collect and 162 s to encode). A share now
+    goes to the others when what it asks costs more than the study has left, and shares that
+    pay for nothing are pooled, so on these ladders B's extension is paid after growth, at
+    either cost of A's runs. Data too few to lift B's limit are not collected."""
     from scaling.study.budget_costs import RunCurve
     from scaling.study.budget_protocol import ProtocolConfig
-    from scaling.study.budget_rounds import growth_pays, plan_tasks
+    from scaling.study.budget_tasks import growth_pays, plan_tasks
 
     def tasks(a_seconds_per_10k):
         xl = [6.0 * 9_000 * t for t in (100.0, 200.0)]  # B's largest size: refused by the budget
@@ -230,13 +230,14 @@ def test_the_study_collects_only_data_that_its_budget_will_use():
 
     shares = {"a": 0.5, "b": 0.5}
     tight = ProtocolConfig(budget=200.0, unit="seconds", collect=True)
-    for a_cost, pays in ((14.0, False), (20.0, True)):
+    for a_cost in (14.0, 20.0):
         curves = tasks(a_cost)
         plans = plan_tasks(curves, tight, shares)
         a, b = plans["a"].decisions["a-small"], plans["b"].decisions["b-small"]
         assert a.reason == b.reason == "data limit"
         assert plans["b"].data_request and not plans["a"].data_request  # only B's is affordable
-        assert growth_pays(curves, plans, plans["b"].data_request, tight, shares) is pays
+        assert growth_pays(curves, plans, plans["b"].data_request, tight, shares)
+        assert not growth_pays(curves, plans, 2_500, tight, shares)  # the data it has already
     ample = ProtocolConfig(budget=1_000.0, unit="seconds", collect=True)
     plans = plan_tasks(curves, ample, shares)
     assert growth_pays(curves, plans, max(p.data_request or 0 for p in plans.values()), ample,
