@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from scaling.laws.uncertainty import Bootstrap
-from scaling.study import report_exponents
 from scaling.study.budget_costs import RunCurve, next_grid_tokens
 from scaling.study.budget_protocol import ProtocolConfig, plan_round
 from scaling.study.budget_rounds import protocol_crossings, training_seconds
@@ -213,23 +212,6 @@ def test_training_seconds_sum_tokens_over_throughput():
     recs = [{"tokens": 100, "tokens_per_s": 10.0}, {"tokens": 300, "tokens_per_s": 50.0},
             {"tokens": 400}]
     assert training_seconds(recs) == pytest.approx(10.0 + 4.0)
-
-
-def test_difference_interval_pairs_every_refit():
-    lo, hi = difference_interval([0.6, 0.7, 0.8], [0.3, 0.4], level=0.5)
-    # differences 0.3 0.2 0.4 0.3 0.5 0.4, sorted 0.2 0.3 0.3 0.4 0.4 0.5: quartiles 0.3, 0.4
-    assert (lo, hi) == pytest.approx((0.3, 0.4))
-    with pytest.raises(ValueError, match="at least 2 refits"):
-        difference_interval([1.0], [0.0, 1.0])
-
-
-def test_difference_interval_of_many_refits_draws_pairs(monkeypatch):
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(1.0, 0.1, 400), rng.normal(0.0, 0.1, 400)
-    monkeypatch.setattr(report_exponents, "MAX_PAIRS", 20_000)
-    lo, hi = difference_interval(x, y)
-    half = 1.96 * np.sqrt(0.02)  # the difference of two independent N(., 0.1^2)
-    assert lo == pytest.approx(1.0 - half, abs=0.04) and hi == pytest.approx(1.0 + half, abs=0.04)
 
 
 def test_difference_sentence_uses_the_fit_both_tasks_have():
