@@ -66,6 +66,14 @@ def simulate(sizes, cfg, tokens=1e5, law=chinchilla, train_items=None, rounds=30
 SIZES = {"s10k": 10_000, "s30k": 30_000}
 
 
+def task_runs(task, scale):
+    """The ladder ``SIZES`` scaled by ``scale`` at its first budget, as the runs of ``task``."""
+    out = [curve(k, int(n * scale), 1e5) for k, n in SIZES.items()]
+    for c in out:
+        c.name = f"{task}-{c.name}"
+    return out
+
+
 def test_noise_estimate_recovers_the_scatter_of_a_curve():
     c = np.logspace(8, 12, 80)
     smooth = 1.0 + 30.0 / c ** 0.2
@@ -216,13 +224,7 @@ def test_budget_shares_keep_a_costly_task_its_part_of_the_budget():
     from scaling.study.budget_tasks import plan_tasks
 
     # two tasks at their first round; "big" needs extensions 10x dearer than "cheap"
-    def runs(task, scale):
-        out = [curve(k, int(n * scale), 1e5) for k, n in SIZES.items()]
-        for c in out:
-            c.name = f"{task}-{c.name}"
-        return out
-
-    curves = {"cheap": runs("cheap", 1.0), "big": runs("big", 10.0)}
+    curves = {"cheap": task_runs("cheap", 1.0), "big": task_runs("big", 10.0)}
     asked = {t: plan_round(cs, ProtocolConfig(budget=1e20)).planned for t, cs in curves.items()}
     spent = {t: sum(6.0 * r.params * r.tokens for r in cs) for t, cs in curves.items()}
     budget = sum(spent.values()) + asked["big"] + 0.5 * asked["cheap"]
@@ -287,13 +289,7 @@ def test_the_run_that_lags_behind_its_pair_is_paid_first():
 def test_a_share_no_budget_left_could_pay_for_goes_to_the_others():
     from scaling.study.budget_tasks import plan_tasks
 
-    def runs(task, scale):
-        out = [curve(k, int(n * scale), 1e5) for k, n in SIZES.items()]
-        for c in out:
-            c.name = f"{task}-{c.name}"
-        return out
-
-    curves = {"big": runs("big", 10.0), "cheap": runs("cheap", 1.0)}
+    curves = {"big": task_runs("big", 10.0), "cheap": task_runs("cheap", 1.0)}
     asked = {t: plan_round(cs, ProtocolConfig(budget=1e20)).planned for t, cs in curves.items()}
     spent = {t: sum(6.0 * r.params * r.tokens for r in cs) for t, cs in curves.items()}
     budget = sum(spent.values()) + 1.01 * asked["cheap"]
@@ -314,13 +310,7 @@ def test_a_share_no_budget_left_could_pay_for_goes_to_the_others():
 def test_shares_that_pay_for_nothing_are_pooled():
     from scaling.study.budget_tasks import plan_tasks
 
-    def runs(task, scale):
-        out = [curve(k, int(n * scale), 1e5) for k, n in SIZES.items()]
-        for c in out:
-            c.name = f"{task}-{c.name}"
-        return out
-
-    curves = {"one": runs("one", 1.0), "two": runs("two", 1.0)}
+    curves = {"one": task_runs("one", 1.0), "two": task_runs("two", 1.0)}
     free = {t: plan_round(cs, ProtocolConfig(budget=1e20)) for t, cs in curves.items()}
     cheapest = min(6.0 * r.params * (free["one"].decisions[r.name].tokens - r.tokens)
                    for r in curves["one"] if free["one"].decisions[r.name].extend)
