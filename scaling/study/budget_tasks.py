@@ -21,9 +21,9 @@ def growth_pays(curves: dict[str, list[RunCurve]], plans: dict[str, Any], frames
 
     A run's request is judged affordable against the budget as the tasks stand, and growth
     lifts the data limit of every task that reads the data: a task whose runs that limit had
-    stopped then asks for more again and keeps its share (:func:`plan_tasks`), which another
-    task's request may have been counting on. The study collects only when the plan on the
-    grown data still extends one of the runs that asked.
+    stopped then asks for more again and may keep its share (:func:`plan_tasks` says when),
+    which another task's request may have been counting on. The study collects only when the
+    plan on the grown data still extends one of the runs that asked.
     """
     asked = {n for p in plans.values() for n, d in p.decisions.items()
              if d.reason == "data limit" and d.frames_needed}
