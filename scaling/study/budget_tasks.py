@@ -51,13 +51,18 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
     costs more than the whole study has left: no share could pay for it, so what that task has
     not spent is offered to the others too. When no task's share pays for any extension, the
     study would end with budget left: the tasks then draw on what is left in order, as without
-    shares.
+    shares. A task that was paid beyond its share in an earlier round holds what it spent, so
+    the shares of the others shrink by the excess and the study never plans past its budget.
     """
     total = {t: spent(cs, cfg.unit) for t, cs in curves.items()}
     if not shares:
         return _in_order(curves, cfg, total, {})
     plans = {}
-    own = {t: shares.get(t, 0.0) * cfg.budget for t in curves}
+    share = {t: shares.get(t, 0.0) * cfg.budget for t in curves}
+    # a task paid beyond its share (from a share another task released in an earlier round)
+    # holds what it spent: the others' shares shrink by that, or the study would spend it twice
+    own = {t: min(share[t], cfg.budget - sum(max(share[o], total[o]) for o in curves if o != t))
+           for t in curves}
     for task, cs in curves.items():
         plans[task] = plan_round(cs, dataclasses.replace(cfg, budget=max(own[task], 1e-300)))
 

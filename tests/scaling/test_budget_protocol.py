@@ -326,3 +326,22 @@ def test_shares_that_pay_for_nothing_are_pooled():
     assert plans["two"].planned == 0 and plans["two"].done  # the first task in order is paid
     assert any(d.reason == "budget" for d in plans["two"].decisions.values())
     assert sum(spent.values()) + sum(p.planned for p in plans.values()) <= budget * (1 + 1e-12)
+
+
+def test_a_share_others_have_spent_is_not_spent_twice():
+    from scaling.study.budget_tasks import plan_tasks
+
+    # "big" was paid beyond its share in earlier rounds (from a share another task released);
+    # "small" asks for an extension that fits its own share but not what the study has left
+    curves = {"small": task_runs("small", 1.0), "big": task_runs("big", 10.0)}
+    asked = plan_round(curves["small"], ProtocolConfig(budget=1e20)).planned
+    spent = {t: sum(6.0 * r.params * r.tokens for r in cs) for t, cs in curves.items()}
+    budget = spent["big"] + spent["small"] + 0.5 * asked
+    shares = {"small": (spent["small"] + 2.0 * asked) / budget}
+    shares["big"] = 1.0 - shares["small"]
+    assert spent["big"] > shares["big"] * budget  # "big" has spent more than its share
+    assert plan_round(curves["small"], ProtocolConfig(budget=shares["small"] * budget)).planned \
+        == pytest.approx(asked)  # the share alone would pay for the whole request
+    plans = plan_tasks(curves, ProtocolConfig(budget=budget), shares)
+    assert sum(spent.values()) + sum(p.planned for p in plans.values()) <= budget * (1 + 1e-12)
+    assert any(d.reason == "budget" for d in plans["small"].decisions.values())
