@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from scaling.study.budget_costs import RunCurve, next_grid_tokens
+from scaling.study.budget_costs import RunCurve, next_grid_tokens, spent
 from scaling.study.budget_curves import Size, curve_noise
 from scaling.study.budget_protocol import (
     ProtocolConfig,
@@ -226,26 +226,26 @@ def test_budget_shares_keep_a_costly_task_its_part_of_the_budget():
     # two tasks at their first round; "big" needs extensions 10x dearer than "cheap"
     curves = {"cheap": task_runs("cheap", 1.0), "big": task_runs("big", 10.0)}
     asked = {t: plan_round(cs, ProtocolConfig(budget=1e20)).planned for t, cs in curves.items()}
-    spent = {t: sum(6.0 * r.params * r.tokens for r in cs) for t, cs in curves.items()}
-    budget = sum(spent.values()) + asked["big"] + 0.5 * asked["cheap"]
+    used = {t: spent(cs, "flops") for t, cs in curves.items()}
+    budget = sum(used.values()) + asked["big"] + 0.5 * asked["cheap"]
     cfg = ProtocolConfig(budget=budget)
     # in order: the cheap task plans first and leaves the big one less than it asks for
     plain = plan_tasks(curves, cfg)
     assert plain["cheap"].planned == pytest.approx(asked["cheap"])
     assert plain["big"].planned < asked["big"]
     # with a share that covers what "big" asks, it is paid first and the cheap task waits
-    big = (spent["big"] + asked["big"]) / budget
+    big = (used["big"] + asked["big"]) / budget
     shared = plan_tasks(curves, cfg, {"cheap": 1.0 - big, "big": big})
     assert shared["big"].planned == pytest.approx(asked["big"])
     assert shared["cheap"].planned < asked["cheap"]
-    assert sum(spent.values()) + sum(p.planned for p in shared.values()) <= budget * (1 + 1e-12)
+    assert sum(used.values()) + sum(p.planned for p in shared.values()) <= budget * (1 + 1e-12)
     assert any(d.reason == "budget" for d in shared["cheap"].decisions.values())
     # a task that still asks for more keeps its whole share, even where it asks little now
     roomy = plan_tasks(curves, cfg, {"cheap": 0.1, "big": 0.9})
-    assert spent["cheap"] + roomy["cheap"].planned <= 0.1 * budget * (1 + 1e-12)
+    assert used["cheap"] + roomy["cheap"].planned <= 0.1 * budget * (1 + 1e-12)
     # a task that asks for nothing more (one size: no pair to cross) leaves its share to others
     solo = {"solo": [curves["cheap"][0]], "big": curves["big"]}
-    cfg2 = ProtocolConfig(budget=spent["big"] + spent["cheap"] / 2 + asked["big"])
+    cfg2 = ProtocolConfig(budget=used["big"] + used["cheap"] / 2 + asked["big"])
     freed = plan_tasks(solo, cfg2, {"solo": 0.5, "big": 0.5})
     assert freed["solo"].done and freed["big"].planned == pytest.approx(asked["big"])
 
@@ -276,7 +276,7 @@ def test_the_run_that_lags_behind_its_pair_is_paid_first():
     asked = {k: d.tokens for k, d in plan_round(runs, free).decisions.items()}
     cost = {r.size: 6.0 * r.params * (asked[r.size] - r.tokens) for r in runs}
     assert cost["s30k"] > cost["s10k"] > 0
-    cfg = ProtocolConfig(budget=sum(6.0 * r.params * r.tokens for r in runs) + cost["s30k"])
+    cfg = ProtocolConfig(budget=spent(runs, "flops") + cost["s30k"])
     plan = plan_round(runs, cfg)
     assert plan.pairs[0].status == "open"
     assert plan.decisions["s30k"].extend and plan.decisions["s30k"].tokens == asked["s30k"]
@@ -291,20 +291,20 @@ def test_a_share_no_budget_left_could_pay_for_goes_to_the_others():
 
     curves = {"big": task_runs("big", 10.0), "cheap": task_runs("cheap", 1.0)}
     asked = {t: plan_round(cs, ProtocolConfig(budget=1e20)).planned for t, cs in curves.items()}
-    spent = {t: sum(6.0 * r.params * r.tokens for r in cs) for t, cs in curves.items()}
-    budget = sum(spent.values()) + 1.01 * asked["cheap"]
+    used = {t: spent(cs, "flops") for t, cs in curves.items()}
+    budget = sum(used.values()) + 1.01 * asked["cheap"]
     # "big" holds what it spent and half of what "cheap" asks: too little for any of its own
     # extensions, and the whole study has less left than its cheapest one costs
-    big = (spent["big"] + 0.5 * asked["cheap"]) / budget
+    big = (used["big"] + 0.5 * asked["cheap"]) / budget
     plans = plan_tasks(curves, ProtocolConfig(budget=budget), {"big": big, "cheap": 1.0 - big})
     refused = [d for d in plans["big"].decisions.values() if d.reason == "budget"]
     assert plans["big"].planned == 0 and refused
-    assert min(d.cost for d in refused) > budget - sum(spent.values())
+    assert min(d.cost for d in refused) > budget - sum(used.values())
     # so its unspent share pays for what "cheap" asks, which its own share could not
     assert plans["cheap"].planned == pytest.approx(asked["cheap"])
     alone = plan_round(curves["cheap"], ProtocolConfig(budget=(1.0 - big) * budget))
     assert alone.planned < asked["cheap"]
-    assert sum(spent.values()) + sum(p.planned for p in plans.values()) <= budget * (1 + 1e-12)
+    assert sum(used.values()) + sum(p.planned for p in plans.values()) <= budget * (1 + 1e-12)
 
 
 def test_shares_that_pay_for_nothing_are_pooled():
@@ -314,18 +314,18 @@ def test_shares_that_pay_for_nothing_are_pooled():
     free = {t: plan_round(cs, ProtocolConfig(budget=1e20)) for t, cs in curves.items()}
     cheapest = min(6.0 * r.params * (free["one"].decisions[r.name].tokens - r.tokens)
                    for r in curves["one"] if free["one"].decisions[r.name].extend)
-    spent = {t: sum(6.0 * r.params * r.tokens for r in cs) for t, cs in curves.items()}
+    used = {t: spent(cs, "flops") for t, cs in curves.items()}
     # each share leaves 60% of the cheapest extension: neither pays for anything alone, but what
     # the two leave together does, so the study does not end with that budget unspent
-    budget = sum(spent.values()) + 1.2 * cheapest
-    shares = {t: (spent[t] + 0.6 * cheapest) / budget for t in curves}
+    budget = sum(used.values()) + 1.2 * cheapest
+    shares = {t: (used[t] + 0.6 * cheapest) / budget for t in curves}
     for t, cs in curves.items():
         assert plan_round(cs, ProtocolConfig(budget=shares[t] * budget)).planned == 0
     plans = plan_tasks(curves, ProtocolConfig(budget=budget), shares)
     assert plans["one"].planned == pytest.approx(cheapest) and not plans["one"].done
     assert plans["two"].planned == 0 and plans["two"].done  # the first task in order is paid
     assert any(d.reason == "budget" for d in plans["two"].decisions.values())
-    assert sum(spent.values()) + sum(p.planned for p in plans.values()) <= budget * (1 + 1e-12)
+    assert sum(used.values()) + sum(p.planned for p in plans.values()) <= budget * (1 + 1e-12)
 
 
 def test_a_share_others_have_spent_is_not_spent_twice():
@@ -335,13 +335,13 @@ def test_a_share_others_have_spent_is_not_spent_twice():
     # "small" asks for an extension that fits its own share but not what the study has left
     curves = {"small": task_runs("small", 1.0), "big": task_runs("big", 10.0)}
     asked = plan_round(curves["small"], ProtocolConfig(budget=1e20)).planned
-    spent = {t: sum(6.0 * r.params * r.tokens for r in cs) for t, cs in curves.items()}
-    budget = spent["big"] + spent["small"] + 0.5 * asked
-    shares = {"small": (spent["small"] + 2.0 * asked) / budget}
+    used = {t: spent(cs, "flops") for t, cs in curves.items()}
+    budget = used["big"] + used["small"] + 0.5 * asked
+    shares = {"small": (used["small"] + 2.0 * asked) / budget}
     shares["big"] = 1.0 - shares["small"]
-    assert spent["big"] > shares["big"] * budget  # "big" has spent more than its share
+    assert used["big"] > shares["big"] * budget  # "big" has spent more than its share
     assert plan_round(curves["small"], ProtocolConfig(budget=shares["small"] * budget)).planned \
         == pytest.approx(asked)  # the share alone would pay for the whole request
     plans = plan_tasks(curves, ProtocolConfig(budget=budget), shares)
-    assert sum(spent.values()) + sum(p.planned for p in plans.values()) <= budget * (1 + 1e-12)
+    assert sum(used.values()) + sum(p.planned for p in plans.values()) <= budget * (1 + 1e-12)
     assert any(d.reason == "budget" for d in plans["small"].decisions.values())
