@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -190,9 +191,24 @@ def compute_rows(totals: dict[str, dict]) -> tuple[list[list[str]], str]:
     return rows, text
 
 
+_LEFT = re.compile(r", but only \S+ of the study's \S+ are left")
+"""The part of a budget refusal that changes from round to round (what the budget has left)."""
+
+
 def protocol_notes(state: dict) -> list[str]:
-    """The protocol's notes, budget refusals and data limits of every round, verbatim, once each."""
-    out = [f"before round 1: {line}" for line in state.get("notes", [])]
+    """The protocol's notes, budget refusals and data limits of every round, once each.
+
+    A note is given with the round it first appeared in. A refusal that comes back in later
+    rounds, differing only in what the budget had left, is listed once with those rounds named
+    (``round 3 (again in rounds 6, 7)``), so the list reads as what happened, not as a log.
+    """
+    order: list[tuple[str, str]] = []  # (key, first text) in order of first appearance
+    rounds: dict[str, list[int]] = {}
+    for text in state.get("notes", []):
+        if text in rounds:
+            continue
+        order.append((text, f"before round 1: {text}"))
+        rounds[text] = [0]
     for k, rnd in enumerate(state.get("rounds", []), 1):
         for task, plan in rnd.items():
             lines = list(plan.get("notes", []))
@@ -204,8 +220,20 @@ def protocol_notes(state: dict) -> list[str]:
                              "within the data-pass limit")
             for line in lines:
                 text = f"{_title(task)}: {line}"
-                if not any(o.endswith(text) for o in out):
-                    out.append(f"round {k}, {text}")
+                key = _LEFT.sub("", text)
+                if key not in rounds:
+                    order.append((key, f"round {k}, {text}"))
+                    rounds[key] = [k]
+                elif rounds[key][-1] != k:
+                    rounds[key].append(k)
+    out = []
+    for key, text in order:
+        again = rounds[key][1:]
+        if again:
+            head, rest = text.split(", ", 1)
+            word = "round" if len(again) == 1 else "rounds"
+            text = f"{head} (again in {word} {', '.join(map(str, again))}), {rest}"
+        out.append(text)
     return out
 
 

@@ -159,15 +159,27 @@ def test_section_shows_pairs_crossings_frontier_compute_and_notes(study):
     assert protocol_section(r, started) and "no round has finished" in r.markdown()
 
 
-def test_notes_are_listed_once_with_their_round():
+def test_notes_are_listed_once_with_their_rounds():
     plan = {"notes": ["a: extended only to the data limit"], "decisions": {
-        "r": {"reason": "budget", "detail": "would cost 5 flops, but only 1 are left"}},
+        "r": {"reason": "budget", "detail": "would cost 5 flops, but only 1 of the study's 9 are "
+                                            "left"}},
         "data_request": 1200}
-    notes = protocol_notes({"rounds": [{"wm-token": plan}, {"wm-token": plan}]})
-    assert notes == ["round 1, WM-Token: a: extended only to the data limit",
-                     "round 1, WM-Token: r: budget: would cost 5 flops, but only 1 are left",
-                     "round 1, WM-Token: the runs need 1,200 training frames to stay within the "
-                     "data-pass limit"]
+    later = {**plan, "notes": [], "data_request": None, "decisions": {
+        "r": {"reason": "budget", "detail": "would cost 5 flops, but only 0.5 of the study's 8 "
+                                            "are left"},
+        "q": {"reason": "budget", "detail": "would cost 7 flops, but only 0.5 of the study's 8 "
+                                            "are left"}}}
+    notes = protocol_notes({"notes": ["n", "n"], "rounds": [{"wm-token": plan},
+                                                            {"wm-token": plan},
+                                                            {"wm-token": later}]})
+    assert notes == ["before round 1: n",
+                     "round 1 (again in round 2), WM-Token: a: extended only to the data limit",
+                     "round 1 (again in rounds 2, 3), WM-Token: r: budget: would cost 5 flops, "
+                     "but only 1 of the study's 9 are left",
+                     "round 1 (again in round 2), WM-Token: the runs need 1,200 training frames "
+                     "to stay within the data-pass limit",
+                     "round 3, WM-Token: q: budget: would cost 7 flops, but only 0.5 of the "
+                     "study's 8 are left"]
 
 
 def test_frontier_from_crossings_of_neighbours():
