@@ -91,7 +91,17 @@ def bound_issues(fit: ParametricFit, ci: dict[str, list[float]] | None = None) -
 
     A coefficient at the edge of its range (E collapsed to 0, an exponent at 0 or at the cap of
     10) or with a bootstrap interval of zero width (every refit stuck at the same value) is set
-    by the optimiser's bounds, not by the data; a result built on it is not a finding.
+    by the optimiser's bounds, not by the data; a result built on it is not a finding. So is an
+    allocation exponent ``a`` outside its own bootstrap interval: the refits do not centre on
+    the fit (they land on another optimum, or the full-data fit sits at a bound they leave), so
+    neither the value nor the interval describes what the data say.
+
+    >>> fit = ParametricFit(E=1.5, A=10.0, B=10.0, alpha=0.3, beta=0.3, loss="huber",
+    ...                     objective=0.0, num_points=50)
+    >>> bound_issues(fit, {"a": [0.4, 0.6]})
+    []
+    >>> bound_issues(fit, {"a": [0.6, 0.7]})[0][:47]
+    'a = 0.5 lies outside its own bootstrap interval'
     """
     out = []
     if fit.E <= 1e-6:
@@ -104,6 +114,10 @@ def bound_issues(fit: ParametricFit, ci: dict[str, list[float]] | None = None) -
         lo_hi = (ci or {}).get(name)
         if lo_hi and lo_hi[1] - lo_hi[0] <= 1e-9 * max(1.0, abs(getattr(fit, name))):
             out.append(f"{name} has a zero-width interval [{lo_hi[0]:.3g}, {lo_hi[1]:.3g}]")
+    lo_hi = (ci or {}).get("a")
+    if lo_hi and not lo_hi[0] - 1e-9 <= fit.a <= lo_hi[1] + 1e-9:
+        out.append(f"a = {fit.a:.3g} lies outside its own bootstrap interval [{lo_hi[0]:.3g}, "
+                   f"{lo_hi[1]:.3g}] (the refits do not centre on the fit)")
     return out
 
 
