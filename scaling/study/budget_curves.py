@@ -105,4 +105,21 @@ class Size:
         return fall < noise_sigmas * stderr
 
 
-__all__ = ["SMOOTH_POINTS", "Size", "curve_noise", "smooth"]
+def equal_inputs_gap(small: Size, large: Size) -> tuple[float, float] | None:
+    """``(D, gap)`` where two sizes' common range of inputs D ends; None without overlap.
+
+    Compute is C = 6ND, so a size's curve over log D is its curve over log C shifted by
+    ``log(6N)``. ``gap`` is the smaller size's smoothed loss less the larger's at that D (> 0:
+    the larger is lower at equal inputs). At equal compute the smaller size has seen
+    N_large / N_small times the inputs; while the larger is not lower at equal inputs, the
+    smaller stays ahead at equal compute wherever the loss still falls with D.
+    """
+    shift_s, shift_l = math.log(6.0 * small.params), math.log(6.0 * large.params)
+    hi = min(small.hi - shift_s, large.hi - shift_l)
+    if not (small.valid and large.valid) or hi <= max(small.lo - shift_s, large.lo - shift_l):
+        return None
+    gap = small.at(np.array([hi + shift_s]))[0] - large.at(np.array([hi + shift_l]))[0]
+    return float(math.exp(hi)), float(gap)
+
+
+__all__ = ["SMOOTH_POINTS", "Size", "curve_noise", "equal_inputs_gap", "smooth"]

@@ -3,9 +3,10 @@
 Read from ``<study>/protocol.json`` (written by :func:`scaling.study.budget_rounds.run_protocol`)
 and each run's ``metrics.jsonl``: the study's budget and what was spent, per task every run's
 final budget, passes over its data, training seconds and the protocol's last decision about it,
-the pairs of neighbouring sizes (crossing or not), the sizes on the efficient frontier, C = 6ND
-beside measured seconds, and the protocol's notes. ``protocol.json`` is copied into the report
-directory, so the report carries the protocol's log.
+the pairs of neighbouring sizes (crossing or not, and compared at equal inputs) and the sizes on
+the efficient frontier (both from :mod:`scaling.study.report_pairs`), C = 6ND beside measured
+seconds, and the protocol's notes. ``protocol.json`` is copied into the report directory, so the
+report carries the protocol's log.
 
 Example:
     r = Report(study_dir / "report", "Scaling study")
@@ -20,35 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
-from scaling.study.budget_rounds import PROTOCOL_FILE, training_seconds
-from scaling.study.report_page import TASK_TITLES, Report, fmt, read_json, skipped_reason
-from worldmodels.run_metrics import read_metrics
+from scaling.study.budget_rounds import PROTOCOL_FILE
+from scaling.study.report_page import TASK_TITLES, Report, fmt, read_json
+from scaling.study.report_pairs import (
+    equal_inputs_sentence,
+    frontier_sentence,
+    pair_rows,
+    run_facts,
+    task_sizes,
+)
 
 
 def _title(task: str) -> str:
     return TASK_TITLES.get(task, task)
-
-
-def run_facts(study_dir: Path, name: str, task: str) -> dict[str, Any]:
-    """Size, seed, N, passes over the data and training seconds of one run of the study.
-
-    Size and seed come from the run's ``run_spec.json`` (or its name, ``<task>-<size>-seed<k>``),
-    N, passes (``epoch``) and seconds (tokens / tokens_per_s, as the protocol measures them) from
-    its ``metrics.jsonl``; None where the run has not recorded them.
-    """
-    run_dir = Path(study_dir) / name
-    spec = read_json(run_dir / "run_spec.json") or {}
-    size, seed = spec.get("size"), spec.get("seed")
-    if size is None:
-        stem, _, k = name.rpartition("-seed")
-        size = stem.removeprefix(f"{task}-") if stem else name
-        seed = int(k) if k.isdigit() else None
-    recs = read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
-    recs = [r for r in recs if "tokens" in r]
-    last = recs[-1] if recs else {}
-    return {"size": size, "seed": seed, "params": last.get("params", spec.get("params")),
-            "passes": last.get("epoch"),
-            "seconds": training_seconds(recs) if any("tokens_per_s" in r for r in recs) else None}
 
 
 def _extensions(state: dict, task: str, name: str) -> int:
@@ -88,73 +73,6 @@ def run_rows(state: dict, study_dir: Path, task: str) -> tuple[list[list[str]], 
                      fmt(flops), fmt(f["passes"]), fmt(f["seconds"]),
                      str(_extensions(state, task, name)), d["reason"], d["detail"]])
     return rows, totals
-
-
-def pair_rows(plan: dict) -> list[list[str]]:
-    """Neighbouring sizes: status, crossing compute and loss, noise margin, compute asked for."""
-    rows = [["Pair (smaller, larger)", "status", "crossing C (FLOPs)", "crossing loss",
-             "noise margin", "C asked for"]]
-    for p in plan.get("pairs", []):
-        rows.append([f"{p['small']}, {p['large']}", p["status"], fmt(p.get("crossing_flops")),
-                     fmt(p.get("crossing_loss")), fmt(p.get("margin")),
-                     fmt(p.get("target_flops"))])
-    return rows
-
-
-def frontier_from_crossings(plan: dict) -> list[tuple[str, float | None, float | None]]:
-    """Sizes on the efficient frontier as the crossings of neighbouring sizes show it.
-
-    A size is on it from the compute where it crossed below its smaller neighbour (the smallest
-    size: from the start) to where its larger neighbour crossed below it, when every smaller pair
-    has crossed and that range is not empty. Returns ``(size, from C, to C)``, None for open ends.
-    """
-    pairs = plan.get("pairs", [])
-    if not pairs:
-        return []
-    sizes = [pairs[0]["small"]] + [p["large"] for p in pairs]
-    cross = [p["crossing_flops"] if p["status"] == "crossing" else None for p in pairs]
-    out = []
-    for k, size in enumerate(sizes):
-        if any(c is None for c in cross[:k]):
-            break  # a smaller pair never crossed: this size was never seen below it
-        enter = cross[k - 1] if k else None
-        leave = cross[k] if k < len(cross) else None
-        if enter is not None and leave is not None and leave <= enter:
-            continue
-        out.append((size, enter, leave))
-    return out
-
-
-def _size_names(ns: list[float], params: dict[str, float]) -> list[str]:
-    names = []
-    for n in ns:
-        match = [s for s, p in params.items() if abs(p - n) <= 1e-6 * max(p, n)]
-        names.append(match[0] if match else f"N={fmt(n)}")
-    return names
-
-
-def frontier_sentence(task: str, plan: dict, fit: dict | None, params: dict[str, float]) -> str:
-    """Which sizes are on the efficient frontier: from the frontier fit and from the crossings."""
-    parts = []
-    fr = (fit or {}).get("frontier")
-    if fr and skipped_reason(fr) is None and fr.get("optimal_N"):
-        parts.append("the frontier fit finds " + ", ".join(_size_names(fr["optimal_N"], params))
-                     + " optimal where a smaller and a larger size bracket the optimum (so "
-                     "never the smallest or the largest size)")
-    elif fr and skipped_reason(fr) is not None:
-        parts.append(f"the frontier fit was skipped ({skipped_reason(fr)})")
-    elif fr:
-        parts.append("the frontier fit does not list its optimal sizes (fit.json from an "
-                     "older fit)")
-    seen = frontier_from_crossings(plan)
-    if seen:
-        spans = [f"{s} ({'start' if a is None else 'C ' + fmt(a)} to "
-                 f"{'end' if b is None else 'C ' + fmt(b)})" for s, a, b in seen]
-        parts.append("the protocol's crossings of neighbouring sizes (as far as the curves "
-                     "reach) put " + ", ".join(spans) + " on it")
-    else:
-        parts.append("the protocol saw no sizes to compare")
-    return f"{_title(task)} efficient frontier: " + "; ".join(parts) + "."
 
 
 def compute_rows(totals: dict[str, dict]) -> tuple[list[list[str]], str]:
@@ -303,7 +221,10 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
         rows, totals[task] = run_rows(state, study_dir, task)
         r.add("table", "Runs: final budgets and the protocol's last decision", rows)
         if plan.get("pairs"):
-            r.add("table", "Neighbouring sizes", pair_rows(plan))
+            sizes = task_sizes(study_dir, plan, task)
+            r.add("table", "Neighbouring sizes", pair_rows(plan, sizes))
+            if (text := equal_inputs_sentence(task, plan, sizes)) is not None:
+                r.add("p", text)
         fit = read_json(fits_dir / task / "fit.json")
         r.add("p", frontier_sentence(task, plan, fit, totals[task]["params"]))
     rows, text = compute_rows(totals)

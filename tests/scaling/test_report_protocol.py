@@ -23,12 +23,8 @@ from scaling.study.report_exponents import (
     frontier_identified,
 )
 from scaling.study.report_page import Report
-from scaling.study.report_protocol import (
-    frontier_from_crossings,
-    protocol_notes,
-    protocol_section,
-    run_rows,
-)
+from scaling.study.report_pairs import frontier_from_crossings
+from scaling.study.report_protocol import protocol_notes, protocol_section, run_rows
 
 TPS = 1000  # inputs per optimizer step
 SIZES = {"s10k": 10_000, "s30k": 30_000}
