@@ -8,7 +8,9 @@ runs, repeat. :func:`plan_round` makes one round's decisions from the curves so 
 - For every pair of neighbouring sizes (sorted by N) it compares the smoothed curves where both
   have compute. The pair is *crossed* when the larger model's curve goes below the smaller's and,
   where their common compute ends, is lower by more than ``noise_sigmas`` (default 2) times the
-  pair's noise (a gap that opens early and closes again is not a crossing).
+  pair's noise (a gap that opens early and closes again is not a crossing), once the larger
+  model has trained ``min_crossing_steps`` optimizer steps there (a gap seen in its first updates
+  is an early transient, not yet a crossing).
 - A pair not yet crossed asks for more compute: while the smaller model's curve ends before the
   larger's, the smaller is extended to the larger's final compute; once it covers it, both are
   extended to a target compute: the crossing extrapolated from the trend of the gap between the
@@ -84,6 +86,7 @@ class ProtocolConfig:
     val_points_per_decade: int = 5  # the trainer's validation grid, where budgets are placed
     late_fraction: float = 0.5  # part of a curve (in log compute, from its end) the noise uses
     min_plateau_steps: int = 1000  # optimizer steps before a flat curve may count as a plateau
+    min_crossing_steps: int = 100  # larger model's steps where the overlap ends, for a crossing
 
     def __post_init__(self) -> None:
         if self.unit not in ("flops", "seconds"):
@@ -164,7 +167,9 @@ def compare_pair(small: Size, large: Size, cfg: ProtocolConfig) -> PairResult:
         gap = small.at(grid) - large.at(grid)  # > 0 where the larger model is lower
         # crossed: the larger model is lower by more than the margin where the overlap ends (a
         # gap that opened early and closed again was noise or an early transient, not a crossing)
-        if gap[-1] > max(margin, 1e-12):
+        # the larger model's optimizer steps where the overlap ends (its steps scale with C)
+        young = large.steps * math.exp(hi - large.hi) < cfg.min_crossing_steps
+        if gap[-1] > max(margin, 1e-12) and not young:
             j = gap.size - 1
             below = np.flatnonzero(gap[: j + 1] <= 0)
             if below.size:

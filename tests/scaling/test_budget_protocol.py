@@ -220,6 +220,28 @@ def test_a_gap_that_closes_again_is_not_a_crossing():
     assert plan.pairs[0].status == "open" and not crossings(plan)
 
 
+def test_a_gap_seen_in_the_larger_models_first_updates_is_not_yet_a_crossing():
+    # the larger model dips below the smaller in its first updates and ends above it; its first
+    # budget stops inside the dip (50 updates), where the gap exceeds the margin
+    def law(n, d):
+        dip = math.exp(-4.0 * (math.log(d) - math.log(5e4)) ** 2) if n == 30_000 else 0.0
+        return (1.0 if n == 10_000 else 1.2) + 300.0 / d ** 0.5 - dip
+
+    curves = [curve("s10k", 10_000, 1.5e5, law), curve("s30k", 30_000, 5e4, law)]
+    late = 10**6  # no plateaus here
+    early = plan_round(curves, ProtocolConfig(budget=1e14, min_crossing_steps=0,
+                                              min_plateau_steps=late))
+    assert early.pairs[0].status == "crossing"  # what the first updates alone would say
+    plan = plan_round(curves, ProtocolConfig(budget=1e14, min_plateau_steps=late))
+    assert plan.pairs[0].status == "open" and plan.decisions["s30k"].extend
+    assert plan.pairs[0].target_flops >= 2 * 6.0 * 30_000 * 5e4
+    # extended to that compute, the pair is seen for what it is: the larger model is above
+    t = plan.pairs[0].target_flops
+    grown = [curve("s10k", 10_000, t / 6e4, law), curve("s30k", 30_000, t / 1.8e5, law)]
+    again = plan_round(grown, ProtocolConfig(budget=1e14, min_plateau_steps=late))
+    assert again.pairs[0].status == "open" and not crossings(again)
+
+
 def test_budget_shares_keep_a_costly_task_its_part_of_the_budget():
     from scaling.study.budget_tasks import plan_tasks
 
