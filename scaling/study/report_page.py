@@ -22,6 +22,12 @@ from offline_data.atomic import write_text_atomic
 from scaling.tasks import TASKS
 
 TASK_TITLES = {name: task.title for name, task in TASKS.items()}
+
+
+def task_title(task: str) -> str:
+    """The task's title for a page (``WM-Token``), or its name when it has none."""
+    return TASK_TITLES.get(task, task)
+
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".gif": "image/gif", ".svg": "image/svg+xml", ".webp": "image/webp"}
 

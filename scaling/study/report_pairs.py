@@ -22,12 +22,8 @@ from typing import Any
 from scaling.study.budget_curves import Size, equal_inputs_gap
 from scaling.study.budget_protocol import ProtocolConfig
 from scaling.study.budget_rounds import read_curve, training_seconds
-from scaling.study.report_page import TASK_TITLES, fmt, read_json, skipped_reason
+from scaling.study.report_page import fmt, read_json, skipped_reason, task_title
 from worldmodels.run_metrics import read_metrics
-
-
-def _title(task: str) -> str:
-    return TASK_TITLES.get(task, task)
 
 
 def _size_seed(study_dir: Path, name: str, task: str) -> tuple[str, int | None, dict]:
@@ -67,8 +63,7 @@ def task_sizes(study_dir: Path, plan: dict, task: str) -> dict[str, Size]:
         curve = read_curve(run)
         if curve is not None:
             by_size.setdefault(size, []).append(curve)
-    late = ProtocolConfig(budget=1.0).late_fraction
-    return {size: Size(runs, late) for size, runs in by_size.items()}
+    return {size: Size(runs, ProtocolConfig.late_fraction) for size, runs in by_size.items()}
 
 
 def _equal_inputs(p: dict, sizes: dict[str, Size]) -> tuple[float, float] | None:
@@ -110,11 +105,11 @@ def equal_inputs_sentence(task: str, plan: dict, sizes: dict[str, Size]) -> str 
                          f"{fmt(p.get('margin'))})")
     if not level:
         return None
-    return (f"{_title(task)}: at equal inputs D the larger size is not below the smaller by more "
-            f"than the pair's noise margin in {', '.join(level)}. At equal compute the smaller "
-            "size has seen N_large / N_small times the inputs, so while the sizes learn alike "
-            "from the same inputs the smaller stays ahead: such a pair crosses only where the "
-            "larger size is below at equal inputs by more than the smaller gains from its "
+    return (f"{task_title(task)}: at equal inputs D the larger size is not below the smaller "
+            f"by more than the pair's noise margin in {', '.join(level)}. At equal compute the "
+            "smaller size has seen N_large / N_small times the inputs, so while the sizes learn "
+            "alike from the same inputs the smaller stays ahead: such a pair crosses only where "
+            "the larger size is below at equal inputs by more than the smaller gains from its "
             "N_large / N_small times more inputs.")
 
 
@@ -171,4 +166,4 @@ def frontier_sentence(task: str, plan: dict, fit: dict | None, params: dict[str,
                      "reach) put " + ", ".join(spans) + " on it")
     else:
         parts.append("the protocol saw no sizes to compare")
-    return f"{_title(task)} efficient frontier: " + "; ".join(parts) + "."
+    return f"{task_title(task)} efficient frontier: " + "; ".join(parts) + "."

@@ -22,7 +22,7 @@ from typing import Any
 
 from offline_data.atomic import write_text_atomic
 from scaling.study.budget_rounds import PROTOCOL_FILE
-from scaling.study.report_page import TASK_TITLES, Report, fmt, read_json
+from scaling.study.report_page import Report, fmt, read_json, task_title
 from scaling.study.report_pairs import (
     equal_inputs_sentence,
     frontier_sentence,
@@ -30,10 +30,6 @@ from scaling.study.report_pairs import (
     run_facts,
     task_sizes,
 )
-
-
-def _title(task: str) -> str:
-    return TASK_TITLES.get(task, task)
 
 
 def _extensions(state: dict, task: str, name: str) -> int:
@@ -86,7 +82,7 @@ def compute_rows(totals: dict[str, dict]) -> tuple[list[list[str]], str]:
         known = t["missing_seconds"] == 0 and t["seconds"] > 0
         if known:
             rate[task] = t["flops"] / t["seconds"]
-        rows.append([_title(task), str(t["runs"]), fmt(t["flops"]),
+        rows.append([task_title(task), str(t["runs"]), fmt(t["flops"]),
                      fmt(t["seconds"]) if known else "n/a", fmt(rate.get(task)),
                      f"{t['flops'] / all_c:.0%}" if all_c else "n/a",
                      f"{t['seconds'] / all_s:.0%}" if known and all_s else "n/a"])
@@ -95,14 +91,15 @@ def compute_rows(totals: dict[str, dict]) -> tuple[list[list[str]], str]:
             "frame (BC-CNN), so equal C is not equal cost.")
     if len(rate) >= 2:
         hi, lo = max(rate, key=rate.get), min(rate, key=rate.get)
-        text += (f" Per second of training, {_title(hi)} reaches {fmt(rate[hi])} FLOPs of C and "
-                 f"{_title(lo)} {fmt(rate[lo])} (a ratio of {rate[hi] / rate[lo]:.3g}): the same "
-                 f"C costs {_title(lo)} that many times the seconds, so compare the tasks' "
+        hi_t, lo_t = task_title(hi), task_title(lo)
+        text += (f" Per second of training, {hi_t} reaches {fmt(rate[hi])} FLOPs of C and "
+                 f"{lo_t} {fmt(rate[lo])} (a ratio of {rate[hi] / rate[lo]:.3g}): the same "
+                 f"C costs {lo_t} that many times the seconds, so compare the tasks' "
                  "budgets in seconds as well.")
     elif len(rate) == 1:
         (task, v), = rate.items()
-        text += f" {_title(task)} reaches {fmt(v)} FLOPs of C per second of training."
-    missing = [_title(k) for k, t in totals.items() if t["missing_seconds"]]
+        text += f" {task_title(task)} reaches {fmt(v)} FLOPs of C per second of training."
+    missing = [task_title(k) for k, t in totals.items() if t["missing_seconds"]]
     if missing:
         text += (f" Training seconds are unknown for some runs of {', '.join(missing)} (no "
                  "tokens_per_s in their metrics).")
@@ -137,7 +134,7 @@ def protocol_notes(state: dict) -> list[str]:
                 lines.append(f"the runs need {plan['data_request']:,} training frames to stay "
                              "within the data-pass limit")
             for line in lines:
-                text = f"{_title(task)}: {line}"
+                text = f"{task_title(task)}: {line}"
                 key = _LEFT.sub("", text)
                 if key not in rounds:
                     order.append((key, f"round {k}, {text}"))
@@ -217,7 +214,7 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
     growth_part(r, state)
     totals = {}
     for task, plan in final.items():
-        r.add("h3", _title(task))
+        r.add("h3", task_title(task))
         rows, totals[task] = run_rows(state, study_dir, task)
         r.add("table", "Runs: final budgets and the protocol's last decision", rows)
         if plan.get("pairs"):
