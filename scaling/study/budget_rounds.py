@@ -15,6 +15,7 @@ budget is not part of what a checkpoint must match.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -26,7 +27,7 @@ from offline_data.atomic import write_text_atomic
 from offline_data.tokens import HEADER_NAME, TokenShards
 from scaling.study.budget_costs import RunCurve, grid_floor_tokens, next_grid_tokens
 from scaling.study.budget_protocol import COLLECTS, ProtocolConfig, check_study_budget
-from scaling.study.budget_tasks import growth_pays, plan_tasks
+from scaling.study.budget_tasks import growth_charge, growth_pays, plan_tasks
 from scaling.study.paths import PROTOCOL_FILE, tokens_dir
 from scaling.study.sweep import DONE_FILE, RUN_SPEC_FILE, RunSpec, _diff
 from scaling.tasks import TASKS
@@ -110,7 +111,8 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                  data: dict[str, tuple[float | None, int]] | None = None,
                  max_rounds: int = 50,
                  shares: dict[str, float] | None = None,
-                 grow: Callable[[int, int, list[dict]], Any] | None = None) -> dict[str, Any]:
+                 grow: Callable[[int, int, list[dict]], Any] | None = None,
+                 workers: int = 1) -> dict[str, Any]:
     """Train ``runs`` in rounds until no pair of neighbouring sizes asks for more compute.
 
     Args:
@@ -127,7 +129,11 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
             None: the tasks draw on the whole budget in order.
         grow: a collecting study's ``grow(frames_needed, k, history)``
             (``scaling.study.growth``): called when extensions the budget can pay for would
-            pass the data-pass limit; it returns the runs' new data and limits, or None.
+            pass the data-pass limit; it returns the runs' new data and limits, or None. Its
+            ``estimate(frames_needed, history)``, when it has one, gives the wall seconds a
+            growth would take (None: unknown), so that a seconds budget pays for it first.
+        workers: runs trained at a time. Under a seconds budget a growth's wall seconds times
+            ``workers`` are charged to the budget (every worker waits while the study grows).
 
     Returns:
         The state written to ``state_path``: ``budgets``, ``rounds`` (each round's plan per task)
@@ -138,6 +144,12 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
     budgets: dict[str, float] = state.get("budgets") or {}
     notes = state.setdefault("notes", [])
     growth = state.setdefault("growth", [])
+
+    def within(extra: float = 0.0) -> ProtocolConfig:
+        """``cfg`` less what growing the data took (and ``extra``) from its budget."""
+        took = sum(h.get("collect_seconds", 0.0) + h.get("encode_seconds", 0.0) for h in growth)
+        charge = growth_charge(took, cfg, workers) + extra
+        return dataclasses.replace(cfg, budget=max(cfg.budget - charge, 1e-300))
     if state.get("data"):  # a resumed study continues on the data it grew
         runs = _with_data(runs, state["data"])
         data.update({t: (float(v[0]), int(v[1])) for t, v in state["limits"].items()})
@@ -167,25 +179,36 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
             sync_run_dir(r)
         sweep(current)
         curves = _read_curves(current, loss_key, data)
-        plans = plan_tasks(curves, cfg, shares)
+        plans = plan_tasks(curves, within(), shares)
         request = max((p.data_request or 0 for p in plans.values()), default=0)
         if grow is not None and cfg.collect and request:
-            pays = growth_pays(curves, plans, request, cfg, shares)
+            estimate = getattr(grow, "estimate", None)
+            seconds = estimate(request, list(growth)) if estimate else None
+            cost = growth_charge(seconds or 0.0, cfg, workers)
+            pays = growth_pays(curves, plans, request, within(cost), shares)
+            why = "cap" if pays else "budget"
+            if not pays and cost and growth_pays(curves, plans, request, within(), shares):
+                why = "cost"  # the extensions fit the budget, but not with the growth's cost
             grown = grow(request, len(growth) + 1, list(growth)) if pays else None
             if grown is None:
                 refused = state.setdefault("growth_refused", [])
                 if not refused or refused[-1]["round"] != len(state["rounds"]) + 1:
                     refused.append({"round": len(state["rounds"]) + 1, "asked": int(request),
-                                    "why": "cap" if pays else "budget"})
+                                    "why": why})
+                    if why == "cost":
+                        refused[-1].update(seconds=round(seconds, 1), cost=round(cost, 1),
+                                           workers=workers)
                 if not pays:
-                    _unpaid(plans)
+                    _unpaid(plans, UNPAID if why == "budget" else UNPAID_COST.format(
+                        seconds=seconds, cost=cost, workers=workers))
             else:
                 growth.append({"round": len(state["rounds"]) + 1, **grown.record})
                 runs = _with_data(runs, grown.data)
                 current = [with_budget(r, budgets[r.name]) for r in runs]
                 data.update(grown.limits)
                 state.update(data=grown.data, limits={t: list(v) for t, v in data.items()})
-                plans = plan_tasks(_read_curves(current, loss_key, data), cfg, shares)
+                state["growth_charge"] = cfg.budget - within().budget
+                plans = plan_tasks(_read_curves(current, loss_key, data), within(), shares)
         first_cost = sum(p.spent for p in plans.values())
         if cfg.unit == "seconds" and not state["rounds"] and first_cost > cfg.budget:
             # a seconds budget is known only once the first round has run (its runs are kept)
@@ -244,13 +267,18 @@ UNPAID = ("none collected: on the grown data the runs the data limit stops elsew
           "again and keep their tasks' shares, and the budget left could not pay for this one")
 """What a data-limited run's decision says when growth would not have paid for its extension."""
 
+UNPAID_COST = ("none collected: collecting and encoding them would take about {seconds:.0f} s, "
+               "{cost:.0f} s of the budget with {workers} workers waiting, and the budget left "
+               "after that could not pay for this one")
+"""The same when the extension fits the budget, but not together with the growth's own cost."""
 
-def _unpaid(plans: dict[str, Any]) -> None:
+
+def _unpaid(plans: dict[str, Any], why: str) -> None:
     for p in plans.values():
         p.data_request = None  # nothing is asked for any more
         for d in p.decisions.values():
             if d.reason == "data limit" and d.detail.endswith(COLLECTS):
-                d.detail = d.detail[: -len(COLLECTS)] + UNPAID
+                d.detail = d.detail[: -len(COLLECTS)] + why
 
 
 # ----- the study's sweep mode (StudySpec.protocol = "frontier") -----
@@ -319,5 +347,5 @@ def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]
         grow = study_grower(spec, limits, progress=progress)
     state = run_protocol(runs, cfg, spec.study_dir / PROTOCOL_FILE, sweep, per_step,
                          loss_key=spec.fit.loss_key, data=limits, shares=shares or None,
-                         grow=grow)
+                         grow=grow, workers=spec.parallel)
     return {r.name: "finished" for r in runs if r.name in state["budgets"]}

@@ -3,7 +3,8 @@
 :func:`plan_tasks` makes one :class:`scaling.study.budget_protocol.RoundPlan` per task: without
 shares the tasks draw on the budget in order; with shares each keeps its part, what a task does
 not need goes to the others, and a study whose shares pay for nothing pools what is left.
-:func:`growth_pays` says whether collecting more data would be used by the runs that asked.
+:func:`growth_pays` says whether collecting more data would be used by the runs that asked;
+:func:`growth_charge` is what growing the data took from a seconds budget.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ def growth_pays(curves: dict[str, list[RunCurve]], plans: dict[str, Any], frames
                  if c.train_items else c for c in cs] for t, cs in curves.items()}
     after = plan_tasks(grown, cfg, shares)
     return any(d.extend for p in after.values() for n, d in p.decisions.items() if n in asked)
+
+
+def growth_charge(seconds: float, cfg: ProtocolConfig, workers: int) -> float:
+    """What ``seconds`` of growing the data (wall clock) take from the study's budget.
+
+    A seconds budget counts training seconds summed over runs; while the study collects and
+    encodes, every one of its ``workers`` waits, so each wall second costs ``workers`` seconds of
+    the budget. A FLOPs budget counts C = 6ND of training only: growth takes nothing from it.
+    """
+    return float(seconds) * max(int(workers), 1) if cfg.unit == "seconds" else 0.0
 
 
 def _refused(plan) -> bool:

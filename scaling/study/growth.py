@@ -11,20 +11,34 @@ and its supplements together. Validation and test stay the dataset's own episode
 
 Each growth is recorded in ``protocol.json`` (which supplement, how many frames, how long it
 took); a study killed during one finds the supplement and shards already written and reuses them.
+
+A growth stops every worker of the sweep while it collects and encodes, so under a seconds budget
+the protocol charges its wall seconds times the workers to the budget
+(``scaling.study.budget_tasks.growth_charge``), and before collecting it asks
+:meth:`StudyGrower.estimate` what a growth would take: the seconds per frame the study measured
+when it grew before, else when it collected and encoded its own dataset (``data_seconds.json``,
+written by :func:`record_data_seconds`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
+from offline_data.atomic import write_text_atomic
 from offline_data.growth import join_data_ids, supplement_id, supplement_seed
 from offline_data.tokens import HEADER_NAME, TokenShards
-from scaling.study.paths import dataset_exists, grown_tokens_dir, tokenizer_path, tokens_dir
+from scaling.study.paths import (
+    DATA_SECONDS_FILE,
+    dataset_exists,
+    grown_tokens_dir,
+    tokenizer_path,
+    tokens_dir,
+)
 from scaling.tasks import TASKS
 
 logger = logging.getLogger(__name__)
@@ -62,8 +76,32 @@ def memory_frames(spec, fraction: float = 0.5) -> int:
     return int(fraction * memory / frame_bytes)
 
 
-def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bool = True
-                 ) -> Callable[[int, int, list[dict]], Growth | None]:
+def record_data_seconds(spec, kind: str, frames: int, seconds: float) -> None:
+    """Note in the study directory that ``kind`` (collect | encode) of ``frames`` took ``seconds``.
+
+    :meth:`StudyGrower.estimate` reads it when the study has not grown yet.
+    """
+    path = spec.study_dir / DATA_SECONDS_FILE
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    record[kind] = {"frames": int(frames), "seconds": round(float(seconds), 1)}
+    write_text_atomic(path, json.dumps(record, indent=2))
+
+
+def _per_frame(spec, history: list[dict], reads_tokens: bool) -> float | None:
+    """Seconds per collected frame (collecting plus encoding) measured by this study, if any."""
+    grown = [h for h in history if h.get("collect_seconds", 0) > 0 and h.get("frames", 0) > 0]
+    if grown:  # measured on this machine when the study grew before (a reused supplement: 0 s)
+        return sum(h["collect_seconds"] + h.get("encode_seconds", 0.0)
+                   for h in grown) / sum(h["frames"] for h in grown)
+    path = spec.study_dir / DATA_SECONDS_FILE
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    kinds = ("collect", "encode") if reads_tokens else ("collect",)
+    if not all(record.get(k, {}).get("frames") for k in kinds):
+        return None  # the dataset (or its shards) was made before this study: nothing measured
+    return sum(record[k]["seconds"] / record[k]["frames"] for k in kinds)
+
+
+class StudyGrower:
     """``grow(frames_needed, k, history)``: the study's ``k``-th growth, or None when it may not.
 
     Args:
@@ -71,33 +109,54 @@ def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bo
         limits: per task, (training inputs, inputs per frame) of the dataset before any growth.
         progress: show collection and encoding progress.
     """
-    from scaling.study.adapters.datasets import collect_default_dataset, dataset_summary  # envs
 
-    base_frames = dataset_summary(spec.dataset.id)["frames"]
-    cap, cap_by = int(spec.dataset.grow * base_frames), "grow"
-    if any(t.task == "bc-cnn" for t in spec.tasks):  # BC-CNN maps one copy of its frames
-        held = max(memory_frames(spec) - base_frames, 0)
-        cap, cap_by = (held, "memory") if held < cap else (cap, cap_by)
-    reads_tokens = any(TASKS[t.task].reads_tokens for t in spec.tasks)
-    per_frame = {t: max(int(pf), 1) for t, (_, pf) in limits.items()}
-    base_train = {t: (items or 0.0) / per_frame[t] for t, (items, _) in limits.items()}
+    def __init__(self, spec, limits: dict[str, tuple[float | None, int]],
+                 progress: bool = True) -> None:
+        from scaling.study.adapters.datasets import dataset_summary  # envs
 
-    def grow(frames_needed: int, k: int, history: list[dict]) -> Growth | None:
+        self.spec, self.progress = spec, progress
+        base_frames = dataset_summary(spec.dataset.id)["frames"]
+        self.cap, self.cap_by = int(spec.dataset.grow * base_frames), "grow"
+        if any(t.task == "bc-cnn" for t in spec.tasks):  # BC-CNN maps one copy of its frames
+            held = max(memory_frames(spec) - base_frames, 0)
+            self.cap, self.cap_by = (held, "memory") if held < self.cap else (self.cap, "grow")
+        self.reads_tokens = any(TASKS[t.task].reads_tokens for t in spec.tasks)
+        self.per_frame = {t: max(int(pf), 1) for t, (_, pf) in limits.items()}
+        self.base_train = {t: (items or 0.0) / self.per_frame[t]
+                           for t, (items, _) in limits.items()}
+
+    def _frames(self, frames_needed: int, history: list[dict]) -> tuple[int, float]:
+        """(frames the next growth collects, training frames now)."""
         added = sum(int(h["frames"]) for h in history)
-        train_now = max(base_train.values(), default=0.0) + added
+        train_now = max(self.base_train.values(), default=0.0) + added
         want = int(math.ceil(frames_needed - train_now))
-        room = cap - added
-        if want <= 0 or room <= 0:
+        return max(min(want, self.cap - added), 0), train_now
+
+    def estimate(self, frames_needed: int, history: list[dict]) -> float | None:
+        """Wall seconds the next growth would take (None: nothing measured to estimate from)."""
+        frames = self._frames(frames_needed, history)[0]
+        if frames <= 0:
+            return 0.0
+        per = _per_frame(self.spec, history, self.reads_tokens)
+        return None if per is None else frames * per
+
+    def __call__(self, frames_needed: int, k: int, history: list[dict]) -> Growth | None:
+        """Collect and encode the ``k``-th supplement (None: the cap leaves nothing to add)."""
+        from scaling.study.adapters.datasets import collect_default_dataset, dataset_summary
+
+        spec, progress, per_frame = self.spec, self.progress, self.per_frame
+        frames, train_now = self._frames(frames_needed, history)
+        if frames <= 0:
             return None
+        added = sum(int(h["frames"]) for h in history)
         sup = supplement_id(spec.dataset.id, k)
         start = time.time()
         if not dataset_exists(sup):
             logger.info("growing the study's data: collecting %d training frames into %s",
-                        min(want, room), sup)
+                        frames, sup)
             ds = dataclasses.replace(spec.dataset, id=sup, collect=True,
                                      seed=supplement_seed(spec.dataset.seed, k),
-                                     episodes=max(min(want, room), 1),
-                                     max_total_steps=min(want, room))
+                                     episodes=frames, max_total_steps=frames)
             collect_default_dataset(ds, progress=progress)
         collected = time.time() - start
         summary = dataset_summary(sup)
@@ -105,7 +164,7 @@ def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bo
         sups = [h["supplement"] for h in history] + [sup]
         data, new_limits = {}, {}
         start = time.time()
-        if reads_tokens:
+        if self.reads_tokens:
             prev = grown_tokens_dir(spec, k - 1) if k > 1 else tokens_dir(spec)
             out = grown_tokens_dir(spec, k)
             if not (out / HEADER_NAME).is_file():
@@ -120,13 +179,17 @@ def study_grower(spec, limits: dict[str, tuple[float | None, int]], progress: bo
                 new_limits[t.task] = (float(train * per_frame[t.task]), per_frame[t.task])
             else:
                 data[t.task] = join_data_ids(spec.dataset.id, sups)
-                new_limits[t.task] = ((base_train[t.task] + added + frames) * per_frame[t.task],
-                                      per_frame[t.task])
+                new_limits[t.task] = ((self.base_train[t.task] + added + frames)
+                                      * per_frame[t.task], per_frame[t.task])
         record = {"supplement": sup, "frames": frames, "episodes": episodes,
                   "asked": int(frames_needed), "train_frames_before": int(train_now),
-                  "train_frames": int(train_now + frames), "cap": cap, "cap_by": cap_by,
-                  "collect_seconds": round(collected, 1),
+                  "train_frames": int(train_now + frames), "cap": self.cap,
+                  "cap_by": self.cap_by, "collect_seconds": round(collected, 1),
                   "encode_seconds": round(time.time() - start, 1)}
         return Growth(data, new_limits, record)
 
-    return grow
+
+def study_grower(spec, limits: dict[str, tuple[float | None, int]],
+                 progress: bool = True) -> StudyGrower:
+    """The study's grower (see :class:`StudyGrower`)."""
+    return StudyGrower(spec, limits, progress=progress)

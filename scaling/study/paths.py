@@ -11,6 +11,9 @@ from scaling.study.spec import StudySpec
 PROTOCOL_FILE = "protocol.json"
 """The budget protocol's state in the study directory (``scaling.study.budget_rounds``)."""
 
+DATA_SECONDS_FILE = "data_seconds.json"
+"""Measured seconds of the study's own collection and encoding (``scaling.study.growth``)."""
+
 
 def dataset_exists(dataset_id: str) -> bool:
     """True when the Minari dataset is stored locally."""

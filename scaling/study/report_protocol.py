@@ -189,7 +189,8 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
     fits_dir = Path(fits_dir) if fits_dir is not None else study_dir / "fits"
     final = state["final"]
     unit, budget = state.get("unit", "flops"), state.get("budget")
-    spent = sum(p.get("spent", 0.0) for p in final.values())
+    charge = float(state.get("growth_charge") or 0.0)  # growing the data (seconds budgets)
+    spent = sum(p.get("spent", 0.0) for p in final.values()) + charge
     planned = sum(p.get("planned", 0.0) for p in final.values())
     done = all(p.get("done") for p in final.values())
     r.add("h2", "Budget protocol")
@@ -199,6 +200,8 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
             f"plateaued, or the budget or data ran out. Study budget {fmt(budget)} {unit}; spent "
             f"{fmt(spent)} {unit}"
             + (f" ({spent / budget:.0%})" if budget and math.isfinite(spent) else "")
+            + (f", {fmt(charge)} of them charged for growing the data (its collect and encode "
+               "seconds times the workers that waited)" if charge else "")
             + f" in {len(state.get('rounds', []))} round(s). ")
     refused = sum(d.get("reason") == "budget" for p in final.values()
                   for d in p.get("decisions", {}).values())
@@ -262,6 +265,13 @@ def growth_part(r: Report, state: dict) -> None:
             if grown else "The study may grow its data (`dataset.grow`)")
     text += "."
     for f in refused:
+        if f.get("why") == "cost":
+            text += (f" In round {f['round']} the runs asked for {f['asked']:,} training frames, "
+                     f"but none were collected: collecting and encoding them would have taken "
+                     f"about {fmt(f['seconds'])} s, {fmt(f['cost'])} s of the seconds budget with "
+                     f"{f['workers']} workers waiting, and the budget left after that could not "
+                     "have paid for the extensions that asked.")
+            continue
         if f.get("why") == "budget":
             text += (f" In round {f['round']} the runs asked for {f['asked']:,} training frames, "
                      "but none were collected: on that data the runs the data limit stopped in "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from scaling.study.adapters.datasets import collect_default_dataset, dataset_sum
 from scaling.study.adapters.fits import fit_runs, plan_next
 from scaling.study.adapters.sizes import known_sizes, size_params, study_layout
 from scaling.study.adapters.tokenizer import encode_dataset, tokenizer_finished, train_tokenizer
+from scaling.study.growth import record_data_seconds
 from scaling.study.jobs import emit_jobs
 from scaling.study.loss_vs_quality import run_quality_study
 from scaling.study.loss_vs_return import run_return_study
@@ -132,7 +134,10 @@ def ensure_dataset(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     out = spec.study_dir / "dataset.json"
     if not dataset_exists(spec.dataset.id):
         check_dataset(spec)
+        start = time.time()
         collect_default_dataset(spec.dataset, progress=progress)
+        record_data_seconds(spec, "collect", dataset_summary(spec.dataset.id)["frames"],
+                            time.time() - start)  # what growing the data would cost
     summary = dataset_summary(spec.dataset.id)
     write_text_atomic(out, json.dumps(summary, indent=2))
     return summary
@@ -152,7 +157,10 @@ def ensure_tokens(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     elif needs_tokens and not tokenizer_finished(path.parent, spec.tokenizer.steps):
         train_tokenizer(spec, path.parent, progress=progress)
     if needs_tokens and not (tokens_dir(spec) / "header.json").is_file():
+        start = time.time()
         encode_dataset(spec, path, tokens_dir(spec), progress=progress)
+        record_data_seconds(spec, "encode", dataset_summary(spec.dataset.id)["frames"],
+                            time.time() - start)
     summary = {"tokenizer": str(path), "tokens": str(tokens_dir(spec))}
     metrics = path.parent / "summary.json"
     if metrics.is_file():

@@ -153,6 +153,13 @@ def test_section_shows_pairs_crossings_frontier_compute_and_notes(study):
     (started / "protocol.json").write_text(json.dumps({"budgets": {}, "rounds": []}))
     r = Report(started / "report", "x")
     assert protocol_section(r, started) and "no round has finished" in r.markdown()
+    charged = study_dir / "charged"  # a seconds budget that paid for growing the data
+    charged.mkdir()
+    (charged / "protocol.json").write_text(json.dumps({**state, "growth_charge": 2 * spent}))
+    r = Report(charged / "report", "x")
+    assert protocol_section(r, charged)
+    assert (f"spent {3 * spent:.2e} flops (" in r.markdown()
+            and f", {2 * spent:.2e} of them charged for growing the data" in r.markdown())
 
 
 def test_notes_are_listed_once_with_their_rounds():

@@ -91,6 +91,11 @@ def test_the_report_shows_what_was_collected(tmp_path):
     text = r.markdown() if hasattr(r, "markdown") else str(r.__dict__)
     assert "a/b-grow1-v0" in text and "2,400 → 3,400" in text
     assert "In round 4 the runs asked for 50,000 training frames" in text
+    cost = Report(tmp_path, "t")  # refused for the growth's own cost under a seconds budget
+    growth_part(cost, {"growth_refused": [{"round": 3, "asked": 9_000, "why": "cost",
+                                           "seconds": 40.0, "cost": 80.0, "workers": 2}]})
+    assert ("collecting and encoding them would have taken about 40 s, 80 s of the seconds "
+            "budget with 2 workers waiting") in cost.markdown()
     assert "up to the 9,000 frames the study may collect (`dataset.grow` times" in text
     # a cap lowered by BC-CNN's memory is named as such, not as dataset.grow
     r = Report(tmp_path, "t")
@@ -101,6 +106,92 @@ def test_the_report_shows_what_was_collected(tmp_path):
     text = r.markdown() if hasattr(r, "markdown") else str(r.__dict__)
     assert "up to the 4,000 frames the study may collect (fewer than `dataset.grow`" in text
     assert "half of the machine's memory" in text
+
+
+def _timed_sweep(runs):
+    """``_sweep`` with the trainer's throughput logged: a run of N parameters trains
+    3e9 / N tokens per second, so a seconds budget can be planned."""
+    prepare_runs(runs)
+    for r in runs:
+        train_law(r)
+        path = r.run_dir / "metrics.jsonl"
+        recs = [json.loads(line) for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({**x, "tokens_per_s": 3e9 / x["params"]}) + "\n"
+                                for x in recs))
+
+
+class _Grower:
+    """A grower whose growth takes 2 s (1 collecting, 1 encoding) and that estimates it takes
+    ``estimate`` seconds."""
+
+    def __init__(self, grown, estimate):
+        self.grown, self.seconds, self.calls = grown, estimate, []
+
+    def estimate(self, frames_needed, history):
+        return self.seconds
+
+    def __call__(self, frames_needed, k, history):
+        self.calls.append(frames_needed)
+        if k > 1:
+            return None
+        return Growth({"wm-token": str(self.grown)}, {"wm-token": (10 * ITEMS, 5)},
+                      {"supplement": "x/y-grow1-v0", "frames": 21_600, "episodes": 900,
+                       "asked": frames_needed, "train_frames_before": 2_400,
+                       "train_frames": 24_000, "cap": 30_000, "collect_seconds": 1.0,
+                       "encode_seconds": 1.0})
+
+
+def _seconds_protocol(path, shards, grow, budget):
+    runs = _runs(path, shards / "shards")
+    per = {r.name: planned_tokens_per_step(r) for r in runs}
+    return run_protocol(runs, ProtocolConfig(budget=budget, unit="seconds", collect=True),
+                        path / "protocol.json", _timed_sweep, per, loss_key="train/loss",
+                        data={"wm-token": (ITEMS, 5)}, grow=grow, workers=2)
+
+
+def test_a_seconds_budget_pays_for_growing_the_data(tmp_path, shards):
+    """Under a seconds budget a growth costs its wall seconds times the workers that wait: the
+    study grows only when the budget pays for the growth's estimate and the extensions that
+    asked for it together, and what the growth took is charged to the budget."""
+    # (the first round trains 1.64 s; on the grown data the runs go on to 8.8 s in all)
+    grow = _Grower(tmp_path / "grown", estimate=3.0)  # 6 s of the budget with 2 workers
+    state = _seconds_protocol(tmp_path / "a", tmp_path, grow, budget=13.0)
+    assert grow.calls and len(state["growth"]) == 1
+    assert state["growth_charge"] == pytest.approx(4.0)  # (1 + 1) s, 2 workers waiting
+    trained = sum(p["spent"] for p in state["final"].values())
+    assert 2.0 < trained <= 13.0 - 4.0  # the runs went on, within what the growth left
+    again = _seconds_protocol(tmp_path / "a", tmp_path, grow, budget=13.0)  # resumed: the
+    assert again["budgets"] == state["budgets"]  # history's charge is kept, nothing more runs
+
+    # the same runs with a growth estimated at 10 s (20 s of the budget): none is collected
+    grow = _Grower(tmp_path / "grown", estimate=10.0)
+    state = _seconds_protocol(tmp_path / "b", tmp_path, grow, budget=13.0)
+    assert not grow.calls and not state["growth"] and "growth_charge" not in state
+    assert state["growth_refused"][0] == {"round": 1, "asked": state["growth_refused"][0][
+        "asked"], "why": "cost", "seconds": 10.0, "cost": 20.0, "workers": 2}
+    details = [d["detail"] for p in state["final"].values() for d in p["decisions"].values()
+               if d["reason"] == "data limit"]
+    assert any("collecting and encoding them would take about 10 s, 20 s of the budget with 2 "
+               "workers waiting" in d for d in details), details
+    assert max(state["budgets"].values()) <= 4 * ITEMS
+
+
+def test_the_growth_estimate_uses_what_the_study_measured(tmp_path):
+    from scaling.study.growth import _per_frame, record_data_seconds
+
+    class Spec:
+        study_dir = tmp_path
+
+    assert _per_frame(Spec, [], reads_tokens=True) is None  # nothing measured: no estimate
+    record_data_seconds(Spec, "collect", 1000, 2.0)
+    assert _per_frame(Spec, [], reads_tokens=False) == pytest.approx(0.002)
+    assert _per_frame(Spec, [], reads_tokens=True) is None  # the encoding is not known yet
+    record_data_seconds(Spec, "encode", 1000, 1.0)
+    assert _per_frame(Spec, [], reads_tokens=True) == pytest.approx(0.003)
+    # a growth this study made is the better measure (a reused supplement took 0 s: skipped)
+    history = [{"frames": 500, "collect_seconds": 2.0, "encode_seconds": 0.5},
+               {"frames": 700, "collect_seconds": 0.0, "encode_seconds": 0.1}]
+    assert _per_frame(Spec, history, reads_tokens=True) == pytest.approx(0.005)
 
 
 @pytest.mark.slow
@@ -139,6 +230,11 @@ def test_a_real_collecting_study_grows_its_data_and_its_runs_continue(tmp_path):
     resumed = [name for name in state["budgets"] if "data_grown_from" in json.loads(
         (spec.study_dir / name / "config.json").read_text())]
     assert resumed, "no run continued on the grown data"
+    # the seconds budget paid for the growth: its wall seconds (1 worker waited)
+    took = sum(g["collect_seconds"] + g["encode_seconds"] for g in state["growth"])
+    assert state["growth_charge"] == pytest.approx(took)
+    measured = json.loads((spec.study_dir / "data_seconds.json").read_text())
+    assert measured["collect"]["frames"] == measured["encode"]["frames"] == 600
 
 
 def test_bc_cnn_caps_growth_at_what_one_shared_copy_can_hold(tmp_path):
