@@ -27,6 +27,7 @@ from offline_data.atomic import write_text_atomic
 from offline_data.datasets import dataset_discretizer, load_dataset
 from offline_data.reader import WindowReader, read_episode
 from scaling.plots import save_figure
+from scaling.study.eval_pool import evaluate_all
 from scaling.study.spec import QualityStudySpec
 from scaling.study.stats import Checkpoint, correlate, load_scored_rows, run_checkpoints
 
@@ -115,6 +116,55 @@ class _Scorer:
                 "lpips": float(np.mean(lpips(real[:, 1:], fake[:, 1:], model=self.lpips_net))),
                 "psnr": float(np.mean(psnr(real[:, 1:], fake[:, 1:]))),
                 "ssim": float(np.mean(ssim(real[:, 1:], fake[:, 1:])))}
+
+
+@dataclass
+class _Context:
+    """What scoring any checkpoint of a study needs: built once per process."""
+
+    real: RealClips
+    discretizer: Any
+    tokenizer: Any
+    device: str
+    scorer: _Scorer | None = None  # built on first use (the metric networks)
+
+
+_CONTEXT: dict[tuple, _Context] = {}
+
+
+def _context(tokenizer_path: str, dataset_id: str, spec: QualityStudySpec,
+             device: str) -> _Context:
+    from worldmodels.tokenizer import load_tokenizer  # torch
+
+    key = (tokenizer_path, dataset_id, spec.clips, spec.clip_frames, spec.seed, device)
+    if key not in _CONTEXT:
+        _CONTEXT.clear()
+        _CONTEXT[key] = _Context(
+            held_out_clips(dataset_id, spec.clips, spec.clip_frames, seed=spec.seed),
+            dataset_discretizer(load_dataset(dataset_id)),
+            load_tokenizer(tokenizer_path, map_location=device), device)
+    return _CONTEXT[key]
+
+
+def _score_checkpoint(job: tuple) -> tuple[dict[str, float], np.ndarray]:
+    """Imagine the held-out clips with one checkpoint and score them (a worker's job).
+
+    ``job`` is ``(checkpoint, tokenizer_path, dataset_id, spec, device)``; returns the scores
+    and the imagined clips.
+    """
+    import torch
+
+    import worldmodels.token_model  # noqa: F401  (a worker process registers the model kind)
+    from worldmodels.checkpoint import load_model  # torch
+
+    path, tokenizer_path, dataset_id, spec, device = job
+    ctx = _context(tokenizer_path, dataset_id, spec, device)
+    if ctx.scorer is None:
+        ctx.scorer = _Scorer(ctx.real, device)
+    torch.manual_seed(spec.seed)
+    model = load_model(path, expect="world model").to(device)
+    fake = generate_clips(model, ctx.tokenizer, ctx.discretizer, ctx.real, seed=spec.seed)
+    return ctx.scorer.score(fake), fake
 
 
 def write_side_by_side(path: str | os.PathLike, real: np.ndarray, fake: np.ndarray,
@@ -216,7 +266,8 @@ def plot_quality(rows: list[dict], corr: dict[str, Any], path: str | os.PathLike
 def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | os.PathLike,
                       dataset_id: str, out_dir: str | os.PathLike,
                       spec: QualityStudySpec | None = None, checkpoints_per_run: int = 4,
-                      progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+                      progress: bool = True, device: str = "cpu",
+                      parallel: int = 1) -> dict[str, Any]:
     """Score world-model checkpoints along each run and correlate the scores with loss.
 
     Args:
@@ -229,16 +280,16 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
         progress: show a progress bar.
         device: torch device of the world models, tokenizer and metric networks (``auto``:
             CUDA when available).
+        parallel: checkpoints scored at a time, each in a worker process
+            (``scaling.study.eval_pool``).
 
     Returns:
         The summary written to ``quality.json``.
     """
-    import torch
     from tqdm.auto import tqdm
 
     from worldmodels.checkpoint import load_model  # torch
     from worldmodels.run_state import check_tokenizer_match  # torch
-    from worldmodels.tokenizer import load_tokenizer  # torch
     from worldmodels.train_utils import resolve_device  # torch
 
     spec = spec or QualityStudySpec()
@@ -258,10 +309,9 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
                          f"({early} left out before {spec.skip_fraction:.0%} of their run); a "
                          "correlation needs at least 3: train with kept checkpoints "
                          "(keep_checkpoints) or more runs")
-    real = held_out_clips(dataset_id, spec.clips, spec.clip_frames, seed=spec.seed)
-    discretizer = dataset_discretizer(load_dataset(dataset_id))
-    device = resolve_device(device)
-    tokenizer = load_tokenizer(tokenizer_path, map_location=device)
+    device = str(resolve_device(device))
+    ctx = _context(str(tokenizer_path), dataset_id, spec, device)
+    real, discretizer, tokenizer = ctx.real, ctx.discretizer, ctx.tokenizer
     for d in run_dirs:  # every world model must meet the tokenizer it was trained with
         config = Path(d) / "config.json"
         recorded = (json.loads(config.read_text()).get("data") or {}).get("tokenizer_sha256") \
@@ -269,22 +319,23 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
         check_tokenizer_match(recorded, tokenizer.sha256(), str(d), f"tokenizer {tokenizer_path}")
     rows_path = out / ROWS_FILE
     rows = load_scored_rows(rows_path)
-    todo = [c for c in ckpts if c.path not in rows]
-    scorer = _Scorer(real, device) if todo else None
+    todo = {c.path: c for c in ckpts if c.path not in rows}
     fakes: dict[str, np.ndarray] = {}
-    for c in tqdm(todo, desc="loss vs quality", unit="ckpt", disable=not progress):
-        torch.manual_seed(spec.seed)
-        model = load_model(c.path, expect="world model").to(device)
-        fake = generate_clips(model, tokenizer, discretizer, real, seed=spec.seed)
+    jobs = [(path, str(tokenizer_path), dataset_id, spec, device) for path in todo]
+    bar = tqdm(total=len(jobs), desc="loss vs quality", unit="ckpt", disable=not progress)
+    for job, (scores, fake) in evaluate_all(_score_checkpoint, jobs, parallel=parallel):
+        c = todo[job[0]]
+        bar.update()
         fakes[c.path] = fake
         row = {"checkpoint": c.path, "run": c.run, "step": c.step, "tokens": c.tokens,
                "flops": c.flops, "params": c.params, "loss": c.loss, "loss_key": c.loss_key,
-               **scorer.score(fake)}
+               **scores}
         rows[c.path] = row
         with open(rows_path, "a") as f:  # one line per checkpoint: a crash loses at most one
             f.write(json.dumps(row) + "\n")
         logger.info("%s step %d: loss %.4f FVD %.1f LPIPS %.3f PSNR %.2f SSIM %.3f", c.run,
                     c.step, c.loss, row["fvd"], row["lpips"], row["psnr"], row["ssim"])
+    bar.close()
     table = [rows[c.path] for c in ckpts]
     corr = correlations(table, n_boot=spec.bootstrap, seed=spec.seed)
     figure = plot_quality(table, corr, out / "loss_vs_quality.png")

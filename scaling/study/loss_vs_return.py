@@ -23,6 +23,7 @@ import numpy as np
 
 from offline_data.atomic import write_text_atomic
 from scaling.plots import save_figure
+from scaling.study.eval_pool import evaluate_all
 from scaling.study.spec import ReturnStudySpec
 from scaling.study.stats import Checkpoint, correlate, linear_fit, load_scored_rows, run_checkpoints
 
@@ -78,6 +79,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: ReturnStudySpec,
             "return_sem": float(returns.std(ddof=1) / np.sqrt(len(returns)))
             if len(returns) > 1 else 0.0,
             "returns": returns.tolist(), "lengths": [int(v) for v in lengths]}
+
+
+def _evaluate(job: tuple) -> dict[str, Any]:
+    """:func:`evaluate_checkpoint` of ``(checkpoint, spec, tokenizer, device)`` (a worker's job)."""
+    checkpoint, spec, tokenizer, device = job
+    return evaluate_checkpoint(checkpoint, spec, tokenizer=tokenizer, device=device)
 
 
 def summarize(rows: list[dict], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -173,7 +180,8 @@ def uniform_action_loss(config: dict[str, Any]) -> float | None:
 def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike,
                      spec: ReturnStudySpec | None = None, checkpoints_per_run: int = 4,
                      tokenizer: str | os.PathLike | None = None,
-                     progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+                     progress: bool = True, device: str = "cpu",
+                     parallel: int = 1) -> dict[str, Any]:
     """Evaluate BC checkpoints along each run online and relate their return to their loss.
 
     Args:
@@ -184,6 +192,8 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
         tokenizer: the tokenizer of the BC-Token runs' tokens.
         progress: show a progress bar.
         device: torch device of the policies (``auto``: CUDA when available).
+        parallel: checkpoints evaluated at a time, each in a worker process
+            (``scaling.study.eval_pool``).
 
     Returns:
         The summary written to ``return.json``.
@@ -211,9 +221,12 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
                          "at least 3: train with kept checkpoints or more runs")
     rows_path = out / ROWS_FILE
     rows = load_scored_rows(rows_path)
-    todo = [(t, c) for t, c in ckpts if c.path not in rows]
-    for task, c in tqdm(todo, desc="loss vs return", unit="ckpt", disable=not progress):
-        result = evaluate_checkpoint(c.path, spec, tokenizer=tokenizer, device=device)
+    todo = {c.path: (t, c) for t, c in ckpts if c.path not in rows}
+    jobs = [(path, spec, None if tokenizer is None else str(tokenizer), device) for path in todo]
+    bar = tqdm(total=len(jobs), desc="loss vs return", unit="ckpt", disable=not progress)
+    for job, result in evaluate_all(_evaluate, jobs, parallel=parallel):
+        task, c = todo[job[0]]
+        bar.update()
         row = {"checkpoint": c.path, "run": c.run, "task": task, "step": c.step,
                "tokens": c.tokens, "flops": c.flops, "params": c.params, "loss": c.loss,
                "loss_key": c.loss_key, **result}
@@ -222,6 +235,7 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
             f.write(json.dumps(row) + "\n")
         logger.info("%s step %d: loss %.4f return %.2f +- %.2f", c.run, c.step, c.loss,
                     row["return_mean"], row["return_sem"])
+    bar.close()
     table = [rows[c.path] for _, c in ckpts]
     baseline_path = out / "random_policy.json"
     if baseline_path.is_file():

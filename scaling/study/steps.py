@@ -365,7 +365,7 @@ def return_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
                             checkpoints_per_run=max([counts.get("bc-token", 0),
                                                      counts.get("bc-cnn", 0), 1]),
                             tokenizer=tokenizer_path(spec), progress=progress,
-                            device=spec.device)
+                            device=spec.device, parallel=spec.parallel)
 
 
 def quality_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
@@ -376,4 +376,4 @@ def quality_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     return run_quality_study(dirs, tokenizer_path(spec), spec.dataset.id,
                              spec.study_dir / "loss_vs_quality", spec.loss_vs_quality,
                              checkpoints_per_run=wm.checkpoints if wm else 4, progress=progress,
-                             device=spec.device)
+                             device=spec.device, parallel=spec.parallel)

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import pytest
 
+from scaling.study.loss_vs_quality import run_quality_study
 from scaling.study.loss_vs_return import run_return_study
 from scaling.study.report_page import skipped_reason
 from scaling.study.runner import StudyMismatchError, run_study
@@ -107,7 +108,23 @@ def test_miniature_study_end_to_end(tmp_path):
             and r["step"] == max(q["step"] for q in ret["rows"] if q["run"] == r["run"])
             } <= {r["checkpoint"] for r in strict["rows"]}  # a run's last checkpoint stays
 
+    # The study evaluated in 2 worker processes (parallel=2): one process gives the same rows
+    serial = run_return_study(
+        [study / f"{t}-{s}-seed0" for t in ("bc-token", "bc-cnn") for s in ("s10k", "s30k")],
+        tmp_path / "serial-return", spec.loss_vs_return, checkpoints_per_run=3,
+        tokenizer=study / "tokenizer", progress=False, parallel=1)
+    assert ({r["checkpoint"]: r["returns"] for r in serial["rows"]}
+            == {r["checkpoint"]: r["returns"] for r in ret["rows"]})
+
     q = out["loss_vs_quality"]
+    serial = run_quality_study(
+        [study / f"wm-token-{s}-seed0" for s in ("s10k", "s30k")], study / "tokenizer" /
+        "tokenizer.pt", spec.dataset.id, tmp_path / "serial-quality", spec.loss_vs_quality,
+        checkpoints_per_run=3, progress=False, parallel=1)
+    assert [r["checkpoint"] for r in serial["rows"]] == [r["checkpoint"] for r in q["rows"]]
+    for a, b in zip(serial["rows"], q["rows"], strict=True):  # the same up to rounding
+        assert [a[k] for k in ("fvd", "lpips", "psnr", "ssim")] == pytest.approx(
+            [b[k] for k in ("fvd", "lpips", "psnr", "ssim")], rel=1e-4, abs=1e-7)
     assert len(q["rows"]) >= 3
     for r in q["rows"]:
         assert r["fvd"] >= 0 and 0 <= r["lpips"] and r["psnr"] > 0 and -1 <= r["ssim"] <= 1
