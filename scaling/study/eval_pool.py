@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
+from worldmodels.threads import usable_cores
+
 
 def _start_worker(threads: int) -> None:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # before torch loads in this process
@@ -49,7 +51,7 @@ def evaluate_all(fn: Callable[[Any], Any], items: Sequence[Any], parallel: int =
         for item in items:
             yield item, fn(item)
         return
-    cores = cores or len(os.sched_getaffinity(0))
+    cores = cores or usable_cores()
     workers = min(parallel, len(items))
     ctx = multiprocessing.get_context("spawn")  # no forked torch or OpenMP state
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
