@@ -18,6 +18,7 @@ default checkpoint's FVD moved by 1.2e-6 of itself between 1 and 2 threads, its 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -42,12 +43,10 @@ def _agree(a: dict, b: dict, keys: tuple[str, ...]) -> bool:
 
 
 def main() -> None:
-    from scaling.study.loss_vs_quality import run_quality_study
-    from scaling.study.loss_vs_return import run_return_study
-    from scaling.study.paths import tokenizer_path
     from scaling.study.presets import get_preset
-    from scaling.study.steps import plan_runs
+    from scaling.study.steps import plan_runs, quality_study, return_study
     from scaling.study.sweep import collect_results
+    from worldmodels.threads import usable_cores
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--study", default="default", help="a study preset whose runs are trained")
@@ -59,19 +58,15 @@ def main() -> None:
     runs = plan_runs(spec)
     bc = [d for t in ("bc-token", "bc-cnn") for d in collect_results(runs, t)]
     wm = collect_results(runs, "wm-token")
-    per_run = {t.task: t.checkpoints for t in spec.tasks}
-    studies = {
-        "loss vs return": (lambda out, p: run_return_study(
-            bc, out, spec.loss_vs_return, checkpoints_per_run=max(per_run.get("bc-token", 0),
-                                                                  per_run.get("bc-cnn", 0), 1),
-            tokenizer=tokenizer_path(spec), progress=False, parallel=p), ("returns",)),
-        "loss vs quality": (lambda out, p: run_quality_study(
-            wm, tokenizer_path(spec), spec.dataset.id, out, spec.loss_vs_quality,
-            checkpoints_per_run=per_run.get("wm-token", 4), progress=False, parallel=p),
+    studies = {  # the study's own stages, into a temporary directory, at a given parallel
+        "loss vs return": (lambda out, p: return_study(
+            dataclasses.replace(spec, parallel=p), progress=False, out_dir=out), ("returns",)),
+        "loss vs quality": (lambda out, p: quality_study(
+            dataclasses.replace(spec, parallel=p), progress=False, out_dir=out),
             ("fvd", "lpips", "psnr", "ssim")),
     }
     print(f"study {spec.name}: {len(bc)} BC runs, {len(wm)} world-model runs; "
-          f"{len(os.sched_getaffinity(0))} cores")
+          f"{usable_cores()} cores")
     print("| study | checkpoints | 1 process s | "
           f"{args.parallel} workers s | ratio | rows agree |")
     print("|---|---|---|---|---|---|")

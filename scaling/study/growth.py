@@ -125,12 +125,12 @@ class StudyGrower:
         self.base_train = {t: (items or 0.0) / self.per_frame[t]
                            for t, (items, _) in limits.items()}
 
-    def _frames(self, frames_needed: int, history: list[dict]) -> tuple[int, float]:
-        """(frames the next growth collects, training frames now)."""
+    def _frames(self, frames_needed: int, history: list[dict]) -> tuple[int, float, int]:
+        """(frames the next growth collects, training frames now, frames grown before)."""
         added = sum(int(h["frames"]) for h in history)
         train_now = max(self.base_train.values(), default=0.0) + added
         want = int(math.ceil(frames_needed - train_now))
-        return max(min(want, self.cap - added), 0), train_now
+        return max(min(want, self.cap - added), 0), train_now, added
 
     def estimate(self, frames_needed: int, history: list[dict]) -> float | None:
         """Wall seconds the next growth would take (None: nothing measured to estimate from)."""
@@ -145,10 +145,9 @@ class StudyGrower:
         from scaling.study.adapters.datasets import collect_default_dataset, dataset_summary
 
         spec, progress, per_frame = self.spec, self.progress, self.per_frame
-        frames, train_now = self._frames(frames_needed, history)
+        frames, train_now, added = self._frames(frames_needed, history)
         if frames <= 0:
             return None
-        added = sum(int(h["frames"]) for h in history)
         sup = supplement_id(spec.dataset.id, k)
         start = time.time()
         if not dataset_exists(sup):

@@ -125,7 +125,6 @@ class _Context:
     real: RealClips
     discretizer: Any
     tokenizer: Any
-    device: str
     scorer: _Scorer | None = None  # built on first use (the metric networks)
 
 
@@ -142,7 +141,7 @@ def _context(tokenizer_path: str, dataset_id: str, spec: QualityStudySpec,
         _CONTEXT[key] = _Context(
             held_out_clips(dataset_id, spec.clips, spec.clip_frames, seed=spec.seed),
             dataset_discretizer(load_dataset(dataset_id)),
-            load_tokenizer(tokenizer_path, map_location=device), device)
+            load_tokenizer(tokenizer_path, map_location=device))
     return _CONTEXT[key]
 
 

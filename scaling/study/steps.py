@@ -132,13 +132,15 @@ def validate_spec(spec: StudySpec) -> None:
 def ensure_dataset(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
     """Collect the dataset if the spec asks for it and it is missing; write ``dataset.json``."""
     out = spec.study_dir / "dataset.json"
+    collected = None
     if not dataset_exists(spec.dataset.id):
         check_dataset(spec)
         start = time.time()
         collect_default_dataset(spec.dataset, progress=progress)
-        record_data_seconds(spec, "collect", dataset_summary(spec.dataset.id)["frames"],
-                            time.time() - start)  # what growing the data would cost
+        collected = time.time() - start
     summary = dataset_summary(spec.dataset.id)
+    if collected is not None:  # what growing the data would cost
+        record_data_seconds(spec, "collect", summary["frames"], collected)
     write_text_atomic(out, json.dumps(summary, indent=2))
     return summary
 
@@ -356,24 +358,27 @@ def _final_flops(run_dir: Path) -> float:
 
 # ----- correlation studies -----
 
-def return_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
-    """Loss vs return over the BC runs' checkpoints."""
+def return_study(spec: StudySpec, progress: bool = True,
+                 out_dir: Path | None = None) -> dict[str, Any]:
+    """Loss vs return over the BC runs' checkpoints, into ``out_dir`` (None: the study's)."""
     runs = plan_runs(spec)
     dirs = [d for t in ("bc-token", "bc-cnn") for d in collect_results(runs, t)]
     counts = {t.task: t.checkpoints for t in spec.tasks}
-    return run_return_study(dirs, spec.study_dir / "loss_vs_return", spec.loss_vs_return,
+    out_dir = out_dir or spec.study_dir / "loss_vs_return"
+    return run_return_study(dirs, out_dir, spec.loss_vs_return,
                             checkpoints_per_run=max([counts.get("bc-token", 0),
                                                      counts.get("bc-cnn", 0), 1]),
                             tokenizer=tokenizer_path(spec), progress=progress,
                             device=spec.device, parallel=spec.parallel)
 
 
-def quality_study(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
-    """Loss vs rollout quality over the WM runs' checkpoints."""
+def quality_study(spec: StudySpec, progress: bool = True,
+                  out_dir: Path | None = None) -> dict[str, Any]:
+    """Loss vs rollout quality of the WM runs' checkpoints, into ``out_dir`` (None: the study's)."""
     runs = plan_runs(spec)
     dirs = collect_results(runs, "wm-token")
     wm = spec.task("wm-token")
     return run_quality_study(dirs, tokenizer_path(spec), spec.dataset.id,
-                             spec.study_dir / "loss_vs_quality", spec.loss_vs_quality,
+                             out_dir or spec.study_dir / "loss_vs_quality", spec.loss_vs_quality,
                              checkpoints_per_run=wm.checkpoints if wm else 4, progress=progress,
                              device=spec.device, parallel=spec.parallel)
