@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from offline_data.atomic import atomic_dir, check_replaceable
 from scaling.laws.analysis import METHODS, Analysis, FitOptions, analyze
 from scaling.laws.data import Curves, make_curves
@@ -122,7 +124,8 @@ def write_fit(result: FitResult, out: str | os.PathLike, *, overwrite: bool = Fa
 
 def curve_points(run_dirs: Sequence[str | os.PathLike], loss_key: str,
                  skip_fraction: float,
-                 reference: dict[str, float] | None = None) -> list[dict[str, Any]]:
+                 reference: dict[str, float] | None = None,
+                 skip_above_uniform: bool = False) -> list[dict[str, Any]]:
     """(N, D, L, run) points of each run's curve, without its first ``skip_fraction`` of D.
 
     The first steps (warmup and the initial plateau of tiny models) do not follow a power law
@@ -136,6 +139,12 @@ def curve_points(run_dirs: Sequence[str | os.PathLike], loss_key: str,
     ``reference`` (run directory name -> D) measures the skipped start against that D instead of
     the run's final D: a run extended by the budget protocol keeps the start its first budget
     gave it, so extending a run never removes points from the low-compute end of its curve.
+
+    ``skip_above_uniform`` also starts each curve after its last point whose loss is above a
+    uniform guess (:func:`uniform_loss`): until then the model has not left its untrained start
+    for good (a large model's first updates overshoot, 2-4 nats against BC's ln 4 = 1.39), and
+    those points, which no law in N and D describes, would otherwise decide the fit. It cuts the
+    curve's start only, never a point after it, so it does not select points by their loss.
     """
     rows = []
     for d in run_dirs:
@@ -146,18 +155,57 @@ def curve_points(run_dirs: Sequence[str | os.PathLike], loss_key: str,
             continue
         final = (reference or {}).get(Path(d).name) or max(float(r["tokens"]) for r in recs)
         warmup = warmup_steps(d)
+        recs = [r for r in recs if float(r["tokens"]) >= skip_fraction * final
+                and int(r.get("step", warmup + 1)) > warmup]
+        ceiling = uniform_loss(run_config(d)) if skip_above_uniform else None
+        if ceiling is not None:
+            above = [i for i, r in enumerate(recs) if float(r[key]) > ceiling]
+            recs = recs[above[-1] + 1:] if above else recs
         rows += [{"N": r["params"], "D": r["tokens"], "L": r[key], "run": Path(d).name}
-                 for r in recs if float(r["tokens"]) >= skip_fraction * final
-                 and int(r.get("step", warmup + 1)) > warmup]
+                 for r in recs]
     return rows
+
+
+def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run's ``config.json`` ({} without one)."""
+    config = Path(run_dir) / "config.json"
+    return json.loads(config.read_text()) if config.is_file() else {}
+
+
+def uniform_action_loss(config: dict[str, Any]) -> float | None:
+    """Loss of a uniform guess over the actions, in the BC loss's unit (nats per action).
+
+    The BC losses average the cross-entropy over action dimensions, so this is the mean of
+    ln(classes) of each dimension (ln 4 = 1.39 for Breakout). None when ``config`` (a run's
+    ``config.json``) does not give the action classes.
+    """
+    sizes = ((config.get("model_config") or {}).get("action_vocab_sizes")
+             or (config.get("data") or {}).get("action_vocab_sizes"))
+    return float(np.mean(np.log(np.asarray(sizes, np.float64)))) if sizes else None
+
+
+def uniform_loss(config: dict[str, Any]) -> float | None:
+    """Loss of a uniform guess over what the run's task scores (its ``config.json``).
+
+    Tasks that score actions (BC-Token, BC-CNN): :func:`uniform_action_loss`; a task that
+    scores image tokens (WM-Token): ln of the image vocabulary. None for other tasks, or when
+    ``config`` does not say.
+    """
+    from scaling.tasks import TASKS  # the task registry imports the model code
+
+    task = TASKS.get(config.get("task") or "")
+    if task is None:
+        return None
+    if task.policy:
+        return uniform_action_loss(config)
+    vocab = ((config.get("model_config") or {}).get("image_vocab")
+             or (config.get("data") or {}).get("image_vocab"))
+    return math.log(vocab) if task.supervised == "image tokens" and vocab else None
 
 
 def warmup_steps(run_dir: str | os.PathLike) -> int:
     """The run's learning-rate warmup in optimizer steps (0 without a ``config.json``)."""
-    config = Path(run_dir) / "config.json"
-    if not config.is_file():
-        return 0
-    return int((json.loads(config.read_text()).get("train") or {}).get("warmup_steps") or 0)
+    return int((run_config(run_dir).get("train") or {}).get("warmup_steps") or 0)
 
 
 def curves_from_runs(run_dirs: Sequence[str | os.PathLike], loss_key: str,

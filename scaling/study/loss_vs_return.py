@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from offline_data.atomic import write_text_atomic
+from scaling.fitting import run_config, uniform_action_loss
 from scaling.plots import save_figure
 from scaling.study.eval_pool import evaluate_all
 from scaling.study.spec import ReturnStudySpec
@@ -165,18 +166,6 @@ def random_policy_return(spec: ReturnStudySpec) -> float:
     return float(np.mean(returns))
 
 
-def uniform_action_loss(config: dict[str, Any]) -> float | None:
-    """Loss of a uniform guess over the actions, in the BC loss's unit (nats per action).
-
-    The BC losses average the cross-entropy over action dimensions, so this is the mean of
-    ln(classes) of each dimension (ln 4 = 1.39 for Breakout). None when ``config`` (a run's
-    ``config.json``) does not give the action classes.
-    """
-    sizes = ((config.get("model_config") or {}).get("action_vocab_sizes")
-             or (config.get("data") or {}).get("action_vocab_sizes"))
-    return float(np.mean(np.log(np.asarray(sizes, np.float64)))) if sizes else None
-
-
 def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike,
                      spec: ReturnStudySpec | None = None, checkpoints_per_run: int = 4,
                      tokenizer: str | os.PathLike | None = None,
@@ -205,8 +194,7 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
     out.mkdir(parents=True, exist_ok=True)
     ckpts: list[tuple[str, Checkpoint]] = []
     for d in run_dirs:
-        cfg_path = Path(d) / "config.json"
-        cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+        cfg = run_config(d)
         task = cfg.get("task") or Path(d).name.rsplit("-", 2)[0]
         ceiling = uniform_action_loss(cfg) if spec.skip_above_uniform else None
         found = run_checkpoints(d, checkpoints_per_run, skip_fraction=spec.skip_fraction,

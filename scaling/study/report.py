@@ -168,6 +168,14 @@ def _baselines_paragraph(r: Report, spec: StudySpec) -> None:
     r.add("p", text)
 
 
+def _points_sentence(fit) -> str:
+    """Which points of each curve the fits use (``fit.skip_fraction``, ``skip_above_uniform``)."""
+    above = (" and after its last loss above a uniform guess over what the task scores (a "
+             "model that has not yet left its untrained start)" if fit.skip_above_uniform else "")
+    return (f"Each curve is fitted after its first {fit.skip_fraction:.0%} of inputs and its "
+            f"learning-rate warmup{above}.")
+
+
 def _fits_section(r: Report, spec: StudySpec) -> None:
     fits = {t.task: read_json(fit_dir(spec, t.task) / "fit.json") or {} for t in spec.tasks}
     r.add("h2", "Scaling coefficients (paper Table 1)")
@@ -177,7 +185,7 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
           "bootstrap 95% intervals in brackets. N/A: the fit was skipped (reasons below). The "
           "paper favours the frontier fit where curves overlap. Below the table, each task's "
           "IsoFLOP fit (Method 2: a parabola in log N at each compute budget) is placed "
-          "against both intervals.")
+          "against both intervals. " + _points_sentence(spec.fit))
     for task, fit in fits.items():
         if fit and fit.get("options"):
             r.add("p", f"{TASK_TITLES.get(task, task)}: {bootstrap_sentence(fit)}")

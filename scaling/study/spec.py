@@ -226,6 +226,8 @@ class FitSpec:
     loss_key: str = "train/loss_mean"
     skip_fraction: float = 0.1  # drop each curve's points before this fraction of its final D
     # (of its first-round D under the frontier protocol)
+    # start each curve after its last point above a uniform guess's loss (scaling.fitting)
+    skip_above_uniform: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.skip_fraction < 1.0:

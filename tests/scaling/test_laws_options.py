@@ -138,6 +138,33 @@ def test_the_laws_can_be_fitted_to_other_points_than_the_envelope(tmp_path):
     assert min(p["D"] for p in curve_points([run], "train/loss", 0.0)) == 2_000
 
 
+def test_curves_start_after_their_last_loss_above_a_uniform_guess(tmp_path):
+    from scaling.fitting import curve_points, uniform_loss
+
+    bc = {"task": "bc-token", "model_config": {"action_vocab_sizes": [4], "image_vocab": 256}}
+    wm = {**bc, "task": "wm-token"}
+    assert uniform_loss(bc) == pytest.approx(np.log(4))
+    assert uniform_loss({**bc, "task": "bc-cnn"}) == pytest.approx(np.log(4))
+    assert uniform_loss(wm) == pytest.approx(np.log(256))  # WM-Token scores image tokens
+    assert uniform_loss({"task": "char-lm"}) is None and uniform_loss({}) is None
+    # a large model's first updates overshoot above ln 4 (and come back) before it learns
+    losses = [2.1, 1.7, 4.3, 1.2, 1.1, 1.05, 1.3, 1.0, 0.95, 0.9]
+    run = tmp_path / "bc-token-s300k-seed0"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(bc))
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": i + 1, "tokens": 100 * (i + 1), "params": 1000, "train/loss": v})
+        + "\n" for i, v in enumerate(losses)))
+    assert len(curve_points([run], "train/loss", 0.0)) == len(losses)  # off: every point
+    kept = curve_points([run], "train/loss", 0.0, skip_above_uniform=True)
+    # the curve starts after its last point above ln 4 = 1.386 (the third); a later point above
+    # the curve's trend (1.3 > 1.05) stays, since the rule cuts the start and selects nothing
+    assert [p["L"] for p in kept] == losses[3:]
+    # a task whose uniform loss is unknown keeps its points
+    (run / "config.json").write_text(json.dumps({"task": "char-lm"}))
+    assert len(curve_points([run], "train/loss", 0.0, skip_above_uniform=True)) == len(losses)
+
+
 def test_whole_run_intervals_over_few_runs_are_called_coarse(caplog):
     from scaling.fitting import bootstrap_sentence
 

@@ -26,13 +26,17 @@ def fit_runs(run_dirs: list[Path], out_dir: Path, fit_spec, title: str = "",
     ``crossings``: the budget protocol's (C, loss) crossings, marked in the figure.
     ``reference``: per run, the D its skipped start is measured against (see ``curve_points``)
     for the envelope (frontier, loss prediction, IsoFLOP); the parametric fit then keeps each
-    curve after ``skip_fraction`` of its final D, written as ``<task>_law_points.csv``.
+    curve after ``skip_fraction`` of its final D, written as ``<task>_law_points.csv``. With
+    ``fit_spec.skip_above_uniform`` every curve starts after its last loss above a uniform guess.
     """
-    points = curve_points(run_dirs, fit_spec.loss_key, fit_spec.skip_fraction, reference)
+    above = fit_spec.skip_above_uniform
+    points = curve_points(run_dirs, fit_spec.loss_key, fit_spec.skip_fraction, reference,
+                          skip_above_uniform=above)
     record = _write_points(Path(out_dir).with_name(Path(out_dir).name + "_points.csv"), points)
     law = None
     if reference:
-        law_points = curve_points(run_dirs, fit_spec.loss_key, fit_spec.skip_fraction)
+        law_points = curve_points(run_dirs, fit_spec.loss_key, fit_spec.skip_fraction,
+                                  skip_above_uniform=above)
         _write_points(Path(out_dir).with_name(Path(out_dir).name + "_law_points.csv"),
                       law_points)
         law = curves_from_points(law_points)
