@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from offline_data.atomic import atomic_dir, check_replaceable
+from scaling.inputs import run_config, uniform_loss, untrained_start
 from scaling.laws.analysis import METHODS, Analysis, FitOptions, analyze
 from scaling.laws.data import Curves, make_curves
 from scaling.laws.uncertainty import coarse_runs_note
@@ -157,50 +156,12 @@ def curve_points(run_dirs: Sequence[str | os.PathLike], loss_key: str,
         warmup = warmup_steps(d)
         recs = [r for r in recs if float(r["tokens"]) >= skip_fraction * final
                 and int(r.get("step", warmup + 1)) > warmup]
-        ceiling = uniform_loss(run_config(d)) if skip_above_uniform else None
-        if ceiling is not None:
-            above = [i for i, r in enumerate(recs) if float(r[key]) > ceiling]
-            recs = recs[above[-1] + 1:] if above else recs
+        if skip_above_uniform:
+            ceiling = uniform_loss(run_config(d))
+            recs = recs[untrained_start([r[key] for r in recs], ceiling):]
         rows += [{"N": r["params"], "D": r["tokens"], "L": r[key], "run": Path(d).name}
                  for r in recs]
     return rows
-
-
-def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The run's ``config.json`` ({} without one)."""
-    config = Path(run_dir) / "config.json"
-    return json.loads(config.read_text()) if config.is_file() else {}
-
-
-def uniform_action_loss(config: dict[str, Any]) -> float | None:
-    """Loss of a uniform guess over the actions, in the BC loss's unit (nats per action).
-
-    The BC losses average the cross-entropy over action dimensions, so this is the mean of
-    ln(classes) of each dimension (ln 4 = 1.39 for Breakout). None when ``config`` (a run's
-    ``config.json``) does not give the action classes.
-    """
-    sizes = ((config.get("model_config") or {}).get("action_vocab_sizes")
-             or (config.get("data") or {}).get("action_vocab_sizes"))
-    return float(np.mean(np.log(np.asarray(sizes, np.float64)))) if sizes else None
-
-
-def uniform_loss(config: dict[str, Any]) -> float | None:
-    """Loss of a uniform guess over what the run's task scores (its ``config.json``).
-
-    Tasks that score actions (BC-Token, BC-CNN): :func:`uniform_action_loss`; a task that
-    scores image tokens (WM-Token): ln of the image vocabulary. None for other tasks, or when
-    ``config`` does not say.
-    """
-    from scaling.tasks import TASKS  # the task registry imports the model code
-
-    task = TASKS.get(config.get("task") or "")
-    if task is None:
-        return None
-    if task.policy:
-        return uniform_action_loss(config)
-    vocab = ((config.get("model_config") or {}).get("image_vocab")
-             or (config.get("data") or {}).get("image_vocab"))
-    return math.log(vocab) if task.supervised == "image tokens" and vocab else None
 
 
 def warmup_steps(run_dir: str | os.PathLike) -> int:

@@ -12,9 +12,12 @@ CSV files have columns ``N``, ``D`` (or ``C``, then D = C / 6N), ``L`` and optio
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,8 +51,9 @@ def _number(value, what: str, where: str) -> float:
                          f"row") from None
 
 
-def _read_metrics(path: Path, run: str, loss_key: str, rows: _Rows) -> None:
-    added, keys = 0, set()
+def _read_metrics(path: Path, run: str, loss_key: str, rows: _Rows,
+                  skip_above_uniform: bool = False) -> None:
+    added, keys, mine = 0, set(), []
     for i, rec in iter_metrics(path):
         where = f"{path}:{i}"
         keys.update(rec)
@@ -68,11 +72,57 @@ def _read_metrics(path: Path, run: str, loss_key: str, rows: _Rows) -> None:
         if d == 0:
             continue  # the log line before the first update: no data seen yet
         loss = math.nan if rec[loss_key] is None else rec[loss_key]  # strict JSON: null = NaN
-        rows.add(n, d, _number(loss, loss_key, where), run, where)
+        mine.append((n, d, _number(loss, loss_key, where), run, where))
         added += 1
     if not added:
         raise ValueError(f"{path} has no rows with the loss key {loss_key!r} (keys seen: "
                          f"{sorted(keys)}); choose another with --loss-key")
+    ceiling = uniform_loss(run_config(path.parent)) if skip_above_uniform else None
+    for row in mine[untrained_start([r[2] for r in mine], ceiling):]:
+        rows.add(*row)
+
+
+def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run's ``config.json`` ({} without one)."""
+    config = Path(run_dir) / "config.json"
+    return json.loads(config.read_text()) if config.is_file() else {}
+
+
+def uniform_action_loss(config: dict[str, Any]) -> float | None:
+    """Loss of a uniform guess over the actions, in the BC loss's unit (nats per action).
+
+    The BC losses average the cross-entropy over action dimensions, so this is the mean of
+    ln(classes) of each dimension (ln 4 = 1.39 for Breakout). None when ``config`` (a run's
+    ``config.json``) does not give the action classes.
+    """
+    sizes = ((config.get("model_config") or {}).get("action_vocab_sizes")
+             or (config.get("data") or {}).get("action_vocab_sizes"))
+    return float(np.mean(np.log(np.asarray(sizes, np.float64)))) if sizes else None
+
+
+def uniform_loss(config: dict[str, Any]) -> float | None:
+    """Loss of a uniform guess over what the run's task scores (its ``config.json``).
+
+    Tasks that score actions (BC-Token, BC-CNN): :func:`uniform_action_loss`; a task that
+    scores image tokens (WM-Token): ln of the image vocabulary. None for other tasks, or when
+    ``config`` does not say.
+    """
+    from scaling.tasks import TASKS  # the task registry imports the model code
+
+    task = TASKS.get(config.get("task") or "")
+    if task is None:
+        return None
+    if task.policy:
+        return uniform_action_loss(config)
+    vocab = ((config.get("model_config") or {}).get("image_vocab")
+             or (config.get("data") or {}).get("image_vocab"))
+    return math.log(vocab) if task.supervised == "image tokens" and vocab else None
+
+
+def untrained_start(losses, ceiling: float | None) -> int:
+    """Index after a curve's last loss above ``ceiling`` (0 when none is, or no ceiling)."""
+    above = [i for i, v in enumerate(losses) if ceiling is not None and float(v) > ceiling]
+    return above[-1] + 1 if above else 0
 
 
 def _read_csv(path: Path, prefix: str, rows: _Rows) -> None:
@@ -130,7 +180,7 @@ def find_runs(path: Path) -> list[Path]:
 
 
 def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool = False,
-                min_tokens: float = 0.0) -> Curves:
+                min_tokens: float = 0.0, skip_above_uniform: bool = False) -> Curves:
     """Read curves from run directories, ``metrics.jsonl`` files and CSV files.
 
     Args:
@@ -140,6 +190,9 @@ def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool
         drop_nonfinite: drop points with NaN or infinite loss (with a warning) instead of failing.
         min_tokens: drop points with fewer training inputs D than this (e.g. the warmup, whose
             loss no scaling law describes).
+        skip_above_uniform: start each run's curve after its last loss above a uniform guess
+            over what its task scores (:func:`uniform_loss`, from the run's ``config.json``);
+            CSV rows are kept as they are.
 
     Raises:
         FileNotFoundError: a path does not exist or a directory holds no ``metrics.jsonl``.
@@ -167,13 +220,13 @@ def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool
                 name = p.name if rel == "." else (f"{p.name}/{rel}" if many else rel)
                 if used.setdefault(name, m) != m:  # two runs of the same name: use paths
                     name = m.parent.as_posix()
-                _read_metrics(m, name, loss_key, rows)
+                _read_metrics(m, name, loss_key, rows, skip_above_uniform)
         elif p.suffix.lower() == ".csv":
             _once(p, p, read)
             _read_csv(p, f"{p.stem}:" if many else "", rows)
         elif p.name.endswith(".jsonl"):
             _once(p, p, read)
-            _read_metrics(p, p.parent.name, loss_key, rows)
+            _read_metrics(p, p.parent.name, loss_key, rows, skip_above_uniform)
         else:
             raise ValueError(f"cannot read {p}: expected a run directory, a metrics.jsonl or a "
                              f".csv file")

@@ -40,7 +40,8 @@ def run_fit(args: argparse.Namespace) -> int:
         check_replaceable(out, **FIT_DIR)
     check_parent(out)
     curves = load_curves(args.inputs, loss_key=args.loss_key, drop_nonfinite=args.drop_nonfinite,
-                         min_tokens=args.min_tokens)
+                         min_tokens=args.min_tokens,
+                         skip_above_uniform=args.skip_above_uniform)
     logger.info("%d points on %d curves", curves.num_points, curves.num_curves)
     opts = FitOptions(methods=methods(args.method), parametric_loss=args.parametric_loss,
                       num_bootstrap=args.bootstrap, bootstrap_scheme=args.bootstrap_scheme,
@@ -165,6 +166,10 @@ def register(subparsers) -> None:
                    help="skip the held-out largest-run check")
     p.add_argument("--min-tokens", type=A.nonnegative_float, default=0.0,
                    help="drop points with fewer training inputs D (e.g. the warmup)")
+    p.add_argument("--skip-above-uniform", action="store_true",
+                   help="start each run directory's curve after its last loss above a uniform "
+                        "guess over what its task scores (read from its config.json), as a "
+                        "study's fits do")
     p.add_argument("--drop-nonfinite", action="store_true",
                    help="drop points with NaN or infinite loss instead of failing")
     p.add_argument("--title", default=None, help="figure title")

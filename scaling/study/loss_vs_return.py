@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from offline_data.atomic import write_text_atomic
-from scaling.fitting import run_config, uniform_action_loss
+from scaling.inputs import run_config, uniform_action_loss
 from scaling.plots import save_figure
 from scaling.study.eval_pool import evaluate_all
 from scaling.study.spec import ReturnStudySpec

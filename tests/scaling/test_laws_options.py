@@ -139,7 +139,8 @@ def test_the_laws_can_be_fitted_to_other_points_than_the_envelope(tmp_path):
 
 
 def test_curves_start_after_their_last_loss_above_a_uniform_guess(tmp_path):
-    from scaling.fitting import curve_points, uniform_loss
+    from scaling.fitting import curve_points
+    from scaling.inputs import load_curves, uniform_loss
 
     bc = {"task": "bc-token", "model_config": {"action_vocab_sizes": [4], "image_vocab": 256}}
     wm = {**bc, "task": "wm-token"}
@@ -160,6 +161,15 @@ def test_curves_start_after_their_last_loss_above_a_uniform_guess(tmp_path):
     # the curve starts after its last point above ln 4 = 1.386 (the third); a later point above
     # the curve's trend (1.3 > 1.05) stays, since the rule cuts the start and selects nothing
     assert [p["L"] for p in kept] == losses[3:]
+    # embscale fit --skip-above-uniform reads run directories the same way
+    other = tmp_path / "bc-token-s3k-seed0"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps(bc))
+    (other / "metrics.jsonl").write_text((run / "metrics.jsonl").read_text().replace(
+        '"params": 1000', '"params": 300'))
+    curves = load_curves([run, other], loss_key="train/loss", skip_above_uniform=True)
+    assert sorted(curves.L[curves.N == 1000]) == sorted(losses[3:])
+    assert load_curves([run, other], loss_key="train/loss").num_points == 2 * len(losses)
     # a task whose uniform loss is unknown keeps its points
     (run / "config.json").write_text(json.dumps({"task": "char-lm"}))
     assert len(curve_points([run], "train/loss", 0.0, skip_above_uniform=True)) == len(losses)

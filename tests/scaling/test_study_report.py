@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from scaling.fitting import uniform_action_loss
+from scaling.inputs import uniform_action_loss
 from scaling.study.report_page import Report, coefficient_table, skipped_reason, with_ci
 from scaling.study.spec import TaskSweep
 from scaling.study.stats import correlate, linear_fit, run_checkpoints
