@@ -87,6 +87,9 @@ class ProtocolConfig:
     late_fraction: float = 0.5  # part of a curve (in log compute, from its end) the noise uses
     min_plateau_steps: int = 1000  # optimizer steps before a flat curve may count as a plateau
     min_crossing_steps: int = 100  # larger model's steps where the overlap ends, for a crossing
+    # sizes on a task's frontier after which it yields its budget share to tasks with fewer
+    # (scaling.study.budget_tasks.plan_tasks; 0: never)
+    frontier_goal: int = 3
 
     def __post_init__(self) -> None:
         if self.unit not in ("flops", "seconds"):
@@ -97,6 +100,8 @@ class ProtocolConfig:
         if not 1.0 < self.growth <= self.max_growth:
             raise ValueError(f"growth={self.growth} and max_growth={self.max_growth} must "
                              "satisfy 1 < growth <= max_growth")
+        if self.frontier_goal < 0:
+            raise ValueError(f"frontier_goal={self.frontier_goal} must be >= 0 (0: never yield)")
         if self.noise_sigmas < 0 or self.max_passes <= 0:
             raise ValueError(f"noise_sigmas={self.noise_sigmas} must be >= 0 and max_passes="
                              f"{self.max_passes} > 0")

@@ -334,7 +334,7 @@ def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]
                          "the budget protocol needs one validation grid")
     grows = spec.dataset.collect and spec.dataset.grow > 0
     cfg = ProtocolConfig(budget=budget, unit=spec.study_budget_unit, collect=grows,
-                         val_points_per_decade=ppd.pop())
+                         val_points_per_decade=ppd.pop(), frontier_goal=spec.frontier_goal)
     shares = {t.task: t.budget_share for t in spec.tasks if t.budget_share is not None}
     if shares:  # tasks without a share split what the others leave
         rest = [t.task for t in spec.tasks if t.budget_share is None]

@@ -48,6 +48,25 @@ def _refused(plan) -> bool:
     return any(d.reason == "budget" for d in plan.decisions.values())
 
 
+def frontier_sizes(plan) -> int:
+    """Sizes the plan's crossings put on the frontier with a larger size beside them.
+
+    A size that crossed below its smaller neighbour is the efficient one from that crossing on,
+    and with a larger neighbour to bracket it the frontier fit counts it (the report's "sizes
+    on the efficient frontier").
+    """
+    won = {p.large for p in plan.pairs if p.status == "crossing"}
+    return sum(1 for p in plan.pairs if p.small in won)
+
+
+def _identified(plans: dict[str, Any], cfg: ProtocolConfig) -> set[str]:
+    """Tasks with ``cfg.frontier_goal`` sizes on their frontier, when some task has fewer."""
+    if not cfg.frontier_goal:
+        return set()
+    met = {t for t, p in plans.items() if frontier_sizes(p) >= cfg.frontier_goal}
+    return met if len(met) < len(plans) else set()
+
+
 def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
                shares: dict[str, float] | None = None) -> dict[str, Any]:
     """One plan per task, every task drawing on the one study budget.
@@ -64,12 +83,19 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
     study would end with budget left: the tasks then draw on what is left in order, as without
     shares. A task that was paid beyond its share in an earlier round holds what it spent, so
     the shares of the others shrink by the excess and the study never plans past its budget.
+
+    A task whose crossings already put ``cfg.frontier_goal`` sizes on its frontier (enough for
+    the frontier fit to be identified) yields while another task has fewer: its share goes to
+    the others, and it extends only from what they leave, after them (a note says so).
     """
     total = {t: spent(cs, cfg.unit) for t, cs in curves.items()}
+    met = _identified({t: plan_round(cs, dataclasses.replace(cfg, budget=1e300))
+                       for t, cs in curves.items()}, cfg)
+    order = [t for t in curves if t not in met] + [t for t in curves if t in met]
     if not shares:
-        return _in_order(curves, cfg, total, {})
+        return _noted(_in_order(curves, cfg, total, {}, order), met, cfg)
     plans = {}
-    share = {t: shares.get(t, 0.0) * cfg.budget for t in curves}
+    share = {t: 0.0 if t in met else shares.get(t, 0.0) * cfg.budget for t in curves}
     # a task paid beyond its share (from a share another task released in an earlier round)
     # holds what it spent: the others' shares shrink by that, or the study would spend it twice
     own = {t: min(share[t], cfg.budget - sum(max(share[o], total[o]) for o in curves if o != t))
@@ -85,7 +111,8 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
         done = (plans[t].done and not _refused(plans[t])) or t in stuck
         return total[t] + plans[t].planned if done else max(own[t], total[t] + plans[t].planned)
 
-    for task, plan in plans.items():  # in task order: what no task needs pays for what it can
+    for task in order:  # in task order: what no task needs pays for what it can
+        plan = plans[task]
         if not _refused(plan):
             continue
         left = cfg.budget - sum(held(t) for t in plans if t != task) - total[task] - plan.planned
@@ -95,17 +122,31 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
             cfg, budget=total[task] + plan.planned + left))
     if all(p.done for p in plans.values()) and any(_refused(p) for p in plans.values()):
         # no share pays for anything: the study would end with budget left, so pool it
-        plans = _in_order(curves, cfg, total, {t: p for t, p in plans.items() if not _refused(p)})
-    return plans
+        plans = _in_order(curves, cfg, total, {t: p for t, p in plans.items() if not _refused(p)},
+                          order)
+    return _noted(plans, met, cfg)
 
 
-def _in_order(curves, cfg: ProtocolConfig, total: dict, plans: dict) -> dict[str, Any]:
-    """Plan the tasks not in ``plans`` in order, each drawing on what the whole budget has left."""
-    planned = 0.0
-    for task, cs in curves.items():
+def _in_order(curves, cfg: ProtocolConfig, total: dict, plans: dict,
+              order: list[str]) -> dict[str, Any]:
+    """Plan the tasks not in ``plans`` in ``order``, each drawing on what the budget has left."""
+    planned = sum(p.planned for p in plans.values())
+    for task in order:
         if task not in plans:
             others = sum(v for t, v in total.items() if t != task)
             sub = dataclasses.replace(cfg, budget=max(cfg.budget - others - planned, 1e-300))
-            plans[task] = plan_round(cs, sub)
+            plans[task] = plan_round(curves[task], sub)
             planned += plans[task].planned
     return {t: plans[t] for t in curves}
+
+
+def _noted(plans: dict[str, Any], met: set[str], cfg: ProtocolConfig) -> dict[str, Any]:
+    """Say in each yielding task's refusals that its share went to the others (see plan_tasks)."""
+    for task in met:
+        why = (f"the task yields: {frontier_sizes(plans[task])} sizes on its frontier (goal "
+               f"{cfg.frontier_goal}), so its share went to the tasks with fewer, which left "
+               "too little")
+        for d in plans[task].decisions.values():
+            if d.reason == "budget":
+                d.detail = d.detail.split(", but only ")[0] + f", but {why}"
+    return plans

@@ -264,6 +264,9 @@ class StudySpec:
     protocol: str = "fixed"
     study_budget: float = 0.0  # frontier: the whole study's budget (0: 10x the first round)
     study_budget_unit: str = "flops"  # flops (sum of 6ND) | seconds (training wall time)
+    # frontier: a task with this many sizes on its frontier yields its budget share to tasks with
+    # fewer (scaling.study.budget_tasks.plan_tasks; 0: every task keeps its share)
+    frontier_goal: int = 3
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -290,6 +293,9 @@ class StudySpec:
             raise ValueError(f"protocol={self.protocol!r}, study_budget={self.study_budget!r}, "
                              f"study_budget_unit={self.study_budget_unit!r}: choose protocol "
                              "fixed|frontier, a budget >= 0 and a unit flops|seconds")
+        if self.frontier_goal < 0:
+            raise ValueError(f"frontier_goal={self.frontier_goal} must be >= 0 (0: no task "
+                             "yields its budget share)")
         if self.optimum_tokens_per_param <= 0:
             raise ValueError(f"optimum_tokens_per_param={self.optimum_tokens_per_param} "
                              "must be > 0")
