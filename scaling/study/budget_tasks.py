@@ -140,10 +140,14 @@ def _in_order(curves, cfg: ProtocolConfig, total: dict, plans: dict,
     return {t: plans[t] for t in curves}
 
 
+YIELDS = "the task yields"
+"""How a refusal of a task that yielded its share (:func:`plan_tasks`) says so."""
+
+
 def _noted(plans: dict[str, Any], met: set[str], cfg: ProtocolConfig) -> dict[str, Any]:
     """Say in each yielding task's refusals that its share went to the others (see plan_tasks)."""
     for task in met:
-        why = (f"the task yields: {frontier_sizes(plans[task])} sizes on its frontier (goal "
+        why = (f"{YIELDS}: {frontier_sizes(plans[task])} sizes on its frontier (goal "
                f"{cfg.frontier_goal}), so its share went to the tasks with fewer, which left "
                "too little")
         for d in plans[task].decisions.values():

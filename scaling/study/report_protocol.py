@@ -22,6 +22,7 @@ from typing import Any
 
 from offline_data.atomic import write_text_atomic
 from scaling.study.budget_rounds import PROTOCOL_FILE
+from scaling.study.budget_tasks import YIELDS
 from scaling.study.report_page import Report, fmt, read_json, task_title
 from scaling.study.report_pairs import (
     equal_inputs_sentence,
@@ -212,6 +213,11 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
                  "run(s) still asked for (decision `budget` below).")
     else:
         text += "The protocol finished: no run asks for more compute."
+    yielded = [task_title(t) for t, p in final.items()
+               if any(YIELDS in (d.get("detail") or "") for d in p.get("decisions", {}).values())]
+    if yielded:
+        text += (f" {' and '.join(yielded)} had enough sizes on the frontier and yielded "
+                 "the budget share to the tasks with fewer (its refusals below say so).")
     text += f" Its log is `{PROTOCOL_FILE}` beside this page."
     r.add("p", text)
     growth_part(r, state)

@@ -1,14 +1,18 @@
 """A task whose frontier is identified yields its budget share to the tasks short of theirs."""
 
 import dataclasses
+import json
 
 import pytest
 
 from scaling.study.budget_costs import spent
 from scaling.study.budget_protocol import ProtocolConfig, plan_round
-from scaling.study.budget_tasks import frontier_sizes, plan_tasks
+from scaling.study.budget_tasks import YIELDS, frontier_sizes, plan_tasks
 from scaling.study.presets import default_study
+from scaling.study.report_page import Report
+from scaling.study.report_protocol import protocol_section
 from tests.scaling.test_budget_protocol import crossing_compute, curve, task_runs
+from tests.scaling.test_report_protocol import study  # noqa: F401 (the fixture)
 
 LADDER = {"s1k": 1000, "s3k": 3000, "s10k": 10_000, "s30k": 30_000, "s100k": 100_000}
 
@@ -79,3 +83,19 @@ def test_every_task_identified_or_a_goal_of_zero_changes_nothing():
     assert spec.frontier_goal == 3  # the study passes it to the protocol (budget_rounds)
     with pytest.raises(ValueError, match="frontier_goal"):
         dataclasses.replace(spec, frontier_goal=-1)
+
+
+def test_the_report_names_a_task_that_yielded(study):  # noqa: F811 (the fixture)
+    study_dir, state, _, _ = study
+    r = Report(study_dir / "plain-report", "x")
+    assert protocol_section(r, study_dir) and "yielded" not in r.markdown()
+    yielded = study_dir / "yielded"
+    yielded.mkdir()
+    final = json.loads(json.dumps(state["final"]))
+    for d in final["bc-cnn"]["decisions"].values():
+        if d["reason"] == "budget":
+            d["detail"] = d["detail"].split(", but only ")[0] + f", but {YIELDS}: 3 sizes"
+    (yielded / "protocol.json").write_text(json.dumps({**state, "final": final}))
+    r = Report(yielded / "report", "x")
+    assert protocol_section(r, yielded)
+    assert "BC-CNN had enough sizes on the frontier and yielded the budget share" in r.markdown()

@@ -79,8 +79,7 @@ def study(tmp_path_factory):
         recs = [{"step": 1, "tokens": tokens / 2, "flops": 3.0 * n * tokens, "params": n,
                  "tokens_per_s": 1000.0, "epoch": 0.5},
                 {"step": 2, "tokens": tokens, "flops": 6.0 * n * tokens, "params": n,
-                 "tokens_per_s": (500.0 if name.startswith("bc-token") else 50.0),
-                 "epoch": 1.0}]
+                 "tokens_per_s": (500.0 if name.startswith("bc-token") else 50.0), "epoch": 1.0}]
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
         if name.startswith("bc-token"):  # the BC-CNN runs are known by their names only
             (run / "run_spec.json").write_text(json.dumps({"size": name.split("-")[-2],

@@ -139,6 +139,9 @@ def test_miniature_study_end_to_end(tmp_path):
     # Each skipped fit's reason is given once in the coefficients section: in the list below
     # its per-task sentences, which name the skipped fits without repeating why.
     section = md.split("## Scaling coefficients")[1].split("\n## ")[0]
+    # which points the fits use (fit.skip_fraction, fit.skip_above_uniform) is said once
+    assert "after its first 10% of inputs and its learning-rate warmup and after its last loss " \
+        "above a uniform guess" in section
     for task, title in (("wm-token", "WM-Token"), ("bc-token", "BC-Token"), ("bc-cnn", "BC-CNN")):
         fit = json.loads((study / "fits" / task / "fit.json").read_text())
         (sentence,) = [ln for ln in section.splitlines() if ln.startswith(f"{title}: ")
