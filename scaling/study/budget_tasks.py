@@ -2,7 +2,8 @@
 
 :func:`plan_tasks` makes one :class:`scaling.study.budget_protocol.RoundPlan` per task: without
 shares the tasks draw on the budget in order; with shares each keeps its part, what a task does
-not need goes to the others, and a study whose shares pay for nothing pools what is left.
+not need goes to the others, and a study whose shares pay for nothing pools what is left. A task
+whose frontier already has ``frontier_goal`` sizes yields to the tasks with fewer.
 :func:`growth_pays` says whether collecting more data would be used by the runs that asked;
 :func:`growth_charge` is what growing the data took from a seconds budget.
 """
@@ -86,7 +87,7 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
 
     A task whose crossings already put ``cfg.frontier_goal`` sizes on its frontier (enough for
     the frontier fit to be identified) yields while another task has fewer: its share goes to
-    the others, and it extends only from what they leave, after them (a note says so).
+    the others, and it extends only from what they leave, after them (its refusals say so).
     """
     total = {t: spent(cs, cfg.unit) for t, cs in curves.items()}
     met = _identified({t: plan_round(cs, dataclasses.replace(cfg, budget=1e300))
@@ -111,7 +112,7 @@ def plan_tasks(curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
         done = (plans[t].done and not _refused(plans[t])) or t in stuck
         return total[t] + plans[t].planned if done else max(own[t], total[t] + plans[t].planned)
 
-    for task in order:  # in task order: what no task needs pays for what it can
+    for task in order:  # yielding tasks last: what no task needs pays for what it can
         plan = plans[task]
         if not _refused(plan):
             continue
