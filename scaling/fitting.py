@@ -153,20 +153,20 @@ def curve_points(run_dirs: Sequence[str | os.PathLike], loss_key: str,
         if not recs:
             continue
         final = (reference or {}).get(Path(d).name) or max(float(r["tokens"]) for r in recs)
-        warmup = warmup_steps(d)
+        config = run_config(d)
+        warmup = _warmup(config)
         recs = [r for r in recs if float(r["tokens"]) >= skip_fraction * final
                 and int(r.get("step", warmup + 1)) > warmup]
         if skip_above_uniform:
-            ceiling = uniform_loss(run_config(d))
-            recs = recs[untrained_start([r[key] for r in recs], ceiling):]
+            recs = recs[untrained_start([r[key] for r in recs], uniform_loss(config)):]
         rows += [{"N": r["params"], "D": r["tokens"], "L": r[key], "run": Path(d).name}
                  for r in recs]
     return rows
 
 
-def warmup_steps(run_dir: str | os.PathLike) -> int:
-    """The run's learning-rate warmup in optimizer steps (0 without a ``config.json``)."""
-    return int((run_config(run_dir).get("train") or {}).get("warmup_steps") or 0)
+def _warmup(config: dict[str, Any]) -> int:
+    """The run's learning-rate warmup in optimizer steps, from its ``config.json`` (0 without)."""
+    return int((config.get("train") or {}).get("warmup_steps") or 0)
 
 
 def curves_from_runs(run_dirs: Sequence[str | os.PathLike], loss_key: str,

@@ -53,7 +53,7 @@ def _number(value, what: str, where: str) -> float:
 
 def _read_metrics(path: Path, run: str, loss_key: str, rows: _Rows,
                   skip_above_uniform: bool = False) -> None:
-    added, keys, mine = 0, set(), []
+    keys, mine = set(), []
     for i, rec in iter_metrics(path):
         where = f"{path}:{i}"
         keys.update(rec)
@@ -73,8 +73,7 @@ def _read_metrics(path: Path, run: str, loss_key: str, rows: _Rows,
             continue  # the log line before the first update: no data seen yet
         loss = math.nan if rec[loss_key] is None else rec[loss_key]  # strict JSON: null = NaN
         mine.append((n, d, _number(loss, loss_key, where), run, where))
-        added += 1
-    if not added:
+    if not mine:
         raise ValueError(f"{path} has no rows with the loss key {loss_key!r} (keys seen: "
                          f"{sorted(keys)}); choose another with --loss-key")
     ceiling = uniform_loss(run_config(path.parent)) if skip_above_uniform else None
@@ -121,7 +120,9 @@ def uniform_loss(config: dict[str, Any]) -> float | None:
 
 def untrained_start(losses, ceiling: float | None) -> int:
     """Index after a curve's last loss above ``ceiling`` (0 when none is, or no ceiling)."""
-    above = [i for i, v in enumerate(losses) if ceiling is not None and float(v) > ceiling]
+    if ceiling is None:
+        return 0
+    above = [i for i, v in enumerate(losses) if float(v) > ceiling]
     return above[-1] + 1 if above else 0
 
 

@@ -319,6 +319,14 @@ COLLECTS = "the study collects them"
 """How a data-limited run's decision ends when it asks a collecting study for frames."""
 
 
+_BUT_ONLY = ", but only "  # a budget refusal's detail: what it would cost, then what is left
+
+
+def refusal_cost(detail: str) -> str:
+    """A budget refusal's detail up to what it would cost, without what the budget had left."""
+    return detail.split(_BUT_ONLY)[0]
+
+
 def _decide(run, tokens, why, cfg, plan, frames) -> RunDecision:
     limit = _data_limit(run, cfg)
     frames_needed = None
@@ -352,7 +360,7 @@ def _decide(run, tokens, why, cfg, plan, frames) -> RunDecision:
     if cost > left:
         return RunDecision(run.name, run.tokens, False, "budget",
                            f"{why}: extending to {tokens:.3g} inputs would cost {cost:.3g} "
-                           f"{cfg.unit}, but only {max(left, 0.0):.3g} of the study's "
+                           f"{cfg.unit}{_BUT_ONLY}{max(left, 0.0):.3g} of the study's "
                            f"{cfg.budget:.3g} are left", frames_needed, cost)
     plan.planned += cost
     return RunDecision(run.name, tokens, True, "extended",

@@ -14,7 +14,7 @@ import dataclasses
 from typing import Any
 
 from scaling.study.budget_costs import RunCurve, spent
-from scaling.study.budget_protocol import ProtocolConfig, plan_round
+from scaling.study.budget_protocol import ProtocolConfig, plan_round, refusal_cost
 
 
 def growth_pays(curves: dict[str, list[RunCurve]], plans: dict[str, Any], frames: int,
@@ -153,5 +153,5 @@ def _noted(plans: dict[str, Any], met: set[str], cfg: ProtocolConfig) -> dict[st
                "too little")
         for d in plans[task].decisions.values():
             if d.reason == "budget":
-                d.detail = d.detail.split(", but only ")[0] + f", but {why}"
+                d.detail = refusal_cost(d.detail) + f", but {why}"
     return plans
