@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from scaling.metrics.weights import load_state_dict, register_converter
 
+CHANNELS_LAST = torch.channels_last_3d  # the layout every layer runs in (see _max_pool_same)
 BN_EPS = 1e-3  # TF/Sonnet BatchNorm epsilon (PyTorch's default 1e-5 would be wrong here)
 INPUT_SIZE = 224  # pixels; the 7x7 average pool before the logits assumes it
 MIN_FRAMES = 9  # shortest clip the network accepts
@@ -85,9 +86,29 @@ def _pad_same(x: torch.Tensor, kernel: tuple, stride: tuple, value: float = 0.0)
 
 
 def _max_pool_same(x: torch.Tensor, kernel: tuple, stride: tuple) -> torch.Tensor:
-    # Explicit padding uses -inf; implicit padding of max_pool3d is ignored by the max too.
+    # Channels-last: PyTorch's CPU max pool is about 3 times faster there than in NCTHW.
+    x = x.contiguous(memory_format=CHANNELS_LAST)
+    pads = _same_pads(x, kernel, stride)
+    if all(a - b in (0, 1) and (a == b or s > 1) for (b, a), s in zip(pads, stride, strict=True)):
+        # The extra "after" pixel of TF's padding is ceil mode's last, partly outside window
+        # (for strides above 1): no padded copy. The max ignores implicit padding.
+        return F.max_pool3d(x, kernel, stride, padding=tuple(b for b, _ in pads),
+                            ceil_mode=True)
     x, pad = _pad_same(x, kernel, stride, value=float("-inf"))
     return F.max_pool3d(x, kernel, stride, padding=pad)
+
+
+def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A 1x1x1, stride-1 convolution as one matrix product over channels-last voxels.
+
+    PyTorch's CPU ``conv3d`` takes a slow unfold-and-copy path for 1x1x1 kernels; on a
+    channels-last input the voxels are already rows of a (voxels, channels) matrix. Returns a
+    channels-last (B, C_out, T, H, W) tensor.
+    """
+    c_out, c_in = weight.shape[:2]
+    rows = x.contiguous(memory_format=CHANNELS_LAST).permute(0, 2, 3, 4, 1)  # (B, T, H, W, C)
+    y = torch.addmm(bias, rows.reshape(-1, c_in), weight.reshape(c_out, c_in).t())
+    return y.view(*rows.shape[:-1], c_out).permute(0, 4, 1, 2, 3)
 
 
 class Unit3D(nn.Module):
@@ -107,7 +128,9 @@ class Unit3D(nn.Module):
         scale = torch.rsqrt(self.bn_var + BN_EPS)
         weight = self.conv.weight * scale[:, None, None, None, None]
         shift = self.bn_beta - self.bn_mean * scale
-        x, pad = _pad_same(x, self.kernel, self.stride)
+        if self.kernel == (1, 1, 1) and self.stride == (1, 1, 1):
+            return F.relu_(pointwise_conv(x, weight, shift))
+        x, pad = _pad_same(x.contiguous(memory_format=CHANNELS_LAST), self.kernel, self.stride)
         return F.relu_(F.conv3d(x, weight, shift, self.stride, padding=pad))
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from scaling.metrics import I3D, LPIPS, i3d_features, lpips, preprocess_videos
 from scaling.metrics import reference as ref
-from scaling.metrics.i3d import tf_resize_matrix
+from scaling.metrics.i3d import _max_pool_same, pointwise_conv, tf_resize_matrix, tf_same_pad
 from scaling.metrics.weights import original_checkpoint, read_original_arrays
 from tests.helpers.metric_weights import require_metric_weights
 
@@ -63,6 +63,29 @@ def test_tf_resize_rules_known_values():
                         torch.from_numpy(tf_resize_matrix(48, 224)))
     theirs = F.interpolate(img, size=(224, 224), mode="bilinear", align_corners=False)
     assert torch.allclose(mine, theirs, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape,kernel,stride", [
+    ((2, 6, 8, 112, 112), (1, 3, 3), (1, 2, 2)),  # TF pads (0, 1): ceil mode, no copy
+    ((2, 6, 9, 113, 57), (1, 3, 3), (1, 2, 2)),  # odd sizes: (1, 1)
+    ((2, 6, 8, 28, 28), (3, 3, 3), (2, 2, 2)),
+    ((2, 6, 4, 14, 14), (2, 2, 2), (2, 2, 2)),
+    ((2, 6, 5, 7, 9), (3, 3, 3), (1, 1, 1)),
+    ((2, 6, 5, 7, 9), (2, 2, 2), (1, 1, 1)),  # even kernel, stride 1: an explicit padded copy
+])
+def test_max_pool_equals_tf_same_padding_with_minus_infinity(shape, kernel, stride):
+    """The pool's shortcuts (channels-last, ceil mode for TF's extra pixel) change no value."""
+    x = torch.randn(shape)
+    pads = [p for d in (4, 3, 2) for p in tf_same_pad(shape[d], kernel[d - 2], stride[d - 2])]
+    want = F.max_pool3d(F.pad(x, pads, value=float("-inf")), kernel, stride)
+    assert torch.equal(_max_pool_same(x, kernel, stride), want)
+
+
+def test_pointwise_conv_is_a_1x1x1_convolution():
+    x, w, b = torch.randn(2, 5, 3, 4, 6), torch.randn(7, 5, 1, 1, 1), torch.randn(7)
+    got = pointwise_conv(x, w, b)
+    assert got.shape == (2, 7, 3, 4, 6)
+    torch.testing.assert_close(got, F.conv3d(x, w, b), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow
