@@ -30,11 +30,13 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
 fi
 
 # Triton for the tests of the split-K decode-attention kernel, which run it through Triton's
-# interpreter on CPU in a process of their own. It stays out of the environment itself: torch
-# imports Triton whenever it is installed, and Triton's LLVM crashes a process in which Mesa's
-# OSMesa (headless MuJoCo rendering) has loaded its own. CUDA builds of torch bring Triton.
+# interpreter on CPU in a process of their own (`setup.sh --tests`, as scripts/test.sh calls it;
+# a study never needs it). It stays out of the environment itself: torch imports Triton whenever
+# it is installed, and Triton's LLVM crashes a process in which Mesa's OSMesa (headless MuJoCo
+# rendering) has loaded its own. CUDA builds of torch bring Triton.
 TRITON_DIR=.venv/triton-interpreter
-if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] && [ ! -d "$TRITON_DIR/triton" ]; then
+if [ "${1:-}" = "--tests" ] && [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] \
+        && [ ! -d "$TRITON_DIR/triton" ]; then
     .venv/bin/python -m pip install -q --no-deps --target "$TRITON_DIR.tmp" "triton>=3.2,<4" \
         && rm -rf "$TRITON_DIR" && mv "$TRITON_DIR.tmp" "$TRITON_DIR"
 fi

@@ -1,5 +1,5 @@
 """Where a test subprocess finds Triton: installed in the environment (CUDA builds of torch bring
-it), or in the folder scripts/setup.sh installs it into, outside the environment (see there why).
+it), or in the folder `scripts/setup.sh --tests` installs it into, outside the environment (see there why).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def env_with_triton(**extra: str) -> dict[str, str]:
     if HAS_TRITON:
         return env
     if not (INTERPRETER_TRITON / "triton").is_dir():
-        pytest.skip("needs triton (scripts/setup.sh installs it on Linux x86-64)")
+        pytest.skip("needs triton (scripts/setup.sh --tests installs it on Linux x86-64)")
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(INTERPRETER_TRITON), str(ROOT), env.get("PYTHONPATH")) if p)
     return env
