@@ -94,15 +94,20 @@ def generate_clips(model, tokenizer, discretizer, real: RealClips, seed: int = 0
 
 
 class _Scorer:
-    """Holds the metric networks and the real clips' I3D features across checkpoints."""
+    """Holds the metric networks and the real clips' I3D features across checkpoints.
 
-    def __init__(self, real: RealClips, device="cpu"):
+    ``real_features``: the real clips' I3D features when already computed (by the parent of
+    worker processes, once for all of them), else computed here.
+    """
+
+    def __init__(self, real: RealClips, device="cpu", real_features: np.ndarray | None = None):
         from scaling.metrics import I3D, LPIPS, i3d_features  # torch
 
         self.real = real
         self.i3d = I3D.from_pretrained(device)
         self.lpips_net = LPIPS.from_pretrained(device)
-        self.real_features = i3d_features(real.frames, model=self.i3d)
+        self.real_features = (i3d_features(real.frames, model=self.i3d)
+                              if real_features is None else real_features)
 
     def score(self, fake: np.ndarray) -> dict[str, float]:
         from scaling.metrics import fvd_from_features, i3d_features, lpips, psnr, ssim  # torch
@@ -148,18 +153,18 @@ def _context(tokenizer_path: str, dataset_id: str, spec: QualityStudySpec,
 def _score_checkpoint(job: tuple) -> tuple[dict[str, float], np.ndarray]:
     """Imagine the held-out clips with one checkpoint and score them (a worker's job).
 
-    ``job`` is ``(checkpoint, tokenizer_path, dataset_id, spec, device)``; returns the scores
-    and the imagined clips.
+    ``job`` is ``(checkpoint, tokenizer_path, dataset_id, spec, device, real_features)``;
+    returns the scores and the imagined clips.
     """
     import torch
 
     import worldmodels.token_model  # noqa: F401  (a worker process registers the model kind)
     from worldmodels.checkpoint import load_model  # torch
 
-    path, tokenizer_path, dataset_id, spec, device = job
+    path, tokenizer_path, dataset_id, spec, device, real_features = job
     ctx = _context(tokenizer_path, dataset_id, spec, device)
     if ctx.scorer is None:
-        ctx.scorer = _Scorer(ctx.real, device)
+        ctx.scorer = _Scorer(ctx.real, device, real_features)
     torch.manual_seed(spec.seed)
     model = load_model(path, expect="world model").to(device)
     fake = generate_clips(model, ctx.tokenizer, ctx.discretizer, ctx.real, seed=spec.seed)
@@ -320,7 +325,10 @@ def run_quality_study(run_dirs: list[str | os.PathLike], tokenizer_path: str | o
     rows = load_scored_rows(rows_path)
     todo = {c.path: c for c in ckpts if c.path not in rows}
     fakes: dict[str, np.ndarray] = {}
-    jobs = [(path, str(tokenizer_path), dataset_id, spec, device) for path in todo]
+    if todo and ctx.scorer is None:  # the real clips' I3D features, once for every worker
+        ctx.scorer = _Scorer(real, device)
+    features = ctx.scorer.real_features if todo else None
+    jobs = [(path, str(tokenizer_path), dataset_id, spec, device, features) for path in todo]
     bar = tqdm(total=len(jobs), desc="loss vs quality", unit="ckpt", disable=not progress)
     for job, (scores, fake) in evaluate_all(_score_checkpoint, jobs, parallel=parallel):
         c = todo[job[0]]
