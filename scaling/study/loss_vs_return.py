@@ -52,7 +52,7 @@ def make_eval_env(env_id: str, num_envs: int, max_episode_steps: int, seed: int)
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: ReturnStudySpec,
                         tokenizer: str | os.PathLike | None = None,
-                        device: str = "cpu") -> dict[str, Any]:
+                        device: str = "cpu", venv: Any = None) -> dict[str, Any]:
     """Mean, spread and list of episode returns of one checkpoint in the real env.
 
     Args:
@@ -60,12 +60,19 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: ReturnStudySpec,
         spec: env, episodes and vector-env settings.
         tokenizer: the tokenizer of a BC-Token model's tokens (unused for BC-CNN).
         device: torch device of the policy (``auto``: CUDA when available).
+        venv: a vector env from :func:`make_eval_env` with ``spec``'s settings, to use again
+            (it is seeded with ``spec.seed`` here, so it plays as a new one would); default: a
+            new one, closed afterwards.
     """
     from stable_baselines3.common.evaluation import evaluate_policy
 
     from agents.policies import load_policy  # torch
 
-    venv = make_eval_env(spec.env_id, spec.num_envs, spec.max_episode_steps, spec.seed)
+    own = venv is None
+    if own:
+        venv = make_eval_env(spec.env_id, spec.num_envs, spec.max_episode_steps, spec.seed)
+    else:  # every env resets with its seed first (the ALE reloads its game and reseeds)
+        venv.seed(spec.seed)
     try:
         policy = load_policy(checkpoint, tokenizer=tokenizer, seed=spec.seed, device=device)
         with warnings.catch_warnings():
@@ -74,7 +81,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: ReturnStudySpec,
                                                deterministic=spec.deterministic,
                                                return_episode_rewards=True)
     finally:
-        venv.close()
+        if own:
+            venv.close()
     returns = np.asarray(returns, np.float64)
     return {"return_mean": float(returns.mean()),
             "return_sem": float(returns.std(ddof=1) / np.sqrt(len(returns)))
@@ -82,10 +90,25 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, spec: ReturnStudySpec,
             "returns": returns.tolist(), "lengths": [int(v) for v in lengths]}
 
 
+_VENVS: dict[tuple, Any] = {}  # a worker's vector env, kept across its checkpoints
+
+
 def _evaluate(job: tuple) -> dict[str, Any]:
-    """:func:`evaluate_checkpoint` of ``(checkpoint, spec, tokenizer, device)`` (a worker's job)."""
+    """:func:`evaluate_checkpoint` of ``(checkpoint, spec, tokenizer, device)`` (a worker's job).
+
+    The worker keeps its vector env for its next checkpoints: making the ALE envs anew costs
+    about 0.2 s each, and a seeded reset makes a kept one play exactly as a new one.
+    """
     checkpoint, spec, tokenizer, device = job
-    return evaluate_checkpoint(checkpoint, spec, tokenizer=tokenizer, device=device)
+    key = (spec.env_id, spec.num_envs, spec.max_episode_steps)
+    if key not in _VENVS:
+        for old in _VENVS.values():
+            old.close()
+        _VENVS.clear()
+        _VENVS[key] = make_eval_env(spec.env_id, spec.num_envs, spec.max_episode_steps,
+                                    spec.seed)
+    return evaluate_checkpoint(checkpoint, spec, tokenizer=tokenizer, device=device,
+                               venv=_VENVS[key])
 
 
 def summarize(rows: list[dict], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -166,6 +189,21 @@ def random_policy_return(spec: ReturnStudySpec) -> float:
     return float(np.mean(returns))
 
 
+def _record_rows(results, todo: dict, rows: dict, rows_path: Path, bar) -> None:
+    """Append each evaluated checkpoint's row to ``rows.jsonl`` as it arrives."""
+    for job, result in results:
+        task, c = todo[job[0]]
+        bar.update()
+        row = {"checkpoint": c.path, "run": c.run, "task": task, "step": c.step,
+               "tokens": c.tokens, "flops": c.flops, "params": c.params, "loss": c.loss,
+               "loss_key": c.loss_key, **result}
+        rows[c.path] = row
+        with open(rows_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        logger.info("%s step %d: loss %.4f return %.2f +- %.2f", c.run, c.step, c.loss,
+                    row["return_mean"], row["return_sem"])
+
+
 def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike,
                      spec: ReturnStudySpec | None = None, checkpoints_per_run: int = 4,
                      tokenizer: str | os.PathLike | None = None,
@@ -212,17 +250,13 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
     todo = {c.path: (t, c) for t, c in ckpts if c.path not in rows}
     jobs = [(path, spec, None if tokenizer is None else str(tokenizer), device) for path in todo]
     bar = tqdm(total=len(jobs), desc="loss vs return", unit="ckpt", disable=not progress)
-    for job, result in evaluate_all(_evaluate, jobs, parallel=parallel):
-        task, c = todo[job[0]]
-        bar.update()
-        row = {"checkpoint": c.path, "run": c.run, "task": task, "step": c.step,
-               "tokens": c.tokens, "flops": c.flops, "params": c.params, "loss": c.loss,
-               "loss_key": c.loss_key, **result}
-        rows[c.path] = row
-        with open(rows_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        logger.info("%s step %d: loss %.4f return %.2f +- %.2f", c.run, c.step, c.loss,
-                    row["return_mean"], row["return_sem"])
+    try:
+        _record_rows(evaluate_all(_evaluate, jobs, parallel=parallel), todo, rows, rows_path,
+                     bar)
+    finally:  # the envs kept when this process evaluated (parallel 1)
+        for venv in _VENVS.values():
+            venv.close()
+        _VENVS.clear()
     bar.close()
     table = [rows[c.path] for _, c in ckpts]
     baseline_path = out / "random_policy.json"
