@@ -1,5 +1,6 @@
 """Where a test subprocess finds Triton: installed in the environment (CUDA builds of torch bring
-it), or in the folder `scripts/setup.sh --tests` installs it into, outside the environment (see there why).
+it), or in the folder `scripts/setup.sh --tests` installs it into, outside the environment (see
+there why).
 """
 
 from __future__ import annotations
