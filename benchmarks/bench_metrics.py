@@ -9,7 +9,7 @@ absolute difference between the two on the same fixed inputs.
 Then, for the I3D's two layer shortcuts, every call one forward over ``--clips`` clips makes
 (the loss-vs-quality study scores 8 clips per call), timed against the plain PyTorch op on the
 same input in the same run: its max pools in channels-last with ceil mode standing in for
-TensorFlow's extra padding pixel, against ``max_pool3d`` on an explicitly padded NCTHW copy;
+TensorFlow's extra padding pixel, against ``max_pool3d`` in NCTHW with that pixel padded on a copy;
 its 1x1x1 convolutions as one matrix product, against ``conv3d``. With the largest difference.
 """
 
@@ -74,11 +74,9 @@ def i3d_layer_rows(model: I3D, clips: np.ndarray) -> None:
     finally:
         i3d_module._max_pool_same, i3d_module.pointwise_conv = pool, pointwise
 
-    def padded_pool(x, kernel, stride):
-        x = x.contiguous()
-        pads = [p for d in (4, 3, 2)
-                for p in i3d_module.tf_same_pad(x.shape[d], kernel[d - 2], stride[d - 2])]
-        return F.max_pool3d(F.pad(x, pads, value=float("-inf")), kernel, stride)
+    def padded_pool(x, kernel, stride):  # NCTHW, TF's extra pixel as a padded -inf copy
+        x, pad = i3d_module._pad_same(x.contiguous(), kernel, stride, value=float("-inf"))
+        return F.max_pool3d(x, kernel, stride, padding=pad)
 
     plain = {"max pools": padded_pool,
              "1x1x1 convs": lambda x, w, b: F.conv3d(x.contiguous(), w, b)}

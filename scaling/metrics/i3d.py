@@ -88,8 +88,8 @@ def _pad_same(x: torch.Tensor, kernel: tuple, stride: tuple, value: float = 0.0)
 def _max_pool_same(x: torch.Tensor, kernel: tuple, stride: tuple) -> torch.Tensor:
     # Channels-last: PyTorch's CPU max pool is about 3 times faster there than in NCTHW.
     x = x.contiguous(memory_format=CHANNELS_LAST)
-    pads = _same_pads(x, kernel, stride)
-    if all(a - b in (0, 1) and (a == b or s > 1) for (b, a), s in zip(pads, stride, strict=True)):
+    pads = _same_pads(x, kernel, stride)  # after = before or before + 1 (tf_same_pad)
+    if all(a == b or s > 1 for (b, a), s in zip(pads, stride, strict=True)):
         # The extra "after" pixel of TF's padding is ceil mode's last, partly outside window
         # (for strides above 1): no padded copy. The max ignores implicit padding.
         return F.max_pool3d(x, kernel, stride, padding=tuple(b for b, _ in pads),

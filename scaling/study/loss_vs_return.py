@@ -102,13 +102,16 @@ def _evaluate(job: tuple) -> dict[str, Any]:
     checkpoint, spec, tokenizer, device = job
     key = (spec.env_id, spec.num_envs, spec.max_episode_steps)
     if key not in _VENVS:
-        for old in _VENVS.values():
-            old.close()
-        _VENVS.clear()
-        _VENVS[key] = make_eval_env(spec.env_id, spec.num_envs, spec.max_episode_steps,
-                                    spec.seed)
+        _close_kept_envs()
+        _VENVS[key] = make_eval_env(*key, spec.seed)
     return evaluate_checkpoint(checkpoint, spec, tokenizer=tokenizer, device=device,
                                venv=_VENVS[key])
+
+
+def _close_kept_envs() -> None:
+    for venv in _VENVS.values():
+        venv.close()
+    _VENVS.clear()
 
 
 def summarize(rows: list[dict], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -189,21 +192,6 @@ def random_policy_return(spec: ReturnStudySpec) -> float:
     return float(np.mean(returns))
 
 
-def _record_rows(results, todo: dict, rows: dict, rows_path: Path, bar) -> None:
-    """Append each evaluated checkpoint's row to ``rows.jsonl`` as it arrives."""
-    for job, result in results:
-        task, c = todo[job[0]]
-        bar.update()
-        row = {"checkpoint": c.path, "run": c.run, "task": task, "step": c.step,
-               "tokens": c.tokens, "flops": c.flops, "params": c.params, "loss": c.loss,
-               "loss_key": c.loss_key, **result}
-        rows[c.path] = row
-        with open(rows_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        logger.info("%s step %d: loss %.4f return %.2f +- %.2f", c.run, c.step, c.loss,
-                    row["return_mean"], row["return_sem"])
-
-
 def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLike,
                      spec: ReturnStudySpec | None = None, checkpoints_per_run: int = 4,
                      tokenizer: str | os.PathLike | None = None,
@@ -251,12 +239,19 @@ def run_return_study(run_dirs: list[str | os.PathLike], out_dir: str | os.PathLi
     jobs = [(path, spec, None if tokenizer is None else str(tokenizer), device) for path in todo]
     bar = tqdm(total=len(jobs), desc="loss vs return", unit="ckpt", disable=not progress)
     try:
-        _record_rows(evaluate_all(_evaluate, jobs, parallel=parallel), todo, rows, rows_path,
-                     bar)
+        for job, result in evaluate_all(_evaluate, jobs, parallel=parallel):
+            task, c = todo[job[0]]
+            bar.update()
+            row = {"checkpoint": c.path, "run": c.run, "task": task, "step": c.step,
+                   "tokens": c.tokens, "flops": c.flops, "params": c.params, "loss": c.loss,
+                   "loss_key": c.loss_key, **result}
+            rows[c.path] = row
+            with open(rows_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            logger.info("%s step %d: loss %.4f return %.2f +- %.2f", c.run, c.step, c.loss,
+                        row["return_mean"], row["return_sem"])
     finally:  # the envs kept when this process evaluated (parallel 1)
-        for venv in _VENVS.values():
-            venv.close()
-        _VENVS.clear()
+        _close_kept_envs()
     bar.close()
     table = [rows[c.path] for _, c in ckpts]
     baseline_path = out / "random_policy.json"
