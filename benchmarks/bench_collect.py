@@ -8,6 +8,12 @@ Measured in one run, per env:
   temporary directory, the whole call timed (demonstrator, frames, dataset write and commit); the
   env is built and the libraries imported beforehand, as for the raw-env baseline: those are
   one-time costs of a process, not of throughput.
+* Breakout only: ``collect, N streams`` (``offline_data.collect_streams`` with ``--streams``
+  processes, another draw of the data) and ``collect, 1 stream pipelined`` (``collect_streams``
+  with one stream: the same data as ``collect``, emulated in a child process while the calling
+  one makes the frames), each against ``collect``. These time the whole call, the child
+  processes' start (about 2 s of imports) included, so give them ``--breakout-steps 50000`` or
+  more to see the throughput rather than the start.
 
 The ratio of each row to the raw env is printed; Breakout's ``collect`` ratio should stay >= 0.5.
 With ``--quality-episodes N`` it first prints the demonstrators' quality per skill: Breakout mean
@@ -131,6 +137,7 @@ def bench(
     episode_cap: int,
     buckets: int | None = None,
     streams: int = 0,
+    pipelined: bool = False,
 ) -> dict:
     """Measure and print the three speeds of one env."""
     # The raw speed is measured before and after the other rows and averaged, so that a change
@@ -139,6 +146,7 @@ def bench(
     loop = policy_loop_speed(env_id, make_policy(), steps, size)
     coll = collect_speed(env_id, make_policy(), steps, size, episode_cap, buckets)
     par = streams_speed(env_id, steps, size, episode_cap, streams) if streams > 1 else None
+    piped = streams_speed(env_id, steps, size, episode_cap, 1) if pipelined else None
     raw_after = raw_env_speed(env_id, steps, size)
     raw = (raw_before + raw_after) / 2
     print(f"{name} ({env_id}, {size}x{size}, {steps} steps)")
@@ -152,7 +160,10 @@ def bench(
     if par is not None:
         vs_one = f"   ({par / coll:.2f}x one stream's collect)" if coll else ""
         print(f"  collect, {streams} streams         {par:9.1f} steps/s   {par / raw:.2f}x{vs_one}")
-    return {"raw": raw, "loop": loop, "collect": coll, "streams": par}
+    if piped is not None:
+        vs_one = f"   ({piped / coll:.2f}x collect in one process)" if coll else ""
+        print(f"  collect, 1 stream pipelined {piped:8.1f} steps/s   {piped / raw:.2f}x{vs_one}")
+    return {"raw": raw, "loop": loop, "collect": coll, "streams": par, "pipelined": piped}
 
 
 def demonstrator_quality(episodes: int, fetch_episodes: int, size: int, skip_fetch: bool) -> None:
@@ -201,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=2,
                         help="also time Breakout's collection in this many env processes "
                              "(offline_data.collect_streams; 0 or 1 skips the row)")
+    parser.add_argument("--skip-pipelined", action="store_true",
+                        help="skip the row of one pipelined stream (collect_streams, streams=1)")
     parser.add_argument(
         "--quality-episodes",
         type=int,
@@ -228,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         args.size,
         episode_cap=1000,
         streams=args.streams,
+        pipelined=not args.skip_pipelined,
     )
     if not args.skip_fetch:
         bench(

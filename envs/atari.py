@@ -12,6 +12,8 @@ Example::
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -137,13 +139,44 @@ class AtariImageEnv(AtariEnv):
         self._previous_screen = None
         return super().reset(seed=seed, options=options)
 
-    def _get_obs(self) -> np.ndarray:
+    def frame_maker(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The observation as a function of :meth:`raw_frame`'s screen (picklable).
+
+        ``env.frame_maker()(env.raw_frame())`` is the observation, bit for bit: the dilation and
+        the area resize, the part of a step that is not emulation. A collector that hands the
+        raw screens to another process (``offline_data.collect_streams``) applies it there.
+        """
+        return functools.partial(resize_frame, size=self.size, dilate=self.dilate)
+
+    def raw_frame(self) -> np.ndarray:
+        """The current screen before the resize: frame-maxed, cropped, contiguous uint8 RGB."""
         screen = self.ale.getScreenRGB()
         previous = getattr(self, "_previous_screen", None)
         if self.frame_max and previous is not None:
             screen = np.maximum(screen, previous)
             self._previous_screen = None
-        return resize_frame(screen, self.size, self.dilate, self.crop)
+        if self.crop is not None:
+            top, bottom, left, right = self.crop
+            screen = np.ascontiguousarray(screen[top:bottom, left:right])
+        return screen
+
+    def defer_frames(self, sink: Callable[[np.ndarray], None] | None) -> None:
+        """Hand every observation's :meth:`raw_frame` to ``sink`` instead of resizing it.
+
+        While ``sink`` is set, reset and step return an all-zero observation of the right
+        shape, so only a policy that does not read observations (a scripted player reading the
+        RAM) may act on them; :meth:`frame_maker` turns each raw frame into the observation
+        later. ``None`` restores the resized observations.
+        """
+        self._frame_sink = sink
+
+    def _get_obs(self) -> np.ndarray:
+        raw = self.raw_frame()
+        sink = getattr(self, "_frame_sink", None)
+        if sink is not None:
+            sink(raw)
+            return np.zeros(self.observation_space.shape, np.uint8)
+        return resize_frame(raw, self.size, self.dilate)
 
     def _get_info(self) -> dict[str, Any]:
         info = dict(super()._get_info())

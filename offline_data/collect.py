@@ -43,6 +43,9 @@ def register_scripted_policy(env_id: str, factory: Callable[..., Any]) -> None:
 class RandomPolicy:
     """Uniformly random actions, with stable-baselines3's ``predict`` signature."""
 
+    reads_observations = False
+    """The actions ignore the observations (see ``BoundEnvPolicy.reads_observations``)."""
+
     def __init__(self, action_space: Any, seed: int | None = 0):
         self.action_space = action_space
         self.action_space.seed(seed)
@@ -229,14 +232,17 @@ def episode_buffer(env, max_steps_per_episode: int | None) -> np.ndarray:
 
 
 def play_episode(env, policy, frames: np.ndarray, index: int, skills, reset_seed: int | None,
-                 max_steps_per_episode: int | None, deterministic: bool):
+                 max_steps_per_episode: int | None, deterministic: bool,
+                 check_frames: bool = True):
     """Play episode ``index`` of a collection; returns ``(episode, frames)``.
 
     ``episode`` is ``MinariWriter.add_episode``'s arguments (observations, actions, rewards,
     terminations, truncations, metadata); the observations are a view of ``frames``, the buffer
     (returned because it grows when an episode outlasts it). ``reset_seed`` seeds this reset: give
     it for the first episode only, later resets continue the seeded RNG streams (reseeding makes
-    ALE reload the ROM, about 150 ms per episode).
+    ALE reload the ROM, about 150 ms per episode). ``check_frames=False`` skips
+    :func:`check_rendered` (for an env whose frames are made elsewhere, see
+    ``AtariImageEnv.defer_frames``).
     """
     if skills is not None and len(skills):
         skill = float(skills[index % len(skills)])
@@ -273,12 +279,18 @@ def play_episode(env, policy, frames: np.ndarray, index: int, skills, reset_seed
         meta["skill"] = skill
     if "is_success" in info:  # goal envs: success at the end of the episode
         meta["success"] = bool(info["is_success"])
-    if not frames[:t + 1].any():
+    if check_frames:
+        check_rendered(frames[:t + 1], index, getattr(env.spec, "id", env))
+    return (frames[:t + 1], np.asarray(actions), rewards, terms, truncs, meta), frames
+
+
+def check_rendered(frames: np.ndarray, index: int, env_name: Any) -> None:
+    """Raise when episode ``index``'s frames are all black (a renderer that drew nothing)."""
+    if not frames.any():
         raise RuntimeError(
-            f"episode {index} of {getattr(env.spec, 'id', env)} rendered only black frames: "
+            f"episode {index} of {env_name} rendered only black frames: "
             "with MuJoCo set MUJOCO_GL=egl or osmesa and keep one rendering env per "
             "process (close others first); nothing was saved")
-    return (frames[:t + 1], np.asarray(actions), rewards, terms, truncs, meta), frames
 
 
 def _episode_skill(policy: Any) -> float | None:

@@ -9,8 +9,12 @@ one dataset in a fixed order: episode ``i`` is episode ``i // streams`` of strea
 seed :func:`stream_seed` ``(seed, k)`` (its first reset and its policy), so the dataset depends
 on ``seed`` and ``streams`` and never on the machine's cores or timing. The dataset records both
 (metadata ``collection_seed`` and ``collection_streams``); a different ``streams`` is a different
-dataset, so give it a different id. With ``streams=1`` it collects in the calling process,
-seeded with ``seed`` itself: exactly ``collect`` (the callers need no other path).
+dataset, so give it a different id. With ``streams=1`` it writes exactly what ``collect`` writes
+(seeded with ``seed`` itself; the callers need no other path). Where :func:`can_pipeline` allows
+(an Atari env and a policy that reads the RAM, not the frames, on a machine with two cores), that
+one stream is *pipelined*: a child process emulates and acts while this one makes the frames from
+its raw screens and writes them (:mod:`offline_data.frame_pipe`), the same data at the emulator's
+pace; otherwise it collects in this process.
 
 The parent writes; the streams play ahead by at most two episodes each. ``max_total_steps`` is
 applied in the dataset's order (the streams' surplus episodes are dropped), so the dataset ends
@@ -36,6 +40,7 @@ import numpy as np
 from offline_data.collect import (
     SCRIPTED_POLICIES,
     _policy_name,
+    check_rendered,
     collect,
     episode_buffer,
     play_episode,
@@ -45,6 +50,7 @@ from offline_data.collect import (
 )
 from offline_data.datasets import check_image_space
 from offline_data.discretize import ActionDiscretizer, discretizer_for_space
+from offline_data.frame_pipe import FramePipe
 from offline_data.minari_writer import MinariWriter
 from offline_data.processes import die_with_parent
 
@@ -104,50 +110,63 @@ def collect_streams(env_id: str, policy: str, num_episodes: int, dataset_id: str
                         "instances)")
     import envs  # gymnasium
 
-    if streams == 1:  # this process, seeded with ``seed`` itself: exactly ``collect``
-        env = envs.make(env_id, **(env_kwargs or {}))
-        try:
-            return collect(env, resolve_policy(policy, env, seed=seed, **(policy_kwargs or {})),
-                           num_episodes, dataset_id, skills=skills, seed=seed,
+    probe = envs.make(env_id, **(env_kwargs or {}))
+    try:
+        first = resolve_policy(policy, probe, seed=seed, **(policy_kwargs or {}))
+        cap = max_steps_per_episode or getattr(probe.spec, "max_episode_steps", None)
+        pipelined = streams == 1 and bool(cap) and can_pipeline(probe, first)
+        if streams == 1 and not pipelined:  # this process, seeded with ``seed``: ``collect``
+            return collect(probe, first, num_episodes, dataset_id, skills=skills, seed=seed,
                            max_steps_per_episode=max_steps_per_episode,
                            max_total_steps=max_total_steps, buckets=buckets,
                            discretizer=discretizer, deterministic=deterministic,
                            description=description, overwrite=overwrite, progress=progress)
-        finally:
-            env.close()
-    import multiprocessing as mp
+        import gymnasium
 
-    probe = envs.make(env_id, **(env_kwargs or {}))
-    import gymnasium
-
-    env_spec = gymnasium.registry.get(env_id)  # for ids a spawned process has not registered
-    try:  # the checks and the dataset's spaces, before any process starts
+        env_spec = gymnasium.registry.get(env_id)  # for ids a spawned process has not registered
+        # the checks and the dataset's spaces, before any process starts
         check_image_space(probe.observation_space, what=f"env {env_id!r}")
         if discretizer is None:
             discretizer = discretizer_for_space(probe.action_space, buckets=buckets)
-        name = _policy_name(resolve_policy(policy, probe, seed=seed, **(policy_kwargs or {})))
+        make_frame = probe.unwrapped.frame_maker() if pipelined else None
+        raw_shape = probe.unwrapped.raw_frame().shape if pipelined else None
+        metadata = {"collection_seed": seed}
+        if not pipelined:
+            metadata["collection_streams"] = streams
         writer = MinariWriter(dataset_id, env=probe, discretizer=discretizer,
-                              description=description, algorithm_name=name, overwrite=overwrite,
-                              metadata={"collection_seed": seed, "collection_streams": streams})
+                              description=description, algorithm_name=_policy_name(first),
+                              overwrite=overwrite, metadata=metadata)
     finally:
         probe.close()
+    import multiprocessing as mp
+
     with writer:  # an error or an interrupt from here on leaves no dataset
         ctx = mp.get_context("spawn")
         per_stream = [len(range(k, num_episodes, streams)) for k in range(streams)]
         queues = [ctx.Queue(AHEAD) for _ in range(streams)]
+        pipe = (FramePipe(writer.staging / "pipelined-screens.u8", cap, raw_shape, ctx)
+                if pipelined else None)
         job = dict(env_id=env_id, env_spec=env_spec, env_kwargs=env_kwargs or {}, policy=policy,
                    policy_kwargs=policy_kwargs or {}, scripted=SCRIPTED_POLICIES.get(env_id),
                    skills=None if skills is None else [float(s) for s in skills],
                    max_steps_per_episode=max_steps_per_episode, deterministic=deterministic,
-                   streams=streams, parent=os.getpid())
+                   streams=streams, parent=os.getpid(), pipe=pipe)
+        seeds = [seed] if pipelined else [stream_seed(seed, k) for k in range(streams)]
         procs = [ctx.Process(target=_stream_main, name=f"collect-stream-{k}", daemon=True,
-                             args=(k, stream_seed(seed, k), per_stream[k], job, queues[k]))
+                             args=(k, seeds[k], per_stream[k], job, queues[k]))
                  for k in range(streams) if per_stream[k]]
         try:
             for p in procs:
                 p.start()
-            _write_in_order(writer, procs, queues, num_episodes, streams, max_total_steps,
-                            progress)
+            episodes = (_next(procs[i % streams], queues[i % streams], i)
+                        for i in range(num_episodes))
+            desc = f"{dataset_id} ({streams} streams)"
+            if pipe is not None:  # one pipelined stream: its screens become frames here
+                episodes = (_made(e, pipe, make_frame, i, env_id) for i, e in enumerate(episodes))
+                desc = dataset_id
+            write_episodes(writer, episodes, num_episodes, max_total_steps, progress, desc)
+            if pipe is not None:
+                pipe.close()
             return writer.commit()
         finally:
             for p in procs:
@@ -161,11 +180,25 @@ def collect_streams(env_id: str, policy: str, num_episodes: int, dataset_id: str
                 q.close()
 
 
-def _write_in_order(writer, procs, queues, num_episodes, streams, max_total_steps,
-                    progress) -> None:
-    episodes = (_next(procs[i % streams], queues[i % streams], i) for i in range(num_episodes))
-    write_episodes(writer, episodes, num_episodes, max_total_steps, progress,
-                   f"{writer.dataset_id} ({streams} streams)")
+def can_pipeline(env: Any, policy: Any) -> bool:
+    """True when one stream may play in a child process while this one makes its frames.
+
+    The env must hand out its raw screens (``defer_frames`` and ``frame_maker``, as
+    ``envs.atari.AtariImageEnv``), the policy must not read observations
+    (``reads_observations = False``, as the scripted RAM players) and the machine must have a
+    second core for the frames.
+    """
+    base = getattr(env, "unwrapped", env)
+    return (hasattr(base, "defer_frames") and hasattr(base, "frame_maker")
+            and not getattr(policy, "reads_observations", True) and (os.cpu_count() or 1) > 1)
+
+
+def _made(episode, pipe: FramePipe, make_frame, index: int, env_id: str):
+    """A pipelined stream's episode (its length first) with its frames made from its screens."""
+    length, *rest = episode
+    frames = pipe.frames(index, length, make_frame)
+    check_rendered(frames, index, env_id)
+    return (frames, *rest)
 
 
 def _next(proc, q, index: int):
@@ -178,7 +211,7 @@ def _next(proc, q, index: int):
                 raise RuntimeError(
                     f"collection stream {proc.name} exited (code {proc.exitcode}) before "
                     f"episode {index}; nothing was saved. Run again, or collect with "
-                    "streams=1 to see the failure in this process") from None
+                    "offline_data.collect.collect to see the failure in this process") from None
             continue
         if kind == "error":
             raise RuntimeError(f"collection stream {proc.name} failed at episode {index}; "
@@ -206,14 +239,23 @@ def _stream_main(stream: int, seed: int, episodes: int, job: dict[str, Any], q) 
             policy.bind(env)
         skills = job["skills"]
         frames = episode_buffer(env, job["max_steps_per_episode"])
+        pipe = job["pipe"]  # a pipelined stream: its screens go to the parent, made there
+        if pipe is not None:
+            env.unwrapped.defer_frames(pipe)
         for j in range(episodes):
             index = j * job["streams"] + stream  # the episode's place in the dataset
             stream_skills = None if skills is None else [skills[index % len(skills)]]
+            if pipe is not None:
+                pipe.start_episode(j)
             episode, frames = play_episode(env, policy, frames, 0, stream_skills,
                                            seed if j == 0 else None,
-                                           job["max_steps_per_episode"], job["deterministic"])
+                                           job["max_steps_per_episode"], job["deterministic"],
+                                           check_frames=pipe is None)
             obs, *rest = episode
-            q.put(("episode", (obs.copy(), *rest)))
+            if pipe is not None and pipe.written != len(obs):
+                raise RuntimeError(f"the env handed out {pipe.written} screens for {len(obs)} "
+                                   "observations; defer_frames must see every one")
+            q.put(("episode", (obs.copy() if pipe is None else len(obs), *rest)))
         env.close()
     except BaseException:  # noqa: BLE001  (reported to the parent, which raises it)
         q.put(("error", traceback.format_exc()))

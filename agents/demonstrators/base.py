@@ -70,6 +70,10 @@ class BoundEnvPolicy:
     getter_name: str = ""
     """Name of the env method returning one sub-env's privileged input (e.g. ``get_ram``)."""
 
+    reads_observations = False
+    """``predict`` uses only the observation's batch size, never its pixels (collectors may hand
+    it blank frames and make the real ones elsewhere: ``offline_data.collect_streams``)."""
+
     def __init__(self, skill_spec: SkillSpec, seed: int | None = None):
         self.skill_spec = skill_spec
         self.rng = np.random.default_rng(seed)

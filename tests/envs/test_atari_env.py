@@ -176,3 +176,26 @@ def test_frame_max_shows_both_last_frames_and_leaves_the_game_unchanged():
         assert ra == rb and (b >= a).all()
         brighter += int((b > a).any())
     assert brighter > 10  # the moving ball and paddle leave their previous position in view
+
+
+@pytest.mark.parametrize("env_id", ["embscale/Breakout-v0", "embscale/Breakout-v1"])
+def test_deferred_frames_are_the_observations_made_later(env_id):
+    """``frame_maker()`` of the raw screens a deferred env hands out gives its observations."""
+    plain, deferred = envs.make(env_id), envs.make(env_id)
+    screens = []
+    deferred.unwrapped.defer_frames(screens.append)
+    make = deferred.unwrapped.frame_maker()
+    rng = np.random.default_rng(0)
+    observed = [plain.reset(seed=5)[0]]
+    blank = deferred.reset(seed=5)[0]
+    assert blank.shape == observed[0].shape and not blank.any()
+    for action in rng.integers(0, 4, 60):
+        observed.append(plain.step(int(action))[0])
+        assert not deferred.step(int(action))[0].any()
+    assert len(screens) == len(observed) == 61
+    if env_id.endswith("v1"):  # the playfield, cropped before it travels
+        assert screens[0].shape == (164, 144, 3)
+    for screen, obs in zip(screens, observed, strict=True):
+        np.testing.assert_array_equal(make(screen), obs)
+    deferred.unwrapped.defer_frames(None)
+    assert deferred.step(1)[0].any()

@@ -93,3 +93,9 @@ class FailingPolicy:
         if self.calls >= self.fail_at:
             raise RuntimeError(f"policy failure on call {self.calls} (a test's planned error)")
         return self.action_space.sample(), state
+
+
+class FailingRamPolicy(FailingPolicy):
+    """``FailingPolicy`` that ignores observations, so one stream of it is pipelined."""
+
+    reads_observations = False

@@ -5,7 +5,7 @@ import pytest
 
 import envs
 from offline_data.collect import collect, resolve_policy
-from offline_data.collect_streams import collect_streams, stream_seed
+from offline_data.collect_streams import can_pipeline, collect_streams, stream_seed
 from offline_data.datasets import datasets_root, list_dataset_ids
 from tests.helpers.pixel_envs import PIXEL_ID
 
@@ -73,3 +73,42 @@ def test_streams_need_an_env_id_and_a_policy_spec():
         collect_streams(env, "random", 2, "embscale/pixel/bad-v0", progress=False)
     with pytest.raises(ValueError, match="streams=0"):
         collect_streams(PIXEL_ID, "random", 2, "embscale/pixel/bad-v0", streams=0)
+
+
+def test_one_stream_is_pipelined_and_writes_what_collect_writes():
+    """One stream plays in a child while this process makes the frames: the data are collect's."""
+    import agents.demonstrators  # noqa: F401  (registers the scripted Breakout player)
+
+    breakout = envs.BREAKOUT_ID
+    env = envs.make(breakout)
+    scripted = resolve_policy("scripted", env, seed=4, skill=(0.7, 1.0))
+    assert can_pipeline(env, scripted)
+    assert not can_pipeline(env, object())  # a policy that may read observations
+    assert not can_pipeline(envs.make(PIXEL_ID), scripted)  # an env that cannot defer frames
+    kw = dict(policy_kwargs={"skill": (0.7, 1.0)}, seed=4, max_steps_per_episode=150,
+              progress=False)
+    piped = collect_streams(breakout, "scripted", 3, "embscale/breakout/piped-v0", streams=1,
+                            max_total_steps=320, **kw)
+    alone = collect(env, scripted, 3, "embscale/breakout/alone-v0", seed=4,
+                    max_steps_per_episode=150, max_total_steps=320, progress=False)
+    assert piped.total_episodes == alone.total_episodes >= 2
+    assert piped.storage.metadata["collection_seed"] == 4
+    assert "collection_streams" not in piped.storage.metadata  # the same dataset as collect's
+    for a, b in zip(piped.iterate_episodes(), alone.iterate_episodes(), strict=True):
+        np.testing.assert_array_equal(a.observations, b.observations)
+        np.testing.assert_array_equal(a.actions, b.actions)
+        np.testing.assert_array_equal(a.rewards, b.rewards)
+        np.testing.assert_array_equal(a.truncations, b.truncations)
+        assert a.observations.any()
+    staging = datasets_root() / ".embscale-staging"
+    assert not staging.exists() or not any(staging.iterdir())  # the screens' file is gone
+
+
+def test_a_failing_pipelined_stream_leaves_no_dataset():
+    with pytest.raises(RuntimeError, match=r"collection stream .* failed(.|\n)*planned error"):
+        collect_streams(envs.BREAKOUT_ID, "tests.helpers.pixel_envs:FailingRamPolicy", 3,
+                        "embscale/breakout/failing-v0", streams=1, max_steps_per_episode=30,
+                        progress=False)
+    assert "embscale/breakout/failing-v0" not in list_dataset_ids()
+    staging = datasets_root() / ".embscale-staging"
+    assert not staging.exists() or not any(staging.iterdir())
