@@ -13,7 +13,8 @@ Measured in one run, per env:
   with one stream: the same data as ``collect``, emulated in a child process while the calling
   one makes the frames), each against ``collect``. These time the whole call, the child
   processes' start (about 2 s of imports) included, so give them ``--breakout-steps 50000`` or
-  more to see the throughput rather than the start.
+  more to see the throughput rather than the start. ``--breakout-skill 0.7,1
+  --breakout-episode-cap 2000`` plays the default study's episodes (longer than at skill 0-1).
 
 The ratio of each row to the raw env is printed; Breakout's ``collect`` ratio should stay >= 0.5.
 With ``--quality-episodes N`` it first prints the demonstrators' quality per skill: Breakout mean
@@ -109,7 +110,8 @@ def collect_speed(
     return written / elapsed
 
 
-def streams_speed(env_id: str, steps: int, size: int, episode_cap: int, streams: int) -> float:
+def streams_speed(env_id: str, steps: int, size: int, episode_cap: int, streams: int,
+                  skill: tuple[float, float] = (0.0, 1.0)) -> float:
     """Steps/s of ``collect_streams`` (``streams`` env processes, the scripted demonstrator).
 
     The whole call is timed, starting the processes included: unlike the rows above, the
@@ -121,7 +123,7 @@ def streams_speed(env_id: str, steps: int, size: int, episode_cap: int, streams:
         os.environ["MINARI_DATASETS_PATH"] = root
         start = time.perf_counter()
         dataset = collect_streams(env_id, "scripted", 10_000, "embscale/bench/streams-v0",
-                                  streams=streams, policy_kwargs={"skill": (0.0, 1.0)},
+                                  streams=streams, policy_kwargs={"skill": skill},
                                   env_kwargs={"size": size}, max_steps_per_episode=episode_cap,
                                   max_total_steps=steps, progress=False)
         elapsed = time.perf_counter() - start
@@ -138,6 +140,7 @@ def bench(
     buckets: int | None = None,
     streams: int = 0,
     pipelined: bool = False,
+    skill: tuple[float, float] = (0.0, 1.0),
 ) -> dict:
     """Measure and print the three speeds of one env."""
     # The raw speed is measured before and after the other rows and averaged, so that a change
@@ -145,8 +148,8 @@ def bench(
     raw_before = raw_env_speed(env_id, steps, size)
     loop = policy_loop_speed(env_id, make_policy(), steps, size)
     coll = collect_speed(env_id, make_policy(), steps, size, episode_cap, buckets)
-    par = streams_speed(env_id, steps, size, episode_cap, streams) if streams > 1 else None
-    piped = streams_speed(env_id, steps, size, episode_cap, 1) if pipelined else None
+    par = streams_speed(env_id, steps, size, episode_cap, streams, skill) if streams > 1 else None
+    piped = streams_speed(env_id, steps, size, episode_cap, 1, skill) if pipelined else None
     raw_after = raw_env_speed(env_id, steps, size)
     raw = (raw_before + raw_after) / 2
     print(f"{name} ({env_id}, {size}x{size}, {steps} steps)")
@@ -212,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=2,
                         help="also time Breakout's collection in this many env processes "
                              "(offline_data.collect_streams; 0 or 1 skips the row)")
+    parser.add_argument("--breakout-skill", default="0,1",
+                        help="the scripted Breakout player's skill range LOW,HIGH (the default "
+                             "study collects with 0.7,1: longer episodes)")
+    parser.add_argument("--breakout-episode-cap", type=int, default=1000,
+                        help="steps per Breakout episode at most (the default study: 2000)")
     parser.add_argument("--skip-pipelined", action="store_true",
                         help="skip the row of one pipelined stream (collect_streams, streams=1)")
     parser.add_argument(
@@ -233,15 +241,17 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     rng = np.random.default_rng(0)
+    low, high = (float(v) for v in args.breakout_skill.split(","))
     breakout = bench(
         "Breakout",
         envs.BREAKOUT_ID,
-        lambda: ScriptedBreakoutPolicy(skill=(0.0, 1.0), seed=int(rng.integers(1 << 31))),
+        lambda: ScriptedBreakoutPolicy(skill=(low, high), seed=int(rng.integers(1 << 31))),
         args.breakout_steps,
         args.size,
-        episode_cap=1000,
+        episode_cap=args.breakout_episode_cap,
         streams=args.streams,
         pipelined=not args.skip_pipelined,
+        skill=(low, high),
     )
     if not args.skip_fetch:
         bench(
