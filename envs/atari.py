@@ -104,6 +104,7 @@ class AtariImageEnv(AtariEnv):
                           dilate, crop, frame_max)
         self.size = size
         self.frame_max = bool(frame_max)
+        self._frame_sink: Callable[[np.ndarray], None] | None = None  # see defer_frames
         screen = self.ale.getScreenDims()  # (height, width), 210x160 for every ALE game
         self.crop = check_crop(None if crop is None else tuple(crop),
                                (int(screen[0]), int(screen[1])))
@@ -172,9 +173,8 @@ class AtariImageEnv(AtariEnv):
 
     def _get_obs(self) -> np.ndarray:
         raw = self.raw_frame()
-        sink = getattr(self, "_frame_sink", None)
-        if sink is not None:
-            sink(raw)
+        if self._frame_sink is not None:
+            self._frame_sink(raw)
             return np.zeros(self.observation_space.shape, np.uint8)
         return resize_frame(raw, self.size, self.dilate)
 
