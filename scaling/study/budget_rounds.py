@@ -236,9 +236,12 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                                cfg.max_passes, plan.data_request)
         state["budgets"] = budgets
         write_text_atomic(state_path, json.dumps(state, indent=2))
+        used = sum(p.spent for p in plans.values()) + cfg.budget - within().budget
+        spent = f"{used:.4g} of {cfg.budget:.4g} {cfg.unit} spent ({used / cfg.budget:.0%})"
         if all(p.done for p in plans.values()):
+            logger.info("budget protocol: done after round %d, %s", len(state["rounds"]), spent)
             return state
-        logger.info("budget protocol: round %d extends %s", len(state["rounds"]),
+        logger.info("budget protocol: round %d, %s; extends %s", len(state["rounds"]), spent,
                     ", ".join(n for p in plans.values() for n, d in p.decisions.items()
                               if d.extend))
     raise RuntimeError(f"the budget protocol did not finish in {max_rounds} rounds; see "

@@ -203,7 +203,7 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
         from scaling.study.budget_rounds import run_study_protocol  # torch
 
         if spec.device == "cpu":  # small runs share long-lived worker processes, every round
-            with WorkerPool(spec.parallel) as pool:
+            with WorkerPool(spec.parallel, progress=progress) as pool:
                 return run_study_protocol(
                     spec, plan_runs(spec), lambda runs: pool.run(runs, allow_mixed=allow_mixed),
                     world_size=nproc, progress=progress)

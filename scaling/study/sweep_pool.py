@@ -38,6 +38,7 @@ from scaling.study.sweep import (
     RUN_SPEC_FILE,
     RunSpec,
     SweepError,
+    _progress,
     _threads_per_run,
     prepare_runs,
     run_status,
@@ -55,10 +56,13 @@ class WorkerPool:
         cores: cores shared by the workers (default: all); each run gets ``cores // parallel``
             threads.
         entry: the training function, ``module:function``.
+        progress: show a tqdm bar of each :meth:`run`'s runs, with the share of its budget each
+            run in training has done.
     """
 
-    def __init__(self, parallel: int = 2, cores: int | None = None, entry: str = DEFAULT_ENTRY):
-        self.parallel, self.entry = max(1, parallel), entry
+    def __init__(self, parallel: int = 2, cores: int | None = None, entry: str = DEFAULT_ENTRY,
+                 progress: bool = False):
+        self.parallel, self.entry, self.progress = max(1, parallel), entry, progress
         threads = _threads_per_run(self.parallel, cores)
         self.env = dict(os.environ)
         self.env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
@@ -80,23 +84,33 @@ class WorkerPool:
                  self.entry], env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, text=True, bufsize=1))
 
-    def run(self, runs: Sequence[RunSpec], allow_mixed: bool = False) -> dict[str, str]:
+    def run(self, runs: Sequence[RunSpec], allow_mixed: bool = False,
+            desc: str = "sweep") -> dict[str, str]:
         """Train every unfinished run of ``runs``; returns ``{name: "finished"}``.
+
+        ``desc`` labels the progress bar.
 
         Raises:
             SweepError: a run failed (the others are trained first; finished runs are kept).
         """
+        from tqdm.auto import tqdm
+
         prepare_runs(runs, allow_mixed=allow_mixed)
         todo = sorted((r for r in runs if run_status(r) != "finished"), key=lambda r: -r.cost)
         for w in [w for w in self.workers if w.poll() is not None]:  # died in an earlier round
             self._release(w)
             self.workers.remove(w)
         self._start(min(self.parallel, len(todo)))
+        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=desc, unit="run",
+                   disable=not self.progress, dynamic_ncols=True)
         try:
-            self._dispatch(todo)
+            self._dispatch(todo, bar)
         except BaseException:
             self.close(kill=True)
             raise
+        finally:
+            bar.set_postfix_str("", refresh=False)
+            bar.close()
         status = {r.name: "finished" if run_status(r) == "finished" else "failed" for r in runs}
         failed = sorted(n for n, s in status.items() if s == "failed")
         if failed:
@@ -105,7 +119,7 @@ class WorkerPool:
                              "are kept.")
         return status
 
-    def _dispatch(self, todo: list[RunSpec]) -> None:
+    def _dispatch(self, todo: list[RunSpec], bar) -> None:
         queue, busy = list(todo), {}
         with selectors.DefaultSelector() as sel:
             for w in self.workers:
@@ -124,10 +138,15 @@ class WorkerPool:
                     busy[w.pid] = run
                 if not busy:  # every worker died: the runs left are reported as failed
                     break
-                for key, _ in sel.select():
+                if not bar.disable:
+                    bar.set_postfix_str(" ".join(f"{r.name}:{_progress(r):.0%}"
+                                                 for r in busy.values()), refresh=False)
+                    bar.refresh()
+                for key, _ in sel.select(timeout=None if bar.disable else 5.0):
                     w = key.data
                     line = w.stdout.readline()
                     run = busy.pop(w.pid, None)
+                    bar.update(1)
                     if not line:  # the worker died (its run is unfinished: reported failed)
                         sel.unregister(w.stdout)
                         logger.warning("sweep worker %d exited during %s", w.pid,

@@ -68,14 +68,21 @@ def shards(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tiny_ladder_is_extended_until_its_curves_cross(tmp_path, shards):
+def test_a_tiny_ladder_is_extended_until_its_curves_cross(tmp_path, shards, caplog):
     runs = _runs(tmp_path / "a", shards)
     cfg = ProtocolConfig(budget=1e12, max_growth=2.0)
-    state = run_protocol(runs, cfg, tmp_path / "a" / "protocol.json", _sweep(),
-                         {r.name: PER_STEP for r in runs})
+    with caplog.at_level("INFO", logger="scaling.study.budget_rounds"):
+        state = run_protocol(runs, cfg, tmp_path / "a" / "protocol.json", _sweep(),
+                             {r.name: PER_STEP for r in runs})
     (pair,) = state["final"]["wm-token"]["pairs"]
     assert pair["status"] == "crossing", state["final"]
     assert len(state["rounds"]) >= 2  # the first round did not show the crossing
+    # every round says how much of the budget is spent, the last that the protocol is done
+    spent = state["final"]["wm-token"]["spent"]
+    logged = [m for m in caplog.messages if m.startswith("budget protocol: ")]
+    assert len(logged) == len(state["rounds"]) and "extends" in logged[0]
+    assert logged[-1] == (f"budget protocol: done after round {len(state['rounds'])}, "
+                          f"{spent:.4g} of 1e+12 flops spent ({spent / 1e12:.0%})")
     steps = [r["step"] for r in _curves(runs)[0]]
     assert steps[-1] * PER_STEP == state["budgets"][runs[0].name]
     # killed during an extension and run again: the same curves as without the kill

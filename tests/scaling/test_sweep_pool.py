@@ -33,6 +33,19 @@ def test_a_pool_keeps_its_workers_for_every_round(tmp_path):
     assert all(p.poll() is not None for p in procs)  # closing the pool ends its workers
 
 
+def test_a_pool_shows_its_runs_as_they_finish(tmp_path, capsys):
+    runs = _runs(tmp_path, tokens=500)
+    with sweep_pool.WorkerPool(2, cores=2, entry=ENTRY, progress=True) as pool:
+        pool.run(runs[:1])
+        capsys.readouterr()
+        pool.run(runs, desc="round 2")  # the run trained before counts as done
+    err = capsys.readouterr().err
+    assert "round 2:  33%" in err and "1/3" in err and "3/3" in err
+    with sweep_pool.WorkerPool(2, cores=2, entry=ENTRY) as pool:  # no bar unless asked for
+        pool.run(_runs(tmp_path / "quiet", tokens=500))
+    assert "run/s" not in capsys.readouterr().err
+
+
 def test_dead_workers_fail_their_runs_and_a_rerun_resumes_them(tmp_path, monkeypatch):
     runs = _runs(tmp_path, sizes=("a", "b", "c"), tokens=500)
     monkeypatch.setenv("FAKE_CRASH_AT", "2")  # the fake trainer exits its process at step 2
