@@ -236,7 +236,7 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                                cfg.max_passes, plan.data_request)
         state["budgets"] = budgets
         write_text_atomic(state_path, json.dumps(state, indent=2))
-        used = sum(p.spent for p in plans.values()) + cfg.budget - within().budget
+        used = study_spent(state)
         spent = f"{used:.4g} of {cfg.budget:.4g} {cfg.unit} spent ({used / cfg.budget:.0%})"
         if all(p.done for p in plans.values()):
             logger.info("budget protocol: done after round %d, %s", len(state["rounds"]), spent)
@@ -246,6 +246,12 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                               if d.extend))
     raise RuntimeError(f"the budget protocol did not finish in {max_rounds} rounds; see "
                        f"{state_path}")
+
+
+def study_spent(state: dict[str, Any]) -> float:
+    """What a protocol state's last round has spent of the study budget, growth included."""
+    charge = float(state.get("growth_charge") or 0.0)  # growing the data (seconds budgets)
+    return sum(p.get("spent", 0.0) for p in state["final"].values()) + charge
 
 
 def _with_data(runs: Sequence[RunSpec], data: dict[str, str]) -> list[RunSpec]:

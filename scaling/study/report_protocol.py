@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
-from scaling.study.budget_rounds import PROTOCOL_FILE
+from scaling.study.budget_rounds import PROTOCOL_FILE, study_spent
 from scaling.study.budget_tasks import YIELDS
 from scaling.study.report_page import Report, fmt, read_json, task_title
 from scaling.study.report_pairs import (
@@ -191,7 +191,7 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
     final = state["final"]
     unit, budget = state.get("unit", "flops"), state.get("budget")
     charge = float(state.get("growth_charge") or 0.0)  # growing the data (seconds budgets)
-    spent = sum(p.get("spent", 0.0) for p in final.values()) + charge
+    spent = study_spent(state)
     planned = sum(p.get("planned", 0.0) for p in final.values())
     done = all(p.get("done") for p in final.values())
     r.add("h2", "Budget protocol")

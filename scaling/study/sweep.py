@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,6 +191,11 @@ def _progress(run: RunSpec) -> float:
     return 0.0
 
 
+def progress_postfix(runs: Iterable[RunSpec]) -> str:
+    """``name:NN%`` of each run in training, for a progress bar's postfix."""
+    return " ".join(f"{r.name}:{_progress(r):.0%}" for r in runs)
+
+
 def _worker_command(run: RunSpec, entry: str, nproc_per_node: int = 1) -> list[str]:
     spec = str(run.run_dir / RUN_SPEC_FILE)
     if nproc_per_node > 1:  # data-parallel over this machine's GPUs
@@ -287,8 +292,8 @@ def run_sweep(runs: Sequence[RunSpec], parallel: int = 2, cores: int | None = No
                     on_finish(run, rc)
                 bar.update(1)
             if active:
-                bar.set_postfix_str(" ".join(f"{n}:{_progress(r):.0%}"
-                                             for n, (r, _, _) in active.items()), refresh=False)
+                bar.set_postfix_str(progress_postfix(r for r, _, _ in active.values()),
+                                    refresh=False)
                 bar.refresh()
     except BaseException:
         for _, proc, _ in active.values():

@@ -38,9 +38,9 @@ from scaling.study.sweep import (
     RUN_SPEC_FILE,
     RunSpec,
     SweepError,
-    _progress,
     _threads_per_run,
     prepare_runs,
+    progress_postfix,
     run_status,
     run_worker,
 )
@@ -139,8 +139,7 @@ class WorkerPool:
                 if not busy:  # every worker died: the runs left are reported as failed
                     break
                 if not bar.disable:
-                    bar.set_postfix_str(" ".join(f"{r.name}:{_progress(r):.0%}"
-                                                 for r in busy.values()), refresh=False)
+                    bar.set_postfix_str(progress_postfix(busy.values()), refresh=False)
                     bar.refresh()
                 for key, _ in sel.select(timeout=None if bar.disable else 5.0):
                     w = key.data

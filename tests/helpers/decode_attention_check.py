@@ -21,7 +21,7 @@ def kernel_matches_masked_sdpa(device: str) -> None:
     Many rows take the one-split path because the (row, head) pairs alone reach ``PROGRAMS``
     (33 x 32 pairs, as on a GPU). Interpreted on a CPU, the last case lowers ``PROGRAMS`` to 1
     so that 3 x 2 pairs take that path, since the interpreter runs the programs one after another
-    (this check took 57 s on 2 CPU cores with 1,056 pairs, 5 s with 6).
+    (this check took 57 s on 2 CPU cores with 1,056 pairs, 5 s with 6; one timing each).
     """
     from worldmodels import decode_attention as module
     from worldmodels.decode_attention import decode_attention, splits
