@@ -3,6 +3,7 @@
 Example:
     embscale study                                  # the embedded default (CPU, ~30 min)
     embscale study --quick                          # a miniature study (a few minutes)
+    embscale study --time-limit 29m                 # the default, ending within 29 minutes
     embscale study --spec my_study.toml             # your own dataset and ladders
     embscale study --preset paper-wm-token-256 --emit-jobs torchrun --jobs-out jobs.sh
 
@@ -17,10 +18,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import time
 
 from offline_data import argtypes as A
 from scaling.study.presets import PRESETS, get_preset
 from scaling.study.spec import load_spec, spec_from_dict
+from scaling.study.time_limit import TimeLimit, parse_duration
 
 
 def _spec_from_args(args: argparse.Namespace):
@@ -79,10 +82,16 @@ def run(args: argparse.Namespace) -> int:
                   f"then the jobs, then {fits}")
         return 0
     stages = tuple(args.stages.split(",")) if args.stages else STAGES
+    limit = None
+    if args.time_limit is not None:
+        limit = TimeLimit(parse_duration(args.time_limit), args.started_at or time.time())
+    elif args.started_at is not None:
+        raise ValueError("--started-at counts a --time-limit from the job's start; give "
+                         "--time-limit too (e.g. --time-limit 29m)")
     print(f"study {spec.name}: {', '.join(stages)} -> {spec.study_dir}", flush=True)
     out = run_study(spec, stages=stages, allow_mixed=args.allow_mixed,
                     progress=not args.no_progress,
-                    echo=lambda line: print(line, flush=True))
+                    echo=lambda line: print(line, flush=True), time_limit=limit)
     report = out.get("report")
     if report:
         print(f"report: {report['markdown']}\n        {report['html']}")
@@ -137,6 +146,12 @@ def register(subparsers) -> None:
                    help="write the training runs as a job list for a cluster instead of running")
     p.add_argument("--jobs-out", help="file for --emit-jobs (default: in the study directory)")
     p.add_argument("--gpus", type=A.positive_int, default=8, help="GPUs per run in emitted jobs")
+    p.add_argument("--time-limit", metavar="DURATION",
+                   help="end the whole job within this wall-clock time (1740, 29m, 1.5h): the "
+                   "frontier protocol's budget is lowered when the machine is too slow for it")
+    p.add_argument("--started-at", type=A.positive_float, metavar="EPOCH_SECONDS",
+                   help="when the job started (date +%%s), if before this command: the time "
+                   "limit counts from it (default: now)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p.add_argument("--print-spec", action="store_true", help="print the resolved spec and exit")

@@ -19,17 +19,19 @@ import dataclasses
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
 from offline_data.tokens import HEADER_NAME, TokenShards
-from scaling.study.budget_costs import RunCurve, grid_floor_tokens, next_grid_tokens
+from scaling.study.budget_costs import RunCurve, grid_floor_tokens, next_grid_tokens, spent
 from scaling.study.budget_protocol import COLLECTS, ProtocolConfig, check_study_budget
 from scaling.study.budget_tasks import growth_charge, growth_pays, plan_tasks
 from scaling.study.paths import PROTOCOL_FILE, tokens_dir
 from scaling.study.sweep import DONE_FILE, RUN_SPEC_FILE, RunSpec, _diff
+from scaling.study.time_limit import TimeLimit, capped_budget
 from scaling.tasks import TASKS
 from worldmodels import presets
 from worldmodels.run_metrics import read_metrics
@@ -112,7 +114,9 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                  max_rounds: int = 50,
                  shares: dict[str, float] | None = None,
                  grow: Callable[[int, int, list[dict]], Any] | None = None,
-                 workers: int = 1) -> dict[str, Any]:
+                 workers: int = 1, sweep_end: float | None = None,
+                 clock: Callable[[], float] = time.time,
+                 time_note: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``runs`` in rounds until no pair of neighbouring sizes asks for more compute.
 
     Args:
@@ -134,6 +138,12 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
             growth would take (None: unknown), so that a seconds budget pays for it first.
         workers: runs trained at a time. Under a seconds budget a growth's wall seconds times
             ``workers`` are charged to the budget (every worker waits while the study grows).
+        sweep_end: epoch seconds by which the sweep should end (a study's time limit,
+            :mod:`scaling.study.time_limit`): after every round the budget is capped at what
+            the time left allows; None: no limit.
+        clock: the time (``time.time``; tests give their own).
+        time_note: what the caller says about the time limit (kept in ``state["time_limit"]``
+            for the report, with ``capped``: the rounds whose budget it lowered).
 
     Returns:
         The state written to ``state_path``: ``budgets``, ``rounds`` (each round's plan per task)
@@ -144,12 +154,16 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
     budgets: dict[str, float] = state.get("budgets") or {}
     notes = state.setdefault("notes", [])
     growth = state.setdefault("growth", [])
+    if time_note:
+        state.setdefault("time_limit", {}).update(time_note)
+
+    cap = math.inf  # what the time limit allows this round (math.inf: no limit)
 
     def within(extra: float = 0.0) -> ProtocolConfig:
-        """``cfg`` less what growing the data took (and ``extra``) from its budget."""
+        """``cfg`` less growing the data's cost (and ``extra``), within the time limit's cap."""
         took = sum(h.get("collect_seconds", 0.0) + h.get("encode_seconds", 0.0) for h in growth)
-        charge = growth_charge(took, cfg, workers) + extra
-        return dataclasses.replace(cfg, budget=max(cfg.budget - charge, 1e-300))
+        budget = min(cfg.budget - growth_charge(took, cfg, workers), cap) - extra
+        return dataclasses.replace(cfg, budget=max(budget, 1e-300))
     if state.get("data"):  # a resumed study continues on the data it grew
         runs = _with_data(runs, state["data"])
         data.update({t: (float(v[0]), int(v[1])) for t, v in state["limits"].items()})
@@ -179,6 +193,8 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
             sync_run_dir(r)
         sweep(current)
         curves = _read_curves(current, loss_key, data)
+        if sweep_end is not None:
+            cap = _time_cap(state, curves, cfg, sweep_end, clock(), workers)
         plans = plan_tasks(curves, within(), shares)
         request = max((p.data_request or 0 for p in plans.values()), default=0)
         if grow is not None and cfg.collect and request:
@@ -237,15 +253,31 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
         state["budgets"] = budgets
         write_text_atomic(state_path, json.dumps(state, indent=2))
         used = study_spent(state)
-        spent = f"{used:.4g} of {cfg.budget:.4g} {cfg.unit} spent ({used / cfg.budget:.0%})"
+        told = f"{used:.4g} of {cfg.budget:.4g} {cfg.unit} spent ({used / cfg.budget:.0%})"
+        if cap < cfg.budget:
+            told += f"; the time limit allows {cap:.4g}"
         if all(p.done for p in plans.values()):
-            logger.info("budget protocol: done after round %d, %s", len(state["rounds"]), spent)
+            logger.info("budget protocol: done after round %d, %s", len(state["rounds"]), told)
             return state
-        logger.info("budget protocol: round %d, %s; extends %s", len(state["rounds"]), spent,
+        logger.info("budget protocol: round %d, %s; extends %s", len(state["rounds"]), told,
                     ", ".join(n for p in plans.values() for n, d in p.decisions.items()
                               if d.extend))
     raise RuntimeError(f"the budget protocol did not finish in {max_rounds} rounds; see "
                        f"{state_path}")
+
+
+def _time_cap(state: dict[str, Any], curves: dict[str, list[RunCurve]], cfg: ProtocolConfig,
+              sweep_end: float, now: float, workers: int) -> float:
+    """The budget the time limit allows after this round; noted in ``state["time_limit"]``."""
+    runs = [r for cs in curves.values() for r in cs]
+    cap = capped_budget(cfg.budget, cfg.unit, spent(runs, cfg.unit), spent(runs, "seconds"),
+                        sweep_end, now, workers)
+    note = state.setdefault("time_limit", {})
+    note["seconds_left"] = round(sweep_end - now, 1)
+    rnd = len(state["rounds"]) + 1  # the round about to be planned (a rerun plans it again)
+    capped = [c for c in note.get("capped", []) if c["round"] != rnd]
+    note["capped"] = capped + ([{"round": rnd, "budget": cap}] if cap < cfg.budget else [])
+    return cap
 
 
 def study_spent(state: dict[str, Any]) -> float:
@@ -320,7 +352,8 @@ def study_data_limits(spec) -> dict[str, tuple[float | None, int]]:
 
 
 def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]], Any],
-                       world_size: int = 1, progress: bool = True) -> dict[str, str]:
+                       world_size: int = 1, progress: bool = True,
+                       time_limit: TimeLimit | None = None) -> dict[str, str]:
     """Train the study's ladders under the protocol; ``protocol.json`` in the study directory.
 
     Args:
@@ -329,7 +362,9 @@ def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]
         sweep: trains a list of runs (resuming started ones).
         world_size: processes per run (for the tokens of one optimizer step).
         progress: show the progress of collecting and encoding grown data.
+        time_limit: the job's wall-clock limit (:mod:`scaling.study.time_limit`), or None.
     """
+    end, note = time_limit.sweep_end(spec.study_dir, time.time()) if time_limit else (None, None)
     per_step = {r.name: planned_tokens_per_step(r, world_size) for r in runs}
     budget = spec.study_budget
     if not budget:
@@ -356,5 +391,5 @@ def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]
         grow = study_grower(spec, limits, progress=progress)
     state = run_protocol(runs, cfg, spec.study_dir / PROTOCOL_FILE, sweep, per_step,
                          loss_key=spec.fit.loss_key, data=limits, shares=shares or None,
-                         grow=grow, workers=spec.parallel)
+                         grow=grow, workers=spec.parallel, sweep_end=end, time_note=note)
     return {r.name: "finished" for r in runs if r.name in state["budgets"]}

@@ -213,6 +213,7 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
                  "run(s) still asked for (decision `budget` below).")
     else:
         text += "The protocol finished: no run asks for more compute."
+    text += time_limit_text(state)
     yielded = [task_title(t) for t, p in final.items()
                if any(YIELDS in (d.get("detail") or "") for d in p.get("decisions", {}).values())]
     if yielded:
@@ -248,6 +249,24 @@ _CAP_BY = {"grow": "`dataset.grow` times the dataset's frames",
                      "share one mapped copy of its training frames, and this is what half of "
                      "the machine's memory holds"}
 """What set the cap on collected frames (``cap_by`` of a growth record)."""
+
+
+def time_limit_text(state: dict) -> str:
+    """What the job's time limit did to the budget (``scaling.study.time_limit``); "" if none."""
+    note = state.get("time_limit")
+    if not note or "limit_s" not in note:
+        return ""
+    unit = state.get("unit", "flops")
+    text = (f" The job ran under a time limit of {fmt(note['limit_s'])} s, setup included; "
+            f"{fmt(note['reserve_s'])} s were kept for the stages after the sweep, which left it "
+            f"{fmt(note['sweep_s'])} s.")
+    capped = note.get("capped") or []
+    if not capped:
+        return text + " The limit never lowered the budget."
+    rounds = ", ".join(str(c["round"]) for c in capped)
+    return (text + f" The limit lowered the budget for round(s) {rounds}, last to "
+            f"{fmt(capped[-1]['budget'])} {unit}: a refusal for the budget there is one for the "
+            "time left.")
 
 
 def growth_part(r: Report, state: dict) -> None:

@@ -33,6 +33,7 @@ from scaling.study import steps
 from scaling.study.report import write_study_report
 from scaling.study.spec import StudySpec
 from scaling.study.sweep import _diff
+from scaling.study.time_limit import TimeLimit
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def check_study_dir(spec: StudySpec, allow_mixed: bool = False) -> dict[str, Any
 
 
 def run_study(spec: StudySpec, stages: tuple[str, ...] = STAGES, allow_mixed: bool = False,
-              progress: bool = True, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+              progress: bool = True, echo: Callable[[str], None] | None = None,
+              time_limit: TimeLimit | None = None) -> dict[str, Any]:
     """Run (or resume) every stage of a study; returns what each stage produced.
 
     Args:
@@ -72,6 +74,8 @@ def run_study(spec: StudySpec, stages: tuple[str, ...] = STAGES, allow_mixed: bo
         allow_mixed: keep going when existing outputs were made with a different spec.
         progress: show progress bars.
         echo: called with one line per stage start/end (the CLI prints them).
+        time_limit: the whole job's wall-clock limit; the frontier protocol's budget is capped
+            so that the sweep leaves the later stages their time (``scaling.study.time_limit``).
     """
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
@@ -94,7 +98,7 @@ def run_study(spec: StudySpec, stages: tuple[str, ...] = STAGES, allow_mixed: bo
             continue
         echo(f"[{i + 1}/{len(stages)}] {stage} ...")
         t0 = time.time()
-        outputs[stage] = _run_stage(stage, spec, allow_mixed, progress)
+        outputs[stage] = _run_stage(stage, spec, allow_mixed, progress, time_limit)
         dt = time.time() - t0
         # Seconds of this invocation only (the report says "last invocation").
         record["stage_seconds"][stage] = round(dt, 1)
@@ -104,13 +108,15 @@ def run_study(spec: StudySpec, stages: tuple[str, ...] = STAGES, allow_mixed: bo
     return outputs
 
 
-def _run_stage(stage: str, spec: StudySpec, allow_mixed: bool, progress: bool) -> Any:
+def _run_stage(stage: str, spec: StudySpec, allow_mixed: bool, progress: bool,
+               time_limit: TimeLimit | None) -> Any:
     if stage == "dataset":
         return steps.ensure_dataset(spec, progress=progress)
     if stage == "tokenizer":
         return steps.ensure_tokens(spec, progress=progress)
     if stage == "sweep":
-        return steps.run_study_sweep(spec, allow_mixed=allow_mixed, progress=progress)
+        return steps.run_study_sweep(spec, allow_mixed=allow_mixed, progress=progress,
+                                     time_limit=time_limit)
     if stage == "fit":
         return steps.fit_tasks(spec)
     if stage == "loss_vs_return":

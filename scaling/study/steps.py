@@ -190,9 +190,13 @@ def plan_runs(spec: StudySpec) -> list[RunSpec]:
     return runs
 
 
-def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool = True
-                    ) -> dict[str, str]:
-    """Train every run of the study (finished runs are skipped, interrupted ones resumed)."""
+def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool = True,
+                    time_limit=None) -> dict[str, str]:
+    """Train every run of the study (finished runs are skipped, interrupted ones resumed).
+
+    ``time_limit`` (a :class:`scaling.study.time_limit.TimeLimit`) caps the frontier protocol's
+    budget so that the whole job ends within it.
+    """
     nproc = spec.gpus_per_run
     if spec.device != "cpu" and nproc == 0:
         import torch
@@ -206,13 +210,16 @@ def run_study_sweep(spec: StudySpec, allow_mixed: bool = False, progress: bool =
             with WorkerPool(spec.parallel, progress=progress) as pool:
                 return run_study_protocol(
                     spec, plan_runs(spec), lambda runs: pool.run(runs, allow_mixed=allow_mixed),
-                    world_size=nproc, progress=progress)
+                    world_size=nproc, progress=progress, time_limit=time_limit)
 
         def sweep(runs):
             return run_sweep(runs, parallel=spec.parallel, allow_mixed=allow_mixed,
                              progress=progress, nproc_per_node=nproc)
         return run_study_protocol(spec, plan_runs(spec), sweep, world_size=nproc,
-                                  progress=progress)
+                                  progress=progress, time_limit=time_limit)
+    if time_limit is not None:
+        logger.warning("the time limit applies to the frontier protocol; protocol=fixed trains "
+                       "every run to its budget")
     return run_sweep(plan_runs(spec), parallel=spec.parallel, allow_mixed=allow_mixed,
                      progress=progress, nproc_per_node=nproc)
 
