@@ -257,9 +257,9 @@ def time_limit_text(state: dict) -> str:
     if not note or "limit_s" not in note:
         return ""
     unit = state.get("unit", "flops")
-    text = (f" The job ran under a time limit of {fmt(note['limit_s'])} s, setup included; "
-            f"{fmt(note['reserve_s'])} s were kept for the stages after the sweep, which left it "
-            f"{fmt(note['sweep_s'])} s.")
+    text = (f" The job ran under a time limit of {note['limit_s']:,.0f} s from its start; "
+            f"{note['reserve_s']:,.0f} s were kept for the stages after the sweep, which left it "
+            f"{note['sweep_s']:,.0f} s when it started.")
     capped = note.get("capped") or []
     if not capped:
         return text + " The limit never lowered the budget."

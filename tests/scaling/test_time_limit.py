@@ -91,7 +91,8 @@ def test_a_protocol_out_of_time_refuses_its_extensions_and_says_so(tmp_path, sha
     assert caplog.messages[-1].startswith("budget protocol: done after round 1, ")
     assert f"; the time limit allows {spent:.4g}" in caplog.messages[-1]
     text = time_limit_text(state)
-    assert "time limit of 600 s" in text and "lowered the budget for round(s) 1" in text
+    assert "time limit of 600 s from its start; 60 s were kept" in text
+    assert "lowered the budget for round(s) 1" in text
     assert json.loads((tmp_path / "protocol.json").read_text())["time_limit"] == limit
 
 
