@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(dataclasses.asdict(spec), indent=2))
         return 0
     if args.emit_jobs:
+        if args.time_limit is not None:
+            raise ValueError("--time-limit limits a study run on this machine; emitted jobs run "
+                             "elsewhere, so drop it with --emit-jobs")
         from scaling.study.runner import check_study_dir  # torch, scipy, gymnasium
         from scaling.study.steps import emit_study_jobs, validate_spec  # scipy, gymnasium
 
