@@ -101,3 +101,22 @@ def test_a_limit_that_never_binds_is_reported_as_such():
                                                "sweep_s": 1190.0, "capped": []}}
     assert time_limit_text(state).endswith("The limit never lowered the budget.")
     assert time_limit_text({"unit": "seconds"}) == ""
+
+
+def test_the_command_hands_its_limit_to_the_sweep(tmp_path, monkeypatch, capsys):
+    from scaling.cli import main
+    from scaling.study import steps
+
+    seen = {}
+
+    def sweep(spec, allow_mixed=False, progress=True, time_limit=None):
+        seen["limit"] = time_limit
+        return {}
+
+    monkeypatch.setattr(steps, "run_study_sweep", sweep)
+    assert main(["study", "--quick", "--stages", "sweep", "--runs-dir", str(tmp_path),
+                 "--time-limit", "29m", "--started-at", "1700000000", "--no-progress"]) == 0
+    assert seen["limit"] == TimeLimit(1740.0, started_at=1700000000.0)
+    assert main(["study", "--quick", "--stages", "sweep", "--runs-dir", str(tmp_path),
+                 "--no-progress"]) == 0
+    assert seen["limit"] is None
