@@ -29,10 +29,13 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 RESERVE_RATIO = 0.5
 """Wall seconds kept for the stages after the sweep per second of the study's measured data work.
@@ -96,6 +99,12 @@ class TimeLimit:
         """
         reserve = later_stages_reserve(study_dir, now - self.started_at)
         end = self.deadline - reserve
+        if end - now < OVERHEAD_ROUNDS * ROUND_OVERHEAD_S:
+            logger.warning(
+                "the time limit of %.0f s leaves the sweep %.0f s (it starts %.0f s into the job "
+                "and the later stages need about %.0f s): the protocol trains its first round "
+                "only and the job will end after its limit; give a longer --time-limit",
+                self.seconds, end - now, now - self.started_at, reserve)
         return end, {"limit_s": self.seconds, "reserve_s": round(reserve, 1),
                      "sweep_s": round(end - now, 1)}
 

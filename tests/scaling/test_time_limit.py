@@ -54,6 +54,15 @@ def test_the_reserve_follows_the_data_work_this_study_measured(tmp_path):
     assert note == {"limit_s": 1740.0, "reserve_s": 325.0, "sweep_s": pytest.approx(615.0)}
 
 
+def test_a_limit_that_leaves_the_sweep_no_time_says_so(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="scaling.study.time_limit"):
+        TimeLimit(1740.0, started_at=1000.0).sweep_end(tmp_path, now=1800.0)
+    assert not caplog.messages
+    with caplog.at_level("WARNING", logger="scaling.study.time_limit"):
+        end, note = TimeLimit(300.0, started_at=1000.0).sweep_end(tmp_path, now=1400.0)
+    assert note["sweep_s"] < 0 and "give a longer --time-limit" in caplog.messages[-1]
+
+
 def test_the_cap_hands_the_time_left_to_the_workers_and_never_raises_the_budget():
     overhead = OVERHEAD_ROUNDS * ROUND_OVERHEAD_S
     # seconds budget: spent plus the workers' wall seconds left
