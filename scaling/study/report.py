@@ -361,10 +361,15 @@ def write_study_report(spec: StudySpec) -> dict[str, Any]:
     record = read_json(study_dir / "study.json") or {}
     if spec.description:
         r.add("p", spec.description)
-    secs = record.get("stage_seconds", {})
-    if secs:
-        r.add("p", "Stage times (last invocation): " + ", ".join(
-            f"{k} {v:.0f} s" for k, v in secs.items()) + f"; total {sum(secs.values()):.0f} s.")
+    secs, job = record.get("stage_seconds", {}), record.get("job")
+    times = ("Stage times (last invocation): "
+             + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items())
+             + f"; total {sum(secs.values()):.0f} s. ") if secs else ""
+    if job:
+        times += (f"The job took {job['seconds']:,.0f} s from its start to this report, setup "
+                  f"included, under a time limit of {job['limit_s']:,.0f} s.")
+    if times:
+        r.add("p", times.strip())
     _dataset_section(r, read_json(study_dir / "dataset.json"))
     _tokenizer_section(r, study_dir, spec)
     protocol_section(r, study_dir, study_dir / "fits")

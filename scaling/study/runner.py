@@ -88,6 +88,7 @@ def run_study(spec: StudySpec, stages: tuple[str, ...] = STAGES, allow_mixed: bo
     record.update({"name": spec.name, "spec": spec.to_dict(), "shared": spec.shared_config(),
                    "fingerprint": spec.fingerprint()})
     record.setdefault("stage_seconds", {})
+    record.pop("job", None)  # this invocation's, written before its report (a time limit's)
     write_text_atomic(study_dir / "study.json", json.dumps(record, indent=2))
     outputs: dict[str, Any] = {}
     t_start = time.time()
@@ -98,6 +99,10 @@ def run_study(spec: StudySpec, stages: tuple[str, ...] = STAGES, allow_mixed: bo
             continue
         echo(f"[{i + 1}/{len(stages)}] {stage} ...")
         t0 = time.time()
+        if stage == "report" and time_limit is not None:  # the job's time, setup included
+            record["job"] = {"seconds": round(t0 - time_limit.started_at, 1),
+                             "limit_s": time_limit.seconds}
+            write_text_atomic(study_dir / "study.json", json.dumps(record, indent=2))
         outputs[stage] = _run_stage(stage, spec, allow_mixed, progress, time_limit)
         dt = time.time() - t0
         # Seconds of this invocation only (the report says "last invocation").

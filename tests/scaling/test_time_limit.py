@@ -129,3 +129,18 @@ def test_the_command_hands_its_limit_to_the_sweep(tmp_path, monkeypatch, capsys)
     assert main(["study", "--quick", "--stages", "sweep", "--runs-dir", str(tmp_path),
                  "--no-progress"]) == 0
     assert seen["limit"] is None
+
+
+def test_the_report_gives_the_jobs_time_under_a_limit(tmp_path):
+    import time
+
+    from scaling.cli import main
+
+    argv = ["study", "--quick", "--stages", "report", "--runs-dir", str(tmp_path), "--no-progress"]
+    assert main([*argv, "--time-limit", "29m", "--started-at", str(time.time() - 100)]) == 0
+    report = (tmp_path / "breakout-quick" / "report" / "report.md").read_text()
+    assert "from its start to this report, setup included, under a time limit of 1,740 s" in report
+    took = float(report.split("The job took ")[1].split(" s")[0].replace(",", ""))
+    assert 100 <= took < 400
+    assert main(argv) == 0  # without a limit the next report says nothing of the last one's
+    assert "The job took" not in (tmp_path / "breakout-quick" / "report" / "report.md").read_text()
