@@ -36,6 +36,7 @@ from scaling.study.paths import (
     DATA_SECONDS_FILE,
     dataset_exists,
     grown_tokens_dir,
+    read_data_seconds,
     tokenizer_path,
     tokens_dir,
 )
@@ -81,10 +82,9 @@ def record_data_seconds(spec, kind: str, frames: int, seconds: float) -> None:
 
     :meth:`StudyGrower.estimate` reads it when the study has not grown yet.
     """
-    path = spec.study_dir / DATA_SECONDS_FILE
-    record = json.loads(path.read_text()) if path.is_file() else {}
+    record = read_data_seconds(spec.study_dir)
     record[kind] = {"frames": int(frames), "seconds": round(float(seconds), 1)}
-    write_text_atomic(path, json.dumps(record, indent=2))
+    write_text_atomic(spec.study_dir / DATA_SECONDS_FILE, json.dumps(record, indent=2))
 
 
 def _per_frame(spec, history: list[dict], reads_tokens: bool) -> float | None:
@@ -93,8 +93,7 @@ def _per_frame(spec, history: list[dict], reads_tokens: bool) -> float | None:
     if grown:  # measured on this machine when the study grew before (a reused supplement: 0 s)
         return sum(h["collect_seconds"] + h.get("encode_seconds", 0.0)
                    for h in grown) / sum(h["frames"] for h in grown)
-    path = spec.study_dir / DATA_SECONDS_FILE
-    record = json.loads(path.read_text()) if path.is_file() else {}
+    record = read_data_seconds(spec.study_dir)
     kinds = ("collect", "encode") if reads_tokens else ("collect",)
     if not all(record.get(k, {}).get("frames") for k in kinds):
         return None  # the dataset (or its shards) was made before this study: nothing measured

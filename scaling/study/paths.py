@@ -15,6 +15,12 @@ DATA_SECONDS_FILE = "data_seconds.json"
 """Measured seconds of the study's own collection and encoding (``scaling.study.growth``)."""
 
 
+def read_data_seconds(study_dir: str | Path) -> dict[str, dict[str, float]]:
+    """``data_seconds.json``: per kind (collect | encode) the frames and seconds it took; {}."""
+    path = Path(study_dir) / DATA_SECONDS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def dataset_exists(dataset_id: str) -> bool:
     """True when the Minari dataset is stored locally."""
     return (dataset_path(dataset_id) / "data").is_dir()
