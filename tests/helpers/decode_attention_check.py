@@ -38,23 +38,11 @@ def kernel_matches_masked_sdpa(device: str) -> None:
                                                        (18, *many, fp32, (130,), True)):
             module.PROGRAMS = 1 if one_split and interpreted else programs
             assert (splits(B * nh, 150)[0] == 1) == one_split
-            S = 150
             for dtype, tol in dtypes:
-                keys = torch.randn(B, nh, S, head, generator=g).to(device, dtype)
-                values = torch.randn(B, nh, S, head, generator=g).to(device, dtype)
-                qkv = torch.randn(B, 3 * nh * head, generator=g).to(device, dtype)
-                q = qkv[:, :nh * head].view(B, nh, 1, head)  # strided, as the decode step's split
-                first = torch.tensor([0, 37, 120] * (B // 3), device=device)
-                col = torch.tensor([120], device=device)  # the last row owns one column
+                q, keys, values, first, col = _case(g, device, dtype, head, B, nh)
                 for width in widths:
                     k, v = keys[:, :, :width], values[:, :, :width]
-                    y = decode_attention(q, k, v, first, col)
-                    cols = torch.arange(width, device=device)
-                    mask = ((cols[None] >= first[:, None]) & (cols[None] <= col))[:, None, None, :]
-                    want = F.scaled_dot_product_attention(q.float(), k.float(), v.float(),
-                                                          attn_mask=mask)
-                    assert y.dtype == dtype and y.shape == (B, nh, 1, head)
-                    err = (y.float() - want).abs().max().item()
+                    err = _error(decode_attention(q, k, v, first, col), q, k, v, first, col)
                     assert err < tol, (head, dtype, width, one_split, err)
     finally:
         module.PROGRAMS = programs
@@ -67,6 +55,28 @@ def kernel_matches_masked_sdpa(device: str) -> None:
         assert "head dimension contiguous" in str(e)
     else:
         raise AssertionError("a cache without a contiguous head dimension was accepted")
+
+
+def _case(g, device, dtype, head, B, nh):
+    """Query, key and value caches of 150 columns, rows starting at 0, 37 and 120, and the
+    current column 120 (the last row owns one column)."""
+    S = 150
+    keys = torch.randn(B, nh, S, head, generator=g).to(device, dtype)
+    values = torch.randn(B, nh, S, head, generator=g).to(device, dtype)
+    qkv = torch.randn(B, 3 * nh * head, generator=g).to(device, dtype)
+    q = qkv[:, :nh * head].view(B, nh, 1, head)  # strided, as the decode step's split
+    first = torch.tensor([0, 37, 120] * (B // 3), device=device)
+    col = torch.tensor([120], device=device)
+    return q, keys, values, first, col
+
+
+def _error(y, q, k, v, first, col) -> float:
+    """Largest difference of the kernel's ``y`` from masked SDPA in fp32 (checks dtype, shape)."""
+    cols = torch.arange(k.shape[2], device=k.device)
+    mask = ((cols[None] >= first[:, None]) & (cols[None] <= col))[:, None, None, :]
+    want = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+    assert y.dtype == q.dtype and y.shape == q.shape
+    return (y.float() - want).abs().max().item()
 
 
 def step_matches_row_forward(device: str, mode: str) -> None:
