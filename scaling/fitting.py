@@ -149,7 +149,7 @@ def curve_points(run_dirs: Sequence[str | os.PathLike], loss_key: str,
     for d in run_dirs:
         recs = read_metrics(d)
         key = loss_key if any(loss_key in r for r in recs) else "train/loss"  # older runs
-        recs = [r for r in recs if key in r and math.isfinite(float(r[key]))]
+        recs = [r for r in recs if r.get(key) is not None and math.isfinite(float(r[key]))]
         if not recs:
             continue
         final = (reference or {}).get(Path(d).name) or max(float(r["tokens"]) for r in recs)

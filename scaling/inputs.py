@@ -66,7 +66,7 @@ def _read_metrics(path: Path, run: str, loss_key: str, rows: _Rows,
         if rec.get("tokens") is not None:
             d = _number(rec["tokens"], "tokens", where)
         elif rec.get("flops") is not None:
-            d = _number(rec["flops"], "flops", where) / (6.0 * n)
+            d = _data_from_compute(_number(rec["flops"], "flops", where), n, "params", where)
         else:
             raise ValueError(f"{where} has neither 'tokens' (D) nor 'flops' (C); one is needed")
         if d == 0:
@@ -118,6 +118,14 @@ def uniform_loss(config: dict[str, Any]) -> float | None:
     return math.log(vocab) if task.supervised == "image tokens" and vocab else None
 
 
+def _data_from_compute(c: float, n: float, n_name: str, where: str) -> float:
+    """D = C / (6N), refusing an N that cannot divide (make_curves checks the rest)."""
+    if not (math.isfinite(n) and n > 0):
+        raise ValueError(f"{n_name} (model size N) is {n:g} at {where}, so D = C / (6N) cannot be "
+                         f"computed; N must be a positive parameter count: fix or drop that row")
+    return c / (6.0 * n)
+
+
 def untrained_start(losses, ceiling: float | None) -> int:
     """Index after a curve's last loss above ``ceiling`` (0 when none is, or no ceiling)."""
     if ceiling is None:
@@ -127,7 +135,7 @@ def untrained_start(losses, ceiling: float | None) -> int:
 
 
 def _read_csv(path: Path, prefix: str, rows: _Rows) -> None:
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
         reader = csv.DictReader(f)
         cols = [c.strip() for c in (reader.fieldnames or [])]
         reader.fieldnames = cols
@@ -142,8 +150,11 @@ def _read_csv(path: Path, prefix: str, rows: _Rows) -> None:
             n = _number(rec["N"], "N", where)
             if "D" in cols and rec["D"] not in (None, ""):
                 d = _number(rec["D"], "D", where)
+            elif "C" in cols:
+                d = _data_from_compute(_number(rec["C"], "C", where), n, "N", where)
             else:
-                d = _number(rec["C"], "C", where) / (6.0 * n)
+                raise ValueError(f"D is empty at {where}; fill it in, add a C column, or drop "
+                                 f"that row")
             loss = _number(rec["L"], "L", where) if rec["L"] not in (None, "") else math.nan
             run = rec["run"] if "run" in cols and rec["run"] else f"N={n:.4g}"
             rows.add(n, d, loss, f"{prefix}{run}", where)

@@ -145,6 +145,11 @@ def make_curves(N, D, L, run=None, *, min_model_sizes: int = 2, labels=None) -> 
     if bad.any():
         raise ValueError(f"loss is NaN or infinite at {_rows(bad)} (a diverged run?); drop those "
                          f"rows (the CLI's --drop-nonfinite does this) or fix the run")
+    bad = L <= 0
+    if bad.any():
+        raise ValueError(f"loss must be positive but is <= 0 at {_rows(bad)}; every fit works with "
+                         f"log L, so give a cross-entropy (nats) or another positive loss, or drop "
+                         f"those rows")
     if run is None:
         run = np.array([f"N={n:.3g}" for n in N], dtype=object)
     run = np.asarray(run, dtype=object).ravel()

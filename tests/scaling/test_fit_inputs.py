@@ -94,6 +94,40 @@ def test_csv_non_positive_and_non_numeric(tmp_path):
     p.write_text("N,D,L\n1e6,lots,3\n")
     with pytest.raises(ValueError, match=r"D is not a number \('lots'\) at .*c\.csv:2"):
         load_curves(p)
+    p.write_text("N,D,L\n1e6,1e8,3\n2e6,1e8,0\n3e6,1e8,-1\n")
+    with pytest.raises(ValueError, match=r"loss must be positive.*c\.csv:3, .*c\.csv:4.*log L"):
+        load_curves(p)
+
+
+def test_csv_undividable_N_empty_D_and_spreadsheet_bom(tmp_path, curves):
+    p = tmp_path / "c.csv"
+    p.write_text("N,C,L\n1e6,6e14,3\n0,1e15,3\n")
+    with pytest.raises(ValueError, match=r"N \(model size N\) is 0 at .*c\.csv:3.*D = C / \(6N\)"):
+        load_curves(p)
+    p.write_text("N,D,L\n1e6,1e8,3\n5e6,,3\n")
+    with pytest.raises(ValueError, match=r"D is empty at .*c\.csv:3; fill it in, add a C column"):
+        load_curves(p)
+    rows = ["N,D,L"] + [f"{n},{d},{loss}" for n, d, loss in zip(curves.N, curves.D, curves.L,
+                                                                  strict=True)]
+    p.write_text("\ufeff" + "\n".join(rows) + "\n", encoding="utf-8")  # "CSV UTF-8" export
+    assert load_curves(p).num_points == curves.num_points
+
+
+def test_metrics_with_zero_params_or_null_losses(tmp_path, curves):
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "metrics.jsonl").write_text(json.dumps({"params": 0, "flops": 1e12, "train/loss": 3.0})
+                                     + "\n")
+    with pytest.raises(ValueError, match=r"params \(model size N\) is 0 at .*metrics\.jsonl:1"):
+        load_curves(d)
+    from scaling.fitting import curves_from_runs
+
+    dirs = write_runs(tmp_path / "study", curves)
+    last = dirs[-1] / "metrics.jsonl"  # a run whose last loss was NaN (strict JSON: null)
+    rows = [json.loads(line) for line in last.read_text().splitlines()]
+    rows[-1]["train/loss"] = None
+    last.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert curves_from_runs(dirs, "train/loss").num_points == curves.num_points - 1
 
 
 def test_missing_paths(tmp_path):
