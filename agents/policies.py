@@ -80,7 +80,11 @@ class _BasePolicy:
     def _starts(episode_start: Any, n: int) -> np.ndarray:
         if episode_start is None:
             return np.zeros(n, bool)
-        return np.broadcast_to(np.asarray(episode_start, bool).reshape(-1), (n,))
+        starts = np.asarray(episode_start, bool).reshape(-1)
+        if starts.size not in (1, n):
+            raise ValueError(f"episode_start has {starts.size} entries for {n} observations; pass "
+                             f"one bool per env (the vector env's last dones) or one for all")
+        return np.broadcast_to(starts, (n,))
 
     def _pick(self, logits: torch.Tensor, deterministic: bool, temperature: float) -> torch.Tensor:
         if deterministic or temperature == 0:

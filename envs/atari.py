@@ -124,7 +124,11 @@ class AtariImageEnv(AtariEnv):
         """Repeat ``action`` for ``frameskip`` emulator frames (ale-py's step, see the class)."""
         if not self.frame_max or self.continuous:
             return super().step(action)
-        action_id = self._action_set[action]
+        if not self.action_space.contains(action):  # a bare index would wrap (-1) or fail
+            raise ValueError(f"action {action!r} is outside the action space {self.action_space}; "
+                             "pass an integer element of env.action_space (e.g. "
+                             "env.action_space.sample())")
+        action_id = self._action_set[int(action)]
         reward = 0.0
         for i in range(self._frameskip):
             if i == self._frameskip - 1:

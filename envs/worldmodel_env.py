@@ -155,9 +155,7 @@ class WorldModelEnv(gym.Env):
                 f"WorldModelEnv needs a simulator with num_envs=1, got {self.core.num_envs}; "
                 "use WorldModelVectorEnv or WorldModelVecEnv for batches"
             )
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.render_mode = render_mode
+        self.render_mode = _render_mode(render_mode)
         self.observation_space = self.core.observation_space
         self.action_space = self.core.action_space
 
@@ -196,7 +194,7 @@ class WorldModelVectorEnv(VectorEnv):
         if mode == AutoresetMode.DISABLED:
             raise ValueError("autoreset_mode must be NEXT_STEP or SAME_STEP, got DISABLED")
         self.metadata = {"autoreset_mode": mode, "render_modes": ["rgb_array"], "render_fps": 15}
-        self.render_mode = render_mode
+        self.render_mode = _render_mode(render_mode)
         self.num_envs = self.core.num_envs
         self.single_observation_space = self.core.observation_space
         self.single_action_space = self.core.action_space
@@ -240,6 +238,15 @@ class WorldModelVectorEnv(VectorEnv):
         return tuple(self.core.observations.copy())
 
 
+def _render_mode(render_mode: str | None) -> str | None:
+    """The render mode, refused unless it is one a world model can render (no window)."""
+    if render_mode not in (None, "rgb_array"):
+        raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}: a world "
+                         f"model renders imagined frames as arrays (show them with `embscale "
+                         f"play` or save them with `embscale dream`)")
+    return render_mode
+
+
 class WorldModelVecEnv(VecEnv):
     """A stable-baselines3 ``VecEnv`` over a batched simulator, for SB3 algorithms (dyna).
 
@@ -250,7 +257,7 @@ class WorldModelVecEnv(VecEnv):
     def __init__(self, simulator: Simulator, max_episode_steps: int | None = 100,
                  render_mode: str | None = None):
         self.core = WorldModelCore(simulator, max_episode_steps)
-        self.render_mode = render_mode
+        self.render_mode = _render_mode(render_mode)
         self._actions: np.ndarray | None = None
         super().__init__(self.core.num_envs, self.core.observation_space, self.core.action_space)
 
@@ -304,7 +311,10 @@ class WorldModelVecEnv(VecEnv):
         setattr(self, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs):
-        """Call a method of the (shared) env once per index."""
+        """Call a method of the (shared) env once per index (``render``: each row's frame)."""
+        if method_name == "render":  # not VecEnv.render, which would call back here
+            frames = self.get_images()
+            return [frames[i] for i in self._get_indices(indices)]
         method = getattr(self, method_name)
         return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
 

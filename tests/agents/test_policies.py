@@ -65,6 +65,8 @@ def test_batched_context_and_episode_start(make):
     assert a0[0] == actions[0]
     if isinstance(policy, TokenPolicy):
         assert (state[1, :, 0] >= 0).sum() == 1 and (state[0, :, 0] >= 0).sum() == 3
+    with pytest.raises(ValueError, match="episode_start has 3 entries for 2 observations"):
+        policy.predict(frames[0], None, np.array([True, False, True]))
 
 
 def test_sampling_is_seeded_and_differs_from_greedy():

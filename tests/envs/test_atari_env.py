@@ -28,6 +28,15 @@ def test_breakout_passes_gymnasium_and_sb3_checkers():
     sb3_check_env(env.unwrapped, warn=True)
     env.close()
 
+def test_breakout_refuses_actions_outside_its_space():
+    env = envs.make("embscale/Breakout-v1", size=32).unwrapped
+    env.reset(seed=0)
+    for bad in (7, -1, 1.5, np.array([1])):  # an index of -1 would play the last action
+        with pytest.raises(ValueError, match="outside the action space Discrete\\(4\\)"):
+            env.step(bad)
+    assert env.step(np.int64(1))[0].shape == (32, 32, 3)
+
+
 
 @pytest.mark.parametrize("size", [64, 128])
 def test_breakout_observations_are_square_uint8_rgb(size):

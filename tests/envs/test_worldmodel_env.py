@@ -120,6 +120,18 @@ def test_bad_actions_and_start_observations_raise():
         WorldModelEnv(CountingSimulator(2))
 
 
+@pytest.mark.parametrize("facade", [WorldModelEnv, WorldModelVectorEnv, WorldModelVecEnv])
+def test_render_modes_other_than_rgb_array_are_refused(facade):
+    sim = CountingSimulator(1 if facade is WorldModelEnv else 2)
+    with pytest.raises(ValueError, match="render_mode must be None or 'rgb_array', got 'human'"):
+        facade(sim, max_episode_steps=10, render_mode="human")
+    if facade is WorldModelVecEnv:  # SB3 asks each row to render through env_method
+        venv = facade(sim, max_episode_steps=10, render_mode="rgb_array")
+        venv.reset()
+        frames = venv.env_method("render")
+        assert len(frames) == 2 and frames[0].shape == venv.observation_space.shape
+
+
 # ----- the real simulator: a random-init VQ-VAE and WM-Token transformer -----
 
 
