@@ -60,6 +60,9 @@ class CheckpointedRun:
             "model_kind": self.run_config.get("model_kind", ""),
             "model_config": self.run_config.get("model_config", {}),
             "torch_rng": torch.get_rng_state(),
+            # dropout on a GPU draws from the device's generator, not the CPU's
+            "cuda_rng": (torch.cuda.get_rng_state(self.device)
+                         if self.device.type == "cuda" else None),
             "interval_loss": torch.tensor([self._interval[0], self._interval[1]],
                                           dtype=torch.float64),
         }
@@ -116,6 +119,8 @@ class CheckpointedRun:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.step, self.tokens = int(ckpt["step"]), int(ckpt["tokens"])
             torch.set_rng_state(ckpt["torch_rng"].cpu())
+            if self.device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), self.device)
             # Checkpoints written before train/loss_mean existed carry no running interval.
             interval = ckpt.get("interval_loss", torch.tensor([0.0, 0.0]))
             self._interval = (float(interval[0]), int(interval[1]))

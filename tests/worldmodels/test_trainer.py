@@ -22,7 +22,8 @@ def data(tmp_path):
 
 def _trainer(data, run_dir, task="wm", n_embd=16, callbacks=None, model_cls=TokenModel, **kw):
     seed_everything(0)
-    model = model_cls(data.model_config(n_layer=1, n_head=2, n_embd=n_embd, task=task))
+    extra = {"dropout": kw.pop("dropout")} if "dropout" in kw else {}
+    model = model_cls(data.model_config(n_layer=1, n_head=2, n_embd=n_embd, task=task, **extra))
     cfg = dict(run_dir=str(run_dir), learning_rate=3e-3, warmup_steps=2, micro_batch_size=4,
                tensorboard=False, val_batches=2, max_steps=10)
     cfg.update(kw)
@@ -85,6 +86,26 @@ def test_kill_and_resume_gives_the_same_metrics(data, tmp_path):
     result = _trainer(data, killed, max_steps=24, checkpoint_every=11).train()
     assert result.steps == 24
     assert _metrics(killed) == _metrics(full)
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs CUDA")])])
+def test_resume_with_dropout_continues_the_same_masks(data, tmp_path, device):
+    # Dropout draws from the CPU generator on a CPU and from the device's generator on a GPU:
+    # the checkpoint carries both, so a resumed run draws the masks it would have drawn.
+    kw = dict(max_steps=12, checkpoint_every=6, dropout=0.3, device=device)
+    _trainer(data, tmp_path / "full", **kw).train()
+
+    def crash_at_9(step, record):
+        if step == 9:
+            raise KeyboardInterrupt  # killed after step 9; the last checkpoint is step 6's
+
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(data, tmp_path / "cut", callbacks=[crash_at_9], **kw).train()
+    torch.rand(5, device=device)  # the resuming process's own draws must not matter
+    _trainer(data, tmp_path / "cut", **kw).train()
+    assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "full")
 
 
 def test_rerunning_a_finished_run_reports_its_losses(data, tmp_path):
