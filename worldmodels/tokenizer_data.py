@@ -3,12 +3,15 @@
 Training frames are kept in RAM as uint8 up to a cap (``max_cached_frames``; 64x64 RGB frames take
 12 KiB each, so the default 100,000 is about 1.2 GiB). A split that fits is loaded once; a larger
 one streams through a ring buffer that takes in one new episode every few steps, so the dataset is
-never held in memory as a whole.
+never held in memory as a whole. The ring's position (:meth:`FrameCache.state_dict`) is saved in
+checkpoints, and a resumed run rebuilds the ring exactly as it was by reloading the episodes that it
+held.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -40,9 +43,13 @@ class FrameCache:
         reader: the split to read.
         capacity: most frames held in RAM.
         seed: seed of the episode order when streaming.
+        state: a :meth:`state_dict` of a cache over the same split, capacity and seed: the ring
+            is rebuilt to hold the same frames at the same positions (when it is from another
+            cache, a warning, and the ring starts afresh).
     """
 
-    def __init__(self, reader: WindowReader, capacity: int, seed: int = 0):
+    def __init__(self, reader: WindowReader, capacity: int, seed: int = 0,
+                 state: dict[str, Any] | None = None):
         if capacity < 1:
             raise ValueError(f"max_cached_frames must be >= 1, got {capacity}")
         self.reader = reader
@@ -58,8 +65,42 @@ class FrameCache:
         self._next_episode = 0
         self._pos = 0
         self.size = 0
+        if state is not None and self.streaming:
+            self._restore(state)
         while self.size < self.capacity:
             self._load_next_episode()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What determines the ring's contents: episode order, episodes loaded, write position."""
+        return {"order": [int(i) for i in self._order], "capacity": self.capacity,
+                "next_episode": self._next_episode, "pos": self._pos, "size": self.size}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Reload the episodes whose frames the ring of ``state`` still holds, oldest first."""
+        if (list(state.get("order", ())) != self._order
+                or state.get("capacity") != self.capacity):
+            msg = ("the saved frame cache is of another split, capacity or seed; the ring of "
+                   "streamed frames starts afresh (training is not bit-exact)")
+            warnings.warn(msg, stacklevel=3)
+            logger.warning(msg)
+            return
+        end = int(state["next_episode"])
+        lengths = [min(self.reader.episode_steps[self._order[k % len(self._order)]],
+                       self.capacity) for k in range(end)]
+        first, covered = end, 0
+        while first > 0 and covered < self.capacity:  # the newest loads fill the ring
+            first -= 1
+            covered += lengths[first]
+        if first > 0:  # older loads are wholly overwritten: start where `first` was written
+            self._pos = (int(state["pos"]) - covered) % self.capacity
+        self._next_episode = first
+        while self._next_episode < end:
+            self._load_next_episode()
+        if (self._pos, self.size) != (state["pos"], state["size"]):
+            msg = (f"rebuilt frame cache ends at position {self._pos} (size {self.size}), not "
+                   f"{state['pos']} ({state['size']}): the dataset's episodes changed")
+            warnings.warn(msg, stacklevel=3)
+            logger.warning(msg)
 
     def _load_next_episode(self) -> None:
         episode_id = self._order[self._next_episode % len(self._order)]

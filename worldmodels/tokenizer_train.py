@@ -1,11 +1,13 @@
 """Train a VQ-VAE tokenizer on a Minari dataset's train split; evaluate on held-out episodes.
 
 A run directory holds ``config.json``, ``metrics.jsonl`` (``train/*`` every ``log_every`` steps,
-``val/psnr``, ``val/codebook_usage``, ``val/perplexity`` at every evaluation), ``tb/``
-(TensorBoard), ``recon.png`` (held-out originals above their reconstructions), ``checkpoint.pt``
-(model, optimiser, step, RNG states; written atomically), ``tokenizer.pt`` (the frozen tokenizer for
-``embscale tokenizer encode``) and ``summary.json``. Started again on the same directory with
-``resume=True``, a run continues from its checkpoint's step.
+``val/psnr``, ``val/codebook_usage``, ``val/perplexity`` at every evaluation, at most one per
+step), ``tb/`` (TensorBoard), ``recon.png`` (held-out originals above their reconstructions),
+``checkpoint.pt`` (model, optimiser, step, RNG states, the streamed-frame ring's position; written
+atomically), ``tokenizer.pt`` (the frozen tokenizer for ``embscale tokenizer encode``) and
+``summary.json``. Started again on the same directory with ``resume=True``, a run continues from
+its checkpoint's step, exactly as if never stopped (a checkpoint from before the ring's position
+was saved resumes with a fresh ring, with a warning).
 
 Example:
     embscale tokenizer train --dataset embscale/breakout/scripted-v1 --tokens-per-frame 64
@@ -19,6 +21,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from offline_data.atomic import atomic_file, write_text_atomic
+from worldmodels.run_metrics import read_metrics, truncate_metrics
 from worldmodels.run_state import load_torch_file
 from worldmodels.tokenizer import VQVAE, VQConfig, foreground_mask, load_weights, save_tokenizer
 from worldmodels.tokenizer_data import FrameCache, frame_shape, held_out_frames, open_split
@@ -184,12 +188,16 @@ def _check_resume(saved: dict, cfg: TokenizerTrainConfig, vq: VQConfig) -> None:
                          "with the same settings, or start a new run directory")
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines logged after the checkpoint a resumed run restarts from."""
-    if path.exists():
-        lines = [ln for ln in path.read_text().splitlines()
-                 if ln.strip() and json.loads(ln)["step"] <= step]
-        write_text_atomic(path, "".join(ln + "\n" for ln in lines))
+def _truncate_metrics(path: Path, step: int) -> dict[str, Any] | None:
+    """Drop metric lines logged after the checkpoint a resumed run restarts from.
+
+    A truncated last line (a kill mid-append) is dropped with a warning; any other line that is
+    not JSON is a one-line ``ValueError``. Returns the kept val row of ``step`` (None if none).
+    """
+    if not path.exists():
+        return None
+    truncate_metrics(path, step)
+    return next((r for r in read_metrics(path) if r["step"] == step and "val/psnr" in r), None)
 
 
 class TokenizerTrainer:
@@ -239,10 +247,20 @@ class TokenizerTrainer:
             self.step = int(saved["step"])
             logger.info("resuming %s from step %d", self.out, self.step)
         self.out.mkdir(parents=True, exist_ok=True)
-        _truncate_metrics(self.out / "metrics.jsonl", self.step)
+        val_row = _truncate_metrics(self.out / "metrics.jsonl", self.step)
+        # (step, metrics) of the last evaluation, so that a step gets one val row, not two
+        self._last_eval: tuple[int, dict[str, Any]] | None = None if val_row is None else (
+            self.step, {k[4:]: v for k, v in val_row.items() if k.startswith("val/")})
         write_text_atomic(self.out / "config.json",
                           json.dumps(_config_json(cfg, vq), indent=2) + "\n")
-        self.cache = FrameCache(self.train_reader, cfg.max_cached_frames, seed=cfg.seed)
+        cache_state = None if saved is None else saved.get("frame_cache")
+        self.cache = FrameCache(self.train_reader, cfg.max_cached_frames, seed=cfg.seed,
+                                state=cache_state)
+        if saved is not None and cache_state is None and self.cache.streaming:
+            msg = (f"{ckpt_path} predates saving the streamed-frame ring's position: resuming with "
+                   "a fresh ring (the run samples other frames than an uninterrupted one would)")
+            warnings.warn(msg, stacklevel=2)
+            logger.warning(msg)
         self.eval_frames = held_out_frames(self.val_reader, cfg.eval_frames)
         self._tb = None
 
@@ -267,6 +285,7 @@ class TokenizerTrainer:
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "step": self.step,
+            "frame_cache": self.cache.state_dict(),
         }
         with atomic_file(self.out / "checkpoint.pt") as tmp:
             torch.save(state, tmp)
@@ -275,6 +294,7 @@ class TokenizerTrainer:
     def evaluate(self) -> dict[str, float]:
         """Evaluate on the held-out frames, log ``val/*`` and refresh recon.png."""
         metrics = evaluate(self.model, self.eval_frames)
+        self._last_eval = (self.step, metrics)
         self._log({"step": self.step, **{f"val/{k}": v for k, v in metrics.items()}})
         save_recon_grid(self.model, self.eval_frames[:: max(1, len(self.eval_frames)
                                                             // self.cfg.grid_frames)]
@@ -331,7 +351,10 @@ class TokenizerTrainer:
                 self.save_checkpoint()
             bar.update(1)
         bar.close()
-        final = self.evaluate()
+        if self._last_eval is not None and self._last_eval[0] == self.step:
+            final = self._last_eval[1]  # evaluated at this step already (early stop, or resume)
+        else:
+            final = self.evaluate()
         self.save_checkpoint()
         if self._tb is not None:
             self._tb.close()

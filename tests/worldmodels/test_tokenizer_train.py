@@ -174,3 +174,85 @@ def test_evaluate_reports_the_foreground_psnr_that_a_lost_ball_sinks():
     assert m["codes_used"] == 1
     static = np.repeat(frames[:1], 4, axis=0)  # nothing moves: no foreground PSNR
     assert evaluate(_LosesTheBall(), static)["psnr_foreground"] is None
+
+
+def _streaming_cfg(tmp_path, name, **kw):
+    return _cfg(tmp_path, name, steps=8, eval_every=100, checkpoint_every=4,
+                max_cached_frames=30, refresh_every=1, **kw)
+
+
+def test_resume_is_exact_when_frames_stream(tmp_path):
+    make_dataset(DATASET)
+    full = TokenizerTrainer(_streaming_cfg(tmp_path, "full"), _vq())
+    assert full.cache.streaming
+    full.train(progress=False)
+    TokenizerTrainer(_streaming_cfg(tmp_path, "part"), _vq()).train(progress=False, stop_at=4)
+    resumed = TokenizerTrainer(_streaming_cfg(tmp_path, "part"), _vq(), resume=True)
+    resumed.train(progress=False)
+    assert resumed.cache.state_dict() == full.cache.state_dict()
+    assert np.array_equal(resumed.cache.frames, full.cache.frames)
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(),
+                         strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_frame_cache_state_rebuilds_the_ring():
+    from worldmodels.tokenizer_data import FrameCache, open_split
+
+    make_dataset(DATASET, num_episodes=8)
+    reader = open_split(DATASET, "train")
+    for refreshes in (0, 1, 13):  # 13 wraps the episode order and the ring several times
+        cache = FrameCache(reader, capacity=20, seed=1)
+        for _ in range(refreshes):
+            cache.refresh()
+        rebuilt = FrameCache(reader, capacity=20, seed=1, state=cache.state_dict())
+        assert rebuilt.state_dict() == cache.state_dict()
+        assert np.array_equal(rebuilt.frames, cache.frames)
+        cache.refresh()
+        rebuilt.refresh()
+        assert np.array_equal(rebuilt.frames, cache.frames)
+    with pytest.warns(UserWarning, match="another split, capacity or seed"):
+        other = FrameCache(reader, capacity=20, seed=2, state=cache.state_dict())
+    assert np.array_equal(other.frames, FrameCache(reader, capacity=20, seed=2).frames)
+
+
+def test_resume_of_an_old_checkpoint_without_the_ring_warns(tmp_path):
+    make_dataset(DATASET)
+    TokenizerTrainer(_streaming_cfg(tmp_path, "run"), _vq()).train(progress=False, stop_at=4)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    del state["frame_cache"]
+    torch.save(state, ckpt)
+    with pytest.warns(UserWarning, match="predates saving the streamed-frame ring"):
+        resumed = TokenizerTrainer(_streaming_cfg(tmp_path, "run"), _vq(), resume=True)
+    assert resumed.step == 4 and resumed.train(progress=False)["step"] == 8
+
+
+def test_resume_drops_a_truncated_metrics_line(tmp_path):
+    make_dataset(DATASET)
+    TokenizerTrainer(_cfg(tmp_path, steps=4), _vq()).train(progress=False, stop_at=2)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    with open(metrics, "a") as f:
+        f.write('{"step": 3, "lr": 0.00')  # killed mid-append
+    with pytest.warns(UserWarning, match="dropped a truncated last line"):
+        resumed = TokenizerTrainer(_cfg(tmp_path, steps=4), _vq(), resume=True)
+    assert [r["step"] for r in _rows(tmp_path / "run")] == [1, 2, 2]
+    resumed.train(progress=False)
+    assert [r["step"] for r in _rows(tmp_path / "run") if "train/loss" in r] == [1, 2, 3, 4]
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join(lines[:1] + ["{oops"] + lines[1:]) + "\n")
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2 is not valid JSON"):
+        TokenizerTrainer(_cfg(tmp_path, steps=4), _vq(), resume=True)
+
+
+def test_each_step_gets_one_val_row(tmp_path):
+    make_dataset(DATASET)
+    cfg = _cfg(tmp_path, steps=6)
+    stopped = TokenizerTrainer(cfg, _vq()).train(progress=False, stop_at=4)  # stops on an eval
+    TokenizerTrainer(cfg, _vq(), resume=True).train(progress=False)
+    again = TokenizerTrainer(cfg, _vq(), resume=True).train(progress=False)  # a finished run
+    val = [r for r in _rows(tmp_path / "run") if "val/psnr" in r]
+    assert [r["step"] for r in val] == [2, 4, 6]
+    assert stopped["val/psnr"] == val[1]["val/psnr"]
+    assert again["step"] == 6 and again["val/psnr"] == val[2]["val/psnr"]
+    assert again["val/codebook_usage"] == val[2]["val/codebook_usage"]
