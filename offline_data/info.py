@@ -124,10 +124,21 @@ def verify_episodes(dataset_id: str) -> int:
 
 
 def summary_table(ids: list[str]) -> str:
-    """One line per dataset id: episodes, steps, size."""
+    """One line per dataset id: episodes, steps, size.
+
+    A dataset that cannot be summarised (another tool's dataset in the shared Minari root, e.g.
+    continuous actions without an ``action_discretizer``) gets a line saying so, with the
+    reason, instead of failing the whole listing.
+    """
     rows = []
     for dataset_id in ids:
-        info: Any = dataset_info(dataset_id)
+        try:
+            info: Any = dataset_info(dataset_id)
+        except Exception as e:  # noqa: BLE001 - one foreign dataset must not hide the others
+            why = (str(e).splitlines() or [""])[0]
+            why = why if len(why) <= 100 else why[:97] + "..."
+            rows.append(f"{dataset_id:45s} not an embscale dataset ({type(e).__name__}: {why})")
+            continue
         rows.append(f"{dataset_id:45s} {info.episodes:6d} ep {info.steps:9d} steps "
                     f"{info.disk_bytes / 2**20:8.1f} MiB")
     return "\n".join(rows)

@@ -156,26 +156,37 @@ class MinariWriter:
         """Append one episode (T steps, T+1 observations); returns its episode id.
 
         The arrays are copied, then encoded and written on a background thread (pyarrow releases
-        the GIL), so collection keeps stepping the env while the previous episode is written.
+        the GIL), so collection keeps stepping the env while the previous episode is written and
+        the caller may reuse its buffers as soon as this returns.
+
+        Raises:
+            ValueError: the lengths disagree (T actions, rewards, terminations and truncations
+                for T+1 observations) or the frames do not match the dataset's.
         """
         from minari.data_collector.episode_buffer import EpisodeBuffer
 
         observations = np.array(observations, copy=True)
         steps = len(observations) - 1
-        rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
-        if steps < 1 or len(rewards) != steps or len(actions) != steps:
-            raise ValueError(f"an episode needs T >= 1 actions/rewards and T+1 observations; got "
-                             f"{len(observations)} observations, {len(actions)} actions, "
-                             f"{len(rewards)} rewards")
+        actions = np.array(actions, copy=True)
+        rewards = np.array(rewards, dtype=np.float64, copy=True).reshape(-1)
+        terminations = np.array(terminations, dtype=bool, copy=True).reshape(-1)
+        truncations = np.array(truncations, dtype=bool, copy=True).reshape(-1)
+        lengths = {"actions": len(actions), "rewards": len(rewards),
+                   "terminations": len(terminations), "truncations": len(truncations)}
+        if steps < 1 or any(n != steps for n in lengths.values()):
+            got = ", ".join(f"{n} {name}" for name, n in lengths.items())
+            raise ValueError(f"episode {self.num_episodes} of {self.dataset_id!r} has "
+                             f"{len(observations)} observations and {got}; an episode needs "
+                             "T >= 1 actions, rewards, terminations and truncations for T+1 "
+                             "observations")
         if observations.shape[1:] != tuple(self.frame_shape) or observations.dtype != np.uint8:
             raise ValueError(f"observations {observations.dtype} {observations.shape[1:]} do not "
                              f"match the dataset's uint8 frames {tuple(self.frame_shape)}; resize "
                              "them first")
         episode_id = self.num_episodes
-        buffer = EpisodeBuffer(id=episode_id, observations=observations,
-                               actions=np.array(actions), rewards=rewards,
-                               terminations=np.asarray(terminations, dtype=bool).reshape(-1),
-                               truncations=np.asarray(truncations, dtype=bool).reshape(-1))
+        buffer = EpisodeBuffer(id=episode_id, observations=observations, actions=actions,
+                               rewards=rewards, terminations=terminations,
+                               truncations=truncations)
         meta = _jsonable({"return": float(rewards.sum()), **dict(metadata or {})})
 
         def write() -> None:

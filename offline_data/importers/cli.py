@@ -13,7 +13,7 @@ from typing import Any
 
 from offline_data import argtypes as A
 from offline_data.importers.gameplay import GameplayImportConfig, import_gameplay
-from offline_data.importers.lerobot import LeRobotImportConfig, import_lerobot
+from offline_data.importers.lerobot import MAX_UPSAMPLING, LeRobotImportConfig, import_lerobot
 from offline_data.importers.rlds import MAPPINGS, RLDSMapping, import_rlds
 
 
@@ -61,10 +61,11 @@ def register_import(sub: Any) -> None:
     le.add_argument("--dataset-id", required=True, help="e.g. embscale/pusht/human-v0")
     le.add_argument("--camera", default=None,
                     help="video feature to use as the observation (default: the first one)")
-    le.add_argument("--buckets", type=int, default=500,
+    le.add_argument("--buckets", type=A.positive_int, default=500,
                     help="buckets per action dimension (default 500, as RT-1's arm)")
-    le.add_argument("--rate", type=float, default=None,
-                    help="resample to this rate in Hz (default: the dataset's fps)")
+    le.add_argument("--rate", type=A.positive_float, default=None,
+                    help="resample to this rate in Hz (default: the dataset's fps; at most "
+                         f"{MAX_UPSAMPLING:g}x it)")
     _size(le)
     _common(le)
     le.set_defaults(func=_import_lerobot)

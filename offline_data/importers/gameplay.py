@@ -4,7 +4,8 @@ Layout: a directory with ``<episode>.<mp4|mkv|avi|mov|webm>`` and ``<episode>.cs
 The CSV has a ``timestamp`` column (seconds, on the video's clock: frame ``i`` is shown at
 ``i / fps``; shift it with ``time_offset``) and one column per controller input. Columns whose
 values are all 0/1 are buttons; the others are axes in ``[-1, 1]`` (joysticks, triggers). Optional
-columns ``reward`` and ``terminated`` are used when present.
+columns ``reward`` and ``terminated`` are used when present. Every log needs the first log's
+action columns, in any order (they are matched by name), and the first log decides the buttons.
 
 Both streams are resampled to ``rate`` Hz (default 10) on their common time span: sample ``k`` is
 taken at ``t_k = start + k / rate``; the observation is the video frame on screen at ``t_k``,
@@ -71,8 +72,43 @@ class ActionLog:
     terminated: np.ndarray | None  # bool (N,)
 
 
-def read_action_log(path: str | Path, config: GameplayImportConfig) -> ActionLog:
-    """Parse a controller CSV (timestamp column + one column per input)."""
+def _numbers(path: Path, rows: list[dict], names: list[str]) -> np.ndarray:
+    """The ``names`` columns of ``rows`` as float64 (N, len(names)); a bad cell is named."""
+    try:
+        return np.array([[float(r[c]) for c in names] for r in rows], dtype=np.float64)
+    except (TypeError, ValueError):
+        pass
+    for i, r in enumerate(rows):  # slow path: find the first bad cell to name it
+        for c in names:
+            try:
+                float(r[c])
+            except (TypeError, ValueError):
+                raise ValueError(f"action log {path} row {i + 1} (after the header), column "
+                                 f"{c!r} holds {r[c]!r}, not a number; every column must hold "
+                                 "numbers") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _action_columns(path: Path, own: list[str], first: Sequence[str] | None) -> list[str]:
+    """This log's action columns in the first log's order (logs are matched by column name)."""
+    if first is None:
+        return own
+    if set(own) != set(first):
+        raise ValueError(f"action log {path} has action columns {own} but the first log has "
+                         f"{list(first)}; every log needs the same columns (in any order)")
+    return list(first)
+
+
+def read_action_log(path: str | Path, config: GameplayImportConfig,
+                    columns: Sequence[str] | None = None,
+                    buttons: Sequence[str] | None = None) -> ActionLog:
+    """Parse a controller CSV (timestamp column + one column per input).
+
+    ``columns`` (the first log's action columns) puts this log's columns in that order, matched
+    by name; a log with another set of columns is refused. ``buttons`` (the first log's button
+    columns) makes those the buttons, which must hold only 0/1 here too; by default the columns
+    whose values are all 0/1 are the buttons.
+    """
     path = Path(path)
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -84,37 +120,38 @@ def read_action_log(path: str | Path, config: GameplayImportConfig) -> ActionLog
         raise ValueError(f"action log {path} has no {config.timestamp_column!r} column (columns: "
                          f"{header}); add one in seconds or set timestamp_column")
     extra = {config.timestamp_column, "reward", "terminated"}
-    columns = [c for c in header if c not in extra]
+    columns = _action_columns(path, [c for c in header if c not in extra], columns)
     if not columns:
         raise ValueError(f"action log {path} has no action columns besides {sorted(extra)}")
-    try:
-        table = np.array([[float(r[c]) for c in [config.timestamp_column, *columns]] for r in rows])
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"action log {path} has a non-numeric value ({e}); every column must "
-                         "hold numbers") from e
-    order = np.argsort(table[:, 0], kind="stable")
-    table = table[order]
-    values = table[:, 1:].astype(np.float32)
+    optional = [c for c in ("reward", "terminated") if c in header]
+    names = [config.timestamp_column, *columns, *optional]
+    table = _numbers(path, rows, names)
     bad = ~np.isfinite(table)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
-        name = [config.timestamp_column, *columns][col]
         raise ValueError(f"action log {path} has a non-finite value ({table[row, col]}) in column "
-                         f"{name!r} (sorted row {row + 1}); every value must be a finite number")
-    buttons = [j for j in range(values.shape[1]) if np.isin(values[:, j], (0.0, 1.0)).all()]
-    axes = [j for j in range(values.shape[1]) if j not in buttons]
+                         f"{names[col]!r} (row {row + 1} after the header); every value must be "
+                         "a finite number")
+    table = table[np.argsort(table[:, 0], kind="stable")]
+    values = table[:, 1:1 + len(columns)].astype(np.float32)
+    is01 = [bool(np.isin(values[:, j], (0.0, 1.0)).all()) for j in range(len(columns))]
+    if buttons is None:
+        button_dims = [j for j in range(len(columns)) if is01[j]]
+    else:
+        button_dims = [columns.index(b) for b in buttons]
+        not01 = [columns[j] for j in button_dims if not is01[j]]
+        if not01:
+            raise ValueError(f"action log {path}: columns {not01} are buttons (all 0/1) in the "
+                             "first log but hold other values here; every log needs the same "
+                             "button columns")
+    axes = [j for j in range(values.shape[1]) if j not in button_dims]
     if axes and np.abs(values[:, axes]).max() > 1.0 + 1e-6:
         raise ValueError(f"axis columns {[columns[j] for j in axes]} of {path} leave [-1, 1]; "
                          "normalise them (buttons must be 0/1)")
-
-    def optional(name: str) -> np.ndarray | None:
-        if name not in header:
-            return None
-        return np.array([float(r[name]) for r in rows])[order]
-
-    terminated = optional("terminated")
+    extras = dict(zip(optional, table[:, 1 + len(columns):].T, strict=True))
+    terminated = extras.get("terminated")
     return ActionLog(times=table[:, 0] + config.time_offset, values=values, columns=columns,
-                     button_dims=buttons, rewards=optional("reward"),
+                     button_dims=button_dims, rewards=extras.get("reward"),
                      terminated=None if terminated is None else terminated > 0.5)
 
 
@@ -154,14 +191,19 @@ def _check_overlap(video: str, log: str, overlap: float, video_s: float, log_s: 
 
 
 def import_episode(video: str | Path, log_path: str | Path,
-                   config: GameplayImportConfig = GameplayImportConfig()) -> Episode:
+                   config: GameplayImportConfig = GameplayImportConfig(),
+                   columns: Sequence[str] | None = None,
+                   buttons: Sequence[str] | None = None) -> Episode:
     """Resample one (video, action log) pair to an ``Episode`` at ``config.rate`` Hz.
 
+    ``columns`` and ``buttons`` (the first log's) order the actions and pick the buttons, as for
+    ``read_action_log``.
+
     Raises:
-        ValueError: if the video and the log do not overlap in time.
+        ValueError: if the video and the log do not overlap in time, or the log is unusable.
     """
     video, log_path = Path(video), Path(log_path)
-    log = read_action_log(log_path, config)
+    log = read_action_log(log_path, config, columns=columns, buttons=buttons)
     fps, nframes, (width, height) = _video_meta(video)
     v_start, v_end = 0.0, nframes / fps
     start, end = max(v_start, log.times[0]), min(v_end, log.times[-1])
@@ -239,17 +281,26 @@ def find_pairs(source: str | Path) -> list[tuple[Path, Path]]:
 def import_gameplay(source: str | Path | Sequence[tuple[Path, Path]], dataset_id: str,
                     config: GameplayImportConfig = GameplayImportConfig(),
                     description: str = "", overwrite: bool = False, progress: bool = True):
-    """Import every (video, csv) pair as one episode of a new Minari dataset (atomic write)."""
+    """Import every (video, csv) pair as one episode of a new Minari dataset (atomic write).
+
+    The first log's action columns fix the action order (later logs are matched by column name)
+    and its 0/1 columns are the buttons of every log.
+
+    Raises:
+        ValueError: a log has other action columns than the first, or a bad value.
+    """
     from gymnasium import spaces
     from tqdm.auto import tqdm
 
     pairs = find_pairs(source) if isinstance(source, (str, Path)) else list(source)
     if not pairs:
         raise ValueError("no (video, csv) pairs to import")
-    episodes: Iterator[Episode] = (import_episode(v, c, config) for v, c in pairs)
+    log = read_action_log(pairs[0][1], config)  # its columns and buttons bind every log
+    buttons = [log.columns[j] for j in log.button_dims]
+    episodes: Iterator[Episode] = (import_episode(v, c, config, log.columns, buttons)
+                                   for v, c in pairs)
     first = next(episodes)
-    log = read_action_log(pairs[0][1], config)
-    d_a = first.actions.shape[1]
+    d_a = len(log.columns)
     low = np.where(np.isin(np.arange(d_a), log.button_dims), 0.0, -1.0).astype(np.float32)
     action_space = spaces.Box(low, np.ones(d_a, np.float32), dtype=np.float32)
     obs_space = spaces.Box(0, 255, (*config.size, 3), np.uint8)
@@ -264,10 +315,6 @@ def import_gameplay(source: str | Path | Sequence[tuple[Path, Path]], dataset_id
         writer.add_episode(*first)
         bar.update(1)
         for ep in episodes:
-            if ep.actions.shape[1] != d_a:
-                raise ValueError(f"{ep.metadata['source']} has {ep.actions.shape[1]} action "
-                                 f"columns but the first episode has {d_a}; all logs need the "
-                                 "same columns")
             writer.add_episode(*ep)
             bar.update(1)
         bar.close()

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,10 @@ from offline_data.importers.video import FrameStream
 from offline_data.minari_writer import MinariWriter
 
 logger = logging.getLogger(__name__)
+
+
+MAX_UPSAMPLING = 10.0
+"""A ``rate`` above this many times the dataset's fps is refused: it only repeats frames."""
 
 
 @dataclass(frozen=True)
@@ -67,10 +72,11 @@ class LeRobotImportConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "size", parse_frame_size(self.size))
-        if self.rate is not None and not self.rate > 0:
-            raise ValueError(f"rate={self.rate} must be > 0 Hz (or None for the dataset's fps)")
+        if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
+            raise ValueError(f"rate={self.rate} (--rate) must be a finite number > 0 Hz (or None "
+                             "for the dataset's fps)")
         if self.buckets < 2:
-            raise ValueError(f"buckets={self.buckets} must be >= 2")
+            raise ValueError(f"buckets={self.buckets} (--buckets) must be >= 2")
 
 
 def _vectors(table: Any, key: str, where: str) -> np.ndarray:
@@ -130,6 +136,19 @@ class _TableCache:
         return {k: v[rows] for k, v in self.columns.items()}
 
 
+def check_rate(config: LeRobotImportConfig, layout: LeRobotLayout) -> None:
+    """Refuse a ``rate`` above ``MAX_UPSAMPLING`` times the dataset's fps (absurd sample counts).
+
+    Raises:
+        ValueError: naming the rate (``--rate``), the dataset's fps and the highest usable rate.
+    """
+    if config.rate is not None and config.rate > MAX_UPSAMPLING * layout.fps:
+        raise ValueError(f"rate={config.rate:g} Hz (--rate) is more than {MAX_UPSAMPLING:g}x the "
+                         f"fps ({layout.fps:g}) of {layout.root}: each frame would repeat in "
+                         f"~{config.rate / layout.fps:.3g} samples; give at most "
+                         f"{MAX_UPSAMPLING * layout.fps:g} Hz, or leave --rate out to keep its fps")
+
+
 def _sample_rows(timestamps: np.ndarray, fps: float, rate: float | None) -> np.ndarray:
     """Rows shown at each sample time (every row when ``rate`` is None or the dataset's fps)."""
     if rate is None or abs(rate - fps) < 1e-9:
@@ -183,6 +202,7 @@ def iter_lerobot_episodes(layout: LeRobotLayout, refs: list[EpisodeRef], camera:
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    check_rate(config, layout)
     tables = _TableCache(config)
     video: FrameStream | None = None
     ahead: tuple[Path, Future] | None = None
@@ -242,12 +262,14 @@ def import_lerobot(source: str | Path, dataset_id: str,
     Raises:
         FileNotFoundError: no ``meta/info.json`` (or a listed file is missing).
         ValueError: an unknown codebase version, a camera that is not a video feature (the
-            message lists the cameras), or a video shorter than its table.
+            message lists the cameras), a video shorter than its table, or a ``rate`` above
+            ``MAX_UPSAMPLING`` times the dataset's fps.
     """
     from gymnasium import spaces
     from tqdm.auto import tqdm
 
     layout = read_layout(source)
+    check_rate(config, layout)
     camera = layout.check_camera(config.camera)
     refs = episode_refs(layout, camera)
     low, high = action_range(layout, refs, config.action_key)

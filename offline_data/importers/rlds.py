@@ -144,11 +144,43 @@ def _decode_image(data: bytes, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(img)
 
 
+def _decode_frames(images: Sequence[Any], size: tuple[int, int], field_name: str,
+                   where: str) -> np.ndarray:
+    """Every step's encoded image as uint8 (n, H, W, 3); a corrupt one names its step."""
+    from PIL import UnidentifiedImageError
+
+    frames = np.empty((len(images), *size, 3), np.uint8)
+    for t, data in enumerate(images):
+        try:
+            frames[t] = _decode_image(bytes(data), size)
+        except Exception as e:  # noqa: BLE001 - PIL's decoders raise many types
+            why = ("not an image format PIL can identify"
+                   if isinstance(e, UnidentifiedImageError) else f"{type(e).__name__}: {e}")
+            raise ValueError(f"{where} step {t}: field {field_name!r} holds an image that cannot "
+                             f"be decoded ({why}); re-export this record or leave its file "
+                             "out") from e
+    return frames
+
+
+def _check_finite_actions(values: np.ndarray, key: str, where: str) -> None:
+    """Refuse NaN/inf in the (steps, dim) action values that become transitions."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        step, dim = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{where} step {step}: action field {key!r} holds {values[step, dim]} "
+                         f"(dimension {dim}); actions must be finite numbers, so fix or drop "
+                         "this record")
+
+
 def episode_from_record(data: bytes, mapping: RLDSMapping, size: int | str | tuple[int, int],
                         where: str) -> Episode:
     """Decode one RLDS episode record into an ``Episode`` with frames resized to ``size``.
 
     ``size`` is one side of a square or (height, width) (see ``parse_frame_size``).
+
+    Raises:
+        ValueError: a mapped field is missing or has the wrong size, an action value is NaN or
+            inf, or an image cannot be decoded (the message names ``where``, the step and field).
     """
     size = parse_frame_size(size)
     features = _record_features(data)
@@ -163,6 +195,7 @@ def episode_from_record(data: bytes, mapping: RLDSMapping, size: int | str | tup
             raise ValueError(f"{where}: {key!r} has {values.size} values, expected {n} steps x "
                              f"{dim}; fix action_dims in the mapping")
         parts.append(values.reshape(n, dim))
+        _check_finite_actions(parts[-1][:-1], key, where)  # the last step's action is unused
     actions = np.concatenate(parts, axis=1)[:-1]
     rewards = np.zeros(n - 1)
     if mapping.reward:
@@ -170,6 +203,11 @@ def episode_from_record(data: bytes, mapping: RLDSMapping, size: int | str | tup
         if step_rewards.size != n:
             raise ValueError(f"{where}: {mapping.reward!r} has {step_rewards.size} values for "
                              f"{n} steps; fix the reward field of the mapping")
+        if not np.isfinite(step_rewards).all():
+            step = int(np.flatnonzero(~np.isfinite(step_rewards))[0])
+            raise ValueError(f"{where} step {step}: reward field {mapping.reward!r} holds "
+                             f"{step_rewards[step]}; rewards must be finite numbers, so fix or "
+                             "drop this record")
         rewards = step_rewards[:n - 1].copy()
         rewards[-1] += step_rewards[-1]  # the is_last step's reward ends the last transition
     if mapping.is_first:
@@ -185,7 +223,7 @@ def episode_from_record(data: bytes, mapping: RLDSMapping, size: int | str | tup
     terminations[-1] = terminal
     truncations = np.zeros(n - 1, bool)
     truncations[-1] = not terminal
-    frames = np.stack([_decode_image(bytes(b), size) for b in images])
+    frames = _decode_frames(images, size, mapping.image, where)
     meta = {"source": where}
     for key in mapping.episode_metadata:
         if key in features:

@@ -167,3 +167,58 @@ def test_import_lerobot_cli(tmp_path, capsys):
     assert main(["data", "import", "lerobot", str(root), "--dataset-id", "embscale/so100/x-v0",
                  "--camera", "wrist"]) == 2
     assert "observation.images.top" in capsys.readouterr().err
+
+
+def test_list_survives_a_foreign_dataset_in_the_minari_root(capsys):
+    import warnings
+
+    import minari
+    from gymnasium import spaces
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    # Another Minari user's dataset (vector observations, continuous actions), as D4RL's.
+    buf = EpisodeBuffer(id=0, observations=np.zeros((4, 3), np.float32),
+                        actions=np.zeros((3, 2), np.float32), rewards=np.zeros(3),
+                        terminations=np.zeros(3, bool), truncations=np.r_[False, False, True])
+    with warnings.catch_warnings():  # minari warns about its unset optional fields
+        warnings.simplefilter("ignore")
+        minari.create_dataset_from_buffers(
+            "other/door/human-v0", [buf], observation_space=spaces.Box(-1, 1, (3,), np.float32),
+            action_space=spaces.Box(-1, 1, (2,), np.float32), algorithm_name="x", author="x",
+            author_email="x@x", code_permalink="x", data_format="arrow")
+    assert main(["data", "collect", "--env", PIXEL_ID, "--episodes", "1", "--max-steps", "4",
+                 "--dataset-id", "embscale/pixel/mine-v0", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "embscale/pixel/mine-v0" in out and " 1 ep " in out
+    assert "other/door/human-v0" in out
+    assert "not an embscale dataset (ValueError: " in out and "action_discretizer" in out
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--rate", "inf", "argument --rate: 'inf' is not finite"),
+    ("--rate", "nan", "argument --rate: 'nan' is not finite"),
+    ("--rate", "0", "argument --rate: '0' must be > 0"),
+    ("--buckets", "0", "argument --buckets: '0' must be an integer >= 1"),
+    ("--buckets", "2.5", "argument --buckets: '2.5' is not an integer"),
+])
+def test_import_lerobot_cli_refuses_bad_numbers(tmp_path, capsys, option, value, message):
+    from tests.helpers.lerobot import write_lerobot
+
+    root = write_lerobot(tmp_path / "ds", "v3.0", [5, 6], size=(24, 40))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "import", "lerobot", str(root), "--dataset-id", "embscale/so100/bad-v0",
+              option, value, "--no-progress"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_import_lerobot_cli_refuses_an_absurd_rate(tmp_path, capsys):
+    from tests.helpers.lerobot import write_lerobot
+
+    root = write_lerobot(tmp_path / "ds", "v3.0", [5, 6], size=(24, 40))
+    assert main(["data", "import", "lerobot", str(root), "--dataset-id", "embscale/so100/x-v0",
+                 "--rate", "1e308", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "(--rate) is more than 10x the fps" in err and "a fault of embscale" not in err

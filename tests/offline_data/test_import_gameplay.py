@@ -116,3 +116,60 @@ def test_bad_logs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="pairs"):
         import_gameplay(tmp_path / "empty", "embscale/x/y-v0")
+
+
+def _write_columns(path, columns, values):
+    """A 1 s log at 100 Hz with the same value per column in every row."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for t in np.arange(0, 1.0, 0.01):
+            row = {"timestamp": f"{t:.3f}", **values}
+            w.writerow([row[c] for c in columns])
+
+
+def test_logs_with_reordered_columns_are_matched_by_name(tmp_path):
+    values = {"jump": 1, "move_x": "-0.8"}
+    for e, cols in enumerate([["timestamp", "jump", "move_x"], ["timestamp", "move_x", "jump"]]):
+        _write_video(tmp_path / f"run{e}.mp4", n=60)
+        _write_columns(tmp_path / f"run{e}.csv", cols, values)
+    ds = import_gameplay(tmp_path, "embscale/g/order-v0", GameplayImportConfig(size=16),
+                         progress=False)
+    for i in range(2):  # (jump, move_x) in the first log's order, whatever the file's order
+        np.testing.assert_allclose(read_episode(ds, i).actions[0], [1.0, -0.8])
+
+
+def test_logs_with_other_columns_or_buttons_are_refused(tmp_path):
+    for e in range(2):
+        _write_video(tmp_path / f"run{e}.mp4", n=60)
+    _write_columns(tmp_path / "run0.csv", ["timestamp", "jump", "move_x"],
+                   {"jump": 1, "move_x": "-0.8"})
+    _write_columns(tmp_path / "run1.csv", ["timestamp", "jump", "move_y"],
+                   {"jump": 1, "move_y": "0.5"})
+    with pytest.raises(ValueError, match=r"run1\.csv has action columns \['jump', 'move_y'\] "
+                                         r"but the first log has \['jump', 'move_x'\]"):
+        import_gameplay(tmp_path, "embscale/g/cols-v0", GameplayImportConfig(size=16),
+                        progress=False)
+    _write_columns(tmp_path / "run1.csv", ["timestamp", "move_x", "jump"],
+                   {"jump": "0.5", "move_x": "-0.8"})
+    with pytest.raises(ValueError, match=r"run1\.csv: columns \['jump'\] are buttons"):
+        import_gameplay(tmp_path, "embscale/g/buttons-v0", GameplayImportConfig(size=16),
+                        progress=False)
+
+
+@pytest.mark.parametrize("reward,message", [
+    ("n/a", r"ep\.csv row 4 \(after the header\), column 'reward' holds 'n/a', not a number"),
+    ("nan", r"ep\.csv has a non-finite value \(nan\) in column 'reward' \(row 4 after"),
+    ("inf", r"ep\.csv has a non-finite value \(inf\) in column 'reward' \(row 4 after"),
+])
+def test_bad_rewards_are_refused_with_file_row_and_column(tmp_path, reward, message):
+    video, log = tmp_path / "ep.mp4", tmp_path / "ep.csv"
+    _write_video(video, n=60)
+    rows = "".join(f"{t:.2f},1,{reward if k == 3 else 0}\n"
+                   for k, t in enumerate(np.arange(0, 1.0, 0.05)))
+    log.write_text("timestamp,jump,reward\n" + rows)
+    with pytest.raises(ValueError, match=message):
+        import_episode(video, log, GameplayImportConfig(size=16))
+    log.write_text("timestamp,jump,terminated\n" + rows)  # parsed the same way
+    with pytest.raises(ValueError, match=message.replace("'reward'", "'terminated'")):
+        import_episode(video, log, GameplayImportConfig(size=16))

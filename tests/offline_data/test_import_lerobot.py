@@ -104,3 +104,17 @@ def test_lerobot_layout_errors_without_videos(tmp_path):
     (root / "meta" / "info.json").write_text(json.dumps(info))
     with pytest.raises(ValueError, match=r"no camera as mp4.*\['observation.images.top'\]"):
         read_layout(root).check_camera(None)
+
+
+def test_lerobot_rate_must_be_finite_and_not_absurdly_high(tmp_path):
+    root = write_lerobot(tmp_path / "ds", "v3.0", [5, 6], size=(24, 40))  # 10 fps
+    with pytest.raises(ValueError, match=r"rate=inf \(--rate\) must be a finite number > 0"):
+        LeRobotImportConfig(rate=float("inf"))
+    for rate in (1e308, 101.0):
+        with pytest.raises(ValueError, match=r"\(--rate\) is more than 10x the fps \(10\) of .*"
+                                             r"give at most 100 Hz"):
+            import_lerobot(root, "embscale/so100/fast-v0", LeRobotImportConfig(rate=rate),
+                           progress=False)
+    ds = import_lerobot(root, "embscale/so100/fast-v0", LeRobotImportConfig(rate=100.0),
+                        progress=False)
+    assert ds.total_episodes == 2

@@ -202,3 +202,34 @@ def test_missing_mapped_field_and_custom_mapping(tmp_path):
         RLDSMapping.from_json('{"imgae": "x"}')
     with pytest.raises(ValueError, match="unknown RLDS mapping preset"):
         import_rlds(tmp_path, "embscale/rt1/y-v0", mapping="nope")
+
+
+def test_corrupt_image_names_record_step_and_field(tmp_path):
+    steps = _rt1_episode(np.random.default_rng(0), 4)
+    steps["steps/observation/image"][2] = b"not a jpeg"
+    write_tfrecord(tmp_path / "a.tfrecord", [encode_example(_flat(steps))])
+    with pytest.raises(ValueError, match=r"a\.tfrecord record 0 step 2: field "
+                                         r"'steps/observation/image' holds an image that cannot "
+                                         r"be decoded \(not an image format"):
+        import_rlds(tmp_path, "embscale/rt1/corrupt-v0", size=16, progress=False)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_actions_are_refused_at_import(tmp_path, value):
+    steps = _rt1_episode(np.random.default_rng(0), 4)
+    steps["steps/action/world_vector"][1, 2] = value
+    write_tfrecord(tmp_path / "b.tfrecord", [encode_example(_flat(steps))])
+    with pytest.raises(ValueError, match=r"b\.tfrecord record 0 step 1: action field "
+                                         r"'steps/action/world_vector' holds -?(nan|inf) "
+                                         r"\(dimension 2\)"):
+        import_rlds(tmp_path, "embscale/rt1/nan-v0", size=16, progress=False)
+    # The last step's action is never a transition's action, so it may hold anything.
+    steps["steps/action/world_vector"][1, 2] = 0.0
+    steps["steps/action/world_vector"][3, 0] = value
+    write_tfrecord(tmp_path / "b.tfrecord", [encode_example(_flat(steps))])
+    ds = import_rlds(tmp_path, "embscale/rt1/nan-v0", size=16, progress=False)
+    assert np.isfinite(read_episode(ds, 0).actions).all()
+    steps["steps/reward"][2] = value
+    write_tfrecord(tmp_path / "b.tfrecord", [encode_example(_flat(steps))])
+    with pytest.raises(ValueError, match=r"record 0 step 2: reward field 'steps/reward' holds"):
+        import_rlds(tmp_path, "embscale/rt1/nan2-v0", size=16, progress=False)
