@@ -30,6 +30,10 @@ def check_training_options(overrides: dict[str, Any], where: str = "training opt
         raise ValueError(f"unknown {where} {unknown}; known: {sorted(known)}")
 
 
+BUDGET_KEYWORDS = {"max_tokens": "tokens", "max_flops": "flops", "max_steps": "steps"}
+"""Budget fields of ``TrainConfig`` that ``train_model`` sets from its own keywords."""
+
+
 def train_model(task: str, size: str, data: str, run_dir: str | os.PathLike, *, seed: int = 0,
                 tokens: float | None = None, flops: float | None = None,
                 steps: int | None = None, preset: str | None = None,
@@ -52,9 +56,13 @@ def train_model(task: str, size: str, data: str, run_dir: str | os.PathLike, *, 
         overrides: ``TrainConfig`` fields (learning_rate, tokens_per_update, device, ...) and the
             model options of :func:`build` (seq_len, aux_heads, image_size, dropout).
     """
+    check_training_options(overrides)
+    clash = [k for k in BUDGET_KEYWORDS if k in overrides]
+    if clash:  # cfg.update(overrides) would silently replace the budget given below
+        raise ValueError(f"training options {clash} set the budget; pass " + ", ".join(
+            f"{BUDGET_KEYWORDS[k]}=" for k in clash) + " instead")
     from worldmodels.trainer import Trainer, seed_everything  # torch
 
-    check_training_options(overrides)
     model_opts = {k: overrides.pop(k) for k in MODEL_OPTIONS if k in overrides}
     seed_everything(seed)
     model, source, p, run_config = build(task, size, data, preset=preset, **model_opts)

@@ -2,7 +2,8 @@
 
 A study spec names a dataset, a tokenizer, per task a ladder of model sizes with a training budget
 per run and seeds, and the settings of the two correlation studies. Specs load from JSON or TOML
-files whose keys mirror the dataclasses below; unknown keys are rejected.
+files whose keys mirror the dataclasses below; unknown keys and values of the wrong type are
+rejected (``scaling.study.spec_checks``).
 
 Example (``study.toml``)::
 
@@ -29,8 +30,8 @@ from typing import Any
 
 from offline_data.frame_size import parse_frame_size
 from scaling.study.adapters.tokenizer import split_tokenizer_overrides
+from scaling.study.spec_checks import build_section, check_task_overrides, check_task_preset
 from scaling.tasks import TRAINABLE
-from scaling.training import check_training_options
 
 TASKS: tuple[str, ...] = TRAINABLE
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -137,13 +138,18 @@ class TaskSweep:
             raise ValueError(f"tasks[{self.task}] budget {budget!r} must be a positive number")
         if not self.seeds:
             raise ValueError(f"tasks[{self.task}].seeds is empty; use e.g. [0]")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"tasks[{self.task}].seeds={self.seeds} repeats a seed; list each "
+                             "seed once (every seed is one run per size)")
         if self.budget_share is not None and not 0.0 < self.budget_share <= 1.0:
             raise ValueError(f"tasks[{self.task}].budget_share={self.budget_share} must lie in "
                              "(0, 1], e.g. 0.5")
         if self.checkpoints < 1:
             raise ValueError(f"tasks[{self.task}].checkpoints={self.checkpoints} must be >= 1")
-        # a misspelt trainer field fails when the spec is read, not inside a sweep's worker
-        check_training_options(self.overrides, where=f"tasks[{self.task}].overrides keys")
+        # a misspelt or study-set trainer field, or a preset of another task, fails when the
+        # spec is read, not inside a sweep's worker
+        check_task_overrides(self.overrides, where=f"tasks[{self.task}]")
+        check_task_preset(self.task, self.preset, where=f"tasks[{self.task}]")
 
     def run_name(self, size: str, seed: int) -> str:
         """Directory name of the run for ``size`` and ``seed``."""
@@ -335,32 +341,22 @@ _SECTIONS: dict[str, type] = {
 }
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys by name."""
-    if not isinstance(data, dict):
-        raise TypeError(f"{where} must be a table/object, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{where} has unknown key(s) {unknown}; allowed: {sorted(names)}")
-    return cls(**data)
-
-
 def spec_from_dict(data: dict[str, Any]) -> StudySpec:
     """Build a validated ``StudySpec`` from a dict (as read from JSON or TOML)."""
     if not isinstance(data, dict):
-        raise TypeError(f"a study spec must be an object, got {type(data).__name__}")
+        raise ValueError(f"a study spec must be an object, got {type(data).__name__}")
     data = dict(data)
     kwargs: dict[str, Any] = {}
     for key, cls in _SECTIONS.items():
         if key in data:
-            kwargs[key] = _build(cls, data.pop(key), key)
+            kwargs[key] = build_section(cls, data.pop(key), key)
     if "tasks" in data:
         tasks = data.pop("tasks")
         if not isinstance(tasks, list):
-            raise TypeError(f"tasks must be a list of tables, got {type(tasks).__name__}")
-        kwargs["tasks"] = [_build(TaskSweep, t, f"tasks[{i}]") for i, t in enumerate(tasks)]
-    return _build(StudySpec, {**data, **kwargs}, "study spec")
+            raise ValueError(f"tasks must be a list of tables, got {type(tasks).__name__}")
+        kwargs["tasks"] = [build_section(TaskSweep, t, f"tasks[{i}]")
+                           for i, t in enumerate(tasks)]
+    return build_section(StudySpec, {**data, **kwargs}, "")
 
 
 def load_spec(path: str | os.PathLike) -> StudySpec:

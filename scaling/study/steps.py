@@ -36,6 +36,7 @@ from scaling.study.paths import (
 )
 from scaling.study.report_page import read_json
 from scaling.study.spec import StudySpec, TaskSweep
+from scaling.study.spec_checks import check_tokenizer_checkpoint
 from scaling.study.sweep import RunSpec, collect_results, prepare_runs, run_status, run_sweep
 from scaling.study.sweep_pool import WorkerPool
 from scaling.tasks import TASKS
@@ -120,8 +121,9 @@ def check_budgets(spec: StudySpec) -> dict[str, list[str]]:
 
 
 def validate_spec(spec: StudySpec) -> None:
-    """Check the spec against the world: dataset, size names, budgets."""
+    """Check the spec against the world: dataset, tokenizer checkpoint, size names, budgets."""
     check_dataset(spec)
+    check_tokenizer_checkpoint(spec)
     check_sizes(spec)
     if spec.protocol == "fixed":  # the frontier protocol extends runs past their optimum
         check_budgets(spec)

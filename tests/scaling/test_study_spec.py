@@ -170,3 +170,105 @@ def test_tokenizer_threads_do_not_follow_the_machine_load(monkeypatch):
     assert tokenizer_threads() == (os.cpu_count() or 1)
     monkeypatch.setenv("EMBSCALE_THREADS", "1")
     assert tokenizer_threads() == 1
+
+
+def _task(**fields):
+    """SPEC with its first task's fields replaced by ``fields``."""
+    return {**SPEC, "tasks": [{**SPEC["tasks"][0], **fields}, SPEC["tasks"][1]]}
+
+
+@pytest.mark.parametrize("key, fix", [
+    ("seed", r"tasks\[\]\.seeds"), ("run_dir", "runs_dir"), ("max_tokens", r"tasks\[\]\.tokens"),
+    ("max_flops", r"tasks\[\]\.flops"), ("max_steps", r"tasks\[\]\.tokens or"),
+    ("resume", "resumes"), ("device", "device"), ("keep_checkpoints", r"tasks\[\]\.checkpoints")])
+def test_overrides_of_what_the_study_sets_are_refused(key, fix):
+    # seed and run_dir made the worker die ("got multiple values for keyword argument"); a
+    # max_tokens override silently replaced the task's budget
+    value = {"seed": 3, "run_dir": "x", "resume": False, "device": "cpu"}.get(key, 5)
+    with pytest.raises(ValueError, match=rf"tasks\[wm-token\]\.overrides\.{key} is set by the "
+                                         rf"study itself: drop it and use .*{fix}"):
+        spec_from_dict(_task(overrides={"warmup_steps": 5, key: value}))
+
+
+def test_train_model_refuses_a_budget_given_as_an_override(tmp_path):
+    from scaling.training import train_model
+
+    with pytest.raises(ValueError, match=r"\['max_tokens'\] set the budget; pass tokens="):
+        train_model("wm-token", "s10k", str(tmp_path / "no-data"), tmp_path / "run", tokens=1e5,
+                    max_tokens=5)
+
+
+def test_a_preset_of_another_task_is_refused():
+    with pytest.raises(ValueError, match=r"tasks\[wm-token\]\.preset='bc-cnn' is a preset for "
+                                         r"bc-cnn, not wm-token; use one of .*wm-token-256"):
+        spec_from_dict(_task(preset="bc-cnn"))
+    with pytest.raises(ValueError, match=r"tasks\[wm-token\]\.preset='nope' is unknown"):
+        spec_from_dict(_task(preset="nope"))
+    assert spec_from_dict(_task(preset="ladder")).tasks[0].preset == "ladder"  # task "any"
+    assert spec_from_dict(_task(preset="wm-token-256")).tasks[0].preset == "wm-token-256"
+
+
+def test_repeated_seeds_are_refused():
+    with pytest.raises(ValueError, match=r"tasks\[wm-token\]\.seeds=\[0, 1, 0\] repeats a seed"):
+        spec_from_dict(_task(seeds=[0, 1, 0]))
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"dataset": {"id": 5}}, r"^dataset\.id must be str, got 5 \(int\)$"),
+    ({"dataset": {"episodes": "40"}}, r"^dataset\.episodes must be int, got '40' \(str\)$"),
+    ({"dataset": {"episodes": 2.5}}, r"^dataset\.episodes must be int, got 2\.5 \(float\)$"),
+    ({"dataset": {"skill": [0.5, "a"]}}, r"^dataset\.skill must be list\[float\] \| float \| "),
+    ({"parallel": "2"}, r"^parallel must be int, got '2' \(str\)$"),
+    ({"parallel": 1.5}, r"^parallel must be int, got 1\.5 \(float\)$"),
+    ({"study_budget": "1e13"}, r"^study_budget must be float, got '1e13' \(str\)$"),
+    ({"name": 5}, r"^name must be str, got 5 \(int\)$"),
+    ({"loss_vs_quality": {"clips": 2.5}}, r"^loss_vs_quality\.clips must be int, got 2\.5"),
+    ({"loss_vs_return": {"deterministic": 1}}, r"^loss_vs_return\.deterministic must be bool"),
+    ({"tokenizer": {"checkpoint": 3}}, r"^tokenizer\.checkpoint must be str \| None, got 3"),
+    (_task(sizes="s10k"), r"^tasks\[0\]\.sizes must be list\[str\], got 's10k' \(str\)$"),
+    (_task(seeds=[0.5]), r"^tasks\[0\]\.seeds\[0\] must be int, got 0\.5 \(float\)$"),
+    (_task(tokens=True), r"^tasks\[0\]\.tokens must be float \| None, got True \(bool\)$"),
+    (_task(overrides={"learning_rate": "1e-3"}),
+     r"^tasks\[wm-token\]\.overrides\.learning_rate must be float, got '1e-3' \(str\)$"),
+    (_task(overrides={"seq_len": 2.5}), r"^tasks\[wm-token\]\.overrides\.seq_len must be int"),
+    ({"tasks": "wm-token"}, r"^tasks must be a list of tables, got str$"),
+    ({"dataset": "x"}, r"^dataset must be a table/object, got str$"),
+])
+def test_spec_values_are_type_checked(bad, match):
+    with pytest.raises(ValueError, match=match):
+        spec_from_dict({**SPEC, **bad})
+
+
+def test_type_checks_accept_an_int_for_a_float_and_every_union_arm():
+    spec = spec_from_dict({**_task(tokens=100000, overrides={"learning_rate": 1}),
+                           "study_budget": 0, "dataset": {"skill": 1, "frame_size": [72, 120]}})
+    assert spec.tasks[0].tokens == 100000 and spec.dataset.frame_size == [72, 120]
+    assert spec_from_dict({**SPEC, "dataset": {"skill": [0.7, 1]}}).dataset.skill == [0.7, 1.0]
+
+
+def test_validate_spec_refuses_a_missing_tokenizer_checkpoint(tmp_path):
+    from scaling.study.steps import validate_spec
+
+    spec = spec_from_dict({**SPEC, "runs_dir": str(tmp_path), "dataset": {"collect": True},
+                           "tokenizer": {"checkpoint": str(tmp_path / "tok.pt")}})
+    with pytest.raises(ValueError, match=r"^tokenizer\.checkpoint='.*tok\.pt' is not a file; "
+                                         r"fix the path, train one with `embscale tokenizer"):
+        validate_spec(spec)
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"overrides": {"seed": 3}}, r"overrides\.seed is set by the study"),
+    ({"preset": "bc-cnn"}, r"preset='bc-cnn' is a preset for bc-cnn"),
+    ({"seeds": [0, 0]}, "repeats a seed")])
+def test_emit_jobs_refuses_such_specs_with_status_2(tmp_path, capsys, fields, match):
+    import re
+
+    from scaling.cli import main
+
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({**_task(**fields), "dataset": {"collect": True}}))
+    assert main(["study", "--spec", str(path), "--runs-dir", str(tmp_path / "runs"),
+                 "--emit-jobs", "jsonl"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(match, err), err
+    assert not list((tmp_path / "runs").rglob("jobs.*"))
