@@ -64,6 +64,14 @@ def _fit(fx, *extra):
     return ["fit", str(fx.csv), "--no-figures", "--bootstrap", "0", *extra]
 
 
+def _damaged_study(fx):
+    """A study directory whose study.json is cut off mid-object."""
+    study = fx.root / "st-damaged" / "breakout-quick"
+    study.mkdir(parents=True, exist_ok=True)
+    (study / "study.json").write_text("{\n,")
+    return ["study", "--quick", "--stages", "report", "--runs-dir", str(study.parent)]
+
+
 # (id, argv builder, substrings the one-line message must contain)
 CASES = [
     # ----- train -----
@@ -237,6 +245,18 @@ CASES = [
     ("study-started-at-alone", lambda fx: ["study", "--quick", "--started-at", "1700000000",
                                            "--runs-dir", str(fx.root / "st")],
      ["--started-at", "--time-limit"]),
+    ("study-damaged-record", _damaged_study, ["st-damaged", "study.json", "delete"]),
+    ("study-runs-dir-a-file", lambda fx: ["study", "--quick", "--stages", "report", "--runs-dir",
+                                          str(fx.a_file)], ["--runs-dir", "a-file"]),
+    ("study-runs-dir-under-file", lambda fx: ["study", "--quick", "--stages", "report",
+                                              "--runs-dir", str(fx.a_file / "runs")],
+     ["--runs-dir", "a-file"]),
+    ("study-jobs-out-a-directory", lambda fx: ["study", "--quick", "--emit-jobs", "jsonl",
+                                               "--jobs-out", str(fx.user_dir), "--runs-dir",
+                                               str(fx.root / "st")], ["--jobs-out", "my-files"]),
+    ("study-started-at-emit", lambda fx: ["study", "--quick", "--started-at", "1700000000",
+                                          "--emit-jobs", "jsonl", "--runs-dir",
+                                          str(fx.root / "st")], ["--started-at", "--emit-jobs"]),
     ("reproduce-tokens-inf", lambda fx: ["reproduce", "section-5.1", "--tokens", "inf"],
      ["--tokens", "inf"]),
     ("record-episodes-0", lambda fx: ["data", "record", "--env", "embscale/Breakout-v0",
@@ -262,13 +282,30 @@ def test_bad_input_exits_2_with_one_line(case, fx, capsys):
         status = main(argv(fx))
     except SystemExit as e:  # argparse's own usage errors
         status = e.code
-    err = capsys.readouterr().err.strip()
+    captured = capsys.readouterr()
+    err = captured.err.strip()
     assert status == 2, f"exit status {status}; stderr: {err}"
+    if case[0].startswith(("study-", "reproduce-")):  # nothing printed before the check
+        assert captured.out == "", f"printed before the input was checked: {captured.out}"
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert err.startswith("embscale") and "error:" in err, err
     assert "weights_only=False" not in err, err
     for culprit in culprits:
         assert culprit in err, f"{culprit!r} not named in: {err}"
+
+
+@pytest.mark.parametrize("stages", ["fit,bogus", "", ","])
+def test_study_checks_its_stages_before_printing_or_running(stages, fx, capsys, monkeypatch):
+    import scaling.study.runner as runner
+
+    monkeypatch.setattr(runner, "run_study", lambda *a, **k: pytest.fail("the study ran"))
+    assert main(["study", "--quick", "--stages", stages, "--runs-dir",
+                 str(fx.root / "st-stages")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "", captured.out
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "--stages" in err and "loss_vs_quality" in err, err
+    assert not (fx.root / "st-stages").exists()
 
 
 def test_there_are_at_least_60_distinct_cases():

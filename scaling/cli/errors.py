@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 USER_ERRORS = (ValueError, TypeError, OSError, ImportError, LookupError)
@@ -32,6 +33,33 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, KeyError) and error.args:
         text = f"missing key {error.args[0]!r}"
     return text or type(error).__name__
+
+
+def check_dir_arg(path: str | Path, flag: str) -> None:
+    """Refuse ``path`` for a directory argument unless it is a directory or can be made one.
+
+    Raises ValueError naming ``flag`` when ``path``, or the nearest of its parents that exists,
+    is not a directory (a file there makes every write under it fail).
+    """
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is" if p == path else f"lies under {p}, which is"
+                raise ValueError(f"{flag} {path} {what} not a directory; give a directory path "
+                                 "(a missing one is created)")
+            return
+
+
+def check_dataset_arg(dataset_id: str, default: str, flag: str = "--dataset") -> None:
+    """Refuse a dataset id that is not stored locally (only a default is ever collected)."""
+    from offline_data.datasets import dataset_path, datasets_root
+
+    if not (dataset_path(dataset_id) / "data").is_dir():
+        raise FileNotFoundError(f"{flag} {dataset_id} is not a local Minari dataset (none under "
+                                f"{datasets_root()}); list them with `embscale data list`, or "
+                                f"leave {flag} out for the default {default} (collected when "
+                                "missing)")
 
 
 def run_command(func: Callable[[Any], Any], args: Any, debug: bool = False,

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 from offline_data import argtypes as A
+from scaling.cli.errors import check_dir_arg
+from scaling.study.presets import default_study
 
 
 def register(subparsers) -> None:
@@ -54,11 +56,15 @@ def register(subparsers) -> None:
             sp.add_argument("--runs", nargs="+", default=None,
                             help="existing BC-Token and BC-CNN run directories (e.g. a study's "
                                  "runs); without it, a small sweep is trained")
-            sp.add_argument("--dataset", default="embscale/breakout/scripted-v2",
-                            help="Minari dataset for the sweep")
+            sp.add_argument("--dataset", default=default_study().dataset.id,
+                            help="Minari dataset for the sweep (without --runs); the default is "
+                                 "collected when missing (with --quick a miniature one under "
+                                 "its own id), any other must exist (`embscale data list`)")
         else:
             sp.add_argument("--dataset", default="embscale/fetch-pick-place/scripted-v0",
-                            help="robot Minari dataset")
+                            help="robot Minari dataset; the default is collected when missing "
+                                 "(with --quick a miniature one under its own id), any other "
+                                 "must exist (`embscale data list`)")
             sp.add_argument("--sizes", nargs="+", default=None,
                             help="WM-Token sizes (default: s10k s30k s100k s300k; on a GPU the "
                                  "paper's rt1-0.08M rt1-0.2M rt1-0.28M rt1-0.54M rt1-0.99M)")
@@ -89,6 +95,7 @@ def _section51(args) -> int:
         kw["num_bootstrap"] = args.bootstrap
     if not Path(args.text).is_file():
         raise FileNotFoundError(f"--text {args.text} does not exist; pass a plain-text file")
+    check_dir_arg(args.out, "--out")
     cfg = Section51Config(text=args.text, out=args.out, seed=args.seed, workers=args.workers,
                           device=args.device, **kw)
     head = run(cfg, command=_command())
@@ -97,6 +104,7 @@ def _section51(args) -> int:
 
 
 def _section52(args) -> int:
+    check_dir_arg(args.out, "--out")
     from scaling.mechanisms.section52 import run_cli  # scipy
 
     head = run_cli(args, command=_command())
@@ -105,6 +113,7 @@ def _section52(args) -> int:
 
 
 def _section53(args) -> int:
+    check_dir_arg(args.out, "--out")
     from scaling.mechanisms.section53 import run_cli  # scipy
 
     head = run_cli(args, command=_command())

@@ -19,8 +19,10 @@ import argparse
 import dataclasses
 import json
 import time
+from pathlib import Path
 
 from offline_data import argtypes as A
+from scaling.cli.errors import check_dir_arg
 from scaling.study.presets import PRESETS, get_preset
 from scaling.study.spec import load_spec, spec_from_dict
 from scaling.study.time_limit import TimeLimit, parse_duration
@@ -46,9 +48,21 @@ def _spec_from_args(args: argparse.Namespace):
     return spec_from_dict(d)
 
 
+def _stages(text: str, valid: tuple[str, ...]) -> tuple[str, ...]:
+    """The stages ``--stages`` names, refused when it names none or an unknown one."""
+    stages = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in stages if s not in valid]
+    if unknown or not stages:
+        what = f"names unknown stage(s) {unknown}" if unknown else "names no stage"
+        raise ValueError(f"--stages {text!r} {what}; give a comma-separated subset of: "
+                         f"{','.join(valid)} (or leave --stages out to run them all)")
+    return stages
+
+
 def run(args: argparse.Namespace) -> int:
     """Run, resume or plan a study."""
-    from scaling.study.runner import STAGES, run_study  # torch, scipy, gymnasium
+    from scaling.study.runner import STAGES, check_study_dir, run_study  # torch, scipy, gym
+    from scaling.study.steps import emit_study_jobs, validate_spec  # scipy, gymnasium
 
     if args.list_presets:
         for name in PRESETS:
@@ -58,15 +72,30 @@ def run(args: argparse.Namespace) -> int:
     if args.print_spec:
         print(json.dumps(dataclasses.asdict(spec), indent=2))
         return 0
+    check_dir_arg(spec.runs_dir, "--runs-dir" if args.runs_dir else "runs_dir")
+    check_dir_arg(spec.study_dir, "study directory")
     if args.emit_jobs:
+        for flag in ("time_limit", "started_at"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')} applies to a study run on this "
+                                 "machine; emitted jobs run elsewhere, so drop it with "
+                                 "--emit-jobs")
+        if args.jobs_out is not None:
+            if Path(args.jobs_out).is_dir():
+                raise ValueError(f"--jobs-out {args.jobs_out} is a directory; give a file path "
+                                 "for the job list (e.g. jobs.sh)")
+            check_dir_arg(Path(args.jobs_out).parent, f"--jobs-out {args.jobs_out}: folder")
+    else:
+        stages = STAGES if args.stages is None else _stages(args.stages, STAGES)
+        limit = None
         if args.time_limit is not None:
-            raise ValueError("--time-limit limits a study run on this machine; emitted jobs run "
-                             "elsewhere, so drop it with --emit-jobs")
-        from scaling.study.runner import check_study_dir  # torch, scipy, gymnasium
-        from scaling.study.steps import emit_study_jobs, validate_spec  # scipy, gymnasium
-
-        check_study_dir(spec, args.allow_mixed)
-        validate_spec(spec)
+            limit = TimeLimit(parse_duration(args.time_limit), args.started_at or time.time())
+        elif args.started_at is not None:
+            raise ValueError("--started-at counts a --time-limit from the job's start; give "
+                             "--time-limit too (e.g. --time-limit 29m)")
+    check_study_dir(spec, args.allow_mixed)  # a damaged study.json, another spec's runs
+    validate_spec(spec)  # before the first line is printed
+    if args.emit_jobs:
         suffix = "sh" if args.emit_jobs == "torchrun" else args.emit_jobs
         out = args.jobs_out or str(spec.study_dir / f"jobs.{suffix}")
         path, rnd = emit_study_jobs(spec, out, args.emit_jobs, args.gpus, args.allow_mixed)
@@ -84,13 +113,6 @@ def run(args: argparse.Namespace) -> int:
                   "tokenizer stages first (`embscale study --stages dataset,tokenizer ...`), "
                   f"then the jobs, then {fits}")
         return 0
-    stages = tuple(args.stages.split(",")) if args.stages else STAGES
-    limit = None
-    if args.time_limit is not None:
-        limit = TimeLimit(parse_duration(args.time_limit), args.started_at or time.time())
-    elif args.started_at is not None:
-        raise ValueError("--started-at counts a --time-limit from the job's start; give "
-                         "--time-limit too (e.g. --time-limit 29m)")
     print(f"study {spec.name}: {', '.join(stages)} -> {spec.study_dir}", flush=True)
     out = run_study(spec, stages=stages, allow_mixed=args.allow_mixed,
                     progress=not args.no_progress,

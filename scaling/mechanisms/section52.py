@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -284,9 +284,15 @@ def write_report(out: Path, summaries: list[RunSummary], result: dict, command: 
     return rep / "report.md"
 
 
-def sweep_spec(out: Path, quick: bool, seed: int):
-    """The study spec that trains BC-Token and BC-CNN at equal sizes and equal compute."""
+def sweep_spec(out: Path, quick: bool, seed: int, dataset: str | None = None):
+    """The study spec that trains BC-Token and BC-CNN at equal sizes and equal compute.
+
+    ``dataset``: the Minari id to train on; the preset's own (None) is collected when missing,
+    any other is never collected (it must exist).
+    """
     base = quick_study() if quick else default_study()
+    if dataset is not None and dataset != base.dataset.id:
+        base.dataset = replace(base.dataset, id=dataset, collect=False)
     sizes = ["s10k", "s30k"] if quick else ["s10k", "s30k", "s100k", "s300k"]
     if quick:
         # CI-sized: small updates so that short runs still log curves; BC-CNN's convolutions
@@ -308,13 +314,25 @@ def sweep_spec(out: Path, quick: bool, seed: int):
 
 def run_cli(args, command: str) -> dict:
     """``embscale reproduce section-5.2``."""
+    from scaling.cli.errors import check_dataset_arg
+
     out = Path(args.out)
+    default = default_study().dataset.id
     if args.runs:
+        if args.dataset != default:
+            raise ValueError(f"--dataset {args.dataset} names the data of the sweep trained "
+                             "without --runs; drop --dataset to report on the --runs given, or "
+                             "drop --runs to train on it")
         paths = args.runs
     else:
         from scaling.study.runner import run_study  # torch, gymnasium
 
-        spec = sweep_spec(out, args.quick, args.seed)
+        # --quick trains on a miniature dataset under its own id, not a copy of the default
+        own = (quick_study() if args.quick else default_study()).dataset.id
+        dataset = own if args.dataset == default else args.dataset
+        if dataset != own:  # another dataset is never collected: it must exist
+            check_dataset_arg(dataset, default)
+        spec = sweep_spec(out, args.quick, args.seed, dataset)
         spec.parallel = args.workers or spec.parallel
         run_study(spec, stages=("dataset", "tokenizer", "sweep"))
         paths = [spec.study_dir]

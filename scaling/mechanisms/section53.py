@@ -49,7 +49,8 @@ class Section53Config:
     out: str = "runs/section-5.3"
     """output directory (one study per tokenizer and seed, and report/)"""
     dataset: str = "embscale/fetch-pick-place/scripted-v0"
-    """robot Minari dataset (collected if it is the embedded default and missing)"""
+    """robot Minari dataset (collected if it is the embedded default and missing; any other
+    must exist)"""
     tokens_per_frame: tuple[int, ...] = (16, 36, 64, 100, 256)
     """tokens per frame (the paper's d_z) of each tokenizer"""
     sizes: tuple[str, ...] = ("s10k", "s30k", "s100k", "s300k")
@@ -85,9 +86,18 @@ class Section53Config:
             raise ValueError(f"a frontier fit needs at least 3 sizes, got {list(self.sizes)}")
 
 
+QUICK_DATASET = "embscale/fetch-pick-place/quick-v0"
+"""The miniature dataset of ``--quick``, under its own id (never a truncated copy of the real
+default)."""
+
 QUICK = {"tokens_per_frame": (16, 36, 64), "sizes": ("s10k", "s30k", "s100k"), "seeds": (0, 1),
          "flops": 5e9, "study_flops": 6e10, "tokens_per_update": 512, "tokenizer_steps": 30,
          "codebook_size": 64, "bootstrap": 20, "episodes": 6}
+
+
+def own_dataset(quick: bool) -> str:
+    """The dataset the reproduction collects when it is missing (the default, or its quick id)."""
+    return QUICK_DATASET if quick else Section53Config.dataset
 
 
 def study_spec(cfg: Section53Config, k: int, seed: int, quick: bool):
@@ -99,7 +109,9 @@ def study_spec(cfg: Section53Config, k: int, seed: int, quick: bool):
     return StudySpec(
         name=f"k{k}-seed{seed}", runs_dir=cfg.out,
         description=f"Section 5.3: WM-Token ladder on {k} tokens per frame (repeat {seed})",
-        dataset=DatasetSpec(id=cfg.dataset, collect=True, env=fetch.env_id, policy=fetch.policy,
+        # only the embedded default is collected: a mistyped --dataset must not be built
+        dataset=DatasetSpec(id=cfg.dataset, collect=cfg.dataset == own_dataset(quick),
+                            env=fetch.env_id, policy=fetch.policy,
                             episodes=cfg.episodes, max_total_steps=300 if quick else 0),
         tokenizer=TokenizerSpec(tokens_per_frame=k, codebook_size=cfg.codebook_size,
                                 steps=cfg.tokenizer_steps, batch_size=16 if quick else 32,
@@ -241,11 +253,13 @@ def analyze(cfg: Section53Config, rows: list[dict], command: str,
 
 def run_cli(args, command: str) -> dict:
     """``embscale reproduce section-5.3``."""
+    from scaling.cli.errors import check_dataset_arg
+
     kw = dict(QUICK) if args.quick else {}
-    dataset = args.dataset
-    if args.quick and dataset == Section53Config.dataset:
-        # A miniature dataset under its own id, never a truncated copy of the real default.
-        dataset = "embscale/fetch-pick-place/quick-v0"
+    own = own_dataset(args.quick)
+    dataset = own if args.dataset == Section53Config.dataset else args.dataset
+    if dataset != own:  # another dataset is never collected: it must exist
+        check_dataset_arg(dataset, Section53Config.dataset)
     if args.sizes:
         kw["sizes"] = tuple(args.sizes)
     if args.flops:

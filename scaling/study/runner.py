@@ -46,7 +46,17 @@ class StudyMismatchError(ValueError):
 
 def _record(study_dir: Path) -> dict[str, Any]:
     path = study_dir / "study.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        record = e
+    if not isinstance(record, dict):
+        why = f" ({record})" if isinstance(record, Exception) else " (not a JSON object)"
+        raise ValueError(f"{path} is damaged{why}; repair it, or delete it to have it rewritten "
+                         "(the study's finished stages are kept)")
+    return record
 
 
 def check_study_dir(spec: StudySpec, allow_mixed: bool = False) -> dict[str, Any]:
