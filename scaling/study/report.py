@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from scaling.study.report_page import (
     TASK_TITLES,
     Report,
     coefficient_table,
+    compact_json,
     fmt,
     read_json,
     skipped_reason,
@@ -382,8 +382,8 @@ def write_study_report(spec: StudySpec) -> dict[str, Any]:
     r.add("p", f"Study spec (fingerprint `{spec.fingerprint()}`); rerun it with "
           "`embscale study --spec study_spec.json`. Each run's full trainer config is in "
           "`<run>/config.json`.")
-    r.add("code", json.dumps(spec.to_dict(), indent=2))
+    r.add("code", compact_json(spec.to_dict()))
 
-    write_text_atomic(r.out_dir / "study_spec.json", json.dumps(spec.to_dict(), indent=2))
+    write_text_atomic(r.out_dir / "study_spec.json", compact_json(spec.to_dict()) + "\n")
     md, page = r.write()
     return {"markdown": str(md), "html": str(page)}

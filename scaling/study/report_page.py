@@ -135,6 +135,27 @@ class Report:
         return md, page
 
 
+def compact_json(obj: Any, width: int = 96, indent: int = 0, used: int = 0) -> str:
+    """``json.dumps(obj, indent=2)``, with short lists and objects kept on one line.
+
+    A list or object whose one-line form fits ``width`` columns (a ladder of sizes, a table of
+    overrides) stays on one line, so specs read short. ``indent`` is the indentation of the
+    value's block, ``used`` the columns its first line already has (an object's key).
+    """
+    flat = json.dumps(obj)
+    if not isinstance(obj, (list, dict)) or not obj or used + len(flat) <= width:
+        return flat
+    pad = " " * (indent + 2)
+    if isinstance(obj, list):
+        items = [pad + compact_json(v, width, indent + 2, indent + 2) for v in obj]
+        return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+    items = []
+    for k, v in obj.items():
+        key = f"{pad}{json.dumps(k)}: "
+        items.append(key + compact_json(v, width, indent + 2, len(key)))
+    return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+
+
 def image_data_uri(path: str | os.PathLike) -> str | None:
     """An image file as a ``data:`` URI; None for a missing file or a type that is not an image.
 

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from scaling.inputs import uniform_action_loss
-from scaling.study.report_page import Report, coefficient_table, skipped_reason, with_ci
+from scaling.study.report_page import (
+    Report,
+    coefficient_table,
+    compact_json,
+    skipped_reason,
+    with_ci,
+)
 from scaling.study.spec import TaskSweep
 from scaling.study.stats import correlate, linear_fit, run_checkpoints
 from scaling.study.steps import check_budget
@@ -196,3 +202,15 @@ def test_quality_section_reports_n_and_clusters(tmp_path):
     assert ("8 trained checkpoints are correlated; the 3 saved before 5% of their run's last "
             "step are left out") in md
     assert "FVD: |Spearman|" in md and "form clusters" in md
+
+
+def test_compact_json_keeps_short_lists_and_objects_on_one_line():
+    from scaling.study.presets import PRESETS
+
+    spec = PRESETS["default"]().to_dict()
+    text = compact_json(spec)
+    assert json.loads(text) == spec
+    assert '"sizes": ["s3k", "s10k", "s30k", "s100k", "s300k"]' in text
+    assert text.count("\n") < json.dumps(spec, indent=2).count("\n")
+    long = {"k": list(range(40))}  # too wide for one line: one item per line, as indent=2
+    assert compact_json(long) == json.dumps(long, indent=2)
