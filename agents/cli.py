@@ -165,7 +165,12 @@ def _eval_loss(args) -> int:
     import json
 
     from agents.held_out import held_out_loss  # torch
+    from worldmodels.checkpoint import checkpoint_file
 
+    for path in args.checkpoints:  # before the table's header: a typo fails in one line
+        if not os.path.isfile(checkpoint_file(path)):
+            raise FileNotFoundError(f"no checkpoint at {checkpoint_file(path)}; pass a run "
+                                    "directory of `embscale train` or its checkpoints/*.pt")
     rows = []
     width = max(len("checkpoint"), *(len(str(p)) for p in args.checkpoints))  # whole paths
     print(f"{'checkpoint':<{width}} {'task':>8} {'N':>9} {'D':>9} {'windows':>7} "
