@@ -111,6 +111,7 @@ class _Scorer:
 
     def score(self, fake: np.ndarray) -> dict[str, float]:
         from scaling.metrics import fvd_from_features, i3d_features, lpips, psnr, ssim  # torch
+        from scaling.metrics.rollout import PSNR_CAP_DB
 
         real = self.real.frames
         with warnings.catch_warnings():
@@ -119,7 +120,8 @@ class _Scorer:
         # Frame 0 is conditioned on, not generated: image metrics use frames 1..T-1.
         return {"fvd": float(fvd),
                 "lpips": float(np.mean(lpips(real[:, 1:], fake[:, 1:], model=self.lpips_net))),
-                "psnr": float(np.mean(psnr(real[:, 1:], fake[:, 1:]))),
+                # an identical frame (inf dB) counts as PSNR_CAP_DB, as in rollout_quality
+                "psnr": float(np.mean(psnr(real[:, 1:], fake[:, 1:], max_db=PSNR_CAP_DB))),
                 "ssim": float(np.mean(ssim(real[:, 1:], fake[:, 1:])))}
 
 

@@ -156,7 +156,8 @@ def run_checkpoints(run_dir, count: int | None = None,
 
     Args:
         run_dir: the run directory.
-        count: keep this many, spread evenly in log(step), always including the last
+        count: keep this many (all when fewer are kept), spread evenly in log(step), always
+            including the last: each log-spaced target takes the nearest checkpoint not taken
             (None: all).
         loss_keys: metric keys tried in order for the loss logged at a checkpoint's step.
         skip_fraction: leave out checkpoints before this fraction of the last one's step.
@@ -177,7 +178,8 @@ def run_checkpoints(run_dir, count: int | None = None,
         rec = records.get(step)
         if rec is None:
             continue
-        key = next((k for k in loss_keys if k in rec and math.isfinite(float(rec[k]))), None)
+        key = next((k for k in loss_keys
+                    if rec.get(k) is not None and math.isfinite(float(rec[k]))), None)
         if key is None:
             continue
         found.append(Checkpoint(run=run_dir.name, path=str(p), step=step,
@@ -192,7 +194,9 @@ def run_checkpoints(run_dir, count: int | None = None,
         found = [c for c in found if c.loss <= max_loss]
     if count is None or len(found) <= count:
         return found
-    steps = np.log([c.step for c in found])
-    targets = np.linspace(steps[0], steps[-1], count)
-    chosen = sorted({int(np.argmin(np.abs(steps - t))) for t in targets} | {len(found) - 1})
-    return [found[i] for i in chosen]
+    steps = np.log(np.maximum([c.step for c in found], 1))  # a kept step 0 counts as step 1
+    chosen = [len(found) - 1]  # the last, then the nearest free checkpoint to each target
+    for t in np.linspace(steps[0], steps[-1], count)[:-1]:
+        free = [i for i in range(len(found)) if i not in chosen]
+        chosen.append(min(free, key=lambda i: (abs(steps[i] - t), i)))
+    return [found[i] for i in sorted(chosen)]

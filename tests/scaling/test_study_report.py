@@ -86,6 +86,21 @@ def test_run_checkpoints_pairs_each_kept_checkpoint_with_its_loss(tmp_path):
     assert [c.step for c in run_checkpoints(run, count=2, max_loss=0.5)] == [8, 128]
 
 
+def test_run_checkpoints_keeps_the_count_asked_for_and_skips_null_losses(tmp_path):
+    run = tmp_path / "bc-token-s10k-seed0"
+    (run / "checkpoints").mkdir(parents=True)
+    steps = [0, *range(1000, 10001, 1000)]  # a kept step 0 too
+    rows = [{"step": s, "tokens": s, "flops": 6.0 * s, "params": 1, "val/loss": 1.0} for s in steps]
+    rows.append({"step": 11000, "tokens": 11000, "flops": 6.6e4, "params": 1, "val/loss": None})
+    for r in rows:
+        (run / "checkpoints" / f"step_{r['step']:08d}.pt").write_bytes(b"")
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for count in (3, 7, 9, 10):  # nearest targets that coincide no longer merge
+        kept = [c.step for c in run_checkpoints(run, count=count)]
+        assert len(kept) == len(set(kept)) == count and kept[-1] == 10000, kept
+    assert [c.step for c in run_checkpoints(run, count=3)] == [0, 1000, 10000]
+
+
 def test_uniform_action_loss_is_the_mean_log_of_the_action_classes():
     assert uniform_action_loss({"model_config": {"action_vocab_sizes": [4]}}) == pytest.approx(
         math.log(4))
@@ -214,3 +229,24 @@ def test_compact_json_keeps_short_lists_and_objects_on_one_line():
     assert text.count("\n") < json.dumps(spec, indent=2).count("\n")
     long = {"k": list(range(40))}  # too wide for one line: one item per line, as indent=2
     assert compact_json(long) == json.dumps(long, indent=2)
+
+
+def test_quality_scores_count_an_identical_frame_at_the_psnr_cap(monkeypatch):
+    import types
+
+    import scaling.metrics as metrics
+    from scaling.metrics.rollout import PSNR_CAP_DB
+    from scaling.study.loss_vs_quality import _Scorer
+
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (2, 4, 16, 16, 3), dtype=np.uint8)
+    fake = real.copy()
+    fake[1, 1:] ^= 1  # clip 0 is generated exactly: its frames' PSNR is infinite
+    for name, value in (("fvd_from_features", lambda a, b: 0.0), ("i3d_features",
+                        lambda x, model: None), ("lpips", lambda a, b, model: np.zeros(len(a)))):
+        monkeypatch.setattr(metrics, name, value)  # no networks: only the image metrics count
+    scorer = object.__new__(_Scorer)
+    scorer.real, scorer.real_features = types.SimpleNamespace(frames=real), None
+    scorer.i3d = scorer.lpips_net = None
+    psnr = scorer.score(fake)["psnr"]
+    assert math.isfinite(psnr) and PSNR_CAP_DB > psnr > 40  # the mean of 100 dB and 48 dB
