@@ -159,10 +159,14 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
 
     cap = math.inf  # what the time limit allows this round (math.inf: no limit)
 
+    def charged() -> float:
+        """What growing the data has taken from the budget so far."""
+        took = sum(h.get("collect_seconds", 0.0) + h.get("encode_seconds", 0.0) for h in growth)
+        return growth_charge(took, cfg, workers)
+
     def within(extra: float = 0.0) -> ProtocolConfig:
         """``cfg`` less growing the data's cost (and ``extra``), within the time limit's cap."""
-        took = sum(h.get("collect_seconds", 0.0) + h.get("encode_seconds", 0.0) for h in growth)
-        budget = min(cfg.budget - growth_charge(took, cfg, workers), cap) - extra
+        budget = min(cfg.budget - charged(), cap) - extra
         return dataclasses.replace(cfg, budget=max(budget, 1e-300))
     if state.get("data"):  # a resumed study continues on the data it grew
         runs = _with_data(runs, state["data"])
@@ -223,7 +227,7 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                 current = [with_budget(r, budgets[r.name]) for r in runs]
                 data.update(grown.limits)
                 state.update(data=grown.data, limits={t: list(v) for t, v in data.items()})
-                state["growth_charge"] = cfg.budget - within().budget
+                state["growth_charge"] = charged()  # not the time limit's cut
                 plans = plan_tasks(_read_curves(current, loss_key, data), within(), shares)
         first_cost = sum(p.spent for p in plans.values())
         if cfg.unit == "seconds" and not state["rounds"] and first_cost > cfg.budget:

@@ -141,12 +141,12 @@ class _Grower:
                        "encode_seconds": 1.0})
 
 
-def _seconds_protocol(path, shards, grow, budget):
+def _seconds_protocol(path, shards, grow, budget, **kw):
     runs = _runs(path, shards / "shards")
     per = {r.name: planned_tokens_per_step(r) for r in runs}
     return run_protocol(runs, ProtocolConfig(budget=budget, unit="seconds", collect=True),
                         path / "protocol.json", _timed_sweep, per, loss_key="train/loss",
-                        data={"wm-token": (ITEMS, 5)}, grow=grow, workers=2)
+                        data={"wm-token": (ITEMS, 5)}, grow=grow, workers=2, **kw)
 
 
 def test_a_seconds_budget_pays_for_growing_the_data(tmp_path, shards):
@@ -162,6 +162,13 @@ def test_a_seconds_budget_pays_for_growing_the_data(tmp_path, shards):
     assert 2.0 < trained <= 13.0 - 4.0  # the runs went on, within what the growth left
     again = _seconds_protocol(tmp_path / "a", tmp_path, grow, budget=13.0)  # resumed: the
     assert again["budgets"] == state["budgets"]  # history's charge is kept, nothing more runs
+
+    # under a time limit that caps the budget, the growth's charge is still what it took
+    grow = _Grower(tmp_path / "grown", estimate=3.0)
+    capped = _seconds_protocol(tmp_path / "c", tmp_path, grow, budget=100.0, sweep_end=69.0,
+                               clock=lambda: 0.0)
+    assert capped["time_limit"]["capped"] and len(capped["growth"]) == 1
+    assert capped["growth_charge"] == pytest.approx(4.0)
 
     # the same runs with a growth estimated at 10 s (20 s of the budget): none is collected
     grow = _Grower(tmp_path / "grown", estimate=10.0)
