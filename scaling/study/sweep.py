@@ -36,6 +36,10 @@ RUN_SPEC_FILE = "run_spec.json"
 DONE_FILE = "done.json"
 LOG_FILE = "train.log"
 DEFAULT_ENTRY = "scaling.study.adapters.training:train_run"
+DIE_WITH_PARENT = "EMBSCALE_DIE_WITH_PARENT"
+"""Set in the environment of a sweep's run processes: each exits when its parent dies (under
+``torchrun`` the ranks die with it), so no run trains on after a killed study. A run started by
+hand or by a cluster job (``--emit-jobs``) does not have it, and outlives its shell."""
 
 
 @dataclass
@@ -259,6 +263,7 @@ def run_sweep(runs: Sequence[RunSpec], parallel: int = 2, cores: int | None = No
                EMBSCALE_THREADS=str(threads),
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep, never spin
+    env[DIE_WITH_PARENT] = "1"  # a killed study (SIGTERM, kill -9) takes its runs with it
     active: dict[str, tuple[RunSpec, subprocess.Popen, Any]] = {}
     bar = tqdm(total=len(runs), initial=skipped, desc="sweep", unit="run", disable=not progress,
                dynamic_ncols=True)
@@ -350,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entry", default=DEFAULT_ENTRY,
                         help="training function as module:function (default: %(default)s)")
     args = parser.parse_args(argv)
+    if os.environ.pop(DIE_WITH_PARENT, None):  # started by run_sweep (or torchrun under it)
+        from offline_data.processes import die_with_parent
+
+        die_with_parent(os.getppid())
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_worker(args.run_spec, args.entry)

@@ -117,3 +117,48 @@ def test_run_spec_rejects_unknown_keys(tmp_path):
     d["learning_rate"] = 1e-3
     with pytest.raises(ValueError, match="unknown key.*learning_rate"):
         RunSpec.from_dict(d)
+
+
+def test_a_killed_sweep_takes_its_run_processes_with_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    (tmp_path / "slow_entry.py").write_text(textwrap.dedent("""
+        import os, pathlib, time
+        def train(run):
+            pathlib.Path(run.run_dir, "pid").write_text(str(os.getpid()))
+            time.sleep(120)
+            return {}
+    """))
+    driver = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from scaling.study.sweep import RunSpec, run_sweep
+        run = RunSpec(name="r0", task="wm-token", size="s10k", seed=0, out_dir={str(tmp_path)!r},
+                      data="x", tokens=1e3)
+        run_sweep([run], parallel=1, entry="slow_entry:train", progress=False, poll_s=0.1)
+    """)
+    study = subprocess.Popen([sys.executable, "-c", driver])
+    pid_file = tmp_path / "pid"  # the run directory is out_dir
+    deadline = time.time() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    if not pid_file.is_file():
+        study.kill()
+        pytest.fail("the sweep never started its run")
+    child = int(pid_file.read_text())
+    os.kill(study.pid, signal.SIGTERM)  # as a scheduler's timeout ends a job: no except runs
+    study.wait(timeout=30)
+    gone = time.time() + 10
+    while time.time() < gone:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail(f"run process {child} outlived its killed study")
