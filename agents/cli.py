@@ -64,7 +64,7 @@ def _add_wm_args(p: argparse.ArgumentParser) -> None:
                    help="sampling temperature of image tokens (0: greedy)")
     p.add_argument("--reward", choices=("expected", "argmax"), default="expected",
                    help="imagined reward: expected reward sign, or its most likely value")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=A.nonnegative_int, default=0, help="random seed (>= 0)")
     p.add_argument("--device", default="auto",
                    help="torch device of the world model and tokenizer: cpu, cuda, cuda:N or "
                         "auto (CUDA when available)")
@@ -313,7 +313,7 @@ def register(subparsers) -> None:
     p.add_argument("--temperature", type=A.nonnegative_float, default=1.0,
                    help="sampling temperature")
     p.add_argument("--video", default=None, metavar="MP4", help="write one episode as MP4")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=A.nonnegative_int, default=0, help="random seed (>= 0)")
     p.add_argument("--context-steps", type=A.positive_int, default=None,
                    help="timesteps of history the policy sees (default: the model's context; "
                         "fewer is cheaper per step)")

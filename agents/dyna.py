@@ -38,7 +38,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 from envs.reconstruction import ReconstructedObservation
 from envs.worldmodel_env import WorldModelVecEnv
 from offline_data.action_spaces import check_action_space
-from offline_data.atomic import write_text_atomic
+from offline_data.atomic import atomic_file, write_text_atomic
 from offline_data.token_windows import TokenBatch
 from offline_data.tokens import EpisodeTokens
 from worldmodels.simulator import TokenWorldModelSimulator
@@ -280,6 +280,10 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
     venv = VecMonitor(WorldModelVecEnv(simulator, max_episode_steps=config.horizon))
     venv.seed(config.seed)
     batch_size = min(config.batch_size, config.n_steps * venv.num_envs)
+    if batch_size < 2:  # PPO normalises advantages over a minibatch
+        raise ValueError(f"PPO needs at least 2 imagined steps per update, got n_steps="
+                         f"{config.n_steps} x {venv.num_envs} env(s) (batch_size "
+                         f"{config.batch_size}); raise --n-steps or --num-envs")
     agent = PPO("CnnPolicy", venv, n_steps=config.n_steps, batch_size=batch_size,
                 n_epochs=config.n_epochs, learning_rate=config.learning_rate,
                 ent_coef=config.ent_coef, seed=config.seed, verbose=0,
@@ -301,7 +305,8 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
                           wm_loss=float(np.mean(losses)) if losses else None)
         history.append(record)
         logger.info("round %d: %s", r, record)
-    agent.save(run_dir / "ppo.zip")
+    with atomic_file(run_dir / "ppo.zip") as tmp, open(tmp, "wb") as f:  # a kill keeps the old
+        agent.save(f)
     if config.wm_updates_per_round:  # the world model as the real steps left it
         save_token_model(simulator.model, run_dir / "world_model.pt")
     results = {"config": asdict(config), "rounds": history,

@@ -68,6 +68,9 @@ def test_env_mismatches_and_bad_config_are_refused(tmp_path):
 
     with pytest.raises(ValueError, match="action space"):
         run_dyna(sim, six_actions, DynaConfig(), tmp_path)
+    with pytest.raises(ValueError, match="at least 2 imagined steps per update, got n_steps=1 x "
+                                         "1 env.*raise --n-steps or --num-envs"):
+        run_dyna(tiny_simulator(num_envs=1), breakout(), DynaConfig(n_steps=1), tmp_path)
     with pytest.raises(ValueError, match="real_steps_per_round"):
         DynaConfig(wm_updates_per_round=5)
     with pytest.raises(ValueError, match="real_observations"):
