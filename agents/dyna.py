@@ -224,7 +224,11 @@ def _collect_real(agent: PPO, make_env, steps: int, simulator: TokenWorldModelSi
 
 def update_world_model(simulator: TokenWorldModelSimulator, episodes: list[EpisodeTokens],
                        steps: int, learning_rate: float, seed: int) -> list[float]:
-    """Fine-tune the simulator's world model on real episodes; returns the losses."""
+    """Fine-tune the simulator's world model on real episodes; returns the losses.
+
+    The simulator's cache is then re-encoded with the new weights, so imagined episodes that
+    PPO has in progress continue under the updated model, not on the old model's keys.
+    """
     model, layout = simulator.model, simulator.layout
     T = simulator.context_steps
     windows = [(e, s) for e in episodes for s in range(max(1, len(e.frame_tokens) - T + 1))
@@ -255,6 +259,7 @@ def update_world_model(simulator: TokenWorldModelSimulator, episodes: list[Episo
         opt.step()
         losses.append(float(out.loss.detach()))
     model.eval()
+    simulator.refresh_cache()  # imagined episodes in progress go on under the new weights
     return losses
 
 

@@ -31,7 +31,7 @@ from worldmodels.checkpoint import model_from_checkpoint, read_model_checkpoint
 from worldmodels.decode_attention import KernelConfig, check_config
 from worldmodels.decode_math import sample_frame
 from worldmodels.decode_step import ATTENTIONS, DECODE_MODES, DecodeStep
-from worldmodels.row_cache import RowKVCache, place_rows, row_forward, slide
+from worldmodels.row_cache import RowKVCache, place_rows, rebuild, row_forward, slide
 from worldmodels.run_state import check_tokenizer_match, recorded_tokenizer
 from worldmodels.token_model import TokenModel
 from worldmodels.tokenizer import load_tokenizer
@@ -318,6 +318,19 @@ class TokenWorldModelSimulator:
             t, L = cache.length, ids.shape[1]
             cache.tokens[:, t:t + L] = ids
             return row_forward(gpt, cache, cache.tokens[:, :t + L].clone(), col0=0)[:, -L:]
+
+    @torch.no_grad()
+    def refresh_cache(self) -> None:
+        """Re-encode every row's context with the model's current weights.
+
+        After the weights change (dyna's world-model updates), the keys and values cached for
+        episodes in progress are the old weights'; recomputed, those episodes go on as the new
+        model alone would have imagined them from the same tokens.
+        """
+        if self.config.use_cache:
+            with self._amp:
+                rebuild(self.model.gpt, self.cache,
+                        [self.cache.row_tokens(b) for b in range(self.num_envs)])
 
     def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 frames (B, H, W, 3) -> image token ids int64 (B, d_z) for this model."""

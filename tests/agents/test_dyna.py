@@ -80,3 +80,27 @@ def test_env_mismatches_and_bad_config_are_refused(tmp_path):
 def test_confidence_interval_known_answer():
     mean, lo, hi = confidence_interval([1.0, 2.0, 3.0, 4.0])
     assert mean == 2.5 and hi - mean == pytest.approx(1.96 * np.std([1, 2, 3, 4], ddof=1) / 2)
+
+
+def test_episodes_in_progress_continue_under_the_updated_world_model():
+    import copy
+    import dataclasses
+
+    from agents.dyna import update_world_model
+    from tests.helpers.world_models import tiny_episodes, tiny_tokenizer
+
+    sim = tiny_simulator(num_envs=3, seed=1, decode="eager")
+    rng = np.random.default_rng(5)
+    sim.reset(np.arange(3))
+    sim.step(rng.integers(0, 4, 3))  # one step: a full context slides, re-encoding it anyway
+    update_world_model(sim, tiny_episodes(tiny_tokenizer(), n=3, length=8), steps=20,
+                       learning_rate=1e-2, seed=0)
+    # the same state stepped by recomputing the whole context with the new weights
+    recompute = copy.deepcopy(sim)
+    recompute.config = dataclasses.replace(sim.config, use_cache=False)
+    recompute.decoder = None
+    recompute.generator.set_state(sim.generator.get_state())
+    actions = rng.integers(0, 4, 3)
+    cached, full = sim.step(actions), recompute.step(actions)
+    np.testing.assert_allclose(cached.rewards, full.rewards, atol=1e-5)
+    np.testing.assert_array_equal(cached.observations, full.observations)
