@@ -20,6 +20,7 @@ from scaling.study.report_page import (
     Report,
     coefficient_table,
     compact_json,
+    fit_figure_caption,
     fmt,
     read_json,
     skipped_reason,
@@ -222,12 +223,12 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
         r.add("list", rows=notes)
     _baselines_paragraph(r, spec)
     r.add("h2", "Training curves and frontiers (paper Figures 1 and 5)")
-    marks = (", with the budget protocol's crossings (x)"
-             if (spec.study_dir / "protocol.json").is_file() else "")
+    final = (read_json(spec.study_dir / "protocol.json") or {}).get("final") or {}
     for task in fits:
+        crossed = any(p.get("status") == "crossing" for p in (final.get(task) or {}).get(
+            "pairs", []))
         r.media(fit_dir(spec, task) / "scaling_fit.png", "img",
-                f"{TASK_TITLES.get(task, task)}: loss vs FLOPs coloured by N, efficient frontier "
-                f"and parametric fit{marks} (left); N_opt and D_opt vs compute (middle, right)",
+                fit_figure_caption(TASK_TITLES.get(task, task), fits[task], crossed),
                 name=f"{task}_scaling_fit.png")
     r.add("h2", "Planner: the next 10x of compute")
     rows = [["Task", "C (FLOPs)", "N_opt", "D_opt", "predicted loss", "nearest preset",

@@ -88,9 +88,16 @@ def agreement_sentence(fit: dict | None, reasons: bool = True) -> str:
         text += (f"the {this} a lies {'inside' if inside[-1] else 'outside'} the {other} fit's "
                  f"{level} interval; ")
     issues = pa.get("not_identified") or []
-    if issues:  # a law with a parameter at its bound says nothing about a
+    fr_issues = entry_issues("frontier", fr)
+    if issues and fr_issues:
+        text += (f"but neither fit is identified (parametric: {'; '.join(issues)}; frontier: "
+                 f"{'; '.join(fr_issues)}), so neither a is a check on the other.")
+    elif issues:  # a law with a parameter at its bound says nothing about a
         text += (f"but the parametric fit is not identified ({'; '.join(issues)}), so its a is "
                  "no check on the frontier's.")
+    elif fr_issues:
+        text += (f"but the frontier fit is not identified ({'; '.join(fr_issues)}), so its a is "
+                 "no check on the parametric's.")
     elif inside == [True, True]:
         text += "the two methods agree."
     elif inside == [False, False]:
@@ -244,13 +251,16 @@ def difference_sentence(fits: dict[str, dict | None]) -> str | None:
                "bootstrap to get one)" for t in short]
         return f"{head} = {fmt(d)} from {used}; no interval: {'; '.join(why)}{caveat}."
     lo, hi = difference_interval(xs, ys)
+    text = (f"{head} = {fmt(d)} [{fmt(lo)}, {fmt(hi)}] from {used}: 95% percentile interval of "
+            f"the differences of the two tasks' independent bootstrap refits ({xs.size} and "
+            f"{ys.size})")
+    if caveat:  # no verdict from an a that a fit does not identify
+        return f"{text}{caveat}."
     where = ("excludes 0, so the tasks' exponents differ" if lo > 0 or hi < 0 else
              "includes 0, so the data do not tell the exponents apart")
     paper = PAPER_A[cnn] - PAPER_A[tok]
-    return (f"{head} = {fmt(d)} [{fmt(lo)}, {fmt(hi)}] from {used}: 95% percentile interval of "
-            f"the differences of the two tasks' independent bootstrap refits ({xs.size} and "
-            f"{ys.size}). The interval {where}, and it "
-            f"{'includes' if lo <= paper <= hi else 'excludes'} the paper's {paper:.2f}{caveat}.")
+    return (f"{text}. The interval {where}, and it "
+            f"{'includes' if lo <= paper <= hi else 'excludes'} the paper's {paper:.2f}.")
 
 
 def _unidentified_a(fits: dict, tasks: tuple[str, str], method: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
+from scaling.laws.identification import entry_issues
 from scaling.tasks import TASKS
 
 TASK_TITLES = {name: task.title for name, task in TASKS.items()}
@@ -229,14 +230,35 @@ def coefficient_table(fits: dict[str, dict]) -> list[list[str]]:
     for task, fit in fits.items():
         fr, pa = fit.get("frontier"), fit.get("parametric")
         fr_ok, pa_ok = skipped_reason(fr) is None, skipped_reason(pa) is None
+        # a fit that does not identify its a says so in its cells, not only in the text below
+        fr_mark = " (not identified)" if fr_ok and entry_issues("frontier", fr) else ""
+        pa_mark = " (not identified)" if pa_ok and entry_issues("parametric", pa) else ""
         rows.append([
             TASK_TITLES.get(task, task),
-            with_ci(fr, "a") if fr_ok else "N/A", with_ci(fr, "b") if fr_ok else "N/A",
-            with_ci(pa, "a") if pa_ok else "N/A", with_ci(pa, "b") if pa_ok else "N/A",
-            ", ".join(fmt(pa.get(k)) for k in ("E", "alpha", "beta")) if pa_ok else "N/A",
+            with_ci(fr, "a") + fr_mark if fr_ok else "N/A",
+            with_ci(fr, "b") + fr_mark if fr_ok else "N/A",
+            with_ci(pa, "a") + pa_mark if pa_ok else "N/A",
+            with_ci(pa, "b") + pa_mark if pa_ok else "N/A",
+            ", ".join(_at_zero(pa.get(k)) for k in ("E", "alpha", "beta")) if pa_ok else "N/A",
             str((fit.get("data") or {}).get("num_points", "")),
         ])
     return rows
+
+
+def fit_figure_caption(title: str, fit: dict, crossed: bool) -> str:
+    """The caption of a task's scaling-fit figure, naming only what it draws."""
+    drawn = [name for name, key in (("efficient frontier", "frontier"),
+                                    ("parametric fit", "parametric"))
+             if fit.get(key) and skipped_reason(fit[key]) is None]
+    return (f"{title}: loss vs FLOPs coloured by N"
+            + "".join(f", {d}" for d in drawn)
+            + (", with the budget protocol's crossings (x)" if crossed else "")
+            + " (left); N_opt and D_opt vs compute (middle, right)")
+
+
+def _at_zero(value: Any) -> str:
+    """A coefficient collapsed onto its bound 0 (1e-81 and the like) shown as 0."""
+    return "0" if isinstance(value, (int, float)) and 0 <= value < 1e-12 else fmt(value)
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -236,8 +236,8 @@ def test_difference_sentence_uses_the_fit_both_tasks_have():
     assert "(3 and 2)" in text and "0.66 against 0.32" in text
     assert "excludes 0" in text and "includes the paper's 0.34" in text
     both = {t: {**f, "frontier": FITS["bc-token"]["frontier"]} for t, f in FITS.items()}
-    assert "= 0.000 [" in difference_sentence(both) and "the frontier a of both tasks" in \
-        difference_sentence(both) and "includes 0" in difference_sentence(both)
+    t = difference_sentence(both)  # a frontier of 1 size identifies no a: no verdict on 0
+    assert "= 0.000 [" in t and "the frontier a of both tasks" in t and "includes 0" not in t
     no_samples = {t: {**f, "parametric": {**f["parametric"], "bootstrap": {}}}
                   for t, f in FITS.items()}
     assert "no interval: the fit.json of BC-CNN holds no bootstrap refits" in \
@@ -267,9 +267,9 @@ def test_agreement_sentence_checks_each_interval():
     text = agreement_sentence(FITS["bc-token"])
     assert "the parametric a lies inside the frontier fit's 95% interval" in text
     assert "the frontier a lies inside the parametric fit's 95% interval" in text
-    assert text.endswith("the two methods agree.")
+    assert text.endswith("(at least 3 needed)), so its a is no check on the parametric's.")
     far = {**FITS["bc-token"], "parametric": entry(0.5, [0.45, 0.55], [])}
-    assert "disagree beyond both intervals" in agreement_sentence(far)
+    assert "outside the frontier fit's 95% interval" in agreement_sentence(far)
     no_ci = {**FITS["bc-token"], "parametric": {**far["parametric"], "ci": {},
                                                 "ci_error": "refits failed"}}
     assert "parametric fit has no interval (refits failed)" in agreement_sentence(no_ci)
@@ -286,7 +286,7 @@ def test_agreement_sentence_checks_each_interval():
     at_bound = {**FITS["bc-token"], "parametric": {**FITS["bc-token"]["parametric"],
                                                    "not_identified": ["E = 0 at its bound"]}}
     text = agreement_sentence(at_bound)
-    assert "parametric fit is not identified (E = 0 at its bound)" in text
+    assert "neither fit is identified (parametric: E = 0 at its bound; frontier: 1 size" in text
     assert "agree." not in text
 
 
@@ -294,7 +294,7 @@ def test_agreement_in_one_direction_says_which_interval_misses_and_why():
     # The default study's WM-Token: a narrow frontier interval from points resampled within its
     # five runs misses the parametric a; the parametric interval holds the frontier a.
     fit = {"bootstrap": {"level": 0.95, "scheme": "within-run"},
-           "frontier": entry(0.533, [0.497, 0.538], []),
+           "frontier": {**entry(0.533, [0.497, 0.538], []), "not_identified": []},
            "parametric": {**entry(0.439, [0.392, 0.535], []), "not_identified": []}}
     text = agreement_sentence(fit)
     assert ("the methods agree only in one direction: the frontier interval (0.041 wide) misses "
@@ -303,7 +303,7 @@ def test_agreement_in_one_direction_says_which_interval_misses_and_why():
     fit["bootstrap"]["scheme"] = "runs"
     text = agreement_sentence(fit)
     assert text.endswith("holds the frontier a.") and "fixed runs" not in text
-    swapped = {**fit, "frontier": entry(0.45, [0.30, 0.65], []),
+    swapped = {**fit, "frontier": {**entry(0.45, [0.30, 0.65], []), "not_identified": []},
                "parametric": {**entry(0.62, [0.58, 0.66], []), "not_identified": []}}
     assert ("the parametric interval (0.080 wide) misses the frontier a, while the frontier "
             "interval (0.350 wide) holds the parametric a.") in agreement_sentence(swapped)

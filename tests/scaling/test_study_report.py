@@ -112,9 +112,9 @@ def test_uniform_action_loss_is_the_mean_log_of_the_action_classes():
 FIT = {
     "data": {"num_points": 120},
     "frontier": {"status": "ok", "a": 0.49, "b": 0.51, "a0": 1.0, "b0": 1.0,
-                 "ci": {"a": [0.41, 0.57], "b": [0.43, 0.59]}},
+                 "ci": {"a": [0.41, 0.57], "b": [0.43, 0.59]}, "not_identified": []},
     "parametric": {"status": "ok", "a": 0.52, "b": 0.48, "E": 1.8, "alpha": 0.35, "beta": 0.37,
-                   "ci": {"a": [0.5, 0.54]}},
+                   "ci": {"a": [0.5, 0.54]}, "not_identified": []},
 }
 
 
@@ -128,6 +128,12 @@ def test_coefficient_table_and_skips():
     assert skipped_reason(skipped["frontier"]) == "curves do not overlap"
     assert skipped_reason(FIT["frontier"]) is None
     assert with_ci({"a": 0.5}, "a") == "0.500"
+    # fits that do not identify a say so in their cells; E collapsed onto 0 reads 0
+    weak = {"data": {}, "frontier": {**FIT["frontier"], "a": -0.07, "not_identified": ["2 sizes"]},
+            "parametric": {**FIT["parametric"], "E": 1.06e-81, "not_identified": ["E = 0"]}}
+    row = coefficient_table({"bc-token": weak})[1]
+    assert row[1].endswith("(not identified)") and row[2].endswith("(not identified)")
+    assert row[3].endswith("(not identified)") and row[5] == "0, 0.350, 0.370"
 
 
 def test_report_writes_markdown_and_html_with_media(tmp_path):
@@ -250,3 +256,34 @@ def test_quality_scores_count_an_identical_frame_at_the_psnr_cap(monkeypatch):
     scorer.i3d = scorer.lpips_net = None
     psnr = scorer.score(fake)["psnr"]
     assert math.isfinite(psnr) and PSNR_CAP_DB > psnr > 40  # the mean of 100 dB and 48 dB
+
+
+def test_agreement_is_judged_only_between_identified_fits():
+    from scaling.study.report_exponents import agreement_sentence
+
+    def fit(fr_a, fr_ci, pa_a, pa_ci, fr_issues=(), pa_issues=()):
+        return {"bootstrap": {"level": 0.95},
+                "frontier": {"status": "ok", "a": fr_a, "b": 1 - fr_a, "ci": {"a": fr_ci},
+                             "not_identified": list(fr_issues)},
+                "parametric": {"status": "ok", "a": pa_a, "b": 1 - pa_a, "ci": {"a": pa_ci},
+                               "not_identified": list(pa_issues)}}
+
+    assert agreement_sentence(fit(0.5, [0.45, 0.55], 0.52, [0.4, 0.6])).endswith("agree.")
+    assert "disagree beyond both intervals" in agreement_sentence(
+        fit(0.5, [0.45, 0.55], 0.7, [0.65, 0.75]))
+    weak = agreement_sentence(fit(-0.05, [-0.1, 0.0], -0.04, [-0.2, 0.1], ["2 sizes"]))
+    assert "agree" not in weak and weak.endswith("(2 sizes), so its a is no check on the "
+                                                 "parametric's.")
+    both = agreement_sentence(fit(0.5, [0.45, 0.55], 0.52, [0.4, 0.6], ["2 sizes"], ["E = 0"]))
+    assert "neither fit is identified (parametric: E = 0; frontier: 2 sizes)" in both
+
+
+def test_a_fit_figure_caption_names_only_what_is_drawn():
+    from scaling.study.report_page import fit_figure_caption
+
+    full = fit_figure_caption("WM-Token", FIT, crossed=True)
+    assert "efficient frontier, parametric fit, with the budget protocol's crossings (x)" in full
+    skipped = {**FIT, "frontier": {"status": "skipped", "reason": "one size optimal"}}
+    bare = fit_figure_caption("BC-CNN", skipped, crossed=False)
+    assert bare == ("BC-CNN: loss vs FLOPs coloured by N, parametric fit (left); N_opt and D_opt "
+                    "vs compute (middle, right)")
