@@ -251,7 +251,7 @@ def fit_figure_caption(title: str, fit: dict, crossed: bool) -> str:
                                     ("parametric fit", "parametric"))
              if fit.get(key) and skipped_reason(fit[key]) is None]
     return (f"{title}: loss vs FLOPs coloured by N"
-            + "".join(f", {d}" for d in drawn)
+            + (", " + " and ".join(drawn) if drawn else "")
             + (", with the budget protocol's crossings (x)" if crossed else "")
             + " (left); N_opt and D_opt vs compute (middle, right)")
 

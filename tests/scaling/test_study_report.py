@@ -282,7 +282,8 @@ def test_a_fit_figure_caption_names_only_what_is_drawn():
     from scaling.study.report_page import fit_figure_caption
 
     full = fit_figure_caption("WM-Token", FIT, crossed=True)
-    assert "efficient frontier, parametric fit, with the budget protocol's crossings (x)" in full
+    assert ("by N, efficient frontier and parametric fit, with the budget protocol's crossings "
+            "(x) (left)") in full
     skipped = {**FIT, "frontier": {"status": "skipped", "reason": "one size optimal"}}
     bare = fit_figure_caption("BC-CNN", skipped, crossed=False)
     assert bare == ("BC-CNN: loss vs FLOPs coloured by N, parametric fit (left); N_opt and D_opt "
