@@ -24,7 +24,8 @@ from scaling.laws.identification import (
 from scaling.study.report_page import TASK_TITLES, fmt, skipped_reason
 
 PAPER_A = {"bc-token": 0.32, "bc-cnn": 0.66}
-"""The paper's frontier ``a`` of the two BC tasks."""
+"""The paper's ``a`` of the two BC tasks (its Table 1): BC-Token's from the parametric fit (the
+paper gives no frontier fit for it), BC-CNN's from the frontier fit."""
 
 MAX_PAIRS = 4_000_000  # above this many refit pairs, a seeded random subset of pairs is used
 
