@@ -51,17 +51,6 @@ def check_dir_arg(path: str | Path, flag: str) -> None:
             return
 
 
-def check_dataset_arg(dataset_id: str, default: str, flag: str = "--dataset") -> None:
-    """Refuse a dataset id that is not stored locally (only a default is ever collected)."""
-    from offline_data.datasets import dataset_path, datasets_root
-
-    if not (dataset_path(dataset_id) / "data").is_dir():
-        raise FileNotFoundError(f"{flag} {dataset_id} is not a local Minari dataset (none under "
-                                f"{datasets_root()}); list them with `embscale data list`, or "
-                                f"leave {flag} out for the default {default} (collected when "
-                                "missing)")
-
-
 def run_command(func: Callable[[Any], Any], args: Any, debug: bool = False,
                 prog: str = "embscale") -> int:
     """Call ``func(args)``; print any error as one line and return the exit status.

@@ -100,3 +100,15 @@ def pearson(x, y) -> float:
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return math.nan
     return float(np.corrcoef(x, y)[0, 1])
+
+
+def check_dataset_arg(dataset_id: str, default: str, flag: str = "--dataset") -> None:
+    """Refuse a dataset id that is not stored locally (only a default is ever collected)."""
+    from offline_data.datasets import datasets_root
+    from scaling.study.paths import dataset_exists
+
+    if not dataset_exists(dataset_id):
+        raise FileNotFoundError(f"{flag} {dataset_id} is not a local Minari dataset (none under "
+                                f"{datasets_root()}); list them with `embscale data list`, or "
+                                f"leave {flag} out for the default {default} (collected when "
+                                "missing)")

@@ -30,7 +30,7 @@ import numpy as np
 
 from offline_data.atomic import write_text_atomic
 from offline_data.tokens import TokenLayout
-from scaling.mechanisms.common import Estimate, estimate
+from scaling.mechanisms.common import Estimate, check_dataset_arg, estimate
 from scaling.plots import save_figure
 from scaling.study.budget_protocol import ProtocolConfig
 from scaling.study.presets import default_study, quick_study
@@ -314,8 +314,6 @@ def sweep_spec(out: Path, quick: bool, seed: int, dataset: str | None = None):
 
 def run_cli(args, command: str) -> dict:
     """``embscale reproduce section-5.2``."""
-    from scaling.cli.errors import check_dataset_arg
-
     out = Path(args.out)
     default = default_study().dataset.id
     if args.runs:

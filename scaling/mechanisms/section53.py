@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from offline_data.defaults import DEFAULTS
-from scaling.mechanisms.common import estimate, pearson
+from scaling.mechanisms.common import check_dataset_arg, estimate, pearson
 from scaling.mechanisms.section53_report import PAPER_R, figure, identified, write_report
 from scaling.study.spec import (
     DatasetSpec,
@@ -253,8 +253,6 @@ def analyze(cfg: Section53Config, rows: list[dict], command: str,
 
 def run_cli(args, command: str) -> dict:
     """``embscale reproduce section-5.3``."""
-    from scaling.cli.errors import check_dataset_arg
-
     kw = dict(QUICK) if args.quick else {}
     own = own_dataset(args.quick)
     dataset = own if args.dataset == Section53Config.dataset else args.dataset
