@@ -93,9 +93,9 @@ def run(args: argparse.Namespace) -> int:
         elif args.started_at is not None:
             raise ValueError("--started-at counts a --time-limit from the job's start; give "
                              "--time-limit too (e.g. --time-limit 29m)")
-    check_study_dir(spec, args.allow_mixed)  # a damaged study.json, another spec's runs
-    validate_spec(spec)  # before the first line is printed
     if args.emit_jobs:
+        check_study_dir(spec, args.allow_mixed)  # a damaged study.json, another spec's runs
+        validate_spec(spec)  # (run_study checks both itself, before its first line)
         suffix = "sh" if args.emit_jobs == "torchrun" else args.emit_jobs
         out = args.jobs_out or str(spec.study_dir / f"jobs.{suffix}")
         path, rnd = emit_study_jobs(spec, out, args.emit_jobs, args.gpus, args.allow_mixed)
@@ -113,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
                   "tokenizer stages first (`embscale study --stages dataset,tokenizer ...`), "
                   f"then the jobs, then {fits}")
         return 0
-    print(f"study {spec.name}: {', '.join(stages)} -> {spec.study_dir}", flush=True)
     out = run_study(spec, stages=stages, allow_mixed=args.allow_mixed,
                     progress=not args.no_progress,
                     echo=lambda line: print(line, flush=True), time_limit=limit)

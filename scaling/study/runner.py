@@ -50,12 +50,12 @@ def _record(study_dir: Path) -> dict[str, Any]:
         return {}
     try:
         record = json.loads(path.read_text())
+        why = None if isinstance(record, dict) else "not a JSON object"
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        record = e
-    if not isinstance(record, dict):
-        why = f" ({record})" if isinstance(record, Exception) else " (not a JSON object)"
-        raise ValueError(f"{path} is damaged{why}; repair it, or delete it to have it rewritten "
-                         "(the study's finished stages are kept)")
+        why = str(e)
+    if why is not None:
+        raise ValueError(f"{path} is damaged ({why}); repair it, or delete it to have it "
+                         "rewritten (the study's finished stages are kept)")
     return record
 
 
@@ -94,6 +94,7 @@ def run_study(spec: StudySpec, stages: tuple[str, ...] = STAGES, allow_mixed: bo
     study_dir = spec.study_dir
     record = check_study_dir(spec, allow_mixed)
     steps.validate_spec(spec)  # before anything is written: a rejected spec leaves no trace
+    echo(f"study {spec.name}: {', '.join(stages)} -> {study_dir}")
     study_dir.mkdir(parents=True, exist_ok=True)
     record.update({"name": spec.name, "spec": spec.to_dict(), "shared": spec.shared_config(),
                    "fingerprint": spec.fingerprint()})
