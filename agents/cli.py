@@ -167,10 +167,10 @@ def _eval_loss(args) -> int:
     from agents.held_out import held_out_loss  # torch
     from worldmodels.checkpoint import checkpoint_file
 
-    for path in args.checkpoints:  # before the table's header: a typo fails in one line
-        if not os.path.isfile(checkpoint_file(path)):
-            raise FileNotFoundError(f"no checkpoint at {checkpoint_file(path)}; pass a run "
-                                    "directory of `embscale train` or its checkpoints/*.pt")
+    for file in map(checkpoint_file, args.checkpoints):  # before the header: a typo fails
+        if not os.path.isfile(file):  # in one line
+            raise FileNotFoundError(f"no checkpoint at {file}; pass a run directory of "
+                                    "`embscale train` or its checkpoints/*.pt")
     rows = []
     width = max(len("checkpoint"), *(len(str(p)) for p in args.checkpoints))  # whole paths
     print(f"{'checkpoint':<{width}} {'task':>8} {'N':>9} {'D':>9} {'windows':>7} "
