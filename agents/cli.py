@@ -165,12 +165,10 @@ def _eval_loss(args) -> int:
     import json
 
     from agents.held_out import held_out_loss  # torch
-    from worldmodels.checkpoint import checkpoint_file
+    from worldmodels.checkpoint import read_model_checkpoint
 
-    for file in map(checkpoint_file, args.checkpoints):  # before the header: a typo fails
-        if not os.path.isfile(file):  # in one line
-            raise FileNotFoundError(f"no checkpoint at {file}; pass a run directory of "
-                                    "`embscale train` or its checkpoints/*.pt")
+    for path in args.checkpoints:  # before the header: a typo or a wrong file fails in one line
+        read_model_checkpoint(path, "any", map_location="meta")  # no tensor data is read
     rows = []
     width = max(len("checkpoint"), *(len(str(p)) for p in args.checkpoints))  # whole paths
     print(f"{'checkpoint':<{width}} {'task':>8} {'N':>9} {'D':>9} {'windows':>7} "

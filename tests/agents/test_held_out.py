@@ -90,3 +90,9 @@ def test_bad_input_is_named(token_run, tmp_path, capsys):
         held_out_loss(token_run, "val", stride=0)
     assert cli.main(["eval", "loss", str(tmp_path / "missing")]) == 2
     assert "no checkpoint at" in capsys.readouterr().err
+    not_a_checkpoint = tmp_path / "notes.txt"
+    not_a_checkpoint.write_text("not a checkpoint\n")
+    assert cli.main(["eval", "loss", str(token_run), str(not_a_checkpoint), "--split", "val"]) == 2
+    out, err = capsys.readouterr()
+    assert "notes.txt is not a readable model checkpoint" in err
+    assert out == ""  # refused before the table's header, and before the first run is scored
