@@ -145,7 +145,8 @@ class WorkerPool:
                     w = key.data
                     line = w.stdout.readline()
                     run = busy.pop(w.pid, None)
-                    bar.update(1)
+                    if run is not None:  # not a worker that died while idle
+                        bar.update(1)
                     if not line:  # the worker died (its run is unfinished: reported failed)
                         sel.unregister(w.stdout)
                         logger.warning("sweep worker %d exited during %s", w.pid,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import signal
+import threading
+import time
 
 import pytest
 
@@ -44,6 +49,27 @@ def test_a_pool_shows_its_runs_as_they_finish(tmp_path, capsys):
     with sweep_pool.WorkerPool(2, cores=2, entry=ENTRY) as pool:  # no bar unless asked for
         pool.run(_runs(tmp_path / "quiet", tokens=500))
     assert "run/s" not in capsys.readouterr().err
+
+
+def test_a_worker_that_dies_while_idle_is_not_counted_as_a_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_S", "0.05")
+    short, long = _runs(tmp_path, sizes=("a",), tokens=200)[0], _runs(tmp_path, sizes=("b",))[0]
+    long = dataclasses.replace(long, tokens=4000)  # 40 steps: busy long after the short one
+
+    def kill_the_idle_worker():  # the worker that trained the short run waits for another
+        done = short.run_dir / DONE_FILE
+        while not done.is_file():
+            time.sleep(0.01)
+        time.sleep(0.5)  # its line is read: the worker is idle (the long run has 1.5 s to go)
+        os.kill(json.loads(done.read_text())["pid"], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_idle_worker)
+    with sweep_pool.WorkerPool(2, cores=2, entry=ENTRY, progress=True) as pool:
+        killer.start()
+        assert pool.run([long, short]) == {long.name: "finished", short.name: "finished"}
+        killer.join()
+    err = capsys.readouterr().err
+    assert "2/2" in err.rstrip().split("\r")[-1]  # tqdm drops "n/total" once n passes total
 
 
 def test_dead_workers_fail_their_runs_and_a_rerun_resumes_them(tmp_path, monkeypatch):
