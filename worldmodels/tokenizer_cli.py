@@ -1,9 +1,9 @@
 """``embscale tokenizer train|encode``: train a VQ-VAE tokenizer, tokenize a dataset into shards.
 
 Example:
-    embscale tokenizer train --dataset embscale/breakout/scripted-v1 --tokens-per-frame 64
-    embscale tokenizer encode --tokenizer runs/tokenizer/breakout-scripted-k64 \
-        --dataset embscale/breakout/scripted-v1 --out tokens/breakout-scripted-k64
+    embscale tokenizer train --dataset embscale/breakout/scripted-v2 --tokens-per-frame 64
+    embscale tokenizer encode --tokenizer runs/tokenizer/breakout-scripted-v2-k64 \
+        --dataset embscale/breakout/scripted-v2 --out tokens/breakout-scripted-k64
 """
 
 from __future__ import annotations

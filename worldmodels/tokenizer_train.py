@@ -381,7 +381,12 @@ def train_tokenizer(cfg: TokenizerTrainConfig, vq: VQConfig | None = None, *,
 
 
 def default_out_dir(dataset_id: str, tokens_per_frame: int) -> str:
-    """``runs/tokenizer/<env>-<source>-k<K>`` for a dataset id ``embscale/<env>/<source>-v0``."""
+    """``runs/tokenizer/<env>-<source>-k<K>`` for a dataset id ``embscale/<env>/<source>``.
+
+    A ``-v0`` suffix is dropped (``embscale/fetch-pick-place/scripted-v0`` gives
+    ``fetch-pick-place-scripted-k64``); later versions stay in the name
+    (``embscale/breakout/scripted-v2`` gives ``breakout-scripted-v2-k64``).
+    """
     parts = dataset_id.split("/")[1:] or [dataset_id]
     name = "-".join(p.replace("-v0", "") for p in parts)
     return os.path.join("runs", "tokenizer", f"{name}-k{tokens_per_frame}")

@@ -8,7 +8,7 @@ Example:
     embscale study --preset paper-wm-token-256 --emit-jobs torchrun --jobs-out jobs.sh
 
 With no arguments it collects the Breakout dataset, trains the tokenizer, sweeps WM-Token,
-BC-Token and BC-CNN over four sizes each, fits the scaling laws, runs the loss-vs-return and
+BC-Token (five sizes each) and BC-CNN (four), fits the scaling laws, runs the loss-vs-return and
 loss-vs-quality studies and writes ``runs/breakout-default/report/report.{md,html}``. Started
 again after an interruption, it skips everything already done.
 """

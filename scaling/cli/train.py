@@ -94,8 +94,8 @@ def register(subparsers) -> None:
                         "cloning from frames through a CNN")
     p.add_argument("--size", required=True,
                    help="model size: paper Table 2 (2M 4M 11M 15M 27M 52M 110M 206M 894M), "
-                        "RT-1 (rt1-0.08M ... rt1-0.99M) or the CPU ladder (s10k s30k s100k "
-                        "s300k s1M s2M)")
+                        "RT-1 (rt1-0.08M ... rt1-0.99M) or the CPU ladder (s3k s10k s30k "
+                        "s100k s300k s1M s2M)")
     p.add_argument("--data", required=True,
                    help="token shard directory from `embscale tokenizer encode` (token tasks) or "
                         "Minari dataset id (bc-cnn)")
@@ -104,8 +104,9 @@ def register(subparsers) -> None:
                    help="run directory (default runs/<study>/<task>-<size>-seed<seed>)")
     p.add_argument("--preset", default=None,
                    help="hyperparameter preset: wm-token-256, wm-token-540, bc-token-540, "
-                        "bc-cnn, rt1 (paper Tables 3-7) or ladder (default: ladder for s* "
-                        "sizes, else the paper's preset holding the size)")
+                        "bc-cnn, rt1 (paper Tables 3-7), ladder, ladder-bc-token or ladder-cnn "
+                        "(default: the task's ladder preset for s* sizes, else the paper's "
+                        "preset holding the size)")
     p.add_argument("--seed", type=int, default=0, help="seed of init, data order and dropout")
     budget = p.add_argument_group("budget (at least one; the first reached stops the run)")
     budget.add_argument("--tokens", type=A.positive_float, default=None,

@@ -112,6 +112,7 @@ def test_noisy_fits_within_003(seed):
     assert abs(fit_huber(noisy).a - A_TRUE) < 0.03
     assert abs(fit_lsq(noisy).a - A_TRUE) < 0.03
     assert abs(fit_frontier(noisy, smooth=5).a - A_TRUE) < 0.03
+    assert abs(fit_isoflop(noisy).a - A_TRUE) < 0.03
 
 
 def test_isoflop_dense_curves_are_interpolated_not_matched():

@@ -31,7 +31,7 @@ def test_paper_table2_shapes_reproduce_paper_N_without_positions():
     for name, s in presets.SIZE_PRESETS.items():
         if s.source == "paper Table 2":
             n = 12 * s.n_layer * s.n_embd**2 + 4096 * s.n_embd
-            assert abs(n - s.paper_params) / s.paper_params < 0.1, name
+            assert abs(n - s.paper_params) / s.paper_params < 0.065, name  # 4M: 6.3% below
 
 
 def test_unknown_names_list_the_choices():
