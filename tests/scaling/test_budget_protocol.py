@@ -82,6 +82,14 @@ def test_noise_estimate_recovers_the_scatter_of_a_curve():
     assert curve_noise(c, smooth) < 1e-3
 
 
+def test_a_sizes_noise_counts_the_spread_between_its_seeds():
+    # two seeds of one size whose curves are each smooth but end 0.1 apart
+    seeds = [curve("s10k", 10_000, 1e5, lambda n, d, k=k: chinchilla(n, d) + 0.1 * k)
+             for k in range(2)]
+    assert Size(seeds[:1], 0.5).sigma < 0.02  # one run: the scatter of its points alone
+    assert Size(seeds, 0.5).sigma == pytest.approx(0.1 / math.sqrt(2), rel=0.05)
+
+
 def test_a_crossing_is_found_where_the_law_puts_it():
     truth = crossing_compute(*SIZES.values())
     plan, history = simulate(SIZES, ProtocolConfig(budget=1e14))
@@ -367,3 +375,26 @@ def test_a_share_others_have_spent_is_not_spent_twice():
     plans = plan_tasks(curves, ProtocolConfig(budget=budget), shares)
     assert sum(used.values()) + sum(p.planned for p in plans.values()) <= budget * (1 + 1e-12)
     assert any(d.reason == "budget" for d in plans["small"].decisions.values())
+
+
+def _shifted_run(size, n, tokens, offset):
+    """~50 log-spaced points of one loss-vs-compute law, lowered by ``offset``, noise ±SIGMA."""
+    steps = np.unique(np.geomspace(1, tokens / TPS, 60).astype(int))
+    c = 6.0 * n * steps * TPS
+    noise = SIGMA * (-1.0) ** np.arange(steps.size)[::-1]  # the same phase at both curves' ends
+    loss = 1.0 + 0.5 / (c / 6e4) ** 0.3 - offset + noise
+    return RunCurve(name=size, size=size, params=n, flops=list(c), loss=list(loss),
+                    tokens=float(steps[-1] * TPS), inputs_per_update=TPS)
+
+
+@pytest.mark.parametrize("fraction, status", [(0.5, "open"), (3.0, "crossing")])
+def test_a_gap_inside_the_pairs_noise_margin_is_not_a_crossing(fraction, status):
+    # two sizes on one curve (level), then the larger lowered by a fraction of the pair's margin
+    cfg = ProtocolConfig(budget=1e14, min_plateau_steps=10**6)
+    level = plan_round([_shifted_run("s10k", 10_000, 1.2e6, 0.0),
+                        _shifted_run("s30k", 30_000, 4e5, 0.0)], cfg).pairs[0]
+    assert level.margin > 0 and level.status == "open"
+    pair = plan_round([_shifted_run("s10k", 10_000, 1.2e6, 0.0),
+                       _shifted_run("s30k", 30_000, 4e5, fraction * level.margin)], cfg).pairs[0]
+    assert pair.margin == pytest.approx(level.margin)  # a shift leaves the noise as it was
+    assert pair.status == status
