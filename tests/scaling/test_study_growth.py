@@ -63,11 +63,30 @@ def test_runs_at_the_data_limit_continue_on_grown_data(tmp_path, shards):
     for r in runs:  # the runs now read the grown data
         spec = json.loads((r.run_dir / "run_spec.json").read_text())
         assert spec["data"] == str(tmp_path / "grown")
-    if len(calls) > 1:  # asked again beyond the cap: said, not silently dropped
-        assert state["growth_refused"] and state["growth_refused"][0]["asked"] > 0
     # the study run again resumes on its grown data, training nothing more
     again = _protocol(tmp_path / "a", _runs(tmp_path / "a", tmp_path / "shards"), grow)
     assert again["budgets"] == state["budgets"] and len(again["growth"]) == 1
+
+
+def test_growth_refused_at_the_cap_is_said_not_dropped(tmp_path, shards):
+    calls = []
+
+    def grow(frames_needed, k, history):  # grows once to twice the data, then hits the cap
+        calls.append(k)
+        if k > 1:
+            return None
+        return Growth({"wm-token": str(tmp_path / "grown")}, {"wm-token": (2 * ITEMS, 5)},
+                      {"supplement": "x/y-grow1-v0", "frames": 2_400, "episodes": 100,
+                       "asked": frames_needed, "train_frames_before": 2_400,
+                       "train_frames": 4_800, "cap": 4_800, "collect_seconds": 1.0,
+                       "encode_seconds": 1.0})
+
+    state = _protocol(tmp_path / "a", _runs(tmp_path / "a", tmp_path / "shards"), grow)
+    assert 2 in calls and len(state["growth"]) == 1  # asked again beyond the grown data
+    assert max(state["budgets"].values()) <= 4 * 2 * ITEMS
+    refused = state["growth_refused"]
+    assert refused and all(r["why"] == "cap" and r["asked"] > 0 for r in refused)
+    assert refused[0]["round"] > state["growth"][0]["round"]
 
 
 def test_a_fixed_dataset_never_grows(tmp_path, shards):
