@@ -242,3 +242,28 @@ def test_progress_logs_every_tenth_off_a_terminal(caplog):
         Progress(0, log=log).update(5)  # an empty total logs nothing (and does not hang)
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "env steps 2/20" and lines[-1] == "env steps 20/20" and len(lines) == 10
+
+
+def test_learning_rate_warms_up_linearly_then_stays_constant(data, tmp_path):
+    t = _trainer(data, tmp_path / "r", max_steps=4, learning_rate=1e-2)  # warmup_steps=2
+    t.train()
+    assert [r["lr"] for r in _metrics(tmp_path / "r")] == pytest.approx([5e-3, 1e-2, 1e-2, 1e-2])
+    assert [g["lr"] for g in t.optimizer.param_groups] == pytest.approx([1e-2] * len(
+        t.optimizer.param_groups))  # what the optimizer used, not only what was logged
+
+
+def test_two_accumulated_micro_batches_equal_one_batch_of_both(data, tmp_path):
+    # micro-batches 0 and 1 of 4 windows hold batch 0 of 8 windows; every window has the same
+    # number of targets, so the mean of the two means is the mean over the 8
+    whole = _trainer(data, tmp_path / "whole", max_steps=3, micro_batch_size=8)
+    parts = _trainer(data, tmp_path / "parts", max_steps=3, micro_batch_size=4,
+                     tokens_per_update=8 * 3 * 5)
+    assert (whole.accum_steps, parts.accum_steps) == (1, 2)
+    whole.train()
+    parts.train()
+    for key in ("train/loss", "grad_norm"):
+        assert [r[key] for r in _metrics(tmp_path / "parts")] == pytest.approx(
+            [r[key] for r in _metrics(tmp_path / "whole")], rel=1e-5)
+    for (name, a), b in zip(whole.model.state_dict().items(), parts.model.state_dict().values(),
+                            strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), name  # Adam: 3 steps of 3e-3
