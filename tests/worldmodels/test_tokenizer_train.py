@@ -59,17 +59,22 @@ def test_train_writes_run_directory(tmp_path):
     assert json.loads((out / "config.json").read_text())["vq"]["tokens_per_frame"] == 16
 
 
-def test_resume_continues_from_the_same_step(tmp_path):
+@pytest.mark.parametrize("restarts", [False, True])
+def test_resume_continues_from_the_same_step(tmp_path, restarts):
     make_dataset(DATASET)
-    full = TokenizerTrainer(_cfg(tmp_path, "full", steps=6), _vq())
+    # with a fast-decaying usage, unused codes are restarted on random rows (global torch RNG)
+    vq = (lambda: VQConfig(tokens_per_frame=16, **{**TINY_VQ, "ema_decay": 0.5})) \
+        if restarts else _vq
+    full = TokenizerTrainer(_cfg(tmp_path, "full", steps=6), vq())
     full.train(progress=False)
-    part = TokenizerTrainer(_cfg(tmp_path, "part", steps=6), _vq())
+    part = TokenizerTrainer(_cfg(tmp_path, "part", steps=6), vq())
     assert part.train(progress=False, stop_at=4)["stopped_early"]
-    resumed = TokenizerTrainer(_cfg(tmp_path, "part", steps=6), _vq(), resume=True)
+    resumed = TokenizerTrainer(_cfg(tmp_path, "part", steps=6), vq(), resume=True)
     assert resumed.step == 4
     resumed.train(progress=False)
-    steps = [r["step"] for r in _rows(tmp_path / "part") if "train/loss" in r]
-    assert steps == [1, 2, 3, 4, 5, 6]
+    rows = [r for r in _rows(tmp_path / "part") if "train/loss" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert any(r["train/restarted_codes"] > 0 for r in rows[4:]) == restarts
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(),
                          strict=True):
         assert torch.allclose(a, b, atol=1e-6), k
