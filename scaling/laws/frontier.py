@@ -256,7 +256,8 @@ def _vertex_log_n(curves: Curves, C: np.ndarray, smooth: int, pool: str = "mean"
 
     At each compute the log losses of the best size and of the nearest smaller and larger sizes
     that reach it (runs of one size pooled, see :data:`POOLS`) define a parabola in log N; its
-    vertex, kept between the two neighbours, is log N_opt.
+    vertex is log N_opt. As the best size is the lowest of the three, the parabola opens upward
+    (or is flat) and its vertex lies between the two neighbours; the clip only guards rounding.
 
     Returns:
         ``(log C, log N_opt)`` at the computes where a smaller and a larger size are reached.

@@ -47,7 +47,8 @@ def shard(tmp_path):
 
 
 def test_layout_doctest_and_roundtrip():
-    assert doctest.testmod(tokens_mod).failed == 0
+    result = doctest.testmod(tokens_mod)
+    assert result.failed == 0 and result.attempted > 0
     layout = TokenLayout(K, V, AV)
     z = np.random.randint(0, V, size=(2, 3, K))
     a = np.stack([np.random.randint(0, v, size=(2, 3)) for v in AV], axis=-1)
