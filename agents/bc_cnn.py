@@ -11,7 +11,7 @@ see ``agents.bc_cnn_nets``. D counts one input per timestep and N includes the C
 Section 3.4).
 
 Example:
-    data = FrameDataSource("embscale/breakout/scripted-v1", seq_len=10)  # agents.frame_data
+    data = FrameDataSource("embscale/breakout/scripted-v2", seq_len=10)  # agents.frame_data
     model = BCCNN(data.model_config(n_layer=2, n_head=2, n_embd=64))
     # train with worldmodels.trainer.Trainer(model, data, TrainConfig(...))
 """

@@ -1,11 +1,11 @@
 """``embscale eval policy|loss``, ``embscale dyna``, ``embscale play`` and ``embscale dream``.
 
 Examples:
-    embscale eval policy --checkpoint runs/bc/checkpoints/last.pt --env embscale/Breakout-v0 \
+    embscale eval policy --checkpoint runs/bc/checkpoints/last.pt --env embscale/Breakout-v1 \
         --episodes 10 --tokenizer runs/tok/tokenizer.pt --video bc.mp4
     embscale eval loss runs/demo/bc-token-s10k-seed0 runs/demo/bc-token-s100k-seed0 --split test
     embscale dyna --world-model runs/wm/checkpoints/last.pt --tokenizer runs/tok/tokenizer.pt \
-        --env embscale/Breakout-v0 --timesteps 4096 --run-dir runs/dyna
+        --env embscale/Breakout-v1 --timesteps 4096 --run-dir runs/dyna
     embscale play --world-model runs/wm/checkpoints/last.pt --tokenizer runs/tok/tokenizer.pt
     embscale dream --world-model runs/wm/checkpoints/last.pt --tokenizer runs/tok/tokenizer.pt \
         --episode 0 --out dream.mp4
@@ -297,7 +297,7 @@ def register(subparsers) -> None:
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
     p = ev_sub.add_parser("policy", help="roll out a BC-Token or BC-CNN policy in a real env")
     p.add_argument("--checkpoint", required=True, help="BC-Token or BC-CNN checkpoint")
-    p.add_argument("--env", required=True, help="gymnasium id, e.g. embscale/Breakout-v0")
+    p.add_argument("--env", required=True, help="gymnasium id, e.g. embscale/Breakout-v1")
     p.add_argument("--episodes", type=A.positive_int, default=10, help="episodes to evaluate")
     p.add_argument("--num-envs", type=A.positive_int, default=4, help="envs stepped together")
     p.add_argument("--max-steps", type=A.positive_int, default=None,
@@ -345,7 +345,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("dyna", help="train PPO inside a world model, evaluate it for real")
     _add_wm_args(p)
-    p.add_argument("--env", required=True, help="the real env, e.g. embscale/Breakout-v0")
+    p.add_argument("--env", required=True, help="the real env, e.g. embscale/Breakout-v1")
     p.add_argument("--run-dir", required=True,
                    help="where ppo.zip, results.json, tb/ (and world_model.pt, with --wm-updates) "
                         "go")

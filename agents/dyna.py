@@ -11,7 +11,7 @@ to ``<run_dir>/results.json``, and a world model updated on real steps to
 
 Example:
     embscale dyna --world-model runs/wm/checkpoints/last.pt --tokenizer runs/tok/tokenizer.pt
-        --env embscale/Breakout-v0 --timesteps 20000 --run-dir runs/dyna
+        --env embscale/Breakout-v1 --timesteps 20000 --run-dir runs/dyna
 """
 
 from __future__ import annotations

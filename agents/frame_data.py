@@ -6,7 +6,7 @@ random access to its windows, with the same contract as ``TokenWindowLoader``. A
 every episode of each supplement to the training split.
 
 Example:
-    data = FrameDataSource("embscale/breakout/scripted-v1", seq_len=10)
+    data = FrameDataSource("embscale/breakout/scripted-v2", seq_len=10)
     model = BCCNN(data.model_config(n_layer=2, n_head=2, n_embd=64))
 """
 

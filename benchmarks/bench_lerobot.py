@@ -21,14 +21,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test helpers' package
+
 from offline_data.importers.lerobot import LeRobotImportConfig, import_lerobot  # noqa: E402
 from offline_data.importers.lerobot_layout import episode_refs, read_layout  # noqa: E402
 from offline_data.importers.video import FrameStream  # noqa: E402
-from tests.helpers.lerobot import write_lerobot
+from tests.helpers.lerobot import write_lerobot  # noqa: E402
 
 
 def decode_only(root: Path, size: tuple[int, int]) -> int:

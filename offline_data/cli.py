@@ -1,8 +1,8 @@
 """``embscale data``: collect, import, record and inspect Minari datasets.
 
 Example:
-    embscale data collect --env embscale/Breakout-v0 --policy scripted --skill 0,1 \
-        --episodes 50 --dataset-id embscale/breakout/scripted-v1
+    embscale data collect --env embscale/Breakout-v1 --policy scripted --skill 0.7,1 \
+        --episodes 50 --dataset-id embscale/breakout/mine-v0
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("collect", help="roll out a policy in an env and save a Minari dataset",
                        description="Roll out a policy (scripted, random, SB3 model or "
                                    "module:factory) and write a Minari dataset atomically.")
-    p.add_argument("--env", help="gymnasium id, e.g. embscale/Breakout-v0")
+    p.add_argument("--env", help="gymnasium id, e.g. embscale/Breakout-v1")
     p.add_argument("--policy", default="random",
                    help="'random', 'scripted' (the env's demonstrator), 'sb3:ALGO:PATH' (a "
                         "stable-baselines3 zip; loading it unpickles and so RUNS code stored in "
@@ -64,7 +64,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_collect)
 
     p = sub.add_parser("defaults", help="build the embedded default datasets",
-                       description="Build embscale/breakout/scripted-v1 and "
+                       description="Build embscale/breakout/scripted-v2 and "
                                    "embscale/fetch-pick-place/scripted-v0 (existing ones are "
                                    "reused unless --overwrite).")
     p.add_argument("--only", nargs="+", choices=["breakout", "fetch"],

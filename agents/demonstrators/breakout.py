@@ -19,7 +19,7 @@ Example::
     import envs
     from agents.demonstrators import ScriptedBreakoutPolicy
 
-    env = envs.make("embscale/Breakout-v0")
+    env = envs.make("embscale/Breakout-v1")
     policy = ScriptedBreakoutPolicy(skill=0.9, seed=0).bind(env)
     obs, info = env.reset(seed=0)
     action, _ = policy.predict(obs, episode_start=True)
@@ -139,7 +139,7 @@ class ScriptedBreakoutPolicy(BoundEnvPolicy):
         if rams.ndim != 2 or rams.shape[1] < 128:
             raise ValueError(
                 f"rams must have shape (num_envs, 128) (the Atari RAM), got {rams.shape}; read it "
-                "with env.unwrapped.ale.getRAM() or info['ram'] of embscale/Breakout-v0"
+                "with env.unwrapped.ale.getRAM() or info['ram'] of embscale/Breakout-v1"
             )
         self._start_episodes(episode_start, len(rams))
         actions = np.empty(len(rams), dtype=np.int64)
@@ -202,7 +202,7 @@ def _ale_ram(env: Any) -> np.ndarray:
     ale = getattr(env.unwrapped, "ale", None)
     if ale is None:
         raise TypeError(
-            f"cannot read Atari RAM from {env!r}: bind the player to embscale/Breakout-v0 or an "
+            f"cannot read Atari RAM from {env!r}: bind the player to embscale/Breakout-v1 or an "
             "ale-py env (one exposing .unwrapped.ale)"
         )
     return ale.getRAM()
