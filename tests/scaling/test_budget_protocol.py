@@ -97,7 +97,7 @@ def test_a_crossing_is_found_where_the_law_puts_it():
     assert any(d.reason == "extended" for d in history[0].decisions.values())
     (pair,) = crossings(plan)
     assert (pair.small, pair.large) == ("s10k", "s30k")
-    assert truth / 1.5 < pair.crossing_flops < truth * 1.5
+    assert truth / 1.1 < pair.crossing_flops < truth * 1.1  # 1.3% off with this noise draw
     assert pair.margin == pytest.approx(2 * math.sqrt(2 / 5) * SIGMA, rel=0.5)
     assert {d.reason for d in plan.decisions.values()} == {"crossing"}
     # the larger model was run past the crossing; neither ran more than 4x past it
