@@ -238,8 +238,10 @@ class TokenizerTrainer:
         self.model = VQVAE(vq).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.step = 0
+        self.step, self._window, self._seconds = 0, [], 0.0  # log window; seconds of earlier runs
         if saved is not None:
+            self._window = json.loads(saved.get("log_window", "[]"))
+            self._seconds = float(saved.get("seconds", 0.0))
             load_weights(self.model, saved["model"], ckpt_path)
             self.optimizer.load_state_dict(saved["optimizer"])
             self.generator.set_state(saved["generator"])
@@ -286,6 +288,8 @@ class TokenizerTrainer:
             "torch_rng": torch.get_rng_state(),
             "step": self.step,
             "frame_cache": self.cache.state_dict(),
+            "log_window": json.dumps(self._window),  # metrics of the steps since the last log row
+            "seconds": self._seconds + time.time() - self._start,
         }
         with atomic_file(self.out / "checkpoint.pt") as tmp:
             torch.save(state, tmp)
@@ -314,9 +318,10 @@ class TokenizerTrainer:
         cfg = self.cfg
         self.model.train()
         start, start_step = time.time(), self.step
+        self._start = start
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc="tokenizer",
                    unit="step")
-        window: list[dict] = []
+        window = self._window
         stopped_early = False
         while self.step < cfg.steps:
             if (cfg.time_limit_s and time.time() - start > cfg.time_limit_s) or (
@@ -333,7 +338,7 @@ class TokenizerTrainer:
             out.loss.backward()
             self.optimizer.step()
             self.step += 1
-            window.append(out.metrics)
+            window.append({k: float(v) for k, v in out.metrics.items()})
             if self.step % cfg.refresh_every == 0:
                 self.cache.refresh()
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
@@ -344,7 +349,7 @@ class TokenizerTrainer:
                             for k in window[0]})
                 self._log(row)
                 bar.set_postfix(loss=f"{row['train/loss']:.4f}", psnr=f"{row['train/psnr']:.1f}")
-                window = []
+                window.clear()
             if self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                 self.evaluate()
             if self.step % cfg.checkpoint_every == 0:
@@ -362,7 +367,7 @@ class TokenizerTrainer:
         summary = {
             "dataset_id": cfg.dataset_id, "tokens_per_frame": self.vq.tokens_per_frame,
             "codebook_size": self.vq.codebook_size, "step": self.step, "steps": cfg.steps,
-            "stopped_early": stopped_early, "seconds": elapsed,
+            "stopped_early": stopped_early, "seconds": self._seconds + elapsed,  # every run's
             "frames_per_s": (self.step - start_step) * cfg.batch_size / max(elapsed, 1e-9),
             "params": self.model.num_params(), "val_frames": len(self.eval_frames),
             "tokenizer_id": self.model.tokenizer_id(), "tokenizer_sha256": self.model.sha256(),

@@ -80,6 +80,27 @@ def test_resume_continues_from_the_same_step(tmp_path, restarts):
         assert torch.allclose(a, b, atol=1e-6), k
 
 
+def test_a_resumed_run_logs_the_same_train_means_and_counts_every_runs_seconds(tmp_path):
+    # a row every 3 steps, a checkpoint every 2: the resume at step 4 falls inside the row of 4-6
+    make_dataset(DATASET)
+    cfg = dict(steps=6, log_every=3, checkpoint_every=2, eval_every=6)
+    full = TokenizerTrainer(_cfg(tmp_path, "full", **cfg), _vq())
+    full.train(progress=False)
+    part = TokenizerTrainer(_cfg(tmp_path, "part", **cfg), _vq())
+    first = part.train(progress=False, stop_at=4)
+    resumed = TokenizerTrainer(_cfg(tmp_path, "part", **cfg), _vq(), resume=True)
+    summary = resumed.train(progress=False)
+
+    def train_rows(run):
+        return [{k: v for k, v in r.items() if k.startswith("train/") or k == "step"}
+                for r in _rows(tmp_path / run) if "train/loss" in r]
+
+    assert [r["step"] for r in train_rows("part")] == [3, 6]
+    for a, b in zip(train_rows("full"), train_rows("part"), strict=True):
+        assert b == pytest.approx(a, rel=1e-5)
+    assert summary["seconds"] > first["seconds"]  # the first run's seconds are counted too
+
+
 def test_run_directory_errors(tmp_path):
     make_dataset(DATASET)
     train_tokenizer(_cfg(tmp_path, steps=2), _vq(), progress=False)
