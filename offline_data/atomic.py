@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -74,6 +75,22 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Remove :func:`atomic_file`'s temporary files (``.<name>.XXXXXXXX.tmp``) in ``directory``.
+
+    A kill during a write leaves one behind. Call only as the directory's only writer (holding
+    its lock): a live writer's temporary file looks the same.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir()
+             if p.is_file() and re.fullmatch(r"\..+\.[a-z0-9_]{8}\.tmp", p.name)]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def check_replaceable(path: str | os.PathLike, marker: str, allowed: Iterable[str],

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from offline_data.atomic import atomic_file, write_text_atomic
+from offline_data.atomic import atomic_file, remove_stale_temp_files, write_text_atomic
 from worldmodels import run_state
 from worldmodels.run_metrics import truncate_metrics
 from worldmodels.train_config import comparable
@@ -106,6 +106,12 @@ class CheckpointedRun:
     def _start_run_dir(self) -> None:
         """Resume from the last checkpoint, or start a fresh run directory."""
         metrics = self.run_dir / "metrics.jsonl"
+        if self.rank == 0:  # the lock's holder: files a killed write left are no one's
+            stale = [p.name for d in (self.run_dir, self.checkpoint_path.parent)
+                     for p in remove_stale_temp_files(d)]
+            if stale:
+                logger.warning("removed %s, left by a killed write in %s", ", ".join(stale),
+                               self.run_dir)
         if self.config.resume and self.checkpoint_path.is_file():
             ckpt = run_state.load_resume_checkpoint(self.checkpoint_path, self.device)
             run_state.check_same_data(ckpt["run_config"], self.run_config, self.run_dir)

@@ -83,9 +83,13 @@ def test_kill_and_resume_gives_the_same_metrics(data, tmp_path):
         _trainer(data, killed, max_steps=24, checkpoint_every=11, callbacks=[crash_at_14]).train()
     assert _metrics(killed)[-1]["step"] == 13
     assert torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["step"] == 11
+    # what a kill during a write leaves: half a checkpoint and half a config beside the real ones
+    (killed / "checkpoints" / ".last.pt.k1ll3d_x.tmp").write_bytes(b"PK\x03\x04 half")
+    (killed / ".config.json.abcdefgh.tmp").write_text("{")
     result = _trainer(data, killed, max_steps=24, checkpoint_every=11).train()
     assert result.steps == 24
     assert _metrics(killed) == _metrics(full)
+    assert not list(killed.rglob("*.tmp"))  # the resumed run removed them
 
 
 @pytest.mark.parametrize("device", [
