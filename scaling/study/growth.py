@@ -78,9 +78,12 @@ def memory_frames(spec, fraction: float = 0.5) -> int:
 
 
 def record_data_seconds(spec, kind: str, frames: int, seconds: float) -> None:
-    """Note in the study directory that ``kind`` (collect | encode) of ``frames`` took ``seconds``.
+    """Note in the study directory that ``kind`` of ``frames`` took ``seconds``.
 
-    :meth:`StudyGrower.estimate` reads it when the study has not grown yet.
+    ``kind`` is ``collect`` or ``encode`` for the study's own dataset, which
+    :meth:`StudyGrower.estimate` reads when the study has not grown yet, and ``collect <id>`` or
+    ``encode <id>`` for a supplement, so a study killed after growing records what the growth
+    took when it runs again (and charges the budget the same).
     """
     record = read_data_seconds(spec.study_dir)
     record[kind] = {"frames": int(frames), "seconds": round(float(seconds), 1)}
@@ -156,7 +159,9 @@ class StudyGrower:
                                      seed=supplement_seed(spec.dataset.seed, k),
                                      episodes=frames, max_total_steps=frames)
             collect_default_dataset(ds, progress=progress)
-        collected = time.time() - start
+            record_data_seconds(spec, f"collect {sup}", frames, time.time() - start)
+        # as measured when it was collected, by this run or by one killed after it (0: reused)
+        collected = read_data_seconds(spec.study_dir).get(f"collect {sup}", {}).get("seconds", 0.0)
         summary = dataset_summary(sup)
         frames, episodes = summary["frames"], summary["episodes"]
         sups = [h["supplement"] for h in history] + [sup]
@@ -170,6 +175,7 @@ class StudyGrower:
 
                 grow_token_shards(prev, [sup], tokenizer_path(spec), out, device=spec.device,
                                   progress=progress)
+                record_data_seconds(spec, f"encode {sup}", frames, time.time() - start)
             train = TokenShards.open(out).split("train").num_frames
         for t in spec.tasks:
             if TASKS[t.task].reads_tokens:
@@ -183,7 +189,8 @@ class StudyGrower:
                   "asked": int(frames_needed), "train_frames_before": int(train_now),
                   "train_frames": int(train_now + frames), "cap": self.cap,
                   "cap_by": self.cap_by, "collect_seconds": round(collected, 1),
-                  "encode_seconds": round(time.time() - start, 1)}
+                  "encode_seconds": read_data_seconds(spec.study_dir).get(
+                      f"encode {sup}", {}).get("seconds", 0.0)}
         return Growth(data, new_limits, record)
 
 

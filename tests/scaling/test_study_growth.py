@@ -261,6 +261,16 @@ def test_a_real_collecting_study_grows_its_data_and_its_runs_continue(tmp_path):
     assert state["growth_charge"] == pytest.approx(took)
     measured = json.loads((spec.study_dir / "data_seconds.json").read_text())
     assert measured["collect"]["frames"] == measured["encode"]["frames"] == 600
+    # a study killed after growing finds the supplement and its shards when it runs again, and
+    # records the seconds they took then, not the 0 s of reusing them
+    from scaling.study.growth import study_grower
+
+    first = state["growth"][0]
+    assert measured[f"collect {sup}"]["seconds"] == first["collect_seconds"] > 0
+    again = study_grower(spec, {"wm-token": (None, 17), "bc-cnn": (None, 1)}, progress=False)(
+        first["asked"], 1, []).record
+    assert (again["collect_seconds"], again["encode_seconds"]) == (
+        first["collect_seconds"], first["encode_seconds"])
 
 
 def test_bc_cnn_caps_growth_at_what_one_shared_copy_can_hold(tmp_path):
