@@ -14,14 +14,17 @@ Example:
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from offline_data.atomic import check_parent
 from offline_data.fingerprint import directory_fingerprint
+from offline_data.run_lock import DirLock
 from offline_data.token_writer import merge_token_shards, write_token_shards
 from offline_data.tokens import HEADER_NAME, TokenHeader, TokenShards
+from worldmodels.encode_parts import remove_stale_temps
 from worldmodels.tokenize_dataset import check_frame_size, encode_episodes
 from worldmodels.tokenizer import load_tokenizer
 from worldmodels.tokenizer_data import open_split
@@ -43,15 +46,27 @@ def grow_token_shards(base: str | os.PathLike, supplements: Sequence[str],
         device: "cpu", "cuda", or "auto".
         progress: show a progress bar.
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
     if (out / HEADER_NAME).is_file():
         return TokenShards.open(out)
+    check_parent(out)
+    with DirLock(out, "token shard directory", lock_path=out.with_name(f".{out.name}.lock")):
+        if (out / HEADER_NAME).is_file():  # finished between our check and the lock
+            return TokenShards.open(out)
+        # ours to remove under the lock: what a killed run left (a half-merged directory and
+        # the parts it encoded)
+        remove_stale_temps(out)
+        for stale in out.parent.glob(f".{out.name}.supplements-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return _grow(base, supplements, tokenizer, out, batch_size, device, progress)
+
+
+def _grow(base, supplements, tokenizer, out: Path, batch_size, device, progress) -> TokenShards:
+    from tqdm.auto import tqdm
+
     old = TokenShards.open(base)
     model = load_tokenizer(str(tokenizer), map_location=resolve_device(device))
     old.check_tokenizer(model.sha256())
-    check_parent(out)
     h = old.header
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.supplements-", dir=out.parent) as tmp:
         parts = []

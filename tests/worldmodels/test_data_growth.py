@@ -48,6 +48,10 @@ def test_supplement_names_round_trip():
 
 def test_grown_shards_add_every_supplement_frame_to_train_only(grown):
     old = TokenShards.open(grown / "tokens")
+    # what a run killed while it encoded and merged leaves: its parts and a half-merged directory
+    (grown / ".tokens-grow1.supplements-k1ll3dxx" / "part-0" / "train").mkdir(parents=True)
+    (grown / ".tokens-grow1.abcd_123.tmp" / "test").mkdir(parents=True)
+    (grown / ".tokens-grow1.abcd_123.tmp" / "test" / "frame_tokens.npy").write_bytes(b"half")
     new = grow_token_shards(grown / "tokens", [SUP], grown / "tok.pt", grown / "tokens-grow1",
                             progress=False)
     sup_frames = sum(20 + i for i in range(4))
@@ -60,6 +64,7 @@ def test_grown_shards_add_every_supplement_frame_to_train_only(grown):
     np.testing.assert_array_equal(new.split("train").frame_tokens[:n],
                                   old.split("train").frame_tokens)
     assert new.header.supplements == [SUP] and len(new.header.grown_from) == 1
+    assert sorted(p.name for p in grown.glob(".tokens-grow1*")) == [".tokens-grow1.lock"]
     again = grow_token_shards(grown / "tokens", [SUP], grown / "tok.pt", grown / "tokens-grow1")
     assert again.header == new.header  # a complete grown directory is reused
 
