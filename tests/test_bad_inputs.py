@@ -329,3 +329,14 @@ def test_a_fault_of_ours_is_one_line_with_status_1(capsys):
     assert err.splitlines() == [err] and "unexpected RuntimeError" in err and "--debug" in err
     with pytest.raises(RuntimeError):
         run_command(broken, None, debug=True)
+
+
+def test_ctrl_c_says_that_running_the_command_again_continues(capsys):
+    from scaling.cli.errors import run_command
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    assert run_command(interrupted, None) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("embscale: interrupted") and "same command again" in err

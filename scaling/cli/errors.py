@@ -66,7 +66,8 @@ def run_command(func: Callable[[Any], Any], args: Any, debug: bool = False,
     except KeyboardInterrupt:
         if debug:
             raise
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted; finished work is kept: run the same command again to "
+              "continue", file=sys.stderr)
         return 130
     except USER_ERRORS as e:
         if debug:
