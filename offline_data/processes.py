@@ -36,3 +36,14 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
+def die_with_parent_quietly(parent_pid: int) -> None:
+    """:func:`die_with_parent`, and on Ctrl-C exit at once without a traceback of our own.
+
+    Ctrl-C reaches every process of the terminal's group: the parent reports it, and a worker
+    whose unfinished output its parent's next run removes needs to say nothing.
+    """
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from offline_data.atomic import check_parent, check_replaceable
-from offline_data.processes import die_with_parent
+from offline_data.processes import die_with_parent_quietly
 from offline_data.run_lock import DirLock
 from offline_data.token_writer import (
     merge_token_shards,
@@ -188,7 +188,7 @@ def _encode_parts(out: Path, rank: int, world_size: int, num_workers: int, progr
 
         shutil.rmtree(parts_dir, ignore_errors=True)  # a killed run's parts; we hold the lock
         with ProcessPoolExecutor(num_workers, mp_context=get_context("spawn"),
-                                 initializer=die_with_parent,
+                                 initializer=die_with_parent_quietly,
                                  initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(_encode_part, nonce, out=str(parts_dir / f"rank-{r}"), rank=r,
                                    world_size=num_workers, progress=False, **args)

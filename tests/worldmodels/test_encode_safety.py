@@ -199,3 +199,39 @@ def test_encode_overwrite_replaces_shards_but_never_a_users_directory(tmp_path, 
     assert embscale([*argv, str(tmp_path / "tokens")]) == 0  # new
     assert embscale([*argv, str(tmp_path / "tokens")]) == 0  # replaced: the suite's own
     assert (tmp_path / "tokens" / "header.json").is_file()
+
+
+CTRL_C_PARENT = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from offline_data.processes import die_with_parent_quietly
+
+if __name__ == "__main__":
+    try:
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn"),
+                                 initializer=die_with_parent_quietly,
+                                 initargs=(os.getpid(),)) as pool:
+            pool.submit(time.sleep, 0).result()  # the worker is up
+            print("ready", flush=True)
+            time.sleep(1000)  # the worker waits for its next part
+    except KeyboardInterrupt:
+        print("parent interrupted", file=sys.stderr)
+"""
+
+
+def test_ctrl_c_stops_encode_workers_without_their_tracebacks(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(CTRL_C_PARENT)
+    proc = subprocess.Popen([sys.executable, str(script)], env={**os.environ,
+                            "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "parent interrupted" in err and "Traceback" not in err, err
