@@ -202,12 +202,14 @@ def test_encode_overwrite_replaces_shards_but_never_a_users_directory(tmp_path, 
 
 
 CTRL_C_PARENT = """
-import os, sys, time
+import os, signal, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from offline_data.processes import die_with_parent_quietly
 
 if __name__ == "__main__":
+    # as in a terminal, even when the tests run in a background job (which ignores SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with ProcessPoolExecutor(1, mp_context=get_context("spawn"),
                                  initializer=die_with_parent_quietly,
