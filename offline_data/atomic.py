@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import logging
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# the end of the names atomic_file and atomic_dir give their temporary files and directories
+# (tempfile's 8 random characters): ".<name>.XXXXXXXX.tmp" beside the target
+_TEMP_SUFFIX = r"[a-z0-9_]{8}\.tmp"
 
 
 def check_parent(path: str | os.PathLike) -> None:
@@ -87,10 +94,29 @@ def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
     if not directory.is_dir():
         return []
     stale = [p for p in directory.iterdir()
-             if p.is_file() and re.fullmatch(r"\..+\.[a-z0-9_]{8}\.tmp", p.name)]
+             if p.is_file() and re.fullmatch(rf"\..+\.{_TEMP_SUFFIX}", p.name)]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove :func:`atomic_dir`'s leftovers of ``path``: ``.<name>.XXXXXXXX.tmp``, ``.<name>.old``.
+
+    Call only while holding ``path``'s lock (or as its only writer): a live writer's temporary
+    directory looks the same.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.({_TEMP_SUFFIX}|old)")
+    removed = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
+    for p in removed:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    if removed:
+        logger.warning("removed %d temporary directories left by a killed run of %s",
+                       len(removed), path)
+    return removed
 
 
 def check_replaceable(path: str | os.PathLike, marker: str, allowed: Iterable[str],

@@ -13,12 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
-import shutil
 from pathlib import Path
 
-from offline_data.atomic import write_text_atomic
+from offline_data.atomic import remove_stale_temps, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -78,22 +76,3 @@ def clear_part(part: str | os.PathLike) -> None:
     part = Path(part)
     tag_path(part).unlink(missing_ok=True)
     remove_stale_temps(part)
-
-
-def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Remove ``atomic_dir``'s leftovers of ``path`` (``.<name>.XXXXXXXX.tmp``, ``.<name>.old``).
-
-    Call only while holding ``path``'s lock (or as its only writer): a live writer's temporary
-    directory looks the same.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        return []
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.([a-z0-9_]{{8}}\.tmp|old)")
-    removed = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
-    for p in removed:
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    if removed:
-        logger.warning("removed %d temporary directories left by a killed run of %s",
-                       len(removed), path)
-    return removed

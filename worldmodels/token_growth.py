@@ -19,12 +19,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from offline_data.atomic import check_parent
+from offline_data.atomic import check_parent, remove_stale_temps
 from offline_data.fingerprint import directory_fingerprint
 from offline_data.run_lock import DirLock
 from offline_data.token_writer import merge_token_shards, write_token_shards
 from offline_data.tokens import HEADER_NAME, TokenHeader, TokenShards
-from worldmodels.encode_parts import remove_stale_temps
 from worldmodels.tokenize_dataset import check_frame_size, encode_episodes
 from worldmodels.tokenizer import load_tokenizer
 from worldmodels.tokenizer_data import open_split

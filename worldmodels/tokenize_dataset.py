@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from offline_data.atomic import check_parent, check_replaceable
+from offline_data.atomic import check_parent, check_replaceable, remove_stale_temps
 from offline_data.processes import die_with_parent_quietly
 from offline_data.run_lock import DirLock
 from offline_data.token_writer import (
@@ -158,7 +158,7 @@ def encode_dataset(tokenizer: str | os.PathLike, dataset_id: str, out: str | os.
             if rank == 0 else contextlib.nullcontext())
     with lock:
         if rank == 0:
-            parts.remove_stale_temps(out)  # ours to remove: we hold the lock
+            remove_stale_temps(out)  # ours to remove: we hold the lock
         if world_size == 1 and num_workers == 1:
             _encode_rank(out=str(out), rank=0, world_size=1, progress=progress, dataset=dataset,
                          **args)
