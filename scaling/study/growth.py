@@ -160,8 +160,6 @@ class StudyGrower:
                                      episodes=frames, max_total_steps=frames)
             collect_default_dataset(ds, progress=progress)
             record_data_seconds(spec, f"collect {sup}", frames, time.time() - start)
-        # as measured when it was collected, by this run or by one killed after it (0: reused)
-        collected = read_data_seconds(spec.study_dir).get(f"collect {sup}", {}).get("seconds", 0.0)
         summary = dataset_summary(sup)
         frames, episodes = summary["frames"], summary["episodes"]
         sups = [h["supplement"] for h in history] + [sup]
@@ -185,12 +183,15 @@ class StudyGrower:
                 data[t.task] = join_data_ids(spec.dataset.id, sups)
                 new_limits[t.task] = ((self.base_train[t.task] + added + frames)
                                       * per_frame[t.task], per_frame[t.task])
+        # as measured when made, by this run or by one killed after it (0: made before the study)
+        measured = read_data_seconds(spec.study_dir)
+        took = {kind: measured.get(f"{kind} {sup}", {}).get("seconds", 0.0)
+                for kind in ("collect", "encode")}
         record = {"supplement": sup, "frames": frames, "episodes": episodes,
                   "asked": int(frames_needed), "train_frames_before": int(train_now),
                   "train_frames": int(train_now + frames), "cap": self.cap,
-                  "cap_by": self.cap_by, "collect_seconds": round(collected, 1),
-                  "encode_seconds": read_data_seconds(spec.study_dir).get(
-                      f"encode {sup}", {}).get("seconds", 0.0)}
+                  "cap_by": self.cap_by, "collect_seconds": took["collect"],
+                  "encode_seconds": took["encode"]}
         return Growth(data, new_limits, record)
 
 
