@@ -239,6 +239,7 @@ class TokenizerTrainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step, self._window, self._seconds = 0, [], 0.0  # log window; seconds of earlier runs
+        self._start = time.time()  # of this run's training (reset by train)
         if saved is not None:
             self._window = json.loads(saved.get("log_window", "[]"))
             self._seconds = float(saved.get("seconds", 0.0))
@@ -317,8 +318,8 @@ class TokenizerTrainer:
 
         cfg = self.cfg
         self.model.train()
-        start, start_step = time.time(), self.step
-        self._start = start
+        start = self._start = time.time()
+        start_step = self.step
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc="tokenizer",
                    unit="step")
         window = self._window
