@@ -32,7 +32,7 @@ from scaling.laws.analysis import METHODS, Analysis, FitOptions, analyze
 from scaling.laws.data import Curves, make_curves
 from scaling.laws.uncertainty import coarse_runs_note
 from scaling.plots import figure5
-from worldmodels.run_metrics import read_metrics
+from worldmodels.run_metrics import LOSS_KEY, read_metrics
 
 FIT_DIR = {"marker": "fit.json", "allowed": ("table.md", "*.png", "advice.json", ".*.tmp"),
            "what": "fit directory"}
@@ -53,7 +53,7 @@ class FitResult:
     """
 
     analysis: Analysis
-    loss_key: str = "train/loss"
+    loss_key: str = LOSS_KEY
     inputs: list[str] = field(default_factory=list)
 
     @property
@@ -74,7 +74,7 @@ def methods(choice: str) -> tuple[str, ...]:
 
 
 def fit_curves(curves: Curves, options: FitOptions | None = None, *,
-               progress: Progress | None = None, loss_key: str = "train/loss",
+               progress: Progress | None = None, loss_key: str = LOSS_KEY,
                inputs: Sequence[str] = (), law_curves: Curves | None = None) -> FitResult:
     """Fit the scaling laws ``options`` asks for to ``curves``.
 
@@ -148,7 +148,7 @@ def curve_points(run_dirs: Sequence[str | os.PathLike], loss_key: str,
     rows = []
     for d in run_dirs:
         recs = read_metrics(d)
-        key = loss_key if any(loss_key in r for r in recs) else "train/loss"  # older runs
+        key = loss_key if any(loss_key in r for r in recs) else LOSS_KEY  # older runs
         recs = [r for r in recs if r.get(key) is not None and math.isfinite(float(r[key]))]
         if not recs:
             continue

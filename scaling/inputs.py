@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from scaling.laws.data import Curves, make_curves
-from worldmodels.run_metrics import iter_metrics
+from worldmodels.run_metrics import LOSS_KEY, iter_metrics
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LOSS_KEY = "train/loss"
+DEFAULT_LOSS_KEY = LOSS_KEY
 
 
 class _Rows:

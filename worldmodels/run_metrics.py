@@ -28,6 +28,11 @@ from offline_data.atomic import write_text_atomic
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+LOSS_KEY = "train/loss"
+"""A log point's training loss (its step's batch): what ``embscale fit`` reads unless told."""
+MEAN_LOSS_KEY = "train/loss_mean"
+"""The training loss averaged since the previous log point: what a study fits and its budget
+protocol compares (a run that never logged it is read at ``LOSS_KEY``)."""
 
 
 def metrics_path(run: str | os.PathLike) -> Path:

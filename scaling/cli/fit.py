@@ -16,6 +16,7 @@ from pathlib import Path
 from offline_data import argtypes as A
 from offline_data.atomic import check_parent, check_replaceable
 from scaling.planner import MAX_EPOCHS, plan
+from worldmodels.run_metrics import LOSS_KEY, MEAN_LOSS_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +141,9 @@ def register(subparsers) -> None:
     p.add_argument("--parametric-loss", choices=("huber", "lsq"), default="huber",
                    help="parametric objective: Huber on log loss (Hoffmann/Epoch, default) or "
                         "least squares with curve_fit (the paper)")
-    p.add_argument("--loss-key", default="train/loss",
-                   help="metrics.jsonl loss key (default train/loss; e.g. val/loss)")
+    p.add_argument("--loss-key", default=LOSS_KEY,
+                   help=f"metrics.jsonl loss key (default {LOSS_KEY}; e.g. val/loss, or "
+                        f"{MEAN_LOSS_KEY}, which a study fits)")
     p.add_argument("--bootstrap", type=A.nonnegative_int, default=1000,
                    help="bootstrap refits (0: no intervals)")
     p.add_argument("--bootstrap-scheme", choices=("runs", "within-run", "points"),

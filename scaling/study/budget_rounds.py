@@ -34,24 +34,24 @@ from scaling.study.sweep import DONE_FILE, RUN_SPEC_FILE, RunSpec, _diff
 from scaling.study.time_limit import TimeLimit, capped_budget
 from scaling.tasks import TASKS
 from worldmodels import presets
-from worldmodels.run_metrics import read_metrics
+from worldmodels.run_metrics import LOSS_KEY, MEAN_LOSS_KEY, read_metrics
 
 logger = logging.getLogger(__name__)
 
 BUDGET_FIELDS = ("tokens", "flops")
 
 
-def read_curve(run: RunSpec, loss_key: str = "train/loss_mean", train_items: float | None = None,
+def read_curve(run: RunSpec, loss_key: str, train_items: float | None = None,
                items_per_frame: int = 1) -> RunCurve | None:
-    """The run's curve from its ``metrics.jsonl`` (None before its first point)."""
+    """The run's curve of ``loss_key`` from its ``metrics.jsonl`` (None before its first point)."""
     recs = read_metrics(run.run_dir) if (run.run_dir / "metrics.jsonl").is_file() else []
-    recs = [r for r in recs if math.isfinite(float(r.get(loss_key, r.get("train/loss", "nan"))))]
+    recs = [r for r in recs if math.isfinite(float(r.get(loss_key, r.get(LOSS_KEY, "nan"))))]
     if not recs:
         return None
     last = recs[-1]
     return RunCurve(name=run.name, size=run.size, params=int(last["params"]),
                     flops=[float(r["flops"]) for r in recs],
-                    loss=[float(r.get(loss_key, r.get("train/loss"))) for r in recs],
+                    loss=[float(r.get(loss_key, r.get(LOSS_KEY))) for r in recs],
                     tokens=float(last["tokens"]),
                     inputs_per_update=int(round(last["tokens"] / last["step"])), seed=run.seed,
                     train_items=train_items, items_per_frame=items_per_frame,
@@ -109,7 +109,7 @@ def sync_run_dir(run: RunSpec) -> None:
 
 def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                  sweep: Callable[[list[RunSpec]], Any], inputs_per_update: dict[str, int],
-                 loss_key: str = "train/loss_mean",
+                 loss_key: str = MEAN_LOSS_KEY,
                  data: dict[str, tuple[float | None, int]] | None = None,
                  max_rounds: int = 50,
                  shares: dict[str, float] | None = None,

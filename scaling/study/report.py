@@ -373,7 +373,7 @@ def write_study_report(spec: StudySpec) -> dict[str, Any]:
         r.add("p", times.strip())
     _dataset_section(r, read_json(study_dir / "dataset.json"))
     _tokenizer_section(r, study_dir, spec)
-    protocol_section(r, study_dir, study_dir / "fits")
+    protocol_section(r, study_dir, study_dir / "fits", spec.fit.loss_key)
     _fits_section(r, spec)
     _return_section(r, study_dir)
     _quality_section(r, study_dir)

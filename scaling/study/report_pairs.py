@@ -8,7 +8,7 @@ N_large / N_small times the inputs, so a pair whose larger size is not lower at 
 cannot have crossed, and says why more compute of the same kind is slow to change that.
 
 Example:
-    sizes = task_sizes(study_dir, plan, "bc-cnn")   # size name -> Size
+    sizes = task_sizes(study_dir, plan, "bc-cnn", "train/loss_mean")   # size name -> Size
     rows = pair_rows(plan, sizes)
     text = equal_inputs_sentence("bc-cnn", plan, sizes)
 """
@@ -53,14 +53,17 @@ def run_facts(study_dir: Path, name: str, task: str) -> dict[str, Any]:
             "seconds": training_seconds(recs) if any("tokens_per_s" in r for r in recs) else None}
 
 
-def task_sizes(study_dir: Path, plan: dict, task: str) -> dict[str, Size]:
-    """Each size's pooled, smoothed curve, as the protocol reads it (runs of ``plan``)."""
+def task_sizes(study_dir: Path, plan: dict, task: str, loss_key: str) -> dict[str, Size]:
+    """Each size's pooled, smoothed curve of ``loss_key``, as the protocol read it.
+
+    The runs are ``plan``'s; ``loss_key`` is the study's ``fit.loss_key``.
+    """
     by_size: dict[str, list] = {}
     for name in plan.get("decisions", {}):
         size, seed, _ = _size_seed(study_dir, name, task)
         run = SimpleNamespace(name=name, size=size, seed=seed or 0,
                               run_dir=Path(study_dir) / name)
-        curve = read_curve(run)
+        curve = read_curve(run, loss_key)
         if curve is not None:
             by_size.setdefault(size, []).append(curve)
     return {size: Size(runs, ProtocolConfig.late_fraction) for size, runs in by_size.items()}

@@ -31,6 +31,7 @@ from scaling.study.report_pairs import (
     run_facts,
     task_sizes,
 )
+from worldmodels.run_metrics import MEAN_LOSS_KEY
 
 
 def _extensions(state: dict, task: str, name: str) -> int:
@@ -171,9 +172,11 @@ def data_limit_note(study_dir: Path, task: str, unit: str = "training frames") -
             f"{max(frames):,} {unit} would be needed)")
 
 
-def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -> bool:
+def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None,
+                     loss_key: str = MEAN_LOSS_KEY) -> bool:
     """Add the "Budget protocol" section when ``<study_dir>/protocol.json`` exists.
 
+    ``loss_key`` is the metrics key the protocol compared (the study's ``fit.loss_key``).
     Copies ``protocol.json`` into the report directory. Returns True when the section was added.
     """
     study_dir = Path(study_dir)
@@ -228,7 +231,7 @@ def protocol_section(r: Report, study_dir: Path, fits_dir: Path | None = None) -
         rows, totals[task] = run_rows(state, study_dir, task)
         r.add("table", "Runs: final budgets and the protocol's last decision", rows)
         if plan.get("pairs"):
-            sizes = task_sizes(study_dir, plan, task)
+            sizes = task_sizes(study_dir, plan, task, loss_key)
             r.add("table", "Neighbouring sizes", pair_rows(plan, sizes))
             if (text := equal_inputs_sentence(task, plan, sizes)) is not None:
                 r.add("p", text)

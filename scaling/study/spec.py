@@ -32,6 +32,7 @@ from offline_data.frame_size import parse_frame_size
 from scaling.study.adapters.tokenizer import split_tokenizer_overrides
 from scaling.study.spec_checks import build_section, check_task_overrides, check_task_preset
 from scaling.tasks import TRAINABLE
+from worldmodels.run_metrics import MEAN_LOSS_KEY
 
 TASKS: tuple[str, ...] = TRAINABLE
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -229,7 +230,7 @@ class FitSpec:
     bootstrap_scheme: str = "runs"
     # metrics.jsonl key fitted: the training loss averaged since the previous log point (in the
     # infinite-data regime train and held-out losses agree); runs without it use train/loss
-    loss_key: str = "train/loss_mean"
+    loss_key: str = MEAN_LOSS_KEY
     skip_fraction: float = 0.1  # drop each curve's points before this fraction of its final D
     # (of its first-round D under the frontier protocol)
     # start each curve after its last point above a uniform guess's loss (scaling.fitting)

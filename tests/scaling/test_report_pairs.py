@@ -8,6 +8,7 @@ import pytest
 
 from scaling.study.budget_curves import equal_inputs_gap
 from scaling.study.report_pairs import equal_inputs_sentence, pair_rows, task_sizes
+from worldmodels.run_metrics import MEAN_LOSS_KEY
 
 TPS = 1000
 SIZES = {"s10k": 10_000, "s30k": 30_000}
@@ -27,7 +28,8 @@ def make_study(root, law, steps=2000):
         run = root / f"bc-cnn-{size}-seed0"
         run.mkdir(parents=True)
         recs = [{"step": int(s), "tokens": float(s * TPS), "flops": 6.0 * n * s * TPS,
-                 "params": n, "train/loss_mean": law(n, s * TPS)} for s in logged]
+                 "params": n, "train/loss_mean": law(n, s * TPS),
+                 "val/loss": law(n, s * TPS) + (0.5 if size == "s30k" else 0.0)} for s in logged]
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     return {"decisions": {f"bc-cnn-{s}-seed0": {} for s in SIZES},
             "pairs": [{"small": "s10k", "large": "s30k", "status": "open", "margin": 0.01,
@@ -36,7 +38,7 @@ def make_study(root, law, steps=2000):
 
 def test_sizes_that_learn_alike_are_level_at_equal_inputs_and_the_report_says_why(tmp_path):
     plan = make_study(tmp_path, data_only)
-    sizes = task_sizes(tmp_path, plan, "bc-cnn")
+    sizes = task_sizes(tmp_path, plan, "bc-cnn", MEAN_LOSS_KEY)
     d, gap = equal_inputs_gap(sizes["s10k"], sizes["s30k"])
     assert d == pytest.approx(2000 * TPS) and abs(gap) < 1e-9
     # at their common compute the smaller size has seen 3x the inputs and is ahead
@@ -51,7 +53,7 @@ def test_sizes_that_learn_alike_are_level_at_equal_inputs_and_the_report_says_wh
 
 def test_a_larger_size_lower_at_equal_inputs_needs_no_explanation(tmp_path):
     plan = make_study(tmp_path, with_capacity)
-    sizes = task_sizes(tmp_path, plan, "bc-cnn")
+    sizes = task_sizes(tmp_path, plan, "bc-cnn", MEAN_LOSS_KEY)
     _, gap = equal_inputs_gap(sizes["s10k"], sizes["s30k"])
     assert gap == pytest.approx(40.0 * (1 / math.sqrt(1e4) - 1 / math.sqrt(3e4)), rel=1e-6)
     assert pair_rows(plan, sizes)[1][-1].startswith("+0.169")
@@ -61,8 +63,18 @@ def test_a_larger_size_lower_at_equal_inputs_needs_no_explanation(tmp_path):
 def test_runs_without_curves_give_no_comparison(tmp_path):
     plan = make_study(tmp_path, data_only)
     (tmp_path / "bc-cnn-s30k-seed0" / "metrics.jsonl").write_text("")
-    sizes = task_sizes(tmp_path, plan, "bc-cnn")
+    sizes = task_sizes(tmp_path, plan, "bc-cnn", MEAN_LOSS_KEY)
     assert set(sizes) == {"s10k"}
     assert pair_rows(plan, sizes)[1][-1] == "n/a"
     assert equal_inputs_sentence("bc-cnn", plan, sizes) is None
     assert len(pair_rows(plan)[0]) == 6  # without sizes, the protocol's columns only
+
+
+def test_the_pairs_are_read_at_the_loss_key_the_protocol_compared(tmp_path):
+    """A study that fits another key (here val/loss, 0.5 higher for s30k) gets its pairs from it."""
+    plan = make_study(tmp_path, with_capacity)
+    _, mean_gap = equal_inputs_gap(*(task_sizes(tmp_path, plan, "bc-cnn", MEAN_LOSS_KEY)[s]
+                                     for s in SIZES))
+    _, val_gap = equal_inputs_gap(*(task_sizes(tmp_path, plan, "bc-cnn", "val/loss")[s]
+                                    for s in SIZES))
+    assert val_gap == pytest.approx(mean_gap - 0.5, abs=1e-6)
