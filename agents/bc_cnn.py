@@ -28,7 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.bc_cnn_nets import FrameCNN
-from agents.bc_cnn_shapes import CNN_BLOCKS, PAPER_CNN, CNNShape, bc_cnn_params, ladder_cnn
+from agents.bc_cnn_shapes import (
+    CNN_BLOCKS,
+    DEFAULT_CNN_BLOCK,
+    PAPER_CNN,
+    CNNShape,
+    bc_cnn_params,
+    ladder_cnn,
+)
 from offline_data.atomic import atomic_file
 from worldmodels.checkpoint import register_model_kind
 from worldmodels.gpt import GPTConfig, LossOutput, TransformerCore, count_params, init_weights
@@ -52,7 +59,7 @@ class BCCNNConfig:
     """the last stage is average-pooled to cnn_pool x cnn_pool"""
     cnn_embd: int = PAPER_CNN.embd
     """CNN output embedding, then mapped linearly to the transformer width (paper: 1024)"""
-    cnn_block: str = "impala"
+    cnn_block: str = DEFAULT_CNN_BLOCK
     """blocks of each CNN stage: "impala" (residual 3x3 convs, VPT) or "convnext" (the paper's)"""
 
     def __post_init__(self) -> None:

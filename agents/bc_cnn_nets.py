@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.bc_cnn_shapes import CNN_BLOCKS, IMAGE_CHANNELS
+from agents.bc_cnn_shapes import CNN_BLOCKS, DEFAULT_CNN_BLOCK, IMAGE_CHANNELS
 
 
 class ImpalaBlock(nn.Module):
@@ -63,7 +63,8 @@ class FrameCNN(nn.Module):
         block: ``"impala"`` or ``"convnext"``.
     """
 
-    def __init__(self, channels: tuple[int, ...], pool: int, embd: int, block: str = "impala"):
+    def __init__(self, channels: tuple[int, ...], pool: int, embd: int,
+                 block: str = DEFAULT_CNN_BLOCK):
         super().__init__()
         if block not in CNN_BLOCKS:
             raise ValueError(f"cnn_block={block!r}; choose one of {', '.join(CNN_BLOCKS)}")

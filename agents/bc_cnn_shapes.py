@@ -19,6 +19,7 @@ from typing import NamedTuple
 from worldmodels.presets import transformer_params
 
 CNN_BLOCKS = ("impala", "convnext")
+DEFAULT_CNN_BLOCK = CNN_BLOCKS[0]
 """Block kinds of the CNN stages (see ``agents.bc_cnn_nets``)."""
 
 IMAGE_CHANNELS = 3
@@ -50,7 +51,8 @@ def _block_params(c: int, block: str) -> int:
     return (49 * c + c) + 2 * c + (4 * c * c + 4 * c) + (4 * c * c + c) + c
 
 
-def frame_cnn_params(channels: Iterable[int], pool: int, embd: int, block: str = "impala") -> int:
+def frame_cnn_params(channels: Iterable[int], pool: int, embd: int,
+                     block: str = DEFAULT_CNN_BLOCK) -> int:
     """Trainable parameters of ``FrameCNN(channels, pool, embd, block)``."""
     if block not in CNN_BLOCKS:
         raise ValueError(f"cnn_block={block!r}; choose one of {', '.join(CNN_BLOCKS)}")
@@ -62,7 +64,8 @@ def frame_cnn_params(channels: Iterable[int], pool: int, embd: int, block: str =
 
 
 def bc_cnn_params(n_layer: int, n_embd: int, seq_len: int, action_vocab_sizes: Iterable[int],
-                  cnn: CNNShape = PAPER_CNN, cnn_block: str = "impala", bias: bool = True) -> int:
+                  cnn: CNNShape = PAPER_CNN, cnn_block: str = DEFAULT_CNN_BLOCK,
+                  bias: bool = True) -> int:
     """Exact N of a ``BCCNN``: CNN, projection to the width, transformer core, action heads.
 
     Args:

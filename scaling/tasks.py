@@ -33,7 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.bc_cnn_shapes import PAPER_CNN, CNNShape, bc_cnn_params, ladder_cnn
+from agents.bc_cnn_shapes import (
+    DEFAULT_CNN_BLOCK,
+    PAPER_CNN,
+    CNNShape,
+    bc_cnn_params,
+    ladder_cnn,
+)
 from offline_data.tokens import TokenLayout
 from worldmodels import presets
 from worldmodels.token_data import TokenDataSource
@@ -97,7 +103,7 @@ class Task:
                                    block_size=seq_len)
 
     def exact_params(self, size: str, layout: TokenLayout, seq_len: int,
-                     cnn_block: str = "impala") -> int:
+                     cnn_block: str = DEFAULT_CNN_BLOCK) -> int:
         """Exact N of the model :func:`build` makes for ``size``, from shapes alone.
 
         Equal to ``build(...)[0].num_params()`` with the same layout, ``seq_len`` and
@@ -121,7 +127,7 @@ class Task:
 
 def _build_token_model(task: Task, size: str, data: str, preset, seq_len: int,
                        aux_heads: bool = True, image_size: int | None = None,
-                       dropout: float = 0.0, cnn_block: str = "impala"):
+                       dropout: float = 0.0, cnn_block: str = DEFAULT_CNN_BLOCK):
     """WM-Token / BC-Token over the token shards at ``data``."""
     from worldmodels.token_model import TokenModel  # torch
 
@@ -145,7 +151,7 @@ def _cnn_shape(size: str) -> CNNShape:
 
 def _build_bc_cnn(task: Task, size: str, data: str, preset, seq_len: int,
                   aux_heads: bool = True, image_size: int | None = None, dropout: float = 0.0,
-                  cnn_block: str = "impala"):
+                  cnn_block: str = DEFAULT_CNN_BLOCK):
     """BC-CNN over the frames of the Minari dataset ``data``."""
     from agents.bc_cnn import BCCNN  # torch
     from agents.frame_data import FrameDataSource
@@ -195,7 +201,7 @@ def get_task(name: str) -> Task:
 
 def build(task: str, size: str, data: str, seq_len: int | None = None, preset: str | None = None,
           aux_heads: bool = True, image_size: int | None = None, dropout: float = 0.0,
-          cnn_block: str = "impala"):
+          cnn_block: str = DEFAULT_CNN_BLOCK):
     """Build ``(model, data_source, preset, run_config)`` for a task and size name.
 
     Args:

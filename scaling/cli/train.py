@@ -20,10 +20,12 @@ import logging
 import os
 from pathlib import Path
 
+from agents.bc_cnn_shapes import CNN_BLOCKS
 from offline_data import argtypes as A
 from scaling.tasks import TRAINABLE
 from scaling.training import train_model
 from worldmodels.threads import add_threads_argument, apply_threads
+from worldmodels.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -134,16 +136,20 @@ def register(subparsers) -> None:
                             "to use the world model as an environment; not counted in N)")
     model.add_argument("--image-size", type=A.positive_int, default=None,
                        help="bc-cnn: resize frames to this size (default: the dataset's)")
-    model.add_argument("--cnn-block", choices=("impala", "convnext"), default=None,
-                       help="bc-cnn: blocks of the CNN's stages, impala (residual 3x3 convs, "
-                            "VPT's; default) or convnext (the paper's Appendix A.1)")
+    model.add_argument("--cnn-block", choices=CNN_BLOCKS, default=None,
+                       help=f"bc-cnn: blocks of the CNN's stages, impala (residual 3x3 convs, "
+                            f"VPT's) or convnext (the paper's Appendix A.1); default "
+                            f"{CNN_BLOCKS[0]}")
     log = p.add_argument_group("logging and checkpoints")
     log.add_argument("--log-points-per-decade", type=A.positive_int, default=None,
-                     help="metrics points per decade of steps (default 20)")
+                     help="metrics points per decade of steps (default "
+                          f"{TrainConfig.log_points_per_decade})")
     log.add_argument("--val-points-per-decade", type=A.nonnegative_int, default=None,
-                     help="validation points per decade of steps (default 5)")
+                     help="validation points per decade of steps (default "
+                          f"{TrainConfig.val_points_per_decade})")
     log.add_argument("--val-batches", type=A.nonnegative_int, default=None,
-                     help="held-out micro-batches per validation (default 8)")
+                     help="held-out micro-batches per validation (default "
+                          f"{TrainConfig.val_batches})")
     log.add_argument("--checkpoint-every", type=A.nonnegative_int, default=None,
                      help="also checkpoint every this many steps")
     log.add_argument("--keep-checkpoints", action="store_true",

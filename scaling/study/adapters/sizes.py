@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agents.bc_cnn_shapes import DEFAULT_CNN_BLOCK
 from offline_data.tokens import HEADER_NAME, TokenLayout, TokenShards
 from scaling.study.adapters.datasets import action_vocab
 from scaling.study.paths import tokens_dir
@@ -48,7 +49,7 @@ def size_params(task: str, size: str, spec) -> int:
     ts = spec.task(task)
     overrides = ts.overrides if ts else {}
     return t.exact_params(size, layout, study_seq_len(spec, task, size),
-                          cnn_block=overrides.get("cnn_block", "impala"))
+                          cnn_block=overrides.get("cnn_block", DEFAULT_CNN_BLOCK))
 
 
 def study_seq_len(spec, task: str, size: str) -> int:
