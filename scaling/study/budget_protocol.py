@@ -302,7 +302,8 @@ def _grant(curves, sizes, pairs, want, stop, cfg) -> RoundPlan:
             if s.name not in want:
                 reason = stop.get(s.name, "waiting")
                 plan.decisions[run.name] = RunDecision(run.name, run.tokens, False, reason,
-                                                       _stop_detail(reason, s.name, pairs))
+                                                       _stop_detail(reason, s.name, pairs,
+                                                                    cfg.noise_sigmas))
                 continue
             target_c, why = want[s.name]
             tokens = next_grid_tokens(target_c / (6.0 * run.params), run.inputs_per_update,
@@ -368,7 +369,7 @@ def _decide(run, tokens, why, cfg, plan, frames) -> RunDecision:
                        f"(+{cost:.3g} {cfg.unit})", frames_needed)
 
 
-def _stop_detail(reason: str, size: str, pairs: list[PairResult]) -> str:
+def _stop_detail(reason: str, size: str, pairs: list[PairResult], noise_sigmas: float) -> str:
     mine = [p for p in pairs if size in (p.small, p.large)]
     parts = []
     for p in mine:
@@ -376,8 +377,9 @@ def _stop_detail(reason: str, size: str, pairs: list[PairResult]) -> str:
             parts.append(f"{p.large} crosses below {p.small} at C={p.crossing_flops:.3g} "
                          f"(margin {p.margin:.3g})")
         elif p.status == "plateau":
-            parts.append(f"{p.small} plateaued (its loss fell by less than its noise margin "
-                         f"over its last doubling of compute) with {p.large} not below it")
+            parts.append(f"{p.small} plateaued (over its last two doublings of compute its "
+                         f"loss fell by less than {noise_sigmas:g} standard errors per "
+                         f"doubling) with {p.large} not below it")
         else:
             parts.append(f"{p.small}/{p.large}: {p.status}")
     return f"{reason}: " + ("; ".join(parts) if parts else "no neighbouring size")

@@ -112,7 +112,7 @@ def test_a_plateau_of_the_smaller_model_stops_the_pair():
     plan, history = simulate(SIZES, ProtocolConfig(budget=1e14), law=law)
     (pair,) = plan.pairs
     assert pair.status == "plateau" and not crossings(plan)
-    assert plan.decisions["s10k"].reason == "plateau"
+    assert (d := plan.decisions["s10k"]).reason == "plateau" and "two doublings" in d.detail
     # the larger model was extended until its curve covered the smaller one's compute
     assert any(h.decisions["s10k"].reason == "plateau" and h.decisions["s30k"].extend
                for h in history)
