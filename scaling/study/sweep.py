@@ -54,7 +54,8 @@ class RunSpec:
     data: str  # token shard directory (token tasks) or Minari dataset id (bc-cnn)
     tokens: float | None = None  # budget in transformer inputs D
     flops: float | None = None  # budget in FLOPs C = 6ND
-    checkpoints: int = 4  # checkpoints kept along the run
+    # checkpoints the study's later stages evaluate along the run (the run keeps every one)
+    checkpoints: int = 4
     preset: str | None = None  # training preset (None: by size)
     device: str = "cpu"  # cpu | cuda | auto
     params: int | None = None  # N of this size for this task (for ordering and job lists)
@@ -87,7 +88,8 @@ class RunSpec:
     def config_dict(self) -> dict[str, Any]:
         """The fields that define the run's results (everything but where it lives)."""
         d = self.to_dict()
-        for derived in ("out_dir", "device", "params"):  # where/how it runs, and N (derived)
+        # where/how it runs, N (derived), and how many of its checkpoints later stages read
+        for derived in ("out_dir", "device", "params", "checkpoints"):
             d.pop(derived)
         return d
 

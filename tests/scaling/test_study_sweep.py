@@ -89,6 +89,10 @@ def test_changed_spec_on_interrupted_sweep_is_refused(tmp_path, monkeypatch):
     # Adding a new run is not mixing: only started runs are compared.
     extra = _runs(tmp_path, sizes=("a", "b", "c"))
     assert check_consistent(extra) == []
+    # Nor is a change of how many checkpoints the later stages read: every one is kept.
+    for run in extra:
+        run.checkpoints = 8
+    assert check_consistent(extra) == []
     # Told to, the sweep keeps the old runs (resumed as they were started).
     problems = check_consistent(changed, allow_mixed=True)
     assert len(problems) == 2
