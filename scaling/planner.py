@@ -6,18 +6,18 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import re
 from dataclasses import dataclass
 
 from scaling.laws.identification import entry_issues
+from worldmodels.presets import SIZE_PRESETS
+from worldmodels.train_config import INFINITE_DATA_PASSES
 
 logger = logging.getLogger(__name__)
 
-# Muennighoff et al. (2024): up to 4 passes over the data is close to the infinite-data regime.
-MAX_EPOCHS = 4.0
+MAX_EPOCHS = INFINITE_DATA_PASSES  # passes over the data within the infinite-data regime
 
 
 @dataclass(frozen=True)
@@ -31,15 +31,6 @@ class Preset:
     n_embd: int
 
 
-# The paper's Table 2 (Appendix A): nominal parameters, layers, heads, embedding width.
-PAPER_TABLE2 = (
-    Preset("2M", 2e6, 3, 3, 180), Preset("4M", 4e6, 4, 4, 240), Preset("11M", 11e6, 6, 6, 360),
-    Preset("15M", 15e6, 4, 4, 512), Preset("27M", 27e6, 8, 8, 512),
-    Preset("52M", 52e6, 10, 10, 640), Preset("110M", 110e6, 15, 12, 768),
-    Preset("206M", 206e6, 16, 16, 1024), Preset("894M", 894e6, 23, 14, 1792),
-)
-
-
 def _nominal(name: str) -> float | None:
     m = re.fullmatch(r"s?(\d+(?:\.\d+)?)([kKMG])", name)
     if not m:
@@ -48,33 +39,18 @@ def _nominal(name: str) -> float | None:
 
 
 def load_presets() -> tuple[Preset, ...]:
-    """Model-size presets from ``worldmodels.presets`` when available, else the paper's Table 2.
+    """The model-size presets of ``worldmodels.presets``, smallest first.
 
-    A preset is used when it has GPT shape attributes or keys (``n_layer``, ``n_head``,
-    ``n_embd``) and a parameter count: its ``paper_params``, or else its name read as a size
-    (``"27M"``, ``"s30k"``). The count is nominal: the real N depends on vocabulary and context.
+    A preset's parameter count is its ``paper_params`` (the paper's Table 2 and our Table 7
+    shapes), else its name read as a size (``"s30k"``). The count is nominal: the real N depends
+    on vocabulary and context.
     """
-    try:  # the GPT presets are optional here: scaling.laws users may not have worldmodels
-        wp = importlib.import_module("worldmodels.presets")
-    except ImportError:
-        return PAPER_TABLE2
-    table = None
-    for attr in ("MODEL_PRESETS", "SIZE_PRESETS", "PRESETS", "GPT_PRESETS"):
-        if isinstance(getattr(wp, attr, None), dict):
-            table = getattr(wp, attr)
-            break
-    if table is None:
-        return PAPER_TABLE2
     out = []
-    for name, value in table.items():
-        get = (value.get if isinstance(value, dict) else
-               lambda k, v=value: getattr(v, k, None))
-        n = get("paper_params") or _nominal(str(name))
-        shape = [get(k) for k in ("n_layer", "n_head", "n_embd")]
-        if n is None or any(not isinstance(s, int) for s in shape):
-            continue
-        out.append(Preset(str(name), n, *shape))
-    return tuple(sorted(out, key=lambda p: p.num_params)) or PAPER_TABLE2
+    for name, size in SIZE_PRESETS.items():
+        n = size.paper_params or _nominal(name)
+        if n is not None:
+            out.append(Preset(name, n, size.n_layer, size.n_head, size.n_embd))
+    return tuple(sorted(out, key=lambda p: p.num_params))
 
 
 @dataclass(frozen=True)
@@ -288,7 +264,6 @@ def _flops_for_loss(fit: dict, target: float, alloc) -> float:
     lo, hi = 0.0, 200.0  # bisection on log10 C: the optimal loss falls with compute
     for _ in range(200):
         mid = 0.5 * (lo + hi)
-        N, D = alloc(10.0 ** mid)
-        val = p["E"] + p["A"] * N ** -p["alpha"] + p["B"] * D ** -p["beta"]
+        val, _ = _loss_at(fit, 10.0 ** mid, *alloc(10.0 ** mid))  # the parametric law
         lo, hi = (mid, hi) if val > target else (lo, mid)
     return 10.0 ** hi

@@ -185,7 +185,7 @@ def register(subparsers) -> None:
     g.add_argument("--flops", type=_positive, help="compute budget C (FLOPs)")
     g.add_argument("--loss", type=_positive, help="target loss")
     q.add_argument("--dataset-tokens", type=_positive, default=None,
-                   help="unique training inputs in the dataset (checks <= 4 passes)")
+                   help=f"unique training inputs in the dataset (checks <= {MAX_EPOCHS:g} passes)")
     q.add_argument("--source", choices=("auto", "frontier", "parametric", "isoflop"),
                    default="auto", help="allocation law (auto: frontier, else parametric)")
     q.add_argument("--json", action="store_true", help="print JSON")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from offline_data.atomic import write_text_atomic
 from scaling.plots import save_figure
+from worldmodels.train_config import INFINITE_DATA_PASSES
 
 PAPER_R = 0.61
 
@@ -161,9 +162,11 @@ def write_report(cfg, result: dict, out: Path, command: str) -> None:
         if r.get("data_limit"):
             lines += [f"{where}: {r['data_limit']}", ""]
     lines += pooled_lines(result.get("pooled", []), len(cfg.seeds))
-    many = sorted({r["tokens_per_frame"] for r in rows if (r.get("passes") or 0) > 4})
+    many = sorted({r["tokens_per_frame"] for r in rows
+                   if (r.get("passes") or 0) > INFINITE_DATA_PASSES})
     if many:
-        lines += [f"At d_z = {', '.join(map(str, many))} the smallest models make more than 4 "
+        lines += [f"At d_z = {', '.join(map(str, many))} the smallest models make more than "
+                  f"{INFINITE_DATA_PASSES:g} "
                   "passes over the data at this compute, beyond the infinite-data regime the "
                   "paper's fits assume; more episodes (`--dataset` of a larger collection) "
                   "remove that caveat.", ""]

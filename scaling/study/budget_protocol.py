@@ -64,6 +64,7 @@ from scaling.study.budget_costs import (
     spent,
 )
 from scaling.study.budget_curves import SMOOTH_POINTS, Size
+from worldmodels.train_config import INFINITE_DATA_PASSES
 
 REASONS = ("extended", "crossing", "plateau", "budget", "data limit", "waiting")
 """Why a run got its next budget: ``extended`` (it needs more compute), ``crossing`` (every pair
@@ -81,7 +82,7 @@ class ProtocolConfig:
     growth: float = 2.0  # smallest extension: the pair's largest compute times this
     max_growth: float = 4.0  # largest extension in one round
     noise_sigmas: float = 2.0  # a crossing counts when the gap beyond it exceeds this many sigma
-    max_passes: float = 4.0  # passes over the training data a run may make
+    max_passes: float = INFINITE_DATA_PASSES  # passes over the training data a run may make
     collect: bool = False  # the study grows its data (ask for more instead of stopping)
     val_points_per_decade: int = 5  # the trainer's validation grid, where budgets are placed
     late_fraction: float = 0.5  # part of a curve (in log compute, from its end) the noise uses

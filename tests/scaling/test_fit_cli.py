@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -11,8 +10,9 @@ from PIL import Image
 
 from scaling.cli import main
 from scaling.laws.synthetic import synthetic_curves
-from scaling.planner import PAPER_TABLE2, load_presets, plan
+from scaling.planner import load_presets, plan
 from tests.helpers.fits import write_runs
+from worldmodels.presets import SIZE_PRESETS
 
 
 @pytest.fixture(scope="module")
@@ -188,9 +188,11 @@ def test_plan_flops_loss_and_dataset(fitted, capsys):
     assert "embscale fit" in capsys.readouterr().err
 
 
-def test_planner_falls_back_to_table2_without_presets(monkeypatch):
-    monkeypatch.setitem(sys.modules, "worldmodels.presets", None)  # import raises ImportError
-    assert load_presets() == PAPER_TABLE2
+def test_planner_presets_are_the_size_presets_with_the_papers_counts():
+    presets = {p.name: p for p in load_presets()}
+    assert set(presets) == set(SIZE_PRESETS)  # every size has a count (paper's or its name's)
+    assert presets["110M"].num_params == 110e6 and presets["s30k"].num_params == 30e3
+    assert (presets["27M"].n_layer, presets["27M"].n_head, presets["27M"].n_embd) == (8, 8, 512)
     fit = {"frontier": {"status": "ok", "a": 0.5, "a0": 0.1, "b": 0.5, "b0": 1 / 0.6},
            "loss_prediction": {"status": "skipped"}, "parametric": {"status": "skipped"}}
     p = plan(fit, flops=1e18)
