@@ -26,6 +26,22 @@ DATA_LOCATION_KEYS = ("path", "supplements")
 INFINITE_DATA_PASSES = 4.0  # Muennighoff et al. 2024: up to 4 passes ~ infinite-data regime
 
 
+def accumulation(micro_batch_size: int, world_size: int, inputs_per_window: int,
+                 tokens_per_update: int) -> tuple[int, int]:
+    """(micro-batches accumulated per optimizer step, inputs D per optimizer step).
+
+    Each process reads ``micro_batch_size`` windows of ``inputs_per_window`` inputs per
+    forward pass; micro-batches are accumulated until an update holds at least
+    ``tokens_per_update`` inputs over the ``world_size`` processes (at least one).
+
+    >>> accumulation(8, 1, 10 * 17, 4096)
+    (4, 5440)
+    """
+    per_micro = micro_batch_size * world_size * inputs_per_window
+    steps = max(1, math.ceil(tokens_per_update / per_micro))
+    return steps, per_micro * steps
+
+
 VAL_WINDOW_SEED = 1
 """Seed of the held-out window order, not ``TrainConfig.seed``: every run on the same data is
 scored on the same windows, so the spread between seeds is the models' and not the sample's."""

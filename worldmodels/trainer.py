@@ -48,6 +48,7 @@ from worldmodels.train_config import (  # noqa: F401  (TrainConfig is imported f
     RunConfig,
     TrainConfig,
     TrainResult,
+    accumulation,
     comparable,
 )
 from worldmodels.train_utils import (
@@ -122,9 +123,9 @@ class Trainer(CheckpointedRun):
                              data_fingerprint=run_state.data_fingerprint(data),
                              data_grown_from=run_state.data_grown_from(data))
         self.run_config = self.run.to_dict()  # config.json and the checkpoints' record
-        per_micro = config.micro_batch_size * self.world_size * data.items_per_window
-        self.accum_steps = max(1, math.ceil(config.tokens_per_update / per_micro))
-        self.inputs_per_update = per_micro * self.accum_steps
+        self.accum_steps, self.inputs_per_update = accumulation(
+            config.micro_batch_size, self.world_size, data.items_per_window,
+            config.tokens_per_update)
         self.train_loader = data.loader("train", config.micro_batch_size, config.seed,
                                         self.rank, self.world_size)
         self._batches: WindowLoader | Prefetcher = self.train_loader  # read ahead in train()

@@ -64,7 +64,7 @@ from scaling.study.budget_costs import (
     spent,
 )
 from scaling.study.budget_curves import SMOOTH_POINTS, Size
-from worldmodels.train_config import INFINITE_DATA_PASSES
+from worldmodels.train_config import INFINITE_DATA_PASSES, TrainConfig
 
 REASONS = ("extended", "crossing", "plateau", "budget", "data limit", "waiting")
 """Why a run got its next budget: ``extended`` (it needs more compute), ``crossing`` (every pair
@@ -84,7 +84,8 @@ class ProtocolConfig:
     noise_sigmas: float = 2.0  # a crossing counts when the gap beyond it exceeds this many sigma
     max_passes: float = INFINITE_DATA_PASSES  # passes over the training data a run may make
     collect: bool = False  # the study grows its data (ask for more instead of stopping)
-    val_points_per_decade: int = 5  # the trainer's validation grid, where budgets are placed
+    # the trainer's validation grid, where budgets are placed
+    val_points_per_decade: int = TrainConfig.val_points_per_decade
     late_fraction: float = 0.5  # part of a curve (in log compute, from its end) the noise uses
     min_plateau_steps: int = 1000  # optimizer steps before a flat curve may count as a plateau
     min_crossing_steps: int = 100  # larger model's steps where the overlap ends, for a crossing

@@ -35,6 +35,7 @@ from scaling.study.time_limit import TimeLimit, capped_budget
 from scaling.tasks import TASKS
 from worldmodels import presets
 from worldmodels.run_metrics import LOSS_KEY, MEAN_LOSS_KEY, read_metrics
+from worldmodels.train_config import TrainConfig, accumulation
 
 logger = logging.getLogger(__name__)
 
@@ -329,17 +330,15 @@ def _unpaid(plans: dict[str, Any], why: str) -> None:
 # ----- the study's sweep mode (StudySpec.protocol = "frontier") -----
 
 def planned_tokens_per_step(run: RunSpec, world_size: int = 1) -> int:
-    """D per optimizer step the trainer will use for ``run`` (as ``Trainer`` computes it)."""
+    """D per optimizer step the trainer will use for ``run`` (``worldmodels.train_config``)."""
     p = presets.get_task_preset(run.preset) if run.preset else presets.preset_for(run.task,
                                                                                    run.size)
     o = run.overrides
-    micro = int(o.get("micro_batch_size", p.micro_batch_size))
-    update = int(o.get("tokens_per_update", p.update_tokens(run.size)))
-    per_window = int(o.get("seq_len", p.seq_len))
-    if TASKS[run.task].reads_tokens:
-        per_window *= TokenShards.open(run.data).layout.tokens_per_step
-    per_micro = micro * world_size * per_window
-    return per_micro * max(1, math.ceil(update / per_micro))
+    task = TASKS[run.task]
+    layout = TokenShards.open(run.data).layout if task.reads_tokens else None
+    per_window = int(o.get("seq_len", p.seq_len)) * task.inputs_per_step(layout)
+    return accumulation(int(o.get("micro_batch_size", p.micro_batch_size)), world_size,
+                        per_window, int(o.get("tokens_per_update", p.update_tokens(run.size))))[1]
 
 
 def study_data_limits(spec) -> dict[str, tuple[float | None, int]]:
@@ -376,7 +375,8 @@ def run_study_protocol(spec, runs: list[RunSpec], sweep: Callable[[list[RunSpec]
             raise ValueError("study_budget is 0; a seconds budget must be given "
                              "(study_budget = ...)")
         budget = 10.0 * sum(r.cost for r in runs)
-    ppd = {int(r.overrides.get("val_points_per_decade", 5)) for r in runs}
+    ppd = {int(r.overrides.get("val_points_per_decade", TrainConfig.val_points_per_decade))
+           for r in runs}
     if len(ppd) != 1:
         raise ValueError(f"tasks[].overrides set different val_points_per_decade {sorted(ppd)}; "
                          "the budget protocol needs one validation grid")
