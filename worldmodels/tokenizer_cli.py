@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from offline_data import argtypes as A
 from worldmodels.threads import add_threads_argument, apply_threads
@@ -90,13 +91,21 @@ def register(subparsers) -> None:
     e.set_defaults(func=_encode)
 
 
+def default_out_dir(dataset_id: str, tokens_per_frame: int) -> str:
+    """``runs/tokenizer/<env>-<source>-k<K>`` for a dataset id ``embscale/<env>/<source>``.
+
+    A ``-v0`` suffix is dropped (``embscale/fetch-pick-place/scripted-v0`` gives
+    ``fetch-pick-place-scripted-k64``); later versions stay in the name
+    (``embscale/breakout/scripted-v2`` gives ``breakout-scripted-v2-k64``).
+    """
+    parts = dataset_id.split("/")[1:] or [dataset_id]
+    name = "-".join(p.replace("-v0", "") for p in parts)
+    return os.path.join("runs", "tokenizer", f"{name}-k{tokens_per_frame}")
+
+
 def _train(args) -> int:
     from worldmodels.tokenizer_data import frame_shape, open_split  # torch
-    from worldmodels.tokenizer_train import (  # torch
-        TokenizerTrainConfig,
-        default_out_dir,
-        train_tokenizer,
-    )
+    from worldmodels.tokenizer_train import TokenizerTrainConfig, train_tokenizer  # torch
 
     h, w, _ = frame_shape(open_split(args.dataset, "train", args.split_seed))
     vq = VQConfig(image_height=h, image_width=w, tokens_per_frame=args.tokens_per_frame,

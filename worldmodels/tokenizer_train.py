@@ -19,7 +19,7 @@ import dataclasses
 import json
 import logging
 import math
-import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from offline_data.atomic import atomic_file, write_text_atomic
-from worldmodels.run_metrics import read_metrics, truncate_metrics
+from offline_data.run_lock import DirLock
+from worldmodels.run_metrics import append_metrics, read_metrics, truncate_metrics
 from worldmodels.run_state import load_torch_file
 from worldmodels.tokenizer import VQVAE, VQConfig, foreground_mask, load_weights, save_tokenizer
 from worldmodels.tokenizer_data import FrameCache, frame_shape, held_out_frames, open_split
@@ -218,6 +219,7 @@ class TokenizerTrainer:
         if overwrite and not resume and self.out.exists():
             for name in ("checkpoint.pt", "metrics.jsonl", "tokenizer.pt", "summary.json"):
                 (self.out / name).unlink(missing_ok=True)
+            shutil.rmtree(self.out / "tb", ignore_errors=True)  # the old run's curves
         self.train_reader = open_split(dataset or cfg.dataset_id, "train", cfg.split_seed)
         self.val_reader = open_split(self.train_reader.dataset, "val", cfg.split_seed)
         h, w, _ = frame_shape(self.train_reader)
@@ -265,16 +267,15 @@ class TokenizerTrainer:
             warnings.warn(msg, stacklevel=2)
             logger.warning(msg)
         self.eval_frames = held_out_frames(self.val_reader, cfg.eval_frames)
-        self._tb = None
+        self._tb, self._resumed_at = None, self.step
 
     def _log(self, row: dict) -> None:
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_metrics(self.out, row)
         if self.cfg.tensorboard:
-            if self._tb is None:
+            if self._tb is None:  # events after the resumed step are a killed run's: purged
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(self.out / "tb"))
+                self._tb = SummaryWriter(str(self.out / "tb"), purge_step=self._resumed_at + 1)
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)):
                     self._tb.add_scalar(k, v, row["step"])
@@ -381,18 +382,12 @@ class TokenizerTrainer:
 def train_tokenizer(cfg: TokenizerTrainConfig, vq: VQConfig | None = None, *,
                     resume: bool = False, overwrite: bool = False, progress: bool = True,
                     dataset: Any = None) -> dict[str, Any]:
-    """Train (or resume) a tokenizer run; returns its summary. See :class:`TokenizerTrainer`."""
-    return TokenizerTrainer(cfg, vq, dataset=dataset, resume=resume,
-                            overwrite=overwrite).train(progress=progress)
+    """Train (or resume) a tokenizer run; returns its summary. See :class:`TokenizerTrainer`.
 
-
-def default_out_dir(dataset_id: str, tokens_per_frame: int) -> str:
-    """``runs/tokenizer/<env>-<source>-k<K>`` for a dataset id ``embscale/<env>/<source>``.
-
-    A ``-v0`` suffix is dropped (``embscale/fetch-pick-place/scripted-v0`` gives
-    ``fetch-pick-place-scripted-k64``); later versions stay in the name
-    (``embscale/breakout/scripted-v2`` gives ``breakout-scripted-v2-k64``).
+    The run directory is locked for the run (:class:`offline_data.run_lock.DirLock`): a second
+    process on it is refused instead of interleaving checkpoints and metrics.
     """
-    parts = dataset_id.split("/")[1:] or [dataset_id]
-    name = "-".join(p.replace("-v0", "") for p in parts)
-    return os.path.join("runs", "tokenizer", f"{name}-k{tokens_per_frame}")
+    with DirLock(cfg.out_dir, "tokenizer run directory"):
+        return TokenizerTrainer(cfg, vq, dataset=dataset, resume=resume,
+                                overwrite=overwrite).train(progress=progress)
+

@@ -282,3 +282,38 @@ def test_each_step_gets_one_val_row(tmp_path):
     assert stopped["val/psnr"] == val[1]["val/psnr"]
     assert again["step"] == 6 and again["val/psnr"] == val[2]["val/psnr"]
     assert again["val/codebook_usage"] == val[2]["val/codebook_usage"]
+
+
+def _tb_steps(run_dir, tag="train/loss"):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    return [e.step for e in events.Scalars(tag)]
+
+
+def test_tensorboard_drops_a_killed_runs_events_on_resume_and_the_old_run_on_overwrite(tmp_path):
+    make_dataset(DATASET)
+    cfg = dict(steps=6, tensorboard=True)
+    part = TokenizerTrainer(_cfg(tmp_path, "part", **cfg), _vq())
+    part.train(progress=False, stop_at=4)
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "part" / "tb")) as killed:  # logged after the checkpoint
+        killed.add_scalar("train/loss", 9.0, 5)
+    train_tokenizer(_cfg(tmp_path, "part", **cfg), _vq(), resume=True, progress=False)
+    assert _tb_steps(tmp_path / "part") == [1, 2, 3, 4, 5, 6]
+    train_tokenizer(_cfg(tmp_path, "part", steps=2, tensorboard=True), _vq(), overwrite=True,
+                    progress=False)
+    assert _tb_steps(tmp_path / "part") == [1, 2]
+
+
+def test_a_second_process_on_the_run_directory_is_refused(tmp_path):
+    from offline_data.run_lock import DirectoryInUseError, DirLock
+
+    make_dataset(DATASET)
+    cfg = _cfg(tmp_path, steps=2)
+    with DirLock(tmp_path / "run", "tokenizer run directory"):  # held as another process would
+        with pytest.raises(DirectoryInUseError):
+            train_tokenizer(cfg, _vq(), progress=False)
+    train_tokenizer(cfg, _vq(), progress=False)
