@@ -19,7 +19,8 @@ def space_for_discretizer(discretizer: ActionDiscretizer) -> spaces.Space:
         if spec["kind"] == "discrete":
             return spaces.Discrete(spec["nvec"][0], start=spec["start"][0])
         if spec["kind"] == "multi_binary":
-            return spaces.MultiBinary(spec["shape"])
+            shape = tuple(spec["shape"])  # MultiBinary(n), not MultiBinary((n,)), as SB3 needs
+            return spaces.MultiBinary(shape[0] if len(shape) == 1 else shape)
         nvec = np.asarray(spec["nvec"]).reshape(spec["shape"])
         return spaces.MultiDiscrete(nvec, start=np.asarray(spec["start"]).reshape(spec["shape"]))
     shape = tuple(spec["shape"])
