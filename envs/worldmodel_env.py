@@ -227,7 +227,9 @@ class WorldModelVectorEnv(VectorEnv):
             if len(done):
                 final = np.empty(self.num_envs, dtype=object)
                 final[done] = list(obs[done])
-                infos = {"final_obs": final, "_final_obs": term | trunc}
+                # as gymnasium's vector envs: the sub-envs' final infos (empty) and their mask
+                infos = {"final_obs": final, "_final_obs": term | trunc,
+                         "final_info": {}, "_final_info": term | trunc}
                 obs = self.core.reset(done)
         return obs, rew, term, trunc, infos
 

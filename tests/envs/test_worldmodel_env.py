@@ -84,6 +84,7 @@ def test_vector_env_same_step_autoreset_reports_final_obs():
     obs, _, term, _, info = env.step(np.array([2, 0]))
     assert term.tolist() == [True, False]
     assert info["_final_obs"].tolist() == [True, False] and info["final_obs"][0][0, 0, 0] == 4
+    assert info["final_info"] == {} and info["_final_info"].tolist() == [True, False]  # gymnasium's
     assert obs[0, 0, 0, 0] <= 2
 
 
