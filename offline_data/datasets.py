@@ -93,7 +93,22 @@ def load_dataset(dataset_id: str):
             f"no local dataset {dataset_id!r} under {datasets_root()} (local datasets: {listing}); "
             "create it with `embscale data collect` / `embscale data import`, or set "
             "MINARI_DATASETS_PATH to the directory that holds it")
-    return minari.load_dataset(dataset_id)
+    dataset = minari.load_dataset(dataset_id)
+    if (is_image_space(dataset.observation_space)
+            and dataset.storage.metadata.get("jpeg_encoding", True)
+            and dataset_id not in _WARNED_JPEG):
+        _WARNED_JPEG.add(dataset_id)
+        msg = (f"dataset {dataset_id!r} stores its frames as lossy JPEG (Minari's default, which "
+               "minari.combine_datasets also writes): they are read, trained on and measured as "
+               "decoded, not as recorded. For lossless frames write the dataset with "
+               "jpeg_encoding=False, as `embscale data collect` and `embscale data import` do")
+        warnings.warn(msg, stacklevel=2)
+        logger.warning(msg)
+    return dataset
+
+
+_WARNED_JPEG: set[str] = set()
+"""Datasets whose JPEG frames were warned about in this process (once each)."""
 
 
 def is_image_space(space: Any) -> bool:

@@ -79,7 +79,7 @@ def dataset_info(dataset_id: str) -> DatasetInfo:
     size = sum(p.stat().st_size for p in ds.storage.data_path.rglob("*") if p.is_file())
     steps = int(ds.total_steps)
     return DatasetInfo(
-        dataset_id=dataset_id, env_id=str(meta.get("env_id") or ""),
+        dataset_id=dataset_id, env_id=str(meta.get("env_id") or _spec_env_id(ds)),
         episodes=int(ds.total_episodes), frames=steps + int(ds.total_episodes), steps=steps,
         frame_shape=tuple(int(s) for s in ds.observation_space.shape),
         action_space=str(ds.action_space), action_spec=dataset_discretizer(ds).to_spec(),
@@ -142,3 +142,9 @@ def summary_table(ids: list[str]) -> str:
         rows.append(f"{dataset_id:45s} {info.episodes:6d} ep {info.steps:9d} steps "
                     f"{info.disk_bytes / 2**20:8.1f} MiB")
     return "\n".join(rows)
+
+
+def _spec_env_id(dataset: Any) -> str:
+    """The env id Minari keeps in the dataset's spec ("" when it has none, as for imports)."""
+    env_spec = getattr(getattr(dataset, "spec", None), "env_spec", None)
+    return str(getattr(env_spec, "id", "") or "")

@@ -199,3 +199,20 @@ def test_black_frames_are_refused():
     with pytest.raises(RuntimeError, match="black frames"):
         collect(env, RandomPolicy(env.action_space), 2, "embscale/pixel/black-v0", progress=False)
     assert list_dataset_ids() == []
+
+
+def test_a_dataset_with_jpeg_frames_is_warned_about_and_keeps_its_env(recwarn):
+    """minari.combine_datasets writes JPEG frames and drops our metadata: reading it says so."""
+    from offline_data.info import dataset_info
+
+    for i in (1, 2):
+        env = gym.make(PIXEL_ID)
+        collect(env, RandomPolicy(env.action_space, seed=i), 1, f"embscale/pixel/part{i}-v0",
+                progress=False)
+    load_dataset("embscale/pixel/part1-v0")
+    assert not [w for w in recwarn if "JPEG" in str(w.message)]  # ours are lossless
+    minari.combine_datasets([minari.load_dataset(f"embscale/pixel/part{i}-v0") for i in (1, 2)],
+                            "embscale/pixel/combined-v0")
+    with pytest.warns(UserWarning, match="lossy JPEG.*jpeg_encoding=False"):
+        load_dataset("embscale/pixel/combined-v0")
+    assert dataset_info("embscale/pixel/combined-v0").env_id == PIXEL_ID
