@@ -23,11 +23,12 @@ from collections.abc import Callable
 import numpy as np
 
 from scaling.laws._threads import single_threaded_blas
-from scaling.laws.data import Curves, FitError, NotAPowerLawError
+from scaling.laws.data import Curves, FitError, NotAPowerLawError, size_key
+from scaling.laws.objectives import HUBER_DELTA
 from scaling.laws.parametric import (
     _MAX_EXPONENT,
     _MIN_R2,
-    HUBER_DELTA,
+    MIN_PARAMETRIC_SIZES,
     ParametricFit,
     fit_huber,
     huber_theta,
@@ -225,6 +226,7 @@ def bootstrap_huber(curves: Curves, fit: ParametricFit, *, num: int = 1000, seed
     P = curves.num_points
     draws = [resample(curves, rng, used) for _ in range(num)]
     x, y, logl = np.log(curves.N), np.log(curves.D), np.log(curves.L)
+    size_of = np.unique(size_key(curves.N), return_inverse=True)[1].ravel()
     # Centred as in huber_refit_batch, for the acceptance checks.
     xc, yc = x - x.mean(), y - y.mean()
     theta0 = huber_theta(fit)
@@ -257,7 +259,9 @@ def bootstrap_huber(curves: Curves, fit: ParametricFit, *, num: int = 1000, seed
             centred = th.copy()
             centred[:, 0] -= th[:, 3] * x.mean()
             centred[:, 1] -= th[:, 4] * y.mean()
-            good = conv & accepted(centred, W, xc, yc, logl)
+            # a refit faces the main fit's rules, its number of distinct sizes included
+            sizes = np.array([np.unique(size_of[w > 0]).size for w in W])
+            good = conv & accepted(centred, W, xc, yc, logl) & (sizes >= MIN_PARAMETRIC_SIZES)
             failed += int((conv & ~good).sum())
             thetas[lo:hi], ok[lo:hi] = th, good
             if progress is not None:

@@ -331,8 +331,11 @@ def fit_loss_prediction(curves: Curves, *, env: Envelope | None = None, num_grid
     but keeps the problem well conditioned.
 
     Raises:
-        FitError: when ``curve_fit`` does not converge.
+        FitError: on curves of one model size, or when ``curve_fit`` does not converge.
     """
+    if curves is not None and np.unique(size_key(curves.N)).size < 2:
+        raise FitError("loss prediction needs at least 2 model sizes: with one, the envelope is "
+                       "that size's own curve, not the compute-optimal loss")
     env = envelope(curves, num_grid=num_grid, smooth=smooth, pool=pool) if env is None else env
     ok = env.bracketed if env.bracketed.sum() >= 4 else np.isfinite(env.L)
     if ok.sum() < 4:

@@ -15,7 +15,6 @@ allocation (Hoffmann eq. 4) ``N_opt = G (C/6)^a``, ``D_opt = (C/6)^b / G`` with
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -24,20 +23,35 @@ import numpy as np
 from scipy import optimize
 
 from scaling.laws._threads import single_threaded_blas
-from scaling.laws.data import Curves, FitError, NotAPowerLawError
+from scaling.laws.data import Curves, FitError, NotAPowerLawError, size_key
+from scaling.laws.objectives import (
+    HUBER_DELTA,
+    _huber_objective,
+    _lsq_jac,
+    _lsq_model,
+    huber_starts,
+    lsq_starts,
+)
 
 logger = logging.getLogger(__name__)
 
-HUBER_DELTA = 1e-3
-# Hoffmann et al. (2022) Appendix D.2 grid, also used by Besiroglu et al. (2024):
-# alpha, beta in {0, .5, ..., 2}, e in {-1, -.5, ..., 1}, a, b in {0, 5, ..., 25}.
-_GRID_ALPHA = (0.0, 0.5, 1.0, 1.5, 2.0)
-_GRID_E = (-1.0, -0.5, 0.0, 0.5, 1.0)
-_GRID_AB = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
 _MAX_EXPONENT = 10.0  # alpha or beta above this is not a power law we can trust
 # A law that explains less than half the variance of log L has not captured how loss falls
 # with N and D (real scaling curves give R^2 above 0.9): report it rather than return it.
 _MIN_R2 = 0.5
+MIN_PARAMETRIC_SIZES = 3
+"""Distinct model sizes a parametric fit needs: with two, E, A and alpha trade off along a line
+of equally good fits, so the data set neither E nor a."""
+
+
+def check_sizes(curves: Curves) -> None:
+    """``FitError`` unless ``curves`` hold :data:`MIN_PARAMETRIC_SIZES` distinct model sizes."""
+    n = int(np.unique(size_key(curves.N)).size)
+    if n < MIN_PARAMETRIC_SIZES:
+        raise FitError(f"the parametric fit needs at least {MIN_PARAMETRIC_SIZES} distinct model "
+                       f"sizes N, got {n}: with fewer, E, A and alpha of L = E + A/N^alpha + "
+                       f"B/D^beta trade off along a line of equally good fits, so the data do "
+                       f"not set a; add a model size, or use the frontier fit")
 
 
 @dataclass(frozen=True)
@@ -111,64 +125,6 @@ class ParametricFit:
                 "a": self.a, "b": self.b, "a0": self.a0, "b0": self.b0}
 
 
-def huber_grid() -> np.ndarray:
-    """Hoffmann's grid of starting points ``(a, b, e, alpha, beta)``, (4500, 5)."""
-    return np.array([(a, b, e, al, be) for al, be, e, a, b in itertools.product(
-        _GRID_ALPHA, _GRID_ALPHA, _GRID_E, _GRID_AB, _GRID_AB)], dtype=np.float64)
-
-
-def _huber_objective(theta, x, y, logl, delta):
-    """Sum of Huber losses of log residuals and its analytic gradient.
-
-    ``theta`` is ``(a, b, e, alpha, beta)``; ``x = log N``, ``y = log D``.
-    """
-    a, b, e, al, be = theta
-    t1, t2 = a - al * x, b - be * y
-    m = np.maximum(np.maximum(t1, t2), e)
-    p1, p2, p3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(e - m)
-    s = p1 + p2 + p3
-    r = m + np.log(s) - logl
-    ar = np.abs(r)
-    quad = ar <= delta
-    f = np.where(quad, 0.5 * r * r, delta * (ar - 0.5 * delta)).sum()
-    psi = np.clip(r, -delta, delta) / s  # dHuber/dr times the softmax normaliser
-    g1, g2 = psi * p1, psi * p2
-    grad = np.array([g1.sum(), g2.sum(), (psi * p3).sum(), -(g1 * x).sum(), -(g2 * y).sum()])
-    return f, grad
-
-
-def _grid_chunks(grid: np.ndarray, num_points: int):
-    """Row blocks of ``grid`` whose (rows x points) arrays stay near 1M elements."""
-    step = max(1, 1_000_000 // max(num_points, 1))
-    for lo in range(0, grid.shape[0], step):
-        yield grid[lo:lo + step]
-
-
-def _grid_objectives(grid, x, y, logl, delta):
-    """Huber objective at every row of ``grid``, vectorised in blocks, (G,)."""
-    out = []
-    for g in _grid_chunks(grid, x.size):
-        a, b, e, al, be = (g[:, i:i + 1] for i in range(5))
-        t1, t2 = a - al * x, b - be * y
-        m = np.maximum(np.maximum(t1, t2), e)
-        r = m + np.log(np.exp(t1 - m) + np.exp(t2 - m) + np.exp(e - m)) - logl
-        ar = np.abs(r)
-        out.append(np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta)).sum(axis=1))
-    return np.concatenate(out)
-
-
-def _grid_sse(grid, x, y, L):
-    """Squared error of ``E + A/N^alpha + B/D^beta`` on L at every row of ``grid``, (G,)."""
-    out = []
-    with np.errstate(over="ignore", invalid="ignore"):
-        for g in _grid_chunks(grid, x.size):
-            a, b, e, al, be = (g[:, i:i + 1] for i in range(5))
-            pred = np.exp(e) + np.exp(a - al * x) + np.exp(b - be * y)
-            out.append(np.sum((pred - L) ** 2, axis=1))
-    sse = np.concatenate(out)
-    return np.where(np.isfinite(sse), sse, np.inf)
-
-
 def _lbfgs(theta0, x, y, logl, delta, maxiter):
     res = optimize.minimize(_huber_objective, theta0, args=(x, y, logl, delta), jac=True,
                             method="L-BFGS-B",
@@ -234,8 +190,10 @@ def fit_huber(curves: Curves, *, delta: float = HUBER_DELTA, num_starts: int | N
         maxiter: L-BFGS iteration cap per start.
 
     Raises:
-        FitError: when no start converges or the optimum is not a power law.
+        FitError: when the curves hold fewer than :data:`MIN_PARAMETRIC_SIZES` model sizes, no
+            start converges, or the optimum is not a power law.
     """
+    check_sizes(curves)
     x, y, logl = np.log(curves.N), np.log(curves.D), np.log(curves.L)
     if init is not None:
         starts = np.atleast_2d(np.asarray(init, dtype=np.float64))
@@ -275,19 +233,6 @@ def _distinct(found: list[tuple[np.ndarray, float]], most: int = 4) -> tuple:
     return tuple(t for t, _ in out)
 
 
-def huber_starts(curves: Curves, num_starts: int | None = 16, *,
-                 delta: float = HUBER_DELTA) -> np.ndarray:
-    """The ``num_starts`` points of Hoffmann's grid with the lowest Huber objective, best first.
-
-    The objective is evaluated on the whole grid at once; ``None`` returns the whole grid.
-    """
-    grid = huber_grid()
-    if num_starts is None or num_starts >= grid.shape[0]:
-        return grid
-    obj = _grid_objectives(grid, np.log(curves.N), np.log(curves.D), np.log(curves.L), delta)
-    return grid[np.argsort(obj, kind="stable")[:num_starts]]
-
-
 def _log_clamped(v: float) -> float:
     """log(v) with v clamped to the smallest positive float.
 
@@ -301,31 +246,6 @@ def huber_theta(fit: ParametricFit) -> np.ndarray:
     """The ``(a, b, e, alpha, beta)`` vector of a fit, to warm-start another Huber fit."""
     a, b, e = (_log_clamped(v) for v in (fit.A, fit.B, fit.E))
     return np.array([a, b, e, fit.alpha, fit.beta])
-
-
-def _lsq_model(X, E, a, b, alpha, beta):
-    x, y = X
-    return E + np.exp(a - alpha * x) + np.exp(b - beta * y)
-
-
-def _lsq_jac(X, E, a, b, alpha, beta):
-    x, y = X
-    t1, t2 = np.exp(a - alpha * x), np.exp(b - beta * y)
-    return np.stack([np.ones_like(x), t1, t2, -x * t1, -y * t2], axis=1)
-
-
-def lsq_starts(curves: Curves, num_starts: int | None = 16) -> np.ndarray:
-    """The ``num_starts`` points of Hoffmann's grid with the smallest squared error on L.
-
-    Rows are ``(E, log A, log B, alpha, beta)``, best first; ``None`` keeps every finite one.
-    """
-    x, y, L = np.log(curves.N), np.log(curves.D), curves.L
-    grid = huber_grid()
-    sse = _grid_sse(grid, x, y, L)
-    order = np.argsort(sse, kind="stable")
-    order = order[np.isfinite(sse[order])][:num_starts]
-    g = grid[order]
-    return np.column_stack([np.exp(g[:, 2]), g[:, 0], g[:, 1], g[:, 3], g[:, 4]])
 
 
 def fit_lsq(curves: Curves, *, init: np.ndarray | None = None, num_starts: int | None = 16,
@@ -346,9 +266,11 @@ def fit_lsq(curves: Curves, *, init: np.ndarray | None = None, num_starts: int |
         maxfev: cap on function evaluations per start.
 
     Raises:
-        FitError: when no start converges (the message says how many were tried and the last
-            error) or the best optimum is not a power law.
+        FitError: when the curves hold fewer than :data:`MIN_PARAMETRIC_SIZES` model sizes, no
+            start converges (the message says how many were tried and the last error), or the
+            best optimum is not a power law.
     """
+    check_sizes(curves)
     x, y, L = np.log(curves.N), np.log(curves.D), curves.L
     if init is None:
         starts = lsq_starts(curves, num_starts)

@@ -74,3 +74,19 @@ def test_frontier_whole_run_interval_covers_truth():
                      num=40, seed=0)
     lo, hi = boot.ci()["a"]
     assert lo <= A_TRUE <= hi and hi - lo < 0.2
+
+
+def test_refits_of_resamples_with_fewer_than_three_sizes_count_as_failed():
+    """A whole-run resample that kept one or two sizes cannot set a: its refit is a failure."""
+    from scaling.laws.data import size_key
+    from scaling.laws.uncertainty import resample
+
+    c = truncated_ladder(4, 1, points=10)
+    fit = fit_huber(c, num_starts=2)
+    rng = np.random.default_rng(0)
+    few = sum(np.unique(size_key(c.N[resample(c, rng, "runs")[0]])).size < 3 for _ in range(80))
+    assert few > 10  # a 4-size ladder, one run per size: about a third of the resamples
+    boot = bootstrap_huber(c, fit, num=80, seed=0)
+    assert boot.num_failed >= few and len(boot.samples["a"]) <= 80 - few
+    assert bootstrap(c, lambda s: {"a": fit_huber(s, init=huber_theta(fit)).a}, num=80,
+                     seed=0).num_failed >= few  # the generic loop faces the same rule

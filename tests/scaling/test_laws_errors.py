@@ -202,3 +202,23 @@ def test_a_fit_whose_n_term_vanished_is_not_a_power_law():
     # ... and the fit itself is refused with the reason, not a math domain error later.
     with pytest.raises(NotAPowerLawError, match="A = 0, so its law does not depend on N"):
         _validated(flat, c)
+
+
+@pytest.mark.parametrize("fit", [fit_huber, fit_lsq], ids=["huber", "lsq"])
+def test_a_parametric_fit_on_two_sizes_is_refused(fit):
+    """With two sizes E, A and alpha trade off along a line of equal fits: a is not set."""
+    from scaling.laws.synthetic import synthetic_curves
+
+    c = synthetic_curves([1e7, 1e8], points_per_curve=20, noise=0.005, seed=0)
+    with pytest.raises(FitError, match="at least 3 distinct model sizes N, got 2"):
+        fit(c)
+
+
+def test_a_loss_prediction_of_one_size_is_refused():
+    from scaling.laws.frontier import fit_loss_prediction
+    from scaling.laws.synthetic import synthetic_curves
+
+    c = synthetic_curves([1e7, 1e8, 1e9], points_per_curve=20, noise=0.0, seed=0)
+    one = c.take(np.flatnonzero(c.N == c.N.min()))
+    with pytest.raises(FitError, match="at least 2 model sizes"):
+        fit_loss_prediction(one)

@@ -120,3 +120,15 @@ def test_isoflop_dense_curves_are_interpolated_not_matched():
     f = fit_isoflop(synthetic_curves(np.geomspace(2e5, 2e7, 6), points_per_curve=80))
     assert not f.shared_budgets
     assert abs(f.a - A_TRUE) < 0.01
+
+
+@pytest.mark.parametrize("fit", [fit_huber, fit_lsq], ids=["huber", "lsq"])
+@pytest.mark.parametrize("scale", [1e-3, 3e-2, 1e5])
+def test_parametric_fits_do_not_depend_on_the_unit_of_the_loss(fit, scale):
+    """Losses scaled by s: E, A and B scaled by s, the same exponents (the starts move too)."""
+    from scaling.laws.data import make_curves
+
+    c = synthetic_curves(np.geomspace(1e7, 1e9, 5), points_per_curve=20, noise=0.01, seed=7)
+    ref, scaled = fit(c), fit(make_curves(c.N, c.D, c.L * scale))
+    assert scaled.a == pytest.approx(ref.a, abs=1e-5)
+    assert scaled.E / scale == pytest.approx(ref.E, rel=1e-4)
