@@ -169,7 +169,8 @@ def loss_law(fit: dict) -> tuple[str | None, dict | None]:
 
     The loss prediction ``L_opt(C)`` (paper eq. 8), else the parametric law along the allocation;
     an identified fit before one whose parameters sit at their bounds (``not_identified``), which
-    is used only when no identified one is left.
+    is used only when no identified one is left, and among identified ones a loss prediction
+    from a censored envelope (``censored``: an upper bound on the optimal loss) last.
 
     >>> fit = {"loss_prediction": {"status": "ok", "not_identified": ["c = 1 (at the edge)"]},
     ...        "parametric": {"status": "ok", "not_identified": []}}
@@ -178,7 +179,8 @@ def loss_law(fit: dict) -> tuple[str | None, dict | None]:
     """
     laws = [(name, _ok(fit, name)) for name in ("loss_prediction", "parametric")]
     laws = [(name, e) for name, e in laws if e is not None]
-    for name, e in sorted(laws, key=lambda law: bool(law[1].get("not_identified"))):
+    for name, e in sorted(laws, key=lambda law: (bool(law[1].get("not_identified")),
+                                                 bool(law[1].get("censored")))):
         return name, e
     return None, None
 
@@ -194,6 +196,10 @@ def _loss_at(fit: dict, C: float, N: float, D: float) -> tuple[float | None, str
 
 def _unidentified_loss_caveat(fit: dict) -> tuple[str, ...]:
     name, e = loss_law(fit)
+    if e and e.get("censored") and not e.get("not_identified"):
+        return ("the loss comes from a loss prediction fitted to a censored envelope (fewer than "
+                "4 compute points where the optimal size was bracketed by a smaller and a "
+                "larger one): read it as an upper bound on the compute-optimal loss",)
     if not e or not e.get("not_identified"):
         return ()
     return (f"the loss comes from the {name.replace('_', ' ')} fit, which is not identified "
@@ -266,4 +272,9 @@ def _flops_for_loss(fit: dict, target: float, alloc) -> float:
         mid = 0.5 * (lo + hi)
         val, _ = _loss_at(fit, 10.0 ** mid, *alloc(10.0 ** mid))  # the parametric law
         lo, hi = (mid, hi) if val > target else (lo, mid)
+    reached, _ = _loss_at(fit, 10.0 ** hi, *alloc(10.0 ** hi))
+    if not reached <= target * (1 + 1e-9):  # the allocation never brings the law down to it
+        raise ValueError(f"target loss {target:g} is not reachable: along the fit's "
+                         f"allocation the parametric law stays above it up to 1e200 FLOPs (at "
+                         f"best {reached:.4g}); ask for a higher loss or check the fit")
     return 10.0 ** hi

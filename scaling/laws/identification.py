@@ -15,16 +15,24 @@ MIN_FRONTIER_SIZES = 3
 
 
 def falling_allocation(a: float, points: str = "the frontier points") -> str | None:
-    """Why an allocation exponent ``a`` at or below 0 is no finding (None when ``a > 0``).
+    """Why an allocation exponent ``a`` outside (0, 1) is no finding (None inside).
 
     It says the optimal size shrinks as compute grows, which no compute-optimal allocation
     does: the frontier's points (or the IsoFLOP budgets' optima, named by ``points``) then come
     from compute where the curves have not separated (the first updates of each run, where the
     leader changes as the runs leave their warmup) or from curves that never cross.
 
+    At or above 1 it says the optimal data shrinks as compute grows (``b = 1 - a <= 0``).
+
     >>> falling_allocation(-0.2, "the IsoFLOP optima")[:60]
     'a = -0.2 <= 0 (the optimal size falls as compute grows: the '
+    >>> falling_allocation(1.3)[:14]
+    'a = 1.3 >= 1 ('
     """
+    if a >= 1:
+        return (f"a = {a:.3g} >= 1 (the optimal data D_opt = C / (6 N_opt) falls as compute "
+                f"grows: {points} are no compute-optimal allocation, such as sizes whose curves "
+                "cross where the larger has seen fewer inputs than the smaller)")
     if a > 0:
         return None
     return (f"a = {a:.3g} <= 0 (the optimal size falls as compute grows: {points} "
@@ -36,7 +44,7 @@ def frontier_issues(num_models: int, a: float) -> list[str]:
     """Why a frontier fit's ``a`` (``N_opt ∝ C^a``) is not identified (empty when it is).
 
     Fewer than :data:`MIN_FRONTIER_SIZES` sizes optimal somewhere bracketed give a slope
-    through one or two points; an ``a`` at or below 0 is no allocation (see
+    through one or two points; an ``a`` outside (0, 1) is no allocation (see
     :func:`falling_allocation`).
 
     >>> frontier_issues(3, 0.5)
@@ -54,7 +62,7 @@ def frontier_issues(num_models: int, a: float) -> list[str]:
 
 
 def isoflop_issues(a: float) -> list[str]:
-    """Why an IsoFLOP fit's ``a`` is not identified (empty when it is): an ``a`` at or below 0.
+    """Why an IsoFLOP fit's ``a`` is not identified (empty when it is): an ``a`` outside (0, 1).
 
     (A minimum at one size at every budget is refused by the fit itself.)
 

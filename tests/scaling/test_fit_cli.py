@@ -250,3 +250,35 @@ def test_identification_and_summary_lines_hold_their_examples():
     line = exponent_line({"a": 0.533, "b": 0.467, "ci": {"a": [0.492, 0.539]},
                           "not_identified": []})
     assert line == "a = 0.533 [0.492, 0.539], b = 0.467"
+
+
+def test_plan_prefers_an_identified_parametric_law_to_a_censored_loss_prediction():
+    from scaling.laws.parametric import ParametricFit
+
+    pf = ParametricFit(E=1.82, A=482.0, B=2085.0, alpha=0.348, beta=0.366, loss="huber",
+                       objective=0.0, num_points=1)
+    lp = {"status": "ok", "c0": 20.0, "c": 0.05, "E": 1.9, "censored": True, "not_identified": []}
+    fit = {"frontier": {"status": "skipped"}, "loss_prediction": lp,
+           "parametric": {"status": "ok", **pf.coefficients(), "not_identified": []}}
+    assert plan(fit, flops=1e20).loss_source == "parametric"
+    fit["frontier"] = {"status": "ok", "a": 0.5, "a0": 0.1, "b": 0.5, "b0": 1 / 0.6,
+                       "not_identified": []}
+    del fit["parametric"]  # the censored prediction alone answers, read as an upper bound
+    p = plan(fit, flops=1e20)
+    assert p.loss_source == "loss_prediction" and "upper bound" in " ".join(p.caveats)
+
+
+def test_an_allocation_whose_data_shrinks_is_not_identified_and_plans_no_loss():
+    from scaling.laws.identification import frontier_issues, isoflop_issues
+    from scaling.laws.parametric import ParametricFit
+
+    assert "a = 1.3 >= 1" in frontier_issues(4, 1.3)[0] and isoflop_issues(1.3)
+    assert frontier_issues(4, 0.5) == []
+    pf = ParametricFit(E=1.82, A=482.0, B=2085.0, alpha=0.348, beta=0.366, loss="huber",
+                       objective=0.0, num_points=1)
+    fit = {"frontier": {"status": "ok", "a": 1.3, "a0": 1e-3, "b": -0.3, "b0": 1e3,
+                        "not_identified": frontier_issues(4, 1.3)},
+           "loss_prediction": {"status": "skipped"},
+           "parametric": {"status": "ok", **pf.coefficients(), "not_identified": []}}
+    with pytest.raises(ValueError, match="not reachable"):  # D_opt shrinks: the law stays high
+        plan(fit, loss=2.0, source="frontier")
