@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from scaling.laws.data import Curves, make_curves
+from scaling.laws.data import Curves, make_curves, size_labels
 from worldmodels.run_metrics import LOSS_KEY, iter_metrics
 
 logger = logging.getLogger(__name__)
@@ -145,19 +145,34 @@ def _read_csv(path: Path, prefix: str, rows: _Rows) -> None:
         if missing:
             raise ValueError(f"CSV {path} is missing column(s) {', '.join(missing)} (it has "
                              f"{cols}); give columns N, D (or C), L and optionally run")
+        unlabelled: list[bool] = []
         for i, rec in enumerate(reader, start=2):
             where = f"{path}:{i}"
             n = _number(rec["N"], "N", where)
             if "D" in cols and rec["D"] not in (None, ""):
                 d = _number(rec["D"], "D", where)
+                if "C" in cols and rec["C"] not in (None, ""):
+                    _check_compute(_number(rec["C"], "C", where), n, d, where)
             elif "C" in cols:
                 d = _data_from_compute(_number(rec["C"], "C", where), n, "N", where)
             else:
                 raise ValueError(f"D is empty at {where}; fill it in, add a C column, or drop "
                                  f"that row")
             loss = _number(rec["L"], "L", where) if rec["L"] not in (None, "") else math.nan
-            run = rec["run"] if "run" in cols and rec["run"] else f"N={n:.4g}"
-            rows.add(n, d, loss, f"{prefix}{run}", where)
+            unlabelled.append(not ("run" in cols and rec["run"]))
+            rows.add(n, d, loss, f"{prefix}{rec['run']}" if not unlabelled[-1] else "", where)
+    # rows without a run label: one curve per model size of the file
+    at = np.arange(len(rows.N) - len(unlabelled), len(rows.N))[np.array(unlabelled, dtype=bool)]
+    for j, label in zip(at, size_labels(np.array(rows.N)[at]), strict=True):
+        rows.run[j] = f"{prefix}{label}"
+
+
+def _check_compute(c: float, n: float, d: float, where: str) -> None:
+    """Refuse a row whose C is not 6ND (e.g. FLOPs in the D column)."""
+    if not math.isclose(c, 6.0 * n * d, rel_tol=0.01):
+        raise ValueError(f"C = {c:.4g} is not 6ND = {6.0 * n * d:.4g} at {where}: D must be the "
+                         f"training inputs (tokens) and C the FLOPs; fix that row, or keep one of "
+                         f"the D and C columns")
 
 
 def _once(path: Path, given: Path, read: dict[Path, Path]) -> None:

@@ -328,12 +328,18 @@ def extrapolation_check(curves: Curves, options: FitOptions | None = None,
     """
     opts = options or FitOptions()
     slices = curves.curve_slices()
-    held = int(np.argmax([curves.C[sl].max() for sl in slices]))
+    ends = np.array([curves.C[sl].max() for sl in slices])
     size = size_key(curves.curve_N)
+    # the run reaching the most compute; of runs ending together, the largest size
+    held = int(np.lexsort((size, np.round(np.log(ends), 9)))[-1])
     drop = np.flatnonzero(size == size[held])  # the held-out run and the other seeds of its size
     rest = curves.without_curves(drop)
     if np.unique(size_key(rest.N)).size < 2:
         raise FitError("extrapolation check needs two model sizes besides the held-out run")
+    if rest.C.max() >= ends[held] * (1 - 1e-9):
+        raise FitError("extrapolation check: other sizes reach the held-out run's compute "
+                       f"({ends[held]:.3g} FLOPs; runs ending at designed budgets), so predicting "
+                       "it would be an interpolation")
     dropped = [curves.names[i] for i in drop]
     law_rest = None
     if law_curves is not None:  # the parametric refit leaves out the same runs from its points

@@ -21,6 +21,24 @@ def size_key(N) -> np.ndarray:
     return np.round(np.log(np.asarray(N, dtype=np.float64)), 9)
 
 
+def size_labels(N) -> np.ndarray:
+    """A curve label ``"N=<size>"`` per point, as short as keeps distinct sizes apart.
+
+    >>> size_labels([1e7, 1e7, 3e8]).tolist()
+    ['N=1e+07', 'N=1e+07', 'N=3e+08']
+    >>> size_labels([1.0001e7, 1.0004e7]).tolist()
+    ['N=1.0001e+07', 'N=1.0004e+07']
+    """
+    N = np.asarray(N, dtype=np.float64).ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):  # bad N are refused by make_curves
+        sizes = np.unique(size_key(N)).size
+    for digits in range(3, 18):
+        labels = np.array([f"N={n:.{digits}g}" for n in N], dtype=object)
+        if np.unique(labels.astype(str)).size == sizes:
+            return labels
+    return labels
+
+
 class FitError(ValueError):
     """A fit did not converge or the data cannot support it; the message says why and what to do."""
 
@@ -151,11 +169,18 @@ def make_curves(N, D, L, run=None, *, min_model_sizes: int = 2, labels=None) -> 
                          f"log L, so give a cross-entropy (nats) or another positive loss, or drop "
                          f"those rows")
     if run is None:
-        run = np.array([f"N={n:.3g}" for n in N], dtype=object)
+        run = size_labels(N)
     run = np.asarray(run, dtype=object).ravel()
     if run.shape != N.shape:
         raise ValueError(f"run has {run.size} labels for {N.size} points; give one per point")
     names, inverse = np.unique(run.astype(str), return_inverse=True)
+    keys = size_key(N)
+    for i, name in enumerate(names):
+        held = np.unique(N[(inverse == i) & (keys != keys[inverse == i][0])])
+        if held.size:
+            raise ValueError(f"run {str(name)!r} holds points of more than one model size (N = "
+                             f"{N[inverse == i][0]:.10g} and {held[0]:.10g}): a run is one "
+                             f"model's curve; label each run apart (a CSV's run column)")
     # Order curves by model size, then name, so colours and tables read small to large.
     logn = np.bincount(inverse, np.log(N)) / np.bincount(inverse)
     order = np.lexsort((names, logn))

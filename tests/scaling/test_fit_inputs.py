@@ -139,3 +139,26 @@ def test_missing_paths(tmp_path):
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(ValueError, match="cannot read"):
         load_curves(tmp_path / "x.txt")
+
+
+def test_csv_with_D_and_C_columns_that_disagree_is_refused(tmp_path):
+    rows = ["N,D,C,L", "1e7,1e9,6e16,3.0", "1e8,6e17,6e17,2.5"]  # FLOPs in D on row 3
+    (tmp_path / "both.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"C = 6e\+17 is not 6ND.*both\.csv:3"):
+        load_curves([tmp_path / "both.csv"])
+
+
+def test_csv_without_a_run_column_keeps_close_sizes_apart(tmp_path):
+    rows = ["N,D,L"] + [f"{n},{d},{3.0 - 0.1 * i}" for n in (1.0001e7, 1.0004e7, 3e7)
+                        for i, d in enumerate((1e8, 1e9))]
+    (tmp_path / "close.csv").write_text("\n".join(rows) + "\n")
+    c = load_curves([tmp_path / "close.csv"])
+    assert c.num_curves == 3 and "N=1.0001e+07" in c.names
+
+
+def test_a_run_label_shared_by_two_sizes_is_refused():
+    from scaling.laws.data import make_curves
+
+    with pytest.raises(ValueError, match="run 'a' holds points of more than one model size"):
+        make_curves([1e7, 1e7, 3e7, 3e7], [1e8, 1e9, 1e8, 1e9], [3.0, 2.8, 2.9, 2.7],
+                    run=["a", "a", "a", "b"])

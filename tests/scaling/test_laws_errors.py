@@ -222,3 +222,15 @@ def test_a_loss_prediction_of_one_size_is_refused():
     one = c.take(np.flatnonzero(c.N == c.N.min()))
     with pytest.raises(FitError, match="at least 2 model sizes"):
         fit_loss_prediction(one)
+
+
+def test_extrapolation_check_on_designed_budgets_is_skipped_not_an_interpolation():
+    """Every size ends at the same budgets: holding one out predicts inside the others' compute."""
+    N = np.repeat([1e7, 3e7, 1e8, 3e8], 3)
+    C = np.tile([1e17, 1e18, 1e19], 4)
+    D = C / (6 * N)
+    law = EPOCH_LAW
+    L = law["E"] + law["A"] / N ** law["alpha"] + law["B"] / D ** law["beta"]
+    res = analyze(make_curves(N, D, L, run=[f"r{i}" for i in range(N.size)]),
+                  FitOptions(num_bootstrap=0, methods=("parametric",)))
+    assert res.extrapolation is None and "interpolation" in res.skipped["extrapolation"]
