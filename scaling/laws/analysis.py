@@ -25,6 +25,7 @@ from scaling.laws.frontier import (
     fit_loss_prediction,
 )
 from scaling.laws.identification import (
+    MIN_REFITS_FOR_WIDTH,
     bound_issues,
     frontier_issues,
     isoflop_issues,
@@ -122,6 +123,16 @@ class Analysis:
         """Intervals of method ``name`` (empty without bootstrap)."""
         return self.boot[name].ci() if name in self.boot else {}
 
+    def judged_ci(self, name: str) -> dict[str, list[float]] | None:
+        """The intervals the identification checks judge (None: too few refits succeeded).
+
+        Below :data:`MIN_REFITS_FOR_WIDTH` accepted refits a zero width means nothing.
+        """
+        boot = self.boot.get(name)
+        if boot is None or boot.num_requested - boot.num_failed < MIN_REFITS_FOR_WIDTH:
+            return None
+        return boot.ci()
+
     def bootstrap_summary(self) -> dict:
         """Scheme, refits and failed refits of every bootstrapped method."""
         o = self.options
@@ -161,25 +172,26 @@ class Analysis:
                 entry["ci_error"] = self.ci_errors[name]
             if name == "parametric":
                 entry.update(loss=fit.loss, objective=fit.objective, num_points=fit.num_points,
-                             r2=fit.r2, not_identified=bound_issues(fit, self.ci(name)))
+                             r2=fit.r2, not_identified=bound_issues(fit, self.judged_ci(name)))
             elif name == "frontier":
                 env = fit.envelope
                 entry.update(num_models=fit.num_models, rule=self.options.frontier_points,
                              pool=self.options.pool,
-                             not_identified=frontier_issues(fit.num_models, fit.a),
+                             not_identified=frontier_issues(fit.num_models, fit.a,
+                                                             self.judged_ci(name)),
                              points={"C": fit.points_C.tolist(), "N": fit.points_N.tolist()},
                              optimal_N=sorted({float(c.curve_N[i])
                                                for i in np.unique(env.winner[env.bracketed])}))
             elif name == "loss_prediction":
                 entry.update(num_points=fit.num_points, censored=fit.censored,
-                             not_identified=loss_prediction_issues(fit, self.ci(name)))
+                             not_identified=loss_prediction_issues(fit, self.judged_ci(name)))
             elif name == "isoflop":
                 cand = fit.candidate_budgets
                 entry.update(shared_budgets=fit.shared_budgets,
                              budgets_used=fit.budgets.tolist(),
                              budgets_considered=[] if cand is None else cand.tolist(),
                              points={"C": fit.budgets.tolist(), "N": fit.N_opt.tolist()},
-                             not_identified=isoflop_issues(fit.a))
+                             not_identified=isoflop_issues(fit.a, self.judged_ci(name)))
             out[name] = entry
         out["extrapolation"] = (self.extrapolation if self.extrapolation is not None else
                                 {"status": "skipped",

@@ -9,6 +9,10 @@ from __future__ import annotations
 from scaling.laws.frontier import LOSS_PREDICTION_BOUNDS, LossPrediction
 from scaling.laws.parametric import _MAX_EXPONENT, ParametricFit
 
+MIN_REFITS_FOR_WIDTH = 10
+"""Accepted bootstrap refits below which an interval's zero width says nothing (a single refit
+always gives one): the zero-width checks are skipped."""
+
 MIN_FRONTIER_SIZES = 3
 """Sizes the frontier fit must find optimal (bracketed by a smaller and a larger size) for its
 ``a`` to count as identified: two sizes give a slope through two points."""
@@ -40,7 +44,26 @@ def falling_allocation(a: float, points: str = "the frontier points") -> str | N
             "run, not from a compute-optimal allocation)")
 
 
-def frontier_issues(num_models: int, a: float) -> list[str]:
+def zero_width_issues(values: dict[str, float], ci: dict[str, list[float]] | None
+                      ) -> list[str]:
+    """Coefficients of ``values`` whose bootstrap interval in ``ci`` has zero width.
+
+    Every refit landed on the same value: a bound, or a resampling that never changes the data,
+    set it, not the data.
+
+    >>> zero_width_issues({"a": 0.5}, {"a": [0.5, 0.5]})
+    ['a has a zero-width interval [0.5, 0.5]']
+    """
+    out = []
+    for name, value in values.items():
+        lo_hi = (ci or {}).get(name)
+        if lo_hi and lo_hi[1] - lo_hi[0] <= 1e-9 * max(1.0, abs(value)):
+            out.append(f"{name} has a zero-width interval [{lo_hi[0]:.3g}, {lo_hi[1]:.3g}]")
+    return out
+
+
+def frontier_issues(num_models: int, a: float, ci: dict[str, list[float]] | None = None
+                    ) -> list[str]:
     """Why a frontier fit's ``a`` (``N_opt ∝ C^a``) is not identified (empty when it is).
 
     Fewer than :data:`MIN_FRONTIER_SIZES` sizes optimal somewhere bracketed give a slope
@@ -58,10 +81,10 @@ def frontier_issues(num_models: int, a: float) -> list[str]:
                    f"frontier (at least {MIN_FRONTIER_SIZES} needed)")
     if (falling := falling_allocation(a)) is not None:
         out.append(falling)
-    return out
+    return out + zero_width_issues({"a": a}, ci)
 
 
-def isoflop_issues(a: float) -> list[str]:
+def isoflop_issues(a: float, ci: dict[str, list[float]] | None = None) -> list[str]:
     """Why an IsoFLOP fit's ``a`` is not identified (empty when it is): an ``a`` outside (0, 1).
 
     (A minimum at one size at every budget is refused by the fit itself.)
@@ -70,7 +93,7 @@ def isoflop_issues(a: float) -> list[str]:
     []
     """
     falling = falling_allocation(a, "the IsoFLOP optima")
-    return [falling] if falling else []
+    return ([falling] if falling else []) + zero_width_issues({"a": a}, ci)
 
 
 def frontier_sizes(entry: dict) -> int:
@@ -118,10 +141,7 @@ def bound_issues(fit: ParametricFit, ci: dict[str, list[float]] | None = None) -
         v = getattr(fit, name)
         if v <= 1e-3 or v >= 0.99 * _MAX_EXPONENT:
             out.append(f"{name} = {v:.3g} (at the edge of (0, {_MAX_EXPONENT:g}))")
-    for name in ("E", "alpha", "beta"):
-        lo_hi = (ci or {}).get(name)
-        if lo_hi and lo_hi[1] - lo_hi[0] <= 1e-9 * max(1.0, abs(getattr(fit, name))):
-            out.append(f"{name} has a zero-width interval [{lo_hi[0]:.3g}, {lo_hi[1]:.3g}]")
+    out += zero_width_issues({k: getattr(fit, k) for k in ("E", "alpha", "beta")}, ci)
     lo_hi = (ci or {}).get("a")
     if lo_hi and not lo_hi[0] - 1e-9 <= fit.a <= lo_hi[1] + 1e-9:
         out.append(f"a = {fit.a:.3g} lies outside its own bootstrap interval [{lo_hi[0]:.3g}, "
@@ -145,8 +165,4 @@ def loss_prediction_issues(fit: LossPrediction, ci: dict[str, list[float]] | Non
         out.append(f"c = {fit.c:.3g} (at the edge of [{c_lo:g}, {c_hi:g}])")
     if fit.E <= e_lo * (1 + 1e-3):  # curve_fit stops just inside a bound
         out.append(f"E = {fit.E:.3g} (at its lower bound {e_lo:g})")
-    for name in ("c", "E"):
-        lo_hi = (ci or {}).get(name)
-        if lo_hi and lo_hi[1] - lo_hi[0] <= 1e-9 * max(1.0, abs(getattr(fit, name))):
-            out.append(f"{name} has a zero-width interval [{lo_hi[0]:.3g}, {lo_hi[1]:.3g}]")
-    return out
+    return out + zero_width_issues({k: getattr(fit, k) for k in ("c", "E")}, ci)

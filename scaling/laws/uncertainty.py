@@ -112,10 +112,13 @@ class Bootstrap:
 
 
 def effective_scheme(curves: Curves, scheme: str) -> str:
-    """The scheme a request amounts to: ``"runs"`` on single-point curves is ``"points"``."""
+    """The scheme a request amounts to: ``"points"`` for runs or within-run on one-point runs.
+
+    Drawing whole one-point runs, or the one point of each run, would never change the data.
+    """
     if scheme not in SCHEMES:
         raise ValueError(f"bootstrap scheme must be one of {SCHEMES}, got {scheme!r}")
-    if scheme == "runs" and int(np.bincount(curves.run).max()) == 1:
+    if scheme in ("runs", "within-run") and int(np.bincount(curves.run).max()) == 1:
         return "points"
     return scheme
 

@@ -207,3 +207,22 @@ def test_an_isoflop_allocation_falling_with_compute_is_not_identified():
     entry = res.to_json()
     assert entry["isoflop"]["not_identified"][0].startswith("a = -0.2 <= 0")
     assert "the IsoFLOP optima" in table_markdown(entry)
+
+
+def test_one_point_runs_are_resampled_as_points_and_few_refits_judge_no_width():
+    """Within-run resampling of one-point runs never changes the data: it draws points instead;
+    and an interval from a single refit has zero width without saying anything."""
+    from scaling.laws.data import make_curves
+    from scaling.laws.uncertainty import effective_scheme
+
+    c = synthetic_curves(np.geomspace(1e7, 1e9, 5), points_per_curve=8, noise=0.01, seed=2)
+    one_point = make_curves(c.N, c.D, c.L, run=[f"r{i}" for i in range(c.num_points)])
+    assert effective_scheme(one_point, "within-run") == "points"
+    assert effective_scheme(c, "within-run") == "within-run"
+    j = analyze(one_point, FitOptions(num_bootstrap=40, bootstrap_scheme="within-run",
+                                      methods=("parametric",), extrapolation=False)).to_json()
+    lo, hi = j["parametric"]["ci"]["a"]
+    assert hi > lo and not any("zero-width" in i for i in j["parametric"]["not_identified"])
+    single = analyze(c, FitOptions(num_bootstrap=1, methods=("parametric",),
+                                   extrapolation=False)).to_json()["parametric"]
+    assert not any("zero-width" in i for i in single["not_identified"])
