@@ -68,7 +68,6 @@ def register(subparsers) -> None:
     t.add_argument("--threads", type=A.nonnegative_int, default=1,
                    help="torch CPU threads (1 is fastest on a shared CPU; 0 = torch default)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--split-seed", type=int, default=0, help="seed of the episode split")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--overwrite", action="store_true", help="start over in an existing --out")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -84,7 +83,6 @@ def register(subparsers) -> None:
     e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     e.add_argument("--workers", type=A.positive_int, default=1,
                    help="local processes (under torchrun, RANK/WORLD_SIZE split the work)")
-    e.add_argument("--split-seed", type=int, default=0, help="seed of the episode split")
     add_threads_argument(e)
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -107,7 +105,7 @@ def _train(args) -> int:
     from worldmodels.tokenizer_data import frame_shape, open_split  # torch
     from worldmodels.tokenizer_train import TokenizerTrainConfig, train_tokenizer  # torch
 
-    h, w, _ = frame_shape(open_split(args.dataset, "train", args.split_seed))
+    h, w, _ = frame_shape(open_split(args.dataset, "train"))
     vq = VQConfig(image_height=h, image_width=w, tokens_per_frame=args.tokens_per_frame,
                   codebook_size=args.codebook_size, code_dim=args.code_dim,
                   channels=args.channels, max_channels=args.max_channels,
@@ -121,7 +119,7 @@ def _train(args) -> int:
         foreground_weight=args.foreground_weight, eval_every=args.eval_every,
         checkpoint_every=args.eval_every, eval_frames=args.eval_frames,
         max_cached_frames=args.max_cached_frames, time_limit_s=args.time_limit,
-        device=args.device, num_threads=args.threads, seed=args.seed, split_seed=args.split_seed)
+        device=args.device, num_threads=args.threads, seed=args.seed)
     summary = train_tokenizer(cfg, vq, resume=args.resume, overwrite=args.overwrite,
                               progress=not args.no_progress)
     print(format_summary(summary))
@@ -140,7 +138,7 @@ def _encode(args) -> int:
     shards = encode_dataset(args.tokenizer, args.dataset, args.out,
                             splits=[s for s in args.splits.split(",") if s],
                             batch_size=args.batch_size, device=args.device,
-                            num_workers=args.workers, split_seed=args.split_seed,
+                            num_workers=args.workers,
                             overwrite=args.overwrite, progress=not args.no_progress)
     if shards is not None:
         h = shards.header
