@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from scaling.laws.data import Curves, make_curves, size_labels
-from worldmodels.run_metrics import LOSS_KEY, iter_metrics
+from worldmodels.run_metrics import LOSS_KEY, METRICS_FILE, iter_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -201,9 +201,9 @@ def _first_of_duplicates(rows: _Rows) -> np.ndarray:
 
 def find_runs(path: Path) -> list[Path]:
     """``metrics.jsonl`` files under ``path`` (itself, if it holds one), sorted."""
-    if (path / "metrics.jsonl").is_file():
-        return [path / "metrics.jsonl"]
-    return sorted(path.rglob("metrics.jsonl"))
+    if (path / METRICS_FILE).is_file():
+        return [path / METRICS_FILE]
+    return sorted(path.rglob(METRICS_FILE))
 
 
 def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool = False,

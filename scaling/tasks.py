@@ -40,7 +40,7 @@ from agents.bc_cnn_shapes import (
     bc_cnn_params,
     ladder_cnn,
 )
-from offline_data.tokens import TokenLayout
+from offline_data.tokens import HEADER_NAME, TokenLayout
 from worldmodels import presets
 from worldmodels.token_data import TokenDataSource
 
@@ -156,7 +156,7 @@ def _build_bc_cnn(task: Task, size: str, data: str, preset, seq_len: int,
     from agents.bc_cnn import BCCNN  # torch
     from agents.frame_data import FrameDataSource
 
-    if Path(str(data)).is_dir() and (Path(str(data)) / "header.json").is_file():
+    if Path(str(data)).is_dir() and (Path(str(data)) / HEADER_NAME).is_file():
         raise ValueError(f"{data} is a token shard; bc-cnn reads frames: pass the Minari "
                          "dataset id (e.g. embscale/breakout/scripted-v2)")
     shape = presets.get_size(size)

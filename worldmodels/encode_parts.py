@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 
 from offline_data.atomic import remove_stale_temps, write_text_atomic
+from offline_data.tokens import HEADER_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def part_ready(part: str | os.PathLike, dataset_id: str, nonce: str) -> bool:
         raise ValueError(f"encode part {part} is of dataset {tag.get('dataset_id')!r}, not "
                          f"{dataset_id!r}; another encode writes to the same --out: give each "
                          "dataset its own --out")
-    return (Path(part) / "header.json").is_file()
+    return (Path(part) / HEADER_NAME).is_file()
 
 
 def clear_part(part: str | os.PathLike) -> None:

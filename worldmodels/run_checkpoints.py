@@ -25,7 +25,7 @@ import torch
 
 from offline_data.atomic import atomic_file, remove_stale_temp_files, write_text_atomic
 from worldmodels import run_state
-from worldmodels.run_metrics import truncate_metrics
+from worldmodels.run_metrics import metrics_path, truncate_metrics
 from worldmodels.train_config import comparable
 from worldmodels.train_utils import dict_diff
 
@@ -105,7 +105,7 @@ class CheckpointedRun:
 
     def _start_run_dir(self) -> None:
         """Resume from the last checkpoint, or start a fresh run directory."""
-        metrics = self.run_dir / "metrics.jsonl"
+        metrics = metrics_path(self.run_dir)
         if self.rank == 0:  # the lock's holder: files a killed write left are no one's
             stale = [p.name for d in (self.run_dir, self.checkpoint_path.parent)
                      for p in remove_stale_temp_files(d)]

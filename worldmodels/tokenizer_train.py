@@ -30,7 +30,13 @@ import torch
 
 from offline_data.atomic import atomic_file, write_text_atomic
 from offline_data.run_lock import DirLock
-from worldmodels.run_metrics import append_metrics, read_metrics, truncate_metrics
+from worldmodels.run_metrics import (
+    METRICS_FILE,
+    append_metrics,
+    metrics_path,
+    read_metrics,
+    truncate_metrics,
+)
 from worldmodels.run_state import load_torch_file
 from worldmodels.tokenizer import VQVAE, VQConfig, foreground_mask, load_weights, save_tokenizer
 from worldmodels.tokenizer_data import FrameCache, frame_shape, held_out_frames, open_split
@@ -217,7 +223,7 @@ class TokenizerTrainer:
                 raise FileExistsError(f"{self.out} already holds a tokenizer run; pass "
                                       "--resume to continue it or --overwrite to start over")
         if overwrite and not resume and self.out.exists():
-            for name in ("checkpoint.pt", "metrics.jsonl", "tokenizer.pt", "summary.json"):
+            for name in ("checkpoint.pt", METRICS_FILE, "tokenizer.pt", "summary.json"):
                 (self.out / name).unlink(missing_ok=True)
             shutil.rmtree(self.out / "tb", ignore_errors=True)  # the old run's curves
         self.train_reader = open_split(dataset or cfg.dataset_id, "train", cfg.split_seed)
@@ -252,7 +258,7 @@ class TokenizerTrainer:
             self.step = int(saved["step"])
             logger.info("resuming %s from step %d", self.out, self.step)
         self.out.mkdir(parents=True, exist_ok=True)
-        val_row = _truncate_metrics(self.out / "metrics.jsonl", self.step)
+        val_row = _truncate_metrics(metrics_path(self.out), self.step)
         # (step, metrics) of the last evaluation, so that a step gets one val row, not two
         self._last_eval: tuple[int, dict[str, Any]] | None = None if val_row is None else (
             self.step, {k[4:]: v for k, v in val_row.items() if k.startswith("val/")})

@@ -36,7 +36,7 @@ from scaling.study.budget_protocol import ProtocolConfig
 from scaling.study.presets import default_study, quick_study
 from scaling.study.spec import TaskSweep
 from scaling.tasks import TASKS
-from worldmodels.run_metrics import read_metrics
+from worldmodels.run_metrics import metrics_path, read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def find_bc_runs(paths) -> list[RunSummary]:
             raise FileNotFoundError(f"{p} does not exist; pass run directories or a study's runs")
         for cfg in sorted([p / "config.json"] if (p / "config.json").is_file()
                           else p.rglob("config.json")):
-            if (cfg.parent / "metrics.jsonl").is_file():
+            if metrics_path(cfg.parent).is_file():
                 s = summarize_run(cfg.parent)
                 if s is not None:
                     out.append(s)

@@ -37,7 +37,7 @@ from scaling.study.spec import (
     TaskSweep,
     TokenizerSpec,
 )
-from worldmodels.run_metrics import read_metrics
+from worldmodels.run_metrics import metrics_path, read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def _max_passes(study_dir: Path, sizes, seed: int) -> float | None:
     """Most passes over the training tokens made by any run of a ladder (the smallest model's)."""
     dirs = [study_dir / f"wm-token-{size}-seed{seed}" for size in sizes]
     passes = [recs[-1].get("epoch") for d in dirs
-              if (d / "metrics.jsonl").is_file() and (recs := read_metrics(d))]
+              if metrics_path(d).is_file() and (recs := read_metrics(d))]
     passes = [float(p) for p in passes if p is not None]
     return max(passes) if passes else None
 

@@ -34,7 +34,7 @@ from scaling.study.sweep import DONE_FILE, RUN_SPEC_FILE, RunSpec, _diff
 from scaling.study.time_limit import TimeLimit, capped_budget
 from scaling.tasks import TASKS
 from worldmodels import presets
-from worldmodels.run_metrics import LOSS_KEY, MEAN_LOSS_KEY, read_metrics
+from worldmodels.run_metrics import LOSS_KEY, MEAN_LOSS_KEY, metrics_path, read_metrics
 from worldmodels.train_config import TrainConfig, accumulation
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ BUDGET_FIELDS = ("tokens", "flops")
 def read_curve(run: RunSpec, loss_key: str, train_items: float | None = None,
                items_per_frame: int = 1) -> RunCurve | None:
     """The run's curve of ``loss_key`` from its ``metrics.jsonl`` (None before its first point)."""
-    recs = read_metrics(run.run_dir) if (run.run_dir / "metrics.jsonl").is_file() else []
+    recs = read_metrics(run.run_dir) if metrics_path(run.run_dir).is_file() else []
     recs = [r for r in recs if math.isfinite(float(r.get(loss_key, r.get(LOSS_KEY, "nan"))))]
     if not recs:
         return None

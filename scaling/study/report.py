@@ -9,6 +9,7 @@ from offline_data.atomic import write_text_atomic
 from scaling.fitting import bootstrap_sentence
 from scaling.study.action_baselines import below_bar, context_bar, context_bar_stderr
 from scaling.study.loss_vs_quality import cluster_note
+from scaling.study.paths import PROTOCOL_FILE
 from scaling.study.report_exponents import (
     agreement_sentence,
     difference_sentence,
@@ -223,7 +224,7 @@ def _fits_section(r: Report, spec: StudySpec) -> None:
         r.add("list", rows=notes)
     _baselines_paragraph(r, spec)
     r.add("h2", "Training curves and frontiers (paper Figures 1 and 5)")
-    final = (read_json(spec.study_dir / "protocol.json") or {}).get("final") or {}
+    final = (read_json(spec.study_dir / PROTOCOL_FILE) or {}).get("final") or {}
     for task in fits:
         crossed = any(p.get("status") == "crossing" for p in (final.get(task) or {}).get(
             "pairs", []))

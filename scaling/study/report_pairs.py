@@ -23,7 +23,7 @@ from scaling.study.budget_curves import Size, equal_inputs_gap
 from scaling.study.budget_protocol import ProtocolConfig
 from scaling.study.budget_rounds import read_curve, training_seconds
 from scaling.study.report_page import fmt, read_json, skipped_reason, task_title
-from worldmodels.run_metrics import read_metrics
+from worldmodels.run_metrics import metrics_path, read_metrics
 
 
 def _size_seed(study_dir: Path, name: str, task: str) -> tuple[str, int | None, dict]:
@@ -45,7 +45,7 @@ def run_facts(study_dir: Path, name: str, task: str) -> dict[str, Any]:
     """
     run_dir = Path(study_dir) / name
     size, seed, spec = _size_seed(study_dir, name, task)
-    recs = read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
+    recs = read_metrics(run_dir) if metrics_path(run_dir).is_file() else []
     recs = [r for r in recs if "tokens" in r]
     last = recs[-1] if recs else {}
     return {"size": size, "seed": seed, "params": last.get("params", spec.get("params")),

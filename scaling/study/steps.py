@@ -160,7 +160,7 @@ def ensure_tokens(spec: StudySpec, progress: bool = True) -> dict[str, Any]:
                                     "`embscale tokenizer train` or drop the key to train here")
     elif needs_tokens and not tokenizer_finished(path.parent, spec.tokenizer.steps):
         train_tokenizer(spec, path.parent, progress=progress)
-    if needs_tokens and not (tokens_dir(spec) / "header.json").is_file():
+    if needs_tokens and not (tokens_dir(spec) / HEADER_NAME).is_file():
         start = time.time()
         encode_dataset(spec, path, tokens_dir(spec), progress=progress)
         record_data_seconds(spec, "encode", dataset_summary(spec.dataset.id)["frames"],
@@ -315,7 +315,7 @@ def write_action_baselines(spec: StudySpec) -> dict[str, Any] | None:
     """
     if not any(TASKS[t.task].policy for t in spec.tasks):
         return None
-    if not (tokens_dir(spec) / "header.json").is_file():
+    if not (tokens_dir(spec) / HEADER_NAME).is_file():
         return None
     # BC-Token's context (timesteps per window) bounds the action history it can use.
     context = None

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
-from worldmodels.run_metrics import last_record
+from worldmodels.run_metrics import METRICS_FILE, last_record
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def run_status(run: RunSpec) -> str:
     d = run.run_dir
     if (d / DONE_FILE).is_file():
         return "finished"
-    if any((d / name).exists() for name in (LOG_FILE, "metrics.jsonl", "checkpoints")):
+    if any((d / name).exists() for name in (LOG_FILE, METRICS_FILE, "checkpoints")):
         return "interrupted"
     return "pending"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import atomic_file
-from offline_data.tokens import TokenShards
+from offline_data.tokens import HEADER_NAME, TokenShards
 from scaling.fitting import curve_points, curves_from_points, fit_curves, methods, write_fit
 from scaling.laws.analysis import FitOptions
 from scaling.planner import plan
@@ -82,7 +82,7 @@ def dataset_tokens(spec, task: str) -> float | None:
     """
     if not TASKS[task].reads_tokens:
         return _frame_task_steps(spec, task)
-    header = tokens_dir(spec) / "header.json"
+    header = tokens_dir(spec) / HEADER_NAME
     if not header.is_file():
         return None
     shards = TokenShards.open(tokens_dir(spec))
