@@ -60,14 +60,6 @@ def fraction(text: str) -> float:
     return value
 
 
-def unit_interval(text: str) -> float:
-    """A float in [0, 1]."""
-    value = finite_float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in [0, 1]")
-    return value
-
-
 def learning_rate(text: str) -> float:
     """A learning rate: finite, > 0 and at most ``MAX_LEARNING_RATE``."""
     value = finite_float(text)

@@ -61,11 +61,6 @@ def env_size(text: str) -> int | tuple[int, int]:
     return h if h == w and "x" not in str(text).lower() else (h, w)
 
 
-def format_frame_size(size: tuple[int, int]) -> str:
-    """``"72x120"`` for ``(72, 120)``."""
-    return f"{size[0]}x{size[1]}"
-
-
 def resize_rgb(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A uint8 (h, w, 3) frame resized to ``size`` = (H, W) with bilinear filtering (PIL).
 

@@ -56,24 +56,29 @@ def _write_split(directory: Path, header: TokenHeader, episodes: Iterable[Episod
     }
     vocab = np.asarray(header.action_vocab_sizes, dtype=np.int64)
     starts = [0]
-    for ep in episodes:
-        z = np.asarray(ep.frame_tokens)
-        act = np.asarray(ep.action_tokens).reshape(len(z), a)
-        n = len(z)
-        if z.ndim != 2 or z.shape[1] != k:
-            raise ValueError(f"episode frame_tokens has shape {z.shape}, expected (T, {k})")
-        if len(act) != n or len(ep.rewards) != n or len(ep.terminations) != n:
-            raise ValueError("episode arrays must all have one row per frame")
-        if n and (z.min() < 0 or z.max() >= header.image_vocab):
-            raise ValueError(f"frame tokens outside [0, {header.image_vocab})")
-        if n and a and (np.any(act < 0) or np.any(act >= vocab)):
-            raise ValueError(
-                f"action tokens outside their vocabularies {header.action_vocab_sizes}")
-        writers["frame_tokens"].append(z)
-        writers["action_tokens"].append(act)
-        writers["rewards"].append(np.asarray(ep.rewards).reshape(n))
-        writers["terminations"].append(np.asarray(ep.terminations).reshape(n))
-        starts.append(starts[-1] + n)
+    try:
+        for ep in episodes:
+            z = np.asarray(ep.frame_tokens)
+            act = np.asarray(ep.action_tokens).reshape(len(z), a)
+            n = len(z)
+            if z.ndim != 2 or z.shape[1] != k:
+                raise ValueError(f"episode frame_tokens has shape {z.shape}, expected (T, {k})")
+            if len(act) != n or len(ep.rewards) != n or len(ep.terminations) != n:
+                raise ValueError("episode arrays must all have one row per frame")
+            if n and (z.min() < 0 or z.max() >= header.image_vocab):
+                raise ValueError(f"frame tokens outside [0, {header.image_vocab})")
+            if n and a and (np.any(act < 0) or np.any(act >= vocab)):
+                raise ValueError(
+                    f"action tokens outside their vocabularies {header.action_vocab_sizes}")
+            writers["frame_tokens"].append(z)
+            writers["action_tokens"].append(act)
+            writers["rewards"].append(np.asarray(ep.rewards).reshape(n))
+            writers["terminations"].append(np.asarray(ep.terminations).reshape(n))
+            starts.append(starts[-1] + n)
+    except BaseException:  # a bad episode (or Ctrl-C): close the files before the staging
+        for w in writers.values():  # directory is removed
+            w.file.close()
+        raise
     for w in writers.values():
         w.finish()
     np.save(directory / "episode_starts.npy", np.asarray(starts, dtype=np.int64))

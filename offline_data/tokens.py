@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 HEADER_NAME = "header.json"
-ARRAY_NAMES = ("frame_tokens", "action_tokens", "rewards", "terminations", "episode_starts")
 _MAX_UINT16 = 1 << 16
 
 
@@ -157,11 +156,6 @@ class TokenLayout:
     def image_positions(self) -> np.ndarray:
         """Bool (d_z + d_a,): true at the image tokens of one timestep."""
         return np.arange(self.tokens_per_step) < self.tokens_per_frame
-
-    @property
-    def action_positions(self) -> np.ndarray:
-        """Bool (d_z + d_a,): true at the action tokens of one timestep."""
-        return ~self.image_positions
 
     def to_global(self, frame_tokens: np.ndarray, action_tokens: np.ndarray) -> np.ndarray:
         """Interleave per-step tokens into global ids.

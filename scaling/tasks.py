@@ -3,8 +3,8 @@
 Paper Section 3 trains three families on the same data: WM-Token (a world model over image and
 action tokens, loss on the image tokens), BC-Token (behaviour cloning over the same tokens, loss
 on the action tokens) and BC-CNN (behaviour cloning from frames through a CNN, one input per
-timestep). Section 5.1's character-level language model is the fourth. Code that used to ask
-``task == "bc-cnn"`` asks the entry instead:
+timestep). Section 5.1's character-level language model is the fourth. Code asks the entry what
+a task does instead of comparing its name:
 
     >>> TASKS["bc-cnn"].data, TASKS["bc-token"].policy, TASKS["wm-token"].title
     ('frames', True, 'WM-Token')
@@ -12,17 +12,14 @@ timestep). Section 5.1's character-level language model is the fourth. Code that
     >>> layout = TokenLayout(tokens_per_frame=16, image_vocab=512, action_vocab_sizes=(4,))
     >>> TASKS["wm-token"].inputs_per_step(layout), TASKS["bc-cnn"].inputs_per_step(layout)
     (17, 1)
-    >>> TASKS["wm-token"].paper_params("s10k", layout, seq_len=10)
-    14288
-    >>> bc_cnn = TASKS["bc-cnn"]
-    >>> bc_cnn.paper_params("s10k", layout, 10), bc_cnn.exact_params("s10k", layout, 10)
-    (3536, 14452)
+    >>> TASKS["wm-token"].exact_params("s10k", layout, 10), TASKS["bc-cnn"].exact_params(
+    ...     "s10k", layout, 10)
+    (14288, 14452)
 
 N is counted from the size's shape, the token layout and the context alone: no model is built and
 no dataset is opened. :meth:`Task.exact_params` is the N of the model :func:`build` makes (BC-CNN's
 CNN, projection and action heads included; WM-Token's reward and termination heads are not part
-of N); :meth:`Task.paper_params` counts the transformer with its embeddings only. The reference,
-:func:`model_params`, builds the model and counts it.
+of N). The reference, :func:`model_params`, builds the model and counts it.
 """
 
 from __future__ import annotations
@@ -86,21 +83,6 @@ class Task:
             raise ValueError(f"{self.name} counts d_z + d_a inputs per timestep; pass the token "
                              "layout of its shards")
         return layout.tokens_per_step
-
-    def paper_params(self, size: str, layout: TokenLayout, seq_len: int) -> int:
-        """N of the transformer of ``size`` for this task, from shapes alone (see the module doc).
-
-        Args:
-            size: a size name of ``worldmodels.presets``.
-            layout: the token layout (image vocabulary, d_z, action vocabularies); BC-CNN uses
-                only its action vocabularies.
-            seq_len: timesteps per window.
-        """
-        if self.reads_tokens:
-            return presets.param_count(size, vocab_size=layout.vocab_size,
-                                       block_size=seq_len * layout.tokens_per_step)
-        return presets.param_count(size, vocab_size=sum(layout.action_vocab_sizes),
-                                   block_size=seq_len)
 
     def exact_params(self, size: str, layout: TokenLayout, seq_len: int,
                      cnn_block: str = DEFAULT_CNN_BLOCK) -> int:

@@ -95,7 +95,7 @@ class CheckpointedRun:
 
     def _keep_checkpoint(self, step: int) -> None:
         """Hard-link ``last.pt`` (replaced, never rewritten) as ``step_<step>.pt``; else copy."""
-        kept = self.checkpoint_path.with_name(f"step_{step:08d}.pt")
+        kept = self.checkpoint_path.with_name(run_state.kept_checkpoint_name(step))
         with atomic_file(kept) as tmp:
             tmp.unlink()
             try:

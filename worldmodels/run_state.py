@@ -73,10 +73,20 @@ def load_torch_file(path: str | os.PathLike, what: str = "checkpoint",
                          "again") from e
 
 
-def _step_checkpoints(directory: Path) -> list[Path]:
-    found = [(int(m.group(1)), p) for p in directory.glob("step_*.pt")
+def kept_checkpoint_name(step: int) -> str:
+    """File name of the checkpoint kept at ``step`` (``--keep-checkpoints``)."""
+    return f"step_{step:08d}.pt"
+
+
+def kept_checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the checkpoints kept in a run's ``checkpoints/``, by step."""
+    found = [(int(m.group(1)), p) for p in Path(directory).glob("step_*.pt")
              if (m := re.fullmatch(r"step_(\d+)\.pt", p.name))]
-    return [p for _, p in sorted(found, reverse=True)]
+    return sorted(found)
+
+
+def _step_checkpoints(directory: Path) -> list[Path]:
+    return [p for _, p in reversed(kept_checkpoints(directory))]
 
 
 def load_resume_checkpoint(last: Path, map_location: str | torch.device) -> dict:

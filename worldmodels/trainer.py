@@ -191,8 +191,6 @@ class Trainer(CheckpointedRun):
             values /= self.world_size
         return values
 
-    # ----- checkpoints and run directory -----
-
     # ----- the loop -----
 
     @torch.no_grad()

@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 RAM_PADDLE_X = 72
 RAM_BALL_X = 99
 RAM_BALL_Y = 101
-RAM_LIVES = 57
 # Paddle RAM value that centres the paddle under a ball at RAM x: (x - 48) = (paddle - 47) + 8.
 PADDLE_OFFSET = -9
 # Ball RAM x between the side walls (screen columns 8..151) and the RAM row of the paddle's top.

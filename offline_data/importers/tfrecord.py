@@ -253,11 +253,6 @@ def parse_sequence_example(data: bytes) -> tuple[dict[str, Any], dict[str, list[
     return context, lists
 
 
-def is_sequence_example(data: bytes) -> bool:
-    """True when the record has ``feature_lists`` (field 2), i.e. is a SequenceExample."""
-    return any(field == 2 for field, _, _ in iter_fields(data))
-
-
 # ---- encoding (for writing test files and exporting) ----------------------------------------
 
 

@@ -9,7 +9,7 @@ import numpy as np
 SMOOTH_POINTS = 5  # points per moving mean of a smoothed curve
 
 
-def smooth(loss: np.ndarray, half_window: int = 2) -> np.ndarray:
+def smooth(loss: np.ndarray, half_window: int = SMOOTH_POINTS // 2) -> np.ndarray:
     """Centred moving mean over ``2 * half_window + 1`` points (shrinking at the ends)."""
     out = np.empty_like(loss)
     for i in range(len(loss)):

@@ -186,7 +186,7 @@ def run_protocol(runs: Sequence[RunSpec], cfg: ProtocolConfig, state_path: Path,
                              f"inputs; capped at {capped:.3g}")
                 logger.warning("budget protocol: %s", notes[-1])
                 budgets[r.name] = capped
-    first = sum(6.0 * (r.params or 1) * budgets[r.name] for r in runs)
+    first = sum(6.0 * r.num_params * budgets[r.name] for r in runs)
     if cfg.unit == "flops" and not state.get("rounds"):
         check_study_budget(first, cfg)
     state.update(budgets=budgets, unit=cfg.unit, budget=cfg.budget)

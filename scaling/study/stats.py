@@ -164,17 +164,14 @@ def run_checkpoints(run_dir, count: int | None = None,
         max_loss: leave out checkpoints whose loss is above this (None: keep every loss); the
             log-spaced choice is made among the rest.
     """
-    import re
     from pathlib import Path
+
+    from worldmodels.run_state import kept_checkpoints  # torch
 
     run_dir = Path(run_dir)
     records = {int(r["step"]): r for r in read_metrics(run_dir) if "step" in r}
     found = []
-    for p in sorted((run_dir / "checkpoints").glob("step_*.pt")):
-        m = re.fullmatch(r"step_(\d+)\.pt", p.name)
-        if not m:
-            continue
-        step = int(m.group(1))
+    for step, p in kept_checkpoints(run_dir / "checkpoints"):
         rec = records.get(step)
         if rec is None:
             continue

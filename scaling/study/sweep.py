@@ -68,18 +68,26 @@ class RunSpec:
         return Path(self.out_dir)
 
     @property
+    def num_params(self) -> float:
+        """N, which converts between the run's FLOPs and tokens; ``ValueError`` when unknown."""
+        if not self.params:
+            raise ValueError(f"run spec {self.name!r} has no params (N), so its FLOPs and tokens "
+                             "cannot be converted: set params in its run_spec.json")
+        return float(self.params)
+
+    @property
     def budget_tokens(self) -> float:
         """D of the run's budget: its tokens, or its FLOPs over 6N."""
         if self.tokens is not None:
             return float(self.tokens)
-        return float(self.flops) / (6.0 * float(self.params or 1))
+        return float(self.flops) / (6.0 * self.num_params)
 
     @property
     def cost(self) -> float:
         """Estimated FLOPs of the run (for scheduling longest first)."""
         if self.flops is not None:
             return float(self.flops)
-        return 6.0 * float(self.params or 1) * float(self.tokens or 0)
+        return 6.0 * self.num_params * float(self.tokens or 0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
