@@ -54,8 +54,16 @@ def grown_data(spec: StudySpec) -> dict[str, str]:
     ``protocol.json`` records it (``scaling.study.growth``); every step that plans the study's
     runs reads it here, so a resumed study and its report see the runs as they were trained.
     """
+    return dict(_protocol_state(spec).get("data") or {})
+
+
+def grown_train_inputs(spec: StudySpec) -> dict[str, float]:
+    """Per task, the distinct training inputs of the data it grew to (empty before any growth)."""
+    limits = _protocol_state(spec).get("limits") or {}
+    return {task: float(v[0]) for task, v in limits.items() if v and v[0] is not None}
+
+
+def _protocol_state(spec: StudySpec) -> dict:
     path = spec.study_dir / PROTOCOL_FILE
-    if not path.is_file():
-        return {}
-    return dict(json.loads(path.read_text()).get("data") or {})
+    return json.loads(path.read_text()) if path.is_file() else {}
 

@@ -256,6 +256,15 @@ def test_a_real_collecting_study_grows_its_data_and_its_runs_continue(tmp_path):
     resumed = [name for name in state["budgets"] if "data_grown_from" in json.loads(
         (spec.study_dir / name / "config.json").read_text())]
     assert resumed, "no run continued on the grown data"
+    # the fit's advice checks passes over the data the runs trained on: the grown data
+    from scaling.study.adapters.fits import plan_next
+
+    fit = tmp_path / "fit.json"
+    fit.write_text(json.dumps({"frontier": {"status": "ok", "a": 0.5, "a0": 0.1, "b": 0.5,
+                                            "b0": 1 / 0.6}}))
+    for task in ("wm-token", "bc-cnn"):
+        advice = plan_next(fit, 1e12, spec, task)
+        assert advice["dataset_tokens"] == pytest.approx(state["limits"][task][0]), advice
     # the seconds budget paid for the growth: its wall seconds (1 worker waited)
     took = sum(g["collect_seconds"] + g["encode_seconds"] for g in state["growth"])
     assert state["growth_charge"] == pytest.approx(took)

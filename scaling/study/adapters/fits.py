@@ -12,7 +12,7 @@ from offline_data.tokens import HEADER_NAME, TokenShards
 from scaling.fitting import curve_points, curves_from_points, fit_curves, methods, write_fit
 from scaling.laws.analysis import FitOptions
 from scaling.planner import plan
-from scaling.study.paths import tokens_dir
+from scaling.study.paths import grown_train_inputs, tokens_dir
 from scaling.tasks import TASKS
 
 
@@ -60,9 +60,12 @@ def _write_points(path: Path, points: list[dict[str, Any]]) -> Path:
 
 
 def plan_next(fit_path: Path, flops: float, spec, task: str) -> dict[str, Any]:
-    """The planner's advice for ``flops`` (10x the study's largest run), or why there is none."""
+    """The planner's advice for ``flops`` (10x the study's largest run), or why there is none.
+
+    Its data check counts the data the runs trained on: grown, once the study grew it.
+    """
     fit = json.loads(Path(fit_path).read_text())
-    tokens = dataset_tokens(spec, task)
+    tokens = grown_train_inputs(spec).get(task) or dataset_tokens(spec, task)
     try:
         p = plan(fit, flops=flops, dataset_tokens=tokens)
     except ValueError as e:
