@@ -115,7 +115,7 @@ def _build_token_model(task: Task, size: str, data: str, preset, seq_len: int,
 
     shape = presets.get_size(size)
     source = TokenDataSource(data, seq_len=seq_len)
-    world_model = task.name == "wm-token"
+    world_model = task.world_model
     heads = aux_heads and world_model
     cfg = source.model_config(shape.n_layer, shape.n_head, shape.n_embd,
                               task="wm" if world_model else "bc", dropout=dropout,

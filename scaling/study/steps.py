@@ -44,6 +44,13 @@ from worldmodels.run_metrics import read_metrics
 
 logger = logging.getLogger(__name__)
 
+POLICY_TASKS = tuple(name for name, task in TASKS.items() if task.policy)
+"""The tasks whose models act (loss vs return)."""
+WORLD_MODEL_TASKS = tuple(name for name, task in TASKS.items() if task.world_model)
+"""The tasks whose models imagine frames (loss vs rollout quality)."""
+FIT_NAMES = ("frontier", "parametric", "loss_prediction", "isoflop")
+"""The fits of ``fit.json``, each recorded as skipped when a task's fit cannot run."""
+
 
 # ----- validation -----
 
@@ -286,8 +293,7 @@ def fit_tasks(spec: StudySpec) -> dict[str, Any]:
         d = fit_dir(spec, t.task)
         if len(dirs) < 2:
             why = f"only {len(dirs)} finished run(s); a fit needs two sizes"
-            out[t.task] = {name: {"status": "skipped", "reason": why}
-                           for name in ("frontier", "parametric", "loss_prediction")}
+            out[t.task] = {name: {"status": "skipped", "reason": why} for name in FIT_NAMES}
             write_text_atomic(d / "fit.json", json.dumps(out[t.task]))
             continue
         try:
@@ -295,8 +301,7 @@ def fit_tasks(spec: StudySpec) -> dict[str, Any]:
                            reference=first)
         except ValueError as e:  # no law fits these curves: report why, keep the study going
             logger.warning("%s: %s", t.task, e)
-            fit = {name: {"status": "skipped", "reason": str(e)}
-                   for name in ("frontier", "parametric", "loss_prediction", "isoflop")}
+            fit = {name: {"status": "skipped", "reason": str(e)} for name in FIT_NAMES}
             fit["error"] = str(e)
             write_text_atomic(d / "fit.json", json.dumps(fit, indent=2))
         max_c = max(_final_flops(p) for p in dirs)
@@ -342,7 +347,7 @@ def _bc_held_out(spec: StudySpec, split: str) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     runs = plan_runs(spec)
-    for task in ("bc-token", "bc-cnn"):
+    for task in POLICY_TASKS:
         best, best_val = None, math.inf
         for d in collect_results(runs, task):
             vals = [float(r["val/loss"]) for r in read_metrics(d) if "val/loss" in r]
@@ -371,12 +376,11 @@ def return_study(spec: StudySpec, progress: bool = True,
                  out_dir: Path | None = None) -> dict[str, Any]:
     """Loss vs return over the BC runs' checkpoints, into ``out_dir`` (None: the study's)."""
     runs = plan_runs(spec)
-    dirs = [d for t in ("bc-token", "bc-cnn") for d in collect_results(runs, t)]
-    counts = {t.task: t.checkpoints for t in spec.tasks}
+    dirs = [d for t in POLICY_TASKS for d in collect_results(runs, t)]
+    counts = [t.checkpoints for t in spec.tasks if t.task in POLICY_TASKS]
     out_dir = out_dir or spec.study_dir / "loss_vs_return"
     return run_return_study(dirs, out_dir, spec.loss_vs_return,
-                            checkpoints_per_run=max([counts.get("bc-token", 0),
-                                                     counts.get("bc-cnn", 0), 1]),
+                            checkpoints_per_run=max([*counts, 1]),
                             tokenizer=tokenizer_path(spec), progress=progress,
                             device=spec.device, parallel=spec.parallel)
 
@@ -385,9 +389,10 @@ def quality_study(spec: StudySpec, progress: bool = True,
                   out_dir: Path | None = None) -> dict[str, Any]:
     """Loss vs rollout quality of the WM runs' checkpoints, into ``out_dir`` (None: the study's)."""
     runs = plan_runs(spec)
-    dirs = collect_results(runs, "wm-token")
-    wm = spec.task("wm-token")
+    dirs = [d for t in WORLD_MODEL_TASKS for d in collect_results(runs, t)]
+    counts = [t.checkpoints for t in spec.tasks if t.task in WORLD_MODEL_TASKS]
     return run_quality_study(dirs, tokenizer_path(spec), spec.dataset.id,
                              out_dir or spec.study_dir / "loss_vs_quality", spec.loss_vs_quality,
-                             checkpoints_per_run=wm.checkpoints if wm else 4, progress=progress,
+                             checkpoints_per_run=max(counts, default=TaskSweep.checkpoints),
+                             progress=progress,
                              device=spec.device, parallel=spec.parallel)
