@@ -13,88 +13,19 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 
+from agents.cli_common import (
+    add_mismatch_flag,
+    add_wm_args,
+    simulator_from_args,
+    threaded,
+    write_mp4,
+)
+from agents.cli_dyna import register_dyna
 from offline_data import argtypes as A
 from offline_data.atomic import write_text_atomic
-from worldmodels.threads import add_threads_argument, apply_threads
-
-
-def write_mp4(frames, path: str | os.PathLike, fps: int = 15, scale: int = 4) -> None:
-    """Write uint8 frames (T, H, W, 3) as an H.264 MP4, enlarged ``scale`` times, atomically."""
-    import tempfile
-    from pathlib import Path
-
-    import numpy as np
-    from moviepy import ImageSequenceClip
-
-    frames = np.asarray(frames, np.uint8)
-    if scale > 1:
-        frames = frames.repeat(scale, 1).repeat(scale, 2)
-    # H.264 wants even sizes.
-    frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]
-    clip = ImageSequenceClip(list(frames), fps=fps)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # ffmpeg picks the container from the suffix, so the temporary file keeps ".mp4".
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        clip.write_videofile(tmp, codec="libx264", audio=False, logger=None)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        clip.close()
-
-
-def _add_wm_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--world-model", required=True, metavar="CKPT",
-                   help="WM-Token checkpoint (<run>/checkpoints/last.pt)")
-    p.add_argument("--tokenizer", required=True, metavar="PATH",
-                   help="the VQ-VAE checkpoint the world model's tokens came from")
-    p.add_argument("--tokens", metavar="DIR", default=None,
-                   help="token shards for burn-in episodes (default: the model's training data)")
-    p.add_argument("--split", default="test", help="shard split to start from (held out)")
-    p.add_argument("--burn-in", type=A.positive_int, default=4, help="real frames before imagining")
-    p.add_argument("--temperature", type=A.nonnegative_float, default=1.0,
-                   help="sampling temperature of image tokens (0: greedy)")
-    p.add_argument("--reward", choices=("expected", "argmax"), default="expected",
-                   help="imagined reward: expected reward sign, or its most likely value")
-    p.add_argument("--seed", type=A.nonnegative_int, default=0, help="random seed (>= 0)")
-    p.add_argument("--device", default="auto",
-                   help="torch device of the world model and tokenizer: cpu, cuda, cuda:N or "
-                        "auto (CUDA when available)")
-    _add_mismatch_flag(p)
-    add_threads_argument(p)
-
-
-def _add_mismatch_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--allow-tokenizer-mismatch", action="store_true",
-                   help="experts only: go on (with a warning) when the tokenizer or token "
-                        "shards are not the ones the model was trained on (their sha256 "
-                        "differs); results are then usually meaningless")
-
-
-def _threaded(func):
-    """``func`` run after torch's CPU threads are set from ``--threads``."""
-    def run(args) -> int:
-        apply_threads(args.threads)
-        return func(args)
-    return run
-
-
-def _simulator(args, num_envs: int):
-    from worldmodels.simulator import SimulatorConfig, load_simulator  # torch
-
-    cfg = SimulatorConfig(burn_in=args.burn_in, temperature=args.temperature,
-                          reward=args.reward)
-    return load_simulator(args.world_model, args.tokenizer, args.tokens, args.split, num_envs,
-                          cfg, seed=args.seed, device=args.device,
-                          allow_tokenizer_mismatch=args.allow_tokenizer_mismatch)
+from worldmodels.threads import add_threads_argument
 
 
 def _eval_policy(args) -> int:
@@ -187,32 +118,6 @@ def _eval_loss(args) -> int:
     return 0
 
 
-def _dyna(args) -> int:
-    import envs  # gymnasium
-    from agents.dyna import DynaConfig, evaluate_saved_agent, evaluation_path, run_dyna  # torch
-
-    cfg = DynaConfig(rounds=args.rounds, timesteps_per_round=args.timesteps,
-                     horizon=args.horizon, n_steps=args.n_steps,
-                     real_steps_per_round=args.real_steps, wm_updates_per_round=args.wm_updates,
-                     eval_episodes=args.eval_episodes, eval_max_steps=args.eval_max_steps,
-                     real_observations=args.real_observations, seed=args.seed)
-    sim = _simulator(args, 1 if args.evaluate_only else args.num_envs)
-    make_env = lambda: envs.make(args.env, max_episode_steps=cfg.eval_max_steps)  # noqa: E731
-    if args.evaluate_only:
-        results = evaluate_saved_agent(sim, make_env, cfg, args.run_dir)
-        out = evaluation_path(args.run_dir, args.seed)
-    else:
-        results = run_dyna(sim, make_env, cfg, args.run_dir)
-        out = os.path.join(args.run_dir, "results.json")
-    for who in ("ppo", "random"):
-        r = results[who]
-        print(f"{who:>6}: return {r['mean']:.2f} (95% CI [{r['ci95'][0]:.2f}, "
-              f"{r['ci95'][1]:.2f}]) over {len(r['returns'])} real episodes")
-    print(f"results in {out}" + ("" if args.evaluate_only else
-                                 f", TensorBoard logs in {os.path.join(args.run_dir, 'tb')}"))
-    return 0
-
-
 def _play(args) -> int:
     import numpy as np
     import pygame
@@ -220,7 +125,7 @@ def _play(args) -> int:
 
     from envs.worldmodel_env import WorldModelEnv  # torch, stable-baselines3
 
-    env = WorldModelEnv(_simulator(args, 1), max_episode_steps=args.horizon)
+    env = WorldModelEnv(simulator_from_args(args, 1), max_episode_steps=args.horizon)
     if not isinstance(env.action_space, spaces.Discrete):
         raise ValueError(f"play supports Discrete action spaces, this world model acts in "
                          f"{env.action_space}")
@@ -261,7 +166,7 @@ def _play(args) -> int:
 def _dream(args) -> int:
     import numpy as np
 
-    sim = _simulator(args, 1)
+    sim = simulator_from_args(args, 1)
     episodes = sim.start_episodes
     if not 0 <= args.episode < len(episodes):
         raise ValueError(f"--episode {args.episode} is out of range: split {args.split!r} has "
@@ -318,9 +223,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto",
                    help="torch device of the policy: cpu, cuda, cuda:N or auto (CUDA when "
                         "available)")
-    _add_mismatch_flag(p)
+    add_mismatch_flag(p)
     add_threads_argument(p)
-    p.set_defaults(func=_threaded(_eval_policy))
+    p.set_defaults(func=threaded(_eval_policy))
 
     p = ev_sub.add_parser(
         "loss", help="pre-training loss of checkpoints over a whole split of their data",
@@ -339,60 +244,28 @@ def register(subparsers) -> None:
                    "(default: the data each run recorded)")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N or auto")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
-    _add_mismatch_flag(p)
+    add_mismatch_flag(p)
     add_threads_argument(p)
-    p.set_defaults(func=_threaded(_eval_loss))
+    p.set_defaults(func=threaded(_eval_loss))
 
-    p = subparsers.add_parser("dyna", help="train PPO inside a world model, evaluate it for real")
-    _add_wm_args(p)
-    p.add_argument("--env", required=True, help="the real env, e.g. embscale/Breakout-v1")
-    p.add_argument("--run-dir", required=True,
-                   help="where ppo.zip, results.json, tb/ (and world_model.pt, with --wm-updates) "
-                        "go")
-    p.add_argument("--num-envs", type=A.positive_int, default=16,
-                   help="imagined envs stepped together")
-    p.add_argument("--rounds", type=A.positive_int, default=1,
-                   help="rounds of imagination (+ real steps)")
-    p.add_argument("--timesteps", type=A.positive_int, default=4096,
-                   help="imagined steps per round")
-    p.add_argument("--horizon", type=A.positive_int, default=50, help="imagined episode length cap")
-    p.add_argument("--n-steps", type=A.positive_int, default=64, help="PPO rollout length per env")
-    p.add_argument("--real-steps", type=A.nonnegative_int, default=0,
-                   help="real steps per round (0: none)")
-    p.add_argument("--wm-updates", type=A.nonnegative_int, default=0,
-                   help="world-model gradient steps on the real steps per round")
-    p.add_argument("--eval-episodes", type=A.positive_int, default=10,
-                   help="real evaluation episodes")
-    p.add_argument("--eval-max-steps", type=A.positive_int, default=1000,
-                   help="cut real episodes here")
-    p.add_argument("--real-observations", choices=("reconstructed", "raw"),
-                   default="reconstructed",
-                   help="what the agent sees in the real env: each frame through the tokenizer "
-                        "(encode, decode; the kind of frame it trained on, as IRIS) or the raw "
-                        "frame")
-    p.add_argument("--evaluate-only", action="store_true",
-                   help="train nothing: evaluate the agent saved in --run-dir again (and random "
-                        "play), --eval-episodes each from the env seed --seed + 1000; a --seed "
-                        "other than the run's gives independent episodes. Writes "
-                        "evaluation-seed<SEED>.json there")
-    p.set_defaults(func=_threaded(_dyna))
+    register_dyna(subparsers)
 
     p = subparsers.add_parser("play", help="play inside a world model at the keyboard (pygame)")
-    _add_wm_args(p)
+    add_wm_args(p)
     p.add_argument("--horizon", type=A.positive_int, default=1000,
                    help="imagined episode length cap")
     p.add_argument("--fps", type=A.positive_int, default=15, help="frames per second")
     p.add_argument("--scale", type=A.positive_int, default=6, help="window pixels per frame pixel")
     p.add_argument("--max-steps", type=A.positive_int, default=None,
                    help="stop after this many steps")
-    p.set_defaults(func=_threaded(_play))
+    p.set_defaults(func=threaded(_play))
 
     p = subparsers.add_parser("dream", help="MP4 of real vs imagined frames, same actions")
-    _add_wm_args(p)
+    add_wm_args(p)
     p.add_argument("--episode", type=A.nonnegative_int, default=0,
                    help="index of the held-out episode")
     p.add_argument("--steps", type=A.positive_int, default=60,
                    help="imagined steps after the burn-in")
     p.add_argument("--out", default="dream.mp4", help="MP4 to write")
     p.add_argument("--fps", type=A.positive_int, default=10, help="frames per second of the video")
-    p.set_defaults(func=_threaded(_dream))
+    p.set_defaults(func=threaded(_dream))

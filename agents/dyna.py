@@ -35,6 +35,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecMonitor
 
+from agents.dyna_runs import check_run_dir, evaluation_path
 from envs.reconstruction import ReconstructedObservation
 from envs.worldmodel_env import WorldModelVecEnv
 from offline_data.action_spaces import check_action_space
@@ -277,9 +278,15 @@ def _check_real_env(simulator: TokenWorldModelSimulator,
 
 
 def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env],
-             config: DynaConfig, run_dir: str | os.PathLike) -> dict:
-    """Train PPO inside the world model, evaluate it in the real env; returns the results."""
+             config: DynaConfig, run_dir: str | os.PathLike, overwrite: bool = False,
+             provenance: dict | None = None) -> dict:
+    """Train PPO inside the world model, evaluate it in the real env; returns the results.
+
+    An existing run in ``run_dir`` is refused unless ``overwrite`` (:func:`check_run_dir`);
+    ``provenance`` (e.g. the world model and tokenizer it used) is recorded in results.json.
+    """
     run_dir = Path(run_dir)
+    check_run_dir(run_dir, overwrite)
     space = _check_real_env(simulator, make_env)
     run_dir.mkdir(parents=True, exist_ok=True)
     venv = VecMonitor(WorldModelVecEnv(simulator, max_episode_steps=config.horizon))
@@ -314,7 +321,7 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
         agent.save(f)
     if config.wm_updates_per_round:  # the world model as the real steps left it
         save_token_model(simulator.model, run_dir / "world_model.pt")
-    results = {"config": asdict(config), "rounds": history,
+    results = {"config": asdict(config), **(provenance or {}), "rounds": history,
                **evaluate_agent(agent, simulator, make_env, config, space)}
     write_text_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
@@ -324,11 +331,6 @@ def _agent_view(simulator: TokenWorldModelSimulator,
                 config: DynaConfig) -> Callable[[np.ndarray], np.ndarray] | None:
     """What the agent sees of real frames: their reconstructions, or (None) the frames."""
     return simulator.reconstruct_frames if config.real_observations == "reconstructed" else None
-
-
-def evaluation_path(run_dir: str | os.PathLike, seed: int) -> Path:
-    """Where ``evaluate_saved_agent`` writes an evaluation with ``seed``."""
-    return Path(run_dir) / f"evaluation-seed{seed}.json"
 
 
 def evaluate_agent(agent: PPO, simulator: TokenWorldModelSimulator,

@@ -104,3 +104,21 @@ def test_episodes_in_progress_continue_under_the_updated_world_model():
     cached, full = sim.step(actions), recompute.step(actions)
     np.testing.assert_allclose(cached.rewards, full.rewards, atol=1e-5)
     np.testing.assert_array_equal(cached.observations, full.observations)
+
+
+def test_a_finished_run_is_not_replaced_without_overwrite(tmp_path):
+    from agents.dyna_runs import check_run_dir
+
+    tmp_path = tmp_path / "run"
+    tmp_path.mkdir()
+    (tmp_path / "ppo.zip").write_bytes(b"agent")
+    (tmp_path / "results.json").write_text("{}")
+    (tmp_path / "evaluation-seed3.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="already holds a dyna run.*--overwrite"):
+        run_dyna(tiny_simulator(num_envs=2), breakout(), DynaConfig(), tmp_path)
+    assert (tmp_path / "ppo.zip").read_bytes() == b"agent"  # nothing lost
+    check_run_dir(tmp_path, overwrite=True)  # the old run and its evaluations go
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    (tmp_path / "not-a-dir").write_text("")
+    with pytest.raises(FileExistsError, match="is a file"):
+        check_run_dir(tmp_path / "not-a-dir")
