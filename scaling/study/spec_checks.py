@@ -139,6 +139,11 @@ def check_task_overrides(overrides: dict[str, Any], where: str) -> None:
     hints = {**typing.get_type_hints(TrainConfig),
              **{k: v for k, v in typing.get_type_hints(build).items() if k in MODEL_OPTIONS}}
     check_values(hints, overrides, f"{where}.overrides")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    try:  # the values TrainConfig itself refuses (a learning rate of -1), before any stage runs
+        TrainConfig(**{"max_steps": 1, **{k: v for k, v in overrides.items() if k in fields}})
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where}.overrides: {e}") from None
 
 
 def check_task_preset(task: str, preset: str | None, where: str) -> None:

@@ -84,10 +84,10 @@ class RunSpec:
 
     @property
     def cost(self) -> float:
-        """Estimated FLOPs of the run (for scheduling longest first)."""
+        """Estimated FLOPs of the run, for scheduling longest first (by tokens without N)."""
         if self.flops is not None:
             return float(self.flops)
-        return 6.0 * self.num_params * float(self.tokens or 0)
+        return 6.0 * float(self.params or 1) * float(self.tokens or 0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -120,16 +120,36 @@ class SpecMismatchError(ValueError):
     """An existing run directory was made by a different spec than the one now requested."""
 
 
-class SweepError(RuntimeError):
-    """One or more runs of a sweep failed."""
+class SweepError(ChildProcessError):
+    """One or more runs of a sweep failed (the message quotes the first one's log)."""
+
+
+def failed_runs_error(runs: Sequence[RunSpec], failed: Sequence[str]) -> SweepError:
+    """The error for the ``failed`` runs: names, the first one's last log line, the logs.
+
+    The last line a run logged is its error when it stopped on one.
+    """
+    logs = [Path(r.out_dir) / LOG_FILE for r in runs if r.name in failed]
+    last = ""
+    if logs and logs[0].is_file():
+        lines = [ln.strip() for ln in logs[0].read_text(errors="replace").splitlines()]
+        last = next((ln for ln in reversed(lines) if ln), "")
+    said = f"; {failed[0]} ended with: {last[:300]}" if last else ""
+    return SweepError(f"{len(failed)} run(s) failed: {', '.join(failed)}{said}; read "
+                      f"{', '.join(map(str, logs))}. Fix the cause and run the sweep again: "
+                      "finished runs are kept")
 
 
 def run_status(run: RunSpec) -> str:
-    """``"finished"``, ``"interrupted"`` (started, not finished) or ``"pending"``."""
+    """``"finished"``, ``"interrupted"`` (trained, not finished) or ``"pending"``.
+
+    A run that logged no metrics and kept no checkpoint never trained a step (it failed on its
+    config or data): it is pending, so a corrected spec may start it afresh.
+    """
     d = run.run_dir
     if (d / DONE_FILE).is_file():
         return "finished"
-    if any((d / name).exists() for name in (LOG_FILE, METRICS_FILE, "checkpoints")):
+    if any((d / name).exists() for name in (METRICS_FILE, "checkpoints")):
         return "interrupted"
     return "pending"
 
@@ -325,9 +345,7 @@ def run_sweep(runs: Sequence[RunSpec], parallel: int = 2, cores: int | None = No
         bar.close()
     failed = sorted(n for n, s in status.items() if s == "failed")
     if failed:
-        logs = ", ".join(str(Path(r.out_dir) / LOG_FILE) for r in runs if r.name in failed)
-        raise SweepError(f"{len(failed)} run(s) failed: {', '.join(failed)}; read {logs}. "
-                         "Fix the cause and run the sweep again: finished runs are kept.")
+        raise failed_runs_error(runs, failed)
     return status
 
 

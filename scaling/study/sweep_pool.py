@@ -37,8 +37,8 @@ from scaling.study.sweep import (
     LOG_FILE,
     RUN_SPEC_FILE,
     RunSpec,
-    SweepError,
     _threads_per_run,
+    failed_runs_error,
     prepare_runs,
     progress_postfix,
     run_status,
@@ -114,9 +114,7 @@ class WorkerPool:
         status = {r.name: "finished" if run_status(r) == "finished" else "failed" for r in runs}
         failed = sorted(n for n, s in status.items() if s == "failed")
         if failed:
-            raise SweepError(f"{len(failed)} run(s) failed: {', '.join(failed)}; read their "
-                             f"{LOG_FILE}. Fix the cause and run the sweep again: finished runs "
-                             "are kept.")
+            raise failed_runs_error(runs, failed)
         return status
 
     def _dispatch(self, todo: list[RunSpec], bar) -> None:

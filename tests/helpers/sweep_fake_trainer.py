@@ -12,6 +12,8 @@ import time
 
 
 def train(run):
+    if os.environ.get("FAKE_BAD_CONFIG"):  # refused before the first step, as a bad override is
+        raise ValueError("TrainConfig.learning_rate -1 is not a usable learning rate")
     d = run.run_dir
     ckpt = d / "checkpoints" / "state.json"
     ckpt.parent.mkdir(parents=True, exist_ok=True)

@@ -166,3 +166,20 @@ def test_a_killed_sweep_takes_its_run_processes_with_it(tmp_path):
         time.sleep(0.1)
     os.kill(child, signal.SIGKILL)
     pytest.fail(f"run process {child} outlived its killed study")
+
+
+def test_a_run_that_failed_before_training_is_pending_and_its_error_is_quoted(tmp_path,
+                                                                              monkeypatch):
+    """A bad config kills a run before its first step: the sweep's one-line error quotes the
+    run's last log line, and the run, which trained nothing, may start again on a fixed spec."""
+    runs = _runs(tmp_path, sizes=("a",))
+    monkeypatch.setenv("FAKE_BAD_CONFIG", "1")
+    with pytest.raises(SweepError, match="1 run\\(s\\) failed: wm-token-a-seed0; wm-token-a-seed0 "
+                                         "ended with: .*learning rate; read .*train.log"):
+        run_sweep(runs, parallel=1, entry=ENTRY, progress=False, poll_s=0.05)
+    assert isinstance(SweepError("x"), OSError)  # reported in one line as an input problem
+    assert run_status(runs[0]) == "pending"
+    monkeypatch.delenv("FAKE_BAD_CONFIG")
+    fixed = _runs(tmp_path, tokens=2000, sizes=("a",))
+    run_sweep(fixed, parallel=1, entry=ENTRY, progress=False, poll_s=0.05)
+    assert run_status(fixed[0]) == "finished"
