@@ -175,6 +175,23 @@ def _check_compute(c: float, n: float, d: float, where: str) -> None:
                          f"the D and C columns")
 
 
+def _check_one_task(metrics_files: list[Path]) -> None:
+    """Refuse runs of different tasks (their ``config.json``).
+
+    Their losses measure different things (image tokens, actions): no one law describes them.
+    """
+    tasks: dict[str, Path] = {}
+    for m in metrics_files:
+        task = run_config(m.parent).get("task")
+        if task:
+            tasks.setdefault(task, m.parent)
+    if len(tasks) > 1:
+        raise ValueError(f"the inputs mix runs of {len(tasks)} tasks ("
+                         + ", ".join(f"{t}: {d}" for t, d in tasks.items())
+                         + "), whose losses measure different things; fit each task's runs "
+                         "apart, e.g. `embscale fit runs/<study>/wm-token-*`")
+
+
 def _once(path: Path, given: Path, read: dict[Path, Path]) -> None:
     """Refuse a file read twice (the same run passed twice, or a run and its study directory)."""
     key = path.resolve()
@@ -257,6 +274,7 @@ def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool
         else:
             raise ValueError(f"cannot read {p}: expected a run directory, a metrics.jsonl or a "
                              f".csv file")
+    _check_one_task([m for m in read if m.name.endswith(".jsonl")])
     L = np.array(rows.L, dtype=np.float64)
     keep = np.ones(L.size, dtype=bool)
     if drop_nonfinite:

@@ -162,3 +162,13 @@ def test_a_run_label_shared_by_two_sizes_is_refused():
     with pytest.raises(ValueError, match="run 'a' holds points of more than one model size"):
         make_curves([1e7, 1e7, 3e7, 3e7], [1e8, 1e9, 1e8, 1e9], [3.0, 2.8, 2.9, 2.7],
                     run=["a", "a", "a", "b"])
+
+
+def test_runs_of_different_tasks_are_not_fitted_together(tmp_path, curves):
+    dirs = write_runs(tmp_path / "study", curves)
+    for d, task in zip(dirs, ["wm-token", "bc-cnn"] * len(dirs), strict=False):
+        (d / "config.json").write_text(json.dumps({"task": task}))
+    with pytest.raises(ValueError, match="mix runs of 2 tasks.*fit each task's runs apart"):
+        load_curves([tmp_path / "study"])
+    same = [d for d in dirs if json.loads((d / "config.json").read_text())["task"] == "wm-token"]
+    assert load_curves(same).num_curves == len(same)  # one task's runs are fitted as before
