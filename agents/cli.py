@@ -25,6 +25,7 @@ from agents.cli_common import (
 from agents.cli_dyna import register_dyna
 from offline_data import argtypes as A
 from offline_data.atomic import write_text_atomic
+from worldmodels.run_metrics import finite_or_none
 from worldmodels.threads import add_threads_argument
 
 
@@ -113,7 +114,9 @@ def _eval_loss(args) -> int:
               f"{r['tokens']:>9.3g} {r['windows']:>7} {r['loss']:>10.4f} {r['stderr']:>7.4f}",
               flush=True)
     if args.json:
-        write_text_atomic(args.json, json.dumps(rows, indent=2) + "\n")
+        # strict JSON: a standard error unknown from one batch is null, not NaN
+        write_text_atomic(args.json, json.dumps(finite_or_none(rows), indent=2,
+                                                allow_nan=False) + "\n")
         print(f"wrote {args.json}")
     return 0
 

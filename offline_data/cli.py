@@ -51,7 +51,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--size", default=None,
                    help="frame size: one side of a square (64) or HEIGHTxWIDTH (72x120); the env "
                         "kwarg 'size'")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first reset and the policy")
+    p.add_argument("--seed", type=A.nonnegative_int, default=0,
+                   help="seed of the first reset and the policy")
     p.add_argument("--streams", type=A.positive_int, default=1,
                    help="env processes playing episodes at once; stream k plays with a seed "
                         "derived from (seed, k), so the count is part of the dataset (default 1)")
@@ -61,7 +62,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--default", choices=["breakout", "fetch"], default=None,
                    help="collect an embedded default dataset with its preset settings")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(func=_collect)
+    p.set_defaults(func=_collect, collect_parser=p)
 
     p = sub.add_parser("defaults", help="build the embedded default datasets",
                        description="Build embscale/breakout/scripted-v2 and "
@@ -124,6 +125,13 @@ def parse_skill(text: str | None) -> float | tuple[float, float] | None:
 
 def _collect(args: argparse.Namespace) -> int:
     if args.default:
+        kept = ("default", "overwrite", "no_progress", "help")
+        ignored = [a.option_strings[0] for a in args.collect_parser._actions
+                   if a.dest not in kept and getattr(args, a.dest, a.default) != a.default]
+        if ignored:
+            raise ValueError(f"--default {args.default} collects with its preset settings, so "
+                             f"{', '.join(ignored)} would be ignored; drop them, or collect "
+                             "with --env and --dataset-id instead")
         ds = collect_default(args.default, overwrite=args.overwrite,
                              progress=not args.no_progress)
         print(f"wrote {ds.id}: {ds.total_episodes} episodes, {ds.total_steps} steps")

@@ -76,7 +76,7 @@ def check_dataset_id(dataset_id: str) -> None:
 
     try:
         parse_dataset_id(dataset_id)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:  # TypeError: Minari's parse of an id with no -vN
         raise ValueError(f"dataset id {dataset_id!r} is malformed; use the form "
                          "'embscale/<env>/<source>-vN', e.g. 'embscale/breakout/scripted-v1'"
                          ) from e

@@ -128,6 +128,11 @@ class WindowReader:
                            len(short), self.dataset.id, seq_len)
         self.episode_ids = [i for i in ids if steps[i] >= seq_len]
         self.episode_steps = {i: steps[i] for i in self.episode_ids}
+        if not ids:
+            raise ValueError(f"split {split!r} of {self.dataset.id!r} has no episode: the "
+                             f"dataset's {len(steps)} episode(s) split {tuple(fractions)} leave "
+                             f"it empty; collect at least 3 episodes (one per split), or use "
+                             f"only the splits that hold episodes (e.g. --splits train)")
         if not self.episode_ids:
             raise ValueError(f"split {split!r} of {self.dataset.id!r} has no episode of at least "
                              f"seq_len={seq_len} steps; use a shorter seq_len or more episodes")

@@ -136,7 +136,7 @@ class CheckpointedRun:
         elif self.rank == 0:
             if metrics.is_file() and metrics.stat().st_size and not self.config.resume:
                 raise FileExistsError(f"{self.run_dir} already holds a run; pick a new run "
-                                      "directory or resume it (--resume)")
+                                      "directory, or resume it (leave out --no-resume)")
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(metrics, "")
         if self.rank == 0:

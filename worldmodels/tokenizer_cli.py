@@ -67,7 +67,7 @@ def register(subparsers) -> None:
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     t.add_argument("--threads", type=A.nonnegative_int, default=1,
                    help="torch CPU threads (1 is fastest on a shared CPU; 0 = torch default)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=A.nonnegative_int, default=0, help="seed of init and batches")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--overwrite", action="store_true", help="start over in an existing --out")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -130,13 +130,21 @@ def _train(args) -> int:
     return 0
 
 
+def _splits(text: str) -> list[str]:
+    """The ``--splits`` list, refused when empty."""
+    splits = [s.strip() for s in text.split(",") if s.strip()]
+    if not splits:
+        raise ValueError(f"--splits {text!r} names no split; give e.g. train,val,test or train")
+    return splits
+
+
 def _encode(args) -> int:
     from worldmodels.tokenize_dataset import encode_dataset  # torch
 
     apply_threads(args.threads, processes=args.workers)
 
     shards = encode_dataset(args.tokenizer, args.dataset, args.out,
-                            splits=[s for s in args.splits.split(",") if s],
+                            splits=_splits(args.splits),
                             batch_size=args.batch_size, device=args.device,
                             num_workers=args.workers,
                             overwrite=args.overwrite, progress=not args.no_progress)

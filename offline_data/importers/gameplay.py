@@ -162,6 +162,10 @@ def _video_meta(path: Path) -> tuple[float, int, tuple[int, int]]:
     reader = imageio_ffmpeg.read_frames(str(path))
     try:
         meta = next(reader)
+    except (OSError, RuntimeError, StopIteration) as e:  # ffmpeg's whole banner: keep its end
+        said = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} is not a readable video (ffmpeg: {said}); check the file, or "
+                         "re-encode it (e.g. ffmpeg -i in.mkv out.mp4)") from None
     finally:
         reader.close()
     fps = float(meta["fps"])

@@ -80,6 +80,8 @@ def run_fit(args: argparse.Namespace) -> int:
 def run_plan(args: argparse.Namespace) -> int:
     """Print the compute-optimal plan for a budget or a target loss."""
     path = Path(args.fit)
+    if path.is_dir() and (path / "fit.json").is_file():  # the --out directory of `embscale fit`
+        path = path / "fit.json"
     if not path.is_file():
         raise FileNotFoundError(f"fit file {path} not found; create it with 'embscale fit ... "
                                 f"--out DIR' (it is DIR/fit.json)")
@@ -150,7 +152,7 @@ def register(subparsers) -> None:
                    default="runs",
                    help="bootstrap resampling: whole runs (default; single-point runs are "
                         "points), points within each run, or all points")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=A.nonnegative_int, default=0, help="bootstrap seed")
     p.add_argument("--level", type=float, default=0.95, help="confidence level")
     p.add_argument("--smooth", type=A.nonnegative_int, default=0,
                    help="smooth each curve's log loss over this many points before the frontier "

@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     s51.add_argument("--workers", type=A.nonnegative_int, default=0,
                      help="parallel runs (0: one per core)")
     s51.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    s51.add_argument("--seed", type=int, default=0, help="seed")
+    s51.add_argument("--seed", type=A.nonnegative_int, default=0, help="seed")
     s51.add_argument("--quick", action="store_true", help="a CI-sized version (3 tiny sizes)")
     s51.set_defaults(func=_section51)
 
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
         sp.add_argument("--quick", action="store_true", help="a CI-sized version")
         sp.add_argument("--workers", type=A.nonnegative_int, default=0,
                         help="parallel runs (0: one per core)")
-        sp.add_argument("--seed", type=int, default=0, help="seed")
+        sp.add_argument("--seed", type=A.nonnegative_int, default=0, help="seed")
         sp.set_defaults(func=fn)
         if name == "section-5.2":
             sp.add_argument("--runs", nargs="+", default=None,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from agents.bc_cnn_shapes import CNN_BLOCKS
 from offline_data import argtypes as A
+from scaling.study.spec import STUDY_NAME_RE
 from scaling.tasks import TRAINABLE
 from scaling.training import train_model
 from worldmodels.threads import add_threads_argument, apply_threads
@@ -54,6 +55,9 @@ def _run(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
     if int(os.environ.get("RANK", "0")) != 0:
         logging.getLogger().setLevel(logging.WARNING)
+    if args.run_dir is None and not STUDY_NAME_RE.match(args.study):
+        raise ValueError(f"--study {args.study!r} must be a plain directory name (letters, "
+                         "digits, '.', '_', '-'); for another place pass --run-dir")
     run_dir = args.run_dir or os.path.join(
         "runs", args.study, f"{args.task}-{args.size}-seed{args.seed}")
     overrides = {"device": args.device, "compile": args.compile,
@@ -109,7 +113,8 @@ def register(subparsers) -> None:
                         "bc-cnn, rt1 (paper Tables 3-7), ladder, ladder-bc-token or ladder-cnn "
                         "(default: the task's ladder preset for s* sizes, else the paper's "
                         "preset holding the size)")
-    p.add_argument("--seed", type=int, default=0, help="seed of init, data order and dropout")
+    p.add_argument("--seed", type=A.nonnegative_int, default=0,
+                   help="seed of init, data order and dropout")
     budget = p.add_argument_group("budget (at least one; the first reached stops the run)")
     budget.add_argument("--tokens", type=A.positive_float, default=None,
                         help="tokens D (transformer inputs: d_z + d_a per step, 1 for bc-cnn)")

@@ -35,7 +35,8 @@ from scaling.tasks import TRAINABLE
 from worldmodels.run_metrics import MEAN_LOSS_KEY
 
 TASKS: tuple[str, ...] = TRAINABLE
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+STUDY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+"""A study name: a plain directory name under the runs directory."""
 
 
 @dataclass
@@ -276,7 +277,7 @@ class StudySpec:
     frontier_goal: int = 3
 
     def __post_init__(self) -> None:
-        if not _NAME_RE.match(self.name):
+        if not STUDY_NAME_RE.match(self.name):
             raise ValueError(f"name={self.name!r} must be a plain directory name (letters, digits, "
                              "'.', '_', '-')")
         if not self.tasks:

@@ -75,6 +75,7 @@ def test_bc_cnn_test_split_from_the_command_line(tmp_path, capsys):
     (row,) = json.loads(out.read_text())
     # 3 of the 30 episodes are the test split: 16 - 3 + 1 windows each, every 3rd scored
     assert row["task"] == "bc-cnn" and row["split"] == "test" and row["windows"] == 14
+    assert row["stderr"] is None and "NaN" not in out.read_text()  # one batch: strict JSON null
     assert 0 < row["loss"] < 5 and row["tokens"] > 0
     # a model that reads the frames smaller holds them resized, in training and in evaluation
     small = _train(tmp_path, "bc-cnn", dataset, "bc-cnn-8px", "--image-size", "8")

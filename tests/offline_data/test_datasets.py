@@ -216,3 +216,23 @@ def test_a_dataset_with_jpeg_frames_is_warned_about_and_keeps_its_env(recwarn):
     with pytest.warns(UserWarning, match="lossy JPEG.*jpeg_encoding=False"):
         load_dataset("embscale/pixel/combined-v0")
     assert dataset_info("embscale/pixel/combined-v0").env_id == PIXEL_ID
+
+
+def test_a_split_left_without_episodes_says_so():
+    env = gym.make(PIXEL_ID)
+    collect(env, RandomPolicy(env.action_space, seed=0), 1, "embscale/pixel/one-v0",
+            progress=False)
+    assert WindowReader("embscale/pixel/one-v0", 1, split="train").episode_ids  # the one episode
+    with pytest.raises(ValueError, match="split 'val'.*has no episode: the dataset's 1 "
+                                         "episode.*at least 3 episodes.*--splits train"):
+        WindowReader("embscale/pixel/one-v0", 1, split="val")
+
+
+def test_a_file_that_is_no_video_is_refused_in_one_line(tmp_path):
+    from offline_data.importers.gameplay import _video_meta
+
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(ValueError, match=r"clip\.mp4 is not a readable video \(ffmpeg: ") as e:
+        _video_meta(bad)
+    assert len(str(e.value)) < 400 and "\n" not in str(e.value)  # no ffmpeg banner

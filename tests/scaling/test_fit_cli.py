@@ -182,6 +182,8 @@ def test_plan_flops_loss_and_dataset(fitted, capsys):
     assert r2["flops"] == pytest.approx(1e20, rel=1e-6)
     assert main(["plan", "--fit", f, "--flops", "1e20"]) == 0
     assert "nearest preset" in capsys.readouterr().out
+    assert main(["plan", "--fit", str(out), "--flops", "1e20"]) == 0  # fit's --out directory
+    assert "nearest preset" in capsys.readouterr().out
     assert main(["plan", "--fit", f, "--loss", "0.5"]) == 2
     assert "not reachable" in capsys.readouterr().err
     assert main(["plan", "--fit", f + ".missing", "--flops", "1e20"]) == 2
