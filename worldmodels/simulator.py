@@ -170,14 +170,17 @@ class TokenWorldModelSimulator:
         if self.context_steps < 2 or self.context_steps > mc.context_steps:
             raise ValueError(f"context_steps must be in [2, {mc.context_steps}] for this model "
                              f"(block_size {mc.gpt.block_size}), got {self.context_steps}")
+        # burn-in fits the context; a copy, so the caller's config is left as given
+        if self.config.burn_in > self.context_steps - 1:
+            warnings.warn(f"burn-in {self.config.burn_in} is longer than the model's context "
+                          f"allows; using {self.context_steps - 1} frames", stacklevel=2)
+        self.config = replace(self.config, burn_in=min(self.config.burn_in,
+                                                       self.context_steps - 1))
         self.start_episodes = [e for e in (start_episodes or [])
                                if len(e.frame_tokens) >= self.config.burn_in]
         if start_episodes and not self.start_episodes:
             raise ValueError(f"no start episode has the {self.config.burn_in} frames burn-in needs;"
                              " lower SimulatorConfig.burn_in or pass longer episodes")
-        # burn-in fits the context; a copy, so the caller's config is left as given
-        self.config = replace(self.config, burn_in=min(self.config.burn_in,
-                                                       self.context_steps - 1))
         self.has_reward = model.reward_head is not None
         self.has_termination = model.termination_head is not None
         if not (self.has_reward and self.has_termination):
@@ -393,5 +396,6 @@ def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
                          "a dataset made by `embscale data collect`")
     discretizer = discretizer_from_spec(shards.header.action_discretizer)
     cfg = config or SimulatorConfig()
-    episodes = episodes_from_shards(shards, split, min_length=cfg.burn_in)
+    # every episode: the simulator keeps those as long as its burn-in, clamped to the context
+    episodes = episodes_from_shards(shards, split)
     return TokenWorldModelSimulator(model, vq, discretizer, num_envs, episodes, cfg, seed)

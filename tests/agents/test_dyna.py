@@ -122,3 +122,15 @@ def test_a_finished_run_is_not_replaced_without_overwrite(tmp_path):
     (tmp_path / "not-a-dir").write_text("")
     with pytest.raises(FileExistsError, match="is a file"):
         check_run_dir(tmp_path / "not-a-dir")
+
+
+def test_a_burn_in_past_the_context_is_clamped_before_episodes_are_chosen():
+    from offline_data.discretize import discretizer_for_space
+    from tests.helpers.world_models import tiny_episodes, tiny_model, tiny_tokenizer
+    from worldmodels.simulator import SimulatorConfig, TokenWorldModelSimulator
+
+    vq = tiny_tokenizer()
+    with pytest.warns(UserWarning, match="burn-in 10000 is longer than the model's context"):
+        sim = TokenWorldModelSimulator(tiny_model(), vq, discretizer_for_space(spaces.Discrete(4)),
+                                       1, tiny_episodes(vq), SimulatorConfig(burn_in=10_000))
+    assert sim.config.burn_in == sim.context_steps - 1 and sim.start_episodes
