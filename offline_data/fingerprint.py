@@ -71,6 +71,7 @@ def check_fingerprint(recorded: str | None, current: str, where: str, data: str)
     """
     if recorded is not None and recorded != current:
         raise ValueError(
-            f"cannot resume {where}: the data at {data} changed since the run started "
-            f"(fingerprint {recorded[:19]}... then, {current[:19]}... now), so the curve would "
-            "join two datasets; start a new --run-dir for the new data, or restore the old data")
+            f"cannot resume {where}: the data at {data} is not the data the run started on "
+            f"(fingerprint {recorded[:19]}... then, {current[:19]}... now: another dataset, or "
+            "that one changed since), so the curve would join two datasets; start a new "
+            "--run-dir for this data, or resume on the data the run started on")

@@ -78,7 +78,7 @@ def test_a_token_run_resumes_on_grown_shards_and_refuses_other_data(grown):
     assert (first.steps, more.steps) == (4, 8)  # one curve, continued on more data
     encode_dataset(grown / "tok.pt", "embscale/synthetic/unrelated-v0", grown / "other",
                    progress=False)
-    with pytest.raises(ValueError, match="changed since the run started"):
+    with pytest.raises(ValueError, match="is not the data the run started on"):
         train_model("wm-token", "s3k", str(grown / "other"), grown / "run", steps=12, **RUN)
 
 
@@ -98,6 +98,6 @@ def test_bc_cnn_reads_supplements_into_train_and_resumes_on_them(grown):
     first = train_model("bc-cnn", "s10k", BASE, grown / "bc", steps=2, **bc)
     more = train_model("bc-cnn", "s10k", join_data_ids(BASE, [SUP]), grown / "bc", steps=4, **bc)
     assert (first.steps, more.steps) == (2, 4)
-    with pytest.raises(ValueError, match="changed since the run started"):
+    with pytest.raises(ValueError, match="is not the data the run started on"):
         train_model("bc-cnn", "s10k", "embscale/synthetic/unrelated-v0", grown / "bc", steps=6,
                     **bc)

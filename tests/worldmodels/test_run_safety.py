@@ -133,7 +133,7 @@ def test_resume_refuses_data_that_changed_under_the_same_path(shards, tmp_path):
     rewards[:] = 1.0 - rewards[:]  # re-collected data: same layout and counts, other contents
     rewards.flush()
     del rewards
-    with pytest.raises(ValueError, match="changed since the run started"):
+    with pytest.raises(ValueError, match="is not the data the run started on"):
         _trainer(shards, run, max_steps=6).train()
     assert json.loads((run / "config.json").read_text())["data_fingerprint"].startswith("sha256:")
 
