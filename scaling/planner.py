@@ -194,6 +194,21 @@ def _loss_at(fit: dict, C: float, N: float, D: float) -> tuple[float | None, str
     return None, None
 
 
+FAR_EXTRAPOLATION = 1e3
+"""Compute beyond the largest a fit saw, as a factor, past which a plan says it is a guess."""
+
+
+def _extrapolation_caveat(fit: dict, flops: float) -> tuple[str, ...]:
+    """A sentence when ``flops`` lies far beyond the compute of the fitted curves."""
+    seen = [c.get("C_max") for c in (fit.get("data") or {}).get("curves") or []]
+    seen = [float(c) for c in seen if c]
+    if not seen or flops <= FAR_EXTRAPOLATION * max(seen):
+        return ()
+    decades = math.log10(flops / max(seen))
+    return (f"C = {flops:.3g} FLOPs lies {decades:.1f} decades beyond the largest compute the "
+            f"fit saw ({max(seen):.3g}): a power law extrapolated that far is a guess",)
+
+
 def _unidentified_loss_caveat(fit: dict) -> tuple[str, ...]:
     name, e = loss_law(fit)
     if e and e.get("censored") and not e.get("not_identified"):
@@ -249,7 +264,7 @@ def plan(fit: dict, *, flops: float | None = None, loss: float | None = None,
     return Plan(flops=float(flops), N_opt=float(N), D_opt=float(D), loss=L, loss_source=lsrc,
                 allocation_source=name, preset=best, dataset_tokens=dataset_tokens,
                 caveats=(caveats(fit, name, N, D) + _unidentified_allocation_caveat(fit, name)
-                         + _unidentified_loss_caveat(fit)))
+                         + _unidentified_loss_caveat(fit) + _extrapolation_caveat(fit, flops)))
 
 
 def _flops_for_loss(fit: dict, target: float, alloc) -> float:

@@ -284,3 +284,12 @@ def test_an_allocation_whose_data_shrinks_is_not_identified_and_plans_no_loss():
            "parametric": {"status": "ok", **pf.coefficients(), "not_identified": []}}
     with pytest.raises(ValueError, match="not reachable"):  # D_opt shrinks: the law stays high
         plan(fit, loss=2.0, source="frontier")
+
+
+def test_a_plan_far_beyond_the_fitted_compute_says_it_is_a_guess():
+    fit = {"frontier": {"status": "ok", "a": 0.5, "a0": 0.1, "b": 0.5, "b0": 1 / 0.6,
+                        "not_identified": []},
+           "data": {"curves": [{"C_max": 1e15}, {"C_max": 1e16}]}}
+    assert not any("decades beyond" in c for c in plan(fit, flops=1e17).caveats)
+    far = " ".join(plan(fit, flops=1e30).caveats)
+    assert "14.0 decades beyond the largest compute the fit saw (1e+16)" in far
