@@ -24,12 +24,14 @@ from agents.cli_common import (
 )
 from agents.cli_dyna import register_dyna
 from offline_data import argtypes as A
-from offline_data.atomic import write_text_atomic
+from offline_data.atomic import check_output_file, write_text_atomic
 from worldmodels.run_metrics import finite_or_none
 from worldmodels.threads import add_threads_argument
 
 
 def _eval_policy(args) -> int:
+    if args.video:  # before the episodes are played
+        check_output_file(args.video, "--video")
     import numpy as np
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
@@ -94,6 +96,8 @@ def _eval_policy(args) -> int:
 
 
 def _eval_loss(args) -> int:
+    if args.json:  # before the checkpoints are scored
+        check_output_file(args.json, "--json")
     import json
 
     from agents.held_out import held_out_loss  # torch
@@ -167,6 +171,7 @@ def _play(args) -> int:
 
 
 def _dream(args) -> int:
+    check_output_file(args.out, "--out")  # before the world model dreams
     import numpy as np
 
     sim = simulator_from_args(args, 1)

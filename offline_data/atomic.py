@@ -32,6 +32,25 @@ def check_parent(path: str | os.PathLike) -> None:
             return
 
 
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """Refuse an output file ``path`` that is a directory or lies under a file, before the work.
+
+    ``flag`` names the option in the message (``--video``).
+    """
+    if Path(path).is_dir():
+        raise IsADirectoryError(f"{flag} {path} is a directory; give a file path in it, e.g. "
+                                f"{Path(path) / ('out' + (Path(path).suffix or '.json'))}")
+    check_parent(path)
+
+
+def check_output_dir(path: str | os.PathLike, flag: str) -> None:
+    """Refuse an output directory ``path`` that is a file or lies under one, before the work."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise NotADirectoryError(f"{flag} {path} is a file; give a directory (a missing one is "
+                                 "created)")
+    check_parent(path)
+
+
 def make_parent(path: str | os.PathLike) -> None:
     """Create ``path``'s parent directories, with a clear error when one of them is a file."""
     check_parent(path)

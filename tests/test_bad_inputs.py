@@ -142,6 +142,12 @@ CASES = [
     ("encode-workers-0", lambda fx: _encode(fx, "--workers", "0"), ["--workers", "0"]),
     ("encode-batch-size-0", lambda fx: _encode(fx, "--batch-size", "0"), ["--batch-size", "0"]),
     ("encode-no-splits", lambda fx: _encode(fx, "--splits", ","), ["--splits", "names no split"]),
+    ("tok-train-out-is-a-file", lambda fx: _tok_train(fx, "--out", str(fx.a_file)),
+     ["--out", "a-file", "is a file"]),
+    ("eval-loss-json-is-a-dir", lambda fx: _eval_loss(fx, fx.checkpoint, "--json",
+                                                      str(fx.user_dir)), ["--json", "directory"]),
+    ("dream-out-is-a-dir", lambda fx: _dream(fx) + ["--out", str(fx.user_dir)],
+     ["--out", "directory"]),
     # ----- tokenizer train -----
     ("tok-train-unknown-dataset", lambda fx: _tok_train(fx)[:2] + ["--dataset", "embscale/x/y-v0"],
      ["embscale/x/y-v0"]),

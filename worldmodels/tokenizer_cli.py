@@ -13,6 +13,7 @@ import json
 import os
 
 from offline_data import argtypes as A
+from offline_data.atomic import check_output_dir
 from worldmodels.threads import add_threads_argument, apply_threads
 from worldmodels.tokenizer_config import VQConfig
 from worldmodels.tokenizer_targets import format_summary, format_target
@@ -102,6 +103,8 @@ def default_out_dir(dataset_id: str, tokens_per_frame: int) -> str:
 
 
 def _train(args) -> int:
+    if args.out:
+        check_output_dir(args.out, "--out")
     from worldmodels.tokenizer_data import frame_shape, open_split  # torch
     from worldmodels.tokenizer_train import TokenizerTrainConfig, train_tokenizer  # torch
 
