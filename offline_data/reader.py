@@ -73,19 +73,27 @@ def _read_episode_table(directory: Any, data_format: str) -> Any:
     """The Arrow table of one episode directory (its IPC or parquet part files, in order)."""
     import pyarrow as pa
 
+    if not directory.is_dir():
+        raise FileNotFoundError(f"episode directory {directory} is missing; the dataset is "
+                                "incomplete: collect or import it again")
     files = sorted(p for p in directory.iterdir()
                    if p.is_file() and p.name != "metadata.json" and p.name[0] not in "._")
     if not files:
         raise FileNotFoundError(f"episode directory {directory} holds no data files; the dataset "
                                 "is incomplete: collect or import it again")
-    if data_format == "arrow":
-        import pyarrow.ipc as ipc
+    try:
+        if data_format == "arrow":
+            import pyarrow.ipc as ipc
 
-        tables = [ipc.open_file(pa.memory_map(str(f))).read_all() for f in files]
-    else:
-        import pyarrow.parquet as pq
+            tables = [ipc.open_file(pa.memory_map(str(f))).read_all() for f in files]
+        else:
+            import pyarrow.parquet as pq
 
-        tables = [pq.read_table(f) for f in files]
+            tables = [pq.read_table(f) for f in files]
+    except (pa.ArrowException, OSError) as e:  # a truncated or overwritten episode file
+        raise ValueError(f"episode {directory.name} of the dataset at {directory.parent.parent} "
+                         f"is damaged ({str(e).strip()[:120]}); collect or import the dataset "
+                         "again (`embscale data info` checks every episode)") from None
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 

@@ -184,6 +184,8 @@ CASES = [
     ("info-unknown-dataset", lambda fx: ["data", "info", "embscale/no/such-v0"],
      ["embscale/no/such-v0"]),
     ("info-truncated-episode", lambda fx: ["data", "info", DAMAGED], [DAMAGED, "episode 1"]),
+    ("encode-truncated-episode", lambda fx: _encode(fx, "--dataset", DAMAGED),
+     ["episode 1", "damaged", "data info"]),
     ("info-malformed-id", lambda fx: ["data", "info", "bad id"], ["bad id"]),
     ("import-gameplay-missing-dir", lambda fx: ["data", "import", "gameplay", "--source",
                                                 str(fx.root / "nodir"), "--dataset-id",
