@@ -111,6 +111,9 @@ def read_layout(root: str | Path) -> LeRobotLayout:
         info = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e})") from e
+    if not isinstance(info, dict):
+        raise ValueError(f"{path} must hold a JSON object (LeRobot's info.json), got "
+                         f"{type(info).__name__}")
     version = str(info.get("codebase_version", ""))
     if version not in SUPPORTED_VERSIONS:
         raise ValueError(f"{path} has codebase_version {version!r}; this importer reads "

@@ -84,9 +84,18 @@ class RLDSMapping:
     def from_json(cls, path_or_text: str | Path) -> RLDSMapping:
         """Load a mapping from a JSON file (or JSON text); unknown keys are refused."""
         text = str(path_or_text)
+        where = "the RLDS mapping"
         if not text.lstrip().startswith("{"):
+            where = f"RLDS mapping {path_or_text}"
             text = Path(path_or_text).read_text()
-        raw = json.loads(text)
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where} is not valid JSON ({e})") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where} must be a JSON object of feature names, got "
+                             f"{type(raw).__name__}")
+        _check_types(raw, where)
         unknown = set(raw) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown RLDS mapping keys {sorted(unknown)}; valid keys: "
@@ -102,6 +111,46 @@ class RLDSMapping:
     def to_dict(self) -> dict:
         """JSON-able dict."""
         return asdict(self)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_numbers(v: Any) -> bool:
+    return isinstance(v, list) and all(_is_number(x) for x in v)
+
+
+def _is_names(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_name_or_null(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+_KINDS = {
+    "image": (lambda v: isinstance(v, str), "a feature name"),
+    "actions": (_is_names, "a list of feature names"),
+    "action_dims": (lambda v: _is_numbers(v) and all(isinstance(x, int) for x in v),
+                    "a list of integers"),
+    "action_low": (lambda v: _is_number(v) or _is_numbers(v), "a number or a list of numbers"),
+    "action_high": (lambda v: _is_number(v) or _is_numbers(v), "a number or a list of numbers"),
+    "buckets": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "reward": (_is_name_or_null, "a feature name or null"),
+    "is_first": (_is_name_or_null, "a feature name or null"),
+    "is_last": (_is_name_or_null, "a feature name or null"),
+    "is_terminal": (_is_name_or_null, "a feature name or null"),
+    "episode_metadata": (_is_names, "a list of feature names"),
+}
+"""What each key of an RLDS mapping file holds: (check, description for the message)."""
+
+
+def _check_types(raw: dict, where: str) -> None:
+    """Refuse mapping values of the wrong kind, naming the key (before they fail inside)."""
+    for key, value in raw.items():
+        if key in _KINDS and not _KINDS[key][0](value):
+            raise ValueError(f"{where}: {key} must be {_KINDS[key][1]}, got {value!r}")
 
 
 MAPPINGS: dict[str, RLDSMapping] = {

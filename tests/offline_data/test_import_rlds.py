@@ -233,3 +233,22 @@ def test_non_finite_actions_are_refused_at_import(tmp_path, value):
     write_tfrecord(tmp_path / "b.tfrecord", [encode_example(_flat(steps))])
     with pytest.raises(ValueError, match=r"record 0 step 2: reward field 'steps/reward' holds"):
         import_rlds(tmp_path, "embscale/rt1/nan2-v0", size=16, progress=False)
+
+
+@pytest.mark.parametrize("text, match", [
+    ('{"buckets": "abc"}', "buckets must be an integer, got 'abc'"),
+    ('{"action_dims": 3}', "action_dims must be a list of integers, got 3"),
+    ('{"actions": ["a", 1]}', "actions must be a list of feature names"),
+    ("[]", "must be a JSON object"),
+])
+def test_a_mapping_of_the_wrong_kind_names_the_key(text, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        RLDSMapping.from_json(text if text.startswith("{") else _file(tmp_path, text))
+    with pytest.raises(ValueError, match=r"mapping .*bad\.json is not valid JSON"):
+        RLDSMapping.from_json(_file(tmp_path, "{not json", "bad.json"))
+
+
+def _file(root, text, name="mapping.json"):
+    path = root / name
+    path.write_text(text)
+    return path
