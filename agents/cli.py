@@ -17,7 +17,9 @@ import logging
 
 from agents.cli_common import (
     add_mismatch_flag,
+    add_size_argument,
     add_wm_args,
+    env_kwargs,
     simulator_from_args,
     threaded,
     write_mp4,
@@ -50,7 +52,7 @@ def _eval_policy(args) -> int:
                          allow_tokenizer_mismatch=args.allow_tokenizer_mismatch)
 
     def make():
-        return Monitor(envs.make(args.env, max_episode_steps=args.max_steps))
+        return Monitor(envs.make(args.env, max_episode_steps=args.max_steps, **env_kwargs(args)))
 
     venv = DummyVecEnv([make] * args.num_envs)
     policy.check_env(venv)
@@ -81,7 +83,7 @@ def _eval_policy(args) -> int:
     if successes:
         print(f"success rate {np.mean(successes):.2%} over {len(successes)} episodes")
     if args.video:
-        env = envs.make(args.env, max_episode_steps=args.max_steps)
+        env = envs.make(args.env, max_episode_steps=args.max_steps, **env_kwargs(args))
         obs, _ = env.reset(seed=args.seed)
         frames, state, start, done = [obs], None, np.array([True]), False
         while not done:
@@ -211,6 +213,7 @@ def register(subparsers) -> None:
     p = ev_sub.add_parser("policy", help="roll out a BC-Token or BC-CNN policy in a real env")
     p.add_argument("--checkpoint", required=True, help="BC-Token or BC-CNN checkpoint")
     p.add_argument("--env", required=True, help="gymnasium id, e.g. embscale/Breakout-v1")
+    add_size_argument(p)
     p.add_argument("--episodes", type=A.positive_int, default=10, help="episodes to evaluate")
     p.add_argument("--num-envs", type=A.positive_int, default=4, help="envs stepped together")
     p.add_argument("--max-steps", type=A.positive_int, default=None,

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from offline_data import argtypes as A
+from offline_data.frame_size import env_size
 from worldmodels.threads import add_threads_argument, apply_threads
 
 
@@ -85,3 +86,15 @@ def simulator_from_args(args, num_envs: int):
     return load_simulator(args.world_model, args.tokenizer, args.tokens, args.split, num_envs,
                           cfg, seed=args.seed, device=args.device,
                           allow_tokenizer_mismatch=args.allow_tokenizer_mismatch)
+
+
+def add_size_argument(p: argparse.ArgumentParser) -> None:
+    """``--size``: the frame size the env renders, for models trained on other than its default."""
+    p.add_argument("--size", type=env_size, default=None,
+                   help="frame size of the env: one side (32) or HEIGHTxWIDTH (72x120); give "
+                        "the size the model was trained on when it is not the env's default")
+
+
+def env_kwargs(args) -> dict:
+    """The env's keyword arguments from ``--size`` (none when it is not given)."""
+    return {"size": args.size} if args.size is not None else {}

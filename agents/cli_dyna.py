@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import os
 
-from agents.cli_common import add_wm_args, simulator_from_args, threaded
+from agents.cli_common import (
+    add_size_argument,
+    add_wm_args,
+    env_kwargs,
+    simulator_from_args,
+    threaded,
+)
 from offline_data import argtypes as A
 
 
@@ -26,7 +32,8 @@ def _dyna(args) -> int:
     if not args.evaluate_only:
         check_run_dir(args.run_dir, args.overwrite)  # before the world model loads
     sim = simulator_from_args(args, 1 if args.evaluate_only else args.num_envs)
-    make_env = lambda: envs.make(args.env, max_episode_steps=cfg.eval_max_steps)  # noqa: E731
+    make_env = lambda: envs.make(args.env, max_episode_steps=cfg.eval_max_steps,  # noqa: E731
+                                 **env_kwargs(args))
     if args.evaluate_only:
         results = evaluate_saved_agent(sim, make_env, cfg, args.run_dir)
         out = evaluation_path(args.run_dir, args.seed)
@@ -50,6 +57,7 @@ def register_dyna(subparsers) -> None:
     p = subparsers.add_parser("dyna", help="train PPO inside a world model, evaluate it for real")
     add_wm_args(p)
     p.add_argument("--env", required=True, help="the real env, e.g. embscale/Breakout-v1")
+    add_size_argument(p)
     p.add_argument("--run-dir", required=True,
                    help="where ppo.zip, results.json, tb/ (and world_model.pt, with --wm-updates) "
                         "go")

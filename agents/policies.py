@@ -61,8 +61,9 @@ class _BasePolicy:
         if tuple(obs_space.shape or ()) != self.observation_space.shape:
             raise ValueError(
                 f"the env's observations have shape {obs_space.shape} but the {self.name} was "
-                f"trained on frames of shape {self.observation_space.shape}; make the env with "
-                f"size={self.observation_space.shape[0]} (e.g. envs.make(ID, size=...))")
+                f"trained on frames of shape {self.observation_space.shape}; make the env render "
+                f"frames of that size (envs.make(ID, size=...); on the command line --size "
+                f"{self.observation_space.shape[0]}x{self.observation_space.shape[1]})")
         check_action_space(self.discretizer, act_space, self.name)
 
     def _batch(self, observation: Any) -> tuple[np.ndarray, bool]:

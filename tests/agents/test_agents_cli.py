@@ -81,6 +81,11 @@ def test_eval_policy_context_device_and_progress(world, capsys, caplog):
     assert "env steps 1/5" in caplog.text and "env steps 5/5" in caplog.text
     assert main([*args[:-1], "gpu7"]) == 2
     assert "unknown device 'gpu7'" in capsys.readouterr().err
+    # the env renders the frames --size asks for; the policy says which size it was trained on
+    assert main([*args, "--size", "32"]) == 2
+    assert "trained on frames of shape (64, 64, 3)" in capsys.readouterr().err
+    assert main([*args, "--size", "64"]) == 0
+    capsys.readouterr()
     if not torch.cuda.is_available():
         assert main([*args[:-1], "cuda"]) == 2
         assert "CUDA is not available" in capsys.readouterr().err
