@@ -69,8 +69,9 @@ def register(subparsers) -> None:
     t.add_argument("--threads", type=A.nonnegative_int, default=1,
                    help="torch CPU threads (1 is fastest on a shared CPU; 0 = torch default)")
     t.add_argument("--seed", type=A.nonnegative_int, default=0, help="seed of init and batches")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out")
-    t.add_argument("--overwrite", action="store_true", help="start over in an existing --out")
+    again = t.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run in --out")
+    again.add_argument("--overwrite", action="store_true", help="start over in an existing --out")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.set_defaults(func=_train)
 

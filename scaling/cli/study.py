@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     check_dir_arg(spec.runs_dir, "--runs-dir" if args.runs_dir else "runs_dir")
     check_dir_arg(spec.study_dir, "study directory")
+    if args.jobs_out is not None and not args.emit_jobs:
+        raise ValueError("--jobs-out names the file of --emit-jobs; add --emit-jobs "
+                         "jsonl|torchrun|slurm, or drop --jobs-out")
     if args.emit_jobs:
         for flag in ("time_limit", "started_at"):
             if getattr(args, flag) is not None:

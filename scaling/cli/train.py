@@ -58,6 +58,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.run_dir is None and not STUDY_NAME_RE.match(args.study):
         raise ValueError(f"--study {args.study!r} must be a plain directory name (letters, "
                          "digits, '.', '_', '-'); for another place pass --run-dir")
+    frame_only = [f for f, v in (("--image-size", args.image_size), ("--cnn-block", args.cnn_block))
+                  if v is not None]
+    if frame_only and args.task != "bc-cnn":
+        raise ValueError(f"{', '.join(frame_only)} shape BC-CNN's frames and CNN; --task "
+                         f"{args.task} reads token shards, so drop them")
     run_dir = args.run_dir or os.path.join(
         "runs", args.study, f"{args.task}-{args.size}-seed{args.seed}")
     overrides = {"device": args.device, "compile": args.compile,

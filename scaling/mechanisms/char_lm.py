@@ -84,7 +84,12 @@ class CharCorpus:
                                     "(e.g. tiny-shakespeare)")
         if not 0.0 < val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction!r}")
-        text = path.read_text(encoding="utf-8", errors="strict")
+        try:
+            text = path.read_text(encoding="utf-8", errors="strict")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"text file {path} is not UTF-8 text ({e.reason} at byte "
+                             f"{e.start}); pass a plain-text file (e.g. tiny-shakespeare)"
+                             ) from None
         if len(text) < 10_000:
             raise ValueError(f"{path} holds only {len(text)} characters; a scaling experiment "
                              "needs at least 10,000 (tiny-shakespeare has 1.1M)")

@@ -99,3 +99,10 @@ def test_estimates_and_differences():
     assert e.low < 0.5 < e.high and e.high - e.low < 0.06
     d = difference(0.6, rng.normal(0.6, 0.02, 500), 0.2, rng.normal(0.2, 0.02, 500))
     assert 0.3 < d.low < d.value < d.high < 0.5
+
+
+def test_a_file_that_is_not_text_is_named(tmp_path):
+    binary = tmp_path / "weights.bin"
+    binary.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(ValueError, match=r"weights\.bin is not UTF-8 text"):
+        CharCorpus(binary)
