@@ -97,8 +97,8 @@ class DynaConfig:
             raise ValueError(f"DynaConfig.real_observations must be 'reconstructed' or 'raw', "
                              f"got {self.real_observations!r}")
         if self.wm_updates_per_round and not self.real_steps_per_round:
-            raise ValueError("DynaConfig.wm_updates_per_round needs real_steps_per_round > 0 "
-                             "(the world model is updated on real steps)")
+            raise ValueError("wm_updates_per_round (--wm-updates) needs real_steps_per_round "
+                             "(--real-steps) > 0: the world model is updated on real steps")
 
 
 def confidence_interval(values: list[float] | np.ndarray) -> tuple[float, float, float]:

@@ -61,7 +61,7 @@ def register(subparsers) -> None:
                    help="steps between evaluations")
     t.add_argument("--eval-frames", type=A.positive_int, default=512,
                    help="held-out frames evaluated")
-    t.add_argument("--max-cached-frames", type=A.nonnegative_int, default=100_000,
+    t.add_argument("--max-cached-frames", type=A.positive_int, default=100_000,
                    help="train frames cached in RAM (uint8); more stream from disk")
     t.add_argument("--time-limit", type=A.nonnegative_float, default=0.0,
                    help="stop after this many seconds (resumable); 0 = none")
