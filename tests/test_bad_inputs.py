@@ -303,6 +303,9 @@ CASES = [
     ("play-fps-0", lambda fx: ["play", "--world-model", str(fx.checkpoint), "--tokenizer",
                                str(fx.tokenizer), "--fps", "0"], ["--fps", "0"]),
     ("reproduce-unknown", lambda fx: ["reproduce", "section-9.9"], ["section-9.9"]),
+    ("reproduce-device-gpu", lambda fx: ["reproduce", "section-5.1", "--text", str(fx.text),
+                                         "--out", str(fx.root / "r51"), "--device", "gpu"],
+     ["unknown device 'gpu'"]),
 ]
 
 

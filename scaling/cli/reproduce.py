@@ -96,6 +96,9 @@ def _section51(args) -> int:
     if not Path(args.text).is_file():
         raise FileNotFoundError(f"--text {args.text} does not exist; pass a plain-text file")
     check_dir_arg(args.out, "--out")
+    from worldmodels.train_utils import resolve_device  # torch
+
+    resolve_device(args.device)  # an unknown or absent device, before the sweep starts
     cfg = Section51Config(text=args.text, out=args.out, seed=args.seed, workers=args.workers,
                           device=args.device, **kw)
     head = run(cfg, command=_command())
