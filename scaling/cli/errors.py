@@ -14,6 +14,7 @@ exception that reaches the top becomes one line on stderr:
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,10 +29,15 @@ def one_line(error: BaseException) -> str:
 
     >>> one_line(ValueError("bad --lr\n  use a finite value"))
     'bad --lr; use a finite value'
+    >>> one_line(PermissionError(13, "Permission denied", "runs"))[:48]
+    "[Errno 13] Permission denied: 'runs'; write some"
     """
     text = "; ".join(part.strip() for part in str(error).splitlines() if part.strip())
     if isinstance(error, KeyError) and error.args:
         text = f"missing key {error.args[0]!r}"
+    if isinstance(error, OSError) and error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        text += ("; write somewhere writable (the output option, or for caches "
+                 "EMBSCALE_CACHE / EMBSCALE_FRAMES_DIR and MINARI_DATASETS_PATH)")
     return text or type(error).__name__
 
 

@@ -240,11 +240,17 @@ def test_plan_predicts_the_loss_with_an_identified_law_first():
 def test_identification_and_summary_lines_hold_their_examples():
     import doctest
 
+    import scaling.cli.errors
     import scaling.fitting
+    import scaling.laws.data
     import scaling.laws.identification
+    import scaling.laws.objectives
     import scaling.planner
+    import worldmodels.train_config
 
-    for module in (scaling.laws.identification, scaling.fitting, scaling.planner):
+    for module in (scaling.laws.identification, scaling.fitting, scaling.planner,
+                   scaling.laws.objectives, scaling.laws.data, scaling.cli.errors,
+                   worldmodels.train_config):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
     from scaling.fitting import exponent_line
