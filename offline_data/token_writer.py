@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from offline_data.atomic import atomic_dir
-from offline_data.tokens import HEADER_NAME, EpisodeTokens, TokenHeader, TokenShards
+from offline_data.tokens import ARRAYS, HEADER_NAME, EpisodeTokens, TokenHeader, TokenShards
 
 
 class _RawWriter:
@@ -48,12 +48,9 @@ def _write_split(directory: Path, header: TokenHeader, episodes: Iterable[Episod
     """Stream episodes of one split into ``directory``; return its counts."""
     directory.mkdir(parents=True)
     k, a = header.tokens_per_frame, len(header.action_vocab_sizes)
-    writers = {
-        "frame_tokens": _RawWriter(directory / "frame_tokens.npy", np.uint16, (k,)),
-        "action_tokens": _RawWriter(directory / "action_tokens.npy", np.uint16, (a,)),
-        "rewards": _RawWriter(directory / "rewards.npy", np.float32, ()),
-        "terminations": _RawWriter(directory / "terminations.npy", np.bool_, ()),
-    }
+    rows = {"frame_tokens": (k,), "action_tokens": (a,), "rewards": (), "terminations": ()}
+    writers = {name: _RawWriter(directory / f"{name}.npy", ARRAYS[name], shape)
+               for name, shape in rows.items()}
     vocab = np.asarray(header.action_vocab_sizes, dtype=np.int64)
     starts = [0]
     try:
@@ -81,7 +78,7 @@ def _write_split(directory: Path, header: TokenHeader, episodes: Iterable[Episod
         raise
     for w in writers.values():
         w.finish()
-    np.save(directory / "episode_starts.npy", np.asarray(starts, dtype=np.int64))
+    np.save(directory / "episode_starts.npy", np.asarray(starts, dtype=ARRAYS["episode_starts"]))
     return {"num_frames": starts[-1], "num_episodes": len(starts) - 1}
 
 

@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 HEADER_NAME = "header.json"
+ARRAYS = {"frame_tokens": np.uint16, "action_tokens": np.uint16, "rewards": np.float32,
+          "terminations": np.bool_, "episode_starts": np.int64}
+"""The arrays of a split, ``<split>/<name>.npy``, by name with their dtypes (shapes above)."""
 _MAX_UINT16 = 1 << 16
 
 
@@ -286,13 +289,11 @@ class TokenShards:
     def _load_split(self, name: str) -> SplitArrays:
         info = self.header.splits[name]
         frames, episodes = int(info["num_frames"]), int(info["num_episodes"])
-        expected = {
-            "frame_tokens": (np.uint16, (frames, self.header.tokens_per_frame)),
-            "action_tokens": (np.uint16, (frames, len(self.header.action_vocab_sizes))),
-            "rewards": (np.float32, (frames,)),
-            "terminations": (np.bool_, (frames,)),
-            "episode_starts": (np.int64, (episodes + 1,)),
-        }
+        shapes = {"frame_tokens": (frames, self.header.tokens_per_frame),
+                  "action_tokens": (frames, len(self.header.action_vocab_sizes)),
+                  "rewards": (frames,), "terminations": (frames,),
+                  "episode_starts": (episodes + 1,)}
+        expected = {key: (ARRAYS[key], shapes[key]) for key in ARRAYS}
         arrays = {}
         for key, (dtype, shape) in expected.items():
             file = self.path / name / f"{key}.npy"
