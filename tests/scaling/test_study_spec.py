@@ -61,6 +61,7 @@ def test_fingerprint_ignores_report_settings():
     ({"dataset": {"frame_size": 4}}, r"dataset.frame_size=4"),
     ({"tokenizer": {"overrides": {"foreground": 20}}}, r"unknown keys \['foreground'\].*"
                                                        r"foreground_weight"),
+    ({"tokenizer": {"overrides": {"lr": -1}}}, r"tokenizer.overrides: .*lr must be > 0"),
 ])
 def test_bad_specs_name_the_problem(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -54,6 +54,13 @@ def split_tokenizer_overrides(overrides: dict[str, Any]) -> tuple[dict, dict]:
                          f"{sorted(TOKENIZER_TRAIN_OPTIONS)}")
     model = {k: v for k, v in overrides.items() if k in model_fields}
     train = {k: v for k, v in overrides.items() if k not in model_fields}
+    if train:  # values the trainer refuses (an lr of -1), when the spec is read, not a stage later
+        from worldmodels.tokenizer_train import TokenizerTrainConfig  # torch
+
+        try:
+            TokenizerTrainConfig(dataset_id="check", out_dir="check", **train)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"tokenizer.overrides: {e}") from None
     return model, train
 
 
