@@ -29,8 +29,11 @@ def _dyna(args) -> int:
                      real_steps_per_round=args.real_steps, wm_updates_per_round=args.wm_updates,
                      eval_episodes=args.eval_episodes, eval_max_steps=args.eval_max_steps,
                      real_observations=args.real_observations, seed=args.seed)
-    if not args.evaluate_only:
-        check_run_dir(args.run_dir, args.overwrite)  # before the world model loads
+    if args.evaluate_only and args.overwrite:
+        raise ValueError("--overwrite replaces a run by training a new one; --evaluate-only "
+                         "trains nothing: drop one of them")
+    if not args.evaluate_only:  # before the world model loads
+        check_run_dir(args.run_dir, args.overwrite, (args.world_model, args.tokenizer))
     sim = simulator_from_args(args, 1 if args.evaluate_only else args.num_envs)
     make_env = lambda: envs.make(args.env, max_episode_steps=cfg.eval_max_steps,  # noqa: E731
                                  **env_kwargs(args))

@@ -35,7 +35,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecMonitor
 
-from agents.dyna_runs import check_run_dir, evaluation_path
+from agents.dyna_runs import check_run_dir, clear_derived, evaluation_path
 from envs.reconstruction import ReconstructedObservation
 from envs.worldmodel_env import WorldModelVecEnv
 from offline_data.action_spaces import check_action_space
@@ -282,11 +282,14 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
              provenance: dict | None = None) -> dict:
     """Train PPO inside the world model, evaluate it in the real env; returns the results.
 
-    An existing run in ``run_dir`` is refused unless ``overwrite`` (:func:`check_run_dir`);
-    ``provenance`` (e.g. the world model and tokenizer it used) is recorded in results.json.
+    An existing run in ``run_dir`` is refused unless ``overwrite`` (:func:`check_run_dir`); it
+    is replaced only once the env and the PPO settings pass their checks. ``provenance`` (the
+    world model and tokenizer used, whose files must then lie outside ``run_dir``) is recorded in
+    results.json.
     """
     run_dir = Path(run_dir)
-    check_run_dir(run_dir, overwrite)
+    inputs = [v for k, v in (provenance or {}).items() if k in ("world_model", "tokenizer")]
+    check_run_dir(run_dir, overwrite, inputs)
     space = _check_real_env(simulator, make_env)
     run_dir.mkdir(parents=True, exist_ok=True)
     venv = VecMonitor(WorldModelVecEnv(simulator, max_episode_steps=config.horizon))
@@ -296,6 +299,7 @@ def run_dyna(simulator: TokenWorldModelSimulator, make_env: Callable[[], gym.Env
         raise ValueError(f"PPO needs at least 2 imagined steps per update, got n_steps="
                          f"{config.n_steps} x {venv.num_envs} env(s) (batch_size "
                          f"{config.batch_size}); raise --n-steps or --num-envs")
+    clear_derived(run_dir, keep_world_model=bool(config.wm_updates_per_round))  # checks passed
     agent = PPO("CnnPolicy", venv, n_steps=config.n_steps, batch_size=batch_size,
                 n_epochs=config.n_epochs, learning_rate=config.learning_rate,
                 ent_coef=config.ent_coef, seed=config.seed, verbose=0,

@@ -117,8 +117,16 @@ def test_a_finished_run_is_not_replaced_without_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="already holds a dyna run.*--overwrite"):
         run_dyna(tiny_simulator(num_envs=2), breakout(), DynaConfig(), tmp_path)
     assert (tmp_path / "ppo.zip").read_bytes() == b"agent"  # nothing lost
-    check_run_dir(tmp_path, overwrite=True)  # the old run and its evaluations go
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    check_run_dir(tmp_path, overwrite=True)  # allowed, and nothing removed before the checks
+    assert (tmp_path / "ppo.zip").read_bytes() == b"agent"
+    with pytest.raises(ValueError, match="observations have shape"):  # a run that fails its
+        run_dyna(tiny_simulator(num_envs=2), breakout(size=32), DynaConfig(), tmp_path,
+                 overwrite=True)  # checks leaves the old run as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "evaluation-seed3.json", "ppo.zip", "results.json"]
+    (tmp_path / "world_model.pt").write_bytes(b"tuned")
+    with pytest.raises(ValueError, match="lies in --run-dir.*copy it out"):
+        check_run_dir(tmp_path, True, [tmp_path / "world_model.pt"])
     (tmp_path / "not-a-dir").write_text("")
     with pytest.raises(FileExistsError, match="is a file"):
         check_run_dir(tmp_path / "not-a-dir")
