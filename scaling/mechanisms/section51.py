@@ -186,7 +186,7 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
         fits[loss] = {k: estimate(getattr(p, k), samples.get(k)) for k in
                       ("a", "b", "alpha", "beta", "E")}
         fits[loss]["samples_a"] = samples.get("a")
-        fits[loss]["not_identified"] = bound_issues(p, res.ci("parametric"))
+        fits[loss]["not_identified"] = bound_issues(p, res.judged_ci("parametric"))
         fits[loss]["bootstrap"] = res.bootstrap_summary()
         analyses[loss] = res
     effects, unidentified = {}, {}

@@ -18,7 +18,6 @@ import numpy as np
 from scaling.laws.identification import (
     MIN_FRONTIER_SIZES,
     entry_issues,
-    falling_allocation,
     frontier_sizes,
 )
 from scaling.study.report_page import TASK_TITLES, fmt, skipped_reason
@@ -157,10 +156,11 @@ def isoflop_sentence(fit: dict | None, reasons: bool = True) -> str | None:
 def frontier_identified(fit: dict | None, reasons: bool = True) -> tuple[bool, str]:
     """Whether the frontier fit identifies ``a``, and why (a clause for the report).
 
-    Identified: at least :data:`MIN_FRONTIER_SIZES` sizes on the efficient frontier, ``a``
-    above 0 (``scaling.laws.identification.frontier_issues``) and a bootstrap interval of ``a``
-    no wider than :data:`MAX_A_WIDTH`. With ``reasons=False`` a skipped fit is said to be
-    skipped without its reason (given elsewhere on the page).
+    Identified: no issue of ``scaling.laws.identification.frontier_issues`` (at least
+    :data:`MIN_FRONTIER_SIZES` sizes on the efficient frontier, ``a`` in (0, 1), an interval of
+    nonzero width) and a bootstrap interval of ``a`` no wider than :data:`MAX_A_WIDTH`; the
+    clause gives the sizes, the width and every issue. With ``reasons=False`` a skipped fit is
+    said to be skipped without its reason (given elsewhere on the page).
     """
     entry = (fit or {}).get("frontier")
     why = skipped_reason(entry) if entry else "no frontier fit"
@@ -176,7 +176,7 @@ def frontier_identified(fit: dict | None, reasons: bool = True) -> tuple[bool, s
              (f"the {_level(fit):.0%} interval of a is {fmt(width)} wide (at most "
               f"{MAX_A_WIDTH:g})"
               if width is not None else _no_interval(entry))]
-    parts += [falling] if (falling := falling_allocation(float(entry["a"]))) else []
+    parts += [i for i in issues if "on the efficient frontier" not in i]  # sizes: said above
     ok = not issues and width is not None and width <= MAX_A_WIDTH
     return ok, ("identified: " if ok else "not identified: ") + "; ".join(parts)
 

@@ -78,3 +78,13 @@ def test_the_pairs_are_read_at_the_loss_key_the_protocol_compared(tmp_path):
     _, val_gap = equal_inputs_gap(*(task_sizes(tmp_path, plan, "bc-cnn", "val/loss")[s]
                                     for s in SIZES))
     assert val_gap == pytest.approx(mean_gap - 0.5, abs=1e-6)
+
+
+def test_an_unidentified_frontier_gives_every_reason():
+    """Three sizes and a narrow interval, but every refit at one value: the clause says so."""
+    from scaling.study.report_exponents import frontier_identified
+
+    stuck = {"status": "ok", "a": 0.5, "b": 0.5, "ci": {"a": [0.5, 0.5]}, "num_models": 3,
+             "not_identified": ["a has a zero-width interval [0.5, 0.5]"]}
+    ok, text = frontier_identified({"frontier": stuck})
+    assert not ok and text.endswith("a has a zero-width interval [0.5, 0.5]")
