@@ -33,7 +33,7 @@ from worldmodels.threads import add_threads_argument
 
 def _eval_policy(args) -> int:
     if args.video:  # before the episodes are played
-        check_output_file(args.video, "--video")
+        check_output_file(args.video, "--video", ".mp4")
     import numpy as np
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
@@ -99,7 +99,7 @@ def _eval_policy(args) -> int:
 
 def _eval_loss(args) -> int:
     if args.json:  # before the checkpoints are scored
-        check_output_file(args.json, "--json")
+        check_output_file(args.json, "--json", ".json")
     import json
 
     from agents.held_out import held_out_loss  # torch
@@ -173,7 +173,7 @@ def _play(args) -> int:
 
 
 def _dream(args) -> int:
-    check_output_file(args.out, "--out")  # before the world model dreams
+    check_output_file(args.out, "--out", ".mp4")  # before the world model dreams
     import numpy as np
 
     sim = simulator_from_args(args, 1)

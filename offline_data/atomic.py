@@ -32,14 +32,15 @@ def check_parent(path: str | os.PathLike) -> None:
             return
 
 
-def check_output_file(path: str | os.PathLike, flag: str) -> None:
+def check_output_file(path: str | os.PathLike, flag: str, suffix: str) -> None:
     """Refuse an output file ``path`` that is a directory or lies under a file, before the work.
 
-    ``flag`` names the option in the message (``--video``).
+    ``flag`` names the option in the message (``--video``), ``suffix`` the kind of file
+    (``.mp4``) its example names.
     """
     if Path(path).is_dir():
-        raise IsADirectoryError(f"{flag} {path} is a directory; give a file path in it, e.g. "
-                                f"{Path(path) / ('out' + (Path(path).suffix or '.json'))}")
+        raise IsADirectoryError(f"{flag} {path} is a directory; give a file path, e.g. "
+                                f"{Path(path) / ('out' + suffix)}")
     check_parent(path)
 
 

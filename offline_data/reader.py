@@ -140,7 +140,7 @@ class WindowReader:
             raise ValueError(f"split {split!r} of {self.dataset.id!r} has no episode: the "
                              f"dataset's {len(steps)} episode(s) split {tuple(fractions)} leave "
                              f"it empty; collect at least 3 episodes (one per split), or use "
-                             f"only the splits that hold episodes (e.g. --splits train)")
+                             f"only the splits that hold episodes")
         if not self.episode_ids:
             raise ValueError(f"split {split!r} of {self.dataset.id!r} has no episode of at least "
                              f"seq_len={seq_len} steps; use a shorter seq_len or more episodes")

@@ -147,11 +147,16 @@ def _encode(args) -> int:
 
     apply_threads(args.threads, processes=args.workers)
 
-    shards = encode_dataset(args.tokenizer, args.dataset, args.out,
-                            splits=_splits(args.splits),
-                            batch_size=args.batch_size, device=args.device,
-                            num_workers=args.workers,
-                            overwrite=args.overwrite, progress=not args.no_progress)
+    try:
+        shards = encode_dataset(args.tokenizer, args.dataset, args.out,
+                                splits=_splits(args.splits),
+                                batch_size=args.batch_size, device=args.device,
+                                num_workers=args.workers,
+                                overwrite=args.overwrite, progress=not args.no_progress)
+    except ValueError as e:  # a split the dataset leaves empty: name this command's way out
+        if "has no episode:" not in str(e):
+            raise
+        raise ValueError(f"{e} (here: --splits train)") from None
     if shards is not None:
         h = shards.header
         print(json.dumps({"out": str(shards.path), "tokenizer_id": h.tokenizer_id,

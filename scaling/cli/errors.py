@@ -29,15 +29,17 @@ def one_line(error: BaseException) -> str:
 
     >>> one_line(ValueError("bad --lr\n  use a finite value"))
     'bad --lr; use a finite value'
-    >>> one_line(PermissionError(13, "Permission denied", "runs"))[:48]
-    "[Errno 13] Permission denied: 'runs'; write some"
+    >>> one_line(OSError(30, "Read-only file system", "runs"))[:53]
+    "[Errno 30] Read-only file system: 'runs'; write somew"
     """
     text = "; ".join(part.strip() for part in str(error).splitlines() if part.strip())
     if isinstance(error, KeyError) and error.args:
         text = f"missing key {error.args[0]!r}"
-    if isinstance(error, OSError) and error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+    if isinstance(error, OSError) and error.errno == errno.EROFS:
         text += ("; write somewhere writable (the output option, or for caches "
                  "EMBSCALE_CACHE / EMBSCALE_FRAMES_DIR and MINARI_DATASETS_PATH)")
+    elif isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM):
+        text += "; check that path's permissions, or give another path"
     return text or type(error).__name__
 
 

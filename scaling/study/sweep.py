@@ -143,15 +143,17 @@ def failed_runs_error(runs: Sequence[RunSpec], failed: Sequence[str]) -> SweepEr
 def run_status(run: RunSpec) -> str:
     """``"finished"``, ``"interrupted"`` (trained, not finished) or ``"pending"``.
 
-    A run that logged no metrics and kept no checkpoint never trained a step (it failed on its
-    config or data): it is pending, so a corrected spec may start it afresh.
+    A run that kept no checkpoint and logged no point past D = 0 never trained a step (it failed
+    on its config, its data or its first step): it is pending, so a corrected spec may start it
+    afresh.
     """
     d = run.run_dir
     if (d / DONE_FILE).is_file():
         return "finished"
-    if any((d / name).exists() for name in (METRICS_FILE, "checkpoints")):
+    if (d / "checkpoints").exists():
         return "interrupted"
-    return "pending"
+    last = last_record(d) if (d / METRICS_FILE).is_file() else None
+    return "interrupted" if last and float(last.get("tokens") or 0) > 0 else "pending"
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:

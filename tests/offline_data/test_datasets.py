@@ -224,7 +224,7 @@ def test_a_split_left_without_episodes_says_so():
             progress=False)
     assert WindowReader("embscale/pixel/one-v0", 1, split="train").episode_ids  # the one episode
     with pytest.raises(ValueError, match="split 'val'.*has no episode: the dataset's 1 "
-                                         "episode.*at least 3 episodes.*--splits train"):
+                                         "episode.*at least 3 episodes.*hold episodes"):
         WindowReader("embscale/pixel/one-v0", 1, split="val")
 
 

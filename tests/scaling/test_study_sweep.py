@@ -179,6 +179,8 @@ def test_a_run_that_failed_before_training_is_pending_and_its_error_is_quoted(tm
         run_sweep(runs, parallel=1, entry=ENTRY, progress=False, poll_s=0.05)
     assert isinstance(SweepError("x"), OSError)  # reported in one line as an input problem
     assert run_status(runs[0]) == "pending"
+    (runs[0].run_dir / "metrics.jsonl").write_text('{"step": 0, "tokens": 0}\n')
+    assert run_status(runs[0]) == "pending"  # the trainer's line before its first update
     monkeypatch.delenv("FAKE_BAD_CONFIG")
     fixed = _runs(tmp_path, tokens=2000, sizes=("a",))
     run_sweep(fixed, parallel=1, entry=ENTRY, progress=False, poll_s=0.05)
