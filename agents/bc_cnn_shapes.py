@@ -19,8 +19,9 @@ from typing import NamedTuple
 from worldmodels.presets import transformer_params
 
 CNN_BLOCKS = ("impala", "convnext")
-DEFAULT_CNN_BLOCK = CNN_BLOCKS[0]
 """Block kinds of the CNN stages (see ``agents.bc_cnn_nets``)."""
+DEFAULT_CNN_BLOCK = CNN_BLOCKS[0]
+"""The block kind a BC-CNN uses unless told (Impala's residual 3x3 convs)."""
 
 IMAGE_CHANNELS = 3
 """Channels of the CNN's input frames (RGB)."""

@@ -95,20 +95,13 @@ def load_dataset(dataset_id: str):
             "MINARI_DATASETS_PATH to the directory that holds it")
     dataset = minari.load_dataset(dataset_id)
     if (is_image_space(dataset.observation_space)
-            and dataset.storage.metadata.get("jpeg_encoding", True)
-            and dataset_id not in _WARNED_JPEG):
-        _WARNED_JPEG.add(dataset_id)
-        msg = (f"dataset {dataset_id!r} stores its frames as lossy JPEG (Minari's default, which "
-               "minari.combine_datasets also writes): they are read, trained on and measured as "
-               "decoded, not as recorded. For lossless frames write the dataset with "
-               "jpeg_encoding=False, as `embscale data collect` and `embscale data import` do")
-        warnings.warn(msg, stacklevel=2)
-        logger.warning(msg)
+            and dataset.storage.metadata.get("jpeg_encoding", True)):  # shown once per dataset
+        warnings.warn(f"dataset {dataset_id!r} stores its frames as lossy JPEG (Minari's "
+                      "default, which minari.combine_datasets also writes): they are read, "
+                      "trained on and measured as decoded, not as recorded. For lossless frames "
+                      "write the dataset with jpeg_encoding=False, as `embscale data collect` "
+                      "and `embscale data import` do", stacklevel=2)
     return dataset
-
-
-_WARNED_JPEG: set[str] = set()
-"""Datasets whose JPEG frames were warned about in this process (once each)."""
 
 
 def is_image_space(space: Any) -> bool:

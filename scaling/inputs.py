@@ -249,6 +249,8 @@ def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool
     many = len(paths) > 1
     used: dict[str, Path] = {}
     read: dict[Path, Path] = {}
+    _check_one_task([m for p in paths if p.exists()  # before any file is parsed
+                     for m in (find_runs(p) if p.is_dir() else [p] * p.name.endswith(".jsonl"))])
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(f"input {p} does not exist; pass a run directory, a study "
@@ -274,7 +276,6 @@ def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool
         else:
             raise ValueError(f"cannot read {p}: expected a run directory, a metrics.jsonl or a "
                              f".csv file")
-    _check_one_task([m for m in read if m.name.endswith(".jsonl")])
     L = np.array(rows.L, dtype=np.float64)
     keep = np.ones(L.size, dtype=bool)
     if drop_nonfinite:

@@ -396,6 +396,5 @@ def load_simulator(checkpoint: str | os.PathLike, tokenizer: str | os.PathLike,
                          "a dataset made by `embscale data collect`")
     discretizer = discretizer_from_spec(shards.header.action_discretizer)
     cfg = config or SimulatorConfig()
-    # every episode: the simulator keeps those as long as its burn-in, clamped to the context
-    episodes = episodes_from_shards(shards, split)
+    episodes = episodes_from_shards(shards, split)  # it keeps those its clamped burn-in fits
     return TokenWorldModelSimulator(model, vq, discretizer, num_envs, episodes, cfg, seed)

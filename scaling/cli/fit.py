@@ -80,7 +80,10 @@ def run_fit(args: argparse.Namespace) -> int:
 def run_plan(args: argparse.Namespace) -> int:
     """Print the compute-optimal plan for a budget or a target loss."""
     path = Path(args.fit)
-    if path.is_dir() and (path / "fit.json").is_file():  # the --out directory of `embscale fit`
+    if path.is_dir():  # the --out directory of `embscale fit`
+        if not (path / "fit.json").is_file():
+            raise FileNotFoundError(f"directory {path} holds no fit.json; pass the --out "
+                                    "directory of 'embscale fit' or its fit.json")
         path = path / "fit.json"
     if not path.is_file():
         raise FileNotFoundError(f"fit file {path} not found; create it with 'embscale fit ... "
@@ -182,7 +185,8 @@ def register(subparsers) -> None:
 
     q = subparsers.add_parser("plan", help="compute-optimal model and data size from a fit",
                               description=run_plan.__doc__)
-    q.add_argument("--fit", required=True, help="fit.json written by 'embscale fit'")
+    q.add_argument("--fit", required=True,
+                   help="fit.json written by 'embscale fit', or the --out directory holding it")
     g = q.add_mutually_exclusive_group(required=True)
     g.add_argument("--flops", type=_positive, help="compute budget C (FLOPs)")
     g.add_argument("--loss", type=_positive, help="target loss")

@@ -20,7 +20,7 @@ import logging
 import os
 from pathlib import Path
 
-from agents.bc_cnn_shapes import CNN_BLOCKS
+from agents.bc_cnn_shapes import CNN_BLOCKS, DEFAULT_CNN_BLOCK
 from offline_data import argtypes as A
 from scaling.study.spec import STUDY_NAME_RE
 from scaling.tasks import TRAINABLE
@@ -149,7 +149,7 @@ def register(subparsers) -> None:
     model.add_argument("--cnn-block", choices=CNN_BLOCKS, default=None,
                        help=f"bc-cnn: blocks of the CNN's stages, impala (residual 3x3 convs, "
                             f"VPT's) or convnext (the paper's Appendix A.1); default "
-                            f"{CNN_BLOCKS[0]}")
+                            f"{DEFAULT_CNN_BLOCK}")
     log = p.add_argument_group("logging and checkpoints")
     log.add_argument("--log-points-per-decade", type=A.positive_int, default=None,
                      help="metrics points per decade of steps (default "

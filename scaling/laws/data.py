@@ -174,13 +174,17 @@ def make_curves(N, D, L, run=None, *, min_model_sizes: int = 2, labels=None) -> 
     if run.shape != N.shape:
         raise ValueError(f"run has {run.size} labels for {N.size} points; give one per point")
     names, inverse = np.unique(run.astype(str), return_inverse=True)
+    inverse = inverse.ravel()
     keys = size_key(N)
-    for i, name in enumerate(names):
-        held = np.unique(N[(inverse == i) & (keys != keys[inverse == i][0])])
-        if held.size:
-            raise ValueError(f"run {str(name)!r} holds points of more than one model size (N = "
-                             f"{N[inverse == i][0]:.10g} and {held[0]:.10g}): a run is one "
-                             f"model's curve; label each run apart (a CSV's run column)")
+    low = np.full(names.size, np.inf)
+    high = np.full(names.size, -np.inf)
+    np.minimum.at(low, inverse, keys)
+    np.maximum.at(high, inverse, keys)
+    if (mixed := np.flatnonzero(low != high)).size:  # one pass over the points, not per run
+        i = int(mixed[0])
+        raise ValueError(f"run {str(names[i])!r} holds points of more than one model size (N = "
+                         f"{np.exp(low[i]):.10g} and {np.exp(high[i]):.10g}): a run is one "
+                         f"model's curve; label each run apart (a CSV's run column)")
     # Order curves by model size, then name, so colours and tables read small to large.
     logn = np.bincount(inverse, np.log(N)) / np.bincount(inverse)
     order = np.lexsort((names, logn))

@@ -114,7 +114,8 @@ class Bootstrap:
 def effective_scheme(curves: Curves, scheme: str) -> str:
     """The scheme a request amounts to: ``"points"`` for runs or within-run on one-point runs.
 
-    Drawing whole one-point runs, or the one point of each run, would never change the data.
+    Drawing whole one-point runs is drawing points; drawing the one point of each run (within
+    runs) would never change the data.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"bootstrap scheme must be one of {SCHEMES}, got {scheme!r}")
