@@ -141,6 +141,10 @@ def _collect(args: argparse.Namespace) -> int:
     env_kwargs = {"size": env_size(args.size)} if args.size else {}
     kwargs = {}
     skill = parse_skill(args.skill)
+    if skill is not None and (args.policy == "random" or args.policy.startswith("sb3")):
+        raise ValueError(f"--skill sets a demonstrator's skill; --policy {args.policy} has none, "
+                         "so drop --skill (or use --policy scripted or a module:factory that "
+                         "takes skill)")
     if skill is not None:
         kwargs["skill"] = skill
     common = dict(seed=args.seed, max_steps_per_episode=args.max_steps,

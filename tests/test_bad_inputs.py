@@ -186,6 +186,7 @@ CASES = [
     ("collect-episodes-0", lambda fx: _collect(fx, "--episodes", "0"), ["--episodes", "0"]),
     ("collect-malformed-id", lambda fx: _collect(fx, "--dataset-id", "not an id"), ["not an id"]),
     ("collect-skill-2", lambda fx: _collect(fx, "--skill", "2"), ["--skill", "2"]),
+    ("collect-skill-random", lambda fx: _collect(fx, "--skill", "0.5"), ["--skill", "random"]),
     ("collect-size-0", lambda fx: _collect(fx, "--size", "0"), ["--size", "0"]),
     ("collect-seed-negative", lambda fx: _collect(fx, "--seed", "-1"), ["--seed", "-1"]),
     ("collect-id-without-version", lambda fx: _collect(fx, "--dataset-id", "embscale/x/y"),
