@@ -193,3 +193,14 @@ def test_cycle_checker_sees_a_cycle(tmp_path):
     assert _cycles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
     (pkg / "c.py").write_text("X = 1\n")
     assert _cycles(_module_graph(tmp_path, ["pkg"])) == []
+
+
+def test_the_command_line_parses_without_torch():
+    """Building every command's parser (``embscale --help``) must not load torch (seconds)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom scaling.cli import main\ntry:\n    main(['train', '--help'])\n"
+            "except SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch loaded'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]

@@ -29,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.frame_size import parse_frame_size
-from scaling.study.adapters.tokenizer import split_tokenizer_overrides
+from scaling.study.adapters.tokenizer import (
+    check_tokenizer_override_values,
+    split_tokenizer_overrides,
+)
 from scaling.study.spec_checks import build_section, check_task_overrides, check_task_preset
 from scaling.tasks import TRAINABLE
 from worldmodels.run_metrics import MEAN_LOSS_KEY
@@ -358,7 +361,9 @@ def spec_from_dict(data: dict[str, Any]) -> StudySpec:
             raise ValueError(f"tasks must be a list of tables, got {type(tasks).__name__}")
         kwargs["tasks"] = [build_section(TaskSweep, t, f"tasks[{i}]")
                            for i, t in enumerate(tasks)]
-    return build_section(StudySpec, {**data, **kwargs}, "")
+    spec = build_section(StudySpec, {**data, **kwargs}, "")
+    check_tokenizer_override_values(spec.tokenizer.overrides)
+    return spec
 
 
 def load_spec(path: str | os.PathLike) -> StudySpec:

@@ -54,14 +54,24 @@ def split_tokenizer_overrides(overrides: dict[str, Any]) -> tuple[dict, dict]:
                          f"{sorted(TOKENIZER_TRAIN_OPTIONS)}")
     model = {k: v for k, v in overrides.items() if k in model_fields}
     train = {k: v for k, v in overrides.items() if k not in model_fields}
-    if train:  # values the trainer refuses (an lr of -1), when the spec is read, not a stage later
-        from worldmodels.tokenizer_train import TokenizerTrainConfig  # torch
-
-        try:
-            TokenizerTrainConfig(dataset_id="check", out_dir="check", **train)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"tokenizer.overrides: {e}") from None
     return model, train
+
+
+def check_tokenizer_override_values(overrides: dict[str, Any]) -> None:
+    """Refuse training-option values the tokenizer trainer refuses (an lr of -1).
+
+    Called when a spec is read from a file, so a bad value fails before the dataset stage; it
+    loads the trainer (torch), so the presets built at import leave it out.
+    """
+    _, train = split_tokenizer_overrides(overrides)
+    if not train:
+        return
+    from worldmodels.tokenizer_train import TokenizerTrainConfig  # torch
+
+    try:
+        TokenizerTrainConfig(dataset_id="check", out_dir="check", **train)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"tokenizer.overrides: {e}") from None
 
 
 def train_tokenizer(spec, out_dir: Path, progress: bool = True) -> dict[str, Any]:
