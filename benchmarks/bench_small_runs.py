@@ -153,11 +153,12 @@ def sweep_fixed_cost(shards: Path, root: Path, runs: int, mode: str, rounds: int
             run_sweep(specs, parallel=2, progress=False, poll_s=0.05)
     wall = time.perf_counter() - t0
     from scaling.study.budget_rounds import read_curve
+    from worldmodels.run_metrics import MEAN_LOSS_KEY
 
     # training steps alone (metrics' tokens_per_s): set-up, validation and checkpoints count as
     # fixed costs, like the process start and imports
     every = [s for specs in rounds_specs for s in specs]
-    trained = sum(read_curve(s).seconds for s in every)
+    trained = sum(read_curve(s, MEAN_LOSS_KEY).seconds for s in every)
     in_entry = sum(json.loads((s.run_dir / DONE_FILE).read_text())["seconds"] for s in every)
     # two at a time: the sweep's wall time holds half of the summed per-run work
     return wall, (in_entry - trained) / len(every), (wall - in_entry / 2) * 2 / len(every)
