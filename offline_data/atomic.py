@@ -45,11 +45,19 @@ def check_output_file(path: str | os.PathLike, flag: str, suffix: str) -> None:
 
 
 def check_output_dir(path: str | os.PathLike, flag: str) -> None:
-    """Refuse an output directory ``path`` that is a file or lies under one, before the work."""
-    if Path(path).exists() and not Path(path).is_dir():
-        raise NotADirectoryError(f"{flag} {path} is a file; give a directory (a missing one is "
-                                 "created)")
-    check_parent(path)
+    """Refuse an output directory ``path`` that is a file or lies under one, before the work.
+
+    ``flag`` names the option in the message (``--out``); a missing directory is fine (it is
+    created), so only the nearest part of the path that exists is judged.
+    """
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is" if p == path else f"lies under {p}, which is"
+                raise NotADirectoryError(f"{flag} {path} {what} a file, not a directory; give a "
+                                         "directory path (a missing one is created)")
+            return
 
 
 def make_parent(path: str | os.PathLike) -> None:

@@ -17,7 +17,6 @@ import argparse
 import errno
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NoReturn
 
 USER_ERRORS = (ValueError, TypeError, OSError, ImportError, LookupError)
@@ -41,22 +40,6 @@ def one_line(error: BaseException) -> str:
     elif isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM):
         text += "; check that path's permissions, or give another path"
     return text or type(error).__name__
-
-
-def check_dir_arg(path: str | Path, flag: str) -> None:
-    """Refuse ``path`` for a directory argument unless it is a directory or can be made one.
-
-    Raises ValueError naming ``flag`` when ``path``, or the nearest of its parents that exists,
-    is not a directory (a file there makes every write under it fail).
-    """
-    path = Path(path)
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                what = "is" if p == path else f"lies under {p}, which is"
-                raise ValueError(f"{flag} {path} {what} not a directory; give a directory path "
-                                 "(a missing one is created)")
-            return
 
 
 def run_command(func: Callable[[Any], Any], args: Any, debug: bool = False,

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from offline_data import argtypes as A
-from scaling.cli.errors import check_dir_arg
+from offline_data.atomic import check_output_dir
 from scaling.study.presets import default_study
 
 
@@ -95,7 +95,7 @@ def _section51(args) -> int:
         kw["num_bootstrap"] = args.bootstrap
     if not Path(args.text).is_file():
         raise FileNotFoundError(f"--text {args.text} does not exist; pass a plain-text file")
-    check_dir_arg(args.out, "--out")
+    check_output_dir(args.out, "--out")
     from worldmodels.train_utils import resolve_device  # torch
 
     resolve_device(args.device)  # an unknown or absent device, before the sweep starts
@@ -107,7 +107,7 @@ def _section51(args) -> int:
 
 
 def _section52(args) -> int:
-    check_dir_arg(args.out, "--out")
+    check_output_dir(args.out, "--out")
     from scaling.mechanisms.section52 import run_cli  # scipy
 
     head = run_cli(args, command=_command())
@@ -116,7 +116,7 @@ def _section52(args) -> int:
 
 
 def _section53(args) -> int:
-    check_dir_arg(args.out, "--out")
+    check_output_dir(args.out, "--out")
     from scaling.mechanisms.section53 import run_cli  # scipy
 
     head = run_cli(args, command=_command())

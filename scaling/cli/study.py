@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from offline_data import argtypes as A
-from scaling.cli.errors import check_dir_arg
+from offline_data.atomic import check_output_dir
 from scaling.study.presets import PRESETS, get_preset
 from scaling.study.spec import load_spec, spec_from_dict
 from scaling.study.time_limit import TimeLimit, parse_duration
@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_spec:
         print(json.dumps(dataclasses.asdict(spec), indent=2))
         return 0
-    check_dir_arg(spec.runs_dir, "--runs-dir" if args.runs_dir else "runs_dir")
-    check_dir_arg(spec.study_dir, "study directory")
+    check_output_dir(spec.runs_dir, "--runs-dir" if args.runs_dir else "runs_dir")
+    check_output_dir(spec.study_dir, "study directory")
     if args.jobs_out is not None and not args.emit_jobs:
         raise ValueError("--jobs-out names the file of --emit-jobs; add --emit-jobs "
                          "jsonl|torchrun|slurm, or drop --jobs-out")
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             if Path(args.jobs_out).is_dir():
                 raise ValueError(f"--jobs-out {args.jobs_out} is a directory; give a file path "
                                  "for the job list (e.g. jobs.sh)")
-            check_dir_arg(Path(args.jobs_out).parent, f"--jobs-out {args.jobs_out}: folder")
+            check_output_dir(Path(args.jobs_out).parent, f"--jobs-out {args.jobs_out}: folder")
     else:
         stages = STAGES if args.stages is None else _stages(args.stages, STAGES)
         limit = None
