@@ -35,15 +35,15 @@ from scipy import optimize
 
 from scaling.laws._threads import single_threaded_blas
 from scaling.laws.batched import bootstrap_huber
-from scaling.laws.objectives import GRID_LOG_LOSS, HUBER_DELTA, _huber_objective, huber_grid
+from scaling.laws.objectives import HUBER_DELTA, _huber_objective, grid_shift, huber_grid
 from scaling.laws.parametric import fit_huber
 from scaling.laws.synthetic import EPOCH_LAW, synthetic_curves
 from scaling.laws.uncertainty import resample_runs
 
 
-def matched_fit(x, y, logl, num_starts=16):
+def matched_fit(curves, x, y, logl, num_starts=16):
     """Screen Hoffmann's grid by objective, then scipy L-BFGS-B from the best starts."""
-    grid = huber_grid(float(np.mean(logl)) - GRID_LOG_LOSS)  # laid out as the fit lays it out
+    grid = huber_grid(grid_shift(curves))  # laid out as the fit lays it out
     obj = np.array([_huber_objective(g, x, y, logl, HUBER_DELTA)[0] for g in grid])
     best = None
     for s in grid[np.argsort(obj, kind="stable")[:num_starts]]:
@@ -134,7 +134,7 @@ def main() -> None:
             ours.append((t_fit, time.perf_counter() - t0))
 
             t0 = time.perf_counter()
-            best = matched_fit(x, y, logl)
+            best = matched_fit(curves, x, y, logl)
             t_mfit = time.perf_counter() - t0
             t0 = time.perf_counter()
             a_m = matched_refits(curves, x, y, logl, best.x, args.baseline_refits, args.seed)

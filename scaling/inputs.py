@@ -26,8 +26,6 @@ from worldmodels.run_metrics import LOSS_KEY, METRICS_FILE, iter_metrics
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LOSS_KEY = LOSS_KEY
-
 
 class _Rows:
     """Points collected from several files, with a label per point for error messages."""
@@ -223,7 +221,7 @@ def find_runs(path: Path) -> list[Path]:
     return sorted(path.rglob(METRICS_FILE))
 
 
-def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool = False,
+def load_curves(paths, *, loss_key: str = LOSS_KEY, drop_nonfinite: bool = False,
                 min_tokens: float = 0.0, skip_above_uniform: bool = False) -> Curves:
     """Read curves from run directories, ``metrics.jsonl`` files and CSV files.
 
@@ -249,14 +247,15 @@ def load_curves(paths, *, loss_key: str = DEFAULT_LOSS_KEY, drop_nonfinite: bool
     many = len(paths) > 1
     used: dict[str, Path] = {}
     read: dict[Path, Path] = {}
+    runs = {p: find_runs(p) for p in paths if p.is_dir()}  # each directory walked once
     _check_one_task([m for p in paths if p.exists()  # before any file is parsed
-                     for m in (find_runs(p) if p.is_dir() else [p] * p.name.endswith(".jsonl"))])
+                     for m in (runs[p] if p in runs else [p] * p.name.endswith(".jsonl"))])
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(f"input {p} does not exist; pass a run directory, a study "
                                     f"directory or a CSV file")
         if p.is_dir():
-            found = find_runs(p)
+            found = runs[p]
             if not found:
                 raise FileNotFoundError(f"no metrics.jsonl under {p}; pass run directories "
                                         f"written by 'embscale train' or a CSV of N, D, L")

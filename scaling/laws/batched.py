@@ -226,7 +226,9 @@ def bootstrap_huber(curves: Curves, fit: ParametricFit, *, num: int = 1000, seed
     P = curves.num_points
     draws = [resample(curves, rng, used) for _ in range(num)]
     x, y, logl = np.log(curves.N), np.log(curves.D), np.log(curves.L)
+    # point -> size, one column per size: W @ sizes counts each sample's points of each size
     size_of = np.unique(size_key(curves.N), return_inverse=True)[1].ravel()
+    sizes_onehot = np.eye(int(size_of.max()) + 1)[size_of]
     # Centred as in huber_refit_batch, for the acceptance checks.
     xc, yc = x - x.mean(), y - y.mean()
     theta0 = huber_theta(fit)
@@ -260,7 +262,7 @@ def bootstrap_huber(curves: Curves, fit: ParametricFit, *, num: int = 1000, seed
             centred[:, 0] -= th[:, 3] * x.mean()
             centred[:, 1] -= th[:, 4] * y.mean()
             # a refit faces the main fit's rules, its number of distinct sizes included
-            sizes = np.array([np.unique(size_of[w > 0]).size for w in W])
+            sizes = ((W @ sizes_onehot) > 0).sum(axis=1)
             good = conv & accepted(centred, W, xc, yc, logl) & (sizes >= MIN_PARAMETRIC_SIZES)
             failed += int((conv & ~good).sum())
             thetas[lo:hi], ok[lo:hi] = th, good

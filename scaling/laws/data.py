@@ -191,7 +191,7 @@ def make_curves(N, D, L, run=None, *, min_model_sizes: int = 2, labels=None) -> 
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
     run_idx = rank[inverse].astype(np.int64)
-    num_sizes = np.unique(size_key(N)).size
+    num_sizes = np.unique(keys).size
     if num_sizes < min_model_sizes:
         raise ValueError(f"need at least {min_model_sizes} distinct model sizes N to fit a scaling "
                          f"law, got {num_sizes}; add training curves of other model sizes")
