@@ -278,6 +278,8 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
     if pa.get("status") == "ok" and pa.get("not_identified"):
         details.append(f"- **parametric**: not identified, coefficients set by the optimiser's "
                        f"bounds rather than the data: {'; '.join(pa['not_identified'])}")
+    if pa.get("status") == "ok" and not pa.get("not_identified") and pa.get("caveats"):
+        details.append(f"- **parametric**: identified, but {'; '.join(pa['caveats'])}")
     lp = fit.get("loss_prediction", {})
     if lp.get("status") == "ok" and lp.get("not_identified"):
         details.append(f"- **loss_prediction**: not identified, set by the fit's bounds rather "

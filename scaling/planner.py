@@ -128,6 +128,8 @@ def caveats(fit: dict, source: str, N: float, D: float) -> tuple[str, ...]:
         if not out and p.get("not_identified"):
             out.append(f"the parametric fit is not identified ({'; '.join(p['not_identified'])}):"
                        " its allocation rests on a parameter set by the fit's bounds")
+        elif not out:
+            out += [f"the parametric fit is identified, but {c}" for c in p.get("caveats") or ()]
     if N < _MIN_SENSIBLE_N or D < _MIN_SENSIBLE_D:
         out.append(f"N_opt = {N:.3g} parameters and D_opt = {D:.3g} tokens: below any model "
                    "or dataset one would train, so the allocation law is degenerate")

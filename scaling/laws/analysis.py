@@ -26,6 +26,7 @@ from scaling.laws.frontier import (
 )
 from scaling.laws.identification import (
     MIN_REFITS_FOR_WIDTH,
+    bound_caveats,
     bound_issues,
     frontier_issues,
     isoflop_issues,
@@ -172,7 +173,8 @@ class Analysis:
                 entry["ci_error"] = self.ci_errors[name]
             if name == "parametric":
                 entry.update(loss=fit.loss, objective=fit.objective, num_points=fit.num_points,
-                             r2=fit.r2, not_identified=bound_issues(fit, self.judged_ci(name)))
+                             r2=fit.r2, not_identified=bound_issues(fit, self.judged_ci(name)),
+                             caveats=bound_caveats(fit, self.judged_ci(name)))
             elif name == "frontier":
                 env = fit.envelope
                 entry.update(num_models=fit.num_models, rule=self.options.frontier_points,

@@ -57,8 +57,17 @@ def agreement_sentence(fit: dict | None, reasons: bool = True) -> str:
     """Whether the frontier ``a`` and the parametric ``a`` each lie in the other's interval.
 
     With ``reasons=False`` a skipped fit is named without its reason ("reasons below"), for a
-    page that lists the reasons once, elsewhere.
+    page that lists the reasons once, elsewhere. An identified parametric fit's caveats (see
+    ``scaling.laws.identification.bound_caveats``) follow.
     """
+    text = _agreement(fit, reasons)
+    pa = (fit or {}).get("parametric") or {}
+    if pa.get("status") == "ok" and pa.get("caveats") and not pa.get("not_identified"):
+        text += f" The parametric fit is identified, but {'; '.join(pa['caveats'])}."
+    return text
+
+
+def _agreement(fit: dict | None, reasons: bool) -> str:
     if not fit:
         return "no fit, so the frontier and parametric a cannot be compared."
     fr, pa = fit.get("frontier"), fit.get("parametric")

@@ -1,0 +1,75 @@
+"""An identified parametric fit whose refits reach E = 0 says so in fit.json, table.md, the study
+report and the planner's advice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scaling.fitting import fit_curves, table_markdown
+from scaling.inputs import load_curves
+from scaling.laws.analysis import FitOptions
+from scaling.laws.identification import bound_caveats, bound_issues
+from scaling.laws.parametric import ParametricFit
+from scaling.planner import plan
+from scaling.study.report_exponents import agreement_sentence
+
+LAW_POINTS = Path(__file__).parent / "data" / "bc_token_law_points.csv"
+"""BC-Token's law points from the default study's runs continued with a 2,400-second budget
+(docs/bc-token-coefficient.md): its parametric fit has E = 0.503 inside the bounds, while the
+refits' interval of E reaches down to 0."""
+
+CAVEAT = "reaches its bound 0"
+
+
+def _law(E: float) -> ParametricFit:
+    return ParametricFit(E=E, A=17.9, B=3.92, alpha=0.644, beta=0.160, loss="huber",
+                         objective=0.0, num_points=105)
+
+
+def test_bound_caveats_flag_only_an_identified_E_whose_interval_reaches_zero():
+    assert CAVEAT in bound_caveats(_law(0.5), {"E": [1.2e-73, 0.62]})[0]
+    assert bound_caveats(_law(0.5), {"E": [0.31, 0.62]}) == []
+    assert bound_caveats(_law(0.5), None) == []  # no refits judged: nothing to say
+    at_bound = _law(0.0)  # E at its bound is no caveat but an issue: not identified
+    assert bound_caveats(at_bound, {"E": [0.0, 0.0]}) == []
+    assert any("at its bound 0" in s for s in bound_issues(at_bound, {"E": [0.0, 0.0]}))
+
+
+def test_the_continued_default_study_reports_its_E_interval_reaching_zero():
+    curves = load_curves([LAW_POINTS])
+    opts = FitOptions(methods=("parametric",), num_bootstrap=200,
+                      bootstrap_scheme="within-run")
+    fit = fit_curves(curves, opts).to_json()
+    pa = fit["parametric"]
+    assert pa["not_identified"] == [] and 0.1 < pa["E"] < 1.0
+    assert pa["ci"]["E"][0] < 1e-6  # some refits put E at 0
+    assert len(pa["caveats"]) == 1 and CAVEAT in pa["caveats"][0]
+    table = table_markdown(fit)
+    assert "- **parametric**: identified, but E's interval" in table
+    assert "The parametric fit is identified, but E's interval" in agreement_sentence(fit)
+    advice = plan(fit, flops=1e14)
+    assert advice.allocation_source == "parametric"
+    assert any(c.startswith("the parametric fit is identified, but E's interval")
+               for c in advice.caveats)
+
+
+def test_a_fit_without_caveats_or_not_identified_adds_no_caveat_sentence():
+    entry = {"status": "ok", **_law(0.5).coefficients(), "ci": {"a": [0.1, 0.3]},
+             "not_identified": [], "caveats": []}
+    fit = {"bootstrap": {"level": 0.95},
+           "frontier": {"status": "skipped", "reason": "the curves never cross"},
+           "parametric": entry}
+    assert "identified, but" not in agreement_sentence(fit)
+    assert "identified, but" not in table_markdown(
+        {**fit, "loss_prediction": {"status": "skipped", "reason": "-"},
+         "isoflop": {"status": "skipped", "reason": "-"},
+         "extrapolation": {"status": "skipped", "reason": "-"}})
+    stuck = {**entry, "not_identified": ["E = 0 (the irreducible loss at its bound 0)"],
+             "caveats": ["E's interval [0, 0.6] reaches its bound 0"]}
+    text = agreement_sentence({**fit, "parametric": stuck})
+    assert "identified, but" not in text
+    # a skipped frontier still lets the caveat of an identified parametric fit through
+    caveated = {**fit, "parametric": {**entry, "caveats": ["E's interval [0, 0.6] reaches "
+                                                           "its bound 0"]}}
+    assert agreement_sentence(caveated, reasons=False).endswith(
+        "The parametric fit is identified, but E's interval [0, 0.6] reaches its bound 0.")
