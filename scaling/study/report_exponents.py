@@ -269,8 +269,11 @@ def difference_sentence(fits: dict[str, dict | None]) -> str | None:
     where = ("excludes 0, so the tasks' exponents differ" if lo > 0 or hi < 0 else
              "includes 0, so the data do not tell the exponents apart")
     paper = PAPER_A[cnn] - PAPER_A[tok]
+    noted = "".join(f" {_title(t)}'s parametric fit is identified, but {'; '.join(c)}."
+                    for t in (tok, cnn) if method == "parametric"
+                    and (c := fits[t][method].get("caveats")))
     return (f"{text}. The interval {where}, and it "
-            f"{'includes' if lo <= paper <= hi else 'excludes'} the paper's {paper:.2f}.")
+            f"{'includes' if lo <= paper <= hi else 'excludes'} the paper's {paper:.2f}.{noted}")
 
 
 def _unidentified_a(fits: dict, tasks: tuple[str, str], method: str) -> str:

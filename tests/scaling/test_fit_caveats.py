@@ -11,7 +11,7 @@ from scaling.laws.analysis import FitOptions
 from scaling.laws.identification import bound_caveats, bound_issues
 from scaling.laws.parametric import ParametricFit
 from scaling.planner import plan
-from scaling.study.report_exponents import agreement_sentence
+from scaling.study.report_exponents import agreement_sentence, difference_sentence
 
 LAW_POINTS = Path(__file__).parent / "data" / "bc_token_law_points.csv"
 """BC-Token's law points from the default study's runs continued with a 2,400-second budget
@@ -73,3 +73,17 @@ def test_a_fit_without_caveats_or_not_identified_adds_no_caveat_sentence():
                                                            "its bound 0"]}}
     assert agreement_sentence(caveated, reasons=False).endswith(
         "The parametric fit is identified, but E's interval [0, 0.6] reaches its bound 0.")
+
+
+def test_the_difference_of_exponents_names_a_caveat_of_either_parametric_fit():
+    def task(a: float, caveats: list[str]) -> dict:
+        samples = [a - 0.05, a - 0.02, a, a + 0.02, a + 0.05]
+        return {"frontier": {"status": "skipped", "reason": "the curves never cross"},
+                "parametric": {"status": "ok", "a": a, "ci": {"a": [a - 0.05, a + 0.05]},
+                               "not_identified": [], "caveats": caveats,
+                               "bootstrap": {"samples": {"a": samples}}}}
+    caveat = "E's interval [1e-70, 0.6] reaches its bound 0"
+    text = difference_sentence({"bc-token": task(0.2, [caveat]), "bc-cnn": task(0.6, [])})
+    assert text.endswith(f"BC-Token's parametric fit is identified, but {caveat}.")
+    assert "identified, but" not in difference_sentence(
+        {"bc-token": task(0.2, []), "bc-cnn": task(0.6, [])})
