@@ -26,7 +26,7 @@ from scaling.fitting import fit_curves
 from scaling.inputs import load_curves
 from scaling.laws.analysis import FitOptions
 from scaling.laws.data import FitError
-from scaling.laws.identification import bound_issues
+from scaling.laws.identification import bound_caveats, bound_issues
 from scaling.mechanisms.char_lm import (
     CHAR_SIZES,
     LOSSES,
@@ -187,6 +187,7 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
                       ("a", "b", "alpha", "beta", "E")}
         fits[loss]["samples_a"] = samples.get("a")
         fits[loss]["not_identified"] = bound_issues(p, res.judged_ci("parametric"))
+        fits[loss]["caveats"] = bound_caveats(p, res.judged_ci("parametric"))
         fits[loss]["bootstrap"] = res.bootstrap_summary()
         analyses[loss] = res
     effects, unidentified = {}, {}
@@ -259,6 +260,8 @@ def _fit_lines(fitted: dict) -> list[str]:
         if f["not_identified"]:
             lines += ["", f"{LOSS_TITLES[loss]}: not identified, "
                       f"{'; '.join(f['not_identified'])}."]
+        elif f.get("caveats"):
+            lines += ["", f"{LOSS_TITLES[loss]}: identified, but {'; '.join(f['caveats'])}."]
     lines += ["", "| difference in a | estimate | reproduced? |", "|---|---|---|"]
     for name, eff in fitted["effects"].items():
         lines.append(f"| {name} | {eff.fmt()} | {_verdict(eff, fitted, name)} |")
@@ -282,6 +285,8 @@ def _fits_json(fitted: dict) -> dict:
                         for k, v in fitted["effects"].items()},
             "not_identified": {loss: f["not_identified"] for loss, f in fitted["fits"].items()
                                if f["not_identified"]},
+            "caveats": {loss: f["caveats"] for loss, f in fitted["fits"].items()
+                        if f.get("caveats") and not f["not_identified"]},
             "bootstrap": {loss: f["bootstrap"] for loss, f in fitted["fits"].items()},
             "failed": fitted["failed"],
             "frontier": {loss: ({"reason": f["reason"]} if "reason" in f else

@@ -87,3 +87,20 @@ def test_the_difference_of_exponents_names_a_caveat_of_either_parametric_fit():
     assert text.endswith(f"BC-Token's parametric fit is identified, but {caveat}.")
     assert "identified, but" not in difference_sentence(
         {"bc-token": task(0.2, []), "bc-cnn": task(0.6, [])})
+
+
+def test_section_51_names_the_caveat_of_an_identified_fit():
+    from scaling.mechanisms.common import Estimate
+    from scaling.mechanisms.section51 import _fit_lines, _fits_json
+
+    est = Estimate(0.5, 0.4, 0.6)
+    caveat = "E's interval [1e-70, 0.6] reaches its bound 0"
+    fits = {loss: {"a": est, "b": est, "alpha": est, "beta": est, "E": est, "samples_a": None,
+                   "not_identified": stuck, "caveats": [caveat],
+                   "bootstrap": {"num_failed": {}, "num": 10, "scheme": "within-run"}}
+            for loss, stuck in (("dense", []), ("sparse", ["E = 0 (at its bound 0)"]))}
+    fitted = {"fits": fits, "failed": {}, "effects": {}, "frontier": {}, "min_tokens": 0}
+    text = "\n".join(_fit_lines(fitted))
+    assert f": identified, but {caveat}." in text  # the dense loss
+    assert text.count("identified, but") == 1  # not the sparse one, which is not identified
+    assert _fits_json(fitted)["caveats"] == {"dense": [caveat]}
