@@ -212,8 +212,10 @@ def exponent_line(entry: dict) -> str:
     ci = (entry.get("ci") or {}).get("a")
     text = (f"a = {entry['a']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
             + f", b = {entry['b']:.3f}")
-    issues = entry.get("not_identified")
-    return text + (f" (not identified: {'; '.join(issues)})" if issues else "")
+    issues, caveats = entry.get("not_identified"), entry.get("caveats")
+    if issues:
+        return text + f" (not identified: {'; '.join(issues)})"
+    return text + (f" (identified, but {'; '.join(caveats)})" if caveats else "")
 
 
 def bootstrap_sentence(fit: dict) -> str:

@@ -128,7 +128,7 @@ def caveats(fit: dict, source: str, N: float, D: float) -> tuple[str, ...]:
         if not out and p.get("not_identified"):
             out.append(f"the parametric fit is not identified ({'; '.join(p['not_identified'])}):"
                        " its allocation rests on a parameter set by the fit's bounds")
-        elif not out:
+        if not p.get("not_identified"):
             out += [f"the parametric fit is identified, but {c}" for c in p.get("caveats") or ()]
     if N < _MIN_SENSIBLE_N or D < _MIN_SENSIBLE_D:
         out.append(f"N_opt = {N:.3g} parameters and D_opt = {D:.3g} tokens: below any model "
@@ -217,6 +217,9 @@ def _unidentified_loss_caveat(fit: dict) -> tuple[str, ...]:
         return ("the loss comes from a loss prediction fitted to a censored envelope (fewer than "
                 "4 compute points where the optimal size was bracketed by a smaller and a "
                 "larger one): read it as an upper bound on the compute-optimal loss",)
+    if e and not e.get("not_identified") and e.get("caveats"):
+        return (f"the loss comes from the {name.replace('_', ' ')} fit, which is identified, but "
+                f"{'; '.join(e['caveats'])}",)
     if not e or not e.get("not_identified"):
         return ()
     return (f"the loss comes from the {name.replace('_', ' ')} fit, which is not identified "

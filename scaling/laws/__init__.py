@@ -17,7 +17,7 @@ from scaling.laws.frontier import (
                                    fit_frontier,
                                    fit_loss_prediction,
 )
-from scaling.laws.identification import bound_issues
+from scaling.laws.identification import bound_caveats, bound_issues
 from scaling.laws.isoflop import IsoflopFit, fit_isoflop
 from scaling.laws.parametric import ParametricFit, fit_huber, fit_lsq, fit_parametric
 from scaling.laws.synthetic import EPOCH_LAW, synthetic_curves
@@ -25,7 +25,7 @@ from scaling.laws.uncertainty import SCHEMES, Bootstrap, bootstrap
 
 __all__ = [
     "EPOCH_LAW", "FRONTIER_POINTS", "POOLS", "SCHEMES", "Analysis", "Bootstrap", "Curves",
-    "Envelope", "FitError", "FitOptions", "bound_issues",
+    "Envelope", "FitError", "FitOptions", "bound_caveats", "bound_issues",
     "FrontierFit", "IsoflopFit", "LossPrediction", "ParametricFit", "analyze", "bootstrap",
     "envelope", "extrapolation_check", "fit_frontier", "fit_huber", "fit_isoflop",
     "fit_loss_prediction", "fit_lsq", "fit_parametric", "make_curves", "synthetic_curves",

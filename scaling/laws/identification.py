@@ -154,8 +154,9 @@ def bound_caveats(fit: ParametricFit, ci: dict[str, list[float]] | None = None) 
 
     A fit whose E lies inside its bounds can still have refits that put E at 0: the resampled
     data then fit as well without a loss floor, so they do not rule one out, and the interval of
-    ``a`` mixes refits with and without one. Nothing is flagged when E itself sits at the bound
-    (:func:`bound_issues` says so) or when too few refits were accepted to judge an interval.
+    ``a`` mixes refits with and without one. Nothing is flagged for a fit that is not identified
+    (:func:`bound_issues` says why, E at its bound among the reasons) or when too few refits were
+    accepted to judge an interval.
 
     >>> fit = ParametricFit(E=0.5, A=10.0, B=10.0, alpha=0.6, beta=0.2, loss="huber",
     ...                     objective=0.0, num_points=50)
@@ -165,10 +166,11 @@ def bound_caveats(fit: ParametricFit, ci: dict[str, list[float]] | None = None) 
     "E's interval [1e-70, 0.6] reaches its bound 0"
     """
     lo_hi = (ci or {}).get("E")
-    if fit.E <= 1e-6 or not lo_hi or lo_hi[0] > 1e-6:
+    if not lo_hi or lo_hi[0] > 1e-6 or bound_issues(fit, ci):
         return []
     return [f"E's interval [{lo_hi[0]:.3g}, {lo_hi[1]:.3g}] reaches its bound 0: some refits fit "
-            "as well without a loss floor, so the data do not rule out a law without one"]
+            "as well without a loss floor, so the data do not rule out a law without one, and "
+            "the interval of a mixes refits with and without one"]
 
 
 def loss_prediction_issues(fit: LossPrediction, ci: dict[str, list[float]] | None = None

@@ -190,7 +190,7 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
         fits[loss]["caveats"] = bound_caveats(p, res.judged_ci("parametric"))
         fits[loss]["bootstrap"] = res.bootstrap_summary()
         analyses[loss] = res
-    effects, unidentified = {}, {}
+    effects, unidentified, caveated = {}, {}, {}
     for lo, hi in (("dense", "sparse"), ("sparse", "superclass"), ("dense", "superclass")):
         if lo in fits and hi in fits:
             name = f"{lo} - {hi}"
@@ -201,7 +201,10 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
                    if fits[loss]["not_identified"]]
             if why:
                 unidentified[name] = "; ".join(why)
-    return {"fits": fits, "effects": effects, "unidentified": unidentified,
+            elif cav := [f"{loss}: {'; '.join(fits[loss]['caveats'])}" for loss in (lo, hi)
+                         if fits[loss]["caveats"]]:
+                caveated[name] = "; ".join(cav)
+    return {"fits": fits, "effects": effects, "unidentified": unidentified, "caveated": caveated,
             "analyses": analyses, "failed": failed, "curves": all_curves,
             "min_tokens": min_tokens, "frontier": frontier}
 
@@ -359,12 +362,15 @@ def _verdict(eff: Estimate, fitted: dict | None = None, name: str = "") -> str:
     if why:  # a difference of coefficients the bounds set, not the data: no finding
         return f"not identified ({why})"
     if math.isnan(eff.low):
-        return "no interval"
-    if eff.low > 0:
-        return "yes"
-    if eff.high < 0:
-        return "no: opposite direction"
-    return "not significant (interval includes 0)"
+        verdict = "no interval"
+    elif eff.low > 0:
+        verdict = "yes"
+    elif eff.high < 0:
+        verdict = "no: opposite direction"
+    else:
+        verdict = "not significant (interval includes 0)"
+    caveat = (fitted or {}).get("caveated", {}).get(name)
+    return f"{verdict}; identified, but {caveat}" if caveat else verdict
 
 
 def run(cfg: Section51Config, command: str = "embscale reproduce section-5.1") -> dict:

@@ -130,7 +130,7 @@ def study_spec(cfg: Section53Config, k: int, seed: int, quick: bool):
 
 
 def coefficient(fit: dict) -> dict:
-    """The coefficient a fit.json gives: ``method``, ``a``, ``a_ci`` and ``not_identified``.
+    """What a fit.json gives: ``method``, ``a``, ``a_ci``, ``not_identified`` and ``caveats``.
 
     The frontier fit when it succeeded, else the parametric one (``method`` ``"none"`` when
     neither did).
@@ -139,9 +139,12 @@ def coefficient(fit: dict) -> dict:
         f = fit.get(method, {})
         if f.get("status") == "ok":
             lo, hi = f.get("ci", {}).get("a", [math.nan, math.nan])
+            issues = list(f.get("not_identified") or [])
             return {"method": method, "a": float(f["a"]), "a_ci": [float(lo), float(hi)],
-                    "not_identified": list(f.get("not_identified") or [])}
-    return {"method": "none", "a": math.nan, "a_ci": [math.nan, math.nan], "not_identified": []}
+                    "not_identified": issues,
+                    "caveats": [] if issues else list(f.get("caveats") or [])}
+    return {"method": "none", "a": math.nan, "a_ci": [math.nan, math.nan], "not_identified": [],
+            "caveats": []}
 
 
 def run(cfg: Section53Config, quick: bool = False, command: str = "") -> dict:

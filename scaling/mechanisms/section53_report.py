@@ -116,6 +116,9 @@ def pooled_lines(pooled: list[dict], repeats: int) -> list[str]:
         elif r.get("not_identified"):
             lines += [f"Repeats together at d_z = {r['tokens_per_frame']}: not identified, "
                       f"{'; '.join(r['not_identified'])}.", ""]
+        elif r.get("caveats"):
+            lines += [f"Repeats together at d_z = {r['tokens_per_frame']}: identified, but "
+                      f"{'; '.join(r['caveats'])}.", ""]
     return lines
 
 
@@ -159,6 +162,8 @@ def write_report(cfg, result: dict, out: Path, command: str) -> None:
             lines += [f"No fit at {where}: {r['reason']}", ""]
         elif r.get("not_identified"):
             lines += [f"{where}: not identified, {'; '.join(r['not_identified'])}.", ""]
+        elif r.get("caveats"):
+            lines += [f"{where}: identified, but {'; '.join(r['caveats'])}.", ""]
         if r.get("data_limit"):
             lines += [f"{where}: {r['data_limit']}", ""]
     lines += pooled_lines(result.get("pooled", []), len(cfg.seeds))

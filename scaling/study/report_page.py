@@ -232,7 +232,8 @@ def coefficient_table(fits: dict[str, dict]) -> list[list[str]]:
         fr_ok, pa_ok = skipped_reason(fr) is None, skipped_reason(pa) is None
         # a fit that does not identify its a says so in its cells, not only in the text below
         fr_mark = " (not identified)" if fr_ok and entry_issues("frontier", fr) else ""
-        pa_mark = " (not identified)" if pa_ok and entry_issues("parametric", pa) else ""
+        pa_mark = " (not identified)" if pa_ok and entry_issues("parametric", pa) else (
+            " (caveat below)" if pa_ok and pa.get("caveats") else "")
         rows.append([
             TASK_TITLES.get(task, task),
             with_ci(fr, "a") + fr_mark if fr_ok else "N/A",
