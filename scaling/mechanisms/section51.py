@@ -201,9 +201,8 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
                    if fits[loss]["not_identified"]]
             if why:
                 unidentified[name] = "; ".join(why)
-            elif cav := [f"{loss}: {'; '.join(fits[loss]['caveats'])}" for loss in (lo, hi)
-                         if fits[loss]["caveats"]]:
-                caveated[name] = "; ".join(cav)
+            elif cav := [loss for loss in (lo, hi) if fits[loss]["caveats"]]:
+                caveated[name] = " and ".join(cav)  # the caveats themselves are listed above
     return {"fits": fits, "effects": effects, "unidentified": unidentified, "caveated": caveated,
             "analyses": analyses, "failed": failed, "curves": all_curves,
             "min_tokens": min_tokens, "frontier": frontier}
@@ -370,7 +369,11 @@ def _verdict(eff: Estimate, fitted: dict | None = None, name: str = "") -> str:
     else:
         verdict = "not significant (interval includes 0)"
     caveat = (fitted or {}).get("caveated", {}).get(name)
-    return f"{verdict}; identified, but {caveat}" if caveat else verdict
+    if not caveat:
+        return verdict
+    whose = (f"the {caveat} fits' E intervals reach" if " and " in caveat else
+             f"the {caveat} fit's E interval reaches")
+    return f"{verdict}; caveat: {whose} 0"
 
 
 def run(cfg: Section51Config, command: str = "embscale reproduce section-5.1") -> dict:

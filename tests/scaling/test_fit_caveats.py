@@ -120,10 +120,14 @@ def test_section_51_names_the_caveat_of_an_identified_fit():
     assert text.count("identified, but") == 1  # not the sparse one, which is not identified
     assert _fits_json(fitted)["caveats"] == {"dense": [caveat]}
     # a difference of a's that rests on a caveated fit says so beside its verdict
-    fitted = {"unidentified": {}, "caveated": {"dense - superclass": f"dense: {caveat}"}}
+    fitted = {"unidentified": {}, "caveated": {"dense - superclass": "dense"}}
     assert _verdict(Estimate(0.2, 0.1, 0.3), fitted, "dense - superclass") == (
-        f"yes; identified, but dense: {caveat}")
+        "yes; caveat: the dense fit's E interval reaches 0")
     assert _verdict(Estimate(0.2, 0.1, 0.3), fitted, "dense - sparse") == "yes"
+    both = {"unidentified": {}, "caveated": {"dense - sparse": "dense and sparse"}}
+    assert _verdict(Estimate(0.1, -0.2, 0.3), both, "dense - sparse") == (
+        "not significant (interval includes 0); caveat: the dense and sparse fits' E intervals "
+        "reach 0")
 
 
 def test_fits_without_the_caveats_key_or_not_identified_show_no_caveat():
