@@ -165,3 +165,22 @@ def test_a_frontier_difference_and_section_53_coefficients():
     both = {t: {"frontier": {**front, "a": a}, "parametric": pa}
             for t, a in (("bc-token", 0.3), ("bc-cnn", 0.6))}
     assert "identified, but" not in difference_sentence(both)
+
+
+def test_the_coefficient_table_and_section_53_pooled_lines_mark_a_caveat():
+    from scaling.mechanisms.section53_report import pooled_lines
+    from scaling.study.report_page import coefficient_table
+
+    caveat = "E's interval [0, 0.437] reaches its bound 0"
+    pa = {"status": "ok", **_law(0.5).coefficients(), "ci": {"a": [0.1, 0.3]},
+          "not_identified": [], "caveats": [caveat]}
+    fr = {"status": "skipped", "reason": "the curves never cross"}
+    rows = coefficient_table({"bc-token": {"frontier": fr, "parametric": pa},
+                              "wm-token": {"frontier": fr, "parametric": {**pa, "caveats": []}}})
+    assert rows[1][3].endswith(" (caveat below)") and rows[1][4].endswith(" (caveat below)")
+    assert "caveat" not in rows[2][3]
+    pooled = [{"tokens_per_frame": 100, "runs": 8, "method": "parametric", "a": 0.61,
+               "a_ci": [0.43, 0.69], "failed_refits": 5, "refits": 200, "not_identified": [],
+               "caveats": [caveat]}]
+    text = "\n".join(pooled_lines(pooled, 2))
+    assert f"Repeats together at d_z = 100: identified, but {caveat}." in text
