@@ -32,6 +32,10 @@ from offline_data.discretize import ActionDiscretizer
 logger = logging.getLogger(__name__)
 
 
+class EmptySplitError(ValueError):
+    """A split that the dataset's episodes leave empty (a command may name its own way out)."""
+
+
 class FrameWindow(NamedTuple):
     """A batch of windows of ``T`` timesteps."""
 
@@ -137,7 +141,7 @@ class WindowReader:
         self.episode_ids = [i for i in ids if steps[i] >= seq_len]
         self.episode_steps = {i: steps[i] for i in self.episode_ids}
         if not ids:
-            raise ValueError(f"split {split!r} of {self.dataset.id!r} has no episode: the "
+            raise EmptySplitError(f"split {split!r} of {self.dataset.id!r} has no episode: the "
                              f"dataset's {len(steps)} episode(s) split {tuple(fractions)} leave "
                              f"it empty; collect at least 3 episodes (one per split), or use "
                              f"only the splits that hold episodes")

@@ -143,6 +143,7 @@ def _splits(text: str) -> list[str]:
 
 
 def _encode(args) -> int:
+    from offline_data.reader import EmptySplitError
     from worldmodels.tokenize_dataset import encode_dataset  # torch
 
     apply_threads(args.threads, processes=args.workers)
@@ -153,9 +154,7 @@ def _encode(args) -> int:
                                 batch_size=args.batch_size, device=args.device,
                                 num_workers=args.workers,
                                 overwrite=args.overwrite, progress=not args.no_progress)
-    except ValueError as e:  # a split the dataset leaves empty: name this command's way out
-        if "has no episode:" not in str(e):
-            raise
+    except EmptySplitError as e:  # name this command's way out
         raise ValueError(f"{e} (here: --splits train)") from None
     if shards is not None:
         h = shards.header

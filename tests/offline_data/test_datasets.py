@@ -14,7 +14,7 @@ from offline_data.datasets import (
 )
 from offline_data.discretize import discretizer_for_space
 from offline_data.minari_writer import MinariWriter, create_minari_dataset
-from offline_data.reader import WindowReader, read_episode
+from offline_data.reader import EmptySplitError, WindowReader, read_episode
 from tests.helpers.pixel_envs import PIXEL_ARM_ID, PIXEL_ID, STATE_ID
 
 
@@ -226,6 +226,25 @@ def test_a_split_left_without_episodes_says_so():
     with pytest.raises(ValueError, match="split 'val'.*has no episode: the dataset's 1 "
                                          "episode.*at least 3 episodes.*hold episodes"):
         WindowReader("embscale/pixel/one-v0", 1, split="val")
+    with pytest.raises(EmptySplitError):  # typed, so a command can name its own option
+        WindowReader("embscale/pixel/one-v0", 1, split="test")
+
+
+def test_encode_names_its_splits_option_for_an_empty_split(monkeypatch):
+    import argparse
+
+    import worldmodels.tokenize_dataset
+    from worldmodels.tokenizer_cli import _encode
+
+    def empty(*args, **kwargs):
+        raise EmptySplitError("split 'val' of 'x/y-v0' has no episode: ...")
+
+    monkeypatch.setattr(worldmodels.tokenize_dataset, "encode_dataset", empty)
+    args = argparse.Namespace(threads=1, workers=1, tokenizer="t.pt", dataset="x/y-v0",
+                              out="o", splits="train,val", batch_size=8, device="cpu",
+                              overwrite=False, no_progress=True)
+    with pytest.raises(ValueError, match=r"has no episode: \.\.\. \(here: --splits train\)"):
+        _encode(args)
 
 
 def test_a_file_that_is_no_video_is_refused_in_one_line(tmp_path):
