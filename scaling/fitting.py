@@ -30,6 +30,7 @@ from offline_data.atomic import atomic_dir, check_replaceable
 from scaling.inputs import run_config, uniform_loss, untrained_start
 from scaling.laws.analysis import METHODS, Analysis, FitOptions, analyze
 from scaling.laws.data import Curves, make_curves
+from scaling.laws.identification import entry_caveats
 from scaling.laws.uncertainty import coarse_runs_note
 from scaling.plots import figure5
 from worldmodels.run_metrics import LOSS_KEY, read_metrics
@@ -212,9 +213,9 @@ def exponent_line(entry: dict) -> str:
     ci = (entry.get("ci") or {}).get("a")
     text = (f"a = {entry['a']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
             + f", b = {entry['b']:.3f}")
-    issues, caveats = entry.get("not_identified"), entry.get("caveats")
-    if issues:
+    if issues := entry.get("not_identified"):
         return text + f" (not identified: {'; '.join(issues)})"
+    caveats = entry_caveats(entry)
     return text + (f" (identified, but {'; '.join(caveats)})" if caveats else "")
 
 
@@ -280,8 +281,8 @@ def table_markdown(fit: dict, title: str = "Fitted scaling coefficients") -> str
     if pa.get("status") == "ok" and pa.get("not_identified"):
         details.append(f"- **parametric**: not identified, coefficients set by the optimiser's "
                        f"bounds rather than the data: {'; '.join(pa['not_identified'])}")
-    if pa.get("status") == "ok" and not pa.get("not_identified") and pa.get("caveats"):
-        details.append(f"- **parametric**: identified, but {'; '.join(pa['caveats'])}")
+    if pa.get("status") == "ok" and (caveats := entry_caveats(pa)):
+        details.append(f"- **parametric**: identified, but {'; '.join(caveats)}")
     lp = fit.get("loss_prediction", {})
     if lp.get("status") == "ok" and lp.get("not_identified"):
         details.append(f"- **loss_prediction**: not identified, set by the fit's bounds rather "

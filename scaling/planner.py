@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from scaling.laws.identification import entry_issues
+from scaling.laws.identification import entry_caveats, entry_issues
 from worldmodels.presets import SIZE_PRESETS
 from worldmodels.train_config import INFINITE_DATA_PASSES
 
@@ -128,8 +128,7 @@ def caveats(fit: dict, source: str, N: float, D: float) -> tuple[str, ...]:
         if not out and p.get("not_identified"):
             out.append(f"the parametric fit is not identified ({'; '.join(p['not_identified'])}):"
                        " its allocation rests on a parameter set by the fit's bounds")
-        if not p.get("not_identified"):
-            out += [f"the parametric fit is identified, but {c}" for c in p.get("caveats") or ()]
+        out += [f"the parametric fit is identified, but {c}" for c in entry_caveats(p)]
     if N < _MIN_SENSIBLE_N or D < _MIN_SENSIBLE_D:
         out.append(f"N_opt = {N:.3g} parameters and D_opt = {D:.3g} tokens: below any model "
                    "or dataset one would train, so the allocation law is degenerate")
@@ -217,9 +216,9 @@ def _unidentified_loss_caveat(fit: dict) -> tuple[str, ...]:
         return ("the loss comes from a loss prediction fitted to a censored envelope (fewer than "
                 "4 compute points where the optimal size was bracketed by a smaller and a "
                 "larger one): read it as an upper bound on the compute-optimal loss",)
-    if e and not e.get("not_identified") and e.get("caveats"):
+    if caveats := entry_caveats(e):
         return (f"the loss comes from the {name.replace('_', ' ')} fit, which is identified, but "
-                f"{'; '.join(e['caveats'])}",)
+                f"{'; '.join(caveats)}",)
     if not e or not e.get("not_identified"):
         return ()
     return (f"the loss comes from the {name.replace('_', ' ')} fit, which is not identified "

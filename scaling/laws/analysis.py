@@ -172,9 +172,10 @@ class Analysis:
             if name in self.ci_errors:
                 entry["ci_error"] = self.ci_errors[name]
             if name == "parametric":
+                judged = self.judged_ci(name)
                 entry.update(loss=fit.loss, objective=fit.objective, num_points=fit.num_points,
-                             r2=fit.r2, not_identified=bound_issues(fit, self.judged_ci(name)),
-                             caveats=bound_caveats(fit, self.judged_ci(name)))
+                             r2=fit.r2, not_identified=bound_issues(fit, judged),
+                             caveats=bound_caveats(fit, judged))
             elif name == "frontier":
                 env = fit.envelope
                 entry.update(num_models=fit.num_models, rule=self.options.frontier_points,

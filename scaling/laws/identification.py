@@ -173,6 +173,20 @@ def bound_caveats(fit: ParametricFit, ci: dict[str, list[float]] | None = None) 
             "the interval of a mixes refits with and without one"]
 
 
+def entry_caveats(entry: dict | None) -> list[str]:
+    """The caveats of a ``fit.json`` entry that is identified (see :func:`bound_caveats`).
+
+    None for an entry that is not identified (its issues say more) or written before caveats.
+
+    >>> entry_caveats({"caveats": ["E's interval reaches 0"], "not_identified": []})
+    ["E's interval reaches 0"]
+    >>> entry_caveats({"caveats": ["x"], "not_identified": ["E = 0"]})
+    []
+    """
+    entry = entry or {}
+    return [] if entry.get("not_identified") else list(entry.get("caveats") or [])
+
+
 def loss_prediction_issues(fit: LossPrediction, ci: dict[str, list[float]] | None = None
                            ) -> list[str]:
     """Why a loss prediction ``L_opt(C) = c0 C^-c + E`` is not identified (empty when it is).

@@ -26,7 +26,7 @@ from scaling.fitting import fit_curves
 from scaling.inputs import load_curves
 from scaling.laws.analysis import FitOptions
 from scaling.laws.data import FitError
-from scaling.laws.identification import bound_caveats, bound_issues
+from scaling.laws.identification import bound_caveats, bound_issues, entry_caveats
 from scaling.mechanisms.char_lm import (
     CHAR_SIZES,
     LOSSES,
@@ -186,8 +186,9 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
         fits[loss] = {k: estimate(getattr(p, k), samples.get(k)) for k in
                       ("a", "b", "alpha", "beta", "E")}
         fits[loss]["samples_a"] = samples.get("a")
-        fits[loss]["not_identified"] = bound_issues(p, res.judged_ci("parametric"))
-        fits[loss]["caveats"] = bound_caveats(p, res.judged_ci("parametric"))
+        judged = res.judged_ci("parametric")
+        fits[loss]["not_identified"] = bound_issues(p, judged)
+        fits[loss]["caveats"] = bound_caveats(p, judged)
         fits[loss]["bootstrap"] = res.bootstrap_summary()
         analyses[loss] = res
     effects, unidentified, caveated = {}, {}, {}
@@ -202,7 +203,7 @@ def fit_all(cfg: Section51Config, min_tokens: float | None = None) -> dict:
             if why:
                 unidentified[name] = "; ".join(why)
             elif cav := [loss for loss in (lo, hi) if fits[loss]["caveats"]]:
-                caveated[name] = " and ".join(cav)  # the caveats themselves are listed above
+                caveated[name] = cav  # the losses; their caveats are listed above the table
     return {"fits": fits, "effects": effects, "unidentified": unidentified, "caveated": caveated,
             "analyses": analyses, "failed": failed, "curves": all_curves,
             "min_tokens": min_tokens, "frontier": frontier}
@@ -262,8 +263,8 @@ def _fit_lines(fitted: dict) -> list[str]:
         if f["not_identified"]:
             lines += ["", f"{LOSS_TITLES[loss]}: not identified, "
                       f"{'; '.join(f['not_identified'])}."]
-        elif f.get("caveats"):
-            lines += ["", f"{LOSS_TITLES[loss]}: identified, but {'; '.join(f['caveats'])}."]
+        elif caveats := entry_caveats(f):
+            lines += ["", f"{LOSS_TITLES[loss]}: identified, but {'; '.join(caveats)}."]
     lines += ["", "| difference in a | estimate | reproduced? |", "|---|---|---|"]
     for name, eff in fitted["effects"].items():
         lines.append(f"| {name} | {eff.fmt()} | {_verdict(eff, fitted, name)} |")
@@ -287,8 +288,8 @@ def _fits_json(fitted: dict) -> dict:
                         for k, v in fitted["effects"].items()},
             "not_identified": {loss: f["not_identified"] for loss, f in fitted["fits"].items()
                                if f["not_identified"]},
-            "caveats": {loss: f["caveats"] for loss, f in fitted["fits"].items()
-                        if f.get("caveats") and not f["not_identified"]},
+            "caveats": {loss: entry_caveats(f) for loss, f in fitted["fits"].items()
+                        if entry_caveats(f)},
             "bootstrap": {loss: f["bootstrap"] for loss, f in fitted["fits"].items()},
             "failed": fitted["failed"],
             "frontier": {loss: ({"reason": f["reason"]} if "reason" in f else
@@ -368,11 +369,12 @@ def _verdict(eff: Estimate, fitted: dict | None = None, name: str = "") -> str:
         verdict = "no: opposite direction"
     else:
         verdict = "not significant (interval includes 0)"
-    caveat = (fitted or {}).get("caveated", {}).get(name)
-    if not caveat:
+    losses = (fitted or {}).get("caveated", {}).get(name)
+    if not losses:
         return verdict
-    whose = (f"the {caveat} fits' E intervals reach" if " and " in caveat else
-             f"the {caveat} fit's E interval reaches")
+    names = " and ".join(losses)
+    whose = (f"the {names} fits' E intervals reach" if len(losses) > 1 else
+             f"the {names} fit's E interval reaches")
     return f"{verdict}; caveat: {whose} 0"
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from offline_data.defaults import DEFAULTS
+from scaling.laws.identification import entry_caveats
 from scaling.mechanisms.common import check_dataset_arg, estimate, pearson
 from scaling.mechanisms.section53_report import PAPER_R, figure, identified, write_report
 from scaling.study.spec import (
@@ -139,10 +140,9 @@ def coefficient(fit: dict) -> dict:
         f = fit.get(method, {})
         if f.get("status") == "ok":
             lo, hi = f.get("ci", {}).get("a", [math.nan, math.nan])
-            issues = list(f.get("not_identified") or [])
             return {"method": method, "a": float(f["a"]), "a_ci": [float(lo), float(hi)],
-                    "not_identified": issues,
-                    "caveats": [] if issues else list(f.get("caveats") or [])}
+                    "not_identified": list(f.get("not_identified") or []),
+                    "caveats": entry_caveats(f)}
     return {"method": "none", "a": math.nan, "a_ci": [math.nan, math.nan], "not_identified": [],
             "caveats": []}
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from scaling.laws.identification import (
     MIN_FRONTIER_SIZES,
+    entry_caveats,
     entry_issues,
     frontier_sizes,
 )
@@ -62,8 +63,8 @@ def agreement_sentence(fit: dict | None, reasons: bool = True) -> str:
     """
     text = _agreement(fit, reasons)
     pa = (fit or {}).get("parametric") or {}
-    if pa.get("status") == "ok" and pa.get("caveats") and not pa.get("not_identified"):
-        text += f" The parametric fit is identified, but {'; '.join(pa['caveats'])}."
+    if pa.get("status") == "ok" and (caveats := entry_caveats(pa)):
+        text += f" The parametric fit is identified, but {'; '.join(caveats)}."
     return text
 
 
@@ -271,7 +272,7 @@ def difference_sentence(fits: dict[str, dict | None]) -> str | None:
     paper = PAPER_A[cnn] - PAPER_A[tok]
     noted = "".join(f" {_title(t)}'s parametric fit is identified, but {'; '.join(c)}."
                     for t in (tok, cnn) if method == "parametric"
-                    and (c := fits[t][method].get("caveats")))
+                    and (c := entry_caveats(fits[t][method])))
     return (f"{text}. The interval {where}, and it "
             f"{'includes' if lo <= paper <= hi else 'excludes'} the paper's {paper:.2f}.{noted}")
 

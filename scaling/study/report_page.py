@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_data.atomic import write_text_atomic
-from scaling.laws.identification import entry_issues
+from scaling.laws.identification import entry_caveats, entry_issues
 from scaling.tasks import TASKS
 
 TASK_TITLES = {name: task.title for name, task in TASKS.items()}
@@ -233,7 +233,7 @@ def coefficient_table(fits: dict[str, dict]) -> list[list[str]]:
         # a fit that does not identify its a says so in its cells, not only in the text below
         fr_mark = " (not identified)" if fr_ok and entry_issues("frontier", fr) else ""
         pa_mark = " (not identified)" if pa_ok and entry_issues("parametric", pa) else (
-            " (caveat below)" if pa_ok and pa.get("caveats") else "")
+            " (caveat below)" if pa_ok and entry_caveats(pa) else "")
         rows.append([
             TASK_TITLES.get(task, task),
             with_ci(fr, "a") + fr_mark if fr_ok else "N/A",

@@ -120,11 +120,11 @@ def test_section_51_names_the_caveat_of_an_identified_fit():
     assert text.count("identified, but") == 1  # not the sparse one, which is not identified
     assert _fits_json(fitted)["caveats"] == {"dense": [caveat]}
     # a difference of a's that rests on a caveated fit says so beside its verdict
-    fitted = {"unidentified": {}, "caveated": {"dense - superclass": "dense"}}
+    fitted = {"unidentified": {}, "caveated": {"dense - superclass": ["dense"]}}
     assert _verdict(Estimate(0.2, 0.1, 0.3), fitted, "dense - superclass") == (
         "yes; caveat: the dense fit's E interval reaches 0")
     assert _verdict(Estimate(0.2, 0.1, 0.3), fitted, "dense - sparse") == "yes"
-    both = {"unidentified": {}, "caveated": {"dense - sparse": "dense and sparse"}}
+    both = {"unidentified": {}, "caveated": {"dense - sparse": ["dense", "sparse"]}}
     assert _verdict(Estimate(0.1, -0.2, 0.3), both, "dense - sparse") == (
         "not significant (interval includes 0); caveat: the dense and sparse fits' E intervals "
         "reach 0")
