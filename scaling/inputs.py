@@ -248,8 +248,8 @@ def load_curves(paths, *, loss_key: str = LOSS_KEY, drop_nonfinite: bool = False
     used: dict[str, Path] = {}
     read: dict[Path, Path] = {}
     runs = {p: find_runs(p) for p in paths if p.is_dir()}  # each directory walked once
-    _check_one_task([m for p in paths if p.exists()  # before any file is parsed
-                     for m in (runs[p] if p in runs else [p] * p.name.endswith(".jsonl"))])
+    given = [runs[p] if p in runs else [p] for p in paths if p in runs or p.suffix == ".jsonl"]
+    _check_one_task([m for found in given for m in found if m.is_file()])  # before parsing
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(f"input {p} does not exist; pass a run directory, a study "
